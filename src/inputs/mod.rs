@@ -1,0 +1,244 @@
+//! `Inputs`: the plain bag of objects rudder's config sources produce, keyed by kind, namespace
+//! and name. A source turns raw documents into entries with [`decode`]; an entry whose content
+//! does not fit its kind's schema is kept as a rejected entry (with the field that failed), so the
+//! model can fall back to that object's last good version instead of dropping it.
+//! This module knows object shapes only: no cross-object checks, no Envoy, no I/O.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::diagnostic::{ConfigError, Origin};
+use crate::istio;
+
+/// The kinds rudder reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Namespace,
+    Service,
+    Pod,
+    EndpointSlice,
+    DestinationRule,
+    VirtualService,
+}
+
+impl Kind {
+    /// The kind for an `apiVersion` and `kind` pair, if rudder reads it.
+    pub fn from_type(api_version: &str, kind: &str) -> Option<Kind> {
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        match (group, version, kind) {
+            ("", "v1", "Namespace") => Some(Kind::Namespace),
+            ("", "v1", "Service") => Some(Kind::Service),
+            ("", "v1", "Pod") => Some(Kind::Pod),
+            ("discovery.k8s.io", "v1", "EndpointSlice") => Some(Kind::EndpointSlice),
+            (istio::NETWORKING_GROUP, v, kind) if istio::NETWORKING_VERSIONS.contains(&v) => {
+                match kind {
+                    "VirtualService" => Some(Kind::VirtualService),
+                    "DestinationRule" => Some(Kind::DestinationRule),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    pub fn is_namespaced(self) -> bool {
+        self != Kind::Namespace
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Namespace => "Namespace",
+            Kind::Service => "Service",
+            Kind::Pod => "Pod",
+            Kind::EndpointSlice => "EndpointSlice",
+            Kind::DestinationRule => "DestinationRule",
+            Kind::VirtualService => "VirtualService",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Identifies one object; `namespace` is empty for cluster-scoped kinds.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn new(kind: Kind, namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            kind,
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{} {}", self.kind, self.name)
+        } else {
+            write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+        }
+    }
+}
+
+/// The metadata rudder keeps for Istio objects.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Metadata {
+    pub name: String,
+    pub namespace: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// RFC 3339; istiod orders rules by creation time, then name.
+    pub creation_timestamp: Option<String>,
+}
+
+/// An Istio object: metadata and its typed spec.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct IstioObject<Spec> {
+    pub metadata: Metadata,
+    pub spec: Spec,
+}
+
+/// A decoded object of a kind rudder reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Object {
+    Namespace(Box<Namespace>),
+    Service(Box<Service>),
+    Pod(Box<Pod>),
+    EndpointSlice(Box<EndpointSlice>),
+    DestinationRule(Box<IstioObject<istio::DestinationRule>>),
+    VirtualService(Box<IstioObject<istio::VirtualService>>),
+}
+
+/// A field of an object that does not fit the schema.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// One object as a source saw it: where it came from, and either its decoded form or why its
+/// content was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub origin: Origin,
+    pub object: Result<Object, FieldError>,
+}
+
+/// Everything the sources currently hold.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Inputs {
+    pub entries: BTreeMap<ObjectKey, Entry>,
+    /// Problems that belong to no single object: unreadable files, duplicates, missing names.
+    pub problems: Vec<ConfigError>,
+}
+
+impl Inputs {
+    /// Adds an entry; the first definition of a key wins and a later one is reported.
+    pub fn insert(&mut self, key: ObjectKey, entry: Entry) {
+        if let Some(existing) = self.entries.get(&key) {
+            self.problems.push(
+                ConfigError::new(format!("duplicate definition; {} already defines it", existing.origin))
+                    .at(entry.origin)
+                    .on(key),
+            );
+            return;
+        }
+        self.entries.insert(key, entry);
+    }
+
+    /// Objects of one kind that decoded, in key order.
+    pub fn decoded(&self, kind: Kind) -> impl Iterator<Item = (&ObjectKey, &Object)> {
+        self.entries
+            .range(ObjectKey::new(kind, "", "")..)
+            .take_while(move |(key, _)| key.kind == kind)
+            .filter_map(|(key, entry)| entry.object.as_ref().ok().map(|object| (key, object)))
+    }
+}
+
+/// What [`decode`] makes of one raw document.
+#[derive(Debug)]
+pub enum Decoded {
+    /// A kind rudder reads, keyed; the object itself may still have been refused.
+    Object(ObjectKey, Result<Object, FieldError>),
+    /// A kind rudder does not read (`apiVersion` and `kind` as written).
+    Skipped { api_version: String, kind: String },
+}
+
+/// Decodes one raw object. `default_namespace` applies to namespaced kinds without one, as
+/// `kubectl apply` does with `default`.
+pub fn decode(value: Value, default_namespace: &str) -> Result<Decoded, ConfigError> {
+    let text = |field: &str| value.get(field).and_then(Value::as_str).unwrap_or_default().to_string();
+    let (api_version, kind_name) = (text("apiVersion"), text("kind"));
+    if api_version.is_empty() || kind_name.is_empty() {
+        return Err(ConfigError::new("not a Kubernetes object: apiVersion and kind are required"));
+    }
+    let Some(kind) = Kind::from_type(&api_version, &kind_name) else {
+        return Ok(Decoded::Skipped { api_version, kind: kind_name });
+    };
+    let metadata = value.get("metadata");
+    let field = |name: &str| metadata.and_then(|m| m.get(name)).and_then(Value::as_str).unwrap_or_default();
+    let name = field("name").to_string();
+    if name.is_empty() {
+        return Err(ConfigError::new(format!("{kind} without a name")).field("metadata.name"));
+    }
+    let namespace = match (kind.is_namespaced(), field("namespace")) {
+        (false, _) => String::new(),
+        (true, "") => default_namespace.to_string(),
+        (true, namespace) => namespace.to_string(),
+    };
+    let key = ObjectKey::new(kind, namespace.clone(), name);
+    let object = decode_object(kind, value).map(|object| with_namespace(object, &namespace));
+    Ok(Decoded::Object(key, object))
+}
+
+fn decode_object(kind: Kind, value: Value) -> Result<Object, FieldError> {
+    Ok(match kind {
+        Kind::Namespace => Object::Namespace(typed(value)?),
+        Kind::Service => Object::Service(typed(value)?),
+        Kind::Pod => Object::Pod(typed(value)?),
+        Kind::EndpointSlice => Object::EndpointSlice(typed(value)?),
+        Kind::DestinationRule => Object::DestinationRule(typed(value)?),
+        Kind::VirtualService => Object::VirtualService(typed(value)?),
+    })
+}
+
+/// Deserializes with the path of the failing field, so errors can name it.
+fn typed<T: DeserializeOwned>(value: Value) -> Result<Box<T>, FieldError> {
+    serde_path_to_error::deserialize(value).map(Box::new).map_err(|error| FieldError {
+        field: error.path().to_string(),
+        message: error.into_inner().to_string(),
+    })
+}
+
+/// Fills in the namespace a document left out, so later stages never guess it.
+fn with_namespace(mut object: Object, namespace: &str) -> Object {
+    let slot = match &mut object {
+        Object::Namespace(_) => return object,
+        Object::Service(o) => &mut o.metadata.namespace,
+        Object::Pod(o) => &mut o.metadata.namespace,
+        Object::EndpointSlice(o) => &mut o.metadata.namespace,
+        Object::DestinationRule(o) => &mut o.metadata.namespace,
+        Object::VirtualService(o) => &mut o.metadata.namespace,
+    };
+    *slot = Some(namespace.to_string());
+    object
+}

@@ -1,0 +1,26 @@
+//! rudder: an Istio-compatible Envoy control plane.
+//!
+//! Config flows through a pipeline of plain values; only the sources and the servers do I/O:
+//!
+//! ```text
+//!  source::file ─┐                 model::build                 translate::translate
+//!  (YAML dirs)   ├─> inputs::Inputs ─────────────> model::Model ───────────────────────> translate::Resources
+//!  (kube, later) ┘   objects by       (+ last good   services,     (+ proxy::Proxy)      clusters, endpoints,
+//!                    kind/ns/name      versions)     endpoints,                          listeners, routes
+//!                                                    routing rules                              │
+//!                                                                                               v
+//!                                             xds::connection (sans-IO state machine) <─ xds::server (tonic ADS)
+//! ```
+//!
+//! `serve` wires the stages together: sources publish `Inputs`, the model is rebuilt and published
+//! through a `tokio::sync::watch` channel, and every xDS connection translates for its proxy and
+//! pushes what changed. `admin` serves readiness, metrics and config dumps.
+
+pub mod diagnostic;
+pub mod duration;
+pub mod envoy_json;
+pub mod inputs;
+pub mod istio;
+pub mod model;
+pub mod proxy;
+pub mod translate;

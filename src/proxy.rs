@@ -1,0 +1,172 @@
+//! Who is asking: a proxy's identity from its Istio node id (`TYPE~IP~POD.NAMESPACE~NAMESPACE.svc.cluster.local`)
+//! and node metadata (`NAMESPACE`, `LABELS`, `INSTANCE_IPS`, `INTERCEPTION_MODE`). Labels and
+//! namespace missing from metadata are taken from the Pod with the proxy's IP in the model.
+//! Pure parsing; no I/O and no Envoy types (the xDS edge hands metadata over as JSON).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde_json::Value;
+
+use crate::model::Model;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ProxyKind {
+    Sidecar,
+    /// A gateway (`router` in the node id).
+    Router,
+}
+
+/// How traffic reaches the proxy; decides whether listeners bind for real.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord, Hash)]
+pub enum InterceptionMode {
+    #[default]
+    Redirect,
+    Tproxy,
+    /// No iptables: outbound listeners bind on loopback and the application calls them directly.
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyError {
+    #[error("node id {0:?} is not TYPE~IP~POD.NAMESPACE~NAMESPACE.svc.cluster.local")]
+    MalformedId(String),
+    #[error("node id {id:?}: unknown proxy type {kind:?} (expected sidecar or router)")]
+    UnknownType { id: String, kind: String },
+    #[error("node id {id:?}: {ip:?} is not an IP address")]
+    BadIp { id: String, ip: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Proxy {
+    /// The full node id, as Envoy sent it.
+    pub id: String,
+    pub kind: ProxyKind,
+    /// The first IP: from the node id, or `INSTANCE_IPS`.
+    pub ips: Vec<IpAddr>,
+    /// The pod name part of `POD.NAMESPACE`.
+    pub pod_name: String,
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+    pub interception: InterceptionMode,
+    /// The cluster DNS suffix (`cluster.local`), from the node id's last part.
+    pub dns_domain: String,
+}
+
+impl Proxy {
+    /// Parses a node id and its metadata (Envoy's `node.metadata` as JSON; `Value::Null` if none).
+    pub fn parse(id: &str, metadata: &Value) -> Result<Proxy, ProxyError> {
+        let parts: Vec<&str> = id.split('~').collect();
+        let [kind, ip, pod, domain] = parts[..] else {
+            return Err(ProxyError::MalformedId(id.to_string()));
+        };
+        let kind = match kind {
+            "sidecar" => ProxyKind::Sidecar,
+            "router" => ProxyKind::Router,
+            other => {
+                return Err(ProxyError::UnknownType {
+                    id: id.to_string(),
+                    kind: other.to_string(),
+                });
+            }
+        };
+        let text = |key: &str| metadata.get(key).and_then(Value::as_str).filter(|s| !s.is_empty());
+        let parse_ip = |ip: &str| {
+            ip.trim().parse::<IpAddr>().map_err(|_| ProxyError::BadIp {
+                id: id.to_string(),
+                ip: ip.to_string(),
+            })
+        };
+        let mut ips = vec![parse_ip(ip)?];
+        if let Some(instance_ips) = text("INSTANCE_IPS") {
+            for ip in instance_ips.split(',').filter(|ip| !ip.trim().is_empty()) {
+                let ip = parse_ip(ip)?;
+                if !ips.contains(&ip) {
+                    ips.push(ip);
+                }
+            }
+        }
+        let (pod_name, pod_namespace) = pod.split_once('.').unwrap_or((pod, ""));
+        // `NAMESPACE.svc.cluster.local`: the namespace, then the DNS domain after `svc.`.
+        let (domain_namespace, dns_domain) = match domain.split_once(".svc.") {
+            Some((namespace, suffix)) => (namespace, suffix),
+            None => (domain, "cluster.local"),
+        };
+        let namespace = text("NAMESPACE")
+            .or(Some(pod_namespace).filter(|ns| !ns.is_empty()))
+            .or(Some(domain_namespace).filter(|ns| !ns.is_empty()))
+            .unwrap_or("default");
+        let labels = metadata
+            .get("LABELS")
+            .and_then(Value::as_object)
+            .map(|labels| {
+                labels
+                    .iter()
+                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let interception = match text("INTERCEPTION_MODE") {
+            Some("NONE") => InterceptionMode::None,
+            Some("TPROXY") => InterceptionMode::Tproxy,
+            _ => InterceptionMode::Redirect,
+        };
+        Ok(Proxy {
+            id: id.to_string(),
+            kind,
+            ips,
+            pod_name: pod_name.to_string(),
+            namespace: namespace.to_string(),
+            labels,
+            interception,
+            dns_domain: dns_domain.to_string(),
+        })
+    }
+
+    /// Fills labels from the Pod with this proxy's IP when metadata carried none.
+    pub fn with_workload_labels(mut self, model: &Model) -> Proxy {
+        if self.labels.is_empty() {
+            let workload = self.ips.iter().find_map(|ip| model.workloads.get(ip));
+            if let Some(workload) = workload {
+                self.labels = workload.labels.clone();
+            }
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_istio_node_id() {
+        let proxy = Proxy::parse(
+            "sidecar~10.1.2.3~productpage-v1-abc.bookinfo~bookinfo.svc.cluster.local",
+            &json!({"LABELS": {"app": "productpage"}, "INTERCEPTION_MODE": "NONE"}),
+        )
+        .unwrap();
+        assert_eq!(proxy.kind, ProxyKind::Sidecar);
+        assert_eq!(proxy.ips, vec!["10.1.2.3".parse::<IpAddr>().unwrap()]);
+        assert_eq!(proxy.pod_name, "productpage-v1-abc");
+        assert_eq!(proxy.namespace, "bookinfo");
+        assert_eq!(proxy.dns_domain, "cluster.local");
+        assert_eq!(proxy.interception, InterceptionMode::None);
+        assert_eq!(proxy.labels["app"], "productpage");
+    }
+
+    #[test]
+    fn metadata_namespace_wins() {
+        let proxy = Proxy::parse("router~10.0.0.1~gw.a~a.svc.cluster.local", &json!({"NAMESPACE": "b"})).unwrap();
+        assert_eq!(proxy.namespace, "b");
+        assert_eq!(proxy.kind, ProxyKind::Router);
+    }
+
+    #[test]
+    fn rejects_malformed_ids() {
+        assert!(Proxy::parse("sidecar~1.2.3.4", &Value::Null).is_err());
+        assert!(Proxy::parse("waypoint~1.2.3.4~a.b~b.svc.cluster.local", &Value::Null).is_err());
+        assert!(Proxy::parse("sidecar~not-an-ip~a.b~b.svc.cluster.local", &Value::Null).is_err());
+    }
+}

@@ -1,0 +1,118 @@
+//! Translation: Model + Proxy -> the Envoy resources that proxy gets, as istiod would shape them
+//! (names, defaults, precedence). One module per xDS type; all of it pure and deterministic.
+
+mod cds;
+mod eds;
+mod lds;
+mod rds;
+
+use std::collections::BTreeMap;
+
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::config::listener::v3::Listener;
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::google::protobuf::Any;
+use prost::{Message, Name};
+
+use crate::model::Model;
+use crate::proxy::Proxy;
+
+/// The xDS resource types rudder serves, in the order ADS sends them (CDS, EDS, LDS, RDS), so
+/// nothing refers to a resource Envoy has not received yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ResourceType {
+    Cluster,
+    Endpoint,
+    Listener,
+    Route,
+}
+
+impl ResourceType {
+    pub const ALL: [ResourceType; 4] = [
+        ResourceType::Cluster,
+        ResourceType::Endpoint,
+        ResourceType::Listener,
+        ResourceType::Route,
+    ];
+
+    pub fn type_url(self) -> &'static str {
+        match self {
+            ResourceType::Cluster => "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+            ResourceType::Endpoint => {
+                "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+            }
+            ResourceType::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
+            ResourceType::Route => "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+        }
+    }
+
+    pub fn from_type_url(type_url: &str) -> Option<ResourceType> {
+        Self::ALL.into_iter().find(|ty| ty.type_url() == type_url)
+    }
+
+    /// LDS and CDS always send the full set; EDS and RDS send the names asked for.
+    pub fn is_wildcard(self) -> bool {
+        matches!(self, ResourceType::Cluster | ResourceType::Listener)
+    }
+
+    /// A short name for logs and metrics: `cds`, `eds`, `lds`, `rds`.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            ResourceType::Cluster => "cds",
+            ResourceType::Endpoint => "eds",
+            ResourceType::Listener => "lds",
+            ResourceType::Route => "rds",
+        }
+    }
+}
+
+/// Everything one proxy gets, by resource name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resources {
+    pub clusters: BTreeMap<String, Cluster>,
+    pub endpoints: BTreeMap<String, ClusterLoadAssignment>,
+    pub listeners: BTreeMap<String, Listener>,
+    pub routes: BTreeMap<String, RouteConfiguration>,
+}
+
+impl Resources {
+    /// The resources of one type, encoded for the wire, by name.
+    pub fn encode(&self, ty: ResourceType) -> BTreeMap<String, Any> {
+        match ty {
+            ResourceType::Cluster => encode_all(&self.clusters),
+            ResourceType::Endpoint => encode_all(&self.endpoints),
+            ResourceType::Listener => encode_all(&self.listeners),
+            ResourceType::Route => encode_all(&self.routes),
+        }
+    }
+}
+
+fn encode_all<M: Message + Name>(resources: &BTreeMap<String, M>) -> BTreeMap<String, Any> {
+    resources
+        .iter()
+        .map(|(name, resource)| (name.clone(), any(resource)))
+        .collect()
+}
+
+/// Packs a message into `Any` with its type URL.
+pub fn any<M: Message + Name>(message: &M) -> Any {
+    Any {
+        type_url: M::type_url(),
+        value: message.encode_to_vec(),
+    }
+}
+
+/// All resources for one proxy.
+pub fn translate(model: &Model, proxy: &Proxy) -> Resources {
+    let clusters = cds::clusters(model, proxy);
+    let endpoints = eds::endpoints(model, proxy, &clusters);
+    let (listeners, route_names) = lds::listeners(model, proxy);
+    let routes = rds::routes(model, proxy, &route_names);
+    Resources {
+        clusters,
+        endpoints,
+        listeners,
+        routes,
+    }
+}
