@@ -16,11 +16,17 @@
 //! through a `tokio::sync::watch` channel, and every xDS connection translates for its proxy and
 //! pushes what changed. `admin` serves readiness, metrics and config dumps.
 
+pub mod admin;
+pub mod bootstrap;
 pub mod diagnostic;
 pub mod duration;
 pub mod envoy_json;
 pub mod inputs;
 pub mod istio;
+pub mod metrics;
 pub mod model;
 pub mod proxy;
+pub mod serve;
+pub mod source;
 pub mod translate;
+pub mod xds;

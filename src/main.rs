@@ -1,1 +1,185 @@
-fn main() {}
+//! The `rudder` command line: `serve`, `validate`, `bootstrap` and `translate`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use rudder::bootstrap::{BootstrapOptions, bootstrap_json};
+use rudder::envoy_json::config_dump;
+use rudder::model::{LastGood, build};
+use rudder::proxy::Proxy;
+use rudder::serve::{ServeOptions, Server};
+use rudder::source::file::load_dirs;
+use rudder::translate::translate;
+
+#[derive(Parser)]
+#[command(name = "rudder", version, about = "An Istio-compatible Envoy control plane")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve Istio config from YAML directories to Envoy over ADS.
+    ///
+    /// Example: rudder serve --config-dir examples/bookinfo
+    #[command(after_help = "Example:\n  rudder serve --config-dir examples/bookinfo --xds-address 127.0.0.1:15010")]
+    Serve {
+        /// A directory of YAML/JSON config, read recursively and followed for changes (repeatable).
+        #[arg(long = "config-dir", required = true)]
+        config_dirs: Vec<PathBuf>,
+        /// Where ADS (gRPC, state of the world) listens.
+        #[arg(long, default_value = "0.0.0.0:15010")]
+        xds_address: SocketAddr,
+        /// Where /ready, /metrics and /debug/config_dump listen.
+        #[arg(long, default_value = "0.0.0.0:15014")]
+        admin_address: SocketAddr,
+    },
+    /// Check config files or directories; print one line per problem and exit 1 if any.
+    #[command(after_help = "Example:\n  rudder validate examples/bookinfo my-rules.yaml")]
+    Validate {
+        /// Files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Print an Envoy bootstrap (YAML) that connects a stock Envoy to rudder.
+    #[command(after_help = "Example:\n  rudder bootstrap --node-id sidecar~127.0.0.1~productpage-v1.bookinfo~bookinfo.svc.cluster.local \\\n    --xds-address 127.0.0.1:15010 --metadata '{\"INTERCEPTION_MODE\":\"NONE\"}' > envoy.yaml\n  envoy -c envoy.yaml")]
+    Bootstrap {
+        /// Istio node id: TYPE~IP~POD.NAMESPACE~NAMESPACE.svc.cluster.local
+        #[arg(long)]
+        node_id: String,
+        /// rudder's xDS address, HOST:PORT.
+        #[arg(long, default_value = "istiod.istio-system.svc:15010")]
+        xds_address: String,
+        /// Node metadata as a JSON object (NAMESPACE, LABELS, INTERCEPTION_MODE, ...).
+        #[arg(long)]
+        metadata: Option<String>,
+        /// Envoy's admin address.
+        #[arg(long, default_value = "127.0.0.1:15000")]
+        admin_address: SocketAddr,
+    },
+    /// Print the resources one proxy gets, as JSON in the shape of Envoy's config_dump.
+    #[command(after_help = "Example:\n  rudder translate --config-dir examples/bookinfo \\\n    --node-id sidecar~127.0.10.1~productpage-v1.bookinfo~bookinfo.svc.cluster.local")]
+    Translate {
+        /// A config directory (repeatable).
+        #[arg(long = "config-dir", required = true)]
+        config_dirs: Vec<PathBuf>,
+        /// Istio node id of the proxy.
+        #[arg(long)]
+        node_id: String,
+        /// Node metadata as a JSON object.
+        #[arg(long)]
+        metadata: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse().command) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("rudder: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve {
+            config_dirs,
+            xds_address,
+            admin_address,
+        } => {
+            let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
+            runtime.block_on(async {
+                let server = Server::start(ServeOptions {
+                    config_dirs,
+                    xds_address,
+                    admin_address,
+                })
+                .await?;
+                server.run_until(shutdown_signal()).await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { paths } => {
+            let built = build(&load_dirs(&paths).inputs(), &LastGood::default());
+            for error in &built.errors {
+                println!("{error}");
+            }
+            Ok(if built.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Bootstrap {
+            node_id,
+            xds_address,
+            metadata,
+            admin_address,
+        } => {
+            let metadata = parse_metadata(metadata.as_deref())?;
+            Proxy::parse(&node_id, &metadata)?;
+            let json = bootstrap_json(&BootstrapOptions {
+                node_id,
+                xds_address,
+                metadata,
+                admin_address,
+            })?;
+            print!("{}", serde_saphyr::to_string(&json).context("render the bootstrap as YAML")?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Translate {
+            config_dirs,
+            node_id,
+            metadata,
+        } => {
+            let metadata = parse_metadata(metadata.as_deref())?;
+            let built = build(&load_dirs(&config_dirs).inputs(), &LastGood::default());
+            for error in &built.errors {
+                eprintln!("{error}");
+            }
+            let proxy = Proxy::parse(&node_id, &metadata)?.with_workload_labels(&built.model);
+            let resources = translate(&built.model, &proxy);
+            let dump = config_dump(&resources, |_| String::new())?;
+            println!("{}", serde_json::to_string_pretty(&dump)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn parse_metadata(metadata: Option<&str>) -> anyhow::Result<serde_json::Value> {
+    match metadata {
+        None => Ok(serde_json::Value::Null),
+        Some(text) => serde_json::from_str(text).context("--metadata must be a JSON object"),
+    }
+}
+
+/// Ctrl-C or SIGTERM (what Kubernetes sends).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -4,6 +4,8 @@
 //! model can fall back to that object's last good version instead of dropping it.
 //! This module knows object shapes only: no cross-object checks, no Envoy, no I/O.
 
+pub mod yaml;
+
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -195,12 +197,18 @@ pub fn decode(value: Value, default_namespace: &str) -> Result<Decoded, ConfigEr
         return Ok(Decoded::Skipped { api_version, kind: kind_name });
     };
     let metadata = value.get("metadata");
-    let field = |name: &str| metadata.and_then(|m| m.get(name)).and_then(Value::as_str).unwrap_or_default();
-    let name = field("name").to_string();
+    // An unquoted `namespace: 123` is a YAML number; reading it as absent would file the object
+    // under the default namespace.
+    let field = |name: &str| match metadata.and_then(|m| m.get(name)) {
+        None | Some(Value::Null) => Ok(""),
+        Some(Value::String(text)) => Ok(text.as_str()),
+        Some(_) => Err(ConfigError::new("must be a string").field(format!("metadata.{name}"))),
+    };
+    let name = field("name")?.to_string();
     if name.is_empty() {
         return Err(ConfigError::new(format!("{kind} without a name")).field("metadata.name"));
     }
-    let namespace = match (kind.is_namespaced(), field("namespace")) {
+    let namespace = match (kind.is_namespaced(), field("namespace")?) {
         (false, _) => String::new(),
         (true, "") => default_namespace.to_string(),
         (true, namespace) => namespace.to_string(),
@@ -241,4 +249,49 @@ fn with_namespace(mut object: Object, namespace: &str) -> Object {
     };
     *slot = Some(namespace.to_string());
     object
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn key(value: Value) -> Result<ObjectKey, ConfigError> {
+        match decode(value, "default")? {
+            Decoded::Object(key, _) => Ok(key),
+            Decoded::Skipped { api_version, kind } => panic!("skipped {api_version} {kind}"),
+        }
+    }
+
+    #[test]
+    fn namespace_defaults_only_when_absent() {
+        let service = |metadata: Value| json!({"apiVersion": "v1", "kind": "Service", "metadata": metadata});
+        assert_eq!(key(service(json!({"name": "a"}))), Ok(ObjectKey::new(Kind::Service, "default", "a")));
+        assert_eq!(
+            key(service(json!({"name": "a", "namespace": null}))),
+            Ok(ObjectKey::new(Kind::Service, "default", "a"))
+        );
+        assert_eq!(
+            key(service(json!({"name": "a", "namespace": 123}))).unwrap_err().to_string(),
+            "metadata.namespace: must be a string"
+        );
+        assert_eq!(
+            key(service(json!({"name": 7}))).unwrap_err().to_string(),
+            "metadata.name: must be a string"
+        );
+        assert_eq!(key(service(json!({}))).unwrap_err().to_string(), "metadata.name: Service without a name");
+    }
+
+    #[test]
+    fn other_kinds_are_skipped_and_non_objects_refused() {
+        assert!(matches!(
+            decode(json!({"apiVersion": "v1", "kind": "ConfigMap"}), "default"),
+            Ok(Decoded::Skipped { .. })
+        ));
+        assert_eq!(
+            decode(json!("text"), "default").unwrap_err().to_string(),
+            "not a Kubernetes object: apiVersion and kind are required"
+        );
+    }
 }

@@ -86,7 +86,25 @@ pub struct HttpDirectResponse {
 #[serde(rename_all = "camelCase")]
 pub enum HttpBody {
     String(String),
-    Bytes(String),
+    /// Base64 in YAML, as protobuf JSON writes bytes.
+    Bytes(#[serde(with = "base64_bytes")] Vec<u8>),
+}
+
+mod base64_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        STANDARD
+            .decode(text.trim())
+            .map_err(|error| serde::de::Error::custom(format!("invalid base64: {error}")))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

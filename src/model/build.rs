@@ -1,10 +1,22 @@
-//! Builds the Model from Inputs, falling back to last good versions of invalid objects.
+//! Builds the Model from Inputs. Objects are admitted kind by kind, in dependency order
+//! (Kubernetes objects, then DestinationRules, then VirtualServices that may refer to both); an
+//! object that fails to decode or validate is replaced by its last good version, and the error is
+//! kept for the caller to report.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
-use super::Model;
+use k8s_openapi::api::core::v1::{Pod, Service as KubeService};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+use super::validate::{validate_destination_rule, validate_virtual_service};
+use super::{
+    DEFAULT_DNS_DOMAIN, DestinationRule, Endpoint, MESH_GATEWAY, Model, Protocol, Service,
+    ServicePort, VirtualService, Workload,
+};
 use crate::diagnostic::ConfigError;
-use crate::inputs::{Inputs, Object, ObjectKey};
+use crate::inputs::{Entry, Inputs, IstioObject, Kind, Object, ObjectKey};
+use crate::istio;
 
 /// The last version of every object that was valid when it was seen.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -16,12 +28,394 @@ pub struct LastGood {
 #[derive(Debug, Clone, Default)]
 pub struct Built {
     pub model: Model,
+    /// To pass to the next build.
     pub last_good: LastGood,
     /// Every problem found, sorted.
     pub errors: Vec<ConfigError>,
 }
 
+/// Admits objects one kind at a time, remembering what was accepted.
+struct Admission<'a> {
+    inputs: &'a Inputs,
+    previous: &'a LastGood,
+    accepted: LastGood,
+    errors: Vec<ConfigError>,
+}
+
+impl Admission<'_> {
+    /// Admits every entry of `kind` for which `check` passes; others fall back to their last
+    /// good version.
+    fn admit(&mut self, kind: Kind, check: impl Fn(&Object) -> Result<(), ConfigError>) {
+        let entries = self
+            .inputs
+            .entries
+            .range(ObjectKey::new(kind, "", "")..)
+            .take_while(|(key, _)| key.kind == kind);
+        for (key, Entry { origin, object }) in entries {
+            let verdict = match object {
+                Ok(object) => check(object).map(|()| object),
+                Err(error) => Err(ConfigError::new(&error.message).field(&error.field)),
+            };
+            match verdict {
+                Ok(object) => {
+                    self.accepted.objects.insert(key.clone(), object.clone());
+                }
+                Err(error) => {
+                    let fallback = self.previous.objects.get(key);
+                    let consequence = if fallback.is_some() {
+                        "; the last valid version stays in force"
+                    } else {
+                        "; not applied"
+                    };
+                    let mut error = error.at(origin.clone()).on(key.clone());
+                    error.message.push_str(consequence);
+                    self.errors.push(error);
+                    if let Some(object) = fallback {
+                        self.accepted.objects.insert(key.clone(), object.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    fn accepted(&self, kind: Kind) -> impl Iterator<Item = &Object> {
+        self.accepted
+            .objects
+            .range(ObjectKey::new(kind, "", "")..)
+            .take_while(move |(key, _)| key.kind == kind)
+            .map(|(_, object)| object)
+    }
+}
+
+/// Builds a Model from `inputs`; `previous` is the `last_good` of the build before (or default).
 pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
-    let _ = (inputs, previous);
-    Built::default()
+    let mut admission = Admission {
+        inputs,
+        previous,
+        accepted: LastGood::default(),
+        errors: inputs.problems.clone(),
+    };
+    let dns_domain = DEFAULT_DNS_DOMAIN;
+    for kind in [Kind::Namespace, Kind::Pod, Kind::Service, Kind::EndpointSlice] {
+        admission.admit(kind, |_| Ok(()));
+    }
+
+    let workloads = workloads(admission.accepted(Kind::Pod));
+    let services = services(
+        admission.accepted(Kind::Service),
+        admission.accepted(Kind::EndpointSlice),
+        &workloads,
+        dns_domain,
+    );
+
+    admission.admit(Kind::DestinationRule, |object| match object {
+        Object::DestinationRule(rule) => validate_destination_rule(&rule.spec),
+        _ => Ok(()),
+    });
+    let destination_rules = destination_rules(admission.accepted(Kind::DestinationRule), dns_domain);
+
+    admission.admit(Kind::VirtualService, |object| match object {
+        Object::VirtualService(vs) => {
+            let resolved = virtual_service(vs, dns_domain);
+            validate_virtual_service(&vs.spec, &resolved, &services, &destination_rules)
+        }
+        _ => Ok(()),
+    });
+    let virtual_services = virtual_services(admission.accepted(Kind::VirtualService), dns_domain);
+
+    let mut errors = admission.errors;
+    errors.sort();
+    errors.dedup();
+    Built {
+        model: Model {
+            dns_domain: dns_domain.to_string(),
+            services,
+            destination_rules,
+            virtual_services,
+            workloads,
+        },
+        last_good: admission.accepted,
+        errors,
+    }
+}
+
+fn namespace_of(namespace: &Option<String>) -> &str {
+    namespace.as_deref().unwrap_or("default")
+}
+
+/// Expands a short host name the way istiod does: a name without dots lives in `namespace`;
+/// anything with a dot (or a wildcard) is taken as written.
+pub(crate) fn resolve_host(host: &str, namespace: &str, dns_domain: &str) -> String {
+    if host.contains('.') || host.starts_with('*') {
+        host.to_string()
+    } else {
+        format!("{host}.{namespace}.svc.{dns_domain}")
+    }
+}
+
+fn workloads<'a>(pods: impl Iterator<Item = &'a Object>) -> BTreeMap<IpAddr, Workload> {
+    let mut workloads = BTreeMap::new();
+    for object in pods {
+        let Object::Pod(pod) = object else { continue };
+        let workload = Workload {
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            namespace: namespace_of(&pod.metadata.namespace).to_string(),
+            labels: pod.metadata.labels.clone().unwrap_or_default(),
+        };
+        for ip in pod_ips(pod) {
+            workloads.entry(ip).or_insert_with(|| workload.clone());
+        }
+    }
+    workloads
+}
+
+fn pod_ips(pod: &Pod) -> Vec<IpAddr> {
+    let Some(status) = &pod.status else {
+        return Vec::new();
+    };
+    let listed = status.pod_ips.iter().flatten().map(|ip| ip.ip.as_str());
+    let mut ips: Vec<IpAddr> = status
+        .pod_ip
+        .as_deref()
+        .into_iter()
+        .chain(listed)
+        .filter_map(|ip| ip.parse().ok())
+        .collect();
+    ips.dedup();
+    ips
+}
+
+/// Istio's protocol selection: `appProtocol` first, then the port name's prefix.
+pub(crate) fn protocol_of(name: &str, app_protocol: Option<&str>) -> Protocol {
+    let from_name = |name: &str| {
+        let prefix = name.split('-').next().unwrap_or_default().to_ascii_lowercase();
+        match prefix.as_str() {
+            "http" => Some(Protocol::Http),
+            "http2" | "h2c" | "kubernetes.io/h2c" => Some(Protocol::Http2),
+            "grpc" => Some(Protocol::Grpc),
+            "https" => Some(Protocol::Https),
+            "tls" => Some(Protocol::Tls),
+            "tcp" => Some(Protocol::Tcp),
+            _ => None,
+        }
+    };
+    app_protocol
+        .and_then(from_name)
+        .or_else(|| from_name(name))
+        .unwrap_or(Protocol::Tcp)
+}
+
+fn services<'a>(
+    services: impl Iterator<Item = &'a Object>,
+    slices: impl Iterator<Item = &'a Object>,
+    workloads: &BTreeMap<IpAddr, Workload>,
+    dns_domain: &str,
+) -> BTreeMap<String, Service> {
+    let mut by_host = BTreeMap::new();
+    for object in services {
+        let Object::Service(service) = object else { continue };
+        let service = service_model(service, dns_domain);
+        by_host.insert(service.hostname.clone(), service);
+    }
+    for object in slices {
+        let Object::EndpointSlice(slice) = object else { continue };
+        let labels = slice.metadata.labels.as_ref();
+        let Some(service_name) = labels.and_then(|labels| labels.get("kubernetes.io/service-name")) else {
+            continue;
+        };
+        let namespace = namespace_of(&slice.metadata.namespace);
+        let host = format!("{service_name}.{namespace}.svc.{dns_domain}");
+        if let Some(service) = by_host.get_mut(&host) {
+            service.endpoints.extend(slice_endpoints(slice, service, workloads));
+        }
+    }
+    for service in by_host.values_mut() {
+        service.endpoints.sort();
+        service.endpoints.dedup();
+    }
+    by_host
+}
+
+fn service_model(service: &KubeService, dns_domain: &str) -> Service {
+    let name = service.metadata.name.clone().unwrap_or_default();
+    let namespace = namespace_of(&service.metadata.namespace).to_string();
+    let spec = service.spec.clone().unwrap_or_default();
+    let cluster_ips = spec
+        .cluster_ips
+        .iter()
+        .flatten()
+        .chain(spec.cluster_ip.iter())
+        .filter_map(|ip| ip.parse().ok())
+        .fold(Vec::new(), |mut ips, ip| {
+            if !ips.contains(&ip) {
+                ips.push(ip);
+            }
+            ips
+        });
+    let ports = spec
+        .ports
+        .iter()
+        .flatten()
+        // Sidecars carry TCP (and protocols on top of it) only, as in Istio.
+        .filter(|port| port.protocol.as_deref().unwrap_or("TCP") == "TCP")
+        .filter_map(|port| {
+            let number = u16::try_from(port.port).ok()?;
+            let name = port.name.clone().unwrap_or_default();
+            Some(ServicePort {
+                protocol: protocol_of(&name, port.app_protocol.as_deref()),
+                name,
+                port: number,
+            })
+        })
+        .collect();
+    Service {
+        hostname: format!("{name}.{namespace}.svc.{dns_domain}"),
+        name,
+        namespace,
+        cluster_ips,
+        ports,
+        endpoints: Vec::new(),
+    }
+}
+
+/// Ready endpoints of one slice, one per address and service port; labels come from the Pod the
+/// endpoint names, else from the Pod with that IP.
+fn slice_endpoints(slice: &EndpointSlice, service: &Service, workloads: &BTreeMap<IpAddr, Workload>) -> Vec<Endpoint> {
+    let mut endpoints = Vec::new();
+    let slice_ports = slice.ports.iter().flatten();
+    for endpoint in &slice.endpoints {
+        // Kubernetes asks consumers to treat an unknown readiness as ready.
+        let ready = endpoint.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+        if !ready {
+            continue;
+        }
+        let target_labels = endpoint
+            .target_ref
+            .as_ref()
+            .filter(|target| target.kind.as_deref() == Some("Pod"))
+            .and_then(|target| {
+                let namespace = target.namespace.as_deref().unwrap_or(&service.namespace);
+                let name = target.name.as_deref()?;
+                workloads
+                    .values()
+                    .find(|w| w.name == name && w.namespace == namespace)
+                    .map(|w| w.labels.clone())
+            });
+        for address in endpoint.addresses.iter().filter_map(|a| a.parse::<IpAddr>().ok()) {
+            let labels = target_labels
+                .clone()
+                .or_else(|| workloads.get(&address).map(|w| w.labels.clone()))
+                .unwrap_or_default();
+            for slice_port in slice_ports.clone() {
+                let slice_port_name = slice_port.name.as_deref().unwrap_or_default();
+                let Some(port) = slice_port.port.and_then(|p| u16::try_from(p).ok()) else {
+                    continue;
+                };
+                for service_port in service.ports.iter().filter(|p| p.name == slice_port_name) {
+                    endpoints.push(Endpoint {
+                        service_port: service_port.port,
+                        address,
+                        port,
+                        labels: labels.clone(),
+                    });
+                }
+            }
+        }
+    }
+    endpoints
+}
+
+/// Precedence among Istio objects: oldest first, then namespace and name.
+fn by_precedence<'a, Spec>(objects: &mut [&'a IstioObject<Spec>]) {
+    objects.sort_by(|a, b| {
+        let key = |o: &'a IstioObject<Spec>| {
+            (
+                o.metadata.creation_timestamp.clone().unwrap_or_default(),
+                o.metadata.namespace.clone().unwrap_or_default(),
+                o.metadata.name.clone(),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+}
+
+/// One rule per host: the first by precedence sets the traffic policy; subsets from later rules
+/// for the same host are added when their names are new.
+fn destination_rules<'a>(objects: impl Iterator<Item = &'a Object>, dns_domain: &str) -> BTreeMap<String, DestinationRule> {
+    let mut rules: Vec<&IstioObject<istio::DestinationRule>> = objects
+        .filter_map(|object| match object {
+            Object::DestinationRule(rule) => Some(rule.as_ref()),
+            _ => None,
+        })
+        .collect();
+    by_precedence(&mut rules);
+    let mut by_host: BTreeMap<String, DestinationRule> = BTreeMap::new();
+    for rule in rules {
+        let namespace = namespace_of(&rule.metadata.namespace);
+        let host = resolve_host(&rule.spec.host, namespace, dns_domain);
+        match by_host.get_mut(&host) {
+            Some(merged) => {
+                for subset in &rule.spec.subsets {
+                    if merged.subset(&subset.name).is_none() {
+                        merged.subsets.push(subset.clone());
+                    }
+                }
+            }
+            None => {
+                by_host.insert(
+                    host.clone(),
+                    DestinationRule {
+                        name: rule.metadata.name.clone(),
+                        namespace: namespace.to_string(),
+                        host,
+                        traffic_policy: rule.spec.traffic_policy.clone(),
+                        subsets: rule.spec.subsets.clone(),
+                    },
+                );
+            }
+        }
+    }
+    by_host
+}
+
+/// A VirtualService with its hosts, gateways and destinations resolved.
+pub(crate) fn virtual_service(vs: &IstioObject<istio::VirtualService>, dns_domain: &str) -> VirtualService {
+    let namespace = namespace_of(&vs.metadata.namespace);
+    let gateways = if vs.spec.gateways.is_empty() {
+        vec![MESH_GATEWAY.to_string()]
+    } else {
+        vs.spec
+            .gateways
+            .iter()
+            .map(|gateway| match gateway.as_str() {
+                MESH_GATEWAY => gateway.clone(),
+                g if g.contains('/') => g.to_string(),
+                g => format!("{namespace}/{g}"),
+            })
+            .collect()
+    };
+    let mut http = vs.spec.http.clone();
+    for route in &mut http {
+        for destination in &mut route.route {
+            destination.destination.host = resolve_host(&destination.destination.host, namespace, dns_domain);
+        }
+    }
+    VirtualService {
+        name: vs.metadata.name.clone(),
+        namespace: namespace.to_string(),
+        hosts: vs.spec.hosts.iter().map(|host| resolve_host(host, namespace, dns_domain)).collect(),
+        gateways,
+        http,
+    }
+}
+
+fn virtual_services<'a>(objects: impl Iterator<Item = &'a Object>, dns_domain: &str) -> Vec<VirtualService> {
+    let mut objects: Vec<&IstioObject<istio::VirtualService>> = objects
+        .filter_map(|object| match object {
+            Object::VirtualService(vs) => Some(vs.as_ref()),
+            _ => None,
+        })
+        .collect();
+    by_precedence(&mut objects);
+    objects.into_iter().map(|vs| virtual_service(vs, dns_domain)).collect()
 }

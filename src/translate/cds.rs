@@ -1,5 +1,126 @@
+//! CDS: one `outbound|PORT||HOST` cluster per service port, one `outbound|PORT|SUBSET|HOST` per
+//! DestinationRule subset, and the `BlackHoleCluster` and `PassthroughCluster` every sidecar has.
+//! Cluster defaults are istiod's: 10s connect timeout, LEAST_REQUEST, circuit breakers wide open,
+//! HTTP/2 upstream for http2 and grpc ports.
+
 use std::collections::BTreeMap;
-use envoy_types::pb::envoy::config::cluster::v3::Cluster;
-use crate::model::Model;
+
+use envoy_types::pb::envoy::config::cluster::v3::cluster::{
+    ClusterDiscoveryType, DiscoveryType, EdsClusterConfig, LbPolicy,
+};
+use envoy_types::pb::envoy::config::cluster::v3::{CircuitBreakers, Cluster, circuit_breakers};
+use envoy_types::pb::envoy::config::core::v3::{Http1ProtocolOptions, Http2ProtocolOptions};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
+    ExplicitHttpConfig, UpstreamProtocolOptions, UseDownstreamHttpConfig, explicit_http_config,
+};
+use envoy_types::pb::google::protobuf::UInt32Value;
+
+use super::{
+    BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, ads_config_source, any, outbound_cluster_name, proto_duration,
+};
+use crate::model::{Model, Protocol, Service, ServicePort};
 use crate::proxy::Proxy;
-pub fn clusters(_model: &Model, _proxy: &Proxy) -> BTreeMap<String, Cluster> { BTreeMap::new() }
+
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+pub fn clusters(model: &Model, _proxy: &Proxy) -> BTreeMap<String, Cluster> {
+    let mut clusters = BTreeMap::new();
+    for service in model.services.values() {
+        let subsets = model
+            .destination_rules
+            .get(&service.hostname)
+            .map(|rule| rule.subsets.as_slice())
+            .unwrap_or_default();
+        for port in &service.ports {
+            let subset_names = std::iter::once("").chain(subsets.iter().map(|subset| subset.name.as_str()));
+            for subset in subset_names {
+                let cluster = outbound_cluster(service, port, subset);
+                clusters.insert(cluster.name.clone(), cluster);
+            }
+        }
+    }
+    for cluster in [blackhole_cluster(), passthrough_cluster()] {
+        clusters.insert(cluster.name.clone(), cluster);
+    }
+    clusters
+}
+
+fn outbound_cluster(service: &Service, port: &ServicePort, subset: &str) -> Cluster {
+    let name = outbound_cluster_name(port.port, subset, &service.hostname);
+    let mut protocol_options = BTreeMap::new();
+    if matches!(port.protocol, Protocol::Http2 | Protocol::Grpc) {
+        let options = HttpProtocolOptions {
+            upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {
+                protocol_config: Some(explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
+                    Http2ProtocolOptions::default(),
+                )),
+            })),
+            ..Default::default()
+        };
+        protocol_options.insert(HTTP_PROTOCOL_OPTIONS.to_string(), any(&options));
+    }
+    Cluster {
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
+        eds_cluster_config: Some(EdsClusterConfig {
+            eds_config: Some(ads_config_source()),
+            service_name: name.clone(),
+        }),
+        name,
+        connect_timeout: Some(proto_duration(CONNECT_TIMEOUT)),
+        lb_policy: LbPolicy::LeastRequest as i32,
+        circuit_breakers: Some(wide_open_circuit_breakers()),
+        typed_extension_protocol_options: protocol_options.into_iter().collect(),
+        ..Default::default()
+    }
+}
+
+/// istiod leaves limits to DestinationRules: by default every threshold is the maximum.
+fn wide_open_circuit_breakers() -> CircuitBreakers {
+    let max = Some(UInt32Value { value: u32::MAX });
+    CircuitBreakers {
+        thresholds: vec![circuit_breakers::Thresholds {
+            max_connections: max,
+            max_pending_requests: max,
+            max_requests: max,
+            max_retries: max,
+            track_remaining: true,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// Traffic with nowhere to go: a static cluster without endpoints.
+fn blackhole_cluster() -> Cluster {
+    Cluster {
+        name: BLACKHOLE_CLUSTER.to_string(),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
+        connect_timeout: Some(proto_duration(CONNECT_TIMEOUT)),
+        ..Default::default()
+    }
+}
+
+/// Traffic to destinations outside the registry: forwarded to the address the client dialled.
+fn passthrough_cluster() -> Cluster {
+    let options = HttpProtocolOptions {
+        upstream_protocol_options: Some(UpstreamProtocolOptions::UseDownstreamProtocolConfig(
+            UseDownstreamHttpConfig {
+                http_protocol_options: Some(Http1ProtocolOptions::default()),
+                http2_protocol_options: Some(Http2ProtocolOptions::default()),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    };
+    Cluster {
+        name: PASSTHROUGH_CLUSTER.to_string(),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::OriginalDst as i32)),
+        connect_timeout: Some(proto_duration(CONNECT_TIMEOUT)),
+        lb_policy: LbPolicy::ClusterProvided as i32,
+        circuit_breakers: Some(wide_open_circuit_breakers()),
+        typed_extension_protocol_options: [(HTTP_PROTOCOL_OPTIONS.to_string(), any(&options))].into_iter().collect(),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,219 @@
+//! The Envoy bootstrap `rudder bootstrap` prints: node identity, ADS (state of the world) to
+//! rudder, and nothing else a stock Envoy needs to be configured by rudder. Built as Envoy's own
+//! Bootstrap message so that it is always a bootstrap Envoy accepts.
+
+use std::net::SocketAddr;
+
+use envoy_types::pb::envoy::config::bootstrap::v3::bootstrap::{DynamicResources, StaticResources};
+use envoy_types::pb::envoy::config::bootstrap::v3::runtime_layer::LayerSpecifier;
+use envoy_types::pb::envoy::config::bootstrap::v3::{Admin, Bootstrap, LayeredRuntime, RuntimeLayer};
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
+use envoy_types::pb::envoy::config::core::v3::api_config_source::ApiType;
+use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
+use envoy_types::pb::envoy::config::core::v3::grpc_service::{EnvoyGrpc, TargetSpecifier};
+use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
+use envoy_types::pb::envoy::config::core::v3::{
+    Address, AggregatedConfigSource, ApiConfigSource, ApiVersion, ConfigSource, GrpcService,
+    Http2ProtocolOptions, Node, SocketAddress, address,
+};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
+};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
+    ExplicitHttpConfig, UpstreamProtocolOptions, explicit_http_config,
+};
+use envoy_types::pb::google::protobuf::{Duration, ListValue, Struct, Value, value::Kind};
+use serde_json::Value as Json;
+
+use crate::envoy_json::{self, JsonError};
+use crate::translate::any;
+
+/// The static cluster through which Envoy reaches rudder.
+pub const XDS_CLUSTER: &str = "xds-grpc";
+
+/// What a bootstrap is made of.
+#[derive(Debug, Clone)]
+pub struct BootstrapOptions {
+    pub node_id: String,
+    /// rudder's xDS address: `host:port`; a host name is resolved by Envoy (STRICT_DNS).
+    pub xds_address: String,
+    /// Node metadata (`NAMESPACE`, `LABELS`, `INTERCEPTION_MODE`, ...), a JSON object.
+    pub metadata: Json,
+    /// Envoy's own admin interface.
+    pub admin_address: SocketAddr,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("xDS address {0:?} is not HOST:PORT")]
+    BadXdsAddress(String),
+    #[error("metadata must be a JSON object, got {0}")]
+    BadMetadata(String),
+    #[error(transparent)]
+    Json(#[from] JsonError),
+}
+
+/// The bootstrap as Envoy's JSON (which Envoy also reads as YAML).
+pub fn bootstrap_json(options: &BootstrapOptions) -> Result<Json, BootstrapError> {
+    envoy_json::to_json(&bootstrap(options)?).map_err(Into::into)
+}
+
+pub fn bootstrap(options: &BootstrapOptions) -> Result<Bootstrap, BootstrapError> {
+    let (host, port) = options
+        .xds_address
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host.trim_matches(['[', ']']), port.parse::<u32>().ok()?)))
+        .filter(|(host, _)| !host.is_empty())
+        .ok_or_else(|| BootstrapError::BadXdsAddress(options.xds_address.clone()))?;
+    let metadata = match &options.metadata {
+        Json::Null => Struct::default(),
+        Json::Object(fields) => Struct {
+            fields: fields.iter().map(|(k, v)| (k.clone(), proto_value(v))).collect(),
+        },
+        other => return Err(BootstrapError::BadMetadata(other.to_string())),
+    };
+    let ads = ConfigSource {
+        config_source_specifier: Some(ConfigSourceSpecifier::Ads(AggregatedConfigSource {})),
+        initial_fetch_timeout: Some(Duration::default()),
+        resource_api_version: ApiVersion::V3 as i32,
+        ..Default::default()
+    };
+    Ok(Bootstrap {
+        node: Some(Node {
+            id: options.node_id.clone(),
+            cluster: node_cluster(&options.node_id, &options.metadata),
+            metadata: Some(metadata),
+            ..Default::default()
+        }),
+        dynamic_resources: Some(DynamicResources {
+            ads_config: Some(ApiConfigSource {
+                api_type: ApiType::Grpc as i32,
+                transport_api_version: ApiVersion::V3 as i32,
+                set_node_on_first_message_only: true,
+                grpc_services: vec![GrpcService {
+                    target_specifier: Some(TargetSpecifier::EnvoyGrpc(EnvoyGrpc {
+                        cluster_name: XDS_CLUSTER.to_string(),
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            cds_config: Some(ads.clone()),
+            lds_config: Some(ads),
+            ..Default::default()
+        }),
+        static_resources: Some(StaticResources {
+            clusters: vec![xds_cluster(host, port)],
+            ..Default::default()
+        }),
+        admin: Some(Admin {
+            address: Some(socket_address(&options.admin_address.ip().to_string(), u32::from(options.admin_address.port()))),
+            ..Default::default()
+        }),
+        layered_runtime: Some(runtime()),
+        ..Default::default()
+    })
+}
+
+/// `node.cluster`: the workload's `app` label and namespace, as Istio's service cluster.
+fn node_cluster(node_id: &str, metadata: &Json) -> String {
+    let app = metadata.pointer("/LABELS/app").and_then(Json::as_str);
+    let namespace = metadata.get("NAMESPACE").and_then(Json::as_str);
+    match (app, namespace) {
+        (Some(app), Some(namespace)) => format!("{app}.{namespace}"),
+        (Some(app), None) => app.to_string(),
+        _ => node_id.split('~').nth(2).unwrap_or("rudder").to_string(),
+    }
+}
+
+fn xds_cluster(host: &str, port: u32) -> Cluster {
+    let discovery = if host.parse::<std::net::IpAddr>().is_ok() {
+        DiscoveryType::Static
+    } else {
+        DiscoveryType::StrictDns
+    };
+    let http2 = HttpProtocolOptions {
+        upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {
+            protocol_config: Some(explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
+                Http2ProtocolOptions::default(),
+            )),
+        })),
+        ..Default::default()
+    };
+    Cluster {
+        name: XDS_CLUSTER.to_string(),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(discovery as i32)),
+        connect_timeout: Some(Duration { seconds: 1, nanos: 0 }),
+        typed_extension_protocol_options: [(
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
+            any(&http2),
+        )]
+        .into_iter()
+        .collect(),
+        load_assignment: Some(ClusterLoadAssignment {
+            cluster_name: XDS_CLUSTER.to_string(),
+            endpoints: vec![LocalityLbEndpoints {
+                lb_endpoints: vec![LbEndpoint {
+                    host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                        address: Some(socket_address(host, port)),
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn socket_address(host: &str, port: u32) -> Address {
+    Address {
+        address: Some(address::Address::SocketAddress(SocketAddress {
+            address: host.to_string(),
+            port_specifier: Some(PortSpecifier::PortValue(port)),
+            ..Default::default()
+        })),
+    }
+}
+
+/// Envoy refuses regexes whose RE2 program is larger than 100 by default; Istio raises the
+/// limit the same way so that VirtualService regexes behave as they do under istiod.
+fn runtime() -> LayeredRuntime {
+    let fields = [
+        ("re2.max_program_size.error_level", 32768.0),
+        ("re2.max_program_size.warn_level", 1024.0),
+    ];
+    LayeredRuntime {
+        layers: vec![RuntimeLayer {
+            name: "rudder".to_string(),
+            layer_specifier: Some(LayerSpecifier::StaticLayer(Struct {
+                fields: fields
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), Value { kind: Some(Kind::NumberValue(v)) }))
+                    .collect(),
+            })),
+        }],
+    }
+}
+
+/// A JSON value as a protobuf `Value`.
+fn proto_value(value: &Json) -> Value {
+    let kind = match value {
+        Json::Null => Kind::NullValue(0),
+        Json::Bool(b) => Kind::BoolValue(*b),
+        Json::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
+        Json::String(s) => Kind::StringValue(s.clone()),
+        Json::Array(items) => Kind::ListValue(ListValue {
+            values: items.iter().map(proto_value).collect(),
+        }),
+        Json::Object(fields) => Kind::StructValue(Struct {
+            fields: fields.iter().map(|(k, v)| (k.clone(), proto_value(v))).collect(),
+        }),
+    };
+    Value { kind: Some(kind) }
+}

@@ -1,0 +1,755 @@
+//! The config-directory source: reads every `*.yaml`, `*.yml` and `*.json` file under a set of
+//! directories (recursively), decodes their documents into [`Inputs`], and follows changes.
+//!
+//! It owns the per-file state: for each file, what its last successful parse decoded to. A file
+//! that stops parsing (or cannot be read) is reported once, at `FILE:LINE`, and keeps serving its
+//! last good objects while every other file applies; a deleted file's objects go away.
+//! It must not judge objects beyond their shape; that is the model's job.
+//!
+//! Choices:
+//! - Hidden entries (names starting with `.`) are skipped while walking. This follows the layout
+//!   of a Kubernetes ConfigMap volume, where the visible `name.yaml` entries are symlinks into a
+//!   hidden `..data` -> `..2024_…` directory pair that the kubelet swaps atomically; reading the
+//!   hidden copies too would define every object twice. It also skips `.git` and editor swap
+//!   files. Symlinks are followed; a directory reached twice through links is walked once.
+//! - A path given explicitly (a root) is read whatever its name, so `rudder validate x.txt` works.
+//! - Every change rescans all roots rather than mapping events to paths: a config directory is
+//!   small, it stays correct under renames, atomic symlink swaps and directories created later,
+//!   and files whose bytes did not change are not parsed again.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode};
+use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+use tokio::sync::{mpsc, watch};
+
+use crate::diagnostic::{ConfigError, Origin};
+use crate::inputs::yaml::{RawDocument, parse_documents};
+use crate::inputs::{Decoded, Entry, Inputs, ObjectKey, decode};
+
+/// Namespaced objects without one land here, as with `kubectl apply`.
+const DEFAULT_NAMESPACE: &str = "default";
+const EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
+/// Editors and `kubectl cp` write in bursts; one rescan per burst is enough.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// Why following config directories could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum FileSourceError {
+    #[error("config directory {}: {source}", path.display())]
+    Unreadable { path: PathBuf, source: io::Error },
+    #[error("config directory {}: not a directory", path.display())]
+    NotADirectory { path: PathBuf },
+    #[error("cannot start watching config directories: {0}")]
+    Start(#[source] notify::Error),
+    #[error("cannot watch {}: {source}", path.display())]
+    Watch {
+        path: PathBuf,
+        source: notify::Error,
+    },
+}
+
+/// The files under a set of roots (directories, or files named directly), as last read.
+#[derive(Debug, Clone, Default)]
+pub struct FileSource {
+    roots: Vec<PathBuf>,
+    files: BTreeMap<PathBuf, FileState>,
+    /// Roots and directories that could not be listed on the last scan.
+    problems: Vec<ConfigError>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct FileState {
+    /// The bytes last read, so that an unchanged file is not parsed again; `None` after a
+    /// failed read, so the next successful one is parsed.
+    bytes: Option<Vec<u8>>,
+    /// What the documents of the last successful parse decoded to; `None` until one succeeds.
+    last_good: Option<Vec<Document>>,
+    /// Why the latest read or parse failed.
+    error: Option<ConfigError>,
+}
+
+/// One document of a file, decoded.
+#[derive(Debug, Clone)]
+enum Document {
+    Object(ObjectKey, Entry),
+    Problem(ConfigError),
+}
+
+/// Reads every config file under `dirs`.
+pub fn load_dirs(dirs: &[PathBuf]) -> FileSource {
+    let mut source = FileSource::new(dirs.to_vec());
+    source.reload();
+    source
+}
+
+/// The file- and document-level problems of the config under `paths` (files or directories),
+/// read as the source reads them: syntax errors, unreadable files, documents that are not
+/// objects, duplicates. Sorted by origin. Problems inside objects are left to the model.
+pub fn validate_paths(paths: &[PathBuf]) -> Vec<ConfigError> {
+    let mut problems = load_dirs(paths).inputs().problems;
+    problems.sort();
+    problems
+}
+
+impl FileSource {
+    /// A source that has read nothing yet; see [`FileSource::reload`].
+    pub fn new(roots: Vec<PathBuf>) -> Self {
+        Self {
+            roots,
+            ..Self::default()
+        }
+    }
+
+    /// Rescans every root and re-reads every file, parsing only those whose bytes changed.
+    pub fn reload(&mut self) {
+        let mut scan = Scan::default();
+        for root in &self.roots {
+            scan.root(root);
+        }
+        // Files under a directory that could not be listed are kept rather than dropped: a
+        // permission glitch should not withdraw their objects.
+        for dir in &scan.unlisted {
+            scan.found.extend(
+                self.files
+                    .keys()
+                    .filter(|path| path.starts_with(dir))
+                    .cloned(),
+            );
+        }
+        self.files.retain(|path, _| scan.found.contains(path));
+        for path in scan.found {
+            let state = self.files.entry(path.clone()).or_default();
+            if !refresh(&path, state) {
+                self.files.remove(&path);
+            }
+        }
+        self.problems = scan.problems;
+    }
+
+    /// What the files hold: files in path order, each with its last good documents.
+    pub fn inputs(&self) -> Inputs {
+        let mut inputs = Inputs {
+            problems: self.problems.clone(),
+            ..Inputs::default()
+        };
+        for state in self.files.values() {
+            inputs.problems.extend(state.error.iter().cloned());
+            for document in state.last_good.iter().flatten() {
+                match document {
+                    Document::Object(key, entry) => inputs.insert(key.clone(), entry.clone()),
+                    Document::Problem(problem) => inputs.problems.push(problem.clone()),
+                }
+            }
+        }
+        inputs
+    }
+}
+
+/// Re-reads one file into its state; false when the file is gone.
+fn refresh(path: &Path, state: &mut FileState) -> bool {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return false,
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "cannot read config file");
+            state.bytes = None;
+            state.error =
+                Some(ConfigError::new(format!("cannot read: {error}")).at(origin(path, 1)));
+            return true;
+        }
+    };
+    if state.bytes.as_ref() == Some(&bytes) {
+        return true;
+    }
+    match parse_file(path, &bytes) {
+        Ok(documents) => {
+            state.last_good = Some(documents);
+            state.error = None;
+        }
+        Err(error) => state.error = Some(error),
+    }
+    state.bytes = Some(bytes);
+    true
+}
+
+fn parse_file(path: &Path, bytes: &[u8]) -> Result<Vec<Document>, ConfigError> {
+    let text = std::str::from_utf8(bytes).map_err(|error| {
+        let line = 1 + bytes[..error.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        ConfigError::new("not valid UTF-8").at(origin(path, line))
+    })?;
+    let documents = parse_documents(text).map_err(|error| {
+        ConfigError::new(format!("{} (column {})", error.message, error.column))
+            .at(origin(path, error.line))
+    })?;
+    Ok(documents
+        .into_iter()
+        .filter_map(|document| decode_document(path, document))
+        .collect())
+}
+
+fn decode_document(path: &Path, document: RawDocument) -> Option<Document> {
+    let origin = origin(path, document.line);
+    match decode(document.value, DEFAULT_NAMESPACE) {
+        Ok(Decoded::Object(key, object)) => Some(Document::Object(key, Entry { origin, object })),
+        Ok(Decoded::Skipped { api_version, kind }) => {
+            tracing::debug!(%origin, api_version, kind, "skipping a kind rudder does not read");
+            None
+        }
+        Err(error) => Some(Document::Problem(error.at(origin))),
+    }
+}
+
+fn origin(path: &Path, line: usize) -> Origin {
+    Origin::File {
+        path: path.to_path_buf(),
+        line,
+    }
+}
+
+/// The result of walking the roots.
+#[derive(Default)]
+struct Scan {
+    found: BTreeSet<PathBuf>,
+    /// Directories that exist but could not be listed.
+    unlisted: Vec<PathBuf>,
+    /// Canonical directories already walked, to stop at symlink cycles.
+    walked: BTreeSet<PathBuf>,
+    problems: Vec<ConfigError>,
+}
+
+impl Scan {
+    fn root(&mut self, root: &Path) {
+        match fs::metadata(root) {
+            Ok(metadata) if metadata.is_dir() => self.dir(root),
+            Ok(_) => {
+                self.found.insert(root.to_path_buf());
+            }
+            Err(error) => {
+                tracing::warn!(path = %root.display(), %error, "cannot read config path");
+                self.problems
+                    .push(ConfigError::new(format!("{}: {error}", root.display())));
+            }
+        }
+    }
+
+    fn dir(&mut self, dir: &Path) {
+        if let Ok(canonical) = fs::canonicalize(dir)
+            && !self.walked.insert(canonical)
+        {
+            return;
+        }
+        let listing = fs::read_dir(dir).and_then(|entries| {
+            entries
+                .map(|entry| entry.map(|entry| entry.path()))
+                .collect::<io::Result<Vec<_>>>()
+        });
+        let mut paths = match listing {
+            Ok(paths) => paths,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return,
+            Err(error) => {
+                tracing::warn!(path = %dir.display(), %error, "cannot list config directory");
+                self.problems
+                    .push(ConfigError::new(format!("{}: {error}", dir.display())));
+                self.unlisted.push(dir.to_path_buf());
+                return;
+            }
+        };
+        paths.sort();
+        for path in paths.into_iter().filter(|path| !is_hidden(path)) {
+            match fs::metadata(&path) {
+                Ok(metadata) if metadata.is_dir() => self.dir(&path),
+                Ok(metadata) if metadata.is_file() && is_config_file(&path) => {
+                    self.found.insert(path);
+                }
+                Ok(_) => {}
+                // A dangling symlink, or a file deleted since the listing.
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                // Reading will report it, keeping the file's last good objects.
+                Err(_) if is_config_file(&path) => {
+                    self.found.insert(path);
+                }
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "cannot read config path")
+                }
+            }
+        }
+    }
+}
+
+fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|name| name.as_encoded_bytes().starts_with(b"."))
+}
+
+fn is_config_file(path: &Path) -> bool {
+    path.extension()
+        .and_then(|extension| extension.to_str())
+        .is_some_and(|extension| {
+            EXTENSIONS
+                .iter()
+                .any(|known| extension.eq_ignore_ascii_case(known))
+        })
+}
+
+/// Follows config directories and publishes what they hold whenever it changes.
+pub struct FileWatcher {
+    source: FileSource,
+    changes: mpsc::Receiver<()>,
+    tx: watch::Sender<Arc<Inputs>>,
+    /// Dropping the debouncer ends the OS watches, so it lives as long as the watcher.
+    _debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
+}
+
+impl FileWatcher {
+    /// Checks that every dir exists, starts watching them (recursively), then reads them and
+    /// publishes the first `Inputs` before returning. The first read runs on the calling
+    /// thread; call this at startup, before serving.
+    pub fn start(
+        dirs: Vec<PathBuf>,
+        tx: watch::Sender<Arc<Inputs>>,
+    ) -> Result<Self, FileSourceError> {
+        for dir in &dirs {
+            match fs::metadata(dir) {
+                Ok(metadata) if metadata.is_dir() => {}
+                Ok(_) => return Err(FileSourceError::NotADirectory { path: dir.clone() }),
+                Err(source) => {
+                    return Err(FileSourceError::Unreadable {
+                        path: dir.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        // notify calls back on its own thread; a full channel already means "rescan pending".
+        let (changed, changes) = mpsc::channel(1);
+        let handler = move |result: DebounceEventResult| {
+            match result {
+                Ok(events) if !events.iter().any(|event| is_change(&event.kind)) => return,
+                Ok(_) => {}
+                // Errors can mean missed events (a queue overflow); a rescan recovers.
+                Err(errors) => {
+                    for error in errors {
+                        tracing::warn!(%error, "config directory watch error; rescanning");
+                    }
+                }
+            }
+            let _ = changed.try_send(());
+        };
+        let mut debouncer =
+            new_debouncer(DEBOUNCE, None, handler).map_err(FileSourceError::Start)?;
+        for dir in &dirs {
+            debouncer
+                .watch(dir, RecursiveMode::Recursive)
+                .map_err(|source| FileSourceError::Watch {
+                    path: dir.clone(),
+                    source,
+                })?;
+        }
+        // Watching starts before the first read, so no change can fall between the two.
+        let source = load_dirs(&dirs);
+        publish(&tx, source.inputs());
+        Ok(Self {
+            source,
+            changes,
+            tx,
+            _debouncer: debouncer,
+        })
+    }
+
+    /// Rescans after every burst of changes until every receiver of the channel is gone.
+    /// File I/O runs on tokio's blocking pool.
+    pub async fn run(mut self) {
+        loop {
+            tokio::select! {
+                change = self.changes.recv() => if change.is_none() { return },
+                () = self.tx.closed() => return,
+            }
+            let mut source = std::mem::take(&mut self.source);
+            let reloaded = tokio::task::spawn_blocking(move || {
+                source.reload();
+                let inputs = source.inputs();
+                (source, inputs)
+            })
+            .await;
+            match reloaded {
+                Ok((source, inputs)) => {
+                    self.source = source;
+                    publish(&self.tx, inputs);
+                }
+                Err(error) => match error.try_into_panic() {
+                    Ok(panic) => std::panic::resume_unwind(panic),
+                    // The runtime is shutting down.
+                    Err(_) => return,
+                },
+            }
+        }
+    }
+}
+
+/// Our own reads show up as open and close events; rescanning on them would never stop.
+fn is_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
+/// Publishes `inputs` unless they equal what receivers already have.
+fn publish(tx: &watch::Sender<Arc<Inputs>>, inputs: Inputs) {
+    tx.send_if_modified(|current| {
+        if **current == inputs {
+            return false;
+        }
+        *current = Arc::new(inputs);
+        true
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::inputs::Kind;
+
+    fn service(name: &str) -> String {
+        format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n")
+    }
+
+    fn write(dir: &Path, relative: &str, text: &str) -> PathBuf {
+        let path = dir.join(relative);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn key(name: &str) -> ObjectKey {
+        ObjectKey::new(Kind::Service, "default", name)
+    }
+
+    /// Every entry as `name -> path:line`.
+    fn origins(inputs: &Inputs) -> Vec<(String, String)> {
+        inputs
+            .entries
+            .iter()
+            .map(|(key, entry)| (key.name.clone(), entry.origin.to_string()))
+            .collect()
+    }
+
+    fn problems(inputs: &Inputs) -> Vec<String> {
+        inputs.problems.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn loads_every_config_file_under_the_dirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let a = write(
+            d,
+            "a.yaml",
+            &format!("# two\n{}---\n{}", service("a1"), service("a2")),
+        );
+        let b = write(
+            d,
+            "sub/deeper/b.json",
+            r#"{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "b", "namespace": "ns"}}"#,
+        );
+        let c = write(
+            d,
+            "c.YML",
+            &format!(
+                "apiVersion: v1\nkind: List\nitems:\n- {}",
+                service("c").replace('\n', "\n  ")
+            ),
+        );
+        write(d, "notes.txt", &service("ignored-extension"));
+        write(d, ".hidden.yaml", &service("ignored-hidden"));
+        write(d, "..data/d.yaml", &service("ignored-hidden-dir"));
+        write(
+            d,
+            "other.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: skipped}\n",
+        );
+
+        let other = tempfile::tempdir().unwrap();
+        let e = write(other.path(), "e.yaml", &service("e"));
+
+        let inputs = load_dirs(&[d.to_path_buf(), other.path().to_path_buf()]).inputs();
+        assert_eq!(problems(&inputs), Vec::<String>::new());
+        let at = |path: &Path, line: usize| format!("{}:{line}", path.display());
+        assert_eq!(
+            origins(&inputs),
+            vec![
+                ("a1".into(), at(&a, 2)),
+                ("a2".into(), at(&a, 7)),
+                ("c".into(), at(&c, 4)),
+                ("e".into(), at(&e, 1)),
+                ("b".into(), at(&b, 1)),
+            ]
+        );
+        assert!(
+            inputs
+                .entries
+                .contains_key(&ObjectKey::new(Kind::Service, "ns", "b"))
+        );
+    }
+
+    #[test]
+    fn a_broken_file_keeps_its_last_good_objects_while_others_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let a = write(d, "a.yaml", &service("a"));
+        let b = write(d, "b.yaml", &service("b"));
+        let mut source = load_dirs(&[d.to_path_buf()]);
+        let before = source.inputs();
+
+        write(
+            d,
+            "a.yaml",
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: [x\n",
+        );
+        write(d, "b.yaml", &service("b2"));
+        source.reload();
+        let inputs = source.inputs();
+        assert_eq!(inputs.entries.get(&key("a")), before.entries.get(&key("a")));
+        assert!(!inputs.entries.contains_key(&key("b")));
+        assert!(inputs.entries.contains_key(&key("b2")));
+        assert_eq!(
+            problems(&inputs),
+            vec![format!(
+                "{}:4: unclosed bracket '[' (column 9)",
+                a.display()
+            )]
+        );
+
+        // Unchanged and still broken: the same single error, not parsed again.
+        source.reload();
+        assert_eq!(source.inputs(), inputs);
+
+        write(d, "a.yaml", &format!("# fixed\n{}", service("a")));
+        source.reload();
+        let fixed = source.inputs();
+        assert_eq!(problems(&fixed), Vec::<String>::new());
+        assert_eq!(
+            fixed
+                .entries
+                .get(&key("a"))
+                .map(|entry| entry.origin.to_string()),
+            Some(format!("{}:2", a.display()))
+        );
+
+        fs::remove_file(&b).unwrap();
+        source.reload();
+        assert_eq!(
+            origins(&source.inputs()),
+            vec![("a".into(), format!("{}:2", a.display()))]
+        );
+    }
+
+    #[test]
+    fn a_file_that_never_parsed_contributes_only_its_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = write(
+            dir.path(),
+            "bad.yaml",
+            &format!("{}---\na: [1\n", service("a")),
+        );
+        let inputs = load_dirs(&[dir.path().to_path_buf()]).inputs();
+        assert!(inputs.entries.is_empty());
+        assert_eq!(inputs.problems.len(), 1);
+        assert_eq!(inputs.problems[0].origin, Some(origin(&bad, 6)));
+    }
+
+    #[test]
+    fn invalid_utf8_is_reported_at_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.yaml");
+        fs::write(&bad, b"a: 1\nb: \xff\n").unwrap();
+        let inputs = load_dirs(&[dir.path().to_path_buf()]).inputs();
+        assert_eq!(
+            problems(&inputs),
+            vec![format!("{}:2: not valid UTF-8", bad.display())]
+        );
+    }
+
+    #[test]
+    fn document_problems_and_duplicates_are_reported_where_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let a = write(
+            d,
+            "a.yaml",
+            &format!(
+                "{}---\nfoo: bar\n---\napiVersion: v1\nkind: Service\n",
+                service("x")
+            ),
+        );
+        let b = write(d, "b.yaml", &format!("\n{}", service("x")));
+        let inputs = load_dirs(&[d.to_path_buf()]).inputs();
+        assert_eq!(
+            problems(&inputs),
+            vec![
+                format!(
+                    "{}:6: not a Kubernetes object: apiVersion and kind are required",
+                    a.display()
+                ),
+                format!("{}:8: metadata.name: Service without a name", a.display()),
+                format!(
+                    "{}:2: Service default/x: duplicate definition; {}:1 already defines it",
+                    b.display(),
+                    a.display()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn validate_paths_takes_files_and_dirs_and_sorts() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let z = write(d, "z.yaml", "a: [\n");
+        let a = write(d, "sub/a.yaml", "kind: Service\n");
+        let named = write(d, "named.txt", "b: ]\n");
+        let missing = d.join("missing");
+        let problems: Vec<String> =
+            validate_paths(&[named.clone(), d.join("sub"), z.clone(), missing.clone()])
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+        assert_eq!(problems.len(), 4, "{problems:#?}");
+        assert!(
+            problems[0].starts_with(&format!("{}: ", missing.display())),
+            "{problems:#?}"
+        );
+        assert!(
+            problems[1].starts_with(&format!("{}:1: ", named.display())),
+            "{problems:#?}"
+        );
+        assert_eq!(
+            problems[2],
+            format!(
+                "{}:1: not a Kubernetes object: apiVersion and kind are required",
+                a.display()
+            )
+        );
+        assert!(
+            problems[3].starts_with(&format!("{}:1: ", z.display())),
+            "{problems:#?}"
+        );
+    }
+
+    #[test]
+    fn watching_a_missing_dir_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, _rx) = watch::channel(Arc::new(Inputs::default()));
+        let error = FileWatcher::start(vec![dir.path().join("missing")], tx)
+            .err()
+            .unwrap();
+        assert!(
+            matches!(error, FileSourceError::Unreadable { .. }),
+            "{error}"
+        );
+    }
+
+    /// Waits until the published inputs define exactly `names`.
+    async fn published(rx: &mut watch::Receiver<Arc<Inputs>>, names: &[&str]) {
+        let want: Vec<ObjectKey> = names.iter().map(|name| key(name)).collect();
+        let wait = rx.wait_for(|inputs| inputs.entries.keys().cloned().collect::<Vec<_>>() == want);
+        let deadline = Duration::from_secs(1);
+        if tokio::time::timeout(deadline, wait).await.is_err() {
+            panic!(
+                "not published within {deadline:?}: {names:?}, have {:?}",
+                origins(&rx.borrow())
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn watcher_follows_creates_renames_new_dirs_and_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write(d, "a.yaml", &service("a"));
+        let (tx, mut rx) = watch::channel(Arc::new(Inputs::default()));
+        let watcher = FileWatcher::start(vec![d.to_path_buf()], tx).unwrap();
+        assert_eq!(
+            rx.borrow_and_update()
+                .entries
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>(),
+            vec![key("a")]
+        );
+        let task = tokio::spawn(watcher.run());
+
+        let started = Instant::now();
+        write(d, "b.yaml", &service("b"));
+        published(&mut rx, &["a", "b"]).await;
+        eprintln!("first change published after {:?}", started.elapsed());
+
+        // An editor's atomic save: write elsewhere, rename over the file.
+        write(d, ".b.yaml.swp", &service("b2"));
+        fs::rename(d.join(".b.yaml.swp"), d.join("b.yaml")).unwrap();
+        published(&mut rx, &["a", "b2"]).await;
+
+        fs::create_dir(d.join("later")).unwrap();
+        write(d, "later/c.yaml", &service("c"));
+        published(&mut rx, &["a", "b2", "c"]).await;
+
+        fs::remove_file(d.join("a.yaml")).unwrap();
+        published(&mut rx, &["b2", "c"]).await;
+
+        // An unchanged result is not published again.
+        write(d, "notes.txt", "not config");
+        write(d, "later/c.yaml", &service("c"));
+        tokio::time::sleep(DEBOUNCE * 3).await;
+        assert!(!rx.has_changed().unwrap());
+
+        drop(rx);
+        tokio::time::timeout(Duration::from_secs(1), task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    /// The kubelet updates a ConfigMap volume by swapping the hidden `..data` symlink.
+    #[tokio::test]
+    async fn watcher_follows_a_configmap_volume_update() {
+        use std::os::unix::fs::symlink;
+
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write(d, "..v1/svc.yaml", &service("a"));
+        symlink("..v1", d.join("..data")).unwrap();
+        symlink("..data/svc.yaml", d.join("svc.yaml")).unwrap();
+        let (tx, mut rx) = watch::channel(Arc::new(Inputs::default()));
+        let watcher = FileWatcher::start(vec![d.to_path_buf()], tx).unwrap();
+        let origin = |inputs: &Inputs| {
+            origins(inputs)
+                .into_iter()
+                .map(|(_, at)| at)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            origin(&rx.borrow_and_update()),
+            vec![format!("{}:1", d.join("svc.yaml").display())]
+        );
+        tokio::spawn(watcher.run());
+
+        write(d, "..v2/svc.yaml", &service("b"));
+        symlink("..v2", d.join("..data_tmp")).unwrap();
+        fs::rename(d.join("..data_tmp"), d.join("..data")).unwrap();
+        fs::remove_dir_all(d.join("..v1")).unwrap();
+        published(&mut rx, &["b"]).await;
+    }
+}

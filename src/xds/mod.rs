@@ -1,0 +1,80 @@
+//! xDS: serving translated config to Envoy over ADS. [`connection`] is the per-stream protocol
+//! state machine (no I/O), [`server`] the tonic service that feeds it models and requests. This
+//! module holds what they share with the rest of rudder: the published [`Snapshot`] of the model
+//! and the [`Registry`] of connected proxies that admin and metrics read.
+//!
+//! Nothing here builds models or translates on its own schedule: models arrive through a
+//! `watch` channel and each connection translates for its own proxy.
+
+pub mod connection;
+pub mod server;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::diagnostic::ConfigError;
+use crate::model::Model;
+use crate::proxy::Proxy;
+use crate::translate::ResourceType;
+
+pub use connection::{Nack, TypeStatus};
+pub use server::{XdsError, serve_xds};
+
+/// One published build of the model.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub model: Arc<Model>,
+    /// The config errors of this build (objects rejected, or served at their last good version).
+    pub errors: Vec<ConfigError>,
+    /// Increments with every build.
+    pub generation: u64,
+}
+
+/// One live ADS stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectedProxy {
+    /// The proxy as identified on this stream, with labels from the current model.
+    pub proxy: Proxy,
+    /// Numbers streams, since one proxy id can hold two at once while Envoy reconnects.
+    pub connection: u64,
+    /// Per subscribed type, what was sent, ACKed and NACKed.
+    pub types: BTreeMap<ResourceType, TypeStatus>,
+}
+
+/// The proxies connected to this server, shared by the xDS server (which writes) and admin.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    connections: Arc<Mutex<BTreeMap<(String, u64), ConnectedProxy>>>,
+}
+
+impl Registry {
+    /// Every live stream, by proxy id then stream number.
+    pub fn connected(&self) -> Vec<ConnectedProxy> {
+        self.lock().values().cloned().collect()
+    }
+
+    /// The newest stream of a proxy.
+    pub fn get(&self, proxy_id: &str) -> Option<ConnectedProxy> {
+        self.lock()
+            .values()
+            .filter(|connected| connected.proxy.id == proxy_id)
+            .max_by_key(|connected| connected.connection)
+            .cloned()
+    }
+
+    fn update(&self, connected: ConnectedProxy) {
+        let key = (connected.proxy.id.clone(), connected.connection);
+        self.lock().insert(key, connected);
+    }
+
+    fn remove(&self, proxy_id: &str, connection: u64) {
+        self.lock().remove(&(proxy_id.to_string(), connection));
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<(String, u64), ConnectedProxy>> {
+        // The map is replaced entry by entry, so it is consistent even if a holder panicked.
+        self.connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}

@@ -1,0 +1,510 @@
+//! The ADS gRPC service: one task per stream identifies the proxy from its first request, then
+//! translates the current model for it on every model change and lets its [`Connection`] decide
+//! what to send. Owns the network edge only: protocol decisions live in [`super::connection`],
+//! translation in [`crate::translate`]; it never builds models.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use envoy_types::pb::google::protobuf::{Struct, value::Kind};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, info, warn};
+
+use super::connection::{Connection, Event, Outcome};
+use super::{ConnectedProxy, Registry, Snapshot};
+use crate::metrics::Metrics;
+use crate::proxy::Proxy;
+use crate::translate::{self, ResourceType};
+
+/// Large enough for a full CDS/EDS of a big mesh; gRPC's 4 MiB default is not.
+const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+
+/// Responses a stream may queue before its task waits for the proxy to read.
+const RESPONSE_BUFFER: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum XdsError {
+    #[error("xDS server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves ADS on `listener` until `shutdown` completes, then ends every open stream (Envoy
+/// reconnects elsewhere) so the server can stop.
+pub async fn serve_xds(
+    listener: TcpListener,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    metrics: Arc<Metrics>,
+    registry: Registry,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), XdsError> {
+    let (stop, stopped) = watch::channel(false);
+    let service = AdsService {
+        snapshots,
+        metrics,
+        registry,
+        stopped,
+        next_connection: AtomicU64::new(1),
+    };
+    let server = AggregatedDiscoveryServiceServer::new(service)
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    // ADS streams never end on their own; graceful shutdown would wait forever without `stop`.
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    };
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(server)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
+        .await?;
+    Ok(())
+}
+
+struct AdsService {
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    metrics: Arc<Metrics>,
+    registry: Registry,
+    stopped: watch::Receiver<bool>,
+    next_connection: AtomicU64,
+}
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for AdsService {
+    type StreamAggregatedResourcesStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        let (responses, outgoing) = mpsc::channel(RESPONSE_BUFFER);
+        let stream = AdsStream {
+            connection: self.next_connection.fetch_add(1, Ordering::Relaxed),
+            requests: request.into_inner(),
+            responses,
+            snapshots: self.snapshots.clone(),
+            stopped: self.stopped.clone(),
+            metrics: self.metrics.clone(),
+            registry: self.registry.clone(),
+        };
+        tokio::spawn(stream.run());
+        Ok(Response::new(ReceiverStream::new(outgoing)))
+    }
+
+    type DeltaAggregatedResourcesStream =
+        tokio_stream::Empty<Result<DeltaDiscoveryResponse, Status>>;
+
+    async fn delta_aggregated_resources(
+        &self,
+        _request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        Err(Status::unimplemented(
+            "rudder serves state-of-the-world ADS only for now: set `api_type: GRPC` \
+             (not DELTA_GRPC) in the bootstrap's dynamic_resources.ads_config",
+        ))
+    }
+}
+
+/// One ADS stream's task.
+struct AdsStream {
+    connection: u64,
+    requests: Streaming<DiscoveryRequest>,
+    responses: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    stopped: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
+    registry: Registry,
+}
+
+/// Holds a stream's place in the registry and the connected gauge; dropping it (however the task
+/// ends, including server shutdown) releases both.
+struct Registration {
+    registry: Registry,
+    metrics: Arc<Metrics>,
+    proxy_id: String,
+    connection: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.registry.remove(&self.proxy_id, self.connection);
+        self.metrics.proxy_disconnected();
+    }
+}
+
+impl AdsStream {
+    async fn run(mut self) {
+        let first = match self.requests.message().await {
+            Ok(Some(request)) => request,
+            Ok(None) => return,
+            Err(status) => {
+                debug!(%status, "ADS stream failed before its first request");
+                return;
+            }
+        };
+        let parsed = match identify(&first) {
+            Ok(proxy) => proxy,
+            Err(status) => {
+                warn!(message = status.message(), "refusing ADS stream");
+                let _ = self.responses.send(Err(status)).await;
+                return;
+            }
+        };
+        let snapshot = self.snapshots.borrow_and_update().clone();
+        let mut proxy = parsed.clone().with_workload_labels(&snapshot.model);
+        let mut state = Connection::new(translate::translate(&snapshot.model, &proxy));
+        self.metrics.proxy_connected();
+        let _registration = Registration {
+            registry: self.registry.clone(),
+            metrics: self.metrics.clone(),
+            proxy_id: proxy.id.clone(),
+            connection: self.connection,
+        };
+        info!(proxy = %proxy.id, connection = self.connection, "proxy connected");
+
+        let mut outcome = state.on_request(&first);
+        let mut models_open = true;
+        loop {
+            if !self.deliver(&proxy, &state, outcome).await {
+                break;
+            }
+            outcome = tokio::select! {
+                request = self.requests.message() => match request {
+                    Ok(Some(request)) => state.on_request(&request),
+                    Ok(None) => break,
+                    Err(status) => {
+                        debug!(proxy = %proxy.id, %status, "ADS stream failed");
+                        break;
+                    }
+                },
+                changed = self.snapshots.changed(), if models_open => {
+                    if changed.is_err() {
+                        // No more models: keep serving the last one.
+                        models_open = false;
+                        Outcome::default()
+                    } else {
+                        let snapshot = self.snapshots.borrow_and_update().clone();
+                        proxy = parsed.clone().with_workload_labels(&snapshot.model);
+                        state.on_resources(translate::translate(&snapshot.model, &proxy))
+                    }
+                },
+                _ = self.stopped.wait_for(|stopped| *stopped) => break,
+            };
+        }
+        info!(proxy = %proxy.id, connection = self.connection, "proxy disconnected");
+    }
+
+    /// Logs and counts what happened, sends the responses and publishes the new state; false once
+    /// the proxy is gone.
+    async fn deliver(&self, proxy: &Proxy, state: &Connection, outcome: Outcome) -> bool {
+        for event in &outcome.events {
+            match event {
+                Event::Ack { ty, version } => {
+                    debug!(proxy = %proxy.id, r#type = ty.short_name(), version, "ACK");
+                }
+                Event::Nack {
+                    ty,
+                    version,
+                    message,
+                } => {
+                    self.metrics.rejected(*ty);
+                    warn!(proxy = %proxy.id, r#type = ty.short_name(), version, error = message, "proxy rejected config (NACK)");
+                }
+                Event::Stale { ty, nonce } => {
+                    debug!(proxy = %proxy.id, r#type = ty.short_name(), nonce, "ignoring stale request");
+                }
+                Event::UnknownType { type_url } => {
+                    debug!(proxy = %proxy.id, type_url, "ignoring request for a type rudder does not serve");
+                }
+            }
+        }
+        for response in outcome.responses {
+            if let Some(ty) = ResourceType::from_type_url(&response.type_url) {
+                self.metrics.pushed(ty);
+                debug!(
+                    proxy = %proxy.id,
+                    r#type = ty.short_name(),
+                    version = response.version_info,
+                    nonce = response.nonce,
+                    resources = response.resources.len(),
+                    "push"
+                );
+            }
+            if self.responses.send(Ok(response)).await.is_err() {
+                return false;
+            }
+        }
+        self.registry.update(ConnectedProxy {
+            proxy: proxy.clone(),
+            connection: self.connection,
+            types: state.status(),
+        });
+        true
+    }
+}
+
+/// The proxy a stream's first request names.
+fn identify(first: &DiscoveryRequest) -> Result<Proxy, Status> {
+    let node = first.node.as_ref().ok_or_else(|| {
+        Status::invalid_argument(
+            "the first DiscoveryRequest on an ADS stream must carry `node` (id and metadata)",
+        )
+    })?;
+    let metadata = node.metadata.as_ref().map_or(Value::Null, struct_to_json);
+    Proxy::parse(&node.id, &metadata).map_err(|error| Status::invalid_argument(error.to_string()))
+}
+
+/// Envoy's node metadata (a protobuf `Struct`) as JSON.
+fn struct_to_json(value: &Struct) -> Value {
+    Value::Object(
+        value
+            .fields
+            .iter()
+            .map(|(key, value)| (key.clone(), kind_to_json(value.kind.as_ref())))
+            .collect(),
+    )
+}
+
+fn kind_to_json(kind: Option<&Kind>) -> Value {
+    match kind {
+        None | Some(Kind::NullValue(_)) => Value::Null,
+        Some(Kind::NumberValue(number)) => serde_json::Number::from_f64(*number)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+        Some(Kind::StringValue(text)) => Value::String(text.clone()),
+        Some(Kind::BoolValue(flag)) => Value::Bool(*flag),
+        Some(Kind::StructValue(object)) => struct_to_json(object),
+        Some(Kind::ListValue(list)) => Value::Array(
+            list.values
+                .iter()
+                .map(|value| kind_to_json(value.kind.as_ref()))
+                .collect(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::core::v3::Node;
+    use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+    use envoy_types::pb::google::protobuf::{ListValue, Value as ProtoValue};
+    use serde_json::json;
+    use tonic::transport::Channel;
+
+    const NODE_ID: &str = "sidecar~127.0.0.1~app.default~default.svc.cluster.local";
+
+    fn proto(kind: Kind) -> ProtoValue {
+        ProtoValue { kind: Some(kind) }
+    }
+
+    #[test]
+    fn metadata_becomes_json() {
+        let labels = Struct {
+            fields: [("app".to_string(), proto(Kind::StringValue("web".into())))].into(),
+        };
+        let metadata = Struct {
+            fields: [
+                ("LABELS".to_string(), proto(Kind::StructValue(labels))),
+                ("N".to_string(), proto(Kind::NumberValue(2.5))),
+                ("B".to_string(), proto(Kind::BoolValue(true))),
+                ("NULL".to_string(), proto(Kind::NullValue(0))),
+                (
+                    "L".to_string(),
+                    proto(Kind::ListValue(ListValue {
+                        values: vec![proto(Kind::StringValue("x".into()))],
+                    })),
+                ),
+            ]
+            .into(),
+        };
+        assert_eq!(
+            struct_to_json(&metadata),
+            json!({"LABELS": {"app": "web"}, "N": 2.5, "B": true, "NULL": null, "L": ["x"]})
+        );
+    }
+
+    struct Harness {
+        client: AggregatedDiscoveryServiceClient<Channel>,
+        snapshots: watch::Sender<Arc<Snapshot>>,
+        registry: Registry,
+        metrics: Arc<Metrics>,
+        shutdown: tokio::sync::oneshot::Sender<()>,
+        server: tokio::task::JoinHandle<Result<(), XdsError>>,
+    }
+
+    async fn start() -> Harness {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (snapshots, receiver) = watch::channel(Arc::new(Snapshot::default()));
+        let metrics = Arc::new(Metrics::new());
+        let registry = Registry::default();
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_xds(
+            listener,
+            receiver,
+            metrics.clone(),
+            registry.clone(),
+            async move {
+                let _ = stop.await;
+            },
+        ));
+        let client = AggregatedDiscoveryServiceClient::connect(format!("http://{address}"))
+            .await
+            .unwrap();
+        Harness {
+            client,
+            snapshots,
+            registry,
+            metrics,
+            shutdown,
+            server,
+        }
+    }
+
+    fn cds_request(node: Option<Node>, version: &str, nonce: &str) -> DiscoveryRequest {
+        DiscoveryRequest {
+            node,
+            type_url: ResourceType::Cluster.type_url().to_string(),
+            version_info: version.to_string(),
+            response_nonce: nonce.to_string(),
+            ..Default::default()
+        }
+    }
+
+    fn node() -> Option<Node> {
+        Some(Node {
+            id: NODE_ID.to_string(),
+            ..Default::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn serves_cds_and_stays_quiet_on_identical_models() {
+        let mut harness = start().await;
+        let (requests, outgoing) = mpsc::channel(4);
+        let mut responses = harness
+            .client
+            .stream_aggregated_resources(ReceiverStream::new(outgoing))
+            .await
+            .unwrap()
+            .into_inner();
+        requests.send(cds_request(node(), "", "")).await.unwrap();
+        let response = responses.message().await.unwrap().unwrap();
+        assert_eq!(response.type_url, ResourceType::Cluster.type_url());
+        assert!(!response.nonce.is_empty());
+        assert!(!response.version_info.is_empty());
+
+        let ack = cds_request(None, &response.version_info, &response.nonce);
+        requests.send(ack).await.unwrap();
+        let acked = Some(response.version_info.clone());
+        let registered = async {
+            loop {
+                let connected = harness.registry.get(NODE_ID);
+                if connected.is_some_and(|c| c.types[&ResourceType::Cluster].acked == acked) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), registered)
+            .await
+            .expect("the ACK shows in the registry");
+
+        harness.snapshots.send_modify(|snapshot| {
+            *snapshot = Arc::new(Snapshot {
+                generation: snapshot.generation + 1,
+                ..Snapshot::default()
+            });
+        });
+        let quiet = tokio::time::timeout(Duration::from_millis(300), responses.message()).await;
+        assert!(
+            quiet.is_err(),
+            "an identical model sends nothing: {quiet:?}"
+        );
+
+        assert!(
+            harness
+                .metrics
+                .render()
+                .contains("rudder_xds_connected_proxies 1")
+        );
+        drop(requests);
+        let gone = async {
+            while harness.registry.get(NODE_ID).is_some() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), gone)
+            .await
+            .expect("a closed stream leaves the registry");
+    }
+
+    #[tokio::test]
+    async fn shutdown_ends_open_streams() {
+        let mut harness = start().await;
+        let (requests, outgoing) = mpsc::channel(1);
+        let mut responses = harness
+            .client
+            .stream_aggregated_resources(ReceiverStream::new(outgoing))
+            .await
+            .unwrap()
+            .into_inner();
+        requests.send(cds_request(node(), "", "")).await.unwrap();
+        responses.message().await.unwrap().unwrap();
+
+        harness.shutdown.send(()).unwrap();
+        let stopped = tokio::time::timeout(Duration::from_secs(5), harness.server)
+            .await
+            .expect("the server stops despite an open stream");
+        stopped.unwrap().unwrap();
+        assert!(matches!(responses.message().await, Ok(None) | Err(_)));
+        assert!(harness.registry.connected().is_empty());
+    }
+
+    #[tokio::test]
+    async fn first_request_without_node_is_refused() {
+        let mut harness = start().await;
+        let (requests, outgoing) = mpsc::channel(1);
+        let mut responses = harness
+            .client
+            .stream_aggregated_resources(ReceiverStream::new(outgoing))
+            .await
+            .unwrap()
+            .into_inner();
+        requests.send(cds_request(None, "", "")).await.unwrap();
+        let status = responses.message().await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().contains("node"), "{}", status.message());
+    }
+
+    #[tokio::test]
+    async fn delta_is_unimplemented() {
+        let mut harness = start().await;
+        let (_requests, outgoing) = mpsc::channel::<DeltaDiscoveryRequest>(1);
+        let status = harness
+            .client
+            .delta_aggregated_resources(ReceiverStream::new(outgoing))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unimplemented);
+        assert!(status.message().contains("api_type: GRPC"));
+    }
+}
