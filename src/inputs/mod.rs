@@ -199,16 +199,17 @@ pub fn decode(value: Value, default_namespace: &str) -> Result<Decoded, ConfigEr
     let metadata = value.get("metadata");
     // An unquoted `namespace: 123` is a YAML number; reading it as absent would file the object
     // under the default namespace.
-    let field = |name: &str| match metadata.and_then(|m| m.get(name)) {
+    let field = |name: &'static str| match metadata.and_then(|m| m.get(name)) {
         None | Some(Value::Null) => Ok(""),
         Some(Value::String(text)) => Ok(text.as_str()),
-        Some(_) => Err(ConfigError::new("must be a string").field(format!("metadata.{name}"))),
+        Some(_) => Err(name),
     };
-    let name = field("name")?.to_string();
+    let not_a_string = |name| ConfigError::new("must be a string").field(format!("metadata.{name}"));
+    let name = field("name").map_err(not_a_string)?.to_string();
     if name.is_empty() {
         return Err(ConfigError::new(format!("{kind} without a name")).field("metadata.name"));
     }
-    let namespace = match (kind.is_namespaced(), field("namespace")?) {
+    let namespace = match (kind.is_namespaced(), field("namespace").map_err(not_a_string)?) {
         (false, _) => String::new(),
         (true, "") => default_namespace.to_string(),
         (true, namespace) => namespace.to_string(),
@@ -257,8 +258,10 @@ mod tests {
 
     use super::*;
 
-    fn key(value: Value) -> Result<ObjectKey, ConfigError> {
-        match decode(value, "default")? {
+    /// The key `decode` files a Service under, or its error as text.
+    fn key(metadata: Value) -> Result<ObjectKey, String> {
+        let service = json!({"apiVersion": "v1", "kind": "Service", "metadata": metadata});
+        match decode(service, "default").map_err(|error| error.to_string())? {
             Decoded::Object(key, _) => Ok(key),
             Decoded::Skipped { api_version, kind } => panic!("skipped {api_version} {kind}"),
         }
@@ -266,21 +269,17 @@ mod tests {
 
     #[test]
     fn namespace_defaults_only_when_absent() {
-        let service = |metadata: Value| json!({"apiVersion": "v1", "kind": "Service", "metadata": metadata});
-        assert_eq!(key(service(json!({"name": "a"}))), Ok(ObjectKey::new(Kind::Service, "default", "a")));
+        let default = Ok(ObjectKey::new(Kind::Service, "default", "a"));
+        assert_eq!(key(json!({"name": "a"})), default);
+        assert_eq!(key(json!({"name": "a", "namespace": null})), default);
         assert_eq!(
-            key(service(json!({"name": "a", "namespace": null}))),
-            Ok(ObjectKey::new(Kind::Service, "default", "a"))
+            key(json!({"name": "a", "namespace": "ns"})),
+            Ok(ObjectKey::new(Kind::Service, "ns", "a"))
         );
-        assert_eq!(
-            key(service(json!({"name": "a", "namespace": 123}))).unwrap_err().to_string(),
-            "metadata.namespace: must be a string"
-        );
-        assert_eq!(
-            key(service(json!({"name": 7}))).unwrap_err().to_string(),
-            "metadata.name: must be a string"
-        );
-        assert_eq!(key(service(json!({}))).unwrap_err().to_string(), "metadata.name: Service without a name");
+        let not_a_string = Err("metadata.namespace: must be a string".to_string());
+        assert_eq!(key(json!({"name": "a", "namespace": 123})), not_a_string);
+        assert_eq!(key(json!({"name": 7})), Err("metadata.name: must be a string".into()));
+        assert_eq!(key(json!({})), Err("metadata.name: Service without a name".into()));
     }
 
     #[test]

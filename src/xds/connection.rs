@@ -142,8 +142,8 @@ impl Connection {
         };
         match &request.error_detail {
             Some(error) => {
-                // The request's version_info is the last version Envoy accepted; the rejected one is
-                // what this nonce carried.
+                // The request's version_info is the last version Envoy accepted; the rejected
+                // one is what this nonce carried.
                 let nack = Nack {
                     version: watch.status.sent.clone().unwrap_or_default(),
                     message: error.message.clone(),

@@ -225,13 +225,20 @@ impl AdsStream {
                     message,
                 } => {
                     self.metrics.rejected(*ty);
-                    warn!(proxy = %proxy.id, r#type = ty.short_name(), version, error = message, "proxy rejected config (NACK)");
+                    warn!(
+                        proxy = %proxy.id,
+                        r#type = ty.short_name(),
+                        version,
+                        error = message,
+                        "proxy rejected config (NACK)"
+                    );
                 }
                 Event::Stale { ty, nonce } => {
-                    debug!(proxy = %proxy.id, r#type = ty.short_name(), nonce, "ignoring stale request");
+                    let ty = ty.short_name();
+                    debug!(proxy = %proxy.id, r#type = ty, nonce, "ignoring stale request");
                 }
                 Event::UnknownType { type_url } => {
-                    debug!(proxy = %proxy.id, type_url, "ignoring request for a type rudder does not serve");
+                    debug!(proxy = %proxy.id, type_url, "ignoring request for an unserved type");
                 }
             }
         }
@@ -304,7 +311,7 @@ fn kind_to_json(kind: Option<&Kind>) -> Value {
 mod tests {
     use super::*;
     use envoy_types::pb::envoy::config::core::v3::Node;
-    use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+    use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client as ads;
     use envoy_types::pb::google::protobuf::{ListValue, Value as ProtoValue};
     use serde_json::json;
     use tonic::transport::Channel;
@@ -342,7 +349,7 @@ mod tests {
     }
 
     struct Harness {
-        client: AggregatedDiscoveryServiceClient<Channel>,
+        client: ads::AggregatedDiscoveryServiceClient<Channel>,
         snapshots: watch::Sender<Arc<Snapshot>>,
         registry: Registry,
         metrics: Arc<Metrics>,
@@ -366,7 +373,7 @@ mod tests {
                 let _ = stop.await;
             },
         ));
-        let client = AggregatedDiscoveryServiceClient::connect(format!("http://{address}"))
+        let client = ads::AggregatedDiscoveryServiceClient::connect(format!("http://{address}"))
             .await
             .unwrap();
         Harness {

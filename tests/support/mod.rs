@@ -2,3 +2,6 @@
 #![allow(dead_code)] // Each test binary uses part of the support code.
 
 pub mod envoy;
+pub mod envoy_process;
+pub mod mesh;
+pub mod upstream;

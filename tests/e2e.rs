@@ -1,0 +1,267 @@
+//! End to end through a real Envoy: rudder serves a config directory, Envoy attaches with a
+//! bootstrap that holds only its identity and ADS, and requests through Envoy reach real
+//! upstream servers on loopback addresses. Each test has its own port and addresses, so tests
+//! run in parallel.
+
+mod support;
+
+use std::time::Duration;
+
+use support::mesh::{Backend, Mesh, Reply, endpoint_slice_yaml, service_yaml};
+use support::upstream::Upstream;
+
+const PROPAGATION_LIMIT: Duration = Duration::from_secs(5);
+
+fn reviews_rules(match_user_subset: &str, default_subset: &str) -> String {
+    format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: reviews, namespace: bookinfo}}
+spec:
+  host: reviews
+  subsets:
+  - {{name: v1, labels: {{version: v1}}}}
+  - {{name: v2, labels: {{version: v2}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews, namespace: bookinfo}}
+spec:
+  hosts: [reviews]
+  http:
+  - match:
+    - headers:
+        end-user: {{exact: jason}}
+    route:
+    - destination: {{host: reviews, subset: {match_user_subset}}}
+  - route:
+    - destination: {{host: reviews, subset: {default_subset}}}
+"#
+    )
+}
+
+fn reviews_backends(net: u8) -> (Vec<String>, [Backend<'static>; 2]) {
+    let ips = vec![format!("127.0.{net}.1"), format!("127.0.{net}.2")];
+    let leaked: Vec<&'static str> = ips.iter().map(|ip| &*Box::leak(ip.clone().into_boxed_str())).collect();
+    (
+        ips,
+        [
+            Backend { pod: "reviews-v1", ip: leaked[0], version: "v1" },
+            Backend { pod: "reviews-v2", ip: leaked[1], version: "v2" },
+        ],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_routing_and_every_host_form() {
+    let port = 19101;
+    let (ips, backends) = reviews_backends(101);
+    let _v1 = Upstream::start("reviews-v1", &format!("{}:{port}", ips[0])).await;
+    let _v2 = Upstream::start("reviews-v2", &format!("{}:{port}", ips[1])).await;
+    let _details = Upstream::start("details", &format!("127.0.101.3:{port}")).await;
+    let details = [Backend { pod: "details-v1", ip: "127.0.101.3", version: "v1" }];
+    let mesh = Mesh::start(
+        port,
+        &[
+            ("reviews.yaml", service_yaml("reviews", "10.96.101.1", port, &backends)),
+            ("details.yaml", service_yaml("details", "10.96.101.2", port, &details)),
+            ("reviews-rules.yaml", reviews_rules("v2", "v1")),
+        ],
+    )
+    .await;
+
+    let became_ready = mesh
+        .wait_until(PROPAGATION_LIMIT, || async { mesh.upstream_of("reviews", &[]).await == "reviews-v1" })
+        .await;
+    assert!(became_ready.is_some(), "reviews never routed; Envoy log:\n{}", mesh.envoy.log());
+    for _ in 0..20 {
+        assert_eq!(mesh.upstream_of("reviews", &[]).await, "reviews-v1");
+        assert_eq!(mesh.upstream_of("reviews", &[("end-user", "jason")]).await, "reviews-v2");
+        assert_eq!(mesh.upstream_of("reviews", &[("end-user", "someone")]).await, "reviews-v1");
+    }
+
+    // A service without any rule answers to every name Istio gives it, with or without port.
+    let forms = [
+        "details",
+        "details.bookinfo",
+        "details.bookinfo.svc",
+        "details.bookinfo.svc.cluster.local",
+        "10.96.101.2",
+    ];
+    for form in forms {
+        assert_eq!(mesh.upstream_of(form, &[]).await, "details", "host {form}");
+        let with_port = format!("{form}:{port}");
+        assert_eq!(mesh.upstream_of(&with_port, &[]).await, "details", "host {with_port}");
+    }
+    // Unknown hosts go to the passthrough cluster, which has nowhere to go here.
+    assert!(mesh.upstream_of("unknown.example.com", &[]).await != "details");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_split_within_statistical_bounds() {
+    let port = 19102;
+    let (ips, backends) = reviews_backends(102);
+    let _v1 = Upstream::start("reviews-v1", &format!("{}:{port}", ips[0])).await;
+    let _v2 = Upstream::start("reviews-v2", &format!("{}:{port}", ips[1])).await;
+    let rules = reviews_rules("v2", "v1").replace(
+        "  - route:\n    - destination: {host: reviews, subset: v1}\n",
+        "  - route:\n    - destination: {host: reviews, subset: v1}\n      weight: 80\n    - destination: {host: reviews, subset: v2}\n      weight: 20\n",
+    );
+    let mesh = Mesh::start(
+        port,
+        &[
+            ("reviews.yaml", service_yaml("reviews", "10.96.102.1", port, &backends)),
+            ("reviews-rules.yaml", rules),
+        ],
+    )
+    .await;
+    let ready = mesh
+        .wait_until(PROPAGATION_LIMIT, || async { mesh.upstream_of("reviews", &[]).await.starts_with("reviews-") })
+        .await;
+    assert!(ready.is_some(), "reviews never routed; Envoy log:\n{}", mesh.envoy.log());
+
+    const REQUESTS: usize = 1000;
+    let mut v2 = 0;
+    for _ in 0..REQUESTS {
+        match mesh.upstream_of("reviews", &[]).await.as_str() {
+            "reviews-v1" => {}
+            "reviews-v2" => v2 += 1,
+            other => panic!("unexpected reply {other}"),
+        }
+    }
+    // 20% of 1000 has a standard deviation of about 12.6; ±60 is beyond 4.7 of them.
+    eprintln!("weighted split: {v2} of {REQUESTS} requests went to v2 (weight 20)");
+    assert!((140..=260).contains(&v2), "{v2} of {REQUESTS} went to v2, expected about 200");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_and_endpoint_edits_reach_traffic() {
+    let port = 19103;
+    let (ips, backends) = reviews_backends(103);
+    let _v1 = Upstream::start("reviews-v1", &format!("{}:{port}", ips[0])).await;
+    let _v2 = Upstream::start("reviews-v2", &format!("{}:{port}", ips[1])).await;
+    let _moved = Upstream::start("reviews-v1-moved", &format!("127.0.103.9:{port}")).await;
+    let mesh = Mesh::start(
+        port,
+        &[
+            ("reviews.yaml", service_yaml("reviews", "10.96.103.1", port, &backends)),
+            ("reviews-rules.yaml", reviews_rules("v2", "v1")),
+        ],
+    )
+    .await;
+    let ready = mesh
+        .wait_until(PROPAGATION_LIMIT, || async { mesh.upstream_of("reviews", &[]).await == "reviews-v1" })
+        .await;
+    assert!(ready.is_some(), "reviews never routed; Envoy log:\n{}", mesh.envoy.log());
+
+    // A rule edit: everyone to v2.
+    mesh.write("reviews-rules.yaml", &reviews_rules("v2", "v2"));
+    let rule_edit = mesh
+        .wait_until(PROPAGATION_LIMIT, || async { mesh.upstream_of("reviews", &[]).await == "reviews-v2" })
+        .await
+        .expect("the rule edit reached Envoy");
+
+    // An endpoint edit: v1 moves to another address.
+    mesh.write("reviews-rules.yaml", &reviews_rules("v1", "v1"));
+    mesh.wait_until(PROPAGATION_LIMIT, || async { mesh.upstream_of("reviews", &[]).await == "reviews-v1" })
+        .await
+        .expect("back to v1");
+    let moved = [
+        Backend { pod: "reviews-v1", ip: "127.0.103.9", version: "v1" },
+        Backend { pod: "reviews-v2", ip: backends[1].ip, version: "v2" },
+    ];
+    let service = service_yaml("reviews", "10.96.103.1", port, &moved);
+    mesh.write("reviews.yaml", &service);
+    let endpoint_edit = mesh
+        .wait_until(PROPAGATION_LIMIT, || async { mesh.upstream_of("reviews", &[]).await == "reviews-v1-moved" })
+        .await
+        .expect("the endpoint edit reached Envoy");
+
+    // A deleted rule: the default route spreads over both versions again.
+    std::fs::remove_file(mesh.path("reviews-rules.yaml")).expect("delete the rules");
+    let rule_delete = mesh
+        .wait_until(PROPAGATION_LIMIT, || async { mesh.upstream_of("reviews", &[]).await == "reviews-v2" })
+        .await
+        .expect("the rule deletion reached Envoy");
+    eprintln!(
+        "edit to traffic: rule edit {rule_edit:?}, endpoint edit {endpoint_edit:?}, rule deletion {rule_delete:?}"
+    );
+    let _ = endpoint_slice_yaml;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_files_leave_traffic_as_it_was() {
+    let port = 19104;
+    let (ips, backends) = reviews_backends(104);
+    let _v1 = Upstream::start("reviews-v1", &format!("{}:{port}", ips[0])).await;
+    let _v2 = Upstream::start("reviews-v2", &format!("{}:{port}", ips[1])).await;
+    let _details = Upstream::start("details", &format!("127.0.104.3:{port}")).await;
+    let details = [Backend { pod: "details-v1", ip: "127.0.104.3", version: "v1" }];
+    let mesh = Mesh::start(
+        port,
+        &[
+            ("reviews.yaml", service_yaml("reviews", "10.96.104.1", port, &backends)),
+            ("details.yaml", service_yaml("details", "10.96.104.2", port, &details)),
+            ("reviews-rules.yaml", reviews_rules("v2", "v1")),
+        ],
+    )
+    .await;
+    let ready = mesh
+        .wait_until(PROPAGATION_LIMIT, || async { mesh.upstream_of("reviews", &[]).await == "reviews-v1" })
+        .await;
+    assert!(ready.is_some(), "reviews never routed; Envoy log:\n{}", mesh.envoy.log());
+
+    // Each bad change is paired with a good change in another file; once the good change shows
+    // in traffic, the bad one has been processed too, and traffic to reviews must be unchanged.
+    let marker_rule = |value: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: details, namespace: bookinfo}}\n\
+             spec:\n  hosts: [details]\n  http:\n  - headers:\n      response:\n        set: {{x-marker: \"{value}\"}}\n    \
+             route:\n    - destination: {{host: details}}\n"
+        )
+    };
+    let bad_changes = [
+        ("a YAML syntax error", "reviews-rules.yaml", "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews\n".to_string()),
+        ("an invalid regex", "reviews-rules.yaml", reviews_rules("v2", "v2").replace("exact: jason", "regex: \"(jason\"")),
+        ("a missing subset", "reviews-rules.yaml", reviews_rules("v9", "v2")),
+        ("weights that do not add up", "reviews-rules.yaml", reviews_rules("v2", "v2").replace(
+            "  - route:\n    - destination: {host: reviews, subset: v2}\n",
+            "  - route:\n    - destination: {host: reviews, subset: v2}\n      weight: 50\n    - destination: {host: reviews, subset: v1}\n      weight: 10\n",
+        )),
+        ("a malformed duration", "reviews-rules.yaml", reviews_rules("v2", "v2").replace("  - route:\n", "  - timeout: soon\n    route:\n")),
+        ("a destination host that does not exist", "reviews-rules.yaml", reviews_rules("v2", "v2").replace("{host: reviews, subset: v2}", "{host: nowhere}")),
+        ("an unparsable new file", "zz-garbage.yaml", "{{{{ not yaml".to_string()),
+    ];
+    for (round, (what, file, contents)) in bad_changes.iter().enumerate() {
+        mesh.write(file, contents);
+        let marker = format!("round-{round}");
+        mesh.write("details-rules.yaml", &marker_rule(&marker));
+        let seen = mesh
+            .wait_until(PROPAGATION_LIMIT, || async {
+                let response = reqwest::Client::new()
+                    .get(format!("http://127.0.0.1:{port}/"))
+                    .header("host", "details")
+                    .send()
+                    .await;
+                response.is_ok_and(|r| r.headers().get("x-marker").is_some_and(|v| v == marker.as_str()))
+            })
+            .await;
+        assert!(seen.is_some(), "the good change after {what} never reached Envoy");
+        for _ in 0..5 {
+            assert_eq!(mesh.upstream_of("reviews", &[]).await, "reviews-v1", "after {what}");
+            assert_eq!(mesh.upstream_of("reviews", &[("end-user", "jason")]).await, "reviews-v2", "after {what}");
+        }
+    }
+    let metrics = mesh.admin("/metrics").await;
+    assert!(
+        metrics.lines().any(|line| line.starts_with("rudder_config_errors ") && !line.ends_with(" 0")),
+        "config errors are counted:\n{metrics}"
+    );
+
+    // Fixing the file applies the fix.
+    mesh.write("reviews-rules.yaml", &reviews_rules("v2", "v2"));
+    mesh.wait_until(PROPAGATION_LIMIT, || async { mesh.upstream_of("reviews", &[]).await == "reviews-v2" })
+        .await
+        .expect("the fixed rules apply");
+    assert!(matches!(mesh.get("reviews", "/", &[]).await, Reply::Upstream(_)));
+}

@@ -1,0 +1,76 @@
+//! A real Envoy process started from a bootstrap that holds only node identity and ADS to rudder.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rudder::bootstrap::{BootstrapOptions, bootstrap_json};
+use serde_json::Value;
+
+use super::envoy::envoy_binary;
+
+/// A running Envoy; killed when dropped. Its log is kept in a file and printed on request.
+pub struct EnvoyProcess {
+    child: Child,
+    pub admin: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl EnvoyProcess {
+    /// Starts Envoy as the proxy `node_id` with `metadata`, talking ADS to `xds_address`.
+    pub fn start(node_id: &str, metadata: Value, xds_address: std::net::SocketAddr) -> EnvoyProcess {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let bootstrap = bootstrap_json(&BootstrapOptions {
+            node_id: node_id.to_string(),
+            xds_address: xds_address.to_string(),
+            metadata,
+            admin_address: "127.0.0.1:0".parse().expect("an address"),
+        })
+        .expect("a bootstrap");
+        let config = dir.path().join("envoy.json");
+        std::fs::write(&config, bootstrap.to_string()).expect("write the bootstrap");
+        let admin_path = dir.path().join("admin-address");
+        let log = dir.path().join("envoy.log");
+        let child = Command::new(envoy_binary())
+            .arg("-c")
+            .arg(&config)
+            .args(["--use-dynamic-base-id", "--log-level", "info", "--concurrency", "1"])
+            .arg("--admin-address-path")
+            .arg(&admin_path)
+            .arg("--log-path")
+            .arg(&log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start envoy");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let admin = loop {
+            if let Ok(address) = std::fs::read_to_string(&admin_path)
+                && !address.trim().is_empty()
+            {
+                break address.trim().to_string();
+            }
+            assert!(Instant::now() < deadline, "envoy did not start its admin interface");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        EnvoyProcess {
+            child,
+            admin,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// Envoy's log so far, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for EnvoyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

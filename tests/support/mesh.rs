@@ -1,0 +1,193 @@
+//! A small mesh for end-to-end tests: a config directory in a temporary folder, rudder serving
+//! it in-process on 127.0.0.1:0, and one real Envoy sidecar attached with a bootstrap that holds
+//! nothing but node identity and ADS. The sidecar runs with `INTERCEPTION_MODE: NONE`, so its
+//! outbound listeners bind on 127.0.0.1 and requests go to them directly.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rudder::serve::{ServeOptions, Server};
+use serde_json::json;
+
+use super::envoy_process::EnvoyProcess;
+use super::upstream::Echo;
+
+pub const NAMESPACE: &str = "bookinfo";
+const NODE_ID: &str = "sidecar~127.0.0.1~client.bookinfo~bookinfo.svc.cluster.local";
+
+/// One endpoint of a service: the Pod behind it.
+pub struct Backend<'a> {
+    pub pod: &'a str,
+    pub ip: &'a str,
+    pub version: &'a str,
+}
+
+/// A Service on `port` (named `http`), its Pods and one EndpointSlice, as YAML.
+pub fn service_yaml(name: &str, cluster_ip: &str, port: u16, backends: &[Backend<'_>]) -> String {
+    let mut docs = vec![format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {NAMESPACE}}}\n\
+         spec:\n  clusterIP: {cluster_ip}\n  ports: [{{name: http, port: {port}}}]\n"
+    )];
+    for backend in backends {
+        docs.push(format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\n  namespace: {NAMESPACE}\n  \
+             labels: {{app: {name}, version: {version}}}\nstatus: {{podIP: {ip}}}\n",
+            pod = backend.pod,
+            version = backend.version,
+            ip = backend.ip,
+        ));
+    }
+    docs.push(endpoint_slice_yaml(name, port, backends));
+    docs.join("---\n")
+}
+
+/// The EndpointSlice of a service, every backend ready.
+pub fn endpoint_slice_yaml(name: &str, port: u16, backends: &[Backend<'_>]) -> String {
+    let endpoints: String = backends
+        .iter()
+        .map(|b| {
+            format!(
+                "- addresses: [\"{ip}\"]\n  conditions: {{ready: true}}\n  targetRef: {{kind: Pod, name: {pod}, namespace: {NAMESPACE}}}\n",
+                ip = b.ip,
+                pod = b.pod
+            )
+        })
+        .collect();
+    format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-slice\n  namespace: {NAMESPACE}\n  \
+         labels: {{kubernetes.io/service-name: {name}}}\naddressType: IPv4\nports: [{{name: http, port: {port}}}]\nendpoints:\n{endpoints}"
+    )
+}
+
+pub struct Mesh {
+    pub dir: tempfile::TempDir,
+    pub server: Server,
+    pub envoy: EnvoyProcess,
+    pub port: u16,
+    client: reqwest::Client,
+}
+
+/// What a request through the sidecar came back with.
+#[derive(Debug)]
+pub enum Reply {
+    Upstream(Echo),
+    Status(u16),
+    Failed(String),
+}
+
+impl Reply {
+    pub fn upstream(&self) -> Option<&str> {
+        match self {
+            Reply::Upstream(echo) => Some(&echo.upstream),
+            _ => None,
+        }
+    }
+}
+
+impl Mesh {
+    /// Writes `files` into a fresh config directory, starts rudder and Envoy, and waits until
+    /// Envoy's listener on `port` answers.
+    pub async fn start(port: u16, files: &[(&str, String)]) -> Mesh {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        for (name, contents) in files {
+            std::fs::write(dir.path().join(name), contents).expect("write a config file");
+        }
+        let server = Server::start(ServeOptions {
+            config_dirs: vec![dir.path().to_path_buf()],
+            xds_address: "127.0.0.1:0".parse().expect("an address"),
+            admin_address: "127.0.0.1:0".parse().expect("an address"),
+        })
+        .await
+        .expect("rudder starts");
+        let metadata = json!({
+            "NAMESPACE": NAMESPACE,
+            "INTERCEPTION_MODE": "NONE",
+            "LABELS": {"app": "client"},
+        });
+        let envoy = EnvoyProcess::start(NODE_ID, metadata, server.xds_address());
+        let mesh = Mesh {
+            dir,
+            server,
+            envoy,
+            port,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("an HTTP client"),
+        };
+        let listening = mesh
+            .wait_until(Duration::from_secs(20), || async {
+                !matches!(mesh.get("anything.invalid", "/", &[]).await, Reply::Failed(_))
+            })
+            .await;
+        assert!(listening.is_some(), "Envoy never served port {port}; its log:\n{}", mesh.envoy.log());
+        mesh
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Replaces a config file the way editors and `kubectl cp` do: write aside, then rename.
+    pub fn write(&self, name: &str, contents: &str) {
+        let aside = self.dir.path().join(format!(".{name}.tmp"));
+        std::fs::write(&aside, contents).expect("write a config file");
+        std::fs::rename(&aside, self.path(name)).expect("rename a config file into place");
+    }
+
+    /// A GET through the sidecar with `Host: host`.
+    pub async fn get(&self, host: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut request = self
+            .client
+            .get(format!("http://127.0.0.1:{}{path}", self.port))
+            .header("host", host);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        match request.send().await {
+            Ok(response) if response.status().is_success() => match response.json::<Echo>().await {
+                Ok(echo) => Reply::Upstream(echo),
+                Err(error) => Reply::Failed(error.to_string()),
+            },
+            Ok(response) => Reply::Status(response.status().as_u16()),
+            Err(error) => Reply::Failed(error.to_string()),
+        }
+    }
+
+    /// Which upstream answers `host`, or a description of what came back instead.
+    pub async fn upstream_of(&self, host: &str, headers: &[(&str, &str)]) -> String {
+        match self.get(host, "/", headers).await {
+            Reply::Upstream(echo) => echo.upstream,
+            other => format!("{other:?}"),
+        }
+    }
+
+    /// Polls `condition` every 10 ms until it holds; returns how long that took, or `None`.
+    pub async fn wait_until<F, Fut>(&self, limit: Duration, mut condition: F) -> Option<Duration>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if condition().await {
+                return Some(start.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        None
+    }
+
+    /// rudder's admin endpoint `path`, as text.
+    pub async fn admin(&self, path: &str) -> String {
+        let url = format!("http://{}{path}", self.server.admin_address());
+        self.client
+            .get(url)
+            .send()
+            .await
+            .expect("admin answers")
+            .text()
+            .await
+            .expect("admin body")
+    }
+}
