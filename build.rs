@@ -34,7 +34,13 @@ fn envoy_types_proto_dir() -> PathBuf {
     let target = std::env::var("TARGET").expect("cargo sets TARGET");
     // Filtering by platform keeps cargo from wanting crates this build never downloaded.
     let output = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--offline", "--filter-platform"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--offline",
+            "--filter-platform",
+        ])
         .arg(target)
         .arg("--manifest-path")
         .arg(PathBuf::from(manifest).join("Cargo.toml"))

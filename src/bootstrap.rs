@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 
 use envoy_types::pb::envoy::config::bootstrap::v3::bootstrap::{DynamicResources, StaticResources};
 use envoy_types::pb::envoy::config::bootstrap::v3::runtime_layer::LayerSpecifier;
-use envoy_types::pb::envoy::config::bootstrap::v3::{Admin, Bootstrap, LayeredRuntime, RuntimeLayer};
+use envoy_types::pb::envoy::config::bootstrap::v3::{
+    Admin, Bootstrap, LayeredRuntime, RuntimeLayer,
+};
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
 use envoy_types::pb::envoy::config::core::v3::api_config_source::ApiType;
@@ -70,7 +72,10 @@ pub fn bootstrap(options: &BootstrapOptions) -> Result<Bootstrap, BootstrapError
     let metadata = match &options.metadata {
         Json::Null => Struct::default(),
         Json::Object(fields) => Struct {
-            fields: fields.iter().map(|(k, v)| (k.clone(), proto_value(v))).collect(),
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.clone(), proto_value(v)))
+                .collect(),
         },
         other => return Err(BootstrapError::BadMetadata(other.to_string())),
     };
@@ -110,7 +115,10 @@ pub fn bootstrap(options: &BootstrapOptions) -> Result<Bootstrap, BootstrapError
             ..Default::default()
         }),
         admin: Some(Admin {
-            address: Some(socket_address(&options.admin_address.ip().to_string(), u32::from(options.admin_address.port()))),
+            address: Some(socket_address(
+                &options.admin_address.ip().to_string(),
+                u32::from(options.admin_address.port()),
+            )),
             ..Default::default()
         }),
         layered_runtime: Some(runtime()),
@@ -136,17 +144,22 @@ fn xds_cluster(host: &str, port: u32) -> Cluster {
         DiscoveryType::StrictDns
     };
     let http2 = HttpProtocolOptions {
-        upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {
-            protocol_config: Some(explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
-                Http2ProtocolOptions::default(),
-            )),
-        })),
+        upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+            ExplicitHttpConfig {
+                protocol_config: Some(explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
+                    Http2ProtocolOptions::default(),
+                )),
+            },
+        )),
         ..Default::default()
     };
     Cluster {
         name: XDS_CLUSTER.to_string(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(discovery as i32)),
-        connect_timeout: Some(Duration { seconds: 1, nanos: 0 }),
+        connect_timeout: Some(Duration {
+            seconds: 1,
+            nanos: 0,
+        }),
         typed_extension_protocol_options: [(
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
             any(&http2),
@@ -194,7 +207,14 @@ fn runtime() -> LayeredRuntime {
             layer_specifier: Some(LayerSpecifier::StaticLayer(Struct {
                 fields: fields
                     .into_iter()
-                    .map(|(k, v)| (k.to_string(), Value { kind: Some(Kind::NumberValue(v)) }))
+                    .map(|(k, v)| {
+                        (
+                            k.to_string(),
+                            Value {
+                                kind: Some(Kind::NumberValue(v)),
+                            },
+                        )
+                    })
                     .collect(),
             })),
         }],
@@ -212,7 +232,10 @@ fn proto_value(value: &Json) -> Value {
             values: items.iter().map(proto_value).collect(),
         }),
         Json::Object(fields) => Kind::StructValue(Struct {
-            fields: fields.iter().map(|(k, v)| (k.clone(), proto_value(v))).collect(),
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.clone(), proto_value(v)))
+                .collect(),
         }),
     };
     Value { kind: Some(kind) }

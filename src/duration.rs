@@ -109,7 +109,12 @@ impl fmt::Display for Duration {
             write!(f, "{}s", self.0.as_secs())
         } else {
             let fraction = format!("{nanos:09}");
-            write!(f, "{}.{}s", self.0.as_secs(), fraction.trim_end_matches('0'))
+            write!(
+                f,
+                "{}.{}s",
+                self.0.as_secs(),
+                fraction.trim_end_matches('0')
+            )
         }
     }
 }
@@ -138,17 +143,38 @@ mod tests {
     #[test]
     fn accepts_go_syntax() {
         assert_eq!(parse("10s").unwrap(), std::time::Duration::from_secs(10));
-        assert_eq!(parse("1.5s").unwrap(), std::time::Duration::from_millis(1500));
-        assert_eq!(parse("0.5s").unwrap(), std::time::Duration::from_millis(500));
-        assert_eq!(parse("250ms").unwrap(), std::time::Duration::from_millis(250));
-        assert_eq!(parse("1h30m").unwrap(), std::time::Duration::from_secs(5400));
+        assert_eq!(
+            parse("1.5s").unwrap(),
+            std::time::Duration::from_millis(1500)
+        );
+        assert_eq!(
+            parse("0.5s").unwrap(),
+            std::time::Duration::from_millis(500)
+        );
+        assert_eq!(
+            parse("250ms").unwrap(),
+            std::time::Duration::from_millis(250)
+        );
+        assert_eq!(
+            parse("1h30m").unwrap(),
+            std::time::Duration::from_secs(5400)
+        );
         assert_eq!(parse("0").unwrap(), std::time::Duration::ZERO);
         assert_eq!(parse("3us").unwrap(), std::time::Duration::from_micros(3));
     }
 
     #[test]
     fn rejects_malformed() {
-        for bad in ["", "10", "s", "1.2.3s", "-1s", "10 parsecs", "1x", "99999999999999999999h"] {
+        for bad in [
+            "",
+            "10",
+            "s",
+            "1.2.3s",
+            "-1s",
+            "10 parsecs",
+            "1x",
+            "99999999999999999999h",
+        ] {
             assert!(parse(bad).is_err(), "{bad:?} should not parse");
         }
     }

@@ -12,8 +12,10 @@ use serde_json::Value;
 use crate::translate::{ResourceType, Resources};
 
 static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
-    DescriptorPool::decode(include_bytes!(concat!(env!("OUT_DIR"), "/envoy_descriptors.bin")).as_ref())
-        .expect("the descriptor set built by build.rs decodes")
+    DescriptorPool::decode(
+        include_bytes!(concat!(env!("OUT_DIR"), "/envoy_descriptors.bin")).as_ref(),
+    )
+    .expect("the descriptor set built by build.rs decodes")
 });
 
 #[derive(Debug, thiserror::Error)]
@@ -37,10 +39,11 @@ pub fn bytes_to_json(full_name: &str, bytes: &[u8]) -> Result<Value, JsonError> 
     let descriptor = POOL
         .get_message_by_name(full_name)
         .ok_or_else(|| JsonError::UnknownMessage(full_name.to_string()))?;
-    let message = DynamicMessage::decode(descriptor, bytes).map_err(|source| JsonError::Decode {
-        type_name: full_name.to_string(),
-        source,
-    })?;
+    let message =
+        DynamicMessage::decode(descriptor, bytes).map_err(|source| JsonError::Decode {
+            type_name: full_name.to_string(),
+            source,
+        })?;
     // Defaults are skipped and fields keep their proto names, as in Envoy's config_dump.
     let options = SerializeOptions::new()
         .skip_default_fields(true)
@@ -78,7 +81,10 @@ pub fn resources_to_json(resources: &Resources, ty: ResourceType) -> Result<Valu
 
 /// A proxy's resources in the shape of Envoy's `/config_dump` (`configs` holding the clusters,
 /// endpoints, listeners and routes dumps), each resource tagged with the version it was sent at.
-pub fn config_dump(resources: &Resources, version_of: impl Fn(ResourceType) -> String) -> Result<Value, JsonError> {
+pub fn config_dump(
+    resources: &Resources,
+    version_of: impl Fn(ResourceType) -> String,
+) -> Result<Value, JsonError> {
     use serde_json::json;
     let mut configs = Vec::new();
     for ty in ResourceType::ALL {

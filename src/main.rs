@@ -15,7 +15,11 @@ use rudder::source::file::load_dirs;
 use rudder::translate::translate;
 
 #[derive(Parser)]
-#[command(name = "rudder", version, about = "An Istio-compatible Envoy control plane")]
+#[command(
+    name = "rudder",
+    version,
+    about = "An Istio-compatible Envoy control plane"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -24,9 +28,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve Istio config from YAML directories to Envoy over ADS.
-    ///
-    /// Example: rudder serve --config-dir examples/bookinfo
-    #[command(after_help = "Example:\n  rudder serve --config-dir examples/bookinfo --xds-address 127.0.0.1:15010")]
+    #[command(
+        after_help = "Example:\n  rudder serve --config-dir examples/bookinfo --xds-address 127.0.0.1:15010"
+    )]
     Serve {
         /// A directory of YAML/JSON config, read recursively and followed for changes (repeatable).
         #[arg(long = "config-dir", required = true)]
@@ -46,7 +50,9 @@ enum Command {
         paths: Vec<PathBuf>,
     },
     /// Print an Envoy bootstrap (YAML) that connects a stock Envoy to rudder.
-    #[command(after_help = "Example:\n  rudder bootstrap --node-id sidecar~127.0.0.1~productpage-v1.bookinfo~bookinfo.svc.cluster.local \\\n    --xds-address 127.0.0.1:15010 --metadata '{\"INTERCEPTION_MODE\":\"NONE\"}' > envoy.yaml\n  envoy -c envoy.yaml")]
+    #[command(
+        after_help = "Example:\n  rudder bootstrap --node-id sidecar~127.0.0.1~productpage-v1.bookinfo~bookinfo.svc.cluster.local \\\n    --xds-address 127.0.0.1:15010 --metadata '{\"INTERCEPTION_MODE\":\"NONE\"}' > envoy.yaml\n  envoy -c envoy.yaml"
+    )]
     Bootstrap {
         /// Istio node id: TYPE~IP~POD.NAMESPACE~NAMESPACE.svc.cluster.local
         #[arg(long)]
@@ -62,7 +68,9 @@ enum Command {
         admin_address: SocketAddr,
     },
     /// Print the resources one proxy gets, as JSON in the shape of Envoy's config_dump.
-    #[command(after_help = "Example:\n  rudder translate --config-dir examples/bookinfo \\\n    --node-id sidecar~127.0.10.1~productpage-v1.bookinfo~bookinfo.svc.cluster.local")]
+    #[command(
+        after_help = "Example:\n  rudder translate --config-dir examples/bookinfo \\\n    --node-id sidecar~127.0.10.1~productpage-v1.bookinfo~bookinfo.svc.cluster.local"
+    )]
     Translate {
         /// A config directory (repeatable).
         #[arg(long = "config-dir", required = true)]
@@ -116,7 +124,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             for error in &built.errors {
                 println!("{error}");
             }
-            Ok(if built.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if built.errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Bootstrap {
             node_id,
@@ -132,7 +144,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 metadata,
                 admin_address,
             })?;
-            print!("{}", serde_saphyr::to_string(&json).context("render the bootstrap as YAML")?);
+            print!(
+                "{}",
+                serde_saphyr::to_string(&json).context("render the bootstrap as YAML")?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Translate {

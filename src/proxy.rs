@@ -70,7 +70,12 @@ impl Proxy {
                 });
             }
         };
-        let text = |key: &str| metadata.get(key).and_then(Value::as_str).filter(|s| !s.is_empty());
+        let text = |key: &str| {
+            metadata
+                .get(key)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        };
         let parse_ip = |ip: &str| {
             ip.trim().parse::<IpAddr>().map_err(|_| ProxyError::BadIp {
                 id: id.to_string(),
@@ -158,7 +163,11 @@ mod tests {
 
     #[test]
     fn metadata_namespace_wins() {
-        let proxy = Proxy::parse("router~10.0.0.1~gw.a~a.svc.cluster.local", &json!({"NAMESPACE": "b"})).unwrap();
+        let proxy = Proxy::parse(
+            "router~10.0.0.1~gw.a~a.svc.cluster.local",
+            &json!({"NAMESPACE": "b"}),
+        )
+        .unwrap();
         assert_eq!(proxy.namespace, "b");
         assert_eq!(proxy.kind, ProxyKind::Router);
     }

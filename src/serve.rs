@@ -39,7 +39,10 @@ pub struct Server {
 impl Server {
     /// Loads the config, binds both ports and starts serving; ready once this returns.
     pub async fn start(options: ServeOptions) -> anyhow::Result<Server> {
-        anyhow::ensure!(!options.config_dirs.is_empty(), "no config source: give at least one --config-dir");
+        anyhow::ensure!(
+            !options.config_dirs.is_empty(),
+            "no config source: give at least one --config-dir"
+        );
         let (stop, stopped) = watch::channel(false);
         let shutdown = move || {
             let mut stopped = stopped.clone();
@@ -53,7 +56,8 @@ impl Server {
         let mut tasks = JoinSet::new();
 
         let (inputs_tx, inputs) = watch::channel(Arc::new(Inputs::default()));
-        let watcher = FileWatcher::start(options.config_dirs.clone(), inputs_tx).context("config directories")?;
+        let watcher = FileWatcher::start(options.config_dirs.clone(), inputs_tx)
+            .context("config directories")?;
         tasks.spawn(async move {
             watcher.run().await;
             Ok(())
@@ -62,7 +66,12 @@ impl Server {
         let mut pipeline = Pipeline::default();
         let first = pipeline.rebuild(&inputs.borrow(), &metrics);
         let (snapshots_tx, snapshots) = watch::channel(Arc::new(first));
-        tasks.spawn(run_pipeline(pipeline, inputs, snapshots_tx, metrics.clone()));
+        tasks.spawn(run_pipeline(
+            pipeline,
+            inputs,
+            snapshots_tx,
+            metrics.clone(),
+        ));
 
         let xds_listener = TcpListener::bind(options.xds_address)
             .await
@@ -73,7 +82,13 @@ impl Server {
         let xds_address = xds_listener.local_addr()?;
         let admin_address = admin_listener.local_addr()?;
 
-        let xds = serve_xds(xds_listener, snapshots.clone(), metrics.clone(), registry.clone(), shutdown());
+        let xds = serve_xds(
+            xds_listener,
+            snapshots.clone(),
+            metrics.clone(),
+            registry.clone(),
+            shutdown(),
+        );
         tasks.spawn(async move { xds.await.context("xDS server") });
         let admin = AdminState {
             snapshots,
@@ -81,7 +96,11 @@ impl Server {
             registry,
             readiness: readiness.clone(),
         };
-        tasks.spawn(async move { serve_admin(admin_listener, admin, shutdown()).await.context("admin server") });
+        tasks.spawn(async move {
+            serve_admin(admin_listener, admin, shutdown())
+                .await
+                .context("admin server")
+        });
         readiness.set_ready();
         tracing::info!(%xds_address, %admin_address, "serving");
         Ok(Server {

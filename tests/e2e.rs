@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::mesh::{Backend, Mesh, Reply, endpoint_slice_yaml, service_yaml};
+use support::mesh::{Backend, Mesh, Reply, service_yaml};
 use support::upstream::Upstream;
 
 const PROPAGATION_LIMIT: Duration = Duration::from_secs(5);
@@ -42,12 +42,23 @@ spec:
 
 fn reviews_backends(net: u8) -> (Vec<String>, [Backend<'static>; 2]) {
     let ips = vec![format!("127.0.{net}.1"), format!("127.0.{net}.2")];
-    let leaked: Vec<&'static str> = ips.iter().map(|ip| &*Box::leak(ip.clone().into_boxed_str())).collect();
+    let leaked: Vec<&'static str> = ips
+        .iter()
+        .map(|ip| &*Box::leak(ip.clone().into_boxed_str()))
+        .collect();
     (
         ips,
         [
-            Backend { pod: "reviews-v1", ip: leaked[0], version: "v1" },
-            Backend { pod: "reviews-v2", ip: leaked[1], version: "v2" },
+            Backend {
+                pod: "reviews-v1",
+                ip: leaked[0],
+                version: "v1",
+            },
+            Backend {
+                pod: "reviews-v2",
+                ip: leaked[1],
+                version: "v2",
+            },
         ],
     )
 }
@@ -59,25 +70,48 @@ async fn header_routing_and_every_host_form() {
     let _v1 = Upstream::start("reviews-v1", &format!("{}:{port}", ips[0])).await;
     let _v2 = Upstream::start("reviews-v2", &format!("{}:{port}", ips[1])).await;
     let _details = Upstream::start("details", &format!("127.0.101.3:{port}")).await;
-    let details = [Backend { pod: "details-v1", ip: "127.0.101.3", version: "v1" }];
+    let details = [Backend {
+        pod: "details-v1",
+        ip: "127.0.101.3",
+        version: "v1",
+    }];
     let mesh = Mesh::start(
         port,
         &[
-            ("reviews.yaml", service_yaml("reviews", "10.96.101.1", port, &backends)),
-            ("details.yaml", service_yaml("details", "10.96.101.2", port, &details)),
+            (
+                "reviews.yaml",
+                service_yaml("reviews", "10.96.101.1", port, &backends),
+            ),
+            (
+                "details.yaml",
+                service_yaml("details", "10.96.101.2", port, &details),
+            ),
             ("reviews-rules.yaml", reviews_rules("v2", "v1")),
         ],
     )
     .await;
 
     let became_ready = mesh
-        .wait_until(PROPAGATION_LIMIT, || async { mesh.upstream_of("reviews", &[]).await == "reviews-v1" })
+        .wait_until(PROPAGATION_LIMIT, || async {
+            mesh.upstream_of("reviews", &[]).await == "reviews-v1"
+        })
         .await;
-    assert!(became_ready.is_some(), "reviews never routed; Envoy log:\n{}", mesh.envoy.log());
+    assert!(
+        became_ready.is_some(),
+        "reviews never routed; Envoy log:\n{}",
+        mesh.envoy.log()
+    );
     for _ in 0..20 {
         assert_eq!(mesh.upstream_of("reviews", &[]).await, "reviews-v1");
-        assert_eq!(mesh.upstream_of("reviews", &[("end-user", "jason")]).await, "reviews-v2");
-        assert_eq!(mesh.upstream_of("reviews", &[("end-user", "someone")]).await, "reviews-v1");
+        assert_eq!(
+            mesh.upstream_of("reviews", &[("end-user", "jason")]).await,
+            "reviews-v2"
+        );
+        assert_eq!(
+            mesh.upstream_of("reviews", &[("end-user", "someone")])
+                .await,
+            "reviews-v1"
+        );
     }
 
     // A service without any rule answers to every name Istio gives it, with or without port.
@@ -91,7 +125,11 @@ async fn header_routing_and_every_host_form() {
     for form in forms {
         assert_eq!(mesh.upstream_of(form, &[]).await, "details", "host {form}");
         let with_port = format!("{form}:{port}");
-        assert_eq!(mesh.upstream_of(&with_port, &[]).await, "details", "host {with_port}");
+        assert_eq!(
+            mesh.upstream_of(&with_port, &[]).await,
+            "details",
+            "host {with_port}"
+        );
     }
     // Unknown hosts go to the passthrough cluster, which has nowhere to go here.
     assert!(mesh.upstream_of("unknown.example.com", &[]).await != "details");
@@ -110,15 +148,26 @@ async fn weighted_split_within_statistical_bounds() {
     let mesh = Mesh::start(
         port,
         &[
-            ("reviews.yaml", service_yaml("reviews", "10.96.102.1", port, &backends)),
+            (
+                "reviews.yaml",
+                service_yaml("reviews", "10.96.102.1", port, &backends),
+            ),
             ("reviews-rules.yaml", rules),
         ],
     )
     .await;
     let ready = mesh
-        .wait_until(PROPAGATION_LIMIT, || async { mesh.upstream_of("reviews", &[]).await.starts_with("reviews-") })
+        .wait_until(PROPAGATION_LIMIT, || async {
+            mesh.upstream_of("reviews", &[])
+                .await
+                .starts_with("reviews-")
+        })
         .await;
-    assert!(ready.is_some(), "reviews never routed; Envoy log:\n{}", mesh.envoy.log());
+    assert!(
+        ready.is_some(),
+        "reviews never routed; Envoy log:\n{}",
+        mesh.envoy.log()
+    );
 
     const REQUESTS: usize = 1000;
     let mut v2 = 0;
@@ -131,7 +180,10 @@ async fn weighted_split_within_statistical_bounds() {
     }
     // 20% of 1000 has a standard deviation of about 12.6; ±60 is beyond 4.7 of them.
     eprintln!("weighted split: {v2} of {REQUESTS} requests went to v2 (weight 20)");
-    assert!((140..=260).contains(&v2), "{v2} of {REQUESTS} went to v2, expected about 200");
+    assert!(
+        (140..=260).contains(&v2),
+        "{v2} of {REQUESTS} went to v2, expected about 200"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,49 +196,73 @@ async fn rule_and_endpoint_edits_reach_traffic() {
     let mesh = Mesh::start(
         port,
         &[
-            ("reviews.yaml", service_yaml("reviews", "10.96.103.1", port, &backends)),
+            (
+                "reviews.yaml",
+                service_yaml("reviews", "10.96.103.1", port, &backends),
+            ),
             ("reviews-rules.yaml", reviews_rules("v2", "v1")),
         ],
     )
     .await;
     let ready = mesh
-        .wait_until(PROPAGATION_LIMIT, || async { mesh.upstream_of("reviews", &[]).await == "reviews-v1" })
+        .wait_until(PROPAGATION_LIMIT, || async {
+            mesh.upstream_of("reviews", &[]).await == "reviews-v1"
+        })
         .await;
-    assert!(ready.is_some(), "reviews never routed; Envoy log:\n{}", mesh.envoy.log());
+    assert!(
+        ready.is_some(),
+        "reviews never routed; Envoy log:\n{}",
+        mesh.envoy.log()
+    );
 
     // A rule edit: everyone to v2.
     mesh.write("reviews-rules.yaml", &reviews_rules("v2", "v2"));
     let rule_edit = mesh
-        .wait_until(PROPAGATION_LIMIT, || async { mesh.upstream_of("reviews", &[]).await == "reviews-v2" })
+        .wait_until(PROPAGATION_LIMIT, || async {
+            mesh.upstream_of("reviews", &[]).await == "reviews-v2"
+        })
         .await
         .expect("the rule edit reached Envoy");
 
     // An endpoint edit: v1 moves to another address.
     mesh.write("reviews-rules.yaml", &reviews_rules("v1", "v1"));
-    mesh.wait_until(PROPAGATION_LIMIT, || async { mesh.upstream_of("reviews", &[]).await == "reviews-v1" })
-        .await
-        .expect("back to v1");
+    mesh.wait_until(PROPAGATION_LIMIT, || async {
+        mesh.upstream_of("reviews", &[]).await == "reviews-v1"
+    })
+    .await
+    .expect("back to v1");
     let moved = [
-        Backend { pod: "reviews-v1", ip: "127.0.103.9", version: "v1" },
-        Backend { pod: "reviews-v2", ip: backends[1].ip, version: "v2" },
+        Backend {
+            pod: "reviews-v1",
+            ip: "127.0.103.9",
+            version: "v1",
+        },
+        Backend {
+            pod: "reviews-v2",
+            ip: backends[1].ip,
+            version: "v2",
+        },
     ];
     let service = service_yaml("reviews", "10.96.103.1", port, &moved);
     mesh.write("reviews.yaml", &service);
     let endpoint_edit = mesh
-        .wait_until(PROPAGATION_LIMIT, || async { mesh.upstream_of("reviews", &[]).await == "reviews-v1-moved" })
+        .wait_until(PROPAGATION_LIMIT, || async {
+            mesh.upstream_of("reviews", &[]).await == "reviews-v1-moved"
+        })
         .await
         .expect("the endpoint edit reached Envoy");
 
     // A deleted rule: the default route spreads over both versions again.
     std::fs::remove_file(mesh.path("reviews-rules.yaml")).expect("delete the rules");
     let rule_delete = mesh
-        .wait_until(PROPAGATION_LIMIT, || async { mesh.upstream_of("reviews", &[]).await == "reviews-v2" })
+        .wait_until(PROPAGATION_LIMIT, || async {
+            mesh.upstream_of("reviews", &[]).await == "reviews-v2"
+        })
         .await
         .expect("the rule deletion reached Envoy");
     eprintln!(
         "edit to traffic: rule edit {rule_edit:?}, endpoint edit {endpoint_edit:?}, rule deletion {rule_delete:?}"
     );
-    let _ = endpoint_slice_yaml;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,20 +272,36 @@ async fn bad_files_leave_traffic_as_it_was() {
     let _v1 = Upstream::start("reviews-v1", &format!("{}:{port}", ips[0])).await;
     let _v2 = Upstream::start("reviews-v2", &format!("{}:{port}", ips[1])).await;
     let _details = Upstream::start("details", &format!("127.0.104.3:{port}")).await;
-    let details = [Backend { pod: "details-v1", ip: "127.0.104.3", version: "v1" }];
+    let details = [Backend {
+        pod: "details-v1",
+        ip: "127.0.104.3",
+        version: "v1",
+    }];
     let mesh = Mesh::start(
         port,
         &[
-            ("reviews.yaml", service_yaml("reviews", "10.96.104.1", port, &backends)),
-            ("details.yaml", service_yaml("details", "10.96.104.2", port, &details)),
+            (
+                "reviews.yaml",
+                service_yaml("reviews", "10.96.104.1", port, &backends),
+            ),
+            (
+                "details.yaml",
+                service_yaml("details", "10.96.104.2", port, &details),
+            ),
             ("reviews-rules.yaml", reviews_rules("v2", "v1")),
         ],
     )
     .await;
     let ready = mesh
-        .wait_until(PROPAGATION_LIMIT, || async { mesh.upstream_of("reviews", &[]).await == "reviews-v1" })
+        .wait_until(PROPAGATION_LIMIT, || async {
+            mesh.upstream_of("reviews", &[]).await == "reviews-v1"
+        })
         .await;
-    assert!(ready.is_some(), "reviews never routed; Envoy log:\n{}", mesh.envoy.log());
+    assert!(
+        ready.is_some(),
+        "reviews never routed; Envoy log:\n{}",
+        mesh.envoy.log()
+    );
 
     // Each bad change is paired with a good change in another file; once the good change shows
     // in traffic, the bad one has been processed too, and traffic to reviews must be unchanged.
@@ -243,25 +335,110 @@ async fn bad_files_leave_traffic_as_it_was() {
                     .header("host", "details")
                     .send()
                     .await;
-                response.is_ok_and(|r| r.headers().get("x-marker").is_some_and(|v| v == marker.as_str()))
+                response.is_ok_and(|r| {
+                    r.headers()
+                        .get("x-marker")
+                        .is_some_and(|v| v == marker.as_str())
+                })
             })
             .await;
-        assert!(seen.is_some(), "the good change after {what} never reached Envoy");
+        assert!(
+            seen.is_some(),
+            "the good change after {what} never reached Envoy"
+        );
         for _ in 0..5 {
-            assert_eq!(mesh.upstream_of("reviews", &[]).await, "reviews-v1", "after {what}");
-            assert_eq!(mesh.upstream_of("reviews", &[("end-user", "jason")]).await, "reviews-v2", "after {what}");
+            assert_eq!(
+                mesh.upstream_of("reviews", &[]).await,
+                "reviews-v1",
+                "after {what}"
+            );
+            assert_eq!(
+                mesh.upstream_of("reviews", &[("end-user", "jason")]).await,
+                "reviews-v2",
+                "after {what}"
+            );
         }
     }
     let metrics = mesh.admin("/metrics").await;
     assert!(
-        metrics.lines().any(|line| line.starts_with("rudder_config_errors ") && !line.ends_with(" 0")),
+        metrics
+            .lines()
+            .any(|line| line.starts_with("rudder_config_errors ") && !line.ends_with(" 0")),
         "config errors are counted:\n{metrics}"
     );
 
     // Fixing the file applies the fix.
     mesh.write("reviews-rules.yaml", &reviews_rules("v2", "v2"));
-    mesh.wait_until(PROPAGATION_LIMIT, || async { mesh.upstream_of("reviews", &[]).await == "reviews-v2" })
-        .await
-        .expect("the fixed rules apply");
-    assert!(matches!(mesh.get("reviews", "/", &[]).await, Reply::Upstream(_)));
+    mesh.wait_until(PROPAGATION_LIMIT, || async {
+        mesh.upstream_of("reviews", &[]).await == "reviews-v2"
+    })
+    .await
+    .expect("the fixed rules apply");
+    assert!(matches!(
+        mesh.get("reviews", "/", &[]).await,
+        Reply::Upstream(_)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bookinfo_example_routes_as_its_rules_say() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/bookinfo");
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&example).expect("examples/bookinfo exists") {
+        let path = entry.expect("readable entry").path();
+        let name = path
+            .file_name()
+            .expect("a file name")
+            .to_string_lossy()
+            .to_string();
+        files.push((
+            name,
+            std::fs::read_to_string(&path).expect("readable example file"),
+        ));
+    }
+    let files: Vec<(&str, String)> = files
+        .iter()
+        .map(|(name, text)| (name.as_str(), text.clone()))
+        .collect();
+    let port = 9080;
+    let pods = [
+        ("productpage-v1", "127.0.10.1"),
+        ("details-v1", "127.0.11.1"),
+        ("ratings-v1", "127.0.12.1"),
+        ("reviews-v1", "127.0.13.1"),
+        ("reviews-v2", "127.0.13.2"),
+        ("reviews-v3", "127.0.13.3"),
+    ];
+    let mut upstreams = Vec::new();
+    for (pod, ip) in pods {
+        upstreams.push(Upstream::start(pod, &format!("{ip}:{port}")).await);
+    }
+    let mesh = Mesh::start(port, &files).await;
+    let ready = mesh
+        .wait_until(PROPAGATION_LIMIT, || async {
+            mesh.upstream_of("reviews", &[]).await == "reviews-v1"
+        })
+        .await;
+    assert!(
+        ready.is_some(),
+        "reviews never routed; Envoy log:\n{}",
+        mesh.envoy.log()
+    );
+    for _ in 0..10 {
+        assert_eq!(mesh.upstream_of("reviews", &[]).await, "reviews-v1");
+        assert_eq!(
+            mesh.upstream_of("reviews", &[("end-user", "jason")]).await,
+            "reviews-v2"
+        );
+        assert_eq!(mesh.upstream_of("ratings", &[]).await, "ratings-v1");
+        assert_eq!(
+            mesh.upstream_of("details.bookinfo", &[]).await,
+            "details-v1"
+        );
+        assert_eq!(
+            mesh.upstream_of("productpage.bookinfo.svc.cluster.local", &[])
+                .await,
+            "productpage-v1"
+        );
+    }
 }

@@ -28,7 +28,11 @@ fn cases() -> Vec<PathBuf> {
         .filter(|path| path.is_dir())
         .collect();
     cases.sort();
-    assert!(!cases.is_empty(), "no golden cases under {}", root.display());
+    assert!(
+        !cases.is_empty(),
+        "no golden cases under {}",
+        root.display()
+    );
     cases
 }
 
@@ -37,7 +41,10 @@ fn proxy_of(case: &Path) -> Proxy {
     let (id, metadata) = match std::fs::read_to_string(&path) {
         Ok(text) => {
             let value: Value = serde_saphyr::from_str(&text).expect("proxy.yaml parses");
-            let id = value["id"].as_str().expect("proxy.yaml has an id").to_string();
+            let id = value["id"]
+                .as_str()
+                .expect("proxy.yaml has an id")
+                .to_string();
             (id, value.get("metadata").cloned().unwrap_or(Value::Null))
         }
         Err(_) => (DEFAULT_PROXY.to_string(), Value::Null),
@@ -60,7 +67,10 @@ fn outputs(case: &Path) -> (BTreeMap<String, String>, rudder::translate::Resourc
             ResourceType::Listener => "listeners.json",
             ResourceType::Route => "routes.json",
         };
-        files.insert(name.to_string(), serde_json::to_string_pretty(&json).expect("JSON renders") + "\n");
+        files.insert(
+            name.to_string(),
+            serde_json::to_string_pretty(&json).expect("JSON renders") + "\n",
+        );
     }
     let prefix = format!("{}/", case.display());
     let errors: String = built
@@ -77,14 +87,20 @@ fn golden_cases() {
     let update = std::env::var_os("RUDDER_UPDATE_GOLDEN").is_some();
     let mut failures = Vec::new();
     for case in cases() {
-        let name = case.file_name().unwrap_or_default().to_string_lossy().to_string();
+        let name = case
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
         let (files, resources) = outputs(&case);
         let expected_dir = case.join("expected");
         if update {
             std::fs::create_dir_all(&expected_dir).expect("create expected/");
             for entry in std::fs::read_dir(&expected_dir).expect("read expected/") {
                 let path = entry.expect("readable entry").path();
-                let stale = path.file_name().is_some_and(|f| !files.contains_key(&*f.to_string_lossy()));
+                let stale = path
+                    .file_name()
+                    .is_some_and(|f| !files.contains_key(&*f.to_string_lossy()));
                 if stale {
                     std::fs::remove_file(&path).expect("delete a stale expected file");
                 }
@@ -104,7 +120,9 @@ fn golden_cases() {
             }
         }
         if let Err(error) = support::envoy::envoy_validate(&resources) {
-            failures.push(format!("{name}: envoy --mode validate rejects the resources:\n{error}"));
+            failures.push(format!(
+                "{name}: envoy --mode validate rejects the resources:\n{error}"
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
@@ -115,7 +133,12 @@ fn first_difference(expected: &str, actual: &str) -> String {
     for (number, line) in actual.lines().enumerate() {
         let wanted = expected_lines.next();
         if wanted != Some(line) {
-            return format!("  line {}: expected {:?}\n  line {}: actual   {line:?}", number + 1, wanted, number + 1);
+            return format!(
+                "  line {}: expected {:?}\n  line {}: actual   {line:?}",
+                number + 1,
+                wanted,
+                number + 1
+            );
         }
     }
     "  expected has more lines".to_string()

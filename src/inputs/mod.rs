@@ -158,9 +158,12 @@ impl Inputs {
     pub fn insert(&mut self, key: ObjectKey, entry: Entry) {
         if let Some(existing) = self.entries.get(&key) {
             self.problems.push(
-                ConfigError::new(format!("duplicate definition; {} already defines it", existing.origin))
-                    .at(entry.origin)
-                    .on(key),
+                ConfigError::new(format!(
+                    "duplicate definition; {} already defines it",
+                    existing.origin
+                ))
+                .at(entry.origin)
+                .on(key),
             );
             return;
         }
@@ -185,16 +188,45 @@ pub enum Decoded {
     Skipped { api_version: String, kind: String },
 }
 
+/// Why a raw document is not an object rudder can key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not a Kubernetes object: apiVersion and kind are required")]
+    NotAnObject,
+    #[error(transparent)]
+    Field(FieldError),
+}
+
+impl From<DecodeError> for ConfigError {
+    fn from(error: DecodeError) -> ConfigError {
+        match error {
+            DecodeError::NotAnObject => ConfigError::new(error.to_string()),
+            DecodeError::Field(FieldError { field, message }) => {
+                ConfigError::new(message).field(field)
+            }
+        }
+    }
+}
+
 /// Decodes one raw object. `default_namespace` applies to namespaced kinds without one, as
 /// `kubectl apply` does with `default`.
-pub fn decode(value: Value, default_namespace: &str) -> Result<Decoded, ConfigError> {
-    let text = |field: &str| value.get(field).and_then(Value::as_str).unwrap_or_default().to_string();
+pub fn decode(value: Value, default_namespace: &str) -> Result<Decoded, DecodeError> {
+    let text = |field: &str| {
+        value
+            .get(field)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     let (api_version, kind_name) = (text("apiVersion"), text("kind"));
     if api_version.is_empty() || kind_name.is_empty() {
-        return Err(ConfigError::new("not a Kubernetes object: apiVersion and kind are required"));
+        return Err(DecodeError::NotAnObject);
     }
     let Some(kind) = Kind::from_type(&api_version, &kind_name) else {
-        return Ok(Decoded::Skipped { api_version, kind: kind_name });
+        return Ok(Decoded::Skipped {
+            api_version,
+            kind: kind_name,
+        });
     };
     let metadata = value.get("metadata");
     // An unquoted `namespace: 123` is a YAML number; reading it as absent would file the object
@@ -204,12 +236,23 @@ pub fn decode(value: Value, default_namespace: &str) -> Result<Decoded, ConfigEr
         Some(Value::String(text)) => Ok(text.as_str()),
         Some(_) => Err(name),
     };
-    let not_a_string = |name| ConfigError::new("must be a string").field(format!("metadata.{name}"));
+    let not_a_string = |name| {
+        DecodeError::Field(FieldError {
+            field: format!("metadata.{name}"),
+            message: "must be a string".to_string(),
+        })
+    };
     let name = field("name").map_err(not_a_string)?.to_string();
     if name.is_empty() {
-        return Err(ConfigError::new(format!("{kind} without a name")).field("metadata.name"));
+        return Err(DecodeError::Field(FieldError {
+            field: "metadata.name".to_string(),
+            message: format!("{kind} without a name"),
+        }));
     }
-    let namespace = match (kind.is_namespaced(), field("namespace").map_err(not_a_string)?) {
+    let namespace = match (
+        kind.is_namespaced(),
+        field("namespace").map_err(not_a_string)?,
+    ) {
         (false, _) => String::new(),
         (true, "") => default_namespace.to_string(),
         (true, namespace) => namespace.to_string(),
@@ -232,10 +275,12 @@ fn decode_object(kind: Kind, value: Value) -> Result<Object, FieldError> {
 
 /// Deserializes with the path of the failing field, so errors can name it.
 fn typed<T: DeserializeOwned>(value: Value) -> Result<Box<T>, FieldError> {
-    serde_path_to_error::deserialize(value).map(Box::new).map_err(|error| FieldError {
-        field: error.path().to_string(),
-        message: error.into_inner().to_string(),
-    })
+    serde_path_to_error::deserialize(value)
+        .map(Box::new)
+        .map_err(|error| FieldError {
+            field: error.path().to_string(),
+            message: error.into_inner().to_string(),
+        })
 }
 
 /// Fills in the namespace a document left out, so later stages never guess it.
@@ -278,8 +323,14 @@ mod tests {
         );
         let not_a_string = Err("metadata.namespace: must be a string".to_string());
         assert_eq!(key(json!({"name": "a", "namespace": 123})), not_a_string);
-        assert_eq!(key(json!({"name": 7})), Err("metadata.name: must be a string".into()));
-        assert_eq!(key(json!({})), Err("metadata.name: Service without a name".into()));
+        assert_eq!(
+            key(json!({"name": 7})),
+            Err("metadata.name: must be a string".into())
+        );
+        assert_eq!(
+            key(json!({})),
+            Err("metadata.name: Service without a name".into())
+        );
     }
 
     #[test]

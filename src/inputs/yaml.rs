@@ -11,7 +11,7 @@
 //! - Anchors, aliases and `<<` merge keys are expanded; tags are ignored except the core ones
 //!   (`!!str 123` is a string); integer and boolean keys become strings; null and complex keys,
 //!   duplicate keys and non-finite floats (`.inf`, `1e400`) are errors, since JSON has no place
-//!   for them and the Kubernetes API refuses duplicates too.
+//!   for them and kubectl refuses duplicate keys too.
 //! - Unquoted timestamps stay strings; a leading-zero number that is not octal (`08`) becomes a
 //!   float, a serde-saphyr quirk.
 
@@ -265,7 +265,8 @@ mod tests {
 
     #[test]
     fn splits_documents_and_skips_empty_ones() {
-        let text = "# header\n---\na: 1\n---\n# only a comment\n---\n\n---\nnull\n---\n--- {b: 2}\n...\n---\n\n  c: 3\n";
+        let text = "# header\n---\na: 1\n---\n# only a comment\n---\n\n---\nnull\n---\n\
+                    --- {b: 2}\n...\n---\n\n  c: 3\n";
         assert_eq!(
             parse(text),
             vec![
@@ -299,8 +300,9 @@ mod tests {
 
     #[test]
     fn scalars_convert_as_documented() {
-        let text = "a: yes\nb: True\nc: 0644\nd: 0o644\ne: 0x1F\nf: 1.0\ng: 12345678901234567890\nh: -3\n\
-                    i: 2024-01-01T00:00:00Z\nj: ~\nk: '1'\nl: !!str 123\nm: !custom x\n1: int key\ntrue: bool key\n";
+        let text = "a: yes\nb: True\nc: 0644\nd: 0o644\ne: 0x1F\nf: 1.0\n\
+                    g: 12345678901234567890\nh: -3\ni: 2024-01-01T00:00:00Z\nj: ~\nk: '1'\n\
+                    l: !!str 123\nm: !custom x\n1: int key\ntrue: bool key\n";
         assert_eq!(
             parse(text)[0].1,
             json!({

@@ -15,7 +15,7 @@ use super::{
     ServicePort, VirtualService, Workload,
 };
 use crate::diagnostic::ConfigError;
-use crate::inputs::{Entry, Inputs, IstioObject, Kind, Object, ObjectKey};
+use crate::inputs::{Entry, FieldError, Inputs, IstioObject, Kind, Object, ObjectKey};
 use crate::istio;
 
 /// The last version of every object that was valid when it was seen.
@@ -45,30 +45,32 @@ struct Admission<'a> {
 impl Admission<'_> {
     /// Admits every entry of `kind` for which `check` passes; others fall back to their last
     /// good version.
-    fn admit(&mut self, kind: Kind, check: impl Fn(&Object) -> Result<(), ConfigError>) {
+    fn admit(&mut self, kind: Kind, check: impl Fn(&Object) -> Result<(), FieldError>) {
         let entries = self
             .inputs
             .entries
             .range(ObjectKey::new(kind, "", "")..)
             .take_while(|(key, _)| key.kind == kind);
         for (key, Entry { origin, object }) in entries {
-            let verdict = match object {
-                Ok(object) => check(object).map(|()| object),
-                Err(error) => Err(ConfigError::new(&error.message).field(&error.field)),
-            };
+            let verdict = object
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|object| check(object).map(|()| object));
             match verdict {
                 Ok(object) => {
                     self.accepted.objects.insert(key.clone(), object.clone());
                 }
-                Err(error) => {
+                Err(FieldError { field, message }) => {
                     let fallback = self.previous.objects.get(key);
                     let consequence = if fallback.is_some() {
                         "; the last valid version stays in force"
                     } else {
                         "; not applied"
                     };
-                    let mut error = error.at(origin.clone()).on(key.clone());
-                    error.message.push_str(consequence);
+                    let error = ConfigError::new(message + consequence)
+                        .field(field)
+                        .at(origin.clone())
+                        .on(key.clone());
                     self.errors.push(error);
                     if let Some(object) = fallback {
                         self.accepted.objects.insert(key.clone(), object.clone());
@@ -96,7 +98,12 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
         errors: inputs.problems.clone(),
     };
     let dns_domain = DEFAULT_DNS_DOMAIN;
-    for kind in [Kind::Namespace, Kind::Pod, Kind::Service, Kind::EndpointSlice] {
+    for kind in [
+        Kind::Namespace,
+        Kind::Pod,
+        Kind::Service,
+        Kind::EndpointSlice,
+    ] {
         admission.admit(kind, |_| Ok(()));
     }
 
@@ -112,7 +119,8 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
         Object::DestinationRule(rule) => validate_destination_rule(&rule.spec),
         _ => Ok(()),
     });
-    let destination_rules = destination_rules(admission.accepted(Kind::DestinationRule), dns_domain);
+    let destination_rules =
+        destination_rules(admission.accepted(Kind::DestinationRule), dns_domain);
 
     admission.admit(Kind::VirtualService, |object| match object {
         Object::VirtualService(vs) => {
@@ -188,7 +196,11 @@ fn pod_ips(pod: &Pod) -> Vec<IpAddr> {
 /// Istio's protocol selection: `appProtocol` first, then the port name's prefix.
 pub(crate) fn protocol_of(name: &str, app_protocol: Option<&str>) -> Protocol {
     let from_name = |name: &str| {
-        let prefix = name.split('-').next().unwrap_or_default().to_ascii_lowercase();
+        let prefix = name
+            .split('-')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         match prefix.as_str() {
             "http" => Some(Protocol::Http),
             "http2" | "h2c" | "kubernetes.io/h2c" => Some(Protocol::Http2),
@@ -213,20 +225,27 @@ fn services<'a>(
 ) -> BTreeMap<String, Service> {
     let mut by_host = BTreeMap::new();
     for object in services {
-        let Object::Service(service) = object else { continue };
+        let Object::Service(service) = object else {
+            continue;
+        };
         let service = service_model(service, dns_domain);
         by_host.insert(service.hostname.clone(), service);
     }
     for object in slices {
-        let Object::EndpointSlice(slice) = object else { continue };
+        let Object::EndpointSlice(slice) = object else {
+            continue;
+        };
         let labels = slice.metadata.labels.as_ref();
-        let Some(service_name) = labels.and_then(|labels| labels.get("kubernetes.io/service-name")) else {
+        let Some(service_name) = labels.and_then(|labels| labels.get("kubernetes.io/service-name"))
+        else {
             continue;
         };
         let namespace = namespace_of(&slice.metadata.namespace);
         let host = format!("{service_name}.{namespace}.svc.{dns_domain}");
         if let Some(service) = by_host.get_mut(&host) {
-            service.endpoints.extend(slice_endpoints(slice, service, workloads));
+            service
+                .endpoints
+                .extend(slice_endpoints(slice, service, workloads));
         }
     }
     for service in by_host.values_mut() {
@@ -280,12 +299,20 @@ fn service_model(service: &KubeService, dns_domain: &str) -> Service {
 
 /// Ready endpoints of one slice, one per address and service port; labels come from the Pod the
 /// endpoint names, else from the Pod with that IP.
-fn slice_endpoints(slice: &EndpointSlice, service: &Service, workloads: &BTreeMap<IpAddr, Workload>) -> Vec<Endpoint> {
+fn slice_endpoints(
+    slice: &EndpointSlice,
+    service: &Service,
+    workloads: &BTreeMap<IpAddr, Workload>,
+) -> Vec<Endpoint> {
     let mut endpoints = Vec::new();
     let slice_ports = slice.ports.iter().flatten();
     for endpoint in &slice.endpoints {
         // Kubernetes asks consumers to treat an unknown readiness as ready.
-        let ready = endpoint.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+        let ready = endpoint
+            .conditions
+            .as_ref()
+            .and_then(|c| c.ready)
+            .unwrap_or(true);
         if !ready {
             continue;
         }
@@ -301,7 +328,11 @@ fn slice_endpoints(slice: &EndpointSlice, service: &Service, workloads: &BTreeMa
                     .find(|w| w.name == name && w.namespace == namespace)
                     .map(|w| w.labels.clone())
             });
-        for address in endpoint.addresses.iter().filter_map(|a| a.parse::<IpAddr>().ok()) {
+        for address in endpoint
+            .addresses
+            .iter()
+            .filter_map(|a| a.parse::<IpAddr>().ok())
+        {
             let labels = target_labels
                 .clone()
                 .or_else(|| workloads.get(&address).map(|w| w.labels.clone()))
@@ -341,7 +372,10 @@ fn by_precedence<'a, Spec>(objects: &mut [&'a IstioObject<Spec>]) {
 
 /// One rule per host: the first by precedence sets the traffic policy; subsets from later rules
 /// for the same host are added when their names are new.
-fn destination_rules<'a>(objects: impl Iterator<Item = &'a Object>, dns_domain: &str) -> BTreeMap<String, DestinationRule> {
+fn destination_rules<'a>(
+    objects: impl Iterator<Item = &'a Object>,
+    dns_domain: &str,
+) -> BTreeMap<String, DestinationRule> {
     let mut rules: Vec<&IstioObject<istio::DestinationRule>> = objects
         .filter_map(|object| match object {
             Object::DestinationRule(rule) => Some(rule.as_ref()),
@@ -379,7 +413,10 @@ fn destination_rules<'a>(objects: impl Iterator<Item = &'a Object>, dns_domain: 
 }
 
 /// A VirtualService with its hosts, gateways and destinations resolved.
-pub(crate) fn virtual_service(vs: &IstioObject<istio::VirtualService>, dns_domain: &str) -> VirtualService {
+pub(crate) fn virtual_service(
+    vs: &IstioObject<istio::VirtualService>,
+    dns_domain: &str,
+) -> VirtualService {
     let namespace = namespace_of(&vs.metadata.namespace);
     let gateways = if vs.spec.gateways.is_empty() {
         vec![MESH_GATEWAY.to_string()]
@@ -397,19 +434,28 @@ pub(crate) fn virtual_service(vs: &IstioObject<istio::VirtualService>, dns_domai
     let mut http = vs.spec.http.clone();
     for route in &mut http {
         for destination in &mut route.route {
-            destination.destination.host = resolve_host(&destination.destination.host, namespace, dns_domain);
+            destination.destination.host =
+                resolve_host(&destination.destination.host, namespace, dns_domain);
         }
     }
     VirtualService {
         name: vs.metadata.name.clone(),
         namespace: namespace.to_string(),
-        hosts: vs.spec.hosts.iter().map(|host| resolve_host(host, namespace, dns_domain)).collect(),
+        hosts: vs
+            .spec
+            .hosts
+            .iter()
+            .map(|host| resolve_host(host, namespace, dns_domain))
+            .collect(),
         gateways,
         http,
     }
 }
 
-fn virtual_services<'a>(objects: impl Iterator<Item = &'a Object>, dns_domain: &str) -> Vec<VirtualService> {
+fn virtual_services<'a>(
+    objects: impl Iterator<Item = &'a Object>,
+    dns_domain: &str,
+) -> Vec<VirtualService> {
     let mut objects: Vec<&IstioObject<istio::VirtualService>> = objects
         .filter_map(|object| match object {
             Object::VirtualService(vs) => Some(vs.as_ref()),
@@ -417,5 +463,8 @@ fn virtual_services<'a>(objects: impl Iterator<Item = &'a Object>, dns_domain: &
         })
         .collect();
     by_precedence(&mut objects);
-    objects.into_iter().map(|vs| virtual_service(vs, dns_domain)).collect()
+    objects
+        .into_iter()
+        .map(|vs| virtual_service(vs, dns_domain))
+        .collect()
 }

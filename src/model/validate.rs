@@ -6,25 +6,31 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{DestinationRule, Service, VirtualService};
-use crate::diagnostic::ConfigError;
+use crate::inputs::FieldError;
 use crate::istio::{self, StringMatch};
 
 /// The largest RE2 program Envoy accepts with rudder's bootstrap; bigger regexes are refused here
 /// rather than by Envoy.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
-fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError::new(message).field(field)
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field: field.into(),
+        message: message.into(),
+    }
 }
 
-pub fn validate_destination_rule(rule: &istio::DestinationRule) -> Result<(), ConfigError> {
+pub fn validate_destination_rule(rule: &istio::DestinationRule) -> Result<(), FieldError> {
     if rule.host.trim().is_empty() {
         return Err(invalid("spec.host", "host is required"));
     }
     let mut names = BTreeSet::new();
     for (i, subset) in rule.subsets.iter().enumerate() {
         if subset.name.is_empty() {
-            return Err(invalid(format!("spec.subsets[{i}].name"), "subset name is required"));
+            return Err(invalid(
+                format!("spec.subsets[{i}].name"),
+                "subset name is required",
+            ));
         }
         if !names.insert(subset.name.as_str()) {
             return Err(invalid(
@@ -42,14 +48,17 @@ pub fn validate_virtual_service(
     resolved: &VirtualService,
     services: &BTreeMap<String, Service>,
     destination_rules: &BTreeMap<String, DestinationRule>,
-) -> Result<(), ConfigError> {
+) -> Result<(), FieldError> {
     if spec.hosts.is_empty() {
         return Err(invalid("spec.hosts", "at least one host is required"));
     }
     for (i, (route, resolved_route)) in spec.http.iter().zip(&resolved.http).enumerate() {
         let at = format!("spec.http[{i}]");
         if route.route.is_empty() && route.redirect.is_none() && route.direct_response.is_none() {
-            return Err(invalid(&at, "one of route, redirect or directResponse is required"));
+            return Err(invalid(
+                &at,
+                "one of route, redirect or directResponse is required",
+            ));
         }
         for (j, request) in route.matches.iter().enumerate() {
             validate_match(request, &format!("{at}.match[{j}]"))?;
@@ -57,7 +66,10 @@ pub fn validate_virtual_service(
         if let Some(retries) = &route.retries
             && retries.attempts < 0
         {
-            return Err(invalid(format!("{at}.retries.attempts"), "attempts cannot be negative"));
+            return Err(invalid(
+                format!("{at}.retries.attempts"),
+                "attempts cannot be negative",
+            ));
         }
         validate_weights(&route.route, &at)?;
         for (j, destination) in resolved_route.route.iter().enumerate() {
@@ -68,7 +80,7 @@ pub fn validate_virtual_service(
     Ok(())
 }
 
-fn validate_match(request: &istio::HttpMatchRequest, at: &str) -> Result<(), ConfigError> {
+fn validate_match(request: &istio::HttpMatchRequest, at: &str) -> Result<(), FieldError> {
     let singles = [
         ("uri", &request.uri),
         ("scheme", &request.scheme),
@@ -96,7 +108,7 @@ fn validate_match(request: &istio::HttpMatchRequest, at: &str) -> Result<(), Con
     Ok(())
 }
 
-fn validate_string_match(matcher: &StringMatch, at: &str) -> Result<(), ConfigError> {
+fn validate_string_match(matcher: &StringMatch, at: &str) -> Result<(), FieldError> {
     if let StringMatch::Regex(pattern) = matcher {
         // The regex crate follows RE2's syntax and guarantees (no backreferences, no lookaround).
         regex::RegexBuilder::new(pattern)
@@ -106,8 +118,16 @@ fn validate_string_match(matcher: &StringMatch, at: &str) -> Result<(), ConfigEr
                 // The regex crate draws the pattern with a caret over several lines; a config
                 // error is one line, so keep its last line (the reason).
                 let text = error.to_string();
-                let reason = text.lines().last().unwrap_or_default().trim_start_matches("error: ").to_string();
-                invalid(format!("{at}.regex"), format!("invalid RE2 regex {pattern:?}: {reason}"))
+                let reason = text
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+                    .trim_start_matches("error: ")
+                    .to_string();
+                invalid(
+                    format!("{at}.regex"),
+                    format!("invalid RE2 regex {pattern:?}: {reason}"),
+                )
             })?;
     }
     Ok(())
@@ -115,15 +135,26 @@ fn validate_string_match(matcher: &StringMatch, at: &str) -> Result<(), ConfigEr
 
 /// Weights are percentages: with several destinations, either none is weighted (an even split)
 /// or they add up to 100.
-fn validate_weights(destinations: &[istio::HttpRouteDestination], at: &str) -> Result<(), ConfigError> {
+fn validate_weights(
+    destinations: &[istio::HttpRouteDestination],
+    at: &str,
+) -> Result<(), FieldError> {
     for (j, destination) in destinations.iter().enumerate() {
         if destination.weight.is_some_and(|weight| weight < 0) {
-            return Err(invalid(format!("{at}.route[{j}].weight"), "weight cannot be negative"));
+            return Err(invalid(
+                format!("{at}.route[{j}].weight"),
+                "weight cannot be negative",
+            ));
         }
     }
-    let weighted = destinations.iter().any(|destination| destination.weight.is_some());
+    let weighted = destinations
+        .iter()
+        .any(|destination| destination.weight.is_some());
     if destinations.len() > 1 && weighted {
-        let total: i64 = destinations.iter().map(|d| i64::from(d.weight.unwrap_or(0))).sum();
+        let total: i64 = destinations
+            .iter()
+            .map(|d| i64::from(d.weight.unwrap_or(0)))
+            .sum();
         if total != 100 {
             return Err(invalid(
                 format!("{at}.route"),
@@ -139,7 +170,7 @@ fn validate_destination(
     at: &str,
     services: &BTreeMap<String, Service>,
     destination_rules: &BTreeMap<String, DestinationRule>,
-) -> Result<(), ConfigError> {
+) -> Result<(), FieldError> {
     if destination.host.is_empty() {
         return Err(invalid(format!("{at}.host"), "host is required"));
     }
@@ -165,7 +196,10 @@ fn validate_destination(
         if !defined {
             return Err(invalid(
                 format!("{at}.subset"),
-                format!("subset {subset:?} is not defined by any DestinationRule for {}", destination.host),
+                format!(
+                    "subset {subset:?} is not defined by any DestinationRule for {}",
+                    destination.host
+                ),
             ));
         }
     }

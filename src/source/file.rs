@@ -205,7 +205,7 @@ fn decode_document(path: &Path, document: RawDocument) -> Option<Document> {
             tracing::debug!(%origin, api_version, kind, "skipping a kind rudder does not read");
             None
         }
-        Err(error) => Some(Document::Problem(error.at(origin))),
+        Err(error) => Some(Document::Problem(ConfigError::from(error).at(origin))),
     }
 }
 
@@ -461,7 +461,8 @@ mod tests {
         let b = write(
             d,
             "sub/deeper/b.json",
-            r#"{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "b", "namespace": "ns"}}"#,
+            r#"{"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "b", "namespace": "ns"}}"#,
         );
         let c = write(
             d,

@@ -17,7 +17,8 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_optio
 use envoy_types::pb::google::protobuf::UInt32Value;
 
 use super::{
-    BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, ads_config_source, any, outbound_cluster_name, proto_duration,
+    BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, ads_config_source, any, outbound_cluster_name,
+    proto_duration,
 };
 use crate::model::{Model, Protocol, Service, ServicePort};
 use crate::proxy::Proxy;
@@ -34,7 +35,8 @@ pub fn clusters(model: &Model, _proxy: &Proxy) -> BTreeMap<String, Cluster> {
             .map(|rule| rule.subsets.as_slice())
             .unwrap_or_default();
         for port in &service.ports {
-            let subset_names = std::iter::once("").chain(subsets.iter().map(|subset| subset.name.as_str()));
+            let subset_names =
+                std::iter::once("").chain(subsets.iter().map(|subset| subset.name.as_str()));
             for subset in subset_names {
                 let cluster = outbound_cluster(service, port, subset);
                 clusters.insert(cluster.name.clone(), cluster);
@@ -52,11 +54,15 @@ fn outbound_cluster(service: &Service, port: &ServicePort, subset: &str) -> Clus
     let mut protocol_options = BTreeMap::new();
     if matches!(port.protocol, Protocol::Http2 | Protocol::Grpc) {
         let options = HttpProtocolOptions {
-            upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {
-                protocol_config: Some(explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
-                    Http2ProtocolOptions::default(),
-                )),
-            })),
+            upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+                ExplicitHttpConfig {
+                    protocol_config: Some(
+                        explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
+                            Http2ProtocolOptions::default(),
+                        ),
+                    ),
+                },
+            )),
             ..Default::default()
         };
         protocol_options.insert(HTTP_PROTOCOL_OPTIONS.to_string(), any(&options));
@@ -116,11 +122,15 @@ fn passthrough_cluster() -> Cluster {
     };
     Cluster {
         name: PASSTHROUGH_CLUSTER.to_string(),
-        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::OriginalDst as i32)),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(
+            DiscoveryType::OriginalDst as i32,
+        )),
         connect_timeout: Some(proto_duration(CONNECT_TIMEOUT)),
         lb_policy: LbPolicy::ClusterProvided as i32,
         circuit_breakers: Some(wide_open_circuit_breakers()),
-        typed_extension_protocol_options: [(HTTP_PROTOCOL_OPTIONS.to_string(), any(&options))].into_iter().collect(),
+        typed_extension_protocol_options: [(HTTP_PROTOCOL_OPTIONS.to_string(), any(&options))]
+            .into_iter()
+            .collect(),
         ..Default::default()
     }
 }

@@ -34,7 +34,8 @@ pub fn endpoints(
 /// The endpoints an `outbound|PORT|SUBSET|HOST` cluster stands for.
 fn selected_endpoints<'m>(model: &'m Model, cluster_name: &str) -> Vec<&'m Endpoint> {
     let mut parts = cluster_name.splitn(4, '|');
-    let (Some("outbound"), Some(port), Some(subset), Some(host)) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some("outbound"), Some(port), Some(subset), Some(host)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Vec::new();
     };
@@ -52,7 +53,11 @@ fn selected_endpoints<'m>(model: &'m Model, cluster_name: &str) -> Vec<&'m Endpo
         .iter()
         .filter(|endpoint| endpoint.service_port == port)
         .filter(|endpoint| {
-            subset_labels.is_none_or(|labels| labels.iter().all(|(k, v)| endpoint.labels.get(k) == Some(v)))
+            subset_labels.is_none_or(|labels| {
+                labels
+                    .iter()
+                    .all(|(k, v)| endpoint.labels.get(k) == Some(v))
+            })
         })
         .collect()
 }
@@ -75,7 +80,9 @@ fn load_assignment(cluster_name: String, endpoints: &[&Endpoint]) -> ClusterLoad
     } else {
         vec![LocalityLbEndpoints {
             lb_endpoints,
-            load_balancing_weight: Some(UInt32Value { value: locality_weight }),
+            load_balancing_weight: Some(UInt32Value {
+                value: locality_weight,
+            }),
             ..Default::default()
         }]
     };

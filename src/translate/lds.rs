@@ -27,7 +27,9 @@ use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpPro
 use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 
 use super::eds::socket_address;
-use super::{BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, ads_config_source, outbound_cluster_name, typed_config};
+use super::{
+    BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, ads_config_source, outbound_cluster_name, typed_config,
+};
 use crate::model::Model;
 use crate::proxy::{InterceptionMode, Proxy};
 
@@ -41,11 +43,14 @@ pub fn listeners(model: &Model, proxy: &Proxy) -> (BTreeMap<String, Listener>, B
     let mut listeners = BTreeMap::new();
     let mut routes = BTreeSet::new();
 
+    // Under interception 15001 is virtualOutbound's own port; a service listener there would
+    // duplicate its address, which Envoy rejects.
+    let usable = |port: u16| bind || port != VIRTUAL_OUTBOUND_PORT;
     let http_ports: BTreeSet<u16> = model
         .services
         .values()
         .flat_map(|service| &service.ports)
-        .filter(|port| port.protocol.is_http())
+        .filter(|port| port.protocol.is_http() && usable(port.port))
         .map(|port| port.port)
         .collect();
     for &port in &http_ports {
@@ -56,19 +61,29 @@ pub fn listeners(model: &Model, proxy: &Proxy) -> (BTreeMap<String, Listener>, B
     }
 
     for service in model.services.values() {
-        for port in service.ports.iter().filter(|port| !port.protocol.is_http()) {
+        for port in service
+            .ports
+            .iter()
+            .filter(|port| !port.protocol.is_http() && usable(port.port))
+        {
             let cluster = outbound_cluster_name(port.port, "", &service.hostname);
             // Bound listeners all share loopback; headless services have no address of their own.
             let addresses: Vec<String> = if bind || service.cluster_ips.is_empty() {
                 vec![wildcard.to_string()]
             } else {
-                service.cluster_ips.iter().map(ToString::to_string).collect()
+                service
+                    .cluster_ips
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect()
             };
             for address in addresses {
                 let name = listener_name(&address, port.port);
                 // The first service (by host name) keeps a contested address, as a port can
                 // carry one protocol and one destination per address.
-                if http_ports.contains(&port.port) && address == wildcard || listeners.contains_key(&name) {
+                if http_ports.contains(&port.port) && address == wildcard
+                    || listeners.contains_key(&name)
+                {
                     continue;
                 }
                 let chain = FilterChain {
@@ -114,9 +129,15 @@ fn http_listener(address: &str, port: u16, route_name: &str, bind: bool) -> List
 
 fn http_connection_manager(stat_prefix: String, route_name: &str) -> Filter {
     let http_filters = vec![
-        http_filter("envoy.filters.http.fault", typed_config(&HttpFault::default())),
+        http_filter(
+            "envoy.filters.http.fault",
+            typed_config(&HttpFault::default()),
+        ),
         http_filter("envoy.filters.http.cors", typed_config(&Cors::default())),
-        http_filter("envoy.filters.http.router", typed_config(&Router::default())),
+        http_filter(
+            "envoy.filters.http.router",
+            typed_config(&Router::default()),
+        ),
     ];
     let manager = HttpConnectionManager {
         stat_prefix,
@@ -188,7 +209,8 @@ fn virtual_outbound() -> Listener {
         use_original_dst: Some(BoolValue { value: true }),
         listener_filters: vec![ListenerFilter {
             name: "envoy.filters.listener.original_dst".to_string(),
-            config_type: typed_config(&OriginalDst::default()).map(listener_filter::ConfigType::TypedConfig),
+            config_type: typed_config(&OriginalDst::default())
+                .map(listener_filter::ConfigType::TypedConfig),
             ..Default::default()
         }],
         traffic_direction: TrafficDirection::Outbound as i32,

@@ -6,20 +6,25 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;
-use envoy_types::pb::envoy::config::core::v3::{DataSource, HeaderValue, HeaderValueOption, data_source};
+use envoy_types::pb::envoy::config::core::v3::{
+    DataSource, HeaderValue, HeaderValueOption, data_source,
+};
 use envoy_types::pb::envoy::config::route::v3::redirect_action::{
     PathRewriteSpecifier, RedirectResponseCode, SchemeRewriteSpecifier,
+};
+use envoy_types::pb::envoy::config::route::v3::retry_policy::{
+    RetryHostPredicate, retry_host_predicate,
 };
 use envoy_types::pb::envoy::config::route::v3::route::Action;
 use envoy_types::pb::envoy::config::route::v3::route_action::{
     ClusterSpecifier, HostRewriteSpecifier, MaxStreamDuration,
 };
 use envoy_types::pb::envoy::config::route::v3::route_match::PathSpecifier;
-use envoy_types::pb::envoy::config::route::v3::retry_policy::{RetryHostPredicate, retry_host_predicate};
 use envoy_types::pb::envoy::config::route::v3::weighted_cluster::ClusterWeight;
 use envoy_types::pb::envoy::config::route::v3::{
-    DirectResponseAction, HeaderMatcher, QueryParameterMatcher, RedirectAction, RetryPolicy, Route, RouteAction,
-    RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster, header_matcher, query_parameter_matcher,
+    DirectResponseAction, HeaderMatcher, QueryParameterMatcher, RedirectAction, RetryPolicy, Route,
+    RouteAction, RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster, header_matcher,
+    query_parameter_matcher,
 };
 use envoy_types::pb::envoy::extensions::retry::host::previous_hosts::v3::PreviousHostsPredicate;
 use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, string_matcher};
@@ -31,12 +36,17 @@ use crate::model::{Model, Service, VirtualService};
 use crate::proxy::Proxy;
 
 /// istiod's retry defaults for every route without a retry policy of its own.
-const DEFAULT_RETRY_ON: &str = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
+const DEFAULT_RETRY_ON: &str =
+    "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
 const DEFAULT_RETRIES: u32 = 2;
 const DEFAULT_RETRIABLE_STATUS: u32 = 503;
 const HOST_SELECTION_RETRY_MAX_ATTEMPTS: i64 = 5;
 
-pub fn routes(model: &Model, proxy: &Proxy, names: &BTreeSet<String>) -> BTreeMap<String, RouteConfiguration> {
+pub fn routes(
+    model: &Model,
+    proxy: &Proxy,
+    names: &BTreeSet<String>,
+) -> BTreeMap<String, RouteConfiguration> {
     names
         .iter()
         .filter_map(|name| {
@@ -54,13 +64,20 @@ fn route_configuration(model: &Model, proxy: &Proxy, name: &str, port: u16) -> R
         .values()
         .filter(|service| service.port(port).is_some_and(|p| p.protocol.is_http()));
     for service in services {
-        let rule = model
-            .virtual_services
-            .iter()
-            .find(|vs| vs.applies_to_sidecars() && vs.hosts.iter().any(|host| host_matches(host, &service.hostname)));
+        let rule = model.virtual_services.iter().find(|vs| {
+            vs.applies_to_sidecars()
+                && vs
+                    .hosts
+                    .iter()
+                    .any(|host| host_matches(host, &service.hostname))
+        });
         let routes = match rule {
             Some(vs) => virtual_service_routes(vs, model, proxy, port),
-            None => vec![default_route(outbound_cluster_name(port, "", &service.hostname))],
+            None => vec![default_route(outbound_cluster_name(
+                port,
+                "",
+                &service.hostname,
+            ))],
         };
         let domains: Vec<String> = domains(service, proxy)
             .into_iter()
@@ -145,7 +162,10 @@ fn prefix_match(prefix: &str) -> RouteMatch {
 
 /// Timeout (none by default: `0s` turns off Envoy's 15s), the same cap for gRPC timeouts, and the
 /// retry policy.
-fn route_action_defaults(timeout: Option<std::time::Duration>, retry_policy: Option<&RetryPolicy>) -> RouteAction {
+fn route_action_defaults(
+    timeout: Option<std::time::Duration>,
+    retry_policy: Option<&RetryPolicy>,
+) -> RouteAction {
     let timeout = proto_duration(timeout.unwrap_or_default());
     RouteAction {
         timeout: Some(timeout),
@@ -162,7 +182,9 @@ fn route_action_defaults(timeout: Option<std::time::Duration>, retry_policy: Opt
 fn default_retry_policy() -> RetryPolicy {
     RetryPolicy {
         retry_on: DEFAULT_RETRY_ON.to_string(),
-        num_retries: Some(UInt32Value { value: DEFAULT_RETRIES }),
+        num_retries: Some(UInt32Value {
+            value: DEFAULT_RETRIES,
+        }),
         retriable_status_codes: vec![DEFAULT_RETRIABLE_STATUS],
         retry_host_predicate: vec![RetryHostPredicate {
             name: "envoy.retry_host_predicates.previous_hosts".to_string(),
@@ -181,17 +203,24 @@ fn retry_policy(retries: Option<&istio::HttpRetry>) -> Option<RetryPolicy> {
     let Some(retries) = retries else {
         return Some(policy);
     };
-    let attempts = u32::try_from(retries.attempts).ok().filter(|attempts| *attempts > 0)?;
+    let attempts = u32::try_from(retries.attempts)
+        .ok()
+        .filter(|attempts| *attempts > 0)?;
     policy.num_retries = Some(UInt32Value { value: attempts });
     if let Some(retry_on) = retries.retry_on.as_deref().filter(|r| !r.trim().is_empty()) {
         let (codes, conditions): (Vec<&str>, Vec<&str>) = retry_on
             .split(',')
             .map(str::trim)
             .filter(|part| !part.is_empty())
-            .partition(|part| part.parse::<u32>().is_ok_and(|code| (100..600).contains(&code)));
+            .partition(|part| {
+                part.parse::<u32>()
+                    .is_ok_and(|code| (100..600).contains(&code))
+            });
         policy.retriable_status_codes = codes.iter().filter_map(|code| code.parse().ok()).collect();
         policy.retry_on = conditions.join(",");
-        if !policy.retriable_status_codes.is_empty() && !policy.retry_on.contains("retriable-status-codes") {
+        if !policy.retriable_status_codes.is_empty()
+            && !policy.retry_on.contains("retriable-status-codes")
+        {
             if !policy.retry_on.is_empty() {
                 policy.retry_on.push(',');
             }
@@ -207,14 +236,23 @@ fn retry_policy(retries: Option<&istio::HttpRetry>) -> Option<RetryPolicy> {
 /// The routes of one VirtualService as this proxy on this port sees them: each `match` entry is
 /// one route, entries that do not apply to the proxy are left out, and generation stops after
 /// the first route that matches everything.
-fn virtual_service_routes(vs: &VirtualService, model: &Model, proxy: &Proxy, port: u16) -> Vec<Route> {
+fn virtual_service_routes(
+    vs: &VirtualService,
+    model: &Model,
+    proxy: &Proxy,
+    port: u16,
+) -> Vec<Route> {
     let mut routes = Vec::new();
     for http in &vs.http {
         let action = route_action(http, model, port);
         let matches: Vec<Option<&istio::HttpMatchRequest>> = if http.matches.is_empty() {
             vec![None]
         } else {
-            http.matches.iter().filter(|m| applies(m, proxy, port)).map(Some).collect()
+            http.matches
+                .iter()
+                .filter(|m| applies(m, proxy, port))
+                .map(Some)
+                .collect()
         };
         for request in matches {
             let route_match = route_match(request);
@@ -223,10 +261,20 @@ fn virtual_service_routes(vs: &VirtualService, model: &Model, proxy: &Proxy, por
                 name: route_name(http, request),
                 r#match: Some(route_match),
                 action: Some(action.clone()),
-                request_headers_to_add: header_options(http.headers.as_ref().and_then(|h| h.request.as_ref()), true),
-                request_headers_to_remove: removed(http.headers.as_ref().and_then(|h| h.request.as_ref())),
-                response_headers_to_add: header_options(http.headers.as_ref().and_then(|h| h.response.as_ref()), false),
-                response_headers_to_remove: removed(http.headers.as_ref().and_then(|h| h.response.as_ref())),
+                request_headers_to_add: header_options(
+                    http.headers.as_ref().and_then(|h| h.request.as_ref()),
+                    true,
+                ),
+                request_headers_to_remove: removed(
+                    http.headers.as_ref().and_then(|h| h.request.as_ref()),
+                ),
+                response_headers_to_add: header_options(
+                    http.headers.as_ref().and_then(|h| h.response.as_ref()),
+                    false,
+                ),
+                response_headers_to_remove: removed(
+                    http.headers.as_ref().and_then(|h| h.response.as_ref()),
+                ),
                 ..Default::default()
             });
             if catch_all {
@@ -253,8 +301,15 @@ fn applies(request: &istio::HttpMatchRequest, proxy: &Proxy, port: u16) -> bool 
         .source_labels
         .iter()
         .all(|(k, v)| proxy.labels.get(k) == Some(v));
-    let namespace_ok = request.source_namespace.as_deref().is_none_or(|ns| ns == proxy.namespace);
-    let gateways_ok = request.gateways.is_empty() || request.gateways.iter().any(|g| g == crate::model::MESH_GATEWAY);
+    let namespace_ok = request
+        .source_namespace
+        .as_deref()
+        .is_none_or(|ns| ns == proxy.namespace);
+    let gateways_ok = request.gateways.is_empty()
+        || request
+            .gateways
+            .iter()
+            .any(|g| g == crate::model::MESH_GATEWAY);
     port_ok && labels_ok && namespace_ok && gateways_ok
 }
 
@@ -290,7 +345,9 @@ fn header_matcher(name: &str, matcher: &StringMatch, invert: bool) -> HeaderMatc
     HeaderMatcher {
         name: name.to_string(),
         invert_match: invert,
-        header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(string_matcher(matcher))),
+        header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(
+            string_matcher(matcher),
+        )),
         ..Default::default()
     }
 }
@@ -314,8 +371,18 @@ fn route_match(request: Option<&istio::HttpMatchRequest>) -> RouteMatch {
         .into_iter()
         .filter_map(|(name, matcher)| matcher.as_ref().map(|m| header_matcher(name, m, false)))
         .collect();
-    headers.extend(request.headers.iter().map(|(name, m)| header_matcher(name, m, false)));
-    headers.extend(request.without_headers.iter().map(|(name, m)| header_matcher(name, m, true)));
+    headers.extend(
+        request
+            .headers
+            .iter()
+            .map(|(name, m)| header_matcher(name, m, false)),
+    );
+    headers.extend(
+        request
+            .without_headers
+            .iter()
+            .map(|(name, m)| header_matcher(name, m, true)),
+    );
     let query_parameters = request
         .query_params
         .iter()
@@ -326,13 +393,17 @@ fn route_match(request: Option<&istio::HttpMatchRequest>) -> RouteMatch {
                 StringMatch::Exact(value) if value.is_empty() => {
                     query_parameter_matcher::QueryParameterMatchSpecifier::PresentMatch(true)
                 }
-                other => query_parameter_matcher::QueryParameterMatchSpecifier::StringMatch(string_matcher(other)),
+                other => query_parameter_matcher::QueryParameterMatchSpecifier::StringMatch(
+                    string_matcher(other),
+                ),
             }),
         })
         .collect();
     RouteMatch {
         path_specifier: Some(path_specifier),
-        case_sensitive: request.ignore_uri_case.then_some(BoolValue { value: false }),
+        case_sensitive: request
+            .ignore_uri_case
+            .then_some(BoolValue { value: false }),
         headers,
         query_parameters,
         ..Default::default()
@@ -346,14 +417,18 @@ fn route_action(http: &istio::HttpRoute, model: &Model, port: u16) -> Action {
     if let Some(direct) = &http.direct_response {
         return Action::DirectResponse(direct_response_action(direct));
     }
-    let mut action = route_action_defaults(http.timeout.map(|t| t.0), retry_policy(http.retries.as_ref()).as_ref());
+    let mut action = route_action_defaults(
+        http.timeout.map(|t| t.0),
+        retry_policy(http.retries.as_ref()).as_ref(),
+    );
     action.cluster_specifier = Some(cluster_specifier(&http.route, model, port));
     if let Some(rewrite) = &http.rewrite {
         if let Some(uri) = &rewrite.uri {
             action.prefix_rewrite = uri.clone();
         }
         if let Some(authority) = &rewrite.authority {
-            action.host_rewrite_specifier = Some(HostRewriteSpecifier::HostRewriteLiteral(authority.clone()));
+            action.host_rewrite_specifier =
+                Some(HostRewriteSpecifier::HostRewriteLiteral(authority.clone()));
         }
     }
     let authority = http
@@ -374,7 +449,11 @@ fn is_authority(header: &str) -> bool {
 
 /// One destination is a cluster; several are weighted clusters. Several destinations with no
 /// weights share traffic evenly (istiod would send weights Envoy rejects).
-fn cluster_specifier(destinations: &[istio::HttpRouteDestination], model: &Model, port: u16) -> ClusterSpecifier {
+fn cluster_specifier(
+    destinations: &[istio::HttpRouteDestination],
+    model: &Model,
+    port: u16,
+) -> ClusterSpecifier {
     let weights = split_weights(destinations);
     let weighted: Vec<(&istio::HttpRouteDestination, u32)> = destinations
         .iter()
@@ -382,7 +461,11 @@ fn cluster_specifier(destinations: &[istio::HttpRouteDestination], model: &Model
         .filter(|(_, weight)| *weight > 0 || destinations.len() == 1)
         .collect();
     if let [(destination, _)] = weighted[..] {
-        return ClusterSpecifier::Cluster(destination_cluster(&destination.destination, model, port));
+        return ClusterSpecifier::Cluster(destination_cluster(
+            &destination.destination,
+            model,
+            port,
+        ));
     }
     let clusters = weighted
         .into_iter()
@@ -391,9 +474,15 @@ fn cluster_specifier(destinations: &[istio::HttpRouteDestination], model: &Model
             ClusterWeight {
                 name: destination_cluster(&destination.destination, model, port),
                 weight: Some(UInt32Value { value: weight }),
-                request_headers_to_add: header_options(headers.and_then(|h| h.request.as_ref()), true),
+                request_headers_to_add: header_options(
+                    headers.and_then(|h| h.request.as_ref()),
+                    true,
+                ),
                 request_headers_to_remove: removed(headers.and_then(|h| h.request.as_ref())),
-                response_headers_to_add: header_options(headers.and_then(|h| h.response.as_ref()), false),
+                response_headers_to_add: header_options(
+                    headers.and_then(|h| h.response.as_ref()),
+                    false,
+                ),
                 response_headers_to_remove: removed(headers.and_then(|h| h.response.as_ref())),
                 ..Default::default()
             }
@@ -422,20 +511,32 @@ fn split_weights(destinations: &[istio::HttpRouteDestination]) -> Vec<u32> {
 
 /// The cluster a destination names: its port, else the service's only port, else the port being
 /// served.
-fn destination_cluster(destination: &istio::Destination, model: &Model, listener_port: u16) -> String {
+fn destination_cluster(
+    destination: &istio::Destination,
+    model: &Model,
+    listener_port: u16,
+) -> String {
     let explicit = destination.port.and_then(|p| u16::try_from(p.number).ok());
-    let only_port = model
-        .services
-        .get(&destination.host)
-        .and_then(|service| match service.ports[..] {
-            [ref only] => Some(only.port),
-            _ => None,
-        });
+    let only_port =
+        model
+            .services
+            .get(&destination.host)
+            .and_then(|service| match service.ports[..] {
+                [ref only] => Some(only.port),
+                _ => None,
+            });
     let port = explicit.or(only_port).unwrap_or(listener_port);
-    outbound_cluster_name(port, destination.subset.as_deref().unwrap_or_default(), &destination.host)
+    outbound_cluster_name(
+        port,
+        destination.subset.as_deref().unwrap_or_default(),
+        &destination.host,
+    )
 }
 
-fn header_options(operations: Option<&istio::HeaderOperations>, request: bool) -> Vec<HeaderValueOption> {
+fn header_options(
+    operations: Option<&istio::HeaderOperations>,
+    request: bool,
+) -> Vec<HeaderValueOption> {
     let Some(operations) = operations else {
         return Vec::new();
     };
@@ -476,7 +577,10 @@ fn redirect_action(redirect: &istio::HttpRedirect) -> RedirectAction {
     RedirectAction {
         host_redirect: redirect.authority.clone().unwrap_or_default(),
         port_redirect: redirect.port.unwrap_or_default(),
-        scheme_rewrite_specifier: redirect.scheme.clone().map(SchemeRewriteSpecifier::SchemeRedirect),
+        scheme_rewrite_specifier: redirect
+            .scheme
+            .clone()
+            .map(SchemeRewriteSpecifier::SchemeRedirect),
         path_rewrite_specifier: redirect.uri.clone().map(PathRewriteSpecifier::PathRedirect),
         response_code: response_code as i32,
         ..Default::default()

@@ -40,13 +40,19 @@ pub fn validation_bootstrap(resources: &Resources) -> Value {
         .into_iter()
         .map(|mut cluster| {
             if cluster["type"] == "EDS" {
-                let name = cluster["eds_cluster_config"]["service_name"].as_str().unwrap_or_default().to_string();
+                let name = cluster["eds_cluster_config"]["service_name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
                 let object = cluster.as_object_mut().expect("a cluster is an object");
                 object.remove("eds_cluster_config");
                 object.insert("type".into(), json!("STATIC"));
                 object.insert(
                     "load_assignment".into(),
-                    endpoints.get(&name).cloned().unwrap_or_else(|| json!({"cluster_name": name})),
+                    endpoints
+                        .get(&name)
+                        .cloned()
+                        .unwrap_or_else(|| json!({"cluster_name": name})),
                 );
             }
             cluster
@@ -69,7 +75,10 @@ fn inline_routes(value: &mut Value, routes: &std::collections::BTreeMap<String, 
         Value::Object(object) => {
             if let Some(rds) = object.remove("rds") {
                 let name = rds["route_config_name"].as_str().unwrap_or_default();
-                let route_config = routes.get(name).cloned().unwrap_or_else(|| json!({"name": name}));
+                let route_config = routes
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| json!({"name": name}));
                 object.insert("route_config".into(), route_config);
             }
             object.values_mut().for_each(|v| inline_routes(v, routes));
@@ -83,10 +92,18 @@ fn inline_routes(value: &mut Value, routes: &std::collections::BTreeMap<String, 
 pub fn envoy_validate(resources: &Resources) -> Result<(), String> {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("bootstrap.json");
-    let bootstrap = serde_json::to_string_pretty(&validation_bootstrap(resources)).expect("JSON renders");
+    let bootstrap =
+        serde_json::to_string_pretty(&validation_bootstrap(resources)).expect("JSON renders");
     std::fs::write(&path, bootstrap).expect("write the bootstrap");
     let output = Command::new(envoy_binary())
-        .args(["--mode", "validate", "--log-level", "error", "--use-dynamic-base-id", "-c"])
+        .args([
+            "--mode",
+            "validate",
+            "--log-level",
+            "error",
+            "--use-dynamic-base-id",
+            "-c",
+        ])
         .arg(&path)
         .output()
         .expect("run envoy");

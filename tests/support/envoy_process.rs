@@ -19,7 +19,11 @@ pub struct EnvoyProcess {
 
 impl EnvoyProcess {
     /// Starts Envoy as the proxy `node_id` with `metadata`, talking ADS to `xds_address`.
-    pub fn start(node_id: &str, metadata: Value, xds_address: std::net::SocketAddr) -> EnvoyProcess {
+    pub fn start(
+        node_id: &str,
+        metadata: Value,
+        xds_address: std::net::SocketAddr,
+    ) -> EnvoyProcess {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let bootstrap = bootstrap_json(&BootstrapOptions {
             node_id: node_id.to_string(),
@@ -35,7 +39,13 @@ impl EnvoyProcess {
         let child = Command::new(envoy_binary())
             .arg("-c")
             .arg(&config)
-            .args(["--use-dynamic-base-id", "--log-level", "info", "--concurrency", "1"])
+            .args([
+                "--use-dynamic-base-id",
+                "--log-level",
+                "info",
+                "--concurrency",
+                "1",
+            ])
             .arg("--admin-address-path")
             .arg(&admin_path)
             .arg("--log-path")
@@ -51,7 +61,10 @@ impl EnvoyProcess {
             {
                 break address.trim().to_string();
             }
-            assert!(Instant::now() < deadline, "envoy did not start its admin interface");
+            assert!(
+                Instant::now() < deadline,
+                "envoy did not start its admin interface"
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
         EnvoyProcess {

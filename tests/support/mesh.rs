@@ -117,10 +117,17 @@ impl Mesh {
         };
         let listening = mesh
             .wait_until(Duration::from_secs(20), || async {
-                !matches!(mesh.get("anything.invalid", "/", &[]).await, Reply::Failed(_))
+                !matches!(
+                    mesh.get("anything.invalid", "/", &[]).await,
+                    Reply::Failed(_)
+                )
             })
             .await;
-        assert!(listening.is_some(), "Envoy never served port {port}; its log:\n{}", mesh.envoy.log());
+        assert!(
+            listening.is_some(),
+            "Envoy never served port {port}; its log:\n{}",
+            mesh.envoy.log()
+        );
         mesh
     }
 

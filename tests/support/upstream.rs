@@ -60,12 +60,22 @@ fn echo(upstream: &str, request: Request<Body>) -> Response {
     let headers: BTreeMap<String, String> = request
         .headers()
         .iter()
-        .map(|(name, value)| (name.to_string(), value.to_str().unwrap_or_default().to_string()))
+        .map(|(name, value)| {
+            (
+                name.to_string(),
+                value.to_str().unwrap_or_default().to_string(),
+            )
+        })
         .collect();
     let body = json!({
         "upstream": upstream,
         "path": request.uri().path_and_query().map(ToString::to_string).unwrap_or_default(),
         "headers": headers,
     });
-    (StatusCode::OK, [("content-type", "application/json")], body.to_string()).into_response()
+    (
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }

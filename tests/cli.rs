@@ -1,0 +1,150 @@
+//! The `rudder` binary as a user runs it: `validate` exit codes and messages, a `bootstrap` that
+//! Envoy accepts, and `translate` output in config_dump shape.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+fn rudder(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_rudder"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run rudder")
+}
+
+#[test]
+fn validate_accepts_the_example() {
+    let output = rudder(&["validate", "examples/bookinfo"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn validate_reports_one_line_per_problem_and_fails() {
+    let case = "testdata/golden/invalid-objects/input";
+    let output = rudder(&["validate", case]);
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    // The golden errors are the same problems with the case directory left out of the paths.
+    let expected = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata/golden/invalid-objects/expected/errors.txt"),
+    )
+    .expect("golden errors");
+    let expected: Vec<String> = expected
+        .lines()
+        .map(|line| format!("testdata/golden/invalid-objects/{line}"))
+        .collect();
+    assert_eq!(lines, expected);
+    assert!(lines.iter().any(|l| {
+        l.contains(":15: VirtualService default/bad-regex: spec.http[0].match[0].uri.regex:")
+    }));
+}
+
+#[test]
+fn validate_takes_single_files() {
+    let output = rudder(&[
+        "validate",
+        "testdata/golden/invalid-objects/input/broken.yaml",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stdout.starts_with("testdata/golden/invalid-objects/input/broken.yaml:7: "),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bootstrap_is_accepted_by_envoy() {
+    let output = rudder(&[
+        "bootstrap",
+        "--node-id",
+        "sidecar~127.0.10.1~productpage-v1.bookinfo~bookinfo.svc.cluster.local",
+        "--xds-address",
+        "rudder.example:15010",
+        "--metadata",
+        r#"{"NAMESPACE":"bookinfo","INTERCEPTION_MODE":"NONE","LABELS":{"app":"productpage"}}"#,
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("envoy.yaml");
+    std::fs::write(&path, &output.stdout).expect("write the bootstrap");
+    let validate = Command::new(support::envoy::envoy_binary())
+        .args([
+            "--mode",
+            "validate",
+            "--log-level",
+            "error",
+            "--use-dynamic-base-id",
+            "-c",
+        ])
+        .arg(&path)
+        .output()
+        .expect("run envoy");
+    assert!(
+        validate.status.success(),
+        "envoy rejects the bootstrap:\n{}{}",
+        String::from_utf8_lossy(&validate.stdout),
+        String::from_utf8_lossy(&validate.stderr)
+    );
+}
+
+#[test]
+fn bootstrap_refuses_a_malformed_node_id() {
+    let output = rudder(&["bootstrap", "--node-id", "not-an-istio-node"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not-an-istio-node"));
+}
+
+#[test]
+fn translate_prints_a_config_dump() {
+    let output = rudder(&[
+        "translate",
+        "--config-dir",
+        "examples/bookinfo",
+        "--node-id",
+        "sidecar~127.0.10.1~productpage-v1.bookinfo~bookinfo.svc.cluster.local",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let dump: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let types: Vec<&str> = dump["configs"]
+        .as_array()
+        .expect("configs")
+        .iter()
+        .map(|config| config["@type"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
+            "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump",
+            "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
+            "type.googleapis.com/envoy.admin.v3.RoutesConfigDump",
+        ]
+    );
+    let clusters = dump["configs"][0]["dynamic_active_clusters"]
+        .as_array()
+        .expect("clusters");
+    assert!(
+        clusters
+            .iter()
+            .any(|c| c["cluster"]["name"] == "outbound|9080|v2|reviews.bookinfo.svc.cluster.local")
+    );
+}
