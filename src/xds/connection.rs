@@ -14,6 +14,7 @@ use std::io;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use envoy_types::pb::google::protobuf::Any;
 use prost::{Message, Name};
+use xxhash_rust::xxh3::Xxh3;
 
 use crate::envoy_json;
 use crate::translate::{self, ResourceType, Resources};
@@ -309,13 +310,13 @@ fn rehash(
 
 /// A hash of a resource's content, the same for equal resources whatever their map order.
 fn resource_hash<M: Message + Name>(resource: &M) -> u64 {
-    let mut hasher = Fnv64::default();
+    let mut hasher = Xxh3::new();
     match envoy_json::to_json(resource) {
         // serde_json objects are BTreeMaps, so the rendering is canonical.
         Ok(json) => {
             hasher.update(b"j");
             // Writing into a hasher cannot fail.
-            let _ = serde_json::to_writer(&mut hasher, &json);
+            let _ = serde_json::to_writer(HashWriter(&mut hasher), &json);
         }
         // A type missing from the descriptor pool still gets a version, only one that map order
         // may change.
@@ -324,46 +325,27 @@ fn resource_hash<M: Message + Name>(resource: &M) -> u64 {
             hasher.update(&resource.encode_to_vec());
         }
     }
-    hasher.finish()
+    hasher.digest()
 }
 
 /// The version of a response: a hash of the names and content hashes it carries, as hex.
 fn version(selected: &BTreeMap<String, u64>) -> String {
-    let mut hasher = Fnv64::default();
+    // XXH3 is specified bit for bit, so every replica and release computes the same version.
+    let mut hasher = Xxh3::new();
     for (name, hash) in selected {
         hasher.update(&(name.len() as u64).to_le_bytes());
         hasher.update(name.as_bytes());
         hasher.update(&hash.to_le_bytes());
     }
-    format!("{:016x}", hasher.finish())
+    format!("{:016x}", hasher.digest())
 }
 
-/// FNV-1a, 64 bits: small, and stable across processes and Rust releases (unlike `DefaultHasher`),
-/// so replicas agree on versions.
-struct Fnv64(u64);
+/// Feeds what serde_json writes straight into the hash, without an intermediate buffer.
+struct HashWriter<'a>(&'a mut Xxh3);
 
-impl Default for Fnv64 {
-    fn default() -> Self {
-        Fnv64(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Fnv64 {
-    fn update(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 ^= u64::from(*byte);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-impl io::Write for Fnv64 {
+impl io::Write for HashWriter<'_> {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.update(bytes);
+        self.0.update(bytes);
         Ok(bytes.len())
     }
 
