@@ -442,3 +442,78 @@ async fn bookinfo_example_routes_as_its_rules_say() {
         );
     }
 }
+
+/// The sum of a metric's samples in Prometheus text.
+fn metric_sum(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(name) && line[name.len()..].starts_with([' ', '{']))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_that_do_not_affect_the_proxy_push_nothing() {
+    let port = 19105;
+    let (ips, backends) = reviews_backends(105);
+    let _v1 = Upstream::start("reviews-v1", &format!("{}:{port}", ips[0])).await;
+    let _v2 = Upstream::start("reviews-v2", &format!("{}:{port}", ips[1])).await;
+    let mesh = Mesh::start(
+        port,
+        &[
+            (
+                "reviews.yaml",
+                service_yaml("reviews", "10.96.105.1", port, &backends),
+            ),
+            ("reviews-rules.yaml", reviews_rules("v2", "v1")),
+        ],
+    )
+    .await;
+    let ready = mesh
+        .wait_until(PROPAGATION_LIMIT, || async {
+            mesh.upstream_of("reviews", &[]).await == "reviews-v1"
+        })
+        .await;
+    assert!(
+        ready.is_some(),
+        "reviews never routed; Envoy log:\n{}",
+        mesh.envoy.log()
+    );
+
+    let before = mesh.admin("/metrics").await;
+    let builds = metric_sum(&before, "rudder_config_builds_total");
+    let pushes = metric_sum(&before, "rudder_xds_pushes_total");
+    // A namespace, a Pod behind no service, and a comment in a rules file change no resource.
+    let unrelated = "apiVersion: v1\nkind: Namespace\nmetadata: {name: elsewhere}\n---\n\
+                     apiVersion: v1\nkind: Pod\nmetadata: {name: lonely, namespace: elsewhere, labels: {app: lonely}}\n\
+                     status: {podIP: 127.0.105.77}\n";
+    mesh.write("unrelated.yaml", unrelated);
+    mesh.write(
+        "reviews-rules.yaml",
+        &format!("# reviewed\n{}", reviews_rules("v2", "v1")),
+    );
+    let rebuilt = mesh
+        .wait_until(PROPAGATION_LIMIT, || async {
+            metric_sum(&mesh.admin("/metrics").await, "rudder_config_builds_total") >= builds + 1.0
+        })
+        .await;
+    assert!(rebuilt.is_some(), "rudder never rebuilt the model");
+    // Give a push, if one were coming, time to be counted.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = mesh.admin("/metrics").await;
+    assert_eq!(
+        metric_sum(&after, "rudder_xds_pushes_total"),
+        pushes,
+        "pushes before:\n{before}\nafter:\n{after}"
+    );
+
+    // A change that does affect it is pushed.
+    mesh.write("reviews-rules.yaml", &reviews_rules("v2", "v2"));
+    mesh.wait_until(PROPAGATION_LIMIT, || async {
+        mesh.upstream_of("reviews", &[]).await == "reviews-v2"
+    })
+    .await
+    .expect("the rule edit reached Envoy");
+    let pushed = metric_sum(&mesh.admin("/metrics").await, "rudder_xds_pushes_total");
+    assert!(pushed > pushes);
+}

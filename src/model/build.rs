@@ -217,12 +217,20 @@ pub(crate) fn protocol_of(name: &str, app_protocol: Option<&str>) -> Protocol {
         .unwrap_or(Protocol::Tcp)
 }
 
+/// Pods by namespace and name.
+type PodsByName<'a> = BTreeMap<(&'a str, &'a str), &'a Workload>;
+
 fn services<'a>(
     services: impl Iterator<Item = &'a Object>,
     slices: impl Iterator<Item = &'a Object>,
     workloads: &BTreeMap<IpAddr, Workload>,
     dns_domain: &str,
 ) -> BTreeMap<String, Service> {
+    // Endpoints name their Pod; finding it by name must not scan every Pod per endpoint.
+    let pods_by_name: PodsByName<'_> = workloads
+        .values()
+        .map(|w| ((w.namespace.as_str(), w.name.as_str()), w))
+        .collect();
     let mut by_host = BTreeMap::new();
     for object in services {
         let Object::Service(service) = object else {
@@ -245,7 +253,7 @@ fn services<'a>(
         if let Some(service) = by_host.get_mut(&host) {
             service
                 .endpoints
-                .extend(slice_endpoints(slice, service, workloads));
+                .extend(slice_endpoints(slice, service, workloads, &pods_by_name));
         }
     }
     for service in by_host.values_mut() {
@@ -303,6 +311,7 @@ fn slice_endpoints(
     slice: &EndpointSlice,
     service: &Service,
     workloads: &BTreeMap<IpAddr, Workload>,
+    pods_by_name: &PodsByName<'_>,
 ) -> Vec<Endpoint> {
     let mut endpoints = Vec::new();
     let slice_ports = slice.ports.iter().flatten();
@@ -323,9 +332,8 @@ fn slice_endpoints(
             .and_then(|target| {
                 let namespace = target.namespace.as_deref().unwrap_or(&service.namespace);
                 let name = target.name.as_deref()?;
-                workloads
-                    .values()
-                    .find(|w| w.name == name && w.namespace == namespace)
+                pods_by_name
+                    .get(&(namespace, name))
                     .map(|w| w.labels.clone())
             });
         for address in endpoint

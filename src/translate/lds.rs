@@ -31,13 +31,17 @@ use super::{
     BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, ads_config_source, outbound_cluster_name, typed_config,
 };
 use crate::model::Model;
-use crate::proxy::{InterceptionMode, Proxy};
+use crate::proxy::{InterceptionMode, Proxy, ProxyKind};
 
 const VIRTUAL_OUTBOUND: &str = "virtualOutbound";
 const VIRTUAL_OUTBOUND_PORT: u16 = 15001;
 
 /// The listeners, and the names of the route configurations they refer to.
 pub fn listeners(model: &Model, proxy: &Proxy) -> (BTreeMap<String, Listener>, BTreeSet<String>) {
+    // A gateway listens only where Gateway resources say; until rudder reads them, nowhere.
+    if proxy.kind == ProxyKind::Router {
+        return (BTreeMap::new(), BTreeSet::new());
+    }
     let bind = proxy.interception == InterceptionMode::None;
     let wildcard = if bind { "127.0.0.1" } else { "0.0.0.0" };
     let mut listeners = BTreeMap::new();

@@ -63,14 +63,9 @@ fn route_configuration(model: &Model, proxy: &Proxy, name: &str, port: u16) -> R
         .services
         .values()
         .filter(|service| service.port(port).is_some_and(|p| p.protocol.is_http()));
+    let rules = SidecarRules::new(model);
     for service in services {
-        let rule = model.virtual_services.iter().find(|vs| {
-            vs.applies_to_sidecars()
-                && vs
-                    .hosts
-                    .iter()
-                    .any(|host| host_matches(host, &service.hostname))
-        });
+        let rule = rules.for_host(&service.hostname);
         let routes = match rule {
             Some(vs) => virtual_service_routes(vs, model, proxy, port),
             None => vec![default_route(outbound_cluster_name(
@@ -104,11 +99,44 @@ fn route_configuration(model: &Model, proxy: &Proxy, name: &str, port: u16) -> R
     }
 }
 
-/// A VirtualService host (possibly a `*.suffix` wildcard) against a service host name.
-fn host_matches(pattern: &str, host: &str) -> bool {
-    match pattern.strip_prefix('*') {
-        Some(suffix) => host.ends_with(suffix),
-        None => pattern == host,
+/// The VirtualServices that apply to sidecars, indexed by host. A host named exactly wins over a
+/// wildcard; among equals, the first in precedence order wins.
+struct SidecarRules<'m> {
+    exact: BTreeMap<&'m str, &'m VirtualService>,
+    /// `(suffix, rule)` for hosts such as `*.example.com` (suffix `.example.com`) and `*`.
+    wildcards: Vec<(&'m str, &'m VirtualService)>,
+}
+
+impl<'m> SidecarRules<'m> {
+    fn new(model: &'m Model) -> Self {
+        let mut rules = SidecarRules {
+            exact: BTreeMap::new(),
+            wildcards: Vec::new(),
+        };
+        for vs in model
+            .virtual_services
+            .iter()
+            .filter(|vs| vs.applies_to_sidecars())
+        {
+            for host in &vs.hosts {
+                match host.strip_prefix('*') {
+                    Some(suffix) => rules.wildcards.push((suffix, vs)),
+                    None => {
+                        rules.exact.entry(host.as_str()).or_insert(vs);
+                    }
+                }
+            }
+        }
+        rules
+    }
+
+    fn for_host(&self, host: &str) -> Option<&'m VirtualService> {
+        self.exact.get(host).copied().or_else(|| {
+            self.wildcards
+                .iter()
+                .find(|(suffix, _)| host.ends_with(suffix))
+                .map(|(_, vs)| *vs)
+        })
     }
 }
 
