@@ -82,24 +82,9 @@ fn bootstrap_is_accepted_by_envoy() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("envoy.yaml");
     std::fs::write(&path, &output.stdout).expect("write the bootstrap");
-    let validate = Command::new(support::envoy::envoy_binary())
-        .args([
-            "--mode",
-            "validate",
-            "--log-level",
-            "error",
-            "--use-dynamic-base-id",
-            "-c",
-        ])
-        .arg(&path)
-        .output()
-        .expect("run envoy");
-    assert!(
-        validate.status.success(),
-        "envoy rejects the bootstrap:\n{}{}",
-        String::from_utf8_lossy(&validate.stdout),
-        String::from_utf8_lossy(&validate.stderr)
-    );
+    if let Err(error) = support::envoy::envoy_validate_file(&path) {
+        panic!("envoy rejects the bootstrap:\n{error}");
+    }
 }
 
 #[test]

@@ -40,67 +40,86 @@ spec:
     )
 }
 
-fn reviews_backends(net: u8) -> (Vec<String>, [Backend<'static>; 2]) {
-    let ips = vec![format!("127.0.{net}.1"), format!("127.0.{net}.2")];
-    let leaked: Vec<&'static str> = ips
-        .iter()
-        .map(|ip| &*Box::leak(ip.clone().into_boxed_str()))
-        .collect();
-    (
-        ips,
-        [
-            Backend {
-                pod: "reviews-v1",
-                ip: leaked[0],
-                version: "v1",
-            },
-            Backend {
-                pod: "reviews-v2",
-                ip: leaked[1],
-                version: "v2",
-            },
-        ],
-    )
+/// reviews (v1 and v2) and details, each Pod served by an upstream on `127.0.NET.x`, on port
+/// `19000 + NET`; `rules` in `reviews-rules.yaml`. Ready once reviews answers.
+struct Fixture {
+    mesh: Mesh,
+    port: u16,
+    net: u8,
+    _upstreams: Vec<Upstream>,
+}
+
+impl Fixture {
+    /// `extra` upstreams are started too: `(name, last octet)`.
+    async fn start(net: u8, rules: String, extra: &[(&str, u8)]) -> Fixture {
+        let port = 19000 + u16::from(net);
+        let ip = |octet: u8| format!("127.0.{net}.{octet}");
+        let mut upstreams = Vec::new();
+        let pods = [("reviews-v1", 1), ("reviews-v2", 2), ("details", 3)];
+        for (name, octet) in pods.iter().chain(extra) {
+            upstreams.push(Upstream::start(name, &format!("{}:{port}", ip(*octet))).await);
+        }
+        let reviews = [
+            Backend::new("reviews-v1", &ip(1), "v1"),
+            Backend::new("reviews-v2", &ip(2), "v2"),
+        ];
+        let details = [Backend::new("details-v1", &ip(3), "v1")];
+        let mesh = Mesh::start(
+            port,
+            &[
+                (
+                    "reviews.yaml",
+                    service_yaml("reviews", &format!("10.96.{net}.1"), port, &reviews),
+                ),
+                (
+                    "details.yaml",
+                    service_yaml("details", &format!("10.96.{net}.2"), port, &details),
+                ),
+                ("reviews-rules.yaml", rules),
+            ],
+        )
+        .await;
+        let ready = mesh
+            .wait_until(PROPAGATION_LIMIT, || async {
+                mesh.upstream_of("reviews", &[])
+                    .await
+                    .starts_with("reviews-")
+            })
+            .await;
+        assert!(
+            ready.is_some(),
+            "reviews never routed; Envoy log:\n{}",
+            mesh.envoy.log()
+        );
+        Fixture {
+            mesh,
+            port,
+            net,
+            _upstreams: upstreams,
+        }
+    }
+
+    /// Waits until reviews answers from `upstream`; how long that took.
+    async fn reviews_reaches(&self, upstream: &str) -> Duration {
+        self.mesh
+            .wait_until(PROPAGATION_LIMIT, || async {
+                self.mesh.upstream_of("reviews", &[]).await == upstream
+            })
+            .await
+            .unwrap_or_else(|| {
+                panic!(
+                    "reviews never reached {upstream}; Envoy log:\n{}",
+                    self.mesh.envoy.log()
+                )
+            })
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_routing_and_every_host_form() {
-    let port = 19101;
-    let (ips, backends) = reviews_backends(101);
-    let _v1 = Upstream::start("reviews-v1", &format!("{}:{port}", ips[0])).await;
-    let _v2 = Upstream::start("reviews-v2", &format!("{}:{port}", ips[1])).await;
-    let _details = Upstream::start("details", &format!("127.0.101.3:{port}")).await;
-    let details = [Backend {
-        pod: "details-v1",
-        ip: "127.0.101.3",
-        version: "v1",
-    }];
-    let mesh = Mesh::start(
-        port,
-        &[
-            (
-                "reviews.yaml",
-                service_yaml("reviews", "10.96.101.1", port, &backends),
-            ),
-            (
-                "details.yaml",
-                service_yaml("details", "10.96.101.2", port, &details),
-            ),
-            ("reviews-rules.yaml", reviews_rules("v2", "v1")),
-        ],
-    )
-    .await;
-
-    let became_ready = mesh
-        .wait_until(PROPAGATION_LIMIT, || async {
-            mesh.upstream_of("reviews", &[]).await == "reviews-v1"
-        })
-        .await;
-    assert!(
-        became_ready.is_some(),
-        "reviews never routed; Envoy log:\n{}",
-        mesh.envoy.log()
-    );
+    let fixture = Fixture::start(101, reviews_rules("v2", "v1"), &[]).await;
+    let mesh = &fixture.mesh;
+    fixture.reviews_reaches("reviews-v1").await;
     for _ in 0..20 {
         assert_eq!(mesh.upstream_of("reviews", &[]).await, "reviews-v1");
         assert_eq!(
@@ -115,16 +134,17 @@ async fn header_routing_and_every_host_form() {
     }
 
     // A service without any rule answers to every name Istio gives it, with or without port.
+    let cluster_ip = format!("10.96.{}.2", fixture.net);
     let forms = [
         "details",
         "details.bookinfo",
         "details.bookinfo.svc",
         "details.bookinfo.svc.cluster.local",
-        "10.96.101.2",
+        cluster_ip.as_str(),
     ];
     for form in forms {
         assert_eq!(mesh.upstream_of(form, &[]).await, "details", "host {form}");
-        let with_port = format!("{form}:{port}");
+        let with_port = format!("{form}:{}", fixture.port);
         assert_eq!(
             mesh.upstream_of(&with_port, &[]).await,
             "details",
@@ -137,42 +157,15 @@ async fn header_routing_and_every_host_form() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weighted_split_within_statistical_bounds() {
-    let port = 19102;
-    let (ips, backends) = reviews_backends(102);
-    let _v1 = Upstream::start("reviews-v1", &format!("{}:{port}", ips[0])).await;
-    let _v2 = Upstream::start("reviews-v2", &format!("{}:{port}", ips[1])).await;
     let rules = reviews_rules("v2", "v1").replace(
         "  - route:\n    - destination: {host: reviews, subset: v1}\n",
         "  - route:\n    - destination: {host: reviews, subset: v1}\n      weight: 80\n    - destination: {host: reviews, subset: v2}\n      weight: 20\n",
     );
-    let mesh = Mesh::start(
-        port,
-        &[
-            (
-                "reviews.yaml",
-                service_yaml("reviews", "10.96.102.1", port, &backends),
-            ),
-            ("reviews-rules.yaml", rules),
-        ],
-    )
-    .await;
-    let ready = mesh
-        .wait_until(PROPAGATION_LIMIT, || async {
-            mesh.upstream_of("reviews", &[])
-                .await
-                .starts_with("reviews-")
-        })
-        .await;
-    assert!(
-        ready.is_some(),
-        "reviews never routed; Envoy log:\n{}",
-        mesh.envoy.log()
-    );
-
+    let fixture = Fixture::start(102, rules, &[]).await;
     const REQUESTS: usize = 1000;
     let mut v2 = 0;
     for _ in 0..REQUESTS {
-        match mesh.upstream_of("reviews", &[]).await.as_str() {
+        match fixture.mesh.upstream_of("reviews", &[]).await.as_str() {
             "reviews-v1" => {}
             "reviews-v2" => v2 += 1,
             other => panic!("unexpected reply {other}"),
@@ -188,78 +181,30 @@ async fn weighted_split_within_statistical_bounds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rule_and_endpoint_edits_reach_traffic() {
-    let port = 19103;
-    let (ips, backends) = reviews_backends(103);
-    let _v1 = Upstream::start("reviews-v1", &format!("{}:{port}", ips[0])).await;
-    let _v2 = Upstream::start("reviews-v2", &format!("{}:{port}", ips[1])).await;
-    let _moved = Upstream::start("reviews-v1-moved", &format!("127.0.103.9:{port}")).await;
-    let mesh = Mesh::start(
-        port,
-        &[
-            (
-                "reviews.yaml",
-                service_yaml("reviews", "10.96.103.1", port, &backends),
-            ),
-            ("reviews-rules.yaml", reviews_rules("v2", "v1")),
-        ],
-    )
-    .await;
-    let ready = mesh
-        .wait_until(PROPAGATION_LIMIT, || async {
-            mesh.upstream_of("reviews", &[]).await == "reviews-v1"
-        })
-        .await;
-    assert!(
-        ready.is_some(),
-        "reviews never routed; Envoy log:\n{}",
-        mesh.envoy.log()
-    );
+    let fixture = Fixture::start(103, reviews_rules("v2", "v1"), &[("reviews-v1-moved", 9)]).await;
+    let mesh = &fixture.mesh;
+    fixture.reviews_reaches("reviews-v1").await;
 
     // A rule edit: everyone to v2.
     mesh.write("reviews-rules.yaml", &reviews_rules("v2", "v2"));
-    let rule_edit = mesh
-        .wait_until(PROPAGATION_LIMIT, || async {
-            mesh.upstream_of("reviews", &[]).await == "reviews-v2"
-        })
-        .await
-        .expect("the rule edit reached Envoy");
+    let rule_edit = fixture.reviews_reaches("reviews-v2").await;
 
     // An endpoint edit: v1 moves to another address.
     mesh.write("reviews-rules.yaml", &reviews_rules("v1", "v1"));
-    mesh.wait_until(PROPAGATION_LIMIT, || async {
-        mesh.upstream_of("reviews", &[]).await == "reviews-v1"
-    })
-    .await
-    .expect("back to v1");
+    fixture.reviews_reaches("reviews-v1").await;
     let moved = [
-        Backend {
-            pod: "reviews-v1",
-            ip: "127.0.103.9",
-            version: "v1",
-        },
-        Backend {
-            pod: "reviews-v2",
-            ip: backends[1].ip,
-            version: "v2",
-        },
+        Backend::new("reviews-v1", "127.0.103.9", "v1"),
+        Backend::new("reviews-v2", "127.0.103.2", "v2"),
     ];
-    let service = service_yaml("reviews", "10.96.103.1", port, &moved);
-    mesh.write("reviews.yaml", &service);
-    let endpoint_edit = mesh
-        .wait_until(PROPAGATION_LIMIT, || async {
-            mesh.upstream_of("reviews", &[]).await == "reviews-v1-moved"
-        })
-        .await
-        .expect("the endpoint edit reached Envoy");
+    mesh.write(
+        "reviews.yaml",
+        &service_yaml("reviews", "10.96.103.1", fixture.port, &moved),
+    );
+    let endpoint_edit = fixture.reviews_reaches("reviews-v1-moved").await;
 
     // A deleted rule: the default route spreads over both versions again.
     std::fs::remove_file(mesh.path("reviews-rules.yaml")).expect("delete the rules");
-    let rule_delete = mesh
-        .wait_until(PROPAGATION_LIMIT, || async {
-            mesh.upstream_of("reviews", &[]).await == "reviews-v2"
-        })
-        .await
-        .expect("the rule deletion reached Envoy");
+    let rule_delete = fixture.reviews_reaches("reviews-v2").await;
     eprintln!(
         "edit to traffic: rule edit {rule_edit:?}, endpoint edit {endpoint_edit:?}, rule deletion {rule_delete:?}"
     );
@@ -267,42 +212,9 @@ async fn rule_and_endpoint_edits_reach_traffic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_files_leave_traffic_as_it_was() {
-    let port = 19104;
-    let (ips, backends) = reviews_backends(104);
-    let _v1 = Upstream::start("reviews-v1", &format!("{}:{port}", ips[0])).await;
-    let _v2 = Upstream::start("reviews-v2", &format!("{}:{port}", ips[1])).await;
-    let _details = Upstream::start("details", &format!("127.0.104.3:{port}")).await;
-    let details = [Backend {
-        pod: "details-v1",
-        ip: "127.0.104.3",
-        version: "v1",
-    }];
-    let mesh = Mesh::start(
-        port,
-        &[
-            (
-                "reviews.yaml",
-                service_yaml("reviews", "10.96.104.1", port, &backends),
-            ),
-            (
-                "details.yaml",
-                service_yaml("details", "10.96.104.2", port, &details),
-            ),
-            ("reviews-rules.yaml", reviews_rules("v2", "v1")),
-        ],
-    )
-    .await;
-    let ready = mesh
-        .wait_until(PROPAGATION_LIMIT, || async {
-            mesh.upstream_of("reviews", &[]).await == "reviews-v1"
-        })
-        .await;
-    assert!(
-        ready.is_some(),
-        "reviews never routed; Envoy log:\n{}",
-        mesh.envoy.log()
-    );
-
+    let fixture = Fixture::start(104, reviews_rules("v2", "v1"), &[]).await;
+    let mesh = &fixture.mesh;
+    fixture.reviews_reaches("reviews-v1").await;
     // Each bad change is paired with a good change in another file; once the good change shows
     // in traffic, the bad one has been processed too, and traffic to reviews must be unchanged.
     let marker_rule = |value: &str| {
@@ -331,7 +243,7 @@ async fn bad_files_leave_traffic_as_it_was() {
         let seen = mesh
             .wait_until(PROPAGATION_LIMIT, || async {
                 let response = reqwest::Client::new()
-                    .get(format!("http://127.0.0.1:{port}/"))
+                    .get(format!("http://127.0.0.1:{}/", fixture.port))
                     .header("host", "details")
                     .send()
                     .await;
@@ -369,11 +281,7 @@ async fn bad_files_leave_traffic_as_it_was() {
 
     // Fixing the file applies the fix.
     mesh.write("reviews-rules.yaml", &reviews_rules("v2", "v2"));
-    mesh.wait_until(PROPAGATION_LIMIT, || async {
-        mesh.upstream_of("reviews", &[]).await == "reviews-v2"
-    })
-    .await
-    .expect("the fixed rules apply");
+    fixture.reviews_reaches("reviews-v2").await;
     assert!(matches!(
         mesh.get("reviews", "/", &[]).await,
         Reply::Upstream(_)
@@ -454,32 +362,9 @@ fn metric_sum(metrics: &str, name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_that_do_not_affect_the_proxy_push_nothing() {
-    let port = 19105;
-    let (ips, backends) = reviews_backends(105);
-    let _v1 = Upstream::start("reviews-v1", &format!("{}:{port}", ips[0])).await;
-    let _v2 = Upstream::start("reviews-v2", &format!("{}:{port}", ips[1])).await;
-    let mesh = Mesh::start(
-        port,
-        &[
-            (
-                "reviews.yaml",
-                service_yaml("reviews", "10.96.105.1", port, &backends),
-            ),
-            ("reviews-rules.yaml", reviews_rules("v2", "v1")),
-        ],
-    )
-    .await;
-    let ready = mesh
-        .wait_until(PROPAGATION_LIMIT, || async {
-            mesh.upstream_of("reviews", &[]).await == "reviews-v1"
-        })
-        .await;
-    assert!(
-        ready.is_some(),
-        "reviews never routed; Envoy log:\n{}",
-        mesh.envoy.log()
-    );
-
+    let fixture = Fixture::start(105, reviews_rules("v2", "v1"), &[]).await;
+    let mesh = &fixture.mesh;
+    fixture.reviews_reaches("reviews-v1").await;
     let before = mesh.admin("/metrics").await;
     let builds = metric_sum(&before, "rudder_config_builds_total");
     let pushes = metric_sum(&before, "rudder_xds_pushes_total");
@@ -509,11 +394,7 @@ async fn changes_that_do_not_affect_the_proxy_push_nothing() {
 
     // A change that does affect it is pushed.
     mesh.write("reviews-rules.yaml", &reviews_rules("v2", "v2"));
-    mesh.wait_until(PROPAGATION_LIMIT, || async {
-        mesh.upstream_of("reviews", &[]).await == "reviews-v2"
-    })
-    .await
-    .expect("the rule edit reached Envoy");
+    fixture.reviews_reaches("reviews-v2").await;
     let pushed = metric_sum(&mesh.admin("/metrics").await, "rudder_xds_pushes_total");
     assert!(pushed > pushes);
 }

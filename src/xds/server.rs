@@ -403,16 +403,24 @@ mod tests {
         })
     }
 
-    #[tokio::test]
-    async fn serves_cds_and_stays_quiet_on_identical_models() {
-        let mut harness = start().await;
+    /// Opens an ADS stream: a sender for requests and the stream of responses.
+    async fn open_stream(
+        harness: &mut Harness,
+    ) -> (mpsc::Sender<DiscoveryRequest>, Streaming<DiscoveryResponse>) {
         let (requests, outgoing) = mpsc::channel(4);
-        let mut responses = harness
+        let responses = harness
             .client
             .stream_aggregated_resources(ReceiverStream::new(outgoing))
             .await
             .unwrap()
             .into_inner();
+        (requests, responses)
+    }
+
+    #[tokio::test]
+    async fn serves_cds_and_stays_quiet_on_identical_models() {
+        let mut harness = start().await;
+        let (requests, mut responses) = open_stream(&mut harness).await;
         requests.send(cds_request(node(), "", "")).await.unwrap();
         let response = responses.message().await.unwrap().unwrap();
         assert_eq!(response.type_url, ResourceType::Cluster.type_url());
@@ -467,13 +475,7 @@ mod tests {
     #[tokio::test]
     async fn shutdown_ends_open_streams() {
         let mut harness = start().await;
-        let (requests, outgoing) = mpsc::channel(1);
-        let mut responses = harness
-            .client
-            .stream_aggregated_resources(ReceiverStream::new(outgoing))
-            .await
-            .unwrap()
-            .into_inner();
+        let (requests, mut responses) = open_stream(&mut harness).await;
         requests.send(cds_request(node(), "", "")).await.unwrap();
         responses.message().await.unwrap().unwrap();
 
@@ -489,13 +491,7 @@ mod tests {
     #[tokio::test]
     async fn first_request_without_node_is_refused() {
         let mut harness = start().await;
-        let (requests, outgoing) = mpsc::channel(1);
-        let mut responses = harness
-            .client
-            .stream_aggregated_resources(ReceiverStream::new(outgoing))
-            .await
-            .unwrap()
-            .into_inner();
+        let (requests, mut responses) = open_stream(&mut harness).await;
         requests.send(cds_request(None, "", "")).await.unwrap();
         let status = responses.message().await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::InvalidArgument);

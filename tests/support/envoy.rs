@@ -95,6 +95,11 @@ pub fn envoy_validate(resources: &Resources) -> Result<(), String> {
     let bootstrap =
         serde_json::to_string_pretty(&validation_bootstrap(resources)).expect("JSON renders");
     std::fs::write(&path, bootstrap).expect("write the bootstrap");
+    envoy_validate_file(&path)
+}
+
+/// Runs `envoy --mode validate` on a bootstrap file; the error is Envoy's own output.
+pub fn envoy_validate_file(path: &std::path::Path) -> Result<(), String> {
     let output = Command::new(envoy_binary())
         .args([
             "--mode",
@@ -104,7 +109,7 @@ pub fn envoy_validate(resources: &Resources) -> Result<(), String> {
             "--use-dynamic-base-id",
             "-c",
         ])
-        .arg(&path)
+        .arg(path)
         .output()
         .expect("run envoy");
     if output.status.success() {

@@ -16,14 +16,24 @@ pub const NAMESPACE: &str = "bookinfo";
 const NODE_ID: &str = "sidecar~127.0.0.1~client.bookinfo~bookinfo.svc.cluster.local";
 
 /// One endpoint of a service: the Pod behind it.
-pub struct Backend<'a> {
-    pub pod: &'a str,
-    pub ip: &'a str,
-    pub version: &'a str,
+pub struct Backend {
+    pub pod: String,
+    pub ip: String,
+    pub version: String,
+}
+
+impl Backend {
+    pub fn new(pod: &str, ip: &str, version: &str) -> Backend {
+        Backend {
+            pod: pod.to_string(),
+            ip: ip.to_string(),
+            version: version.to_string(),
+        }
+    }
 }
 
 /// A Service on `port` (named `http`), its Pods and one EndpointSlice, as YAML.
-pub fn service_yaml(name: &str, cluster_ip: &str, port: u16, backends: &[Backend<'_>]) -> String {
+pub fn service_yaml(name: &str, cluster_ip: &str, port: u16, backends: &[Backend]) -> String {
     let mut docs = vec![format!(
         "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {NAMESPACE}}}\n\
          spec:\n  clusterIP: {cluster_ip}\n  ports: [{{name: http, port: {port}}}]\n"
@@ -42,7 +52,7 @@ pub fn service_yaml(name: &str, cluster_ip: &str, port: u16, backends: &[Backend
 }
 
 /// The EndpointSlice of a service, every backend ready.
-pub fn endpoint_slice_yaml(name: &str, port: u16, backends: &[Backend<'_>]) -> String {
+pub fn endpoint_slice_yaml(name: &str, port: u16, backends: &[Backend]) -> String {
     let endpoints: String = backends
         .iter()
         .map(|b| {
