@@ -365,17 +365,19 @@ fn slice_endpoints(
 }
 
 /// Precedence among Istio objects: oldest first, then namespace and name.
-fn by_precedence<'a, Spec>(objects: &mut [&'a IstioObject<Spec>]) {
-    objects.sort_by(|a, b| {
-        let key = |o: &'a IstioObject<Spec>| {
-            (
-                o.metadata.creation_timestamp.clone().unwrap_or_default(),
-                o.metadata.namespace.clone().unwrap_or_default(),
-                o.metadata.name.clone(),
-            )
-        };
-        key(a).cmp(&key(b))
+fn in_precedence_order<'a, Spec>(
+    objects: impl Iterator<Item = &'a Object>,
+    select: impl Fn(&'a Object) -> Option<&'a IstioObject<Spec>>,
+) -> Vec<&'a IstioObject<Spec>> {
+    let mut selected: Vec<&IstioObject<Spec>> = objects.filter_map(select).collect();
+    selected.sort_by_key(|o| {
+        (
+            o.metadata.creation_timestamp.as_deref().unwrap_or_default(),
+            o.metadata.namespace.as_deref().unwrap_or_default(),
+            o.metadata.name.as_str(),
+        )
     });
+    selected
 }
 
 /// One rule per host: the first by precedence sets the traffic policy; subsets from later rules
@@ -384,13 +386,10 @@ fn destination_rules<'a>(
     objects: impl Iterator<Item = &'a Object>,
     dns_domain: &str,
 ) -> BTreeMap<String, DestinationRule> {
-    let mut rules: Vec<&IstioObject<istio::DestinationRule>> = objects
-        .filter_map(|object| match object {
-            Object::DestinationRule(rule) => Some(rule.as_ref()),
-            _ => None,
-        })
-        .collect();
-    by_precedence(&mut rules);
+    let rules = in_precedence_order(objects, |object| match object {
+        Object::DestinationRule(rule) => Some(rule.as_ref()),
+        _ => None,
+    });
     let mut by_host: BTreeMap<String, DestinationRule> = BTreeMap::new();
     for rule in rules {
         let namespace = namespace_of(&rule.metadata.namespace);
@@ -464,15 +463,152 @@ fn virtual_services<'a>(
     objects: impl Iterator<Item = &'a Object>,
     dns_domain: &str,
 ) -> Vec<VirtualService> {
-    let mut objects: Vec<&IstioObject<istio::VirtualService>> = objects
-        .filter_map(|object| match object {
-            Object::VirtualService(vs) => Some(vs.as_ref()),
-            _ => None,
-        })
-        .collect();
-    by_precedence(&mut objects);
-    objects
+    let rules = in_precedence_order(objects, |object| match object {
+        Object::VirtualService(vs) => Some(vs.as_ref()),
+        _ => None,
+    });
+    rules
         .into_iter()
         .map(|vs| virtual_service(vs, dns_domain))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostic::Origin;
+    use crate::inputs::yaml::parse_documents;
+    use crate::inputs::{Decoded, decode};
+
+    /// Inputs from YAML text, as if it were the file `test.yaml`.
+    fn inputs(yaml: &str) -> Inputs {
+        let mut inputs = Inputs::default();
+        for document in parse_documents(yaml).unwrap() {
+            if let Decoded::Object(key, object) = decode(document.value, "default").unwrap() {
+                let origin = Origin::File {
+                    path: "test.yaml".into(),
+                    line: document.line,
+                };
+                inputs.insert(key, Entry { origin, object });
+            }
+        }
+        inputs
+    }
+
+    const SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  ports: [{name: http, port: 80}]\n";
+
+    fn route_vs(name: &str, created: &str, timeout: &str) -> String {
+        format!(
+            "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n\
+             metadata: {{name: {name}, creationTimestamp: \"{created}\"}}\n\
+             spec:\n  hosts: [web]\n  http:\n  - timeout: {timeout}\n    route: [{{destination: {{host: web}}}}]\n"
+        )
+    }
+
+    fn timeouts(model: &Model) -> Vec<(String, Option<std::time::Duration>)> {
+        model
+            .virtual_services
+            .iter()
+            .map(|vs| (vs.name.clone(), vs.http[0].timeout.map(|t| t.0)))
+            .collect()
+    }
+
+    #[test]
+    fn an_invalid_version_falls_back_to_the_last_good_one() {
+        let first = build(
+            &inputs(&format!("{SERVICE}{}", route_vs("a", "", "2s"))),
+            &LastGood::default(),
+        );
+        assert!(first.errors.is_empty(), "{:?}", first.errors);
+
+        let broken = format!("{SERVICE}{}", route_vs("a", "", "soon"));
+        let second = build(&inputs(&broken), &first.last_good);
+        assert_eq!(
+            timeouts(&second.model),
+            [("a".to_string(), Some(std::time::Duration::from_secs(2)))]
+        );
+        let error = second.errors[0].to_string();
+        assert!(
+            error.starts_with("test.yaml:7: VirtualService default/a: spec.http[0].timeout: invalid duration \"soon\""),
+            "{error}"
+        );
+        assert!(
+            error.ends_with("; the last valid version stays in force"),
+            "{error}"
+        );
+
+        // With no good version behind it, the object is simply not applied.
+        let fresh = build(&inputs(&broken), &LastGood::default());
+        assert!(fresh.model.virtual_services.is_empty());
+        assert!(fresh.errors[0].to_string().ends_with("; not applied"));
+
+        // Deleting the object forgets its last good version too.
+        let deleted = build(&inputs(SERVICE), &second.last_good);
+        let again = build(&inputs(&broken), &deleted.last_good);
+        assert!(again.model.virtual_services.is_empty());
+    }
+
+    #[test]
+    fn one_bad_object_leaves_the_others_applied() {
+        let yaml = format!(
+            "{SERVICE}{}{}",
+            route_vs("good", "", "1s"),
+            route_vs("bad", "", "1 fortnight")
+        );
+        let built = build(&inputs(&yaml), &LastGood::default());
+        assert_eq!(
+            timeouts(&built.model),
+            [("good".to_string(), Some(std::time::Duration::from_secs(1)))]
+        );
+        assert_eq!(built.errors.len(), 1);
+    }
+
+    #[test]
+    fn older_rules_come_first() {
+        let yaml = format!(
+            "{SERVICE}{}{}",
+            route_vs("a-newer", "2026-02-01T00:00:00Z", "1s"),
+            route_vs("z-older", "2026-01-01T00:00:00Z", "2s")
+        );
+        let built = build(&inputs(&yaml), &LastGood::default());
+        let names: Vec<String> = timeouts(&built.model)
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(names, ["z-older", "a-newer"]);
+    }
+
+    #[test]
+    fn endpoints_are_ready_ones_with_their_pod_labels() {
+        let yaml = format!(
+            "{SERVICE}---\napiVersion: v1\nkind: Pod\nmetadata: {{name: web-1, labels: {{version: v1}}}}\nstatus: {{podIP: 10.0.0.1}}\n\
+             ---\napiVersion: v1\nkind: Pod\nmetadata: {{name: web-2, labels: {{version: v2}}}}\nstatus: {{podIP: 10.0.0.9}}\n\
+             ---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+             metadata: {{name: web-x, labels: {{kubernetes.io/service-name: web}}}}\naddressType: IPv4\n\
+             ports: [{{name: http, port: 8080}}]\nendpoints:\n\
+             - addresses: [10.0.0.1]\n\
+             - addresses: [10.0.0.2]\n  targetRef: {{kind: Pod, name: web-2}}\n\
+             - addresses: [10.0.0.3]\n  conditions: {{ready: false}}\n"
+        );
+        let built = build(&inputs(&yaml), &LastGood::default());
+        let service = &built.model.services["web.default.svc.cluster.local"];
+        let endpoints: Vec<(String, u16, Option<&str>)> = service
+            .endpoints
+            .iter()
+            .map(|e| {
+                (
+                    e.address.to_string(),
+                    e.port,
+                    e.labels.get("version").map(String::as_str),
+                )
+            })
+            .collect();
+        assert_eq!(
+            endpoints,
+            [
+                ("10.0.0.1".to_string(), 8080, Some("v1")),
+                ("10.0.0.2".to_string(), 8080, Some("v2")),
+            ]
+        );
+    }
 }
