@@ -18,6 +18,7 @@
 
 pub mod admin;
 pub mod bootstrap;
+pub mod crd;
 pub mod diagnostic;
 pub mod duration;
 pub mod envoy_json;
@@ -28,5 +29,6 @@ pub mod model;
 pub mod proxy;
 pub mod serve;
 pub mod source;
+pub mod status;
 pub mod translate;
 pub mod xds;

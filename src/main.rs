@@ -10,8 +10,9 @@ use rudder::bootstrap::{BootstrapOptions, bootstrap_json};
 use rudder::envoy_json::config_dump;
 use rudder::model::{LastGood, build};
 use rudder::proxy::Proxy;
-use rudder::serve::{ServeOptions, Server};
+use rudder::serve::{KubeConnection, KubernetesOptions, ServeOptions, Server};
 use rudder::source::file::load_dirs;
+use rudder::source::kube::NamespaceFilter;
 use rudder::translate::translate;
 
 #[derive(Parser)]
@@ -27,14 +28,30 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve Istio config from YAML directories to Envoy over ADS.
+    /// Serve Istio config from YAML directories and/or a Kubernetes cluster to Envoy over ADS.
     #[command(
-        after_help = "Example:\n  rudder serve --config-dir examples/bookinfo --xds-address 127.0.0.1:15010"
+        after_help = "Examples:\n  rudder serve --config-dir examples/bookinfo --xds-address 127.0.0.1:15010\n  \
+        rudder serve --kubeconfig ~/.kube/config --namespace-selector istio-discovery=enabled"
     )]
     Serve {
         /// A directory of YAML/JSON config, read recursively and followed for changes (repeatable).
-        #[arg(long = "config-dir", required = true)]
+        #[arg(long = "config-dir")]
         config_dirs: Vec<PathBuf>,
+        /// Watch the Kubernetes API server this kubeconfig points at.
+        #[arg(long, conflicts_with = "in_cluster")]
+        kubeconfig: Option<PathBuf>,
+        /// Watch the Kubernetes API server of the cluster rudder runs in (service account).
+        #[arg(long)]
+        in_cluster: bool,
+        /// Read only these namespaces (comma-separated or repeated), like istiod's discoverySelectors.
+        #[arg(long, value_delimiter = ',')]
+        namespaces: Vec<String>,
+        /// Read only namespaces whose labels match this selector (kubectl syntax), besides --namespaces.
+        #[arg(long)]
+        namespace_selector: Option<String>,
+        /// Namespace of the Lease that elects the replica writing object statuses.
+        #[arg(long, env = "POD_NAMESPACE", default_value = "istio-system")]
+        lease_namespace: String,
         /// Where ADS (gRPC, state of the world) listens.
         #[arg(long, default_value = "0.0.0.0:15010")]
         xds_address: SocketAddr,
@@ -104,13 +121,32 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve {
             config_dirs,
+            kubeconfig,
+            in_cluster,
+            namespaces,
+            namespace_selector,
+            lease_namespace,
             xds_address,
             admin_address,
         } => {
+            let connection = match (kubeconfig, in_cluster) {
+                (Some(path), _) => Some(KubeConnection::Kubeconfig(path)),
+                (None, true) => Some(KubeConnection::InCluster),
+                (None, false) => None,
+            };
+            let kubernetes = connection.map(|connection| KubernetesOptions {
+                connection,
+                namespaces: NamespaceFilter {
+                    names: namespaces.into_iter().collect(),
+                    selector: namespace_selector,
+                },
+                lease_namespace,
+            });
             let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
             runtime.block_on(async {
                 let server = Server::start(ServeOptions {
                     config_dirs,
+                    kubernetes,
                     xds_address,
                     admin_address,
                 })

@@ -9,7 +9,7 @@ pub mod yaml;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -22,11 +22,17 @@ use crate::istio;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
     Namespace,
+    Node,
+    Secret,
     Service,
     Pod,
     EndpointSlice,
+    WorkloadEntry,
+    ServiceEntry,
     DestinationRule,
     VirtualService,
+    Gateway,
+    Sidecar,
 }
 
 impl Kind {
@@ -35,6 +41,8 @@ impl Kind {
         let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
         match (group, version, kind) {
             ("", "v1", "Namespace") => Some(Kind::Namespace),
+            ("", "v1", "Node") => Some(Kind::Node),
+            ("", "v1", "Secret") => Some(Kind::Secret),
             ("", "v1", "Service") => Some(Kind::Service),
             ("", "v1", "Pod") => Some(Kind::Pod),
             ("discovery.k8s.io", "v1", "EndpointSlice") => Some(Kind::EndpointSlice),
@@ -42,6 +50,10 @@ impl Kind {
                 match kind {
                     "VirtualService" => Some(Kind::VirtualService),
                     "DestinationRule" => Some(Kind::DestinationRule),
+                    "Gateway" => Some(Kind::Gateway),
+                    "ServiceEntry" => Some(Kind::ServiceEntry),
+                    "WorkloadEntry" => Some(Kind::WorkloadEntry),
+                    "Sidecar" => Some(Kind::Sidecar),
                     _ => None,
                 }
             }
@@ -50,17 +62,23 @@ impl Kind {
     }
 
     pub fn is_namespaced(self) -> bool {
-        self != Kind::Namespace
+        !matches!(self, Kind::Namespace | Kind::Node)
     }
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::Namespace => "Namespace",
+            Kind::Node => "Node",
+            Kind::Secret => "Secret",
             Kind::Service => "Service",
             Kind::Pod => "Pod",
             Kind::EndpointSlice => "EndpointSlice",
+            Kind::WorkloadEntry => "WorkloadEntry",
+            Kind::ServiceEntry => "ServiceEntry",
             Kind::DestinationRule => "DestinationRule",
             Kind::VirtualService => "VirtualService",
+            Kind::Gateway => "Gateway",
+            Kind::Sidecar => "Sidecar",
         }
     }
 }
@@ -122,11 +140,17 @@ pub struct IstioObject<Spec> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Object {
     Namespace(Box<Namespace>),
+    Node(Box<Node>),
+    Secret(Box<Secret>),
     Service(Box<Service>),
     Pod(Box<Pod>),
     EndpointSlice(Box<EndpointSlice>),
+    WorkloadEntry(Box<IstioObject<istio::WorkloadEntry>>),
+    ServiceEntry(Box<IstioObject<istio::ServiceEntry>>),
     DestinationRule(Box<IstioObject<istio::DestinationRule>>),
     VirtualService(Box<IstioObject<istio::VirtualService>>),
+    Gateway(Box<IstioObject<istio::Gateway>>),
+    Sidecar(Box<IstioObject<istio::Sidecar>>),
 }
 
 /// A field of an object that does not fit the schema.
@@ -170,12 +194,17 @@ impl Inputs {
         self.entries.insert(key, entry);
     }
 
-    /// Objects of one kind that decoded, in key order.
-    pub fn decoded(&self, kind: Kind) -> impl Iterator<Item = (&ObjectKey, &Object)> {
-        self.entries
-            .range(ObjectKey::new(kind, "", "")..)
-            .take_while(move |(key, _)| key.kind == kind)
-            .filter_map(|(key, entry)| entry.object.as_ref().ok().map(|object| (key, object)))
+    /// Everything several sources hold; an object defined by two sources is reported and the
+    /// first source's definition kept.
+    pub fn merge<'a>(sources: impl IntoIterator<Item = &'a Inputs>) -> Inputs {
+        let mut merged = Inputs::default();
+        for source in sources {
+            merged.problems.extend(source.problems.iter().cloned());
+            for (key, entry) in &source.entries {
+                merged.insert(key.clone(), entry.clone());
+            }
+        }
+        merged
     }
 }
 
@@ -265,11 +294,17 @@ pub fn decode(value: Value, default_namespace: &str) -> Result<Decoded, DecodeEr
 fn decode_object(kind: Kind, value: Value) -> Result<Object, FieldError> {
     Ok(match kind {
         Kind::Namespace => Object::Namespace(typed(value)?),
+        Kind::Node => Object::Node(typed(value)?),
+        Kind::Secret => Object::Secret(typed(value)?),
         Kind::Service => Object::Service(typed(value)?),
         Kind::Pod => Object::Pod(typed(value)?),
         Kind::EndpointSlice => Object::EndpointSlice(typed(value)?),
+        Kind::WorkloadEntry => Object::WorkloadEntry(typed(value)?),
+        Kind::ServiceEntry => Object::ServiceEntry(typed(value)?),
         Kind::DestinationRule => Object::DestinationRule(typed(value)?),
         Kind::VirtualService => Object::VirtualService(typed(value)?),
+        Kind::Gateway => Object::Gateway(typed(value)?),
+        Kind::Sidecar => Object::Sidecar(typed(value)?),
     })
 }
 
@@ -286,12 +321,17 @@ fn typed<T: DeserializeOwned>(value: Value) -> Result<Box<T>, FieldError> {
 /// Fills in the namespace a document left out, so later stages never guess it.
 fn with_namespace(mut object: Object, namespace: &str) -> Object {
     let slot = match &mut object {
-        Object::Namespace(_) => return object,
+        Object::Namespace(_) | Object::Node(_) => return object,
+        Object::Secret(o) => &mut o.metadata.namespace,
         Object::Service(o) => &mut o.metadata.namespace,
         Object::Pod(o) => &mut o.metadata.namespace,
         Object::EndpointSlice(o) => &mut o.metadata.namespace,
+        Object::WorkloadEntry(o) => &mut o.metadata.namespace,
+        Object::ServiceEntry(o) => &mut o.metadata.namespace,
         Object::DestinationRule(o) => &mut o.metadata.namespace,
         Object::VirtualService(o) => &mut o.metadata.namespace,
+        Object::Gateway(o) => &mut o.metadata.namespace,
+        Object::Sidecar(o) => &mut o.metadata.namespace,
     };
     *slot = Some(namespace.to_string());
     object

@@ -98,12 +98,20 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
         errors: inputs.problems.clone(),
     };
     let dns_domain = DEFAULT_DNS_DOMAIN;
-    for kind in [
+    // Kinds the model does not read yet are admitted too, so their decoding errors are reported.
+    let unchecked = [
         Kind::Namespace,
+        Kind::Node,
+        Kind::Secret,
         Kind::Pod,
         Kind::Service,
         Kind::EndpointSlice,
-    ] {
+        Kind::WorkloadEntry,
+        Kind::ServiceEntry,
+        Kind::Gateway,
+        Kind::Sidecar,
+    ];
+    for kind in unchecked {
         admission.admit(kind, |_| Ok(()));
     }
 
@@ -315,7 +323,7 @@ fn slice_endpoints(
 ) -> Vec<Endpoint> {
     let mut endpoints = Vec::new();
     let slice_ports = slice.ports.iter().flatten();
-    for endpoint in &slice.endpoints {
+    for endpoint in slice.endpoints.iter().flatten() {
         // Kubernetes asks consumers to treat an unknown readiness as ready.
         let ready = endpoint
             .conditions

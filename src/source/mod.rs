@@ -3,3 +3,4 @@
 //! last good parse of each file); it must not look across objects or build the model.
 
 pub mod file;
+pub mod kube;

@@ -104,6 +104,7 @@ impl Mesh {
         }
         let server = Server::start(ServeOptions {
             config_dirs: vec![dir.path().to_path_buf()],
+            kubernetes: None,
             xds_address: "127.0.0.1:0".parse().expect("an address"),
             admin_address: "127.0.0.1:0".parse().expect("an address"),
         })

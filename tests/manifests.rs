@@ -1,0 +1,698 @@
+//! The deployment manifests under `manifests/`:
+//!
+//! - `manifests/crds.yaml` is exactly what `rudder::crd::istio_crds_yaml()` renders
+//!   (`RUDDER_UPDATE_GOLDEN=1 cargo test --test manifests` rewrites it);
+//! - a real Kubernetes API server (`scripts/dev-cluster`) installs the CRDs, accepts every other
+//!   manifest (server-side dry run), stores Istio's documentation examples of all six kinds
+//!   without pruning a field, refuses objects of the wrong shape, keeps an Istio status on the
+//!   status subresource, and grants rudder's ServiceAccount what it needs and no more.
+//!
+//! The cluster test starts its own cluster in a run dir of its own and stops it when done (also
+//! when it fails). It needs `kubectl` (or `KUBECTL=/path/to/kubectl`) and what
+//! `scripts/dev-cluster` needs (Go, for a first build of kube-apiserver that takes minutes).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+const CRDS: &str = "manifests/crds.yaml";
+const RUDDER: &str = "manifests/rudder.yaml";
+const SERVICE_ACCOUNT: &str = "system:serviceaccount:istio-system:rudder";
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn crds_yaml_is_what_rudder_renders() {
+    let rendered = rudder::crd::istio_crds_yaml();
+    let path = root().join(CRDS);
+    if std::env::var_os("RUDDER_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &rendered).unwrap();
+        return;
+    }
+    let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+    if checked_in != rendered {
+        let line = checked_in
+            .lines()
+            .zip(rendered.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| checked_in.lines().count().min(rendered.lines().count()));
+        panic!(
+            "{CRDS} differs from rudder::crd::istio_crds_yaml() from line {} on \
+             (RUDDER_UPDATE_GOLDEN=1 cargo test --test manifests to accept):\n  checked in: {:?}\n  rendered:   {:?}",
+            line + 1,
+            checked_in.lines().nth(line).unwrap_or("<end of file>"),
+            rendered.lines().nth(line).unwrap_or("<end of file>"),
+        );
+    }
+}
+
+#[test]
+fn manifests_parse_as_yaml() {
+    for file in [CRDS, RUDDER] {
+        let text = std::fs::read_to_string(root().join(file)).unwrap();
+        let documents: Vec<Value> =
+            serde_saphyr::from_multiple(&text).unwrap_or_else(|error| panic!("{file}: {error}"));
+        assert!(
+            documents
+                .iter()
+                .all(|doc| doc["apiVersion"].is_string() && doc["kind"].is_string()),
+            "{file}: every document is a Kubernetes object"
+        );
+    }
+}
+
+/// A cluster from `scripts/dev-cluster up` in a run dir of its own; `down` when dropped.
+struct DevCluster {
+    run_dir: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+impl DevCluster {
+    fn up() -> DevCluster {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let run_dir =
+            std::env::temp_dir().join(format!("rudder-manifests-{}-{nanos}", std::process::id()));
+        let mut cluster = DevCluster {
+            run_dir,
+            kubeconfig: PathBuf::new(),
+        };
+        let output = Command::new(root().join("scripts/dev-cluster"))
+            .arg("up")
+            .env("RUDDER_DEV_CLUSTER_DIR", &cluster.run_dir)
+            // Should this process die without unwinding, the script's watchdog stops the cluster.
+            .env(
+                "RUDDER_DEV_CLUSTER_OWNER_PID",
+                std::process::id().to_string(),
+            )
+            .stdin(Stdio::null())
+            .output()
+            .expect("run scripts/dev-cluster");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "scripts/dev-cluster up failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        cluster.kubeconfig = PathBuf::from(
+            stdout
+                .lines()
+                .rfind(|line| !line.trim().is_empty())
+                .expect("dev-cluster prints its kubeconfig")
+                .trim(),
+        );
+        cluster
+    }
+
+    /// Runs kubectl against this cluster, with `stdin` as its input.
+    fn kubectl(&self, args: &[&str], stdin: &str) -> Output {
+        let program = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".to_string());
+        let mut child = Command::new(&program)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!("cannot run {program} (install kubectl or set KUBECTL): {error}")
+            });
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs kubectl and returns its stdout; fails the test if kubectl fails.
+    fn ok(&self, args: &[&str], stdin: &str) -> String {
+        let output = self.kubectl(args, stdin);
+        assert!(
+            output.status.success(),
+            "kubectl {} failed:\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Runs kubectl expecting it to fail; returns its stderr.
+    fn refused(&self, args: &[&str], stdin: &str) -> String {
+        let output = self.kubectl(args, stdin);
+        assert!(
+            !output.status.success(),
+            "kubectl {} should have failed for:\n{stdin}\nbut said:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout)
+        );
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
+    /// Whether rudder's ServiceAccount may do this (`kubectl auth can-i` arguments).
+    fn rudder_can(&self, args: &[&str]) -> bool {
+        let mut all = vec!["auth", "can-i", "--as", SERVICE_ACCOUNT];
+        all.extend_from_slice(args);
+        let output = self.kubectl(&all, "");
+        let answer = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        match answer.as_str() {
+            "yes" => true,
+            "no" => false,
+            _ => panic!(
+                "kubectl {}: {answer} {}",
+                all.join(" "),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        }
+    }
+}
+
+impl Drop for DevCluster {
+    fn drop(&mut self) {
+        let _ = Command::new(root().join("scripts/dev-cluster"))
+            .arg("down")
+            .env("RUDDER_DEV_CLUSTER_DIR", &self.run_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Istio's documentation examples, one of each kind, across the three served versions.
+const EXAMPLES: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews-route
+spec:
+  hosts:
+  - reviews.prod.svc.cluster.local
+  gateways:
+  - mesh
+  - bookinfo-gateway
+  http:
+  - name: reviews-v2-routes
+    match:
+    - uri:
+        prefix: /wpcatalog
+      headers:
+        end-user:
+          exact: jason
+        x-canary: {}
+      queryParams:
+        version:
+          regex: "v[0-9]+"
+      ignoreUriCase: true
+    - uri:
+        prefix: /consumercatalog
+    rewrite:
+      uri: /newcatalog
+    route:
+    - destination:
+        host: reviews.prod.svc.cluster.local
+        subset: v2
+        port:
+          number: 9080
+      weight: 75
+      headers:
+        response:
+          remove: [foo]
+    - destination:
+        host: reviews.prod.svc.cluster.local
+        subset: v1
+      weight: 25
+    timeout: 10s
+    retries:
+      attempts: 3
+      perTryTimeout: 2s
+      retryOn: gateway-error,connect-failure,refused-stream
+      retryIgnorePreviousHosts: true
+      backoff: 25ms
+    fault:
+      delay:
+        percentage:
+          value: 0.1
+        fixedDelay: 5s
+    mirror:
+      host: reviews.prod.svc.cluster.local
+      subset: v3
+    mirrorPercentage:
+      value: 50.5
+    corsPolicy:
+      allowOrigins:
+      - exact: https://example.com
+      allowMethods: [POST, GET]
+      allowCredentials: false
+      maxAge: 24h
+      unmatchedPreflights: IGNORE
+    headers:
+      request:
+        set:
+          test: "true"
+  - name: reviews-redirect
+    match:
+    - uri:
+        exact: /v1/getProductRatings
+    redirect:
+      uri: /v1/bookRatings
+      authority: newratings.default.svc.cluster.local
+      derivePort: FROM_REQUEST_PORT
+  - name: reviews-v1-route
+    directResponse:
+      status: 503
+      body:
+        string: unknown error
+  tls:
+  - match:
+    - port: 443
+      sniHosts:
+      - login.bookinfo.com
+    route:
+    - destination:
+        host: login.prod.svc.cluster.local
+  tcp:
+  - match:
+    - port: 27017
+    route:
+    - destination:
+        host: mongo.backup.svc.cluster.local
+        port:
+          number: 5555
+  exportTo: ["."]
+---
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata:
+  name: bookinfo-ratings
+spec:
+  host: ratings.prod.svc.cluster.local
+  trafficPolicy:
+    loadBalancer:
+      simple: LEAST_REQUEST
+      localityLbSetting:
+        enabled: true
+        distribute:
+        - from: us-west/zone1/*
+          to:
+            "us-west/zone1/*": 80
+            "us-west/zone2/*": 20
+    connectionPool:
+      tcp:
+        maxConnections: 100
+        connectTimeout: 30ms
+        tcpKeepalive:
+          time: 7200s
+          interval: 75s
+      http:
+        http2MaxRequests: 1000
+        maxRequestsPerConnection: 10
+        h2UpgradePolicy: UPGRADE
+    outlierDetection:
+      consecutive5xxErrors: 7
+      interval: 5m
+      baseEjectionTime: 15m
+    tls:
+      mode: SIMPLE
+      credentialName: client-credential
+      sni: ratings.example.com
+    portLevelSettings:
+    - port:
+        number: 80
+      loadBalancer:
+        consistentHash:
+          httpCookie:
+            name: user
+            ttl: 0s
+  subsets:
+  - name: testversion
+    labels:
+      version: v3
+    trafficPolicy:
+      loadBalancer:
+        simple: ROUND_ROBIN
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: Gateway
+metadata:
+  name: my-gateway
+spec:
+  selector:
+    app: my-gateway-controller
+  servers:
+  - port:
+      number: 80
+      name: http
+      protocol: HTTP
+    hosts:
+    - uk.bookinfo.com
+    tls:
+      httpsRedirect: true
+  - port:
+      number: 443
+      name: https-443
+      protocol: HTTPS
+    hosts:
+    - "bookinfo-namespace/*.bookinfo.com"
+    tls:
+      mode: SIMPLE
+      credentialName: bookinfo-secret
+      minProtocolVersion: TLSV1_2
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: external-svc-mongocluster
+spec:
+  hosts:
+  - mymongodb.somedomain
+  addresses:
+  - 192.192.192.192/24
+  ports:
+  - number: 27018
+    name: mongodb
+    protocol: MONGO
+  location: MESH_INTERNAL
+  resolution: STATIC
+  endpoints:
+  - address: 2.2.2.2
+  - address: 3.3.3.3
+    ports:
+      mongodb: 27019
+    labels:
+      version: v2
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: details-svc
+spec:
+  serviceAccount: details-legacy
+  address: 2.2.2.2
+  labels:
+    app: details-legacy
+    instance-id: vm1
+  ports:
+    http: 8080
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata:
+  name: default
+spec:
+  egress:
+  - hosts:
+    - "./*"
+    - "istio-system/*"
+  - port:
+      number: 3306
+      protocol: MYSQL
+      name: egressmysql
+    bind: 127.0.0.1
+    captureMode: NONE
+    hosts:
+    - "*/mysql.foo.com"
+  outboundTrafficPolicy:
+    mode: REGISTRY_ONLY
+"#;
+
+/// Numbers compared as floats: the API server writes `50.0` back as `50`.
+fn floats(value: Value) -> Value {
+    match value {
+        Value::Number(n) => json!(n.as_f64()),
+        Value::Array(items) => Value::Array(items.into_iter().map(floats).collect()),
+        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, floats(v))).collect()),
+        other => other,
+    }
+}
+
+fn plural(kind: &str) -> &'static str {
+    match kind {
+        "VirtualService" => "virtualservices.networking.istio.io",
+        "DestinationRule" => "destinationrules.networking.istio.io",
+        "Gateway" => "gateways.networking.istio.io",
+        "ServiceEntry" => "serviceentries.networking.istio.io",
+        "WorkloadEntry" => "workloadentries.networking.istio.io",
+        "Sidecar" => "sidecars.networking.istio.io",
+        other => panic!("no plural for {other}"),
+    }
+}
+
+#[test]
+fn manifests_apply_to_a_real_api_server() {
+    let cluster = DevCluster::up();
+    let crds = std::fs::read_to_string(root().join(CRDS)).unwrap();
+    let rudder = std::fs::read_to_string(root().join(RUDDER)).unwrap();
+
+    // The CRDs for real (server-side: they are too big for client-side apply's annotation).
+    cluster.ok(&["apply", "--server-side", "-f", "-"], &crds);
+    let names: Vec<String> = rudder::crd::istio_crds()
+        .iter()
+        .map(|crd| format!("crd/{}", crd.metadata.name.clone().unwrap()))
+        .collect();
+    let mut wait = vec!["wait", "--for", "condition=Established", "--timeout=60s"];
+    wait.extend(names.iter().map(String::as_str));
+    cluster.ok(&wait, "");
+
+    // Everything else: a dry run in the namespace it lives in.
+    cluster.ok(&["create", "namespace", "istio-system"], "");
+    let dry_run = cluster.ok(&["apply", "--dry-run=server", "-f", "-"], &rudder);
+    for object in [
+        "serviceaccount/rudder",
+        "clusterrole.rbac.authorization.k8s.io/rudder",
+        "deployment.apps/rudder",
+        "service/istiod",
+    ] {
+        assert!(dry_run.contains(object), "{object} in:\n{dry_run}");
+    }
+
+    // Istio's examples are stored as written: no field is unknown to the schema.
+    cluster.ok(&["create", "namespace", "examples"], "");
+    cluster.ok(&["apply", "-n", "examples", "-f", "-"], EXAMPLES);
+    let examples: Vec<Value> = serde_saphyr::from_multiple(EXAMPLES).unwrap();
+    assert_eq!(examples.len(), 6);
+    for example in &examples {
+        let kind = example["kind"].as_str().unwrap();
+        let name = example["metadata"]["name"].as_str().unwrap();
+        let stored: Value = serde_json::from_str(&cluster.ok(
+            &[
+                "get",
+                "-n",
+                "examples",
+                &format!("{}/{name}", plural(kind)),
+                "-o",
+                "json",
+            ],
+            "",
+        ))
+        .unwrap();
+        assert_eq!(
+            floats(stored["spec"].clone()),
+            floats(example["spec"].clone()),
+            "{kind} {name}: the API server changed the spec (pruned or defaulted a field)"
+        );
+        // rudder reads what the API server stores.
+        let spec = stored["spec"].clone();
+        let parsed = match kind {
+            "VirtualService" => {
+                serde_json::from_value::<rudder::istio::VirtualService>(spec).map(|_| ())
+            }
+            "DestinationRule" => {
+                serde_json::from_value::<rudder::istio::DestinationRule>(spec).map(|_| ())
+            }
+            "Gateway" => serde_json::from_value::<rudder::istio::Gateway>(spec).map(|_| ()),
+            "ServiceEntry" => {
+                serde_json::from_value::<rudder::istio::ServiceEntry>(spec).map(|_| ())
+            }
+            "WorkloadEntry" => {
+                serde_json::from_value::<rudder::istio::WorkloadEntry>(spec).map(|_| ())
+            }
+            "Sidecar" => serde_json::from_value::<rudder::istio::Sidecar>(spec).map(|_| ()),
+            other => panic!("unexpected kind {other}"),
+        };
+        parsed.unwrap_or_else(|error| panic!("{kind} {name}: {error}"));
+    }
+
+    // Short names and printer columns.
+    let table = cluster.ok(&["get", "vs", "-n", "examples"], "");
+    assert!(
+        table.contains("GATEWAYS") && table.contains("HOSTS") && table.contains("reviews-route"),
+        "{table}"
+    );
+    let table = cluster.ok(&["get", "se", "-n", "examples"], "");
+    assert!(
+        table.contains("LOCATION") && table.contains("MESH_INTERNAL"),
+        "{table}"
+    );
+    cluster.ok(&["get", "dr,gw,we,sidecars", "-n", "examples"], "");
+
+    // The status subresource keeps Istio's status as written.
+    let status = json!({
+        "observedGeneration": 1,
+        "conditions": [{"type": "Reconciled", "status": "True", "lastTransitionTime": "2024-01-01T00:00:00Z"}],
+        "validationMessages": [{"type": {"code": "IST0106", "name": "SchemaValidationError"}, "level": "ERROR"}]
+    });
+    cluster.ok(
+        &[
+            "patch",
+            "-n",
+            "examples",
+            "virtualservices.networking.istio.io/reviews-route",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &json!({"status": status}).to_string(),
+        ],
+        "",
+    );
+    let stored: Value = serde_json::from_str(&cluster.ok(
+        &["get", "-n", "examples", "vs/reviews-route", "-o", "json"],
+        "",
+    ))
+    .unwrap();
+    assert_eq!(stored["status"], status);
+
+    // Wrong shapes are refused, naming the field.
+    let refused = [
+        (
+            "VirtualService",
+            json!({"hosts": ["a"], "http": [{"route": [{"destination": {"host": "a"}}], "timeout": 5}]}),
+            "spec.http[0].timeout",
+        ),
+        (
+            "VirtualService",
+            json!({"hosts": ["a"], "http": [{"match": [{"uri": {"exact": "/a", "prefix": "/"}}], "route": [{"destination": {"host": "a"}}]}]}),
+            "spec.http[0].match[0].uri",
+        ),
+        (
+            "DestinationRule",
+            json!({"host": "a", "trafficPolicy": {"loadBalancer": {"simple": "FASTEST"}}}),
+            "spec.trafficPolicy.loadBalancer.simple",
+        ),
+        (
+            "ServiceEntry",
+            json!({"hosts": "a.example.com"}),
+            "spec.hosts",
+        ),
+    ];
+    for (kind, spec, field) in refused {
+        let object = json!({
+            "apiVersion": "networking.istio.io/v1",
+            "kind": kind,
+            "metadata": {"name": "wrong", "namespace": "examples"},
+            "spec": spec,
+        });
+        let stderr = cluster.refused(
+            &["apply", "--dry-run=server", "-f", "-"],
+            &object.to_string(),
+        );
+        assert!(stderr.contains(field), "{kind} {spec}: {stderr}");
+    }
+
+    // rudder's permissions, for real: what it needs, and no more.
+    cluster.ok(&["apply", "-f", "-"], &rudder);
+    for (allowed, args) in [
+        (true, &["list", "pods", "--all-namespaces"][..]),
+        (true, &["watch", "services", "--all-namespaces"]),
+        (
+            true,
+            &[
+                "watch",
+                "endpointslices.discovery.k8s.io",
+                "--all-namespaces",
+            ],
+        ),
+        (true, &["list", "nodes"]),
+        (true, &["watch", "namespaces"]),
+        (true, &["get", "secrets", "-n", "examples"]),
+        (
+            true,
+            &[
+                "watch",
+                "virtualservices.networking.istio.io",
+                "--all-namespaces",
+            ],
+        ),
+        (
+            true,
+            &["list", "sidecars.networking.istio.io", "--all-namespaces"],
+        ),
+        (
+            true,
+            &[
+                "list",
+                "workloadentries.networking.istio.io",
+                "--all-namespaces",
+            ],
+        ),
+        (
+            true,
+            &[
+                "patch",
+                "destinationrules.networking.istio.io",
+                "--subresource=status",
+                "-n",
+                "examples",
+            ],
+        ),
+        (
+            true,
+            &["create", "leases.coordination.k8s.io", "-n", "istio-system"],
+        ),
+        (
+            true,
+            &[
+                "update",
+                "leases.coordination.k8s.io/rudder-status",
+                "-n",
+                "istio-system",
+            ],
+        ),
+        (false, &["create", "pods", "-n", "examples"]),
+        (false, &["delete", "secrets", "-n", "examples"]),
+        (false, &["list", "configmaps", "--all-namespaces"]),
+        (
+            false,
+            &[
+                "update",
+                "virtualservices.networking.istio.io",
+                "-n",
+                "examples",
+            ],
+        ),
+        (
+            false,
+            &["delete", "gateways.networking.istio.io", "-n", "examples"],
+        ),
+        (
+            false,
+            &["create", "leases.coordination.k8s.io", "-n", "examples"],
+        ),
+        (
+            false,
+            &[
+                "update",
+                "leases.coordination.k8s.io/other",
+                "-n",
+                "istio-system",
+            ],
+        ),
+    ] {
+        assert_eq!(
+            cluster.rudder_can(args),
+            allowed,
+            "rudder may {}: expected {allowed}",
+            args.join(" ")
+        );
+    }
+}
