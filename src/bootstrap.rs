@@ -1,5 +1,5 @@
-//! The Envoy bootstrap `rudder bootstrap` prints: node identity, ADS (state of the world) to
-//! rudder, and nothing else a stock Envoy needs to be configured by rudder. Built as Envoy's own
+//! The Envoy bootstrap `rudder bootstrap` prints: node identity, ADS (state of the world or delta)
+//! to rudder, and nothing else a stock Envoy needs to be configured by rudder. Built as Envoy's own
 //! Bootstrap message so that it is always a bootstrap Envoy accepts.
 
 use std::net::SocketAddr;
@@ -45,6 +45,27 @@ pub struct BootstrapOptions {
     pub metadata: Json,
     /// Envoy's own admin interface.
     pub admin_address: SocketAddr,
+    /// Which ADS protocol Envoy speaks to rudder; rudder serves both on the same address.
+    pub api_type: AdsApiType,
+}
+
+/// The ADS protocol of a bootstrap (`dynamic_resources.ads_config.api_type`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum AdsApiType {
+    /// State of the world (`GRPC`): every response carries the full set of its type.
+    #[default]
+    Grpc,
+    /// Delta (`DELTA_GRPC`, Istio's default since 1.22): responses carry only what changed.
+    DeltaGrpc,
+}
+
+impl AdsApiType {
+    fn envoy(self) -> ApiType {
+        match self {
+            AdsApiType::Grpc => ApiType::Grpc,
+            AdsApiType::DeltaGrpc => ApiType::DeltaGrpc,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +115,7 @@ pub fn bootstrap(options: &BootstrapOptions) -> Result<Bootstrap, BootstrapError
         }),
         dynamic_resources: Some(DynamicResources {
             ads_config: Some(ApiConfigSource {
-                api_type: ApiType::Grpc as i32,
+                api_type: options.api_type.envoy() as i32,
                 transport_api_version: ApiVersion::V3 as i32,
                 set_node_on_first_message_only: true,
                 grpc_services: vec![GrpcService {
@@ -239,4 +260,30 @@ fn proto_value(value: &Json) -> Value {
         }),
     };
     Value { kind: Some(kind) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(api_type: AdsApiType) -> BootstrapOptions {
+        BootstrapOptions {
+            node_id: "sidecar~10.0.0.1~app.default~default.svc.cluster.local".to_string(),
+            xds_address: "127.0.0.1:15010".to_string(),
+            metadata: Json::Null,
+            admin_address: "127.0.0.1:15000".parse().unwrap(),
+            api_type,
+        }
+    }
+
+    #[test]
+    fn api_type_selects_the_ads_protocol() {
+        let api_type = |api_type| {
+            let json = bootstrap_json(&options(api_type)).unwrap();
+            json["dynamic_resources"]["ads_config"]["api_type"].clone()
+        };
+        assert_eq!(AdsApiType::default(), AdsApiType::Grpc);
+        assert_eq!(api_type(AdsApiType::Grpc), "GRPC");
+        assert_eq!(api_type(AdsApiType::DeltaGrpc), "DELTA_GRPC");
+    }
 }

@@ -26,8 +26,9 @@ use crate::istio;
 pub const STORAGE_VERSION: &str = "v1";
 
 /// The first line of [`istio_crds_yaml`].
-const YAML_HEADER: &str =
-    "# Generated from rudder's Istio types by rudder::crd::istio_crds_yaml; do not edit.\n";
+const YAML_HEADER: &str = "# Generated from rudder's Istio types by rudder::crd::istio_crds_yaml; do not edit.\n\
+    # Regenerate: RUDDER_UPDATE_GOLDEN=1 cargo test --test manifests\n\
+    # Install: kubectl apply --server-side -f manifests/crds.yaml\n";
 
 /// One kind's names and columns.
 struct KindInfo {
@@ -172,9 +173,22 @@ pub fn spec_schema<T: JsonSchema>() -> Value {
 ///   object it stores (`hosts: []`, `trafficPolicy: null`), so they are left out;
 /// - the Rust type names schemars uses as titles are left out;
 /// - `null` is taken out of the values of optional enums (`nullable` already allows it; Istio's
-///   CRDs list only the names).
+///   CRDs list only the names);
+/// - integer formats the API server does not know (`uint32`, `uint64`: it warns on every write)
+///   become bounds, as in Istio's CRDs.
 #[derive(Debug, Clone, Copy)]
 struct Tidy;
+
+/// The `format`s the API server recognizes (and schemars emits).
+const KNOWN_FORMATS: &[&str] = &[
+    "int32",
+    "int64",
+    "float",
+    "double",
+    "byte",
+    "date",
+    "date-time",
+];
 
 impl Transform for Tidy {
     fn transform(&mut self, schema: &mut schemars::Schema) {
@@ -184,6 +198,22 @@ impl Transform for Tidy {
             object.remove("title");
             if let Some(Value::Array(values)) = object.get_mut("enum") {
                 values.retain(|value| !value.is_null());
+            }
+            let format = object
+                .get("format")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            if let Some(format) = format.filter(|f| !KNOWN_FORMATS.contains(&f.as_str())) {
+                object.remove("format");
+                let maximum = match format.as_str() {
+                    "uint8" => Some(u64::from(u8::MAX)),
+                    "uint16" => Some(u64::from(u16::MAX)),
+                    "uint32" => Some(u64::from(u32::MAX)),
+                    _ => None,
+                };
+                if let Some(maximum) = maximum {
+                    object.insert("maximum".to_string(), json!(maximum));
+                }
             }
         }
     }
@@ -338,8 +368,11 @@ mod tests {
     #[test]
     fn schemas_use_only_structural_keywords() {
         for info in KINDS {
+            let schema = (info.spec_schema)();
+            let text = schema.to_string();
+            assert!(!text.contains(r#""format":"uint"#), "{}: {text}", info.kind);
             let mut found = Vec::new();
-            keywords(&(info.spec_schema)(), info.kind, &mut found);
+            keywords(&schema, info.kind, &mut found);
             for (path, keyword) in &found {
                 assert!(
                     !["$ref", "$defs", "definitions", "default", "const", "title"]

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use rudder::bootstrap::{BootstrapOptions, bootstrap_json};
+use rudder::bootstrap::{AdsApiType, BootstrapOptions, bootstrap_json};
 use rudder::envoy_json::config_dump;
 use rudder::model::{LastGood, build};
 use rudder::proxy::Proxy;
@@ -14,6 +14,7 @@ use rudder::serve::{KubeConnection, KubernetesOptions, ServeOptions, Server};
 use rudder::source::file::load_dirs;
 use rudder::source::kube::NamespaceFilter;
 use rudder::translate::translate;
+use rudder::xds::XdsOptions;
 
 #[derive(Parser)]
 #[command(
@@ -58,6 +59,9 @@ enum Command {
         /// Where /ready, /metrics and /debug/config_dump listen.
         #[arg(long, default_value = "0.0.0.0:15014")]
         admin_address: SocketAddr,
+        /// Close xDS streams older than this (Go duration syntax) so proxies rebalance across replicas.
+        #[arg(long, default_value = "30m")]
+        max_connection_age: rudder::duration::Duration,
     },
     /// Check config files or directories; print one line per problem and exit 1 if any.
     #[command(after_help = "Example:\n  rudder validate examples/bookinfo my-rules.yaml")]
@@ -83,6 +87,9 @@ enum Command {
         /// Envoy's admin address.
         #[arg(long, default_value = "127.0.0.1:15000")]
         admin_address: SocketAddr,
+        /// Use delta xDS (`DELTA_GRPC`, Istio's default) instead of state of the world.
+        #[arg(long)]
+        delta: bool,
     },
     /// Print the resources one proxy gets, as JSON in the shape of Envoy's config_dump.
     #[command(
@@ -128,6 +135,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             lease_namespace,
             xds_address,
             admin_address,
+            max_connection_age,
         } => {
             let connection = match (kubeconfig, in_cluster) {
                 (Some(path), _) => Some(KubeConnection::Kubeconfig(path)),
@@ -149,6 +157,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     kubernetes,
                     xds_address,
                     admin_address,
+                    xds: XdsOptions {
+                        max_connection_age: max_connection_age.0,
+                    },
                 })
                 .await?;
                 server.run_until(shutdown_signal()).await
@@ -171,6 +182,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             xds_address,
             metadata,
             admin_address,
+            delta,
         } => {
             let metadata = parse_metadata(metadata.as_deref())?;
             Proxy::parse(&node_id, &metadata)?;
@@ -179,6 +191,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 xds_address,
                 metadata,
                 admin_address,
+                api_type: if delta {
+                    AdsApiType::DeltaGrpc
+                } else {
+                    AdsApiType::Grpc
+                },
             })?;
             print!(
                 "{}",

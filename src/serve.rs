@@ -23,7 +23,7 @@ use crate::model::{self, LastGood};
 use crate::source::file::FileWatcher;
 use crate::source::kube::NamespaceFilter;
 use crate::status::run_status_writer;
-use crate::xds::{Registry, Snapshot, serve_xds};
+use crate::xds::{Registry, Snapshot, XdsOptions, serve_xds};
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -31,6 +31,7 @@ pub struct ServeOptions {
     pub kubernetes: Option<KubernetesOptions>,
     pub xds_address: SocketAddr,
     pub admin_address: SocketAddr,
+    pub xds: XdsOptions,
 }
 
 /// How to reach the Kubernetes API and what to read from it.
@@ -163,7 +164,14 @@ impl Server {
             metrics.clone(),
         ));
 
-        let xds = serve_xds(xds_listener, snapshots, metrics, registry, shutdown());
+        let xds = serve_xds(
+            xds_listener,
+            snapshots,
+            metrics,
+            registry,
+            options.xds,
+            shutdown(),
+        );
         tasks.spawn(async move { xds.await.context("xDS server") });
         readiness.set_ready();
         tracing::info!(%xds_address, %admin_address, "serving");

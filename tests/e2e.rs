@@ -1,16 +1,50 @@
 //! End to end through a real Envoy: rudder serves a config directory, Envoy attaches with a
 //! bootstrap that holds only its identity and ADS, and requests through Envoy reach real
-//! upstream servers on loopback addresses. Each test has its own port and addresses, so tests
-//! run in parallel.
+//! upstream servers on loopback addresses. Every test runs twice, as `sotw::NAME` with state of
+//! the world ADS and as `delta::NAME` with delta ADS. Each test and mode has its own port and
+//! addresses, so all of them run in parallel.
 
 mod support;
 
 use std::time::Duration;
 
+use rudder::bootstrap::AdsApiType;
+use serde_json::Value;
 use support::mesh::{Backend, Mesh, Reply, service_yaml};
 use support::upstream::Upstream;
 
 const PROPAGATION_LIMIT: Duration = Duration::from_secs(5);
+
+/// Runs each test body (an `async fn(AdsApiType)`) once per ADS protocol: `sotw::NAME` and
+/// `delta::NAME`.
+macro_rules! in_both_modes {
+    ($($name:ident),* $(,)?) => {
+        mod sotw {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(rudder::bootstrap::AdsApiType::Grpc).await
+                }
+            )*
+        }
+        mod delta {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(rudder::bootstrap::AdsApiType::DeltaGrpc).await
+                }
+            )*
+        }
+    };
+}
+
+in_both_modes!(
+    header_routing_and_every_host_form,
+    weighted_split_within_statistical_bounds,
+    rule_and_endpoint_edits_reach_traffic,
+    bad_files_leave_traffic_as_it_was,
+    changes_that_do_not_affect_the_proxy_push_nothing,
+);
 
 fn reviews_rules(match_user_subset: &str, default_subset: &str) -> String {
     format!(
@@ -49,9 +83,17 @@ struct Fixture {
     _upstreams: Vec<Upstream>,
 }
 
+/// What delta tests add to their test's net, so that both modes of a test run side by side.
+const DELTA_NET_OFFSET: u8 = 50;
+
 impl Fixture {
-    /// `extra` upstreams are started too: `(name, last octet)`.
-    async fn start(net: u8, rules: String, extra: &[(&str, u8)]) -> Fixture {
+    /// `net` is the test's own; delta ADS runs on `net + DELTA_NET_OFFSET`. `extra` upstreams are
+    /// started too: `(name, last octet)`.
+    async fn start(api_type: AdsApiType, net: u8, rules: String, extra: &[(&str, u8)]) -> Fixture {
+        let net = match api_type {
+            AdsApiType::Grpc => net,
+            AdsApiType::DeltaGrpc => net + DELTA_NET_OFFSET,
+        };
         let port = 19000 + u16::from(net);
         let ip = |octet: u8| format!("127.0.{net}.{octet}");
         let mut upstreams = Vec::new();
@@ -65,6 +107,7 @@ impl Fixture {
         ];
         let details = [Backend::new("details-v1", &ip(3), "v1")];
         let mesh = Mesh::start(
+            api_type,
             port,
             &[
                 (
@@ -99,6 +142,10 @@ impl Fixture {
         }
     }
 
+    fn ip(&self, octet: u8) -> String {
+        format!("127.0.{}.{octet}", self.net)
+    }
+
     /// Waits until reviews answers from `upstream`; how long that took.
     async fn reviews_reaches(&self, upstream: &str) -> Duration {
         self.mesh
@@ -115,9 +162,8 @@ impl Fixture {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn header_routing_and_every_host_form() {
-    let fixture = Fixture::start(101, reviews_rules("v2", "v1"), &[]).await;
+async fn header_routing_and_every_host_form(api_type: AdsApiType) {
+    let fixture = Fixture::start(api_type, 101, reviews_rules("v2", "v1"), &[]).await;
     let mesh = &fixture.mesh;
     fixture.reviews_reaches("reviews-v1").await;
     for _ in 0..20 {
@@ -153,15 +199,38 @@ async fn header_routing_and_every_host_form() {
     }
     // Unknown hosts go to the passthrough cluster, which has nowhere to go here.
     assert!(mesh.upstream_of("unknown.example.com", &[]).await != "details");
+
+    // Envoy ACKed every type, which /debug/syncz shows in both modes.
+    let synced = mesh
+        .wait_until(PROPAGATION_LIMIT, || async {
+            all_acked(&mesh.admin("/debug/syncz").await)
+        })
+        .await;
+    assert!(
+        synced.is_some(),
+        "not every type ACKed:\n{}",
+        mesh.admin("/debug/syncz").await
+    );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn weighted_split_within_statistical_bounds() {
+/// Whether /debug/syncz shows one proxy that ACKed what it was sent of all four types.
+fn all_acked(syncz: &str) -> bool {
+    let proxies: Value = serde_json::from_str(syncz).expect("syncz is JSON");
+    let [proxy] = proxies.as_array().map(Vec::as_slice).unwrap_or_default() else {
+        return false;
+    };
+    ["cds", "eds", "lds", "rds"].iter().all(|ty| {
+        let status = &proxy["types"][ty];
+        status["sent"].is_string() && status["acked"] == status["sent"] && status["nack"].is_null()
+    })
+}
+
+async fn weighted_split_within_statistical_bounds(api_type: AdsApiType) {
     let rules = reviews_rules("v2", "v1").replace(
         "  - route:\n    - destination: {host: reviews, subset: v1}\n",
         "  - route:\n    - destination: {host: reviews, subset: v1}\n      weight: 80\n    - destination: {host: reviews, subset: v2}\n      weight: 20\n",
     );
-    let fixture = Fixture::start(102, rules, &[]).await;
+    let fixture = Fixture::start(api_type, 102, rules, &[]).await;
     const REQUESTS: usize = 1000;
     let mut v2 = 0;
     for _ in 0..REQUESTS {
@@ -179,9 +248,14 @@ async fn weighted_split_within_statistical_bounds() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rule_and_endpoint_edits_reach_traffic() {
-    let fixture = Fixture::start(103, reviews_rules("v2", "v1"), &[("reviews-v1-moved", 9)]).await;
+async fn rule_and_endpoint_edits_reach_traffic(api_type: AdsApiType) {
+    let fixture = Fixture::start(
+        api_type,
+        103,
+        reviews_rules("v2", "v1"),
+        &[("reviews-v1-moved", 9)],
+    )
+    .await;
     let mesh = &fixture.mesh;
     fixture.reviews_reaches("reviews-v1").await;
 
@@ -193,12 +267,13 @@ async fn rule_and_endpoint_edits_reach_traffic() {
     mesh.write("reviews-rules.yaml", &reviews_rules("v1", "v1"));
     fixture.reviews_reaches("reviews-v1").await;
     let moved = [
-        Backend::new("reviews-v1", "127.0.103.9", "v1"),
-        Backend::new("reviews-v2", "127.0.103.2", "v2"),
+        Backend::new("reviews-v1", &fixture.ip(9), "v1"),
+        Backend::new("reviews-v2", &fixture.ip(2), "v2"),
     ];
+    let cluster_ip = format!("10.96.{}.1", fixture.net);
     mesh.write(
         "reviews.yaml",
-        &service_yaml("reviews", "10.96.103.1", fixture.port, &moved),
+        &service_yaml("reviews", &cluster_ip, fixture.port, &moved),
     );
     let endpoint_edit = fixture.reviews_reaches("reviews-v1-moved").await;
 
@@ -210,9 +285,8 @@ async fn rule_and_endpoint_edits_reach_traffic() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_files_leave_traffic_as_it_was() {
-    let fixture = Fixture::start(104, reviews_rules("v2", "v1"), &[]).await;
+async fn bad_files_leave_traffic_as_it_was(api_type: AdsApiType) {
+    let fixture = Fixture::start(api_type, 104, reviews_rules("v2", "v1"), &[]).await;
     let mesh = &fixture.mesh;
     fixture.reviews_reaches("reviews-v1").await;
     // Each bad change is paired with a good change in another file; once the good change shows
@@ -288,6 +362,7 @@ async fn bad_files_leave_traffic_as_it_was() {
     ));
 }
 
+/// The example binds port 9080 and fixed upstream addresses, so its two modes run in turn.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bookinfo_example_routes_as_its_rules_say() {
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/bookinfo");
@@ -321,33 +396,36 @@ async fn bookinfo_example_routes_as_its_rules_say() {
     for (pod, ip) in pods {
         upstreams.push(Upstream::start(pod, &format!("{ip}:{port}")).await);
     }
-    let mesh = Mesh::start(port, &files).await;
-    let ready = mesh
-        .wait_until(PROPAGATION_LIMIT, || async {
-            mesh.upstream_of("reviews", &[]).await == "reviews-v1"
-        })
-        .await;
-    assert!(
-        ready.is_some(),
-        "reviews never routed; Envoy log:\n{}",
-        mesh.envoy.log()
-    );
-    for _ in 0..10 {
-        assert_eq!(mesh.upstream_of("reviews", &[]).await, "reviews-v1");
-        assert_eq!(
-            mesh.upstream_of("reviews", &[("end-user", "jason")]).await,
-            "reviews-v2"
+    for api_type in [AdsApiType::Grpc, AdsApiType::DeltaGrpc] {
+        // Each mesh is dropped (its Envoy killed) before the next binds the same port.
+        let mesh = Mesh::start(api_type, port, &files).await;
+        let ready = mesh
+            .wait_until(PROPAGATION_LIMIT, || async {
+                mesh.upstream_of("reviews", &[]).await == "reviews-v1"
+            })
+            .await;
+        assert!(
+            ready.is_some(),
+            "reviews never routed ({api_type:?}); Envoy log:\n{}",
+            mesh.envoy.log()
         );
-        assert_eq!(mesh.upstream_of("ratings", &[]).await, "ratings-v1");
-        assert_eq!(
-            mesh.upstream_of("details.bookinfo", &[]).await,
-            "details-v1"
-        );
-        assert_eq!(
-            mesh.upstream_of("productpage.bookinfo.svc.cluster.local", &[])
-                .await,
-            "productpage-v1"
-        );
+        for _ in 0..10 {
+            assert_eq!(mesh.upstream_of("reviews", &[]).await, "reviews-v1");
+            assert_eq!(
+                mesh.upstream_of("reviews", &[("end-user", "jason")]).await,
+                "reviews-v2"
+            );
+            assert_eq!(mesh.upstream_of("ratings", &[]).await, "ratings-v1");
+            assert_eq!(
+                mesh.upstream_of("details.bookinfo", &[]).await,
+                "details-v1"
+            );
+            assert_eq!(
+                mesh.upstream_of("productpage.bookinfo.svc.cluster.local", &[])
+                    .await,
+                "productpage-v1"
+            );
+        }
     }
 }
 
@@ -360,19 +438,22 @@ fn metric_sum(metrics: &str, name: &str) -> f64 {
         .sum()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn changes_that_do_not_affect_the_proxy_push_nothing() {
-    let fixture = Fixture::start(105, reviews_rules("v2", "v1"), &[]).await;
+async fn changes_that_do_not_affect_the_proxy_push_nothing(api_type: AdsApiType) {
+    let fixture = Fixture::start(api_type, 105, reviews_rules("v2", "v1"), &[]).await;
     let mesh = &fixture.mesh;
     fixture.reviews_reaches("reviews-v1").await;
     let before = mesh.admin("/metrics").await;
     let builds = metric_sum(&before, "rudder_config_builds_total");
     let pushes = metric_sum(&before, "rudder_xds_pushes_total");
     // A namespace, a Pod behind no service, and a comment in a rules file change no resource.
-    let unrelated = "apiVersion: v1\nkind: Namespace\nmetadata: {name: elsewhere}\n---\n\
-                     apiVersion: v1\nkind: Pod\nmetadata: {name: lonely, namespace: elsewhere, labels: {app: lonely}}\n\
-                     status: {podIP: 127.0.105.77}\n";
-    mesh.write("unrelated.yaml", unrelated);
+    let unrelated = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: elsewhere}}\n---\n\
+         apiVersion: v1\nkind: Pod\n\
+         metadata: {{name: lonely, namespace: elsewhere, labels: {{app: lonely}}}}\n\
+         status: {{podIP: {}}}\n",
+        fixture.ip(77)
+    );
+    mesh.write("unrelated.yaml", &unrelated);
     mesh.write(
         "reviews-rules.yaml",
         &format!("# reviewed\n{}", reviews_rules("v2", "v1")),

@@ -116,10 +116,28 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
     }
 
     let workloads = workloads(admission.accepted(Kind::Pod));
+    // Endpoints name their Pod, which may not report an IP (yet); finding it by name must not
+    // scan every Pod per endpoint.
+    let pod_labels: PodLabels<'_> = admission
+        .accepted(Kind::Pod)
+        .filter_map(|object| match object {
+            Object::Pod(pod) => Some((
+                (
+                    namespace_of(&pod.metadata.namespace),
+                    pod.metadata.name.as_deref()?,
+                ),
+                pod.metadata.labels.as_ref()?,
+            )),
+            _ => None,
+        })
+        .collect();
     let services = services(
         admission.accepted(Kind::Service),
         admission.accepted(Kind::EndpointSlice),
-        &workloads,
+        &Pods {
+            by_ip: &workloads,
+            labels_by_name: &pod_labels,
+        },
         dns_domain,
     );
 
@@ -225,20 +243,21 @@ pub(crate) fn protocol_of(name: &str, app_protocol: Option<&str>) -> Protocol {
         .unwrap_or(Protocol::Tcp)
 }
 
-/// Pods by namespace and name.
-type PodsByName<'a> = BTreeMap<(&'a str, &'a str), &'a Workload>;
+/// Pod labels by namespace and name.
+type PodLabels<'a> = BTreeMap<(&'a str, &'a str), &'a BTreeMap<String, String>>;
+
+/// Where endpoint labels come from: the Pod an endpoint names, else the Pod with its IP.
+struct Pods<'a> {
+    by_ip: &'a BTreeMap<IpAddr, Workload>,
+    labels_by_name: &'a PodLabels<'a>,
+}
 
 fn services<'a>(
     services: impl Iterator<Item = &'a Object>,
     slices: impl Iterator<Item = &'a Object>,
-    workloads: &BTreeMap<IpAddr, Workload>,
+    pods: &Pods<'_>,
     dns_domain: &str,
 ) -> BTreeMap<String, Service> {
-    // Endpoints name their Pod; finding it by name must not scan every Pod per endpoint.
-    let pods_by_name: PodsByName<'_> = workloads
-        .values()
-        .map(|w| ((w.namespace.as_str(), w.name.as_str()), w))
-        .collect();
     let mut by_host = BTreeMap::new();
     for object in services {
         let Object::Service(service) = object else {
@@ -261,7 +280,7 @@ fn services<'a>(
         if let Some(service) = by_host.get_mut(&host) {
             service
                 .endpoints
-                .extend(slice_endpoints(slice, service, workloads, &pods_by_name));
+                .extend(slice_endpoints(slice, service, pods));
         }
     }
     for service in by_host.values_mut() {
@@ -315,12 +334,7 @@ fn service_model(service: &KubeService, dns_domain: &str) -> Service {
 
 /// Ready endpoints of one slice, one per address and service port; labels come from the Pod the
 /// endpoint names, else from the Pod with that IP.
-fn slice_endpoints(
-    slice: &EndpointSlice,
-    service: &Service,
-    workloads: &BTreeMap<IpAddr, Workload>,
-    pods_by_name: &PodsByName<'_>,
-) -> Vec<Endpoint> {
+fn slice_endpoints(slice: &EndpointSlice, service: &Service, pods: &Pods<'_>) -> Vec<Endpoint> {
     let mut endpoints = Vec::new();
     let slice_ports = slice.ports.iter().flatten();
     for endpoint in slice.endpoints.iter().flatten() {
@@ -340,9 +354,9 @@ fn slice_endpoints(
             .and_then(|target| {
                 let namespace = target.namespace.as_deref().unwrap_or(&service.namespace);
                 let name = target.name.as_deref()?;
-                pods_by_name
+                pods.labels_by_name
                     .get(&(namespace, name))
-                    .map(|w| w.labels.clone())
+                    .map(|labels| (*labels).clone())
             });
         for address in endpoint
             .addresses
@@ -351,7 +365,7 @@ fn slice_endpoints(
         {
             let labels = target_labels
                 .clone()
-                .or_else(|| workloads.get(&address).map(|w| w.labels.clone()))
+                .or_else(|| pods.by_ip.get(&address).map(|w| w.labels.clone()))
                 .unwrap_or_default();
             for slice_port in slice_ports.clone() {
                 let slice_port_name = slice_port.name.as_deref().unwrap_or_default();

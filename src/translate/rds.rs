@@ -411,6 +411,33 @@ fn route_match(request: Option<&istio::HttpMatchRequest>) -> RouteMatch {
             .iter()
             .map(|(name, m)| header_matcher(name, m, true)),
     );
+    // `name: {}` asks only for the header to be there (or, under withoutHeaders, not there).
+    let present = |name: &String, invert: bool| HeaderMatcher {
+        name: name.clone(),
+        invert_match: invert,
+        header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::PresentMatch(true)),
+        ..Default::default()
+    };
+    headers.extend(
+        request
+            .headers
+            .present
+            .iter()
+            .map(|name| present(name, false)),
+    );
+    headers.extend(
+        request
+            .without_headers
+            .present
+            .iter()
+            .map(|name| present(name, true)),
+    );
+    let parameter_present = |name: &String| QueryParameterMatcher {
+        name: name.clone(),
+        query_parameter_match_specifier: Some(
+            query_parameter_matcher::QueryParameterMatchSpecifier::PresentMatch(true),
+        ),
+    };
     let query_parameters = request
         .query_params
         .iter()
@@ -426,6 +453,7 @@ fn route_match(request: Option<&istio::HttpMatchRequest>) -> RouteMatch {
                 ),
             }),
         })
+        .chain(request.query_params.present.iter().map(parameter_present))
         .collect();
     RouteMatch {
         path_specifier: Some(path_specifier),

@@ -1,13 +1,20 @@
-//! xDS: serving translated config to Envoy over ADS. [`connection`] is the per-stream protocol
-//! state machine (no I/O), [`server`] the tonic service that feeds it models and requests. This
-//! module holds what they share with the rest of rudder: the published [`Snapshot`] of the model
-//! and the [`Registry`] of connected proxies that admin and metrics read.
+//! xDS: serving translated config to Envoy over ADS, state of the world and delta on the same
+//! port. [`connection`] holds the per-stream protocol state machines (no I/O): [`sotw`] and
+//! [`delta`], built on the per-resource content hashes of [`versions`]. [`server`] is the tonic
+//! service that feeds them models and requests. This module holds what they share with the rest
+//! of rudder: the published [`Snapshot`] of the model and the [`Registry`] of connected proxies
+//! that admin and metrics read.
 //!
 //! Nothing here builds models or translates on its own schedule: models arrive through a
 //! `watch` channel and each connection translates for its own proxy.
 
 pub mod connection;
+pub mod delta;
+#[cfg(test)]
+mod fixtures;
 pub mod server;
+pub mod sotw;
+pub mod versions;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -17,8 +24,10 @@ use crate::model::Model;
 use crate::proxy::Proxy;
 use crate::translate::ResourceType;
 
-pub use connection::{Nack, TypeStatus};
-pub use server::{XdsError, serve_xds};
+pub use connection::{Event, Nack, Outcome, StateMachine, TypeStatus};
+pub use delta::DeltaConnection;
+pub use server::{DEFAULT_MAX_CONNECTION_AGE, XdsError, XdsOptions, serve_xds};
+pub use sotw::SotwConnection;
 
 /// One published build of the model.
 #[derive(Debug, Clone, Default)]
@@ -37,6 +46,8 @@ pub struct ConnectedProxy {
     pub proxy: Proxy,
     /// Numbers streams, since one proxy id can hold two at once while Envoy reconnects.
     pub connection: u64,
+    /// Whether the stream is delta ADS (else state of the world).
+    pub delta: bool,
     /// Per subscribed type, what was sent, ACKed and NACKed.
     pub types: BTreeMap<ResourceType, TypeStatus>,
 }

@@ -1,6 +1,7 @@
-//! The ADS gRPC service: one task per stream identifies the proxy from its first request, then
-//! translates the current model for it on every model change and lets its [`Connection`] decide
-//! what to send. Owns the network edge only: protocol decisions live in [`super::connection`],
+//! The ADS gRPC service, state of the world and delta on one port: one task per stream
+//! identifies the proxy from its first request, then translates the current model for it on every
+//! model change and lets its state machine ([`SotwConnection`] or [`DeltaConnection`]) decide what
+//! to send. Owns the network edge only: protocol decisions live in [`super::connection`],
 //! translation in [`crate::translate`]; it never builds models.
 
 use std::future::Future;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
     AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
 };
@@ -18,13 +20,14 @@ use envoy_types::pb::google::protobuf::{Struct, value::Kind};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
-use super::connection::{Connection, Event, Outcome};
-use super::{ConnectedProxy, Registry, Snapshot};
+use super::connection::{Event, Outcome, StateMachine};
+use super::{ConnectedProxy, DeltaConnection, Registry, Snapshot, SotwConnection};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::translate::{self, ResourceType};
@@ -35,19 +38,41 @@ const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
 /// Responses a stream may queue before its task waits for the proxy to read.
 const RESPONSE_BUFFER: usize = 16;
 
+/// istiod's default `MAX_CONNECTION_AGE`.
+pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(30 * 60);
+
+/// How the xDS server treats its streams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XdsOptions {
+    /// Streams older than this are closed with `UNAVAILABLE`, so that Envoy reconnects (to any
+    /// replica behind the address) and load spreads again after replicas come and go. Each
+    /// stream's limit is shortened by up to 10% (fixed per stream), so proxies that connected
+    /// together do not all reconnect together. Default: 30 minutes, like istiod.
+    pub max_connection_age: Duration,
+}
+
+impl Default for XdsOptions {
+    fn default() -> Self {
+        XdsOptions {
+            max_connection_age: DEFAULT_MAX_CONNECTION_AGE,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum XdsError {
     #[error("xDS server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Serves ADS on `listener` until `shutdown` completes, then ends every open stream (Envoy
-/// reconnects elsewhere) so the server can stop.
+/// Serves ADS, state of the world and delta, on `listener` until `shutdown` completes, then ends
+/// every open stream (Envoy reconnects elsewhere) so the server can stop.
 pub async fn serve_xds(
     listener: TcpListener,
     snapshots: watch::Receiver<Arc<Snapshot>>,
     metrics: Arc<Metrics>,
     registry: Registry,
+    options: XdsOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), XdsError> {
     let (stop, stopped) = watch::channel(false);
@@ -55,6 +80,7 @@ pub async fn serve_xds(
         snapshots,
         metrics,
         registry,
+        options,
         stopped,
         next_connection: AtomicU64::new(1),
     };
@@ -82,8 +108,32 @@ struct AdsService {
     snapshots: watch::Receiver<Arc<Snapshot>>,
     metrics: Arc<Metrics>,
     registry: Registry,
+    options: XdsOptions,
     stopped: watch::Receiver<bool>,
     next_connection: AtomicU64,
+}
+
+impl AdsService {
+    /// Starts the task of one stream; returns the responses it sends.
+    fn open<M: Protocol>(
+        &self,
+        requests: Streaming<M::Request>,
+    ) -> ReceiverStream<Result<M::Response, Status>> {
+        let (responses, outgoing) = mpsc::channel(RESPONSE_BUFFER);
+        let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        let stream = AdsStream::<M> {
+            connection,
+            expires: expiry(Instant::now(), self.options.max_connection_age, connection),
+            requests,
+            responses,
+            snapshots: self.snapshots.clone(),
+            stopped: self.stopped.clone(),
+            metrics: self.metrics.clone(),
+            registry: self.registry.clone(),
+        };
+        tokio::spawn(stream.run());
+        ReceiverStream::new(outgoing)
+    }
 }
 
 #[tonic::async_trait]
@@ -94,39 +144,93 @@ impl AggregatedDiscoveryService for AdsService {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        let (responses, outgoing) = mpsc::channel(RESPONSE_BUFFER);
-        let stream = AdsStream {
-            connection: self.next_connection.fetch_add(1, Ordering::Relaxed),
-            requests: request.into_inner(),
-            responses,
-            snapshots: self.snapshots.clone(),
-            stopped: self.stopped.clone(),
-            metrics: self.metrics.clone(),
-            registry: self.registry.clone(),
-        };
-        tokio::spawn(stream.run());
-        Ok(Response::new(ReceiverStream::new(outgoing)))
+        Ok(Response::new(
+            self.open::<SotwConnection>(request.into_inner()),
+        ))
     }
 
-    type DeltaAggregatedResourcesStream =
-        tokio_stream::Empty<Result<DeltaDiscoveryResponse, Status>>;
+    type DeltaAggregatedResourcesStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
 
     async fn delta_aggregated_resources(
         &self,
-        _request: Request<Streaming<DeltaDiscoveryRequest>>,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Err(Status::unimplemented(
-            "rudder serves state-of-the-world ADS only for now: set `api_type: GRPC` \
-             (not DELTA_GRPC) in the bootstrap's dynamic_resources.ads_config",
+        Ok(Response::new(
+            self.open::<DeltaConnection>(request.into_inner()),
         ))
     }
 }
 
+/// When a stream opened at `start` closes: `max_age`, less up to 10% decided by the stream's
+/// number; `None` if that is beyond any clock.
+fn expiry(start: Instant, max_age: Duration, connection: u64) -> Option<Instant> {
+    let jitter = xxhash_rust::xxh3::xxh3_64(&connection.to_le_bytes()) % 1000;
+    let age = max_age.saturating_sub(max_age / 10_000 * u32::try_from(jitter).unwrap_or(0));
+    start.checked_add(age)
+}
+
+/// What the stream task needs of a protocol, beyond its state machine: the node in a request,
+/// and what to log of a response.
+trait Protocol: StateMachine {
+    const DELTA: bool;
+
+    fn node(request: &Self::Request) -> Option<&Node>;
+
+    fn summary(response: &Self::Response) -> Summary<'_>;
+}
+
+/// A response, for logs and metrics.
+struct Summary<'a> {
+    type_url: &'a str,
+    version: &'a str,
+    nonce: &'a str,
+    resources: usize,
+    removed: usize,
+}
+
+impl Protocol for SotwConnection {
+    const DELTA: bool = false;
+
+    fn node(request: &DiscoveryRequest) -> Option<&Node> {
+        request.node.as_ref()
+    }
+
+    fn summary(response: &DiscoveryResponse) -> Summary<'_> {
+        Summary {
+            type_url: &response.type_url,
+            version: &response.version_info,
+            nonce: &response.nonce,
+            resources: response.resources.len(),
+            removed: 0,
+        }
+    }
+}
+
+impl Protocol for DeltaConnection {
+    const DELTA: bool = true;
+
+    fn node(request: &DeltaDiscoveryRequest) -> Option<&Node> {
+        request.node.as_ref()
+    }
+
+    fn summary(response: &DeltaDiscoveryResponse) -> Summary<'_> {
+        Summary {
+            type_url: &response.type_url,
+            version: &response.system_version_info,
+            nonce: &response.nonce,
+            resources: response.resources.len(),
+            removed: response.removed_resources.len(),
+        }
+    }
+}
+
 /// One ADS stream's task.
-struct AdsStream {
+struct AdsStream<M: Protocol> {
     connection: u64,
-    requests: Streaming<DiscoveryRequest>,
-    responses: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+    /// When the stream reaches its maximum age.
+    expires: Option<Instant>,
+    requests: Streaming<M::Request>,
+    responses: mpsc::Sender<Result<M::Response, Status>>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
     stopped: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
@@ -149,7 +253,7 @@ impl Drop for Registration {
     }
 }
 
-impl AdsStream {
+impl<M: Protocol> AdsStream<M> {
     async fn run(mut self) {
         let first = match self.requests.message().await {
             Ok(Some(request)) => request,
@@ -159,7 +263,7 @@ impl AdsStream {
                 return;
             }
         };
-        let parsed = match identify(&first) {
+        let parsed = match identify(M::node(&first)) {
             Ok(proxy) => proxy,
             Err(status) => {
                 warn!(message = status.message(), "refusing ADS stream");
@@ -169,7 +273,7 @@ impl AdsStream {
         };
         let snapshot = self.snapshots.borrow_and_update().clone();
         let mut proxy = parsed.clone().with_workload_labels(&snapshot.model);
-        let mut state = Connection::new(translate::translate(&snapshot.model, &proxy));
+        let mut state = M::new(translate::translate(&snapshot.model, &proxy));
         self.metrics.proxy_connected();
         let _registration = Registration {
             registry: self.registry.clone(),
@@ -177,10 +281,20 @@ impl AdsStream {
             proxy_id: proxy.id.clone(),
             connection: self.connection,
         };
-        info!(proxy = %proxy.id, connection = self.connection, "proxy connected");
+        info!(proxy = %proxy.id, connection = self.connection, delta = M::DELTA, "proxy connected");
 
+        let expires = self.expires;
+        let expired = async move {
+            match expires {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(expired);
         let mut outcome = state.on_request(&first);
         let mut models_open = true;
+        // Why the stream ends, if the proxy is to hear it.
+        let mut closing = None;
         loop {
             if !self.deliver(&proxy, &state, outcome).await {
                 break;
@@ -206,14 +320,23 @@ impl AdsStream {
                     }
                 },
                 _ = self.stopped.wait_for(|stopped| *stopped) => break,
+                () = &mut expired => {
+                    let connection = self.connection;
+                    info!(proxy = %proxy.id, connection, "closing stream at its maximum age");
+                    closing = Some(Status::unavailable("maximum connection age reached, reconnect"));
+                    break;
+                }
             };
+        }
+        if let Some(status) = closing {
+            let _ = self.responses.send(Err(status)).await;
         }
         info!(proxy = %proxy.id, connection = self.connection, "proxy disconnected");
     }
 
     /// Logs and counts what happened, sends the responses and publishes the new state; false once
     /// the proxy is gone.
-    async fn deliver(&self, proxy: &Proxy, state: &Connection, outcome: Outcome) -> bool {
+    async fn deliver(&self, proxy: &Proxy, state: &M, outcome: Outcome<M::Response>) -> bool {
         for event in &outcome.events {
             match event {
                 Event::Ack { ty, version } => {
@@ -235,7 +358,7 @@ impl AdsStream {
                 }
                 Event::Stale { ty, nonce } => {
                     let ty = ty.short_name();
-                    debug!(proxy = %proxy.id, r#type = ty, nonce, "ignoring stale request");
+                    debug!(proxy = %proxy.id, r#type = ty, nonce, "ignoring stale ACK/NACK");
                 }
                 Event::UnknownType { type_url } => {
                     debug!(proxy = %proxy.id, type_url, "ignoring request for an unserved type");
@@ -243,14 +366,16 @@ impl AdsStream {
             }
         }
         for response in outcome.responses {
-            if let Some(ty) = ResourceType::from_type_url(&response.type_url) {
+            let summary = M::summary(&response);
+            if let Some(ty) = ResourceType::from_type_url(summary.type_url) {
                 self.metrics.pushed(ty);
                 debug!(
                     proxy = %proxy.id,
                     r#type = ty.short_name(),
-                    version = response.version_info,
-                    nonce = response.nonce,
-                    resources = response.resources.len(),
+                    version = summary.version,
+                    nonce = summary.nonce,
+                    resources = summary.resources,
+                    removed = summary.removed,
                     "push"
                 );
             }
@@ -261,6 +386,7 @@ impl AdsStream {
         self.registry.update(ConnectedProxy {
             proxy: proxy.clone(),
             connection: self.connection,
+            delta: M::DELTA,
             types: state.status(),
         });
         true
@@ -268,10 +394,10 @@ impl AdsStream {
 }
 
 /// The proxy a stream's first request names.
-fn identify(first: &DiscoveryRequest) -> Result<Proxy, Status> {
-    let node = first.node.as_ref().ok_or_else(|| {
+fn identify(node: Option<&Node>) -> Result<Proxy, Status> {
+    let node = node.ok_or_else(|| {
         Status::invalid_argument(
-            "the first DiscoveryRequest on an ADS stream must carry `node` (id and metadata)",
+            "the first request on an ADS stream must carry `node` (id and metadata)",
         )
     })?;
     let metadata = node.metadata.as_ref().map_or(Value::Null, struct_to_json);
@@ -310,7 +436,6 @@ fn kind_to_json(kind: Option<&Kind>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use envoy_types::pb::envoy::config::core::v3::Node;
     use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client as ads;
     use envoy_types::pb::google::protobuf::{ListValue, Value as ProtoValue};
     use serde_json::json;
@@ -358,6 +483,10 @@ mod tests {
     }
 
     async fn start() -> Harness {
+        start_with(XdsOptions::default()).await
+    }
+
+    async fn start_with(options: XdsOptions) -> Harness {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (snapshots, receiver) = watch::channel(Arc::new(Snapshot::default()));
@@ -369,6 +498,7 @@ mod tests {
             receiver,
             metrics.clone(),
             registry.clone(),
+            options,
             async move {
                 let _ = stop.await;
             },
@@ -498,16 +628,112 @@ mod tests {
         assert!(status.message().contains("node"), "{}", status.message());
     }
 
-    #[tokio::test]
-    async fn delta_is_unimplemented() {
-        let mut harness = start().await;
-        let (_requests, outgoing) = mpsc::channel::<DeltaDiscoveryRequest>(1);
-        let status = harness
+    /// Opens a delta ADS stream: a sender for requests and the stream of responses.
+    async fn open_delta(
+        harness: &mut Harness,
+    ) -> (
+        mpsc::Sender<DeltaDiscoveryRequest>,
+        Streaming<DeltaDiscoveryResponse>,
+    ) {
+        let (requests, outgoing) = mpsc::channel(4);
+        let responses = harness
             .client
             .delta_aggregated_resources(ReceiverStream::new(outgoing))
             .await
-            .unwrap_err();
-        assert_eq!(status.code(), tonic::Code::Unimplemented);
-        assert!(status.message().contains("api_type: GRPC"));
+            .unwrap()
+            .into_inner();
+        (requests, responses)
+    }
+
+    fn delta_cds_request(node: Option<Node>, nonce: &str) -> DeltaDiscoveryRequest {
+        DeltaDiscoveryRequest {
+            node,
+            type_url: ResourceType::Cluster.type_url().to_string(),
+            response_nonce: nonce.to_string(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn serves_delta_beside_state_of_the_world() {
+        let mut harness = start().await;
+        let (requests, mut responses) = open_delta(&mut harness).await;
+        requests.send(delta_cds_request(node(), "")).await.unwrap();
+        let response = responses.message().await.unwrap().unwrap();
+        assert_eq!(response.type_url, ResourceType::Cluster.type_url());
+        assert!(!response.nonce.is_empty());
+        requests
+            .send(delta_cds_request(None, &response.nonce))
+            .await
+            .unwrap();
+        let acked = async {
+            loop {
+                let connected = harness.registry.get(NODE_ID);
+                if let Some(connected) = connected
+                    && connected.types[&ResourceType::Cluster].acked.is_some()
+                {
+                    break connected;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        let connected = tokio::time::timeout(Duration::from_secs(5), acked)
+            .await
+            .expect("the ACK shows in the registry");
+        assert!(connected.delta);
+        let status = &connected.types[&ResourceType::Cluster];
+        assert_eq!(status.acked, status.sent);
+
+        // A state-of-the-world stream of the same proxy reports the same version.
+        let (sotw, mut sotw_responses) = open_stream(&mut harness).await;
+        sotw.send(cds_request(node(), "", "")).await.unwrap();
+        let full = sotw_responses.message().await.unwrap().unwrap();
+        assert_eq!(Some(full.version_info), status.sent);
+    }
+
+    #[tokio::test]
+    async fn streams_close_at_their_maximum_age() {
+        let mut harness = start_with(XdsOptions {
+            max_connection_age: Duration::from_millis(300),
+        })
+        .await;
+        let (requests, mut responses) = open_stream(&mut harness).await;
+        requests.send(cds_request(node(), "", "")).await.unwrap();
+        responses.message().await.unwrap().unwrap();
+        let (delta_requests, mut delta_responses) = open_delta(&mut harness).await;
+        delta_requests
+            .send(delta_cds_request(node(), ""))
+            .await
+            .unwrap();
+        delta_responses.message().await.unwrap().unwrap();
+
+        let closed = tokio::time::timeout(Duration::from_secs(5), responses.message())
+            .await
+            .expect("the stream closes");
+        assert_eq!(closed.unwrap_err().code(), tonic::Code::Unavailable);
+        let closed = tokio::time::timeout(Duration::from_secs(5), delta_responses.message())
+            .await
+            .expect("the delta stream closes");
+        assert_eq!(closed.unwrap_err().code(), tonic::Code::Unavailable);
+        let gone = async {
+            while harness.registry.get(NODE_ID).is_some() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), gone)
+            .await
+            .expect("closed streams leave the registry");
+    }
+
+    #[test]
+    fn maximum_age_is_jittered_down_by_at_most_a_tenth() {
+        let start = Instant::now();
+        let age = Duration::from_secs(1800);
+        let ages: std::collections::BTreeSet<Duration> = (0..100)
+            .map(|connection| expiry(start, age, connection).unwrap() - start)
+            .collect();
+        assert!(ages.len() > 50, "ages spread: {ages:?}");
+        assert!(ages.iter().all(|a| *a <= age && *a >= age - age / 10));
+        assert_eq!(expiry(start, Duration::MAX, 1), None);
     }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rudder::bootstrap::{BootstrapOptions, bootstrap_json};
+use rudder::bootstrap::{AdsApiType, BootstrapOptions, bootstrap_json};
 use serde_json::Value;
 
 use super::envoy::envoy_binary;
@@ -18,11 +18,13 @@ pub struct EnvoyProcess {
 }
 
 impl EnvoyProcess {
-    /// Starts Envoy as the proxy `node_id` with `metadata`, talking ADS to `xds_address`.
+    /// Starts Envoy as the proxy `node_id` with `metadata`, talking ADS (`api_type`: state of the
+    /// world or delta) to `xds_address`.
     pub fn start(
         node_id: &str,
         metadata: Value,
         xds_address: std::net::SocketAddr,
+        api_type: AdsApiType,
     ) -> EnvoyProcess {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let bootstrap = bootstrap_json(&BootstrapOptions {
@@ -30,6 +32,7 @@ impl EnvoyProcess {
             xds_address: xds_address.to_string(),
             metadata,
             admin_address: "127.0.0.1:0".parse().expect("an address"),
+            api_type,
         })
         .expect("a bootstrap");
         let config = dir.path().join("envoy.json");

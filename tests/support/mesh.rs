@@ -1,12 +1,16 @@
 //! A small mesh for end-to-end tests: a config directory in a temporary folder, rudder serving
 //! it in-process on 127.0.0.1:0, and one real Envoy sidecar attached with a bootstrap that holds
-//! nothing but node identity and ADS. The sidecar runs with `INTERCEPTION_MODE: NONE`, so its
-//! outbound listeners bind on 127.0.0.1 and requests go to them directly.
+//! nothing but node identity and ADS, state of the world or delta. The sidecar runs with
+//! `INTERCEPTION_MODE: NONE`, so its outbound listeners bind on 127.0.0.1 and requests go to them
+//! directly.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rudder::serve::{ServeOptions, Server};
+use rudder::bootstrap::AdsApiType;
+use rudder::serve::{KubeConnection, KubernetesOptions, ServeOptions, Server};
+use rudder::source::kube::NamespaceFilter;
+use rudder::xds::XdsOptions;
 use serde_json::json;
 
 use super::envoy_process::EnvoyProcess;
@@ -70,6 +74,7 @@ pub fn endpoint_slice_yaml(name: &str, port: u16, backends: &[Backend]) -> Strin
 }
 
 pub struct Mesh {
+    pub api_type: AdsApiType,
     pub dir: tempfile::TempDir,
     pub server: Server,
     pub envoy: EnvoyProcess,
@@ -95,18 +100,48 @@ impl Reply {
 }
 
 impl Mesh {
-    /// Writes `files` into a fresh config directory, starts rudder and Envoy, and waits until
-    /// Envoy's listener on `port` answers.
-    pub async fn start(port: u16, files: &[(&str, String)]) -> Mesh {
+    /// Writes `files` into a fresh config directory, starts rudder and Envoy (speaking ADS as
+    /// `api_type` says), and waits until Envoy's listener on `port` answers.
+    pub async fn start(api_type: AdsApiType, port: u16, files: &[(&str, String)]) -> Mesh {
         let dir = tempfile::tempdir().expect("a temporary directory");
         for (name, contents) in files {
             std::fs::write(dir.path().join(name), contents).expect("write a config file");
         }
+        let config_dirs = vec![dir.path().to_path_buf()];
+        Self::launch(api_type, port, dir, config_dirs, None).await
+    }
+
+    /// Starts rudder watching the API server of `kubeconfig` (no config directory), and Envoy.
+    pub async fn start_kubernetes(port: u16, kubeconfig: &Path) -> Mesh {
+        let kubernetes = KubernetesOptions {
+            connection: KubeConnection::Kubeconfig(kubeconfig.to_path_buf()),
+            namespaces: NamespaceFilter::default(),
+            lease_namespace: "istio-system".to_string(),
+        };
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        Self::launch(
+            AdsApiType::default(),
+            port,
+            dir,
+            Vec::new(),
+            Some(kubernetes),
+        )
+        .await
+    }
+
+    async fn launch(
+        api_type: AdsApiType,
+        port: u16,
+        dir: tempfile::TempDir,
+        config_dirs: Vec<PathBuf>,
+        kubernetes: Option<KubernetesOptions>,
+    ) -> Mesh {
         let server = Server::start(ServeOptions {
-            config_dirs: vec![dir.path().to_path_buf()],
-            kubernetes: None,
+            config_dirs,
+            kubernetes,
             xds_address: "127.0.0.1:0".parse().expect("an address"),
             admin_address: "127.0.0.1:0".parse().expect("an address"),
+            xds: XdsOptions::default(),
         })
         .await
         .expect("rudder starts");
@@ -115,8 +150,9 @@ impl Mesh {
             "INTERCEPTION_MODE": "NONE",
             "LABELS": {"app": "client"},
         });
-        let envoy = EnvoyProcess::start(NODE_ID, metadata, server.xds_address());
+        let envoy = EnvoyProcess::start(NODE_ID, metadata, server.xds_address(), api_type);
         let mesh = Mesh {
+            api_type,
             dir,
             server,
             envoy,
@@ -136,7 +172,7 @@ impl Mesh {
             .await;
         assert!(
             listening.is_some(),
-            "Envoy never served port {port}; its log:\n{}",
+            "Envoy ({api_type:?}) never served port {port}; its log:\n{}",
             mesh.envoy.log()
         );
         mesh

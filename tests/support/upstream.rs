@@ -1,5 +1,6 @@
-//! Upstream HTTP servers on loopback addresses: each answers every request with its own name and
-//! what it received, so a test can see where Envoy sent a request.
+//! Upstream HTTP servers, on loopback addresses or in a test host's network namespace: each
+//! answers every request with its own name and what it received, so a test can see where Envoy
+//! sent a request.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -39,6 +40,21 @@ impl Upstream {
         let listener = TcpListener::bind(address)
             .await
             .unwrap_or_else(|error| panic!("bind upstream {name} on {address}: {error}"));
+        Self::serve(name, listener)
+    }
+
+    /// Serves as `name` on a socket bound elsewhere (e.g. in a test host's network namespace).
+    pub fn start_on(name: &str, listener: std::net::TcpListener) -> Upstream {
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking socket");
+        Self::serve(
+            name,
+            TcpListener::from_std(listener).expect("a tokio listener"),
+        )
+    }
+
+    fn serve(name: &str, listener: TcpListener) -> Upstream {
         let address = listener.local_addr().expect("bound address");
         let upstream = name.to_string();
         let app = Router::new().fallback(move |request: Request<Body>| {

@@ -1,0 +1,474 @@
+//! State-of-the-world ADS for one stream: every response carries the whole subscribed set of its
+//! type (all clusters and listeners; the requested endpoints and routes) under one version, the
+//! set version of what it carries. A response goes out when that version differs from the last
+//! one sent (or the proxy asks without a nonce, or EDS follows CDS).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+
+use super::connection::{Acks, Answer, Event, Nonces, Outcome, StateMachine, TypeStatus};
+use super::versions::{Store, set_version};
+use crate::translate::{ResourceType, Resources};
+
+/// The state-of-the-world ADS state of one stream.
+#[derive(Debug)]
+pub struct SotwConnection {
+    store: Store,
+    watches: BTreeMap<ResourceType, Watch>,
+    nonces: Nonces,
+}
+
+#[derive(Debug, Default)]
+struct Watch {
+    /// `None` for the wildcard types (CDS, LDS), which always get everything.
+    names: Option<BTreeSet<String>>,
+    acks: Acks,
+}
+
+/// Why a response might be sent; decides how much an unchanged version holds it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reason {
+    /// A request without a nonce: the proxy waits for an answer, whatever it was sent before.
+    Subscribed,
+    /// Content or subscription may have changed: send only a version the proxy has not seen.
+    Changed,
+    /// EDS after CDS: Envoy keeps new clusters warming until it gets an EDS response, even an
+    /// identical one.
+    Refresh,
+}
+
+type Outgoing = Outcome<DiscoveryResponse>;
+
+impl StateMachine for SotwConnection {
+    type Request = DiscoveryRequest;
+    type Response = DiscoveryResponse;
+
+    fn new(resources: Resources) -> SotwConnection {
+        SotwConnection {
+            store: Store::new(resources),
+            watches: BTreeMap::new(),
+            nonces: Nonces::default(),
+        }
+    }
+
+    fn on_request(&mut self, request: &DiscoveryRequest) -> Outgoing {
+        let mut outcome = Outcome::default();
+        let Some(ty) = ResourceType::from_type_url(&request.type_url) else {
+            outcome.events.push(Event::UnknownType {
+                type_url: request.type_url.clone(),
+            });
+            return outcome;
+        };
+        let names = (!ty.is_wildcard()).then(|| request.resource_names.iter().cloned().collect());
+        if !request.response_nonce.is_empty() && !self.watches.contains_key(&ty) {
+            // An answer to a response this stream never sent.
+            outcome.events.push(Event::Stale {
+                ty,
+                nonce: request.response_nonce.clone(),
+            });
+            return outcome;
+        }
+        let watch = self.watches.entry(ty).or_default();
+        let answer = watch.acks.answer(
+            ty,
+            &request.response_nonce,
+            request.error_detail.as_ref(),
+            &mut outcome.events,
+        );
+        // A stale request's names are superseded too: the answer to the newer response will
+        // carry the current ones.
+        let reason = match answer {
+            Answer::Stale => return outcome,
+            Answer::Unanswered => Reason::Subscribed,
+            Answer::Ack | Answer::Nack => Reason::Changed,
+        };
+        watch.names = names;
+        self.push(ty, reason, &mut outcome);
+        outcome
+    }
+
+    fn on_resources(&mut self, resources: Resources) -> Outgoing {
+        self.store.update(resources);
+        let mut outcome = Outcome::default();
+        for ty in ResourceType::ALL {
+            self.push(ty, Reason::Changed, &mut outcome);
+        }
+        outcome
+    }
+
+    fn status(&self) -> BTreeMap<ResourceType, TypeStatus> {
+        self.watches
+            .iter()
+            .map(|(ty, watch)| (*ty, watch.acks.status.clone()))
+            .collect()
+    }
+}
+
+impl SotwConnection {
+    /// Sends `ty` if `reason` warrants it, then EDS if CDS went out.
+    fn push(&mut self, ty: ResourceType, reason: Reason, outcome: &mut Outgoing) {
+        if self.push_one(ty, reason, outcome) && ty == ResourceType::Cluster {
+            self.push_one(ResourceType::Endpoint, Reason::Refresh, outcome);
+        }
+    }
+
+    fn push_one(&mut self, ty: ResourceType, reason: Reason, outcome: &mut Outgoing) -> bool {
+        let Some(watch) = self.watches.get_mut(&ty) else {
+            return false;
+        };
+        let selected: Vec<(&String, &u128)> = self
+            .store
+            .hashes(ty)
+            .iter()
+            .filter(|(name, _)| {
+                watch
+                    .names
+                    .as_ref()
+                    .is_none_or(|names| names.contains(*name))
+            })
+            .collect();
+        let version = set_version(selected.iter().copied());
+        let status = &watch.acks.status;
+        let already_sent = status.sent.as_deref() == Some(version.as_str());
+        // Re-sending a rejected version would only be rejected again (go-control-plane#962);
+        // wait for the content to change.
+        let rejected = status
+            .nack
+            .as_ref()
+            .is_some_and(|nack| nack.version == version);
+        let send = match reason {
+            Reason::Subscribed => true,
+            Reason::Changed => !already_sent && !rejected,
+            Reason::Refresh => !rejected,
+        };
+        if !send {
+            return false;
+        }
+        let nonce = self.nonces.next();
+        let resources = selected
+            .iter()
+            .filter_map(|(name, _)| self.store.encode(ty, name))
+            .collect();
+        outcome.responses.push(DiscoveryResponse {
+            version_info: version.clone(),
+            resources,
+            type_url: ty.type_url().to_string(),
+            nonce: nonce.clone(),
+            ..Default::default()
+        });
+        watch.acks.sent(nonce, version);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xds::connection::Nack;
+    use crate::xds::fixtures::{A, B, cla, cluster, error, listener, name_of, resources, route};
+
+    fn request(ty: ResourceType, names: &[&str], version: &str, nonce: &str) -> DiscoveryRequest {
+        DiscoveryRequest {
+            type_url: ty.type_url().to_string(),
+            resource_names: names.iter().map(|name| name.to_string()).collect(),
+            version_info: version.to_string(),
+            response_nonce: nonce.to_string(),
+            ..Default::default()
+        }
+    }
+
+    fn nack(
+        ty: ResourceType,
+        names: &[&str],
+        version: &str,
+        nonce: &str,
+        message: &str,
+    ) -> DiscoveryRequest {
+        DiscoveryRequest {
+            error_detail: error(message),
+            ..request(ty, names, version, nonce)
+        }
+    }
+
+    fn ack(ty: ResourceType, response: &DiscoveryResponse) -> DiscoveryRequest {
+        request(ty, &[], &response.version_info, &response.nonce)
+    }
+
+    fn types(outcome: &Outgoing) -> Vec<ResourceType> {
+        outcome
+            .responses
+            .iter()
+            .filter_map(|response| ResourceType::from_type_url(&response.type_url))
+            .collect()
+    }
+
+    fn names(response: &DiscoveryResponse) -> Vec<String> {
+        response.resources.iter().map(name_of).collect()
+    }
+
+    /// A connection subscribed to CDS and EDS (for A), with both ACKed.
+    fn subscribed() -> (SotwConnection, DiscoveryResponse, DiscoveryResponse) {
+        let mut conn = SotwConnection::new(resources());
+        let cds = conn.on_request(&request(ResourceType::Cluster, &[], "", ""));
+        let cds = cds.responses[0].clone();
+        assert!(
+            conn.on_request(&ack(ResourceType::Cluster, &cds))
+                .responses
+                .is_empty()
+        );
+        let eds = conn.on_request(&request(ResourceType::Endpoint, &[A], "", ""));
+        let eds = eds.responses[0].clone();
+        let acked = request(ResourceType::Endpoint, &[A], &eds.version_info, &eds.nonce);
+        assert!(conn.on_request(&acked).responses.is_empty());
+        (conn, cds, eds)
+    }
+
+    #[test]
+    fn initial_requests_get_current_resources() {
+        let mut conn = SotwConnection::new(resources());
+        let cds = conn.on_request(&request(ResourceType::Cluster, &[], "", ""));
+        assert_eq!(types(&cds), [ResourceType::Cluster]);
+        let response = &cds.responses[0];
+        assert_eq!(names(response), [A, B]);
+        assert_eq!(response.version_info.len(), 32);
+        assert!(!response.nonce.is_empty());
+
+        // EDS and RDS get only the requested names that exist.
+        let eds = conn.on_request(&request(ResourceType::Endpoint, &[B, "missing"], "", ""));
+        assert_eq!(names(&eds.responses[0]), [B]);
+        let rds = conn.on_request(&request(ResourceType::Route, &["9080"], "", ""));
+        assert_eq!(names(&rds.responses[0]), ["9080"]);
+        let nonces: BTreeSet<_> = [&cds, &eds, &rds]
+            .iter()
+            .map(|outcome| outcome.responses[0].nonce.clone())
+            .collect();
+        assert_eq!(nonces.len(), 3, "nonces are unique per response");
+    }
+
+    #[test]
+    fn versions_are_content_hashes() {
+        let mut one = SotwConnection::new(resources());
+        let mut two = SotwConnection::new(resources());
+        let first = one.on_request(&request(ResourceType::Cluster, &[], "", ""));
+        let second = two.on_request(&request(ResourceType::Cluster, &[], "", ""));
+        assert_eq!(
+            first.responses[0].version_info,
+            second.responses[0].version_info
+        );
+
+        let mut changed = resources();
+        changed.clusters.insert(A.to_string(), cluster(A, "other"));
+        let mut three = SotwConnection::new(changed);
+        let third = three.on_request(&request(ResourceType::Cluster, &[], "", ""));
+        assert_ne!(
+            first.responses[0].version_info,
+            third.responses[0].version_info
+        );
+    }
+
+    #[test]
+    fn acked_content_is_not_resent() {
+        let (mut conn, cds, _) = subscribed();
+        let status = conn.status();
+        assert_eq!(
+            status[&ResourceType::Cluster].acked.as_ref(),
+            Some(&cds.version_info)
+        );
+        assert!(conn.on_resources(resources()).responses.is_empty());
+    }
+
+    #[test]
+    fn ack_is_reported() {
+        let mut conn = SotwConnection::new(resources());
+        let lds = conn.on_request(&request(ResourceType::Listener, &[], "", ""));
+        let lds = &lds.responses[0];
+        let outcome = conn.on_request(&ack(ResourceType::Listener, lds));
+        let acked = Event::Ack {
+            ty: ResourceType::Listener,
+            version: lds.version_info.clone(),
+        };
+        assert_eq!(outcome.events, [acked]);
+    }
+
+    #[test]
+    fn nacked_version_is_kept_and_not_resent() {
+        let mut conn = SotwConnection::new(resources());
+        let lds = conn.on_request(&request(ResourceType::Listener, &[], "", ""));
+        let lds = lds.responses[0].clone();
+        let outcome = conn.on_request(&nack(
+            ResourceType::Listener,
+            &[],
+            "",
+            &lds.nonce,
+            "bad listener",
+        ));
+        assert!(outcome.responses.is_empty());
+        let rejected = Nack {
+            version: lds.version_info.clone(),
+            message: "bad listener".to_string(),
+        };
+        assert_eq!(
+            outcome.events,
+            [Event::Nack {
+                ty: ResourceType::Listener,
+                version: rejected.version.clone(),
+                message: rejected.message.clone(),
+            }]
+        );
+        assert_eq!(conn.status()[&ResourceType::Listener].nack, Some(rejected));
+
+        // A change elsewhere does not re-send the rejected listeners.
+        let mut other = resources();
+        other.clusters.insert(A.to_string(), cluster(A, "changed"));
+        assert!(conn.on_resources(other.clone()).responses.is_empty());
+
+        // Changed listeners are sent; their ACK clears the rejection.
+        other
+            .listeners
+            .insert("0.0.0.0_80".into(), listener("0.0.0.0_80", "fixed"));
+        let fixed = conn.on_resources(other);
+        assert_eq!(types(&fixed), [ResourceType::Listener]);
+        assert_ne!(fixed.responses[0].version_info, lds.version_info);
+        conn.on_request(&ack(ResourceType::Listener, &fixed.responses[0]));
+        assert_eq!(conn.status()[&ResourceType::Listener].nack, None);
+    }
+
+    #[test]
+    fn stale_nonce_is_ignored() {
+        let mut conn = SotwConnection::new(resources());
+        let first = conn.on_request(&request(ResourceType::Route, &["80"], "", ""));
+        let first = first.responses[0].clone();
+        let mut changed = resources();
+        changed.routes.insert("80".into(), route("80", true));
+        let second = conn.on_resources(changed);
+        assert_eq!(types(&second), [ResourceType::Route]);
+
+        // Envoy answers the first response after the second went out, even with new names.
+        let late = request(
+            ResourceType::Route,
+            &["80", "9080"],
+            &first.version_info,
+            &first.nonce,
+        );
+        let outcome = conn.on_request(&late);
+        assert!(outcome.responses.is_empty());
+        let stale = Event::Stale {
+            ty: ResourceType::Route,
+            nonce: first.nonce.clone(),
+        };
+        assert_eq!(outcome.events, [stale]);
+        let late_nack = nack(ResourceType::Route, &["80"], "", &first.nonce, "old");
+        assert!(conn.on_request(&late_nack).responses.is_empty());
+        assert_eq!(conn.status()[&ResourceType::Route].nack, None);
+        assert_eq!(conn.status()[&ResourceType::Route].acked, None);
+    }
+
+    #[test]
+    fn changed_eds_names_are_answered() {
+        let (mut conn, _, eds) = subscribed();
+        let both = request(
+            ResourceType::Endpoint,
+            &[A, B],
+            &eds.version_info,
+            &eds.nonce,
+        );
+        let outcome = conn.on_request(&both);
+        assert_eq!(types(&outcome), [ResourceType::Endpoint]);
+        assert_eq!(names(&outcome.responses[0]), [A, B]);
+
+        // The same names again (an ACK) send nothing.
+        let response = &outcome.responses[0];
+        let again = request(
+            ResourceType::Endpoint,
+            &[A, B],
+            &response.version_info,
+            &response.nonce,
+        );
+        assert!(conn.on_request(&again).responses.is_empty());
+    }
+
+    #[test]
+    fn updates_go_out_in_ads_order() {
+        let mut conn = SotwConnection::new(resources());
+        let subscriptions = [
+            request(ResourceType::Route, &["80"], "", ""),
+            request(ResourceType::Listener, &[], "", ""),
+            request(ResourceType::Endpoint, &[A], "", ""),
+            request(ResourceType::Cluster, &[], "", ""),
+        ];
+        for subscription in &subscriptions {
+            conn.on_request(subscription);
+        }
+        let mut changed = resources();
+        changed.routes.insert("80".into(), route("80", true));
+        changed
+            .listeners
+            .insert("0.0.0.0_80".into(), listener("0.0.0.0_80", "x"));
+        changed.endpoints.insert(A.into(), cla(A, 1));
+        changed.clusters.insert(B.into(), cluster(B, "x"));
+        let outcome = conn.on_resources(changed);
+        assert_eq!(types(&outcome), ResourceType::ALL);
+    }
+
+    #[test]
+    fn eds_follows_every_cds_response() {
+        let (mut conn, _, eds) = subscribed();
+        let mut changed = resources();
+        changed.clusters.insert(B.into(), cluster(B, "x"));
+        let outcome = conn.on_resources(changed);
+        assert_eq!(
+            types(&outcome),
+            [ResourceType::Cluster, ResourceType::Endpoint]
+        );
+        let resent = &outcome.responses[1];
+        assert_eq!(resent.version_info, eds.version_info);
+        assert_ne!(resent.nonce, eds.nonce);
+        assert_eq!(names(resent), [A]);
+    }
+
+    #[test]
+    fn eds_refresh_skips_a_rejected_version() {
+        let (mut conn, _, eds) = subscribed();
+        let mut changed = resources();
+        changed.endpoints.insert(A.into(), cla(A, 2));
+        let update = conn.on_resources(changed.clone());
+        let rejected = &update.responses[0];
+        conn.on_request(&nack(
+            ResourceType::Endpoint,
+            &[A],
+            &eds.version_info,
+            &rejected.nonce,
+            "bad",
+        ));
+
+        changed.clusters.insert(B.into(), cluster(B, "x"));
+        let outcome = conn.on_resources(changed);
+        assert_eq!(types(&outcome), [ResourceType::Cluster]);
+    }
+
+    #[test]
+    fn irrelevant_changes_send_nothing() {
+        let (mut conn, _, _) = subscribed();
+        assert!(conn.on_resources(resources()).responses.is_empty());
+
+        // B's endpoints changed, but this proxy only watches A's; listeners are not subscribed.
+        let mut changed = resources();
+        changed.endpoints.insert(B.into(), cla(B, 3));
+        changed.listeners.clear();
+        let outcome = conn.on_resources(changed);
+        assert_eq!(outcome, Outcome::default());
+    }
+
+    #[test]
+    fn unknown_types_are_reported() {
+        let mut conn = SotwConnection::new(resources());
+        let secret = DiscoveryRequest {
+            type_url: "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret".into(),
+            ..Default::default()
+        };
+        let outcome = conn.on_request(&secret);
+        assert!(outcome.responses.is_empty());
+        assert!(matches!(outcome.events[..], [Event::UnknownType { .. }]));
+    }
+}

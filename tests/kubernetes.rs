@@ -1,0 +1,329 @@
+//! rudder against a real Kubernetes API server (kube-apiserver + etcd from `scripts/dev-cluster`):
+//! `kubectl apply` of Services, Pods, EndpointSlices and Istio rules reaches a real Envoy through
+//! `rudder serve --kubeconfig`; so do changed and deleted rules, endpoints scaling up and down,
+//! and an API server restart. A rule rudder rejects leaves traffic alone and says why in its
+//! status. Kubernetes refuses loopback endpoints, so the upstreams live in a network namespace
+//! this test creates.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use rudder::serve::{KubeConnection, KubernetesOptions, ServeOptions, Server};
+use rudder::source::kube::NamespaceFilter;
+use rudder::xds::XdsOptions;
+use support::cluster::DevCluster;
+use support::mesh::Mesh;
+use support::netns::TestHost;
+use support::upstream::Upstream;
+
+const PORT: u16 = 19120;
+const SUBNET: u8 = 120;
+const PROPAGATION_LIMIT: Duration = Duration::from_secs(10);
+
+/// Namespaces, the reviews and details Services, their Pods and EndpointSlices. `reviews` lists
+/// `(pod, version, last octet)`.
+fn workloads(host: &TestHost, reviews: &[(&str, &str, u8)]) -> String {
+    let mut docs = vec![
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: bookinfo}\n".to_string(),
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: istio-system}\n".to_string(),
+    ];
+    let services = [("reviews", "10.96.120.1"), ("details", "10.96.120.2")];
+    for (name, cluster_ip) in services {
+        docs.push(format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: bookinfo}}\n\
+             spec:\n  clusterIP: {cluster_ip}\n  selector: {{app: {name}}}\n  ports: [{{name: http, port: {PORT}}}]\n"
+        ));
+    }
+    let mut pods: Vec<(&str, &str, &str, u8)> = reviews
+        .iter()
+        .map(|(pod, version, last)| ("reviews", *pod, *version, *last))
+        .collect();
+    pods.push(("details", "details-v1", "v1", 3));
+    for (app, pod, version, _) in &pods {
+        docs.push(format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\n  namespace: bookinfo\n  labels: {{app: {app}, version: {version}}}\n\
+             spec:\n  containers: [{{name: app, image: example.invalid/app}}]\n"
+        ));
+    }
+    for app in ["reviews", "details"] {
+        let endpoints: String = pods
+            .iter()
+            .filter(|(owner, ..)| *owner == app)
+            .map(|(_, pod, _, last)| {
+                format!(
+                    "- addresses: [\"{}\"]\n  conditions: {{ready: true}}\n  targetRef: {{kind: Pod, name: {pod}, namespace: bookinfo}}\n",
+                    host.address(*last)
+                )
+            })
+            .collect();
+        docs.push(format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {app}-1\n  namespace: bookinfo\n  \
+             labels: {{kubernetes.io/service-name: {app}}}\naddressType: IPv4\nports: [{{name: http, port: {PORT}}}]\nendpoints:\n{endpoints}"
+        ));
+    }
+    docs.join("---\n")
+}
+
+/// A DestinationRule with v1 and v2, and a VirtualService sending `end-user: jason` to
+/// `jason_subset` and everyone else to `default_subset`. `header_match` is the match for jason.
+fn rules(jason_subset: &str, default_subset: &str, header_match: &str) -> String {
+    format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: reviews, namespace: bookinfo}}
+spec:
+  host: reviews
+  subsets:
+  - {{name: v1, labels: {{version: v1}}}}
+  - {{name: v2, labels: {{version: v2}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews, namespace: bookinfo}}
+spec:
+  hosts: [reviews]
+  http:
+  - match:
+    - headers:
+        end-user: {header_match}
+    route:
+    - destination: {{host: reviews, subset: {jason_subset}}}
+  - route:
+    - destination: {{host: reviews, subset: {default_subset}}}
+"#
+    )
+}
+
+const JASON: &str = "{exact: jason}";
+
+async fn every_reply_is(mesh: &Mesh, headers: &[(&str, &str)], upstream: &str) -> bool {
+    for _ in 0..10 {
+        let reply = mesh.upstream_of("reviews", headers).await;
+        if reply != upstream {
+            eprintln!("expected {upstream}, got {reply}");
+            return false;
+        }
+    }
+    true
+}
+
+/// How long until `condition` holds, failing the test past the limit.
+async fn time_until<F, Fut>(mesh: &Mesh, what: &str, condition: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    mesh.wait_until(PROPAGATION_LIMIT, condition)
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "{what} never reached Envoy; Envoy log:\n{}",
+                mesh.envoy.log()
+            )
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_apply_reaches_envoy() {
+    let cluster = DevCluster::up("kubernetes-e2e");
+    let host = TestHost::create(SUBNET);
+    let mut upstreams = Vec::new();
+    for (name, last) in [
+        ("reviews-v1", 11),
+        ("reviews-v2", 12),
+        ("details", 3),
+        ("reviews-v1b", 14),
+    ] {
+        host.add_address(last);
+        let listener = host.bind(&format!("{}:{PORT}", host.address(last)));
+        upstreams.push(Upstream::start_on(name, listener));
+    }
+    cluster.apply(&workloads(
+        &host,
+        &[("reviews-v1", "v1", 11), ("reviews-v2", "v2", 12)],
+    ));
+
+    // Without the Istio CRDs, their kinds are empty and rudder still becomes ready.
+    let kubernetes = KubernetesOptions {
+        connection: KubeConnection::Kubeconfig(cluster.kubeconfig.clone()),
+        namespaces: NamespaceFilter::default(),
+        lease_namespace: "istio-system".to_string(),
+    };
+    let started = Instant::now();
+    let server = Server::start(ServeOptions {
+        config_dirs: Vec::new(),
+        kubernetes: Some(kubernetes),
+        xds_address: "127.0.0.1:0".parse().expect("an address"),
+        admin_address: "127.0.0.1:0".parse().expect("an address"),
+        xds: XdsOptions::default(),
+    })
+    .await
+    .expect("rudder starts without the Istio CRDs");
+    let ready = reqwest::get(format!("http://{}/ready", server.admin_address()))
+        .await
+        .expect("admin answers");
+    assert_eq!(ready.status(), 200);
+    eprintln!("ready without CRDs after {:?}", started.elapsed());
+    server.stop().await;
+
+    let crds = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/crds.yaml"))
+        .expect("manifests/crds.yaml");
+    cluster.apply(&crds);
+    cluster.ok(
+        &[
+            "wait",
+            "--for",
+            "condition=established",
+            "crd",
+            "--all",
+            "--timeout=60s",
+        ],
+        "",
+    );
+
+    let mesh = Mesh::start_kubernetes(PORT, &cluster.kubeconfig).await;
+    time_until(&mesh, "the reviews service", || async {
+        mesh.upstream_of("reviews", &[])
+            .await
+            .starts_with("reviews-v")
+    })
+    .await;
+    assert_eq!(mesh.upstream_of("details.bookinfo", &[]).await, "details");
+
+    // Apply rules: everyone to v1.
+    cluster.apply(&rules("v1", "v1", JASON));
+    let first_rule = time_until(&mesh, "the first rule", || {
+        every_reply_is(&mesh, &[], "reviews-v1")
+    })
+    .await;
+
+    // A changed rule: everyone but jason to v2.
+    cluster.apply(&rules("v1", "v2", JASON));
+    let applied = Instant::now();
+    time_until(&mesh, "the changed rule", || async {
+        mesh.upstream_of("reviews", &[]).await == "reviews-v2"
+    })
+    .await;
+    let changed_rule = applied.elapsed();
+    assert!(every_reply_is(&mesh, &[("end-user", "jason")], "reviews-v1").await);
+
+    // A deleted rule: the default route reaches v1 again without the header.
+    cluster.ok(
+        &["delete", "virtualservice", "reviews", "-n", "bookinfo"],
+        "",
+    );
+    let deleted = Instant::now();
+    time_until(&mesh, "the deletion", || async {
+        mesh.upstream_of("reviews", &[]).await == "reviews-v1"
+    })
+    .await;
+    let deleted_rule = deleted.elapsed();
+
+    // Endpoints scale up (a second v1 Pod) and down (the first one goes).
+    cluster.apply(&rules("v1", "v1", JASON));
+    time_until(&mesh, "the rule again", || {
+        every_reply_is(&mesh, &[], "reviews-v1")
+    })
+    .await;
+    let three = [
+        ("reviews-v1", "v1", 11),
+        ("reviews-v2", "v2", 12),
+        ("reviews-v1b", "v1", 14),
+    ];
+    cluster.apply(&workloads(&host, &three));
+    let scaled = Instant::now();
+    time_until(&mesh, "the new endpoint", || async {
+        mesh.upstream_of("reviews", &[]).await == "reviews-v1b"
+    })
+    .await;
+    let scale_up = scaled.elapsed();
+    cluster.apply(&workloads(
+        &host,
+        &[("reviews-v2", "v2", 12), ("reviews-v1b", "v1", 14)],
+    ));
+    let scaled = Instant::now();
+    time_until(&mesh, "the removed endpoint", || {
+        every_reply_is(&mesh, &[], "reviews-v1b")
+    })
+    .await;
+    let scale_down = scaled.elapsed();
+
+    // The API server restarts; rudder's watches relist and later changes still arrive.
+    cluster.restart_apiserver();
+    cluster.apply(&rules("v1", "v2", JASON));
+    time_until(&mesh, "a rule after the API server restart", || async {
+        mesh.upstream_of("reviews", &[]).await == "reviews-v2"
+    })
+    .await;
+
+    // A rule rudder rejects: traffic stays as it was and the object's status says why.
+    cluster.apply(&rules("v1", "v1", "{regex: \"(jason\"}"));
+    let status = time_until(&mesh, "the status of the rejected rule", || async {
+        let output = cluster.kubectl(
+            &[
+                "get",
+                "virtualservice",
+                "reviews",
+                "-n",
+                "bookinfo",
+                "-o",
+                "jsonpath={.status.conditions[0].message}",
+            ],
+            "",
+        );
+        String::from_utf8_lossy(&output.stdout).contains("invalid RE2 regex")
+    })
+    .await;
+    assert!(
+        every_reply_is(&mesh, &[], "reviews-v2").await,
+        "the rejected rule changed traffic"
+    );
+    // Subset v1 is the Pod added by the scale-up now.
+    assert!(every_reply_is(&mesh, &[("end-user", "jason")], "reviews-v1b").await);
+    let message = cluster.ok(
+        &[
+            "get",
+            "virtualservice",
+            "reviews",
+            "-n",
+            "bookinfo",
+            "-o",
+            "jsonpath={.status.conditions[0].message}",
+        ],
+        "",
+    );
+    assert!(
+        message.contains("spec.http[0].match[0].headers.end-user.regex"),
+        "{message}"
+    );
+
+    // Fixing it clears the status.
+    cluster.apply(&rules("v1", "v1", JASON));
+    time_until(&mesh, "the fixed rule", || {
+        every_reply_is(&mesh, &[], "reviews-v1b")
+    })
+    .await;
+    time_until(&mesh, "the cleared status", || async {
+        let output = cluster.kubectl(
+            &[
+                "get",
+                "virtualservice",
+                "reviews",
+                "-n",
+                "bookinfo",
+                "-o",
+                "jsonpath={.status}",
+            ],
+            "",
+        );
+        !String::from_utf8_lossy(&output.stdout).contains("Invalid")
+    })
+    .await;
+
+    eprintln!(
+        "kubectl apply to Envoy: first rule {first_rule:?} (10 replies), changed rule {changed_rule:?}, deleted rule \
+         {deleted_rule:?}, endpoint added {scale_up:?}, endpoint removed {scale_down:?} (10 replies), status written {status:?}"
+    );
+    drop(upstreams);
+}

@@ -1,0 +1,131 @@
+//! A real Kubernetes API server for tests: `scripts/dev-cluster up` in a run dir of its own,
+//! stopped (`down`) when the guard is dropped, and `kubectl` against it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub struct DevCluster {
+    run_dir: PathBuf,
+    pub kubeconfig: PathBuf,
+}
+
+impl DevCluster {
+    /// Starts a cluster; `name` tells its run dir apart in /tmp.
+    pub fn up(name: &str) -> DevCluster {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        let run_dir =
+            std::env::temp_dir().join(format!("rudder-{name}-{}-{nanos}", std::process::id()));
+        let mut cluster = DevCluster {
+            run_dir,
+            kubeconfig: PathBuf::new(),
+        };
+        let stdout = cluster.script("up");
+        cluster.kubeconfig = PathBuf::from(
+            stdout
+                .lines()
+                .rfind(|line| !line.trim().is_empty())
+                .expect("a kubeconfig path")
+                .trim(),
+        );
+        cluster
+    }
+
+    /// Stops and starts kube-apiserver (etcd and its data stay).
+    pub fn restart_apiserver(&self) {
+        self.script("restart-apiserver");
+    }
+
+    fn script(&self, command: &str) -> String {
+        let output = Command::new(root().join("scripts/dev-cluster"))
+            .arg(command)
+            .env("RUDDER_DEV_CLUSTER_DIR", &self.run_dir)
+            // Should this process die without unwinding, the script's watchdog stops the cluster.
+            .env(
+                "RUDDER_DEV_CLUSTER_OWNER_PID",
+                std::process::id().to_string(),
+            )
+            .stdin(Stdio::null())
+            .output()
+            .expect("run scripts/dev-cluster");
+        assert!(
+            output.status.success(),
+            "scripts/dev-cluster {command} failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Runs kubectl against this cluster with `stdin` as its input.
+    pub fn kubectl(&self, args: &[&str], stdin: &str) -> Output {
+        let program = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".to_string());
+        let mut child = Command::new(&program)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!("cannot run {program} (install kubectl or set KUBECTL): {error}")
+            });
+        child
+            .stdin
+            .take()
+            .expect("stdin is piped")
+            .write_all(stdin.as_bytes())
+            .expect("write to kubectl");
+        child.wait_with_output().expect("kubectl runs")
+    }
+
+    /// Runs kubectl and returns its stdout; fails the test if kubectl fails.
+    pub fn ok(&self, args: &[&str], stdin: &str) -> String {
+        let output = self.kubectl(args, stdin);
+        assert!(
+            output.status.success(),
+            "kubectl {} failed:\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// `kubectl apply -f -` of `yaml`.
+    pub fn apply(&self, yaml: &str) -> String {
+        self.ok(&["apply", "-f", "-"], yaml)
+    }
+
+    /// Runs kubectl expecting it to fail; returns its stderr.
+    pub fn refused(&self, args: &[&str], stdin: &str) -> String {
+        let output = self.kubectl(args, stdin);
+        assert!(
+            !output.status.success(),
+            "kubectl {} should have failed for:\n{stdin}\nbut said:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout)
+        );
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+}
+
+impl Drop for DevCluster {
+    fn drop(&mut self) {
+        let _ = Command::new(root().join("scripts/dev-cluster"))
+            .arg("down")
+            .env("RUDDER_DEV_CLUSTER_DIR", &self.run_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
