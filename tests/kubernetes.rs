@@ -169,7 +169,8 @@ async fn kubectl_apply_reaches_envoy() {
 
     let crds = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/crds.yaml"))
         .expect("manifests/crds.yaml");
-    cluster.apply(&crds);
+    // The CRDs are too large for client-side apply's annotation, as with Istio's own.
+    cluster.ok(&["apply", "--server-side", "-f", "-"], &crds);
     cluster.ok(
         &[
             "wait",
@@ -296,6 +297,24 @@ async fn kubectl_apply_reaches_envoy() {
     assert!(
         message.contains("spec.http[0].match[0].headers.end-user.regex"),
         "{message}"
+    );
+
+    // The replica that wrote it holds the status writer's Lease.
+    let holder = cluster.ok(
+        &[
+            "get",
+            "lease",
+            "rudder-status",
+            "-n",
+            "istio-system",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ],
+        "",
+    );
+    assert!(
+        !holder.trim().is_empty(),
+        "the rudder-status Lease has a holder"
     );
 
     // Fixing it clears the status.

@@ -11,12 +11,12 @@
 //! when it fails). It needs `kubectl` (or `KUBECTL=/path/to/kubectl`) and what
 //! `scripts/dev-cluster` needs (Go, for a first build of kube-apiserver that takes minutes).
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{SystemTime, UNIX_EPOCH};
+mod support;
+
+use std::path::Path;
 
 use serde_json::{Value, json};
+use support::cluster::DevCluster;
 
 const CRDS: &str = "manifests/crds.yaml";
 const RUDDER: &str = "manifests/rudder.yaml";
@@ -66,127 +66,20 @@ fn manifests_parse_as_yaml() {
     }
 }
 
-/// A cluster from `scripts/dev-cluster up` in a run dir of its own; `down` when dropped.
-struct DevCluster {
-    run_dir: PathBuf,
-    kubeconfig: PathBuf,
-}
-
-impl DevCluster {
-    fn up() -> DevCluster {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let run_dir =
-            std::env::temp_dir().join(format!("rudder-manifests-{}-{nanos}", std::process::id()));
-        let mut cluster = DevCluster {
-            run_dir,
-            kubeconfig: PathBuf::new(),
-        };
-        let output = Command::new(root().join("scripts/dev-cluster"))
-            .arg("up")
-            .env("RUDDER_DEV_CLUSTER_DIR", &cluster.run_dir)
-            // Should this process die without unwinding, the script's watchdog stops the cluster.
-            .env(
-                "RUDDER_DEV_CLUSTER_OWNER_PID",
-                std::process::id().to_string(),
-            )
-            .stdin(Stdio::null())
-            .output()
-            .expect("run scripts/dev-cluster");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "scripts/dev-cluster up failed:\n{}",
+/// Whether rudder's ServiceAccount may do this (`kubectl auth can-i` arguments).
+fn rudder_can(cluster: &DevCluster, args: &[&str]) -> bool {
+    let mut all = vec!["auth", "can-i", "--as", SERVICE_ACCOUNT];
+    all.extend_from_slice(args);
+    let output = cluster.kubectl(&all, "");
+    let answer = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    match answer.as_str() {
+        "yes" => true,
+        "no" => false,
+        _ => panic!(
+            "kubectl {}: {answer} {}",
+            all.join(" "),
             String::from_utf8_lossy(&output.stderr)
-        );
-        cluster.kubeconfig = PathBuf::from(
-            stdout
-                .lines()
-                .rfind(|line| !line.trim().is_empty())
-                .expect("dev-cluster prints its kubeconfig")
-                .trim(),
-        );
-        cluster
-    }
-
-    /// Runs kubectl against this cluster, with `stdin` as its input.
-    fn kubectl(&self, args: &[&str], stdin: &str) -> Output {
-        let program = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".to_string());
-        let mut child = Command::new(&program)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|error| {
-                panic!("cannot run {program} (install kubectl or set KUBECTL): {error}")
-            });
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    }
-
-    /// Runs kubectl and returns its stdout; fails the test if kubectl fails or the API server
-    /// warns (an unknown schema `format`, a deprecated field: users would see it on every apply).
-    fn ok(&self, args: &[&str], stdin: &str) -> String {
-        let output = self.kubectl(args, stdin);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            output.status.success() && !stderr.contains("Warning:"),
-            "kubectl {}:\n{}{stderr}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stdout),
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    /// Runs kubectl expecting it to fail; returns its stderr.
-    fn refused(&self, args: &[&str], stdin: &str) -> String {
-        let output = self.kubectl(args, stdin);
-        assert!(
-            !output.status.success(),
-            "kubectl {} should have failed for:\n{stdin}\nbut said:\n{}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stdout)
-        );
-        String::from_utf8_lossy(&output.stderr).into_owned()
-    }
-
-    /// Whether rudder's ServiceAccount may do this (`kubectl auth can-i` arguments).
-    fn rudder_can(&self, args: &[&str]) -> bool {
-        let mut all = vec!["auth", "can-i", "--as", SERVICE_ACCOUNT];
-        all.extend_from_slice(args);
-        let output = self.kubectl(&all, "");
-        let answer = String::from_utf8_lossy(&output.stdout).trim().to_string();
-        match answer.as_str() {
-            "yes" => true,
-            "no" => false,
-            _ => panic!(
-                "kubectl {}: {answer} {}",
-                all.join(" "),
-                String::from_utf8_lossy(&output.stderr)
-            ),
-        }
-    }
-}
-
-impl Drop for DevCluster {
-    fn drop(&mut self) {
-        let _ = Command::new(root().join("scripts/dev-cluster"))
-            .arg("down")
-            .env("RUDDER_DEV_CLUSTER_DIR", &self.run_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        ),
     }
 }
 
@@ -451,7 +344,7 @@ fn plural(kind: &str) -> &'static str {
 
 #[test]
 fn manifests_apply_to_a_real_api_server() {
-    let cluster = DevCluster::up();
+    let cluster = DevCluster::up("manifests");
     let crds = std::fs::read_to_string(root().join(CRDS)).unwrap();
     let rudder = std::fs::read_to_string(root().join(RUDDER)).unwrap();
 
@@ -693,7 +586,7 @@ fn manifests_apply_to_a_real_api_server() {
         ),
     ] {
         assert_eq!(
-            cluster.rudder_can(args),
+            rudder_can(&cluster, args),
             allowed,
             "rudder may {}: expected {allowed}",
             args.join(" ")
