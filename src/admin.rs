@@ -1,27 +1,39 @@
-//! The admin HTTP server: readiness, Prometheus metrics and debug views (a proxy's config dump,
-//! the sync state of connected proxies). Read-only: it reads the published model, the xDS
-//! registry and the metrics, and never changes what proxies are sent.
+//! The admin HTTP server: readiness, Prometheus metrics and debug views. Read-only: it reads the
+//! published snapshot, the xDS registry and the metrics, and never changes what proxies are sent.
+//!
+//! Debug endpoints, all JSON and deterministic (sorted by proxy id and stream, or by object):
+//! - `/debug/syncz`: per stream and type, the version and nonce last sent, the version last
+//!   ACKed, the last NACK and its error, and the resulting [`SyncState`]; SotW or delta.
+//! - `/debug/configz`: the inputs of the current build as loaded, each with its config errors.
+//! - `/debug/config_dump?proxyID=`: what one proxy gets, in the shape of Envoy's `/config_dump`.
+//! - `/debug/connections`: each ADS stream: proxy id, peer address, since when, protocol.
+//!
+//! The JSON shapes of syncz and connections are the types below; `rudder proxy-status` reads
+//! syncz through them.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
 
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::envoy_json;
+use crate::inputs::{IstioObject, Object, ObjectKey};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
+pub use crate::proxy_status::SyncState;
 use crate::translate::{self, ResourceType};
-use crate::xds::{Registry, Snapshot};
+use crate::xds::{ConnectedProxy, Registry, Snapshot, TypeStatus};
 
 /// Whether rudder is ready to serve: set once the config is loaded and xDS is listening.
 #[derive(Debug, Clone, Default)]
@@ -56,6 +68,8 @@ pub async fn serve_admin(
         .route("/metrics", get(metrics))
         .route("/debug/config_dump", get(config_dump))
         .route("/debug/syncz", get(syncz))
+        .route("/debug/configz", get(configz))
+        .route("/debug/connections", get(connections))
         .with_state(state);
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
@@ -116,33 +130,246 @@ async fn config_dump(State(state): State<AdminState>, Query(query): Query<DumpQu
     }
 }
 
-/// Every connected proxy with, per type, the versions sent and ACKed and the last rejection.
-async fn syncz(State(state): State<AdminState>) -> Response {
-    let proxies: Vec<Value> = state
-        .registry
+/// How `/debug/syncz` names the protocol of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// State of the world (`StreamAggregatedResources`).
+    Sotw,
+    /// Incremental (`DeltaAggregatedResources`).
+    Delta,
+}
+
+impl Protocol {
+    fn of(connected: &ConnectedProxy) -> Protocol {
+        if connected.delta {
+            Protocol::Delta
+        } else {
+            Protocol::Sotw
+        }
+    }
+
+    /// `SotW` or `Delta`, for people.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Protocol::Sotw => "SotW",
+            Protocol::Delta => "Delta",
+        }
+    }
+}
+
+/// One ADS stream in `/debug/syncz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamSync {
+    pub proxy_id: String,
+    /// The stream's number; one proxy holds two for a moment while Envoy reconnects.
+    pub connection: u64,
+    pub protocol: Protocol,
+    /// By type (`cds`, `eds`, `lds`, `rds`); a type the proxy never subscribed to is absent.
+    pub types: BTreeMap<String, TypeSync>,
+}
+
+/// What one stream did with one type.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypeSync {
+    /// The version of the last response sent.
+    pub sent: Option<String>,
+    /// The nonce of the last response sent.
+    pub nonce: Option<String>,
+    /// The version the proxy last ACKed.
+    pub acked: Option<String>,
+    /// The last rejection, until the proxy ACKs a later response.
+    pub nack: Option<NackSync>,
+    /// What `istioctl proxy-status` would show.
+    pub state: SyncState,
+}
+
+/// A rejected response: the version and Envoy's reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NackSync {
+    pub version: String,
+    pub message: String,
+}
+
+impl From<&TypeStatus> for TypeSync {
+    fn from(status: &TypeStatus) -> TypeSync {
+        let nack = status.nack.as_ref().map(|nack| NackSync {
+            version: nack.version.clone(),
+            message: nack.message.clone(),
+        });
+        TypeSync {
+            state: SyncState::of(
+                status.sent.as_deref(),
+                status.acked.as_deref(),
+                nack.as_ref().map(|nack| nack.version.as_str()),
+            ),
+            sent: status.sent.clone(),
+            nonce: status.nonce.clone(),
+            acked: status.acked.clone(),
+            nack,
+        }
+    }
+}
+
+/// Every live stream with, per type, what was sent, ACKed and NACKed.
+pub fn syncz_view(registry: &Registry) -> Vec<StreamSync> {
+    registry
         .connected()
-        .into_iter()
-        .map(|connected| {
-            let types: serde_json::Map<String, Value> = connected
+        .iter()
+        .map(|connected| StreamSync {
+            proxy_id: connected.proxy.id.clone(),
+            connection: connected.connection,
+            protocol: Protocol::of(connected),
+            types: connected
                 .types
                 .iter()
-                .map(|(ty, status)| {
-                    let nack = status
-                        .nack
-                        .as_ref()
-                        .map(|nack| json!({"version": nack.version, "message": nack.message}));
-                    let entry = json!({"sent": status.sent, "acked": status.acked, "nack": nack});
-                    (ty.short_name().to_string(), entry)
-                })
-                .collect();
+                .map(|(ty, status)| (ty.short_name().to_string(), TypeSync::from(status)))
+                .collect(),
+        })
+        .collect()
+}
+
+/// One ADS stream in `/debug/connections`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamConnection {
+    pub proxy_id: String,
+    pub connection: u64,
+    /// The proxy's address as the TCP connection shows it, when known.
+    pub peer: Option<String>,
+    /// When the stream opened, RFC 3339 in UTC.
+    pub connected_since: String,
+    pub protocol: Protocol,
+}
+
+pub fn connections_view(registry: &Registry) -> Vec<StreamConnection> {
+    registry
+        .connected()
+        .iter()
+        .map(|connected| StreamConnection {
+            proxy_id: connected.proxy.id.clone(),
+            connection: connected.connection,
+            peer: connected.peer.map(|peer| peer.to_string()),
+            connected_since: rfc3339(connected.connected_at),
+            protocol: Protocol::of(connected),
+        })
+        .collect()
+}
+
+fn rfc3339(time: SystemTime) -> String {
+    jiff::Timestamp::try_from(time)
+        .map(|timestamp| {
+            format!(
+                "{:.3}",
+                timestamp
+                    .round(jiff::Unit::Millisecond)
+                    .unwrap_or(timestamp)
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// The inputs behind the current build, as loaded, each object with its config errors; then
+/// every error of the build (those that belong to no object too).
+pub fn configz_view(snapshot: &Snapshot) -> Value {
+    let mut by_object: BTreeMap<&ObjectKey, Vec<String>> = BTreeMap::new();
+    for error in &snapshot.errors {
+        if let Some(key) = &error.object {
+            by_object.entry(key).or_default().push(error.to_string());
+        }
+    }
+    let objects: Vec<Value> = snapshot
+        .inputs
+        .entries
+        .iter()
+        .map(|(key, entry)| {
+            let (object, refused) = match &entry.object {
+                Ok(object) => (object_json(object), Value::Null),
+                Err(error) => (Value::Null, json!(error.to_string())),
+            };
             json!({
-                "proxy_id": connected.proxy.id,
-                "connection": connected.connection,
-                "types": types,
+                "kind": key.kind.name(),
+                "namespace": key.namespace,
+                "name": key.name,
+                "origin": entry.origin.to_string(),
+                "refused": refused,
+                "errors": by_object.get(key).cloned().unwrap_or_default(),
+                "object": object,
             })
         })
         .collect();
-    json_response(&Value::Array(proxies))
+    let mut errors: Vec<String> = snapshot.errors.iter().map(ToString::to_string).collect();
+    errors.sort();
+    json!({
+        "generation": snapshot.generation,
+        "objects": objects,
+        "errors": errors,
+    })
+}
+
+/// An input object as JSON; Secrets show their metadata and the names of their keys only.
+fn object_json(object: &Object) -> Value {
+    fn istio<S: Serialize>(object: &IstioObject<S>) -> Value {
+        let metadata = &object.metadata;
+        json!({
+            "metadata": {
+                "name": metadata.name,
+                "namespace": metadata.namespace,
+                "labels": metadata.labels,
+                "annotations": metadata.annotations,
+                "creationTimestamp": metadata.creation_timestamp,
+            },
+            "spec": object.spec,
+        })
+    }
+    fn value<T: Serialize>(object: &T) -> Value {
+        serde_json::to_value(object).unwrap_or_else(|error| json!({"error": error.to_string()}))
+    }
+    match object {
+        Object::Namespace(object) => value(object),
+        Object::Node(object) => value(object),
+        Object::Secret(secret) => {
+            let keys: Vec<&String> = secret
+                .data
+                .iter()
+                .flat_map(|data| data.keys())
+                .chain(secret.string_data.iter().flat_map(|data| data.keys()))
+                .collect();
+            json!({
+                "metadata": value(&secret.metadata),
+                "type": secret.type_,
+                "keys": keys,
+            })
+        }
+        Object::Service(object) => value(object),
+        Object::Pod(object) => value(object),
+        Object::EndpointSlice(object) => value(object),
+        Object::WorkloadEntry(object) => istio(object),
+        Object::ServiceEntry(object) => istio(object),
+        Object::DestinationRule(object) => istio(object),
+        Object::VirtualService(object) => istio(object),
+        Object::Gateway(object) => istio(object),
+        Object::Sidecar(object) => istio(object),
+    }
+}
+
+async fn syncz(State(state): State<AdminState>) -> Response {
+    json_body(&syncz_view(&state.registry))
+}
+
+async fn connections(State(state): State<AdminState>) -> Response {
+    json_body(&connections_view(&state.registry))
+}
+
+async fn configz(State(state): State<AdminState>) -> Response {
+    let snapshot = state.snapshots.borrow().clone();
+    json_response(&configz_view(&snapshot))
+}
+
+fn json_body<T: Serialize>(body: &T) -> Response {
+    match serde_json::to_value(body) {
+        Ok(value) => json_response(&value),
+        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")).into_response(),
+    }
 }
 
 fn json_response(value: &Value) -> Response {
@@ -198,9 +425,11 @@ mod tests {
         let (status, metrics) = get(address, "/metrics").await;
         assert_eq!(status, 200);
         for name in [
-            "rudder_xds_connected_proxies",
-            "rudder_xds_pushes_total",
-            "rudder_xds_rejects_total",
+            "pilot_xds ",
+            "pilot_xds_pushes{type=\"cds\"}",
+            "pilot_total_xds_rejects{type=\"cds\"}",
+            "pilot_proxy_convergence_time_bucket",
+            "process_resident_memory_bytes",
             "rudder_config_errors",
             "rudder_config_builds_total",
         ] {
@@ -220,6 +449,66 @@ mod tests {
         assert_eq!(
             get(address, "/debug/syncz").await,
             (200, "[]\n".to_string())
+        );
+        assert_eq!(
+            get(address, "/debug/connections").await,
+            (200, "[]\n".to_string())
+        );
+        let (status, body) = get(address, "/debug/configz").await;
+        assert_eq!(status, 200);
+        let configz: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            configz,
+            json!({"generation": 0, "objects": [], "errors": []})
+        );
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_to_the_millisecond() {
+        let time = SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(1_700_000_000_123_456);
+        assert_eq!(rfc3339(time), "2023-11-14T22:13:20.123Z");
+    }
+
+    #[test]
+    fn configz_lists_objects_with_their_errors() {
+        use crate::diagnostic::{ConfigError, Origin};
+        use crate::inputs::{Entry, FieldError, Inputs, Kind};
+        let key = ObjectKey::new(Kind::VirtualService, "default", "broken");
+        let mut inputs = Inputs::default();
+        inputs.insert(
+            key.clone(),
+            Entry {
+                origin: Origin::Kubernetes,
+                object: Err(FieldError {
+                    field: "spec.http".into(),
+                    message: "bad".into(),
+                }),
+            },
+        );
+        let snapshot = Snapshot {
+            errors: vec![
+                ConfigError::new("bad").on(key).field("spec.http"),
+                ConfigError::new("unreadable"),
+            ],
+            generation: 4,
+            inputs: Arc::new(inputs),
+            ..Snapshot::default()
+        };
+        assert_eq!(
+            configz_view(&snapshot),
+            json!({
+                "generation": 4,
+                "objects": [{
+                    "kind": "VirtualService",
+                    "namespace": "default",
+                    "name": "broken",
+                    "origin": "kubernetes",
+                    "refused": "spec.http: bad",
+                    "errors": ["VirtualService default/broken: spec.http: bad"],
+                    "object": null,
+                }],
+                "errors": ["VirtualService default/broken: spec.http: bad", "unreadable"],
+            })
         );
     }
 }

@@ -25,6 +25,17 @@ impl fmt::Display for Origin {
     }
 }
 
+/// How bad a problem is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Severity {
+    /// The object (or file) is not applied as written.
+    #[default]
+    Error,
+    /// The object applies, but part of it has no effect (a setting rudder does not support);
+    /// rendered with `warning: ` before the message.
+    Warning,
+}
+
 /// One problem with the config, rendered as `ORIGIN: Kind namespace/name: field: message`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConfigError {
@@ -32,6 +43,7 @@ pub struct ConfigError {
     pub object: Option<ObjectKey>,
     pub field: Option<String>,
     pub message: String,
+    pub severity: Severity,
 }
 
 impl ConfigError {
@@ -41,7 +53,18 @@ impl ConfigError {
             object: None,
             field: None,
             message: message.into(),
+            severity: Severity::Error,
         }
+    }
+
+    /// Marks the problem as a warning: the object applies, without the part at fault.
+    pub fn warning(mut self) -> Self {
+        self.severity = Severity::Warning;
+        self
+    }
+
+    pub fn is_warning(&self) -> bool {
+        self.severity == Severity::Warning
     }
 
     pub fn at(mut self, origin: Origin) -> Self {
@@ -70,6 +93,9 @@ impl fmt::Display for ConfigError {
         }
         if let Some(field) = &self.field {
             write!(f, "{field}: ")?;
+        }
+        if self.is_warning() {
+            f.write_str("warning: ")?;
         }
         f.write_str(&self.message)
     }

@@ -5,16 +5,17 @@
 //! ```text
 //!  source::file ─┐                 model::build                 translate::translate
 //!  (YAML dirs)   ├─> inputs::Inputs ─────────────> model::Model ───────────────────────> translate::Resources
-//!  (kube, later) ┘   objects by       (+ last good   services,     (+ proxy::Proxy)      clusters, endpoints,
-//!                    kind/ns/name      versions)     endpoints,                          listeners, routes
+//!  source::kube ─┘   objects by       (+ last good   services,     (+ proxy::Proxy)      clusters, endpoints,
+//!  (kube-rs)         kind/ns/name      versions)     endpoints,                          listeners, routes
 //!                                                    routing rules                              │
 //!                                                                                               v
-//!                                             xds::connection (sans-IO state machine) <─ xds::server (tonic ADS)
+//!                            xds::sotw / xds::delta (sans-IO state machines) <─ xds::server (tonic ADS)
 //! ```
 //!
 //! `serve` wires the stages together: sources publish `Inputs`, the model is rebuilt and published
 //! through a `tokio::sync::watch` channel, and every xDS connection translates for its proxy and
-//! pushes what changed. `admin` serves readiness, metrics and config dumps.
+//! pushes what changed. `admin` serves readiness, metrics and config dumps; `status` reports
+//! rejected objects back to the cluster.
 
 pub mod admin;
 pub mod bootstrap;
@@ -27,6 +28,7 @@ pub mod istio;
 pub mod metrics;
 pub mod model;
 pub mod proxy;
+pub mod proxy_status;
 pub mod serve;
 pub mod source;
 pub mod status;

@@ -1,4 +1,4 @@
-//! The `rudder` command line: `serve`, `validate`, `bootstrap` and `translate`.
+//! The `rudder` command line: `serve`, `validate`, `bootstrap`, `translate` and `proxy-status`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,6 +10,7 @@ use rudder::bootstrap::{AdsApiType, BootstrapOptions, bootstrap_json};
 use rudder::envoy_json::config_dump;
 use rudder::model::{LastGood, build};
 use rudder::proxy::Proxy;
+use rudder::proxy_status;
 use rudder::serve::{KubeConnection, KubernetesOptions, ServeOptions, Server};
 use rudder::source::file::load_dirs;
 use rudder::source::kube::NamespaceFilter;
@@ -23,6 +24,10 @@ use rudder::xds::XdsOptions;
     about = "An Istio-compatible Envoy control plane"
 )]
 struct Cli {
+    /// Log level (error, warn, info, debug, trace) or a tracing filter such as
+    /// `info,rudder::xds=debug`. RUST_LOG, when set, wins.
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -63,7 +68,8 @@ enum Command {
         #[arg(long, default_value = "30m")]
         max_connection_age: rudder::duration::Duration,
     },
-    /// Check config files or directories; print one line per problem and exit 1 if any.
+    /// Check config files or directories; print one line per problem and exit 1 if any is an
+    /// error (warnings, for settings rudder does not support, are printed only).
     #[command(after_help = "Example:\n  rudder validate examples/bookinfo my-rules.yaml")]
     Validate {
         /// Files or directories.
@@ -106,16 +112,33 @@ enum Command {
         #[arg(long)]
         metadata: Option<String>,
     },
+    /// Show the sync state of every proxy connected to a running rudder, like `istioctl proxy-status`.
+    #[command(
+        after_help = "Each type is SYNCED (the proxy ACKed the last version sent), STALE (sent, not ACKed yet),\n\
+        NOT SENT, or ERROR (the proxy rejected it; Envoy's message follows the row).\n\n\
+        Example:\n  rudder proxy-status --admin-address 127.0.0.1:15014"
+    )]
+    ProxyStatus {
+        /// rudder's admin address (HOST:PORT), where /debug/syncz is served.
+        #[arg(long, default_value = "127.0.0.1:15014")]
+        admin_address: String,
+    },
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = match log_filter(std::env::var("RUST_LOG").ok().as_deref(), &cli.log_level) {
+        Ok(filter) => filter,
+        Err(error) => {
+            eprintln!("rudder: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    match run(Cli::parse().command) {
+    match run(cli.command) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("rudder: {error:#}");
@@ -155,10 +178,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 let server = Server::start(ServeOptions {
                     config_dirs,
                     kubernetes,
+                    debounce: rudder::serve::Debounce::default(),
                     xds_address,
                     admin_address,
                     xds: XdsOptions {
                         max_connection_age: max_connection_age.0,
+                        ..XdsOptions::default()
                     },
                 })
                 .await?;
@@ -171,7 +196,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             for error in &built.errors {
                 println!("{error}");
             }
-            Ok(if built.errors.is_empty() {
+            // Warnings (settings rudder does not support) are printed but do not fail.
+            Ok(if built.errors.iter().all(|error| error.is_warning()) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -219,7 +245,35 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&dump)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::ProxyStatus { admin_address } => {
+            let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
+            let streams = runtime.block_on(proxy_status::fetch(&admin_address))?;
+            print!("{}", proxy_status::render(&streams));
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// The log filter: `RUST_LOG` when it is set (and valid), else `--log-level`: a level (`error`,
+/// `warn`, `info`, `debug`, `trace`, `off`) or a filter with targets (`info,rudder::xds=debug`).
+fn log_filter(
+    rust_log: Option<&str>,
+    log_level: &str,
+) -> anyhow::Result<tracing_subscriber::EnvFilter> {
+    use tracing_subscriber::EnvFilter;
+    if let Some(value) = rust_log.filter(|value| !value.trim().is_empty()) {
+        match EnvFilter::try_new(value) {
+            Ok(filter) => return Ok(filter),
+            Err(error) => eprintln!("rudder: ignoring RUST_LOG={value:?}: {error}"),
+        }
+    }
+    let level = log_level.trim();
+    let is_level = level.eq_ignore_ascii_case("off") || level.parse::<tracing::Level>().is_ok();
+    anyhow::ensure!(
+        is_level || level.contains(['=', ',']),
+        "--log-level {log_level:?} is not a log level (error, warn, info, debug, trace, off)"
+    );
+    EnvFilter::try_new(level).with_context(|| format!("--log-level {log_level:?}"))
 }
 
 fn parse_metadata(metadata: Option<&str>) -> anyhow::Result<serde_json::Value> {

@@ -1,6 +1,9 @@
 //! Who is asking: a proxy's identity from its Istio node id (`TYPE~IP~POD.NAMESPACE~NAMESPACE.svc.cluster.local`)
 //! and node metadata (`NAMESPACE`, `LABELS`, `INSTANCE_IPS`, `INTERCEPTION_MODE`). Labels and
 //! namespace missing from metadata are taken from the Pod with the proxy's IP in the model.
+//! The proxy's locality is its Pod's (from the Pod's locality label or its Node's topology
+//! labels), else what its labels say (Istio's topology labels, or `topology.istio.io/locality` /
+//! `istio-locality`), as istiod decides it.
 //! Pure parsing; no I/O and no Envoy types (the xDS edge hands metadata over as JSON).
 
 use std::collections::BTreeMap;
@@ -8,7 +11,7 @@ use std::net::IpAddr;
 
 use serde_json::Value;
 
-use crate::model::Model;
+use crate::model::{Locality, Model, REGION_LABELS, SUBZONE_LABEL, ZONE_LABELS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ProxyKind {
@@ -51,6 +54,8 @@ pub struct Proxy {
     pub interception: InterceptionMode,
     /// The cluster DNS suffix (`cluster.local`), from the node id's last part.
     pub dns_domain: String,
+    /// Where the proxy runs; empty when unknown. Locality load balancing is relative to it.
+    pub locality: Locality,
 }
 
 impl Proxy {
@@ -116,6 +121,7 @@ impl Proxy {
             Some("TPROXY") => InterceptionMode::Tproxy,
             _ => InterceptionMode::Redirect,
         };
+        let locality = locality_from_labels(&labels);
         Ok(Proxy {
             id: id.to_string(),
             kind,
@@ -125,18 +131,43 @@ impl Proxy {
             labels,
             interception,
             dns_domain: dns_domain.to_string(),
+            locality,
         })
     }
 
-    /// Fills labels from the Pod with this proxy's IP when metadata carried none.
+    /// Fills labels from the Pod with this proxy's IP when metadata carried none, and takes the
+    /// Pod's locality when it has one (the registry knows better than the proxy, as in istiod).
+    /// The labels then carry Istio's topology labels for the locality, as istiod adds them.
     pub fn with_workload_labels(mut self, model: &Model) -> Proxy {
-        if self.labels.is_empty() {
-            let workload = self.ips.iter().find_map(|ip| model.workloads.get(ip));
-            if let Some(workload) = workload {
-                self.labels = workload.labels.clone();
+        let workload = self.ips.iter().find_map(|ip| model.workloads.get(ip));
+        if let Some(workload) = workload {
+            if self.labels.is_empty() {
+                self.labels = workload.augmented_labels();
+            }
+            if !workload.locality.is_empty() {
+                self.locality = workload.locality.clone();
             }
         }
+        self.locality.add_topology_labels(&mut self.labels);
         self
+    }
+}
+
+/// A locality from labels: Istio's topology labels, else its locality override labels.
+fn locality_from_labels(labels: &BTreeMap<String, String>) -> Locality {
+    let get = |name: &str| labels.get(name).cloned();
+    let (region, zone, subzone) = (
+        get(REGION_LABELS[0]),
+        get(ZONE_LABELS[0]),
+        get(SUBZONE_LABEL),
+    );
+    if region.is_none() && zone.is_none() && subzone.is_none() {
+        return Locality::from_labels(labels).unwrap_or_default();
+    }
+    Locality {
+        region: region.unwrap_or_default(),
+        zone: zone.unwrap_or_default(),
+        subzone: subzone.unwrap_or_default(),
     }
 }
 
@@ -170,6 +201,44 @@ mod tests {
         .unwrap();
         assert_eq!(proxy.namespace, "b");
         assert_eq!(proxy.kind, ProxyKind::Router);
+    }
+
+    #[test]
+    fn locality_comes_from_the_pod_then_from_labels() {
+        use crate::model::Workload;
+        let id = "sidecar~10.0.0.7~web.default~default.svc.cluster.local";
+        // From the proxy's labels: Istio's topology labels, else the locality override label.
+        let labelled = Proxy::parse(
+            id,
+            &json!({"LABELS": {"app": "web", "topology.kubernetes.io/region": "us", "topology.kubernetes.io/zone": "us-1"}}),
+        )
+        .unwrap();
+        assert_eq!(labelled.locality, Locality::parse("us/us-1"));
+        let overridden =
+            Proxy::parse(id, &json!({"LABELS": {"istio-locality": "eu.eu-2.rack-3"}})).unwrap();
+        assert_eq!(overridden.locality, Locality::parse("eu/eu-2/rack-3"));
+
+        // The Pod with the proxy's IP knows better, and its topology labels join the labels.
+        let mut model = Model::default();
+        model.workloads.insert(
+            "10.0.0.7".parse().unwrap(),
+            Workload {
+                name: "web".into(),
+                namespace: "default".into(),
+                labels: [("app".to_string(), "web".to_string())].into(),
+                locality: Locality::parse("ap/ap-3/a"),
+                node_name: "node-9".into(),
+            },
+        );
+        let placed = labelled.with_workload_labels(&model);
+        assert_eq!(placed.locality, Locality::parse("ap/ap-3/a"));
+        assert_eq!(placed.labels["topology.kubernetes.io/zone"], "ap-3");
+        assert_eq!(placed.labels["topology.istio.io/subzone"], "a");
+        let unlabelled = Proxy::parse(id, &Value::Null)
+            .unwrap()
+            .with_workload_labels(&model);
+        assert_eq!(unlabelled.labels["kubernetes.io/hostname"], "node-9");
+        assert_eq!(unlabelled.labels["app"], "web");
     }
 
     #[test]

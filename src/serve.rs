@@ -1,8 +1,11 @@
 //! `rudder serve`: wires the pipeline together. Sources (config directories, the Kubernetes API)
-//! publish `Inputs`; a model task merges them, rebuilds the model on every change and publishes a
-//! `Snapshot` (only when the model or its errors changed); the xDS server and the admin server
-//! read snapshots, and the status writer reports rejected objects back to the cluster. This
-//! module owns the tasks, their start order and their shutdown; it holds no config logic.
+//! publish `Inputs`; a model task merges them, rebuilds the model once changes settle
+//! ([`debounce`]) and publishes a `Snapshot` (only when the model or its errors changed); the xDS
+//! server and the admin server read snapshots, and the status writer reports rejected objects
+//! back to the cluster. This module owns the tasks, their start order and their shutdown; it holds
+//! no config logic.
+
+pub mod debounce;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -14,6 +17,9 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+
+pub use debounce::Debounce;
+use debounce::Debouncer;
 
 use crate::admin::{AdminState, Readiness, serve_admin};
 use crate::diagnostic::ConfigError;
@@ -29,6 +35,8 @@ use crate::xds::{Registry, Snapshot, XdsOptions, serve_xds};
 pub struct ServeOptions {
     pub config_dirs: Vec<PathBuf>,
     pub kubernetes: Option<KubernetesOptions>,
+    /// How config changes are coalesced into builds (and so pushes).
+    pub debounce: Debounce,
     pub xds_address: SocketAddr,
     pub admin_address: SocketAddr,
     pub xds: XdsOptions,
@@ -155,13 +163,14 @@ impl Server {
         }
 
         let mut pipeline = Pipeline::default();
-        let first = pipeline.rebuild(&merged(&sources), &metrics);
+        let first = pipeline.rebuild(&merged(&sources), &metrics, std::time::Instant::now());
         snapshots_tx.send_replace(Arc::new(first));
         tasks.spawn(run_pipeline(
             pipeline,
             sources,
             snapshots_tx,
             metrics.clone(),
+            options.debounce,
         ));
 
         let xds = serve_xds(
@@ -220,10 +229,18 @@ struct Pipeline {
     last_good: LastGood,
     reported: BTreeSet<ConfigError>,
     generation: u64,
+    /// The inputs of the last build.
+    inputs: Arc<Inputs>,
 }
 
 impl Pipeline {
-    fn rebuild(&mut self, inputs: &Inputs, metrics: &Metrics) -> Snapshot {
+    /// Builds the model from `inputs`, whose first change not yet built was `seen` then.
+    fn rebuild(
+        &mut self,
+        inputs: &Inputs,
+        metrics: &Metrics,
+        seen: std::time::Instant,
+    ) -> Snapshot {
         let built = model::build(inputs, &self.last_good);
         self.last_good = built.last_good;
         let current: BTreeSet<ConfigError> = built.errors.iter().cloned().collect();
@@ -235,12 +252,19 @@ impl Pipeline {
             tracing::info!("config error resolved: {error}");
         }
         self.reported = current;
-        metrics.record_build(built.errors.len());
+        metrics.record_build(&built.model, built.errors.len());
+        let inputs = Arc::new(inputs.clone());
+        if self.generation > 0 {
+            metrics.record_triggers(&self.inputs, &inputs);
+        }
+        self.inputs = inputs.clone();
         self.generation += 1;
         Snapshot {
             model: Arc::new(built.model),
             errors: built.errors,
             generation: self.generation,
+            created: Some(seen),
+            inputs,
         }
     }
 }
@@ -254,35 +278,62 @@ fn merged(sources: &[watch::Receiver<Arc<Inputs>>]) -> Inputs {
     Inputs::merge(current.iter().map(AsRef::as_ref))
 }
 
+/// Rebuilds the model as sources change, coalescing changes as `debounce` says, and publishes
+/// each build that changed the model or its errors. Ends once every source is gone and nothing
+/// is left to build.
 async fn run_pipeline(
     mut pipeline: Pipeline,
     mut sources: Vec<watch::Receiver<Arc<Inputs>>>,
     snapshots: watch::Sender<Arc<Snapshot>>,
     metrics: Arc<Metrics>,
+    debounce: Debounce,
 ) -> anyhow::Result<()> {
     // A source whose sender is gone keeps its last inputs but is not waited on again.
     let mut open: Vec<bool> = vec![true; sources.len()];
+    let mut debouncer = Debouncer::new(debounce);
     loop {
-        let changes = sources
+        let deadline = debouncer.deadline();
+        let changes: Vec<_> = sources
             .iter_mut()
             .zip(&open)
             .enumerate()
             .filter(|(_, (_, open))| **open)
-            .map(|(index, (source, _))| Box::pin(async move { (index, source.changed().await) }));
-        let changes: Vec<_> = changes.collect();
-        if changes.is_empty() {
+            .map(|(index, (source, _))| Box::pin(async move { (index, source.changed().await) }))
+            .collect();
+        if changes.is_empty() && deadline.is_none() {
             return Ok(());
         }
-        let ((index, changed), _, _) = futures::future::select_all(changes).await;
-        if changed.is_err() {
-            open[index] = false;
-            continue;
+        let change = async move {
+            if changes.is_empty() {
+                std::future::pending().await
+            } else {
+                futures::future::select_all(changes).await.0
+            }
+        };
+        let due = async move {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            (index, changed) = change => match changed {
+                Ok(()) => debouncer.change(tokio::time::Instant::now()),
+                Err(_) => open[index] = false,
+            },
+            () = due => {}
         }
+        // Inputs are read when built; seeing a change is all that waiting on it was for.
         for source in &mut sources {
             source.mark_unchanged();
         }
+        let now = tokio::time::Instant::now();
+        let Some(seen) = debouncer.take_due(now) else {
+            continue;
+        };
+        metrics.observe_debounce(now - seen);
         let current = merged(&sources);
-        let snapshot = pipeline.rebuild(&current, &metrics);
+        let snapshot = pipeline.rebuild(&current, &metrics, seen.into_std());
         // Proxies only hear of builds that changed the model or its errors.
         snapshots.send_if_modified(|published| {
             let changed = published.model != snapshot.model || published.errors != snapshot.errors;
@@ -291,5 +342,103 @@ async fn run_pipeline(
             }
             changed
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::diagnostic::Origin;
+    use crate::inputs::{Decoded, Entry, decode};
+
+    /// A Service whose one ready endpoint is the `edit`th address.
+    fn inputs(edit: usize) -> Arc<Inputs> {
+        let objects = [
+            json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "web", "namespace": "default"},
+                "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "http", "port": 80}]},
+            }),
+            json!({
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {
+                    "name": "web-1", "namespace": "default",
+                    "labels": {"kubernetes.io/service-name": "web"},
+                },
+                "addressType": "IPv4", "ports": [{"name": "http", "port": 80}],
+                "endpoints": [{
+                    "addresses": [format!("10.1.{}.{}", edit / 250, edit % 250 + 1)],
+                    "conditions": {"ready": true},
+                }],
+            }),
+        ];
+        let mut inputs = Inputs::default();
+        for (line, object) in objects.into_iter().enumerate() {
+            let Ok(Decoded::Object(key, object)) = decode(object, "default") else {
+                panic!("test objects decode");
+            };
+            let origin = Origin::File {
+                path: "test.yaml".into(),
+                line: line + 1,
+            };
+            inputs.insert(key, Entry { origin, object });
+        }
+        Arc::new(inputs)
+    }
+
+    /// Feeds `edits` input changes, `every` apart, through the pipeline task; returns the
+    /// generations it published, in order.
+    async fn publish(debounce: Debounce, edits: usize, every: Duration) -> Vec<u64> {
+        let (source, receiver) = watch::channel(inputs(0));
+        let (snapshots, mut published) = watch::channel(Arc::new(Snapshot::default()));
+        let pipeline = tokio::spawn(run_pipeline(
+            Pipeline::default(),
+            vec![receiver],
+            snapshots,
+            Arc::new(Metrics::new()),
+            debounce,
+        ));
+        let watcher = tokio::spawn(async move {
+            let mut generations = Vec::new();
+            while published.changed().await.is_ok() {
+                generations.push(published.borrow_and_update().generation);
+            }
+            generations
+        });
+        for edit in 1..=edits {
+            source.send_replace(inputs(edit));
+            tokio::time::sleep(every).await;
+        }
+        // The pipeline builds what is pending, then ends with its last source.
+        drop(source);
+        pipeline.await.unwrap().unwrap();
+        watcher.await.unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_a_thousand_edits_makes_one_build() {
+        let generations = publish(Debounce::default(), 1000, Duration::from_millis(1)).await;
+        assert_eq!(generations, [1]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn edits_that_never_pause_are_built_every_ten_seconds() {
+        // 25 s of edits 50 ms apart: built at 10 s and 20 s, then once they stop.
+        let generations = publish(Debounce::default(), 500, Duration::from_millis(50)).await;
+        assert_eq!(generations, [1, 2, 3]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_quiet_period_every_edit_is_built() {
+        let debounce = Debounce {
+            quiet: Duration::ZERO,
+            ..Debounce::default()
+        };
+        let generations = publish(debounce, 20, Duration::from_millis(1)).await;
+        assert_eq!(generations, (1..=20).collect::<Vec<u64>>());
     }
 }

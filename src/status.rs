@@ -64,7 +64,8 @@ fn owned(status: &Value) -> (Value, Value) {
 /// for. Objects whose status is already right get none.
 pub fn status_patches(errors: &[ConfigError], statuses: &Statuses) -> Vec<StatusPatch> {
     let mut messages: BTreeMap<&ObjectKey, Vec<String>> = BTreeMap::new();
-    for error in errors {
+    // Warnings (settings rudder does not carry out) leave the object accepted.
+    for error in errors.iter().filter(|error| !error.is_warning()) {
         if let (Some(object), Some(Origin::Kubernetes)) = (&error.object, &error.origin) {
             let text = match &error.field {
                 Some(field) => format!("{field}: {}", error.message),
@@ -208,6 +209,13 @@ mod tests {
         let first = status_patches(&errors, &[(vs("bad"), Value::Null)].into());
         let written: Statuses = [(vs("bad"), first[0].status.clone())].into();
         assert!(status_patches(&errors, &written).is_empty());
+    }
+
+    #[test]
+    fn warnings_leave_an_object_accepted() {
+        let warning = error(vs("partly"), Origin::Kubernetes).warning();
+        let statuses: Statuses = [(vs("partly"), Value::Null)].into();
+        assert!(status_patches(&[warning], &statuses).is_empty());
     }
 
     #[test]

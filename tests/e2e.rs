@@ -444,7 +444,7 @@ async fn changes_that_do_not_affect_the_proxy_push_nothing(api_type: AdsApiType)
     fixture.reviews_reaches("reviews-v1").await;
     let before = mesh.admin("/metrics").await;
     let builds = metric_sum(&before, "rudder_config_builds_total");
-    let pushes = metric_sum(&before, "rudder_xds_pushes_total");
+    let pushes = metric_sum(&before, "pilot_xds_pushes");
     // A namespace, a Pod behind no service, and a comment in a rules file change no resource.
     let unrelated = format!(
         "apiVersion: v1\nkind: Namespace\nmetadata: {{name: elsewhere}}\n---\n\
@@ -468,7 +468,7 @@ async fn changes_that_do_not_affect_the_proxy_push_nothing(api_type: AdsApiType)
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after = mesh.admin("/metrics").await;
     assert_eq!(
-        metric_sum(&after, "rudder_xds_pushes_total"),
+        metric_sum(&after, "pilot_xds_pushes"),
         pushes,
         "pushes before:\n{before}\nafter:\n{after}"
     );
@@ -476,6 +476,6 @@ async fn changes_that_do_not_affect_the_proxy_push_nothing(api_type: AdsApiType)
     // A change that does affect it is pushed.
     mesh.write("reviews-rules.yaml", &reviews_rules("v2", "v2"));
     fixture.reviews_reaches("reviews-v2").await;
-    let pushed = metric_sum(&mesh.admin("/metrics").await, "rudder_xds_pushes_total");
+    let pushed = metric_sum(&mesh.admin("/metrics").await, "pilot_xds_pushes");
     assert!(pushed > pushes);
 }

@@ -154,6 +154,7 @@ async fn kubectl_apply_reaches_envoy() {
     let server = Server::start(ServeOptions {
         config_dirs: Vec::new(),
         kubernetes: Some(kubernetes),
+        debounce: rudder::serve::Debounce::default(),
         xds_address: "127.0.0.1:0".parse().expect("an address"),
         admin_address: "127.0.0.1:0".parse().expect("an address"),
         xds: XdsOptions::default(),

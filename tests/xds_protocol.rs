@@ -80,6 +80,7 @@ fn snapshot(yaml: &str, generation: u64) -> Arc<Snapshot> {
         model: Arc::new(built.model),
         errors: built.errors,
         generation,
+        ..Snapshot::default()
     })
 }
 
@@ -490,6 +491,7 @@ async fn changed_clusters_are_followed_by_their_endpoints() {
 async fn old_streams_close_and_reconnect_where_they_left_off() {
     let options = XdsOptions {
         max_connection_age: Duration::from_millis(500),
+        ..XdsOptions::default()
     };
     let rudder = Rudder::start_with(&mesh(), options).await;
     let (mut stream, cds, _) = warmed(&rudder).await;

@@ -9,14 +9,15 @@ use std::net::IpAddr;
 use k8s_openapi::api::core::v1::{Pod, Service as KubeService};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
+use super::destination_rule::destination_rule_warnings;
 use super::validate::{validate_destination_rule, validate_virtual_service};
+use super::virtual_service;
 use super::{
-    DEFAULT_DNS_DOMAIN, DestinationRule, Endpoint, MESH_GATEWAY, Model, Protocol, Service,
-    ServicePort, VirtualService, Workload,
+    DEFAULT_DNS_DOMAIN, DestinationRule, Endpoint, Locality, Model, Protocol, REGION_LABELS,
+    SUBZONE_LABEL, Service, ServicePort, Workload, ZONE_LABELS,
 };
 use crate::diagnostic::ConfigError;
 use crate::inputs::{Entry, FieldError, Inputs, IstioObject, Kind, Object, ObjectKey};
-use crate::istio;
 
 /// The last version of every object that was valid when it was seen.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -80,6 +81,32 @@ impl Admission<'_> {
         }
     }
 
+    /// Reports, as warnings, the settings of accepted DestinationRules that rudder does not carry
+    /// out (the rest of each rule applies).
+    fn warn_destination_rules(&mut self) {
+        let kind = Kind::DestinationRule;
+        let rules = self
+            .accepted
+            .objects
+            .range(ObjectKey::new(kind, "", "")..)
+            .take_while(|(key, _)| key.kind == kind);
+        for (key, object) in rules {
+            let Object::DestinationRule(rule) = object else {
+                continue;
+            };
+            for FieldError { field, message } in destination_rule_warnings(&rule.spec) {
+                let mut warning = ConfigError::new(message)
+                    .field(field)
+                    .on(key.clone())
+                    .warning();
+                if let Some(entry) = self.inputs.entries.get(key) {
+                    warning = warning.at(entry.origin.clone());
+                }
+                self.errors.push(warning);
+            }
+        }
+    }
+
     fn accepted(&self, kind: Kind) -> impl Iterator<Item = &Object> {
         self.accepted
             .objects
@@ -115,10 +142,11 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
         admission.admit(kind, |_| Ok(()));
     }
 
-    let workloads = workloads(admission.accepted(Kind::Pod));
+    let nodes = node_localities(admission.accepted(Kind::Node));
+    let workloads = workloads(admission.accepted(Kind::Pod), &nodes);
     // Endpoints name their Pod, which may not report an IP (yet); finding it by name must not
     // scan every Pod per endpoint.
-    let pod_labels: PodLabels<'_> = admission
+    let pods_by_name: PodsByName<'_> = admission
         .accepted(Kind::Pod)
         .filter_map(|object| match object {
             Object::Pod(pod) => Some((
@@ -126,7 +154,7 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
                     namespace_of(&pod.metadata.namespace),
                     pod.metadata.name.as_deref()?,
                 ),
-                pod.metadata.labels.as_ref()?,
+                workload(pod, &nodes),
             )),
             _ => None,
         })
@@ -136,7 +164,7 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
         admission.accepted(Kind::EndpointSlice),
         &Pods {
             by_ip: &workloads,
-            labels_by_name: &pod_labels,
+            by_name: &pods_by_name,
         },
         dns_domain,
     );
@@ -145,17 +173,33 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
         Object::DestinationRule(rule) => validate_destination_rule(&rule.spec),
         _ => Ok(()),
     });
+    admission.warn_destination_rules();
     let destination_rules =
         destination_rules(admission.accepted(Kind::DestinationRule), dns_domain);
 
     admission.admit(Kind::VirtualService, |object| match object {
         Object::VirtualService(vs) => {
-            let resolved = virtual_service(vs, dns_domain);
+            let resolved = virtual_service::resolve(vs, dns_domain);
             validate_virtual_service(&vs.spec, &resolved, &services, &destination_rules)
         }
         _ => Ok(()),
     });
-    let virtual_services = virtual_services(admission.accepted(Kind::VirtualService), dns_domain);
+    let (virtual_services, delegation_errors) =
+        virtual_service::virtual_services(admission.accepted(Kind::VirtualService), dns_domain);
+    // Delegations that lead nowhere are reported on the root, where its file says it.
+    admission
+        .errors
+        .extend(delegation_errors.into_iter().map(|error| {
+            let origin = error
+                .object
+                .as_ref()
+                .and_then(|key| inputs.entries.get(key))
+                .map(|entry| entry.origin.clone());
+            match origin {
+                Some(origin) => error.at(origin),
+                None => error,
+            }
+        }));
 
     let mut errors = admission.errors;
     errors.sort();
@@ -187,15 +231,60 @@ pub(crate) fn resolve_host(host: &str, namespace: &str, dns_domain: &str) -> Str
     }
 }
 
-fn workloads<'a>(pods: impl Iterator<Item = &'a Object>) -> BTreeMap<IpAddr, Workload> {
+/// The locality of every Node, by name, from its topology labels (as istiod reads them: GA
+/// labels first, then the deprecated beta ones, and Istio's subzone label).
+fn node_localities<'a>(nodes: impl Iterator<Item = &'a Object>) -> BTreeMap<String, Locality> {
+    nodes
+        .filter_map(|object| match object {
+            Object::Node(node) => {
+                let labels = node.metadata.labels.as_ref();
+                let first = |names: &[&str]| {
+                    names
+                        .iter()
+                        .find_map(|name| labels.and_then(|labels| labels.get(*name)))
+                        .cloned()
+                        .unwrap_or_default()
+                };
+                let locality = Locality {
+                    region: first(&REGION_LABELS),
+                    zone: first(&ZONE_LABELS),
+                    subzone: first(&[SUBZONE_LABEL]),
+                };
+                Some((node.metadata.name.clone()?, locality))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// A Pod as a workload: its labels, and its locality from its locality label, else its Node's.
+fn workload(pod: &Pod, nodes: &BTreeMap<String, Locality>) -> Workload {
+    let labels = pod.metadata.labels.clone().unwrap_or_default();
+    let node_name = pod
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.node_name.clone())
+        .unwrap_or_default();
+    let locality = Locality::from_labels(&labels)
+        .or_else(|| nodes.get(&node_name).cloned())
+        .unwrap_or_default();
+    Workload {
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        namespace: namespace_of(&pod.metadata.namespace).to_string(),
+        labels,
+        locality,
+        node_name,
+    }
+}
+
+fn workloads<'a>(
+    pods: impl Iterator<Item = &'a Object>,
+    nodes: &BTreeMap<String, Locality>,
+) -> BTreeMap<IpAddr, Workload> {
     let mut workloads = BTreeMap::new();
     for object in pods {
         let Object::Pod(pod) = object else { continue };
-        let workload = Workload {
-            name: pod.metadata.name.clone().unwrap_or_default(),
-            namespace: namespace_of(&pod.metadata.namespace).to_string(),
-            labels: pod.metadata.labels.clone().unwrap_or_default(),
-        };
+        let workload = workload(pod, nodes);
         for ip in pod_ips(pod) {
             workloads.entry(ip).or_insert_with(|| workload.clone());
         }
@@ -243,13 +332,14 @@ pub(crate) fn protocol_of(name: &str, app_protocol: Option<&str>) -> Protocol {
         .unwrap_or(Protocol::Tcp)
 }
 
-/// Pod labels by namespace and name.
-type PodLabels<'a> = BTreeMap<(&'a str, &'a str), &'a BTreeMap<String, String>>;
+/// Pods by namespace and name.
+type PodsByName<'a> = BTreeMap<(&'a str, &'a str), Workload>;
 
-/// Where endpoint labels come from: the Pod an endpoint names, else the Pod with its IP.
+/// Where endpoint labels and localities come from: the Pod an endpoint names, else the Pod with
+/// its IP.
 struct Pods<'a> {
     by_ip: &'a BTreeMap<IpAddr, Workload>,
-    labels_by_name: &'a PodLabels<'a>,
+    by_name: &'a PodsByName<'a>,
 }
 
 fn services<'a>(
@@ -332,8 +422,8 @@ fn service_model(service: &KubeService, dns_domain: &str) -> Service {
     }
 }
 
-/// Ready endpoints of one slice, one per address and service port; labels come from the Pod the
-/// endpoint names, else from the Pod with that IP.
+/// Ready endpoints of one slice, one per address and service port; labels and locality come from
+/// the Pod the endpoint names, else from the Pod with that IP.
 fn slice_endpoints(slice: &EndpointSlice, service: &Service, pods: &Pods<'_>) -> Vec<Endpoint> {
     let mut endpoints = Vec::new();
     let slice_ports = slice.ports.iter().flatten();
@@ -347,26 +437,23 @@ fn slice_endpoints(slice: &EndpointSlice, service: &Service, pods: &Pods<'_>) ->
         if !ready {
             continue;
         }
-        let target_labels = endpoint
+        let target = endpoint
             .target_ref
             .as_ref()
             .filter(|target| target.kind.as_deref() == Some("Pod"))
             .and_then(|target| {
                 let namespace = target.namespace.as_deref().unwrap_or(&service.namespace);
                 let name = target.name.as_deref()?;
-                pods.labels_by_name
-                    .get(&(namespace, name))
-                    .map(|labels| (*labels).clone())
+                pods.by_name.get(&(namespace, name))
             });
         for address in endpoint
             .addresses
             .iter()
             .filter_map(|a| a.parse::<IpAddr>().ok())
         {
-            let labels = target_labels
-                .clone()
-                .or_else(|| pods.by_ip.get(&address).map(|w| w.labels.clone()))
-                .unwrap_or_default();
+            let pod = target.or_else(|| pods.by_ip.get(&address));
+            let labels = pod.map(Workload::augmented_labels).unwrap_or_default();
+            let locality = pod.map(|pod| pod.locality.clone()).unwrap_or_default();
             for slice_port in slice_ports.clone() {
                 let slice_port_name = slice_port.name.as_deref().unwrap_or_default();
                 let Some(port) = slice_port.port.and_then(|p| u16::try_from(p).ok()) else {
@@ -378,6 +465,7 @@ fn slice_endpoints(slice: &EndpointSlice, service: &Service, pods: &Pods<'_>) ->
                         address,
                         port,
                         labels: labels.clone(),
+                        locality: locality.clone(),
                     });
                 }
             }
@@ -439,60 +527,6 @@ fn destination_rules<'a>(
         }
     }
     by_host
-}
-
-/// A VirtualService with its hosts, gateways and destinations resolved.
-pub(crate) fn virtual_service(
-    vs: &IstioObject<istio::VirtualService>,
-    dns_domain: &str,
-) -> VirtualService {
-    let namespace = namespace_of(&vs.metadata.namespace);
-    let gateways = if vs.spec.gateways.is_empty() {
-        vec![MESH_GATEWAY.to_string()]
-    } else {
-        vs.spec
-            .gateways
-            .iter()
-            .map(|gateway| match gateway.as_str() {
-                MESH_GATEWAY => gateway.clone(),
-                g if g.contains('/') => g.to_string(),
-                g => format!("{namespace}/{g}"),
-            })
-            .collect()
-    };
-    let mut http = vs.spec.http.clone();
-    for route in &mut http {
-        for destination in &mut route.route {
-            destination.destination.host =
-                resolve_host(&destination.destination.host, namespace, dns_domain);
-        }
-    }
-    VirtualService {
-        name: vs.metadata.name.clone(),
-        namespace: namespace.to_string(),
-        hosts: vs
-            .spec
-            .hosts
-            .iter()
-            .map(|host| resolve_host(host, namespace, dns_domain))
-            .collect(),
-        gateways,
-        http,
-    }
-}
-
-fn virtual_services<'a>(
-    objects: impl Iterator<Item = &'a Object>,
-    dns_domain: &str,
-) -> Vec<VirtualService> {
-    let rules = in_precedence_order(objects, |object| match object {
-        Object::VirtualService(vs) => Some(vs.as_ref()),
-        _ => None,
-    });
-    rules
-        .into_iter()
-        .map(|vs| virtual_service(vs, dns_domain))
-        .collect()
 }
 
 #[cfg(test)]

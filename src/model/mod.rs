@@ -8,7 +8,9 @@
 //! instead, so one bad object never removes what others configure.
 
 mod build;
+mod destination_rule;
 mod validate;
+pub mod virtual_service;
 
 pub use build::{Built, LastGood, build};
 
@@ -42,6 +44,84 @@ pub struct ServicePort {
     pub protocol: Protocol,
 }
 
+/// Where a workload runs, as Istio spells it: `region/zone/subzone`; unknown parts are empty.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Locality {
+    pub region: String,
+    pub zone: String,
+    pub subzone: String,
+}
+
+/// Node labels that carry a locality (GA names first, then the deprecated beta ones).
+pub const REGION_LABELS: [&str; 2] = [
+    "topology.kubernetes.io/region",
+    "failure-domain.beta.kubernetes.io/region",
+];
+pub const ZONE_LABELS: [&str; 2] = [
+    "topology.kubernetes.io/zone",
+    "failure-domain.beta.kubernetes.io/zone",
+];
+pub const SUBZONE_LABEL: &str = "topology.istio.io/subzone";
+/// The Node a Pod runs on, as istiod adds it to workload labels.
+pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+/// Pod (or proxy) labels that override the locality: `region.zone.subzone` (dots, as Kubernetes
+/// labels cannot hold `/`) or `region/zone/subzone`.
+pub const LOCALITY_LABELS: [&str; 2] = ["topology.istio.io/locality", "istio-locality"];
+
+impl Locality {
+    /// Parses `region/zone/subzone` (any suffix may be missing).
+    pub fn parse(label: &str) -> Locality {
+        let mut parts = label.splitn(3, '/').map(str::to_string);
+        Locality {
+            region: parts.next().unwrap_or_default(),
+            zone: parts.next().unwrap_or_default(),
+            subzone: parts.next().unwrap_or_default(),
+        }
+    }
+
+    /// The locality an override label gives (`topology.istio.io/locality`, then `istio-locality`),
+    /// with dots read as slashes unless the value has slashes already.
+    pub fn from_labels(labels: &BTreeMap<String, String>) -> Option<Locality> {
+        let value = LOCALITY_LABELS
+            .iter()
+            .find_map(|name| labels.get(*name))
+            .filter(|value| !value.is_empty())?;
+        Some(if value.contains('/') {
+            Locality::parse(value)
+        } else {
+            Locality::parse(&value.replace('.', "/"))
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.region.is_empty() && self.zone.is_empty() && self.subzone.is_empty()
+    }
+
+    /// `region/zone/subzone`, the form localities are written in and sorted by.
+    pub fn label(&self) -> String {
+        if self.is_empty() {
+            String::new()
+        } else {
+            format!("{}/{}/{}", self.region, self.zone, self.subzone)
+        }
+    }
+
+    /// Istio's topology labels for this locality (what istiod adds to workload labels, so that
+    /// subsets and `failoverPriority` can select on them); empty parts add nothing.
+    pub fn add_topology_labels(&self, labels: &mut BTreeMap<String, String>) {
+        let parts = [
+            (REGION_LABELS[0], &self.region),
+            (ZONE_LABELS[0], &self.zone),
+            (SUBZONE_LABEL, &self.subzone),
+        ];
+        for (name, value) in parts {
+            if !value.is_empty() {
+                labels.insert(name.to_string(), value.clone());
+            }
+        }
+    }
+}
+
 /// One ready endpoint of one service port.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Endpoint {
@@ -50,7 +130,10 @@ pub struct Endpoint {
     pub address: IpAddr,
     /// The port on the endpoint itself (the target port).
     pub port: u16,
+    /// The Pod's labels, with Istio's topology labels added from its locality and Node.
     pub labels: BTreeMap<String, String>,
+    /// From the Pod's locality label, else its Node's topology labels; empty when unknown.
+    pub locality: Locality,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +171,9 @@ impl DestinationRule {
     }
 }
 
-/// A VirtualService with hosts (its own and its destinations') resolved to FQDNs.
+/// A VirtualService with hosts (its own and its destinations', mirrors' and delegates') resolved
+/// to FQDNs, and the routes of the delegate VirtualServices it names merged in (see
+/// [`virtual_service`]). Delegates themselves (VirtualServices without hosts) are not listed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VirtualService {
     pub name: String,
@@ -97,12 +182,37 @@ pub struct VirtualService {
     /// `namespace/name` of bound gateways; `mesh` for sidecars (the default when none is given).
     pub gateways: Vec<String>,
     pub http: Vec<istio::HttpRoute>,
+    pub tls: Vec<istio::TlsRoute>,
+    pub tcp: Vec<istio::TcpRoute>,
+    /// The namespaces that see it.
+    pub export_to: ExportTo,
 }
 
 impl VirtualService {
     pub fn applies_to_sidecars(&self) -> bool {
         self.gateways.iter().any(|gateway| gateway == MESH_GATEWAY)
     }
+
+    /// Whether proxies in `namespace` see this VirtualService, and with which preference: istiod
+    /// lists the VirtualServices private to the proxy's namespace first (0), then those exported
+    /// to it by name (1), then the public ones (2), each group in precedence order.
+    pub fn visibility_rank(&self, namespace: &str) -> Option<u8> {
+        match &self.export_to {
+            ExportTo::Public => Some(2),
+            ExportTo::Namespaces(namespaces) if namespaces.contains(namespace) => {
+                Some(if namespace == self.namespace { 0 } else { 1 })
+            }
+            ExportTo::Namespaces(_) => None,
+        }
+    }
+}
+
+/// `exportTo` with `.` replaced by the object's own namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportTo {
+    /// `*`, or no `exportTo` at all (istiod's default).
+    Public,
+    Namespaces(std::collections::BTreeSet<String>),
 }
 
 /// The implicit gateway that means "every sidecar".
@@ -113,7 +223,25 @@ pub const MESH_GATEWAY: &str = "mesh";
 pub struct Workload {
     pub name: String,
     pub namespace: String,
+    /// The Pod's own labels.
     pub labels: BTreeMap<String, String>,
+    /// From the Pod's locality label, else its Node's topology labels; empty when unknown.
+    pub locality: Locality,
+    /// `spec.nodeName`; empty when not scheduled.
+    pub node_name: String,
+}
+
+impl Workload {
+    /// The labels istiod gives the workload's endpoints: its own plus the topology labels of its
+    /// locality and Node.
+    pub fn augmented_labels(&self) -> BTreeMap<String, String> {
+        let mut labels = self.labels.clone();
+        self.locality.add_topology_labels(&mut labels);
+        if !self.node_name.is_empty() {
+            labels.insert(HOSTNAME_LABEL.to_string(), self.node_name.clone());
+        }
+        labels
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -123,7 +251,7 @@ pub struct Model {
     pub services: BTreeMap<String, Service>,
     /// By host; the one rule that applies to each host.
     pub destination_rules: BTreeMap<String, DestinationRule>,
-    /// In istiod's precedence order: oldest first, then by namespace and name.
+    /// In istiod's precedence order: oldest first, then by name and namespace.
     pub virtual_services: Vec<VirtualService>,
     /// Pods by IP.
     pub workloads: BTreeMap<IpAddr, Workload>,

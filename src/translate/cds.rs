@@ -1,44 +1,43 @@
 //! CDS: one `outbound|PORT||HOST` cluster per service port, one `outbound|PORT|SUBSET|HOST` per
 //! DestinationRule subset, and the `BlackHoleCluster` and `PassthroughCluster` every sidecar has.
 //! Cluster defaults are istiod's: 10s connect timeout, LEAST_REQUEST, circuit breakers wide open,
-//! HTTP/2 upstream for http2 and grpc ports.
+//! HTTP/2 upstream for http2 and grpc ports; the DestinationRule's traffic policy for the port and
+//! subset applies on top (see `cluster_policy`).
 
 use std::collections::BTreeMap;
 
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, DiscoveryType, EdsClusterConfig, LbPolicy,
 };
-use envoy_types::pb::envoy::config::cluster::v3::{CircuitBreakers, Cluster, circuit_breakers};
+use envoy_types::pb::envoy::config::cluster::v3::{CircuitBreakers, Cluster};
 use envoy_types::pb::envoy::config::core::v3::{Http1ProtocolOptions, Http2ProtocolOptions};
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
-    ExplicitHttpConfig, UpstreamProtocolOptions, UseDownstreamHttpConfig, explicit_http_config,
+    UpstreamProtocolOptions, UseDownstreamHttpConfig,
 };
-use envoy_types::pb::google::protobuf::UInt32Value;
 
+use super::cluster_policy::{
+    ClusterBuilder, HTTP_PROTOCOL_OPTIONS, apply_traffic_policy, cluster_policy, default_thresholds,
+};
 use super::{
     BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, ads_config_source, any, outbound_cluster_name,
     proto_duration,
 };
-use crate::model::{Model, Protocol, Service, ServicePort};
+use crate::model::{DestinationRule, Model, Protocol, Service, ServicePort};
 use crate::proxy::Proxy;
 
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
 pub fn clusters(model: &Model, _proxy: &Proxy) -> BTreeMap<String, Cluster> {
     let mut clusters = BTreeMap::new();
     for service in model.services.values() {
-        let subsets = model
-            .destination_rules
-            .get(&service.hostname)
-            .map(|rule| rule.subsets.as_slice())
-            .unwrap_or_default();
+        let rule = model.destination_rules.get(&service.hostname);
+        let subsets = rule.map(|rule| rule.subsets.as_slice()).unwrap_or_default();
         for port in &service.ports {
             let subset_names =
                 std::iter::once("").chain(subsets.iter().map(|subset| subset.name.as_str()));
             for subset in subset_names {
-                let cluster = outbound_cluster(service, port, subset);
+                let cluster = outbound_cluster(service, port, subset, rule);
                 clusters.insert(cluster.name.clone(), cluster);
             }
         }
@@ -49,51 +48,40 @@ pub fn clusters(model: &Model, _proxy: &Proxy) -> BTreeMap<String, Cluster> {
     clusters
 }
 
-fn outbound_cluster(service: &Service, port: &ServicePort, subset: &str) -> Cluster {
+fn outbound_cluster(
+    service: &Service,
+    port: &ServicePort,
+    subset: &str,
+    rule: Option<&DestinationRule>,
+) -> Cluster {
     let name = outbound_cluster_name(port.port, subset, &service.hostname);
-    let mut protocol_options = BTreeMap::new();
-    if matches!(port.protocol, Protocol::Http2 | Protocol::Grpc) {
-        let options = HttpProtocolOptions {
-            upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
-                ExplicitHttpConfig {
-                    protocol_config: Some(
-                        explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
-                            Http2ProtocolOptions::default(),
-                        ),
-                    ),
-                },
-            )),
+    let mut builder = ClusterBuilder {
+        cluster: Cluster {
+            cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
+            eds_cluster_config: Some(EdsClusterConfig {
+                eds_config: Some(ads_config_source()),
+                service_name: name.clone(),
+            }),
+            name,
+            connect_timeout: Some(proto_duration(CONNECT_TIMEOUT)),
+            lb_policy: LbPolicy::LeastRequest as i32,
+            circuit_breakers: Some(wide_open_circuit_breakers()),
             ..Default::default()
-        };
-        protocol_options.insert(HTTP_PROTOCOL_OPTIONS.to_string(), any(&options));
+        },
+        http_options: None,
+    };
+    if matches!(port.protocol, Protocol::Http2 | Protocol::Grpc) {
+        builder.set_http2();
     }
-    Cluster {
-        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
-        eds_cluster_config: Some(EdsClusterConfig {
-            eds_config: Some(ads_config_source()),
-            service_name: name.clone(),
-        }),
-        name,
-        connect_timeout: Some(proto_duration(CONNECT_TIMEOUT)),
-        lb_policy: LbPolicy::LeastRequest as i32,
-        circuit_breakers: Some(wide_open_circuit_breakers()),
-        typed_extension_protocol_options: protocol_options.into_iter().collect(),
-        ..Default::default()
-    }
+    let policy = cluster_policy(rule, port.port, subset);
+    apply_traffic_policy(&mut builder, &policy);
+    builder.build()
 }
 
 /// istiod leaves limits to DestinationRules: by default every threshold is the maximum.
 fn wide_open_circuit_breakers() -> CircuitBreakers {
-    let max = Some(UInt32Value { value: u32::MAX });
     CircuitBreakers {
-        thresholds: vec![circuit_breakers::Thresholds {
-            max_connections: max,
-            max_pending_requests: max,
-            max_requests: max,
-            max_retries: max,
-            track_remaining: true,
-            ..Default::default()
-        }],
+        thresholds: vec![default_thresholds()],
         ..Default::default()
     }
 }

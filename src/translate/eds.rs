@@ -1,23 +1,29 @@
 //! EDS: one ClusterLoadAssignment for every EDS cluster CDS produced, empty when the service has
 //! no ready endpoints (Envoy keeps a cluster warming until its assignment arrives). A subset's
-//! assignment keeps the endpoints whose labels contain all of the subset's labels.
+//! assignment keeps the endpoints whose labels contain all of the subset's labels. Endpoints are
+//! grouped by locality (sorted by `region/zone/subzone`), and the DestinationRule's locality load
+//! balancing sets the groups' priorities or weights relative to the proxy (see `locality`).
 
 use std::collections::BTreeMap;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
-use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress, address};
+use envoy_types::pb::envoy::config::core::v3::{
+    Address, Locality as EnvoyLocality, SocketAddress, address,
+};
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint as EnvoyEndpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
 };
 use envoy_types::pb::google::protobuf::UInt32Value;
 
+use super::cluster_policy::{cluster_policy, parse_outbound_cluster_name};
+use super::locality::{self, Group};
 use crate::model::{Endpoint, Model};
 use crate::proxy::Proxy;
 
 pub fn endpoints(
     model: &Model,
-    _proxy: &Proxy,
+    proxy: &Proxy,
     clusters: &BTreeMap<String, Cluster>,
 ) -> BTreeMap<String, ClusterLoadAssignment> {
     clusters
@@ -25,24 +31,45 @@ pub fn endpoints(
         .filter_map(|cluster| cluster.eds_cluster_config.as_ref())
         .map(|eds| {
             let name = eds.service_name.clone();
-            let endpoints = selected_endpoints(model, &name);
-            (name.clone(), load_assignment(name, &endpoints))
+            let assignment = load_assignment(model, proxy, &name);
+            (name, assignment)
         })
         .collect()
 }
 
-/// The endpoints an `outbound|PORT|SUBSET|HOST` cluster stands for.
-fn selected_endpoints<'m>(model: &'m Model, cluster_name: &str) -> Vec<&'m Endpoint> {
-    let mut parts = cluster_name.splitn(4, '|');
-    let (Some("outbound"), Some(port), Some(subset), Some(host)) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Vec::new();
+fn load_assignment(model: &Model, proxy: &Proxy, cluster_name: &str) -> ClusterLoadAssignment {
+    let mut assignment = ClusterLoadAssignment {
+        cluster_name: cluster_name.to_string(),
+        ..Default::default()
     };
+    let Some((port, subset, host)) = parse_outbound_cluster_name(cluster_name) else {
+        return assignment;
+    };
+    let rule = model.destination_rules.get(host);
+    let groups = locality_groups(selected_endpoints(model, host, port, subset));
+    if groups.is_empty() {
+        return assignment;
+    }
+    let policy = cluster_policy(rule, port, subset);
+    assignment.endpoints = match policy.locality_lb_setting() {
+        Some(setting) => {
+            locality::apply(groups, proxy, setting, policy.outlier_detection.is_some())
+        }
+        None => groups.into_iter().map(|group| group.envoy).collect(),
+    };
+    assignment
+}
+
+/// The endpoints an `outbound|PORT|SUBSET|HOST` cluster stands for.
+fn selected_endpoints<'m>(
+    model: &'m Model,
+    host: &str,
+    port: u16,
+    subset: &str,
+) -> Vec<&'m Endpoint> {
     let Some(service) = model.services.get(host) else {
         return Vec::new();
     };
-    let port: u16 = port.parse().unwrap_or_default();
     let subset_labels = model
         .destination_rules
         .get(host)
@@ -62,33 +89,48 @@ fn selected_endpoints<'m>(model: &'m Model, cluster_name: &str) -> Vec<&'m Endpo
         .collect()
 }
 
-fn load_assignment(cluster_name: String, endpoints: &[&Endpoint]) -> ClusterLoadAssignment {
-    let lb_endpoints: Vec<LbEndpoint> = endpoints
-        .iter()
-        .map(|endpoint| LbEndpoint {
-            host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(EnvoyEndpoint {
-                address: Some(socket_address(endpoint.address.to_string(), endpoint.port)),
-                ..Default::default()
-            })),
-            load_balancing_weight: Some(UInt32Value { value: 1 }),
-            ..Default::default()
+/// One group per locality, in the order of their `region/zone/subzone` labels, each weighted
+/// by its number of endpoints (every endpoint weighs 1). Endpoints without a locality share a
+/// group that carries none.
+fn locality_groups(endpoints: Vec<&Endpoint>) -> Vec<Group<'_>> {
+    let mut by_locality: BTreeMap<String, Vec<&Endpoint>> = BTreeMap::new();
+    for endpoint in endpoints {
+        by_locality
+            .entry(endpoint.locality.label())
+            .or_default()
+            .push(endpoint);
+    }
+    by_locality
+        .into_values()
+        .map(|endpoints| {
+            let locality = endpoints[0].locality.clone();
+            let lb_endpoints: Vec<LbEndpoint> = endpoints.iter().map(|e| lb_endpoint(e)).collect();
+            let weight = u32::try_from(lb_endpoints.len()).unwrap_or(u32::MAX);
+            Group {
+                envoy: LocalityLbEndpoints {
+                    locality: (!locality.is_empty()).then(|| EnvoyLocality {
+                        region: locality.region.clone(),
+                        zone: locality.zone.clone(),
+                        sub_zone: locality.subzone.clone(),
+                    }),
+                    lb_endpoints,
+                    load_balancing_weight: Some(UInt32Value { value: weight }),
+                    ..Default::default()
+                },
+                locality,
+                endpoints,
+            }
         })
-        .collect();
-    let locality_weight = u32::try_from(lb_endpoints.len()).unwrap_or(u32::MAX);
-    let localities = if lb_endpoints.is_empty() {
-        Vec::new()
-    } else {
-        vec![LocalityLbEndpoints {
-            lb_endpoints,
-            load_balancing_weight: Some(UInt32Value {
-                value: locality_weight,
-            }),
+        .collect()
+}
+
+fn lb_endpoint(endpoint: &Endpoint) -> LbEndpoint {
+    LbEndpoint {
+        host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(EnvoyEndpoint {
+            address: Some(socket_address(endpoint.address.to_string(), endpoint.port)),
             ..Default::default()
-        }]
-    };
-    ClusterLoadAssignment {
-        cluster_name,
-        endpoints: localities,
+        })),
+        load_balancing_weight: Some(UInt32Value { value: 1 }),
         ..Default::default()
     }
 }

@@ -1,15 +1,21 @@
 //! LDS: outbound listeners, laid out as istiod does for a sidecar.
 //! - HTTP service ports share one listener per port (`0.0.0.0_PORT`) whose connection manager
 //!   fetches route config `"PORT"` over RDS.
-//! - Other TCP ports get a TCP proxy listener per service address (`CLUSTERIP_PORT`).
+//! - Other TCP ports get a TCP proxy listener per service address (`CLUSTERIP_PORT`). Its filter
+//!   chains come from the `tcp` routes (TCP ports) or `tls` routes (TLS and HTTPS ports) of the
+//!   VirtualServices the proxy sees whose hosts cover the service, as istiod's
+//!   `buildSidecarOutboundTCPTLSFilterChainOpts` builds them: `destinationSubnets` become
+//!   `prefix_ranges`, `sniHosts` become `server_names` (with a TLS inspector on the listener), and
+//!   the service's own cluster is the default when no rule catches everything.
 //! - Under iptables interception these listeners do not bind; `virtualOutbound` (15001) receives
 //!   the redirected connections and hands them over by original destination. With
 //!   `INTERCEPTION_MODE: NONE` the per-port listeners bind for real on 127.0.0.1 (named
 //!   `127.0.0.1_PORT`) and no virtual listeners exist.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
-use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
+use envoy_types::pb::envoy::config::core::v3::{CidrRange, TrafficDirection};
 use envoy_types::pb::envoy::config::listener::v3::{
     Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter, listener_filter,
 };
@@ -17,6 +23,7 @@ use envoy_types::pb::envoy::extensions::filters::http::cors::v3::Cors;
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::{
     PathWithEscapedSlashesAction, RouteSpecifier, UpgradeConfig,
 };
@@ -27,13 +34,17 @@ use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpPro
 use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 
 use super::eds::socket_address;
+use super::rds::{destination_cluster, split_weights};
 use super::{
     BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, ads_config_source, outbound_cluster_name, typed_config,
 };
-use crate::model::Model;
+use crate::istio;
+use crate::model::virtual_service::{for_sidecar, hosts_match};
+use crate::model::{MESH_GATEWAY, Model, Protocol, Service, VirtualService};
 use crate::proxy::{InterceptionMode, Proxy, ProxyKind};
 
 const VIRTUAL_OUTBOUND: &str = "virtualOutbound";
+const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
 const VIRTUAL_OUTBOUND_PORT: u16 = 15001;
 
 /// The listeners, and the names of the route configurations they refer to.
@@ -64,6 +75,8 @@ pub fn listeners(model: &Model, proxy: &Proxy) -> (BTreeMap<String, Listener>, B
         routes.insert(route_name);
     }
 
+    let sidecar_rules = for_sidecar(model, &proxy.namespace);
+    let rule_index = RuleIndex::new(&sidecar_rules);
     for service in model.services.values() {
         for port in service
             .ports
@@ -81,6 +94,7 @@ pub fn listeners(model: &Model, proxy: &Proxy) -> (BTreeMap<String, Listener>, B
                     .map(ToString::to_string)
                     .collect()
             };
+            let rules = rules_for_host(&sidecar_rules, &rule_index, &service.hostname);
             for address in addresses {
                 let name = listener_name(&address, port.port);
                 // The first service (by host name) keeps a contested address, as a port can
@@ -90,11 +104,26 @@ pub fn listeners(model: &Model, proxy: &Proxy) -> (BTreeMap<String, Listener>, B
                 {
                     continue;
                 }
-                let chain = FilterChain {
-                    filters: vec![tcp_proxy_filter(&cluster)],
-                    ..Default::default()
+                let chains = if matches!(port.protocol, Protocol::Tls | Protocol::Https) {
+                    tls_filter_chains(model, proxy, service, port.port, &cluster, &rules)
+                } else {
+                    tcp_filter_chains(model, proxy, port.port, &cluster, &rules)
                 };
-                let listener = listener(&address, port.port, vec![chain], bind);
+                let mut listener = listener(&address, port.port, chains, bind);
+                let sni = listener.filter_chains.iter().any(|chain| {
+                    chain
+                        .filter_chain_match
+                        .as_ref()
+                        .is_some_and(|m| !m.server_names.is_empty())
+                });
+                if sni {
+                    listener.listener_filters.push(ListenerFilter {
+                        name: TLS_INSPECTOR.to_string(),
+                        config_type: typed_config(&TlsInspector::default())
+                            .map(listener_filter::ConfigType::TypedConfig),
+                        ..Default::default()
+                    });
+                }
                 listeners.insert(listener.name.clone(), listener);
             }
         }
@@ -174,15 +203,318 @@ fn http_filter(name: &str, config: Option<envoy_types::pb::google::protobuf::Any
 }
 
 fn tcp_proxy_filter(cluster: &str) -> Filter {
+    tcp_proxy(
+        cluster,
+        tcp_proxy::ClusterSpecifier::Cluster(cluster.to_string()),
+    )
+}
+
+fn tcp_proxy(stat_prefix: &str, cluster_specifier: tcp_proxy::ClusterSpecifier) -> Filter {
     let proxy = TcpProxy {
-        stat_prefix: cluster.to_string(),
-        cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(cluster.to_string())),
+        stat_prefix: stat_prefix.to_string(),
+        cluster_specifier: Some(cluster_specifier),
         ..Default::default()
     };
     Filter {
         name: "envoy.filters.network.tcp_proxy".to_string(),
         config_type: typed_config(&proxy).map(filter::ConfigType::TypedConfig),
     }
+}
+
+/// A TCP proxy to a route's destinations (istiod's `buildOutboundNetworkFilters`): one cluster,
+/// named as the stats prefix, or weighted clusters under the VirtualService's `name.namespace`.
+/// Several destinations without weights share traffic evenly, as HTTP routes do.
+fn route_tcp_proxy(
+    vs: &VirtualService,
+    destinations: &[istio::RouteDestination],
+    model: &Model,
+    port: u16,
+) -> Filter {
+    if let [destination] = destinations {
+        let cluster = destination_cluster(&destination.destination, model, port);
+        return tcp_proxy_filter(&cluster);
+    }
+    let weights = split_weights(destinations.iter().map(|d| d.weight));
+    let clusters = destinations
+        .iter()
+        .zip(weights)
+        .filter(|(_, weight)| *weight > 0)
+        .map(
+            |(destination, weight)| tcp_proxy::weighted_cluster::ClusterWeight {
+                name: destination_cluster(&destination.destination, model, port),
+                weight,
+                ..Default::default()
+            },
+        )
+        .collect();
+    tcp_proxy(
+        &format!("{}.{}", vs.name, vs.namespace),
+        tcp_proxy::ClusterSpecifier::WeightedClusters(tcp_proxy::WeightedCluster { clusters }),
+    )
+}
+
+/// The VirtualServices (positions in the sidecar's list) by exact host, and those with wildcard
+/// hosts, so that finding a service's rules does not scan every rule.
+struct RuleIndex<'m> {
+    exact: BTreeMap<&'m str, Vec<usize>>,
+    wildcards: Vec<(&'m str, usize)>,
+}
+
+impl<'m> RuleIndex<'m> {
+    fn new(rules: &[&'m VirtualService]) -> Self {
+        let mut index = RuleIndex {
+            exact: BTreeMap::new(),
+            wildcards: Vec::new(),
+        };
+        for (position, vs) in rules.iter().enumerate() {
+            for host in &vs.hosts {
+                if host.starts_with('*') {
+                    index.wildcards.push((host.as_str(), position));
+                } else {
+                    index.exact.entry(host.as_str()).or_default().push(position);
+                }
+            }
+        }
+        index
+    }
+}
+
+/// The rules whose hosts cover `host` (istiod's `getConfigsForHost`), in the sidecar's order.
+fn rules_for_host<'m>(
+    rules: &[&'m VirtualService],
+    index: &RuleIndex<'_>,
+    host: &str,
+) -> Vec<&'m VirtualService> {
+    let mut positions: BTreeSet<usize> = index
+        .exact
+        .get(host)
+        .into_iter()
+        .flatten()
+        .copied()
+        .collect();
+    positions.extend(
+        index
+            .wildcards
+            .iter()
+            .filter(|(wildcard, _)| hosts_match(wildcard, host))
+            .map(|(_, position)| *position),
+    );
+    positions
+        .into_iter()
+        .map(|position| rules[position])
+        .collect()
+}
+
+/// istiod's `matchTCP` and `matchTLS`: what decides, while generating, whether an L4 match entry
+/// applies to this proxy on this port.
+fn l4_match_applies(
+    proxy: &Proxy,
+    port: u16,
+    gateways: &[String],
+    source_labels: &BTreeMap<String, String>,
+    source_namespace: Option<&str>,
+    match_port: Option<u32>,
+) -> bool {
+    let gateway_ok = gateways.is_empty() || gateways.iter().any(|g| g == MESH_GATEWAY);
+    let labels_ok = source_labels
+        .iter()
+        .all(|(k, v)| proxy.labels.get(k) == Some(v));
+    let port_ok = match_port.is_none_or(|p| p == 0 || p == u32::from(port));
+    let namespace_ok = source_namespace.is_none_or(|ns| ns.is_empty() || ns == proxy.namespace);
+    gateway_ok && labels_ok && port_ok && namespace_ok
+}
+
+/// A CIDR block as Envoy matches it, with the host bits masked (Envoy keys its filter chain
+/// matches that way, and refuses two chains with the same key).
+fn cidr_range(subnet: &str) -> Option<CidrRange> {
+    let (address, length) = match subnet.split_once('/') {
+        Some((address, length)) => (address, Some(length.parse::<u32>().ok()?)),
+        None => (subnet, None),
+    };
+    let address: IpAddr = address.parse().ok()?;
+    let (masked, length) = match address {
+        IpAddr::V4(v4) => {
+            let length = length.unwrap_or(32).min(32);
+            let mask = u32::MAX.checked_shl(32 - length).unwrap_or(0);
+            (IpAddr::V4((u32::from(v4) & mask).into()), length)
+        }
+        IpAddr::V6(v6) => {
+            let length = length.unwrap_or(128).min(128);
+            let mask = u128::MAX.checked_shl(128 - length).unwrap_or(0);
+            (IpAddr::V6((u128::from(v6) & mask).into()), length)
+        }
+    };
+    Some(CidrRange {
+        address_prefix: masked.to_string(),
+        prefix_len: Some(UInt32Value { value: length }),
+    })
+}
+
+/// Filter chains whose matches Envoy could tell apart: a later chain loses the (destination
+/// block, server name) pairs an earlier one already claims, and is left out when nothing is left.
+/// Rules repeating an earlier rule's match never apply anyway; istiod would send chains Envoy
+/// rejects as duplicates.
+#[derive(Default)]
+struct ChainSet {
+    claimed: BTreeSet<(String, String)>,
+    chains: Vec<FilterChain>,
+}
+
+impl ChainSet {
+    /// Adds a chain for connections to `subnets` (any destination when empty) with
+    /// `server_names` (any when empty), without the (block, name) pairs already taken: the names
+    /// that collide are dropped, or else the blocks that do, whichever keeps more.
+    fn push(&mut self, subnets: &[String], server_names: &[String], filter: Filter) {
+        let ranges: Vec<CidrRange> = subnets.iter().filter_map(|s| cidr_range(s)).collect();
+        let range_keys: Vec<String> = if ranges.is_empty() {
+            vec![String::new()]
+        } else {
+            ranges
+                .iter()
+                .map(|r| {
+                    let length = r.prefix_len.unwrap_or_default().value;
+                    format!("{}/{length}", r.address_prefix)
+                })
+                .collect()
+        };
+        let names: Vec<String> = if server_names.is_empty() {
+            vec![String::new()]
+        } else {
+            server_names.to_vec()
+        };
+        let free =
+            |key: &String, name: &String| !self.claimed.contains(&(key.clone(), name.clone()));
+        let free_names: Vec<String> = names
+            .iter()
+            .filter(|name| range_keys.iter().all(|key| free(key, name)))
+            .cloned()
+            .collect();
+        let free_ranges: Vec<usize> = (0..range_keys.len())
+            .filter(|&i| names.iter().all(|name| free(&range_keys[i], name)))
+            .collect();
+        let (kept_ranges, kept_names): (Vec<usize>, Vec<String>) =
+            if free_names.len() * range_keys.len() >= free_ranges.len() * names.len() {
+                ((0..range_keys.len()).collect(), free_names)
+            } else {
+                (free_ranges, names)
+            };
+        if kept_ranges.is_empty() || kept_names.is_empty() {
+            return;
+        }
+        for &i in &kept_ranges {
+            for name in &kept_names {
+                self.claimed.insert((range_keys[i].clone(), name.clone()));
+            }
+        }
+        let prefix_ranges: Vec<CidrRange> = ranges
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| kept_ranges.contains(i))
+            .map(|(_, range)| range)
+            .collect();
+        let server_names: Vec<String> = kept_names.into_iter().filter(|n| !n.is_empty()).collect();
+        let filter_chain_match =
+            (!prefix_ranges.is_empty() || !server_names.is_empty()).then(|| FilterChainMatch {
+                prefix_ranges,
+                server_names,
+                ..Default::default()
+            });
+        self.chains.push(FilterChain {
+            filter_chain_match,
+            filters: vec![filter],
+            ..Default::default()
+        });
+    }
+}
+
+/// istiod's `buildSidecarOutboundTCPFilterChainOpts`: the `tcp` rules in order; a rule without
+/// matches, or a match entry without `destinationSubnets`, catches everything and ends the list;
+/// entries with subnets gather into one chain per rule. The service's own cluster takes what no
+/// rule catches.
+fn tcp_filter_chains(
+    model: &Model,
+    proxy: &Proxy,
+    port: u16,
+    cluster: &str,
+    rules: &[&VirtualService],
+) -> Vec<FilterChain> {
+    let mut chains = ChainSet::default();
+    for vs in rules {
+        for tcp in &vs.tcp {
+            let filter = || route_tcp_proxy(vs, &tcp.route, model, port);
+            if tcp.matches.is_empty() {
+                chains.push(&[], &[], filter());
+                return chains.chains;
+            }
+            let mut subnets = Vec::new();
+            for request in &tcp.matches {
+                let applies = l4_match_applies(
+                    proxy,
+                    port,
+                    &request.gateways,
+                    &request.source_labels,
+                    request.source_namespace.as_deref(),
+                    request.port,
+                );
+                if !applies {
+                    continue;
+                }
+                if request.destination_subnets.is_empty() {
+                    chains.push(&[], &[], filter());
+                    return chains.chains;
+                }
+                subnets.extend(request.destination_subnets.iter().cloned());
+            }
+            if !subnets.is_empty() {
+                chains.push(&subnets, &[], filter());
+            }
+        }
+    }
+    chains.push(&[], &[], tcp_proxy_filter(cluster));
+    chains.chains
+}
+
+/// istiod's `buildSidecarOutboundTLSFilterChainOpts`: a chain per applicable `tls` match entry,
+/// matched by its `sniHosts` (and `destinationSubnets`); without any, the service's own cluster,
+/// matched by its host name when the listener has no address of its own.
+fn tls_filter_chains(
+    model: &Model,
+    proxy: &Proxy,
+    service: &Service,
+    port: u16,
+    cluster: &str,
+    rules: &[&VirtualService],
+) -> Vec<FilterChain> {
+    let mut chains = ChainSet::default();
+    let mut matched = false;
+    for vs in rules {
+        for tls in &vs.tls {
+            for request in &tls.matches {
+                let applies = l4_match_applies(
+                    proxy,
+                    port,
+                    &request.gateways,
+                    &request.source_labels,
+                    request.source_namespace.as_deref(),
+                    request.port,
+                );
+                if applies {
+                    let filter = route_tcp_proxy(vs, &tls.route, model, port);
+                    chains.push(&request.destination_subnets, &request.sni_hosts, filter);
+                    matched = true;
+                }
+            }
+        }
+    }
+    if !matched {
+        let server_names = if service.cluster_ips.is_empty() {
+            vec![service.hostname.clone()]
+        } else {
+            Vec::new()
+        };
+        chains.push(&[], &server_names, tcp_proxy_filter(cluster));
+    }
+    chains.chains
 }
 
 /// Receives every redirected outbound connection and hands it to the listener for its original
@@ -219,5 +551,74 @@ fn virtual_outbound() -> Listener {
         }],
         traffic_direction: TrafficDirection::Outbound as i32,
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matches(chains: &ChainSet) -> Vec<(Vec<String>, Vec<String>)> {
+        chains
+            .chains
+            .iter()
+            .map(|chain| {
+                let m = chain.filter_chain_match.clone().unwrap_or_default();
+                let ranges = m
+                    .prefix_ranges
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{}/{}",
+                            r.address_prefix,
+                            r.prefix_len.unwrap_or_default().value
+                        )
+                    })
+                    .collect();
+                (ranges, m.server_names)
+            })
+            .collect()
+    }
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn later_chains_lose_what_earlier_ones_match() {
+        let filter = || tcp_proxy_filter("c");
+        let mut chains = ChainSet::default();
+        chains.push(&strings(&["10.1.2.3/8"]), &[], filter());
+        // The same block (host bits aside) is taken; the other one stays.
+        chains.push(&strings(&["10.0.0.0/8", "192.168.1.7"]), &[], filter());
+        chains.push(&strings(&["10.0.0.0/8"]), &[], filter());
+        chains.push(&[], &[], filter());
+        chains.push(&[], &[], filter());
+        assert_eq!(
+            matches(&chains),
+            [
+                (strings(&["10.0.0.0/8"]), vec![]),
+                (strings(&["192.168.1.7/32"]), vec![]),
+                (vec![], vec![]),
+            ]
+        );
+
+        let mut chains = ChainSet::default();
+        chains.push(&[], &strings(&["a.example.com", "b.example.com"]), filter());
+        chains.push(&[], &strings(&["b.example.com", "c.example.com"]), filter());
+        chains.push(
+            &strings(&["10.0.0.0/8"]),
+            &strings(&["a.example.com"]),
+            filter(),
+        );
+        chains.push(&[], &strings(&["a.example.com"]), filter());
+        assert_eq!(
+            matches(&chains),
+            [
+                (vec![], strings(&["a.example.com", "b.example.com"])),
+                (vec![], strings(&["c.example.com"])),
+                (strings(&["10.0.0.0/8"]), strings(&["a.example.com"])),
+            ]
+        );
     }
 }

@@ -2,8 +2,10 @@
 //! (names, defaults, precedence). One module per xDS type; all of it pure and deterministic.
 
 mod cds;
+mod cluster_policy;
 mod eds;
 mod lds;
+mod locality;
 mod rds;
 
 use std::collections::BTreeMap;

@@ -1,143 +1,257 @@
-//! RDS: one route configuration per HTTP port (named `"PORT"`), one virtual host per service on
-//! that port (`HOST:PORT`, with Istio's domains), routes from the first VirtualService for that
-//! host in precedence order (or istiod's default route), and a last catch-all host that passes
-//! unknown destinations through.
+//! RDS: one route configuration per HTTP port (named `"PORT"`), laid out as istiod's
+//! `BuildSidecarOutboundVirtualHosts` does for a sidecar:
+//! - The VirtualServices the proxy sees (bound to `mesh`, exported to its namespace; private ones
+//!   first, then those exported to it by name, then public ones, each in precedence order) are
+//!   tried in turn. On ports other than 80 only those naming a service on the port are.
+//! - A VirtualService's hosts that are services on the port get a virtual host per service
+//!   (`HOST:PORT`, with Istio's domains); a service named by several VirtualServices takes the
+//!   first, except that a VirtualService naming it exactly wins over wildcards, and a more
+//!   specific wildcard over a broader one. Other hosts (`bookinfo.example.com`, and, as in istiod,
+//!   services without this port) get a virtual host of their own with that one domain, on the
+//!   ports of the VirtualService's services, or on port 80 when it has none there.
+//! - A VirtualService that yields no route for this proxy on this port (matches for other ports
+//!   or other clients) is passed over, and its services get istiod's default route.
+//! - Services without a VirtualService get the default route; a virtual host name or domain that
+//!   is already taken is not used again. Virtual hosts are sorted by name, and a last catch-all
+//!   host passes unknown destinations through.
+//!
+//! Route matching lives in `matching`, route actions and per-route filter configs in `actions`.
+
+mod actions;
+mod matching;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;
-use envoy_types::pb::envoy::config::core::v3::{
-    DataSource, HeaderValue, HeaderValueOption, data_source,
-};
-use envoy_types::pb::envoy::config::route::v3::redirect_action::{
-    PathRewriteSpecifier, RedirectResponseCode, SchemeRewriteSpecifier,
-};
-use envoy_types::pb::envoy::config::route::v3::retry_policy::{
-    RetryHostPredicate, retry_host_predicate,
-};
 use envoy_types::pb::envoy::config::route::v3::route::Action;
-use envoy_types::pb::envoy::config::route::v3::route_action::{
-    ClusterSpecifier, HostRewriteSpecifier, MaxStreamDuration,
-};
-use envoy_types::pb::envoy::config::route::v3::route_match::PathSpecifier;
-use envoy_types::pb::envoy::config::route::v3::weighted_cluster::ClusterWeight;
-use envoy_types::pb::envoy::config::route::v3::{
-    DirectResponseAction, HeaderMatcher, QueryParameterMatcher, RedirectAction, RetryPolicy, Route,
-    RouteAction, RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster, header_matcher,
-    query_parameter_matcher,
-};
-use envoy_types::pb::envoy::extensions::retry::host::previous_hosts::v3::PreviousHostsPredicate;
-use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, string_matcher};
+use envoy_types::pb::envoy::config::route::v3::route_action::ClusterSpecifier;
+use envoy_types::pb::envoy::config::route::v3::{Route, RouteConfiguration, VirtualHost};
 use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 
-use super::{PASSTHROUGH_CLUSTER, outbound_cluster_name, proto_duration, typed_config};
-use crate::istio::{self, StringMatch};
+pub(crate) use actions::{destination_cluster, split_weights};
+
+use super::{PASSTHROUGH_CLUSTER, outbound_cluster_name};
+use crate::istio;
+use crate::model::virtual_service::{MAX_DIRECT_RESPONSE_BODY, for_sidecar, hosts_match};
 use crate::model::{Model, Service, VirtualService};
 use crate::proxy::Proxy;
 
-/// istiod's retry defaults for every route without a retry policy of its own.
-const DEFAULT_RETRY_ON: &str =
-    "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
-const DEFAULT_RETRIES: u32 = 2;
-const DEFAULT_RETRIABLE_STATUS: u32 = 503;
-const HOST_SELECTION_RETRY_MAX_ATTEMPTS: i64 = 5;
+/// The port on which VirtualServices without any service on it still get virtual hosts (istiod's
+/// own "gross hack").
+const PLAIN_HOSTS_PORT: u16 = 80;
 
 pub fn routes(
     model: &Model,
     proxy: &Proxy,
     names: &BTreeSet<String>,
 ) -> BTreeMap<String, RouteConfiguration> {
+    let rules = for_sidecar(model, &proxy.namespace);
     names
         .iter()
         .filter_map(|name| {
             let port: u16 = name.parse().ok()?;
-            Some((name.clone(), route_configuration(model, proxy, name, port)))
+            Some((
+                name.clone(),
+                route_configuration(model, proxy, &rules, name, port),
+            ))
         })
         .collect()
 }
 
-fn route_configuration(model: &Model, proxy: &Proxy, name: &str, port: u16) -> RouteConfiguration {
-    let mut used_domains = BTreeSet::new();
-    let mut virtual_hosts = Vec::new();
-    let services = model
+/// The virtual hosts one VirtualService (or one service's default route) yields on a port.
+struct Wrapper<'m> {
+    /// VirtualService hosts that are not services on this port.
+    plain_hosts: Vec<&'m str>,
+    services: Vec<&'m Service>,
+    routes: Vec<Route>,
+}
+
+fn route_configuration(
+    model: &Model,
+    proxy: &Proxy,
+    rules: &[&VirtualService],
+    name: &str,
+    port: u16,
+) -> RouteConfiguration {
+    let on_port: BTreeMap<&str, &Service> = model
         .services
         .values()
-        .filter(|service| service.port(port).is_some_and(|p| p.protocol.is_http()));
-    let rules = SidecarRules::new(model);
-    for service in services {
-        let rule = rules.for_host(&service.hostname);
-        let routes = match rule {
-            Some(vs) => virtual_service_routes(vs, model, proxy, port),
-            None => vec![default_route(outbound_cluster_name(
-                port,
-                "",
-                &service.hostname,
-            ))],
-        };
-        let domains: Vec<String> = domains(service, proxy)
-            .into_iter()
-            .filter(|domain| used_domains.insert(domain.clone()))
-            .collect();
-        if domains.is_empty() {
+        .filter(|service| service.port(port).is_some())
+        .map(|service| (service.hostname.as_str(), service))
+        .collect();
+    let is_http = |service: &Service| service.port(port).is_some_and(|p| p.protocol.is_http());
+    let owners = service_owners(rules, model.services.values());
+    let mut wrappers = Vec::new();
+    for (index, vs) in rules.iter().enumerate() {
+        let names_a_service = vs.hosts.iter().any(|host| {
+            if host.starts_with('*') {
+                on_port.keys().any(|service| hosts_match(host, service))
+            } else {
+                on_port.contains_key(host.as_str())
+            }
+        });
+        if port != PLAIN_HOSTS_PORT && !names_a_service {
             continue;
         }
-        virtual_hosts.push(VirtualHost {
-            name: format!("{}:{port}", service.hostname),
-            domains,
+        let routes = virtual_service_routes(vs, model, proxy, port);
+        if routes.is_empty() {
+            continue;
+        }
+        let (plain_hosts, services) = separate_hosts(vs, index, &on_port, &owners);
+        let services: Vec<&Service> = services.into_iter().filter(|s| is_http(s)).collect();
+        if services.is_empty() && port != PLAIN_HOSTS_PORT {
+            continue;
+        }
+        wrappers.push(Wrapper {
+            plain_hosts,
+            services,
             routes,
-            include_request_attempt_count: true,
-            ..Default::default()
         });
     }
+    let routed: BTreeSet<&str> = wrappers
+        .iter()
+        .flat_map(|wrapper| wrapper.services.iter().map(|s| s.hostname.as_str()))
+        .collect();
+    for service in on_port.values().filter(|service| is_http(service)) {
+        if routed.contains(service.hostname.as_str()) {
+            continue;
+        }
+        let cluster = outbound_cluster_name(port, "", &service.hostname);
+        wrappers.push(Wrapper {
+            plain_hosts: Vec::new(),
+            services: vec![service],
+            routes: vec![default_route(cluster)],
+        });
+    }
+
+    // DestinationRule consistent hashing: `hash_policy` on the routes to hashed clusters.
+    let routes = wrappers.iter_mut().flat_map(|wrapper| &mut wrapper.routes);
+    super::cluster_policy::add_hash_policies(model, routes);
+
+    let mut names = BTreeSet::new();
+    let mut used_domains = BTreeSet::new();
+    let mut virtual_hosts = Vec::new();
+    for wrapper in wrappers {
+        let first = virtual_hosts.len();
+        let hosts = wrapper
+            .plain_hosts
+            .iter()
+            .map(|host| (*host, vec![host.to_string()]))
+            .chain(
+                wrapper
+                    .services
+                    .iter()
+                    .map(|service| (service.hostname.as_str(), domains(service, proxy))),
+            );
+        for (host, domains) in hosts {
+            let name = format!("{host}:{port}");
+            if !names.insert(name.clone()) {
+                continue;
+            }
+            let domains: Vec<String> = domains
+                .into_iter()
+                .filter(|domain| used_domains.insert(domain.to_ascii_lowercase()))
+                .collect();
+            if domains.is_empty() {
+                continue;
+            }
+            virtual_hosts.push(VirtualHost {
+                name,
+                domains,
+                include_request_attempt_count: true,
+                ..Default::default()
+            });
+        }
+        // Every virtual host of the wrapper has its routes; the last one takes them over.
+        if let Some((last, others)) = virtual_hosts[first..].split_last_mut() {
+            for virtual_host in others {
+                virtual_host.routes = wrapper.routes.clone();
+            }
+            last.routes = wrapper.routes;
+        }
+    }
+    virtual_hosts.sort_by(|a, b| a.name.cmp(&b.name));
     virtual_hosts.push(allow_any_virtual_host());
     RouteConfiguration {
         name: name.to_string(),
         virtual_hosts,
         validate_clusters: Some(BoolValue { value: false }),
+        max_direct_response_body_size_bytes: Some(UInt32Value {
+            value: u32::try_from(MAX_DIRECT_RESPONSE_BODY).unwrap_or(u32::MAX),
+        }),
         ignore_port_in_host_matching: true,
         ..Default::default()
     }
 }
 
-/// The VirtualServices that apply to sidecars, indexed by host. A host named exactly wins over a
-/// wildcard; among equals, the first in precedence order wins.
-struct SidecarRules<'m> {
-    exact: BTreeMap<&'m str, &'m VirtualService>,
-    /// `(suffix, rule)` for hosts such as `*.example.com` (suffix `.example.com`) and `*`.
-    wildcards: Vec<(&'m str, &'m VirtualService)>,
+/// For every service a VirtualService names, the one that owns it (as an index into `rules`):
+/// the first naming it exactly, else the first with the most specific wildcard covering it
+/// (istiod's `MostSpecificWildcardVirtualServiceIndex`).
+fn service_owners<'m>(
+    rules: &[&'m VirtualService],
+    services: impl Iterator<Item = &'m Service>,
+) -> BTreeMap<&'m str, usize> {
+    let mut exact: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut wildcards: BTreeMap<&str, usize> = BTreeMap::new();
+    for (index, vs) in rules.iter().enumerate() {
+        for host in &vs.hosts {
+            let index_for = if host.starts_with('*') {
+                &mut wildcards
+            } else {
+                &mut exact
+            };
+            index_for.entry(host.as_str()).or_insert(index);
+        }
+    }
+    let mut owners = BTreeMap::new();
+    for service in services {
+        let host = service.hostname.as_str();
+        let owner = exact.get(host).copied().or_else(|| {
+            wildcards
+                .iter()
+                .filter(|(wildcard, _)| host.ends_with(&wildcard[1..]))
+                .max_by_key(|(wildcard, index)| (wildcard.len(), std::cmp::Reverse(**index)))
+                .map(|(_, index)| *index)
+        });
+        if let Some(owner) = owner {
+            owners.insert(host, owner);
+        }
+    }
+    owners
 }
 
-impl<'m> SidecarRules<'m> {
-    fn new(model: &'m Model) -> Self {
-        let mut rules = SidecarRules {
-            exact: BTreeMap::new(),
-            wildcards: Vec::new(),
-        };
-        for vs in model
-            .virtual_services
-            .iter()
-            .filter(|vs| vs.applies_to_sidecars())
-        {
-            for host in &vs.hosts {
-                match host.strip_prefix('*') {
-                    Some(suffix) => rules.wildcards.push((suffix, vs)),
-                    None => {
-                        rules.exact.entry(host.as_str()).or_insert(vs);
-                    }
-                }
-            }
+/// istiod's `separateVSHostsAndServices`: the VirtualService's hosts that are services on this
+/// port (wildcards: the services they cover and own), and the other hosts.
+fn separate_hosts<'m>(
+    vs: &'m VirtualService,
+    index: usize,
+    on_port: &BTreeMap<&'m str, &'m Service>,
+    owners: &BTreeMap<&str, usize>,
+) -> (Vec<&'m str>, Vec<&'m Service>) {
+    let mut plain_hosts = Vec::new();
+    let mut services = Vec::new();
+    for host in vs.hosts.iter().filter(|host| !host.starts_with('*')) {
+        match on_port.get(host.as_str()) {
+            Some(service) => services.push(*service),
+            None => plain_hosts.push(host.as_str()),
         }
-        rules
     }
-
-    fn for_host(&self, host: &str) -> Option<&'m VirtualService> {
-        self.exact.get(host).copied().or_else(|| {
-            self.wildcards
-                .iter()
-                .find(|(suffix, _)| host.ends_with(suffix))
-                .map(|(_, vs)| *vs)
-        })
+    for host in vs.hosts.iter().filter(|host| host.starts_with('*')) {
+        let covered: Vec<&&Service> = on_port
+            .iter()
+            .filter(|(name, _)| hosts_match(name, host))
+            .map(|(_, service)| service)
+            .collect();
+        if covered.is_empty() {
+            plain_hosts.push(host.as_str());
+        }
+        services.extend(
+            covered
+                .into_iter()
+                .filter(|service| owners.get(service.hostname.as_str()) == Some(&index))
+                .copied(),
+        );
     }
+    (plain_hosts, services)
 }
 
 /// The names a service answers to: the short name from its own namespace only, then
@@ -172,98 +286,21 @@ fn allow_any_virtual_host() -> VirtualHost {
 fn default_route(cluster: String) -> Route {
     Route {
         name: "default".to_string(),
-        r#match: Some(prefix_match("/")),
-        action: Some(Action::Route(RouteAction {
-            cluster_specifier: Some(ClusterSpecifier::Cluster(cluster)),
-            ..route_action_defaults(None, Some(&default_retry_policy()))
-        })),
+        r#match: Some(matching::prefix_match("/")),
+        action: Some(Action::Route(
+            envoy_types::pb::envoy::config::route::v3::RouteAction {
+                cluster_specifier: Some(ClusterSpecifier::Cluster(cluster)),
+                ..actions::route_action_defaults(None, Some(actions::default_retry_policy()))
+            },
+        )),
         ..Default::default()
     }
 }
 
-fn prefix_match(prefix: &str) -> RouteMatch {
-    RouteMatch {
-        path_specifier: Some(PathSpecifier::Prefix(prefix.to_string())),
-        ..Default::default()
-    }
-}
-
-/// Timeout (none by default: `0s` turns off Envoy's 15s), the same cap for gRPC timeouts, and the
-/// retry policy.
-fn route_action_defaults(
-    timeout: Option<std::time::Duration>,
-    retry_policy: Option<&RetryPolicy>,
-) -> RouteAction {
-    let timeout = proto_duration(timeout.unwrap_or_default());
-    RouteAction {
-        timeout: Some(timeout),
-        max_stream_duration: Some(MaxStreamDuration {
-            max_stream_duration: Some(timeout),
-            grpc_timeout_header_max: Some(timeout),
-            ..Default::default()
-        }),
-        retry_policy: retry_policy.cloned(),
-        ..Default::default()
-    }
-}
-
-fn default_retry_policy() -> RetryPolicy {
-    RetryPolicy {
-        retry_on: DEFAULT_RETRY_ON.to_string(),
-        num_retries: Some(UInt32Value {
-            value: DEFAULT_RETRIES,
-        }),
-        retriable_status_codes: vec![DEFAULT_RETRIABLE_STATUS],
-        retry_host_predicate: vec![RetryHostPredicate {
-            name: "envoy.retry_host_predicates.previous_hosts".to_string(),
-            config_type: typed_config(&PreviousHostsPredicate::default())
-                .map(retry_host_predicate::ConfigType::TypedConfig),
-        }],
-        host_selection_retry_max_attempts: HOST_SELECTION_RETRY_MAX_ATTEMPTS,
-        ..Default::default()
-    }
-}
-
-/// istiod's conversion: no `retries` means the default policy, `attempts: 0` means none, and
-/// numbers in `retryOn` are retriable status codes.
-fn retry_policy(retries: Option<&istio::HttpRetry>) -> Option<RetryPolicy> {
-    let mut policy = default_retry_policy();
-    let Some(retries) = retries else {
-        return Some(policy);
-    };
-    let attempts = u32::try_from(retries.attempts)
-        .ok()
-        .filter(|attempts| *attempts > 0)?;
-    policy.num_retries = Some(UInt32Value { value: attempts });
-    if let Some(retry_on) = retries.retry_on.as_deref().filter(|r| !r.trim().is_empty()) {
-        let (codes, conditions): (Vec<&str>, Vec<&str>) = retry_on
-            .split(',')
-            .map(str::trim)
-            .filter(|part| !part.is_empty())
-            .partition(|part| {
-                part.parse::<u32>()
-                    .is_ok_and(|code| (100..600).contains(&code))
-            });
-        policy.retriable_status_codes = codes.iter().filter_map(|code| code.parse().ok()).collect();
-        policy.retry_on = conditions.join(",");
-        if !policy.retriable_status_codes.is_empty()
-            && !policy.retry_on.contains("retriable-status-codes")
-        {
-            if !policy.retry_on.is_empty() {
-                policy.retry_on.push(',');
-            }
-            policy.retry_on.push_str("retriable-status-codes");
-        }
-    }
-    if let Some(per_try) = retries.per_try_timeout {
-        policy.per_try_timeout = Some(proto_duration(per_try.0));
-    }
-    Some(policy)
-}
-
-/// The routes of one VirtualService as this proxy on this port sees them: each `match` entry is
-/// one route, entries that do not apply to the proxy are left out, and generation stops after
-/// the first route that matches everything.
+/// The routes of one VirtualService as this proxy on this port sees them (istiod's
+/// `BuildHTTPRoutesForVirtualService`): each `match` entry is one route, entries that do not
+/// apply to the proxy are left out, and generation stops after the first route that matches
+/// everything.
 fn virtual_service_routes(
     vs: &VirtualService,
     model: &Model,
@@ -272,39 +309,18 @@ fn virtual_service_routes(
 ) -> Vec<Route> {
     let mut routes = Vec::new();
     for http in &vs.http {
-        let action = route_action(http, model, port);
-        let matches: Vec<Option<&istio::HttpMatchRequest>> = if http.matches.is_empty() {
-            vec![None]
-        } else {
-            http.matches
-                .iter()
-                .filter(|m| applies(m, proxy, port))
-                .map(Some)
-                .collect()
-        };
-        for request in matches {
-            let route_match = route_match(request);
-            let catch_all = is_catch_all(&route_match);
-            routes.push(Route {
-                name: route_name(http, request),
-                r#match: Some(route_match),
-                action: Some(action.clone()),
-                request_headers_to_add: header_options(
-                    http.headers.as_ref().and_then(|h| h.request.as_ref()),
-                    true,
-                ),
-                request_headers_to_remove: removed(
-                    http.headers.as_ref().and_then(|h| h.request.as_ref()),
-                ),
-                response_headers_to_add: header_options(
-                    http.headers.as_ref().and_then(|h| h.response.as_ref()),
-                    false,
-                ),
-                response_headers_to_remove: removed(
-                    http.headers.as_ref().and_then(|h| h.response.as_ref()),
-                ),
-                ..Default::default()
-            });
+        if http.matches.is_empty() {
+            routes.push(translate_route(http, None, model, port));
+            return routes;
+        }
+        for request in http
+            .matches
+            .iter()
+            .filter(|m| matching::applies(m, proxy, port))
+        {
+            let route = translate_route(http, Some(request), model, port);
+            let catch_all = route.r#match.as_ref().is_some_and(matching::is_catch_all);
+            routes.push(route);
             if catch_all {
                 return routes;
             }
@@ -313,347 +329,40 @@ fn virtual_service_routes(
     routes
 }
 
-fn route_name(http: &istio::HttpRoute, request: Option<&istio::HttpMatchRequest>) -> String {
-    let match_name = request.and_then(|r| r.name.as_deref());
-    match (http.name.as_deref(), match_name) {
-        (Some(route), Some(matched)) => format!("{route}.{matched}"),
-        (Some(name), None) | (None, Some(name)) => name.to_string(),
-        (None, None) => String::new(),
-    }
-}
-
-/// Whether a match entry can apply to this proxy on this port at all.
-fn applies(request: &istio::HttpMatchRequest, proxy: &Proxy, port: u16) -> bool {
-    let port_ok = request.port.is_none_or(|p| p == u32::from(port));
-    let labels_ok = request
-        .source_labels
-        .iter()
-        .all(|(k, v)| proxy.labels.get(k) == Some(v));
-    let namespace_ok = request
-        .source_namespace
-        .as_deref()
-        .is_none_or(|ns| ns == proxy.namespace);
-    let gateways_ok = request.gateways.is_empty()
-        || request
-            .gateways
-            .iter()
-            .any(|g| g == crate::model::MESH_GATEWAY);
-    port_ok && labels_ok && namespace_ok && gateways_ok
-}
-
-fn is_catch_all(route_match: &RouteMatch) -> bool {
-    let everything = match &route_match.path_specifier {
-        Some(PathSpecifier::Prefix(prefix)) => prefix == "/",
-        Some(PathSpecifier::SafeRegex(regex)) => regex.regex == "*" || regex.regex == ".*",
-        _ => false,
-    };
-    everything && route_match.headers.is_empty() && route_match.query_parameters.is_empty()
-}
-
-fn string_matcher(matcher: &StringMatch) -> StringMatcher {
-    let pattern = match matcher {
-        StringMatch::Exact(value) => string_matcher::MatchPattern::Exact(value.clone()),
-        StringMatch::Prefix(value) => string_matcher::MatchPattern::Prefix(value.clone()),
-        StringMatch::Regex(value) => string_matcher::MatchPattern::SafeRegex(regex_matcher(value)),
-    };
-    StringMatcher {
-        match_pattern: Some(pattern),
-        ..Default::default()
-    }
-}
-
-fn regex_matcher(regex: &str) -> RegexMatcher {
-    RegexMatcher {
-        regex: regex.to_string(),
-        ..Default::default()
-    }
-}
-
-fn header_matcher(name: &str, matcher: &StringMatch, invert: bool) -> HeaderMatcher {
-    HeaderMatcher {
-        name: name.to_string(),
-        invert_match: invert,
-        header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(
-            string_matcher(matcher),
-        )),
-        ..Default::default()
-    }
-}
-
-fn route_match(request: Option<&istio::HttpMatchRequest>) -> RouteMatch {
-    let Some(request) = request else {
-        return prefix_match("/");
-    };
-    let path_specifier = match &request.uri {
-        None => PathSpecifier::Prefix("/".to_string()),
-        Some(StringMatch::Exact(path)) => PathSpecifier::Path(path.clone()),
-        Some(StringMatch::Prefix(prefix)) => PathSpecifier::Prefix(prefix.clone()),
-        Some(StringMatch::Regex(regex)) => PathSpecifier::SafeRegex(regex_matcher(regex)),
-    };
-    let pseudo_headers = [
-        (":method", &request.method),
-        (":authority", &request.authority),
-        (":scheme", &request.scheme),
-    ];
-    let mut headers: Vec<HeaderMatcher> = pseudo_headers
-        .into_iter()
-        .filter_map(|(name, matcher)| matcher.as_ref().map(|m| header_matcher(name, m, false)))
-        .collect();
-    headers.extend(
-        request
-            .headers
-            .iter()
-            .map(|(name, m)| header_matcher(name, m, false)),
-    );
-    headers.extend(
-        request
-            .without_headers
-            .iter()
-            .map(|(name, m)| header_matcher(name, m, true)),
-    );
-    // `name: {}` asks only for the header to be there (or, under withoutHeaders, not there).
-    let present = |name: &String, invert: bool| HeaderMatcher {
-        name: name.clone(),
-        invert_match: invert,
-        header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::PresentMatch(true)),
-        ..Default::default()
-    };
-    headers.extend(
-        request
-            .headers
-            .present
-            .iter()
-            .map(|name| present(name, false)),
-    );
-    headers.extend(
-        request
-            .without_headers
-            .present
-            .iter()
-            .map(|name| present(name, true)),
-    );
-    let parameter_present = |name: &String| QueryParameterMatcher {
-        name: name.clone(),
-        query_parameter_match_specifier: Some(
-            query_parameter_matcher::QueryParameterMatchSpecifier::PresentMatch(true),
-        ),
-    };
-    let query_parameters = request
-        .query_params
-        .iter()
-        .map(|(name, matcher)| QueryParameterMatcher {
-            name: name.clone(),
-            query_parameter_match_specifier: Some(match matcher {
-                // An empty exact value asks only for the parameter to be there, as in istiod.
-                StringMatch::Exact(value) if value.is_empty() => {
-                    query_parameter_matcher::QueryParameterMatchSpecifier::PresentMatch(true)
-                }
-                other => query_parameter_matcher::QueryParameterMatchSpecifier::StringMatch(
-                    string_matcher(other),
-                ),
-            }),
-        })
-        .chain(request.query_params.present.iter().map(parameter_present))
-        .collect();
-    RouteMatch {
-        path_specifier: Some(path_specifier),
-        case_sensitive: request
-            .ignore_uri_case
-            .then_some(BoolValue { value: false }),
-        headers,
-        query_parameters,
-        ..Default::default()
-    }
-}
-
-fn route_action(http: &istio::HttpRoute, model: &Model, port: u16) -> Action {
-    if let Some(redirect) = &http.redirect {
-        return Action::Redirect(redirect_action(redirect));
-    }
-    if let Some(direct) = &http.direct_response {
-        return Action::DirectResponse(direct_response_action(direct));
-    }
-    let mut action = route_action_defaults(
-        http.timeout.map(|t| t.0),
-        retry_policy(http.retries.as_ref()).as_ref(),
-    );
-    action.cluster_specifier = Some(cluster_specifier(&http.route, model, port));
-    if let Some(rewrite) = &http.rewrite {
-        if let Some(uri) = &rewrite.uri {
-            action.prefix_rewrite = uri.clone();
-        }
-        if let Some(authority) = &rewrite.authority {
-            action.host_rewrite_specifier =
-                Some(HostRewriteSpecifier::HostRewriteLiteral(authority.clone()));
-        }
-    }
-    let authority = http
-        .headers
-        .as_ref()
-        .and_then(|h| h.request.as_ref())
-        .and_then(|ops| ops.set.iter().find(|(k, _)| is_authority(k)))
-        .map(|(_, v)| v.clone());
-    if let Some(authority) = authority {
-        action.host_rewrite_specifier = Some(HostRewriteSpecifier::HostRewriteLiteral(authority));
-    }
-    Action::Route(action)
-}
-
-fn is_authority(header: &str) -> bool {
-    header == ":authority" || header.eq_ignore_ascii_case("host")
-}
-
-/// One destination is a cluster; several are weighted clusters. Several destinations with no
-/// weights share traffic evenly (istiod would send weights Envoy rejects).
-fn cluster_specifier(
-    destinations: &[istio::HttpRouteDestination],
+/// istiod's `translateRoute`.
+fn translate_route(
+    http: &istio::HttpRoute,
+    request: Option<&istio::HttpMatchRequest>,
     model: &Model,
     port: u16,
-) -> ClusterSpecifier {
-    let weights = split_weights(destinations);
-    let weighted: Vec<(&istio::HttpRouteDestination, u32)> = destinations
-        .iter()
-        .zip(weights)
-        .filter(|(_, weight)| *weight > 0 || destinations.len() == 1)
-        .collect();
-    if let [(destination, _)] = weighted[..] {
-        return ClusterSpecifier::Cluster(destination_cluster(
-            &destination.destination,
-            model,
-            port,
-        ));
-    }
-    let clusters = weighted
-        .into_iter()
-        .map(|(destination, weight)| {
-            let headers = destination.headers.as_ref();
-            ClusterWeight {
-                name: destination_cluster(&destination.destination, model, port),
-                weight: Some(UInt32Value { value: weight }),
-                request_headers_to_add: header_options(
-                    headers.and_then(|h| h.request.as_ref()),
-                    true,
-                ),
-                request_headers_to_remove: removed(headers.and_then(|h| h.request.as_ref())),
-                response_headers_to_add: header_options(
-                    headers.and_then(|h| h.response.as_ref()),
-                    false,
-                ),
-                response_headers_to_remove: removed(headers.and_then(|h| h.response.as_ref())),
-                ..Default::default()
-            }
-        })
-        .collect();
-    ClusterSpecifier::WeightedClusters(WeightedCluster {
-        clusters,
-        ..Default::default()
-    })
-}
-
-/// The weight of each destination; unweighted routes split 100 evenly, the remainder going to the
-/// first destinations.
-fn split_weights(destinations: &[istio::HttpRouteDestination]) -> Vec<u32> {
-    if destinations.iter().any(|d| d.weight.is_some()) {
-        return destinations
-            .iter()
-            .map(|d| u32::try_from(d.weight.unwrap_or(0)).unwrap_or(0))
-            .collect();
-    }
-    let count = u32::try_from(destinations.len()).unwrap_or(u32::MAX).max(1);
-    (0..count)
-        .map(|i| 100 / count + u32::from(i < 100 % count))
-        .collect()
-}
-
-/// The cluster a destination names: its port, else the service's only port, else the port being
-/// served.
-fn destination_cluster(
-    destination: &istio::Destination,
-    model: &Model,
-    listener_port: u16,
-) -> String {
-    let explicit = destination.port.and_then(|p| u16::try_from(p.number).ok());
-    let only_port =
-        model
-            .services
-            .get(&destination.host)
-            .and_then(|service| match service.ports[..] {
-                [ref only] => Some(only.port),
-                _ => None,
-            });
-    let port = explicit.or(only_port).unwrap_or(listener_port);
-    outbound_cluster_name(
-        port,
-        destination.subset.as_deref().unwrap_or_default(),
-        &destination.host,
-    )
-}
-
-fn header_options(
-    operations: Option<&istio::HeaderOperations>,
-    request: bool,
-) -> Vec<HeaderValueOption> {
-    let Some(operations) = operations else {
-        return Vec::new();
-    };
-    let option = |key: &String, value: &String, action: HeaderAppendAction| HeaderValueOption {
-        header: Some(HeaderValue {
-            key: key.clone(),
-            value: value.clone(),
-            ..Default::default()
-        }),
-        append_action: action as i32,
-        ..Default::default()
-    };
-    let set = operations
-        .set
-        .iter()
-        // Setting the authority of a request is a host rewrite, not a header.
-        .filter(|(key, _)| !(request && is_authority(key)))
-        .map(|(k, v)| option(k, v, HeaderAppendAction::OverwriteIfExistsOrAdd));
-    let add = operations
-        .add
-        .iter()
-        .map(|(k, v)| option(k, v, HeaderAppendAction::AppendIfExistsOrAdd));
-    set.chain(add).collect()
-}
-
-fn removed(operations: Option<&istio::HeaderOperations>) -> Vec<String> {
-    operations.map(|ops| ops.remove.clone()).unwrap_or_default()
-}
-
-fn redirect_action(redirect: &istio::HttpRedirect) -> RedirectAction {
-    let response_code = match redirect.redirect_code.unwrap_or(301) {
-        302 => RedirectResponseCode::Found,
-        303 => RedirectResponseCode::SeeOther,
-        307 => RedirectResponseCode::TemporaryRedirect,
-        308 => RedirectResponseCode::PermanentRedirect,
-        _ => RedirectResponseCode::MovedPermanently,
-    };
-    RedirectAction {
-        host_redirect: redirect.authority.clone().unwrap_or_default(),
-        port_redirect: redirect.port.unwrap_or_default(),
-        scheme_rewrite_specifier: redirect
-            .scheme
-            .clone()
-            .map(SchemeRewriteSpecifier::SchemeRedirect),
-        path_rewrite_specifier: redirect.uri.clone().map(PathRewriteSpecifier::PathRedirect),
-        response_code: response_code as i32,
+) -> Route {
+    let mut headers = actions::HeaderOperations::new(http.headers.as_ref());
+    let authority = headers.authority.take();
+    let action = actions::action(http, authority, &mut headers, model, port);
+    Route {
+        name: route_name(http, request),
+        r#match: Some(matching::route_match(request)),
+        action: Some(action),
+        request_headers_to_add: headers.request_to_add,
+        request_headers_to_remove: headers.request_to_remove,
+        response_headers_to_add: headers.response_to_add,
+        response_headers_to_remove: headers.response_to_remove,
+        typed_per_filter_config: actions::per_filter_config(http),
+        stat_prefix: request
+            .and_then(|r| r.stat_prefix.clone())
+            .unwrap_or_default(),
         ..Default::default()
     }
 }
 
-fn direct_response_action(direct: &istio::HttpDirectResponse) -> DirectResponseAction {
-    let body = direct.body.as_ref().map(|body| DataSource {
-        specifier: Some(match body {
-            istio::HttpBody::String(text) => data_source::Specifier::InlineString(text.clone()),
-            istio::HttpBody::Bytes(bytes) => data_source::Specifier::InlineBytes(bytes.clone()),
-        }),
-        ..Default::default()
-    });
-    DirectResponseAction {
-        status: direct.status,
-        body,
-        ..Default::default()
+/// The route's name, then `.` and the match's name when it has one (as istiod joins them).
+fn route_name(http: &istio::HttpRoute, request: Option<&istio::HttpMatchRequest>) -> String {
+    let route = http.name.as_deref().unwrap_or_default();
+    match request
+        .and_then(|r| r.name.as_deref())
+        .filter(|n| !n.is_empty())
+    {
+        Some(matched) => format!("{route}.{matched}"),
+        None => route.to_string(),
     }
 }

@@ -4,11 +4,12 @@
 //! and new resources go in; responses to send (in order) and events to report come out. They do
 //! no I/O, no async and no translation: the server feeds them the proxy's resources.
 //!
-//! Both are built from the same parts: a [`Store`](super::versions::Store) of the proxy's
-//! resources with a content hash per resource, set versions computed the same way, and per type
-//! the `Acks` bookkeeping here (nonce of the last response, what was sent, ACKed and NACKed).
-//! They differ only in what a response carries: the whole subscribed set under one version, or
-//! the resources whose version the proxy does not have plus the names it must drop.
+//! Both are built from the same parts: the proxy's [`ResourceSet`] (shared by every stream whose
+//! proxy gets the same config) with a content hash per resource, set versions computed the same
+//! way, and per type the `Acks` bookkeeping here (nonce of the last response, what was sent,
+//! ACKed and NACKed). They differ only in what a response carries: the whole subscribed set under
+//! one version, or the resources whose version the proxy does not have plus the names it must
+//! drop.
 //!
 //! Rules both keep: responses go out in ADS order (CDS, EDS, LDS, RDS); EDS follows a CDS
 //! response even when unchanged, since Envoy warms clusters until it gets one; a request whose
@@ -16,10 +17,12 @@
 //! not sent again until the content changes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 
-use crate::translate::{ResourceType, Resources};
+use super::versions::ResourceSet;
+use crate::translate::ResourceType;
 
 /// What one proxy did with one resource type, for logs, metrics and debug endpoints.
 ///
@@ -30,6 +33,8 @@ use crate::translate::{ResourceType, Resources};
 pub struct TypeStatus {
     /// The version of the last response sent.
     pub sent: Option<String>,
+    /// The nonce of the last response sent.
+    pub nonce: Option<String>,
     /// The version the proxy last ACKed.
     pub acked: Option<String>,
     /// The last rejection, until the proxy ACKs a later response.
@@ -88,13 +93,13 @@ pub trait StateMachine: Send + Sync + Sized + 'static {
     type Response: Send + 'static;
 
     /// A stream for a proxy whose resources are `resources`; nothing is subscribed yet.
-    fn new(resources: Resources) -> Self;
+    fn new(resources: Arc<ResourceSet>) -> Self;
 
     /// Handles one request from the proxy.
     fn on_request(&mut self, request: &Self::Request) -> Outcome<Self::Response>;
 
     /// Replaces the proxy's resources and sends, in ADS order, what changed for it.
-    fn on_resources(&mut self, resources: Resources) -> Outcome<Self::Response>;
+    fn on_resources(&mut self, resources: Arc<ResourceSet>) -> Outcome<Self::Response>;
 
     /// Per subscribed type, what was sent, ACKed and NACKed.
     fn status(&self) -> BTreeMap<ResourceType, TypeStatus>;
@@ -122,6 +127,7 @@ pub(super) enum Answer {
 impl Acks {
     /// Records a response of `version` sent with `nonce`.
     pub fn sent(&mut self, nonce: String, version: String) {
+        self.status.nonce = Some(nonce.clone());
         self.nonce = Some(nonce);
         self.status.sent = Some(version);
     }

@@ -21,19 +21,20 @@
 //!   (not even to follow CDS) until they change, or the proxy subscribes to them again.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
-};
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
 use super::connection::{Acks, Answer, Event, Nonces, Outcome, StateMachine, TypeStatus};
-use super::versions::{Hash, Store, parse_resource_version, resource_version, set_version};
-use crate::translate::{ResourceType, Resources};
+use super::versions::{Hash, Name, ResourceSet, TypeSet, parse_resource_version, resource_version};
+use super::wire::{DeltaResource, DeltaResponse};
+use crate::translate::ResourceType;
+use known::Known;
 
 /// The delta ADS state of one stream.
 #[derive(Debug)]
 pub struct DeltaConnection {
-    store: Store,
+    resources: Arc<ResourceSet>,
     watches: BTreeMap<ResourceType, Watch>,
     /// The EDS names of clusters sent since their endpoints were: Envoy warms those clusters
     /// until it gets their endpoints, changed or not. They wait here if EDS is not subscribed
@@ -50,30 +51,29 @@ struct Watch {
     /// Every resource of the type, whatever names are subscribed.
     wildcard: bool,
     /// Names subscribed explicitly.
-    names: BTreeSet<String>,
+    names: BTreeSet<Name>,
     /// What the proxy has, as far as this stream knows: the version of each resource it was
     /// sent, or said it had when it connected (`None`: a version that is not rudder's).
-    known: BTreeMap<String, Option<Hash>>,
+    known: Known,
     /// Names the proxy subscribed to since the last response: they get an answer even if it has
     /// them.
-    pending: BTreeSet<String>,
+    pending: BTreeSet<Name>,
     /// The next push answers even if it has nothing to say: the first request of a type waits
     /// for a response.
     respond: bool,
     /// The resources of the last response, for its ACK or NACK.
-    last_sent: BTreeMap<String, Hash>,
+    last_sent: BTreeMap<Name, Hash>,
     /// Versions the proxy rejected, by name.
-    rejected: BTreeMap<String, Hash>,
+    rejected: BTreeMap<Name, Hash>,
     acks: Acks,
 }
 
 impl Watch {
-    fn first(ty: ResourceType, request: &DeltaDiscoveryRequest) -> Watch {
-        let known = request
-            .initial_resource_versions
-            .iter()
-            .map(|(name, version)| (name.clone(), parse_resource_version(version)))
-            .collect();
+    fn first(ty: ResourceType, request: &DeltaDiscoveryRequest, resources: &TypeSet) -> Watch {
+        let mut known = Known::default();
+        for (name, version) in &request.initial_resource_versions {
+            known.insert(resources.name(name), parse_resource_version(version));
+        }
         Watch {
             wildcard: ty.is_wildcard(),
             known,
@@ -82,7 +82,13 @@ impl Watch {
         }
     }
 
-    fn subscribe(&mut self, ty: ResourceType, request: &DeltaDiscoveryRequest, first: bool) {
+    fn subscribe(
+        &mut self,
+        ty: ResourceType,
+        request: &DeltaDiscoveryRequest,
+        first: bool,
+        resources: &TypeSet,
+    ) {
         // CDS and LDS are wildcard whatever the names: a reconnecting Envoy lists the ones it has.
         if ty.is_wildcard() {
             return;
@@ -92,18 +98,20 @@ impl Watch {
                 self.wildcard = true;
                 continue;
             }
-            self.names.insert(name.clone());
+            let name = resources.name(name);
             // On the first request, a name the proxy says it has is sent only if its version
             // differs; any other subscription is answered.
-            if !(first && self.known.contains_key(name)) {
+            if !(first && self.known.contains(&name)) {
                 self.pending.insert(name.clone());
             }
+            self.names.insert(name);
         }
         for name in &request.resource_names_unsubscribe {
             if name == WILDCARD {
                 self.wildcard = false;
                 continue;
             }
+            let name = name.as_str();
             self.names.remove(name);
             self.pending.remove(name);
             if !self.wildcard {
@@ -120,23 +128,19 @@ impl Watch {
 
     /// The set version of what the proxy has.
     fn version(&self) -> String {
-        set_version(
-            self.known
-                .iter()
-                .filter_map(|(name, hash)| Some((name, hash.as_ref()?))),
-        )
+        self.known.version()
     }
 }
 
-type Outgoing = Outcome<DeltaDiscoveryResponse>;
+type Outgoing = Outcome<DeltaResponse>;
 
 impl StateMachine for DeltaConnection {
     type Request = DeltaDiscoveryRequest;
-    type Response = DeltaDiscoveryResponse;
+    type Response = DeltaResponse;
 
-    fn new(resources: Resources) -> DeltaConnection {
+    fn new(resources: Arc<ResourceSet>) -> DeltaConnection {
         DeltaConnection {
-            store: Store::new(resources),
+            resources,
             watches: BTreeMap::new(),
             warming: BTreeSet::new(),
             nonces: Nonces::default(),
@@ -152,10 +156,11 @@ impl StateMachine for DeltaConnection {
             return outcome;
         };
         let first = !self.watches.contains_key(&ty);
+        let resources = self.resources.of(ty);
         let watch = self
             .watches
             .entry(ty)
-            .or_insert_with(|| Watch::first(ty, request));
+            .or_insert_with(|| Watch::first(ty, request, resources));
         let answer = watch.acks.answer(
             ty,
             &request.response_nonce,
@@ -174,13 +179,13 @@ impl StateMachine for DeltaConnection {
             }
             Answer::Stale | Answer::Unanswered => {}
         }
-        watch.subscribe(ty, request, first);
+        watch.subscribe(ty, request, first, resources);
         self.push(ty, &mut outcome);
         outcome
     }
 
-    fn on_resources(&mut self, resources: Resources) -> Outgoing {
-        self.store.update(resources);
+    fn on_resources(&mut self, resources: Arc<ResourceSet>) -> Outgoing {
+        self.resources = resources;
         let mut outcome = Outcome::default();
         for ty in ResourceType::ALL {
             self.push(ty, &mut outcome);
@@ -204,12 +209,12 @@ impl DeltaConnection {
             ResourceType::Cluster => {
                 let updated = self.push_one(ty, &BTreeSet::new(), outcome);
                 if !updated.is_empty() {
-                    let store = &self.store;
-                    let warming = updated.iter().filter_map(|c| store.eds_name(c));
+                    let resources = &self.resources;
+                    let warming = updated.iter().filter_map(|c| resources.eds_name(c));
                     self.warming.extend(warming.map(str::to_string));
                     // Clusters deleted before their endpoints were subscribed warm no more.
-                    let current = store.hashes(ResourceType::Endpoint);
-                    self.warming.retain(|name| current.contains_key(name));
+                    let current = resources.of(ResourceType::Endpoint);
+                    self.warming.retain(|name| current.contains(name));
                     self.push(ResourceType::Endpoint, outcome);
                 }
             }
@@ -218,7 +223,7 @@ impl DeltaConnection {
                 let updated = self.push_one(ty, &warming, outcome);
                 self.warming = warming
                     .into_iter()
-                    .filter(|name| !updated.contains(name))
+                    .filter(|name| !updated.contains(name.as_str()))
                     .collect();
             }
             ResourceType::Listener | ResourceType::Route => {
@@ -234,26 +239,27 @@ impl DeltaConnection {
         ty: ResourceType,
         refresh: &BTreeSet<String>,
         outcome: &mut Outgoing,
-    ) -> BTreeSet<String> {
+    ) -> BTreeSet<Name> {
         let Some(watch) = self.watches.get_mut(&ty) else {
             return BTreeSet::new();
         };
-        let current = self.store.hashes(ty);
-        let updated: BTreeMap<String, Hash> = current
-            .iter()
+        let current = self.resources.of(ty);
+        let updated: BTreeMap<Name, Hash> = current
+            .hashes()
             .filter(|(name, _)| watch.wants(name))
             .filter(|(name, hash)| {
                 let rejected = watch.rejected.get(*name) == Some(*hash);
-                let has = watch.known.get(*name) == Some(&Some(**hash));
-                watch.pending.contains(*name) || (!rejected && (!has || refresh.contains(*name)))
+                let has = watch.known.get(name) == Some(Some(**hash));
+                let refreshed = refresh.contains(&***name);
+                watch.pending.contains(*name) || (!rejected && (!has || refreshed))
             })
             .map(|(name, hash)| (name.clone(), *hash))
             .collect();
-        let gone = |name: &String| !(watch.wants(name) && current.contains_key(name));
+        let gone = |name: &Name| !(watch.wants(name) && current.contains(name));
         // What the proxy has that it should not, and subscribed names that do not exist.
-        let removed: BTreeSet<String> = watch
+        let removed: BTreeSet<Name> = watch
             .known
-            .keys()
+            .names()
             .chain(&watch.pending)
             .filter(|name| gone(name))
             .cloned()
@@ -266,11 +272,10 @@ impl DeltaConnection {
 
         let resources = updated
             .iter()
-            .map(|(name, hash)| Resource {
-                name: name.clone(),
+            .map(|(name, hash)| DeltaResource {
+                name: name.to_string(),
                 version: resource_version(*hash),
-                resource: self.store.encode(ty, name),
-                ..Default::default()
+                resource: current.get(name).map(|resource| resource.any().clone()),
             })
             .collect();
         for (name, hash) in &updated {
@@ -280,15 +285,16 @@ impl DeltaConnection {
             watch.known.remove(name);
             watch.rejected.remove(name);
         }
+        // Held as its differences from what was just sent: usually none.
+        watch.known.rebase(current);
         let version = watch.version();
         let nonce = self.nonces.next();
-        outcome.responses.push(DeltaDiscoveryResponse {
+        outcome.responses.push(DeltaResponse {
             system_version_info: version.clone(),
             resources,
             type_url: ty.type_url().to_string(),
-            removed_resources: removed.into_iter().collect(),
+            removed_resources: removed.iter().map(|name| name.to_string()).collect(),
             nonce: nonce.clone(),
-            ..Default::default()
         });
         watch.acks.sent(nonce, version);
         let names = updated.keys().cloned().collect();
@@ -297,5 +303,6 @@ impl DeltaConnection {
     }
 }
 
+mod known;
 #[cfg(test)]
 mod tests;

@@ -5,10 +5,11 @@ use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType,
 use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, LocalityLbEndpoints};
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
-use envoy_types::pb::google::protobuf::{Any, BoolValue};
+use envoy_types::pb::google::protobuf::BoolValue;
 use envoy_types::pb::google::rpc::Status;
 use prost::Message;
 
+use super::wire::EncodedAny;
 use crate::translate::{ResourceType, Resources};
 
 pub const A: &str = "outbound|80||a.default.svc.cluster.local";
@@ -79,7 +80,8 @@ pub fn error(message: &str) -> Option<Status> {
 }
 
 /// The name inside an encoded resource.
-pub fn name_of(any: &Any) -> String {
+pub fn name_of(encoded: &EncodedAny) -> String {
+    let any = encoded.decode();
     match ResourceType::from_type_url(&any.type_url) {
         Some(ResourceType::Endpoint) => {
             ClusterLoadAssignment::decode(any.value.as_slice())

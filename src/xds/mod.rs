@@ -6,26 +6,36 @@
 //! that admin and metrics read.
 //!
 //! Nothing here builds models or translates on its own schedule: models arrive through a
-//! `watch` channel and each connection translates for its own proxy.
+//! `watch` channel and each connection asks the [`cache`] for its proxy's translation, made once
+//! per snapshot for every proxy that gets the same config. Responses carry resources encoded once
+//! and shared ([`wire`]), written to the wire by a codec of rudder's own (`grpc`).
 
+pub mod cache;
 pub mod connection;
 pub mod delta;
 #[cfg(test)]
 mod fixtures;
+mod grpc;
+pub mod hook;
 pub mod server;
 pub mod sotw;
 pub mod versions;
+pub mod wire;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Instant, SystemTime};
 
 use crate::diagnostic::ConfigError;
+use crate::inputs::Inputs;
 use crate::model::Model;
 use crate::proxy::Proxy;
 use crate::translate::ResourceType;
 
 pub use connection::{Event, Nack, Outcome, StateMachine, TypeStatus};
 pub use delta::DeltaConnection;
+pub use hook::ResourcesHook;
 pub use server::{DEFAULT_MAX_CONNECTION_AGE, XdsError, XdsOptions, serve_xds};
 pub use sotw::SotwConnection;
 
@@ -37,6 +47,11 @@ pub struct Snapshot {
     pub errors: Vec<ConfigError>,
     /// Increments with every build.
     pub generation: u64,
+    /// When the config change this build carries was seen: where `pilot_proxy_convergence_time`
+    /// starts. `None` (snapshots not built from a source, as in tests): not measured.
+    pub created: Option<Instant>,
+    /// The inputs this build was made from, as loaded (for `/debug/configz`).
+    pub inputs: Arc<Inputs>,
 }
 
 /// One live ADS stream.
@@ -48,6 +63,10 @@ pub struct ConnectedProxy {
     pub connection: u64,
     /// Whether the stream is delta ADS (else state of the world).
     pub delta: bool,
+    /// The proxy's address as the stream's TCP connection shows it, when known.
+    pub peer: Option<SocketAddr>,
+    /// When the stream opened.
+    pub connected_at: SystemTime,
     /// Per subscribed type, what was sent, ACKed and NACKed.
     pub types: BTreeMap<ResourceType, TypeStatus>,
 }

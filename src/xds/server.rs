@@ -1,36 +1,42 @@
 //! The ADS gRPC service, state of the world and delta on one port: one task per stream
-//! identifies the proxy from its first request, then translates the current model for it on every
-//! model change and lets its state machine ([`SotwConnection`] or [`DeltaConnection`]) decide what
+//! identifies the proxy from its first request, then on every model change gets the proxy's
+//! resources from the shared [`Cache`] (one translation per snapshot for all proxies that get the
+//! same config) and lets its state machine ([`SotwConnection`] or [`DeltaConnection`]) decide what
 //! to send. Owns the network edge only: protocol decisions live in [`super::connection`],
 //! translation in [`crate::translate`]; it never builds models.
+//!
+//! Pushes scale: a model change wakes every stream (the `watch` channel never blocks the
+//! pipeline), at most [`XdsOptions::push_concurrency`] of them prepare their push at once, and each
+//! sends from its own task into its own bounded queue. A proxy that stops reading fills its queue
+//! and stalls its own task only; while it is stalled, newer models replace older ones in its
+//! `watch` receiver, so when it reads again it gets the newest config, not every one in between.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-};
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
+use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use envoy_types::pb::google::protobuf::{Struct, value::Kind};
 use serde_json::Value;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
-use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
 use tonic::transport::server::TcpIncoming;
-use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
+use super::cache::Cache;
 use super::connection::{Event, Outcome, StateMachine};
-use super::{ConnectedProxy, DeltaConnection, Registry, Snapshot, SotwConnection};
-use crate::metrics::Metrics;
+use super::grpc::{Ads, AdsServer, Requests, Responses};
+use super::versions::ResourceSet;
+use super::wire::{DeltaResponse, SotwResponse, WireMessage};
+use super::{ConnectedProxy, DeltaConnection, Registry, ResourcesHook, Snapshot, SotwConnection};
+use crate::metrics::{Convergence, Metrics};
 use crate::proxy::Proxy;
-use crate::translate::{self, ResourceType};
+use crate::translate::ResourceType;
 
 /// Large enough for a full CDS/EDS of a big mesh; gRPC's 4 MiB default is not.
 const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
@@ -41,6 +47,12 @@ const RESPONSE_BUFFER: usize = 16;
 /// istiod's default `MAX_CONNECTION_AGE`.
 pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(30 * 60);
 
+/// istiod's default `PILOT_PUSH_THROTTLE`.
+pub const DEFAULT_PUSH_CONCURRENCY: usize = 100;
+
+/// How long a closing stream waits to queue its closing status for a proxy that does not read.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How the xDS server treats its streams.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct XdsOptions {
@@ -49,12 +61,23 @@ pub struct XdsOptions {
     /// stream's limit is shortened by up to 10% (fixed per stream), so proxies that connected
     /// together do not all reconnect together. Default: 30 minutes, like istiod.
     pub max_connection_age: Duration,
+    /// Test hook: rewrites every proxy's translated resources before they are sent, so tests can
+    /// make Envoy reject config (see [`ResourcesHook`]). `None` outside tests.
+    pub resources_hook: Option<ResourcesHook>,
+    /// How many streams may prepare a push at once: get the proxy's resources for a new model
+    /// (translating them if no stream of a proxy with the same config did yet) and work out what
+    /// changed. Sending is not counted, so a proxy that does not read holds no slot.
+    /// Translations themselves run at most one per CPU. Default: 100, like istiod's
+    /// `PILOT_PUSH_THROTTLE`.
+    pub push_concurrency: usize,
 }
 
 impl Default for XdsOptions {
     fn default() -> Self {
         XdsOptions {
             max_connection_age: DEFAULT_MAX_CONNECTION_AGE,
+            resources_hook: None,
+            push_concurrency: DEFAULT_PUSH_CONCURRENCY,
         }
     }
 }
@@ -80,13 +103,13 @@ pub async fn serve_xds(
         snapshots,
         metrics,
         registry,
+        cache: Arc::new(Cache::new(options.resources_hook.clone())),
+        pushes: Arc::new(Semaphore::new(options.push_concurrency.max(1))),
         options,
         stopped,
         next_connection: AtomicU64::new(1),
     };
-    let server = AggregatedDiscoveryServiceServer::new(service)
-        .max_decoding_message_size(MAX_MESSAGE_SIZE)
-        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let server = AdsServer::new(service, MAX_MESSAGE_SIZE);
     // ADS streams never end on their own; graceful shutdown would wait forever without `stop`.
     let shutdown = async move {
         shutdown.await;
@@ -108,6 +131,9 @@ struct AdsService {
     snapshots: watch::Receiver<Arc<Snapshot>>,
     metrics: Arc<Metrics>,
     registry: Registry,
+    cache: Arc<Cache>,
+    /// One permit per push being prepared (`XdsOptions::push_concurrency`).
+    pushes: Arc<Semaphore>,
     options: XdsOptions,
     stopped: watch::Receiver<bool>,
     next_connection: AtomicU64,
@@ -117,8 +143,9 @@ impl AdsService {
     /// Starts the task of one stream; returns the responses it sends.
     fn open<M: Protocol>(
         &self,
-        requests: Streaming<M::Request>,
-    ) -> ReceiverStream<Result<M::Response, Status>> {
+        peer: Option<SocketAddr>,
+        requests: Requests<M::Request>,
+    ) -> Responses<M::Response> {
         let (responses, outgoing) = mpsc::channel(RESPONSE_BUFFER);
         let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
         let stream = AdsStream::<M> {
@@ -130,34 +157,33 @@ impl AdsService {
             stopped: self.stopped.clone(),
             metrics: self.metrics.clone(),
             registry: self.registry.clone(),
+            peer,
+            connected_at: SystemTime::now(),
+            cache: self.cache.clone(),
+            pushes: self.pushes.clone(),
+            convergence: Convergence::default(),
+            push_started: Instant::now(),
         };
         tokio::spawn(stream.run());
-        ReceiverStream::new(outgoing)
+        outgoing
     }
 }
 
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for AdsService {
-    type StreamAggregatedResourcesStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
-
-    async fn stream_aggregated_resources(
+impl Ads for AdsService {
+    fn sotw(
         &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        Ok(Response::new(
-            self.open::<SotwConnection>(request.into_inner()),
-        ))
+        peer: Option<SocketAddr>,
+        requests: Requests<DiscoveryRequest>,
+    ) -> Responses<SotwResponse> {
+        self.open::<SotwConnection>(peer, requests)
     }
 
-    type DeltaAggregatedResourcesStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
-
-    async fn delta_aggregated_resources(
+    fn delta(
         &self,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Ok(Response::new(
-            self.open::<DeltaConnection>(request.into_inner()),
-        ))
+        peer: Option<SocketAddr>,
+        requests: Requests<DeltaDiscoveryRequest>,
+    ) -> Responses<DeltaResponse> {
+        self.open::<DeltaConnection>(peer, requests)
     }
 }
 
@@ -171,7 +197,7 @@ fn expiry(start: Instant, max_age: Duration, connection: u64) -> Option<Instant>
 
 /// What the stream task needs of a protocol, beyond its state machine: the node in a request,
 /// and what to log of a response.
-trait Protocol: StateMachine {
+trait Protocol: StateMachine<Request: prost::Message + Default> {
     const DELTA: bool;
 
     fn node(request: &Self::Request) -> Option<&Node>;
@@ -186,6 +212,8 @@ struct Summary<'a> {
     nonce: &'a str,
     resources: usize,
     removed: usize,
+    /// Encoded size.
+    bytes: usize,
 }
 
 impl Protocol for SotwConnection {
@@ -195,13 +223,14 @@ impl Protocol for SotwConnection {
         request.node.as_ref()
     }
 
-    fn summary(response: &DiscoveryResponse) -> Summary<'_> {
+    fn summary(response: &SotwResponse) -> Summary<'_> {
         Summary {
             type_url: &response.type_url,
             version: &response.version_info,
             nonce: &response.nonce,
             resources: response.resources.len(),
             removed: 0,
+            bytes: response.encoded_len(),
         }
     }
 }
@@ -213,13 +242,14 @@ impl Protocol for DeltaConnection {
         request.node.as_ref()
     }
 
-    fn summary(response: &DeltaDiscoveryResponse) -> Summary<'_> {
+    fn summary(response: &DeltaResponse) -> Summary<'_> {
         Summary {
             type_url: &response.type_url,
             version: &response.system_version_info,
             nonce: &response.nonce,
             resources: response.resources.len(),
             removed: response.removed_resources.len(),
+            bytes: response.encoded_len(),
         }
     }
 }
@@ -229,12 +259,23 @@ struct AdsStream<M: Protocol> {
     connection: u64,
     /// When the stream reaches its maximum age.
     expires: Option<Instant>,
-    requests: Streaming<M::Request>,
+    requests: Requests<M::Request>,
     responses: mpsc::Sender<Result<M::Response, Status>>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
     stopped: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
     registry: Registry,
+    /// The proxy's address, when the transport knows it.
+    peer: Option<SocketAddr>,
+    connected_at: SystemTime,
+    /// Translations shared by all streams.
+    cache: Arc<Cache>,
+    /// Bounds the pushes being prepared at once.
+    pushes: Arc<Semaphore>,
+    /// Per type, when the config of the last response was seen, until the proxy ACKs it.
+    convergence: Convergence,
+    /// When the work behind the outcome being delivered started (`pilot_xds_push_time`).
+    push_started: Instant,
 }
 
 /// Holds a stream's place in the registry and the connected gauge; dropping it (however the task
@@ -253,7 +294,37 @@ impl Drop for Registration {
     }
 }
 
+/// Why a stream stopped sending.
+enum End {
+    /// The proxy is gone.
+    Gone,
+    /// The server is shutting down.
+    Stopped,
+    /// The stream reached its maximum age.
+    Expired,
+}
+
 impl<M: Protocol> AdsStream<M> {
+    /// The proxy's resources in `snapshot`, and what its state machine sends for them. Holds one
+    /// of the server's push permits meanwhile; sending comes after, without it.
+    async fn prepare(
+        &self,
+        snapshot: &Snapshot,
+        proxy: &Proxy,
+        current: &mut Arc<ResourceSet>,
+        state: &mut M,
+    ) -> Outcome<M::Response> {
+        // The semaphore is never closed.
+        let _permit = self.pushes.acquire().await.ok();
+        let resources = self.cache.resources(snapshot, proxy).await;
+        // The very same set: nothing changed for this proxy.
+        if Arc::ptr_eq(&resources, current) {
+            return Outcome::default();
+        }
+        *current = resources.clone();
+        state.on_resources(resources)
+    }
+
     async fn run(mut self) {
         let first = match self.requests.message().await {
             Ok(Some(request)) => request,
@@ -271,9 +342,14 @@ impl<M: Protocol> AdsStream<M> {
                 return;
             }
         };
+        self.push_started = Instant::now();
         let snapshot = self.snapshots.borrow_and_update().clone();
         let mut proxy = parsed.clone().with_workload_labels(&snapshot.model);
-        let mut state = M::new(translate::translate(&snapshot.model, &proxy));
+        let mut resources = {
+            let _permit = self.pushes.acquire().await.ok();
+            self.cache.resources(&snapshot, &proxy).await
+        };
+        let mut state = M::new(resources.clone());
         self.metrics.proxy_connected();
         let _registration = Registration {
             registry: self.registry.clone(),
@@ -293,15 +369,29 @@ impl<M: Protocol> AdsStream<M> {
         tokio::pin!(expired);
         let mut outcome = state.on_request(&first);
         let mut models_open = true;
+        // Whether a new model is to be pushed.
+        let mut new_model = false;
         // Why the stream ends, if the proxy is to hear it.
         let mut closing = None;
         loop {
-            if !self.deliver(&proxy, &state, outcome).await {
-                break;
+            match self.deliver(&proxy, &state, outcome).await {
+                Ok(()) => {}
+                Err(End::Expired) => {
+                    let connection = self.connection;
+                    info!(proxy = %proxy.id, connection, "closing stream at its maximum age");
+                    closing = Some(Status::unavailable(
+                        "maximum connection age reached, reconnect",
+                    ));
+                    break;
+                }
+                Err(End::Gone | End::Stopped) => break,
             }
             outcome = tokio::select! {
                 request = self.requests.message() => match request {
-                    Ok(Some(request)) => state.on_request(&request),
+                    Ok(Some(request)) => {
+                        self.push_started = Instant::now();
+                        state.on_request(&request)
+                    }
                     Ok(None) => break,
                     Err(status) => {
                         debug!(proxy = %proxy.id, %status, "ADS stream failed");
@@ -314,9 +404,9 @@ impl<M: Protocol> AdsStream<M> {
                         models_open = false;
                         Outcome::default()
                     } else {
-                        let snapshot = self.snapshots.borrow_and_update().clone();
-                        proxy = parsed.clone().with_workload_labels(&snapshot.model);
-                        state.on_resources(translate::translate(&snapshot.model, &proxy))
+                        // Prepared below, once the other branches' futures are gone.
+                        new_model = true;
+                        Outcome::default()
                     }
                 },
                 _ = self.stopped.wait_for(|stopped| *stopped) => break,
@@ -327,19 +417,36 @@ impl<M: Protocol> AdsStream<M> {
                     break;
                 }
             };
+            if std::mem::take(&mut new_model) {
+                self.push_started = Instant::now();
+                // The newest model: any published while this stream was busy are skipped.
+                let snapshot = self.snapshots.borrow_and_update().clone();
+                proxy = parsed.clone().with_workload_labels(&snapshot.model);
+                outcome = self
+                    .prepare(&snapshot, &proxy, &mut resources, &mut state)
+                    .await;
+            }
         }
         if let Some(status) = closing {
-            let _ = self.responses.send(Err(status)).await;
+            // A proxy that does not read may never make room for it.
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.responses.send(Err(status))).await;
         }
         info!(proxy = %proxy.id, connection = self.connection, "proxy disconnected");
     }
 
-    /// Logs and counts what happened, sends the responses and publishes the new state; false once
-    /// the proxy is gone.
-    async fn deliver(&self, proxy: &Proxy, state: &M, outcome: Outcome<M::Response>) -> bool {
+    /// Logs and counts what happened, sends the responses and publishes the new state. Waiting
+    /// for room in the queue of a proxy that does not read ends when the server stops or the
+    /// stream reaches its maximum age.
+    async fn deliver(
+        &self,
+        proxy: &Proxy,
+        state: &M,
+        outcome: Outcome<M::Response>,
+    ) -> Result<(), End> {
         for event in &outcome.events {
             match event {
                 Event::Ack { ty, version } => {
+                    self.convergence.acked(*ty, &self.metrics);
                     debug!(proxy = %proxy.id, r#type = ty.short_name(), version, "ACK");
                 }
                 Event::Nack {
@@ -347,7 +454,8 @@ impl<M: Protocol> AdsStream<M> {
                     version,
                     message,
                 } => {
-                    self.metrics.rejected(*ty);
+                    self.metrics.rejected(*ty, &proxy.id);
+                    self.convergence.rejected(*ty);
                     warn!(
                         proxy = %proxy.id,
                         r#type = ty.short_name(),
@@ -365,10 +473,26 @@ impl<M: Protocol> AdsStream<M> {
                 }
             }
         }
+        // The config the responses carry was seen when the current snapshot was built.
+        let seen = self.snapshots.borrow().created;
+        // One info line per push: `TYPE VERSION (N resources[, M removed])` per response.
+        let mut pushed = Vec::new();
         for response in outcome.responses {
             let summary = M::summary(&response);
-            if let Some(ty) = ResourceType::from_type_url(summary.type_url) {
-                self.metrics.pushed(ty);
+            let ty = ResourceType::from_type_url(summary.type_url);
+            if let Some(ty) = ty {
+                self.metrics.pushed(ty, summary.bytes);
+                self.convergence.sent(ty, seen);
+                let removed = match summary.removed {
+                    0 => String::new(),
+                    n => format!(", {n} removed"),
+                };
+                pushed.push(format!(
+                    "{} {} ({} resources{removed})",
+                    ty.short_name(),
+                    summary.version,
+                    summary.resources
+                ));
                 debug!(
                     proxy = %proxy.id,
                     r#type = ty.short_name(),
@@ -379,17 +503,50 @@ impl<M: Protocol> AdsStream<M> {
                     "push"
                 );
             }
-            if self.responses.send(Ok(response)).await.is_err() {
-                return false;
+            self.send(response).await?;
+            if let Some(ty) = ty {
+                self.metrics
+                    .observe_push_time(ty, self.push_started.elapsed());
             }
+        }
+        if !pushed.is_empty() {
+            let connection = self.connection;
+            let pushed = pushed.join(", ");
+            info!(proxy = %proxy.id, connection, %pushed, "push");
         }
         self.registry.update(ConnectedProxy {
             proxy: proxy.clone(),
             connection: self.connection,
             delta: M::DELTA,
+            peer: self.peer,
+            connected_at: self.connected_at,
             types: state.status(),
         });
-        true
+        Ok(())
+    }
+
+    /// Queues one response, waiting for room as long as the stream lives.
+    async fn send(&self, response: M::Response) -> Result<(), End> {
+        let permit = match self.responses.try_reserve() {
+            Ok(permit) => permit,
+            Err(mpsc::error::TrySendError::Closed(())) => return Err(End::Gone),
+            Err(mpsc::error::TrySendError::Full(())) => {
+                let mut stopped = self.stopped.clone();
+                let expires = self.expires;
+                tokio::select! {
+                    permit = self.responses.reserve() => permit.map_err(|_| End::Gone)?,
+                    _ = stopped.wait_for(|stopped| *stopped) => return Err(End::Stopped),
+                    () = async move {
+                        match expires {
+                            Some(deadline) => tokio::time::sleep_until(deadline).await,
+                            None => std::future::pending().await,
+                        }
+                    } => return Err(End::Expired),
+                }
+            }
+        };
+        permit.send(Ok(response));
+        Ok(())
     }
 }
 
@@ -437,8 +594,13 @@ fn kind_to_json(kind: Option<&Kind>) -> Value {
 mod tests {
     use super::*;
     use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client as ads;
+    use envoy_types::pb::envoy::service::discovery::v3::{
+        DeltaDiscoveryResponse, DiscoveryResponse,
+    };
     use envoy_types::pb::google::protobuf::{ListValue, Value as ProtoValue};
     use serde_json::json;
+    use tokio_stream::wrappers::ReceiverStream;
+    use tonic::Streaming;
     use tonic::transport::Channel;
 
     const NODE_ID: &str = "sidecar~127.0.0.1~app.default~default.svc.cluster.local";
@@ -585,12 +747,7 @@ mod tests {
             "an identical model sends nothing: {quiet:?}"
         );
 
-        assert!(
-            harness
-                .metrics
-                .render()
-                .contains("rudder_xds_connected_proxies 1")
-        );
+        assert!(harness.metrics.render().contains("pilot_xds 1"));
         drop(requests);
         let gone = async {
             while harness.registry.get(NODE_ID).is_some() {
@@ -695,6 +852,7 @@ mod tests {
     async fn streams_close_at_their_maximum_age() {
         let mut harness = start_with(XdsOptions {
             max_connection_age: Duration::from_millis(300),
+            ..XdsOptions::default()
         })
         .await;
         let (requests, mut responses) = open_stream(&mut harness).await;

@@ -4,17 +4,19 @@
 //! one sent (or the proxy asks without a nonce, or EDS follows CDS).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
 use super::connection::{Acks, Answer, Event, Nonces, Outcome, StateMachine, TypeStatus};
-use super::versions::{Store, set_version};
-use crate::translate::{ResourceType, Resources};
+use super::versions::{Hash, Name, ResourceSet, set_version};
+use super::wire::SotwResponse;
+use crate::translate::ResourceType;
 
 /// The state-of-the-world ADS state of one stream.
 #[derive(Debug)]
 pub struct SotwConnection {
-    store: Store,
+    resources: Arc<ResourceSet>,
     watches: BTreeMap<ResourceType, Watch>,
     nonces: Nonces,
 }
@@ -22,7 +24,7 @@ pub struct SotwConnection {
 #[derive(Debug, Default)]
 struct Watch {
     /// `None` for the wildcard types (CDS, LDS), which always get everything.
-    names: Option<BTreeSet<String>>,
+    names: Option<BTreeSet<Name>>,
     acks: Acks,
 }
 
@@ -38,15 +40,15 @@ enum Reason {
     Refresh,
 }
 
-type Outgoing = Outcome<DiscoveryResponse>;
+type Outgoing = Outcome<SotwResponse>;
 
 impl StateMachine for SotwConnection {
     type Request = DiscoveryRequest;
-    type Response = DiscoveryResponse;
+    type Response = SotwResponse;
 
-    fn new(resources: Resources) -> SotwConnection {
+    fn new(resources: Arc<ResourceSet>) -> SotwConnection {
         SotwConnection {
-            store: Store::new(resources),
+            resources,
             watches: BTreeMap::new(),
             nonces: Nonces::default(),
         }
@@ -60,7 +62,11 @@ impl StateMachine for SotwConnection {
             });
             return outcome;
         };
-        let names = (!ty.is_wildcard()).then(|| request.resource_names.iter().cloned().collect());
+        let names = (!ty.is_wildcard()).then(|| {
+            let resources = self.resources.of(ty);
+            let names = request.resource_names.iter();
+            names.map(|name| resources.name(name)).collect()
+        });
         if !request.response_nonce.is_empty() && !self.watches.contains_key(&ty) {
             // An answer to a response this stream never sent.
             outcome.events.push(Event::Stale {
@@ -88,8 +94,8 @@ impl StateMachine for SotwConnection {
         outcome
     }
 
-    fn on_resources(&mut self, resources: Resources) -> Outgoing {
-        self.store.update(resources);
+    fn on_resources(&mut self, resources: Arc<ResourceSet>) -> Outgoing {
+        self.resources = resources;
         let mut outcome = Outcome::default();
         for ty in ResourceType::ALL {
             self.push(ty, Reason::Changed, &mut outcome);
@@ -117,18 +123,19 @@ impl SotwConnection {
         let Some(watch) = self.watches.get_mut(&ty) else {
             return false;
         };
-        let selected: Vec<(&String, &u128)> = self
-            .store
-            .hashes(ty)
-            .iter()
-            .filter(|(name, _)| {
-                watch
-                    .names
-                    .as_ref()
-                    .is_none_or(|names| names.contains(*name))
-            })
-            .collect();
-        let version = set_version(selected.iter().copied());
+        let all = self.resources.of(ty);
+        // The subscribed resources that exist, by name; `None` for all of them.
+        let selected: Option<Vec<(&Name, &Hash)>> = watch.names.as_ref().map(|names| {
+            names
+                .iter()
+                .filter_map(|name| Some((name, &all.get(name)?.hash)))
+                .collect()
+        });
+        // Every stream sending a whole type shares the set's version, computed once.
+        let version = match &selected {
+            Some(selected) if selected.len() < all.len() => set_version(selected.iter().copied()),
+            _ => all.version().to_string(),
+        };
         let status = &watch.acks.status;
         let already_sent = status.sent.as_deref() == Some(version.as_str());
         // Re-sending a rejected version would only be rejected again (go-control-plane#962);
@@ -146,16 +153,21 @@ impl SotwConnection {
             return false;
         }
         let nonce = self.nonces.next();
-        let resources = selected
-            .iter()
-            .filter_map(|(name, _)| self.store.encode(ty, name))
-            .collect();
-        outcome.responses.push(DiscoveryResponse {
+        let resources = match &selected {
+            Some(selected) => selected
+                .iter()
+                .filter_map(|(name, _)| Some(all.get(name)?.any().clone()))
+                .collect(),
+            None => all
+                .iter()
+                .map(|(_, resource)| resource.any().clone())
+                .collect(),
+        };
+        outcome.responses.push(SotwResponse {
             version_info: version.clone(),
             resources,
             type_url: ty.type_url().to_string(),
             nonce: nonce.clone(),
-            ..Default::default()
         });
         watch.acks.sent(nonce, version);
         true
@@ -191,7 +203,7 @@ mod tests {
         }
     }
 
-    fn ack(ty: ResourceType, response: &DiscoveryResponse) -> DiscoveryRequest {
+    fn ack(ty: ResourceType, response: &SotwResponse) -> DiscoveryRequest {
         request(ty, &[], &response.version_info, &response.nonce)
     }
 
@@ -203,13 +215,13 @@ mod tests {
             .collect()
     }
 
-    fn names(response: &DiscoveryResponse) -> Vec<String> {
+    fn names(response: &SotwResponse) -> Vec<String> {
         response.resources.iter().map(name_of).collect()
     }
 
     /// A connection subscribed to CDS and EDS (for A), with both ACKed.
-    fn subscribed() -> (SotwConnection, DiscoveryResponse, DiscoveryResponse) {
-        let mut conn = SotwConnection::new(resources());
+    fn subscribed() -> (SotwConnection, SotwResponse, SotwResponse) {
+        let mut conn = SotwConnection::new(resources().into());
         let cds = conn.on_request(&request(ResourceType::Cluster, &[], "", ""));
         let cds = cds.responses[0].clone();
         assert!(
@@ -226,7 +238,7 @@ mod tests {
 
     #[test]
     fn initial_requests_get_current_resources() {
-        let mut conn = SotwConnection::new(resources());
+        let mut conn = SotwConnection::new(resources().into());
         let cds = conn.on_request(&request(ResourceType::Cluster, &[], "", ""));
         assert_eq!(types(&cds), [ResourceType::Cluster]);
         let response = &cds.responses[0];
@@ -248,8 +260,8 @@ mod tests {
 
     #[test]
     fn versions_are_content_hashes() {
-        let mut one = SotwConnection::new(resources());
-        let mut two = SotwConnection::new(resources());
+        let mut one = SotwConnection::new(resources().into());
+        let mut two = SotwConnection::new(resources().into());
         let first = one.on_request(&request(ResourceType::Cluster, &[], "", ""));
         let second = two.on_request(&request(ResourceType::Cluster, &[], "", ""));
         assert_eq!(
@@ -259,7 +271,7 @@ mod tests {
 
         let mut changed = resources();
         changed.clusters.insert(A.to_string(), cluster(A, "other"));
-        let mut three = SotwConnection::new(changed);
+        let mut three = SotwConnection::new(changed.into());
         let third = three.on_request(&request(ResourceType::Cluster, &[], "", ""));
         assert_ne!(
             first.responses[0].version_info,
@@ -275,12 +287,12 @@ mod tests {
             status[&ResourceType::Cluster].acked.as_ref(),
             Some(&cds.version_info)
         );
-        assert!(conn.on_resources(resources()).responses.is_empty());
+        assert!(conn.on_resources(resources().into()).responses.is_empty());
     }
 
     #[test]
     fn ack_is_reported() {
-        let mut conn = SotwConnection::new(resources());
+        let mut conn = SotwConnection::new(resources().into());
         let lds = conn.on_request(&request(ResourceType::Listener, &[], "", ""));
         let lds = &lds.responses[0];
         let outcome = conn.on_request(&ack(ResourceType::Listener, lds));
@@ -293,7 +305,7 @@ mod tests {
 
     #[test]
     fn nacked_version_is_kept_and_not_resent() {
-        let mut conn = SotwConnection::new(resources());
+        let mut conn = SotwConnection::new(resources().into());
         let lds = conn.on_request(&request(ResourceType::Listener, &[], "", ""));
         let lds = lds.responses[0].clone();
         let outcome = conn.on_request(&nack(
@@ -321,13 +333,13 @@ mod tests {
         // A change elsewhere does not re-send the rejected listeners.
         let mut other = resources();
         other.clusters.insert(A.to_string(), cluster(A, "changed"));
-        assert!(conn.on_resources(other.clone()).responses.is_empty());
+        assert!(conn.on_resources(other.clone().into()).responses.is_empty());
 
         // Changed listeners are sent; their ACK clears the rejection.
         other
             .listeners
             .insert("0.0.0.0_80".into(), listener("0.0.0.0_80", "fixed"));
-        let fixed = conn.on_resources(other);
+        let fixed = conn.on_resources(other.into());
         assert_eq!(types(&fixed), [ResourceType::Listener]);
         assert_ne!(fixed.responses[0].version_info, lds.version_info);
         conn.on_request(&ack(ResourceType::Listener, &fixed.responses[0]));
@@ -336,12 +348,12 @@ mod tests {
 
     #[test]
     fn stale_nonce_is_ignored() {
-        let mut conn = SotwConnection::new(resources());
+        let mut conn = SotwConnection::new(resources().into());
         let first = conn.on_request(&request(ResourceType::Route, &["80"], "", ""));
         let first = first.responses[0].clone();
         let mut changed = resources();
         changed.routes.insert("80".into(), route("80", true));
-        let second = conn.on_resources(changed);
+        let second = conn.on_resources(changed.into());
         assert_eq!(types(&second), [ResourceType::Route]);
 
         // Envoy answers the first response after the second went out, even with new names.
@@ -390,7 +402,7 @@ mod tests {
 
     #[test]
     fn updates_go_out_in_ads_order() {
-        let mut conn = SotwConnection::new(resources());
+        let mut conn = SotwConnection::new(resources().into());
         let subscriptions = [
             request(ResourceType::Route, &["80"], "", ""),
             request(ResourceType::Listener, &[], "", ""),
@@ -407,7 +419,7 @@ mod tests {
             .insert("0.0.0.0_80".into(), listener("0.0.0.0_80", "x"));
         changed.endpoints.insert(A.into(), cla(A, 1));
         changed.clusters.insert(B.into(), cluster(B, "x"));
-        let outcome = conn.on_resources(changed);
+        let outcome = conn.on_resources(changed.into());
         assert_eq!(types(&outcome), ResourceType::ALL);
     }
 
@@ -416,7 +428,7 @@ mod tests {
         let (mut conn, _, eds) = subscribed();
         let mut changed = resources();
         changed.clusters.insert(B.into(), cluster(B, "x"));
-        let outcome = conn.on_resources(changed);
+        let outcome = conn.on_resources(changed.into());
         assert_eq!(
             types(&outcome),
             [ResourceType::Cluster, ResourceType::Endpoint]
@@ -432,7 +444,7 @@ mod tests {
         let (mut conn, _, eds) = subscribed();
         let mut changed = resources();
         changed.endpoints.insert(A.into(), cla(A, 2));
-        let update = conn.on_resources(changed.clone());
+        let update = conn.on_resources(changed.clone().into());
         let rejected = &update.responses[0];
         conn.on_request(&nack(
             ResourceType::Endpoint,
@@ -443,26 +455,26 @@ mod tests {
         ));
 
         changed.clusters.insert(B.into(), cluster(B, "x"));
-        let outcome = conn.on_resources(changed);
+        let outcome = conn.on_resources(changed.into());
         assert_eq!(types(&outcome), [ResourceType::Cluster]);
     }
 
     #[test]
     fn irrelevant_changes_send_nothing() {
         let (mut conn, _, _) = subscribed();
-        assert!(conn.on_resources(resources()).responses.is_empty());
+        assert!(conn.on_resources(resources().into()).responses.is_empty());
 
         // B's endpoints changed, but this proxy only watches A's; listeners are not subscribed.
         let mut changed = resources();
         changed.endpoints.insert(B.into(), cla(B, 3));
         changed.listeners.clear();
-        let outcome = conn.on_resources(changed);
+        let outcome = conn.on_resources(changed.into());
         assert_eq!(outcome, Outcome::default());
     }
 
     #[test]
     fn unknown_types_are_reported() {
-        let mut conn = SotwConnection::new(resources());
+        let mut conn = SotwConnection::new(resources().into());
         let secret = DiscoveryRequest {
             type_url: "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret".into(),
             ..Default::default()

@@ -11,76 +11,329 @@
 //! Each resource is hashed through its canonical proto3 JSON rather than its wire bytes: prost
 //! encodes protobuf maps (`typed_per_filter_config`, metadata structs) from `HashMap`s in random
 //! order, so equal resources can encode to different bytes.
+//!
+//! Resources are encoded and hashed once and shared: a [`ResourceSet`] (what one proxy gets) holds
+//! each resource in an `Arc`, and the [`Interner`] hands a translation the resource it already has
+//! for any equal one, so proxies whose translations agree share their resources' bytes, and a
+//! resource a model change left alone is neither encoded nor hashed again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
-use envoy_types::pb::google::protobuf::Any;
-use prost::{Message, Name};
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::config::listener::v3::Listener;
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use prost::Message;
 use xxhash_rust::xxh3::Xxh3;
 
+use super::wire::EncodedAny;
 use crate::envoy_json;
 use crate::translate::{self, ResourceType, Resources};
 
 /// A resource's content hash.
 pub type Hash = u128;
 
-/// One proxy's current resources, with the content hash of each, by type and name.
-#[derive(Debug, Default)]
-pub struct Store {
-    resources: Resources,
-    hashes: BTreeMap<ResourceType, BTreeMap<String, Hash>>,
+/// A resource name, shared: every set that holds a resource of that name, and every stream
+/// subscribed to it, holds the same string.
+pub type Name = Arc<str>;
+
+/// One resource as proxies get it, encoded and hashed once and shared (through `Arc`) by every
+/// proxy whose translation produced an equal resource.
+#[derive(Debug)]
+pub struct Resource {
+    pub(super) hash: Hash,
+    any: EncodedAny,
+    /// For a cluster of type EDS, the name its endpoints are fetched by.
+    eds_name: Option<String>,
+    /// The resource itself, to recognize an equal one in a later translation.
+    content: Content,
 }
 
-impl Store {
-    pub fn new(resources: Resources) -> Store {
-        let mut store = Store::default();
-        store.update(resources);
-        store
-    }
+/// Boxed: the messages differ much in size.
+#[derive(Debug, PartialEq)]
+enum Content {
+    Cluster(Box<Cluster>),
+    Endpoint(Box<ClusterLoadAssignment>),
+    Listener(Box<Listener>),
+    Route(Box<RouteConfiguration>),
+}
 
-    /// Replaces the resources, hashing only those that changed: an unchanged resource keeps its
-    /// hash, so an update costs what it changed.
-    pub fn update(&mut self, resources: Resources) {
-        for ty in ResourceType::ALL {
-            let hashes = rehash(&resources, &self.resources, self.hashes.get(&ty), ty);
-            self.hashes.insert(ty, hashes);
-        }
-        self.resources = resources;
-    }
-
-    /// The content hash of every current resource of `ty`, by name.
-    pub fn hashes(&self, ty: ResourceType) -> &BTreeMap<String, Hash> {
-        static EMPTY: BTreeMap<String, Hash> = BTreeMap::new();
-        self.hashes.get(&ty).unwrap_or(&EMPTY)
-    }
-
-    /// One current resource, encoded for the wire.
-    pub fn encode(&self, ty: ResourceType, name: &str) -> Option<Any> {
-        match ty {
-            ResourceType::Cluster => self.resources.clusters.get(name).map(translate::any),
-            ResourceType::Endpoint => self.resources.endpoints.get(name).map(translate::any),
-            ResourceType::Listener => self.resources.listeners.get(name).map(translate::any),
-            ResourceType::Route => self.resources.routes.get(name).map(translate::any),
+impl Resource {
+    fn new(content: Content) -> Resource {
+        let (hash, any) = match &content {
+            Content::Cluster(c) => (resource_hash(&**c), translate::any(&**c)),
+            Content::Endpoint(e) => (resource_hash(&**e), translate::any(&**e)),
+            Content::Listener(l) => (resource_hash(&**l), translate::any(&**l)),
+            Content::Route(r) => (resource_hash(&**r), translate::any(&**r)),
+        };
+        let eds_name = match &content {
+            Content::Cluster(cluster) => eds_name(cluster).map(str::to_string),
+            _ => None,
+        };
+        Resource {
+            hash,
+            any: EncodedAny::new(&any),
+            eds_name,
+            content,
         }
     }
 
-    /// The EDS resource name a cluster fetches its endpoints by (its `service_name`, else its
-    /// own name), if the cluster exists and is of type EDS.
+    /// The content hash.
+    pub fn hash(&self) -> Hash {
+        self.hash
+    }
+
+    /// The resource encoded for the wire.
+    pub fn any(&self) -> &EncodedAny {
+        &self.any
+    }
+}
+
+/// The EDS resource name a cluster fetches its endpoints by (its `service_name`, else its own
+/// name), if the cluster is of type EDS.
+fn eds_name(cluster: &Cluster) -> Option<&str> {
+    let eds = ClusterDiscoveryType::Type(DiscoveryType::Eds as i32);
+    if cluster.cluster_discovery_type != Some(eds) {
+        return None;
+    }
+    let service_name = cluster
+        .eds_cluster_config
+        .as_ref()
+        .map(|eds| eds.service_name.as_str())
+        .filter(|name| !name.is_empty());
+    Some(service_name.unwrap_or(&cluster.name))
+}
+
+/// The resources of one type that one proxy gets, by name.
+#[derive(Debug, Default)]
+pub struct TypeSet {
+    resources: BTreeMap<Name, Arc<Resource>>,
+    /// The set version of all of them, computed once for every stream that sends them all.
+    version: OnceLock<String>,
+}
+
+impl TypeSet {
+    pub fn get(&self, name: &str) -> Option<&Arc<Resource>> {
+        self.resources.get(name)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.resources.contains_key(name)
+    }
+
+    pub fn len(&self) -> usize {
+        self.resources.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.resources.is_empty()
+    }
+
+    /// Every resource, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&Name, &Arc<Resource>)> {
+        self.resources.iter()
+    }
+
+    /// The content hash of every resource, by name.
+    pub fn hashes(&self) -> impl Iterator<Item = (&Name, &Hash)> {
+        self.resources
+            .iter()
+            .map(|(name, resource)| (name, &resource.hash))
+    }
+
+    /// `name`, shared with the resource of that name if there is one.
+    pub fn name(&self, name: &str) -> Name {
+        match self.resources.get_key_value(name) {
+            Some((shared, _)) => shared.clone(),
+            None => Name::from(name),
+        }
+    }
+
+    /// The set version of all the resources.
+    pub fn version(&self) -> &str {
+        self.version.get_or_init(|| set_version(self.hashes()))
+    }
+
+    /// The same names holding the very same resources.
+    pub fn same_as(&self, other: &TypeSet) -> bool {
+        self.resources.len() == other.resources.len()
+            && self
+                .resources
+                .iter()
+                .zip(&other.resources)
+                .all(|((a, x), (b, y))| a == b && Arc::ptr_eq(x, y))
+    }
+}
+
+/// Everything one proxy gets, encoded and hashed: what the ADS state machines serve. Shared by
+/// every stream of every proxy with the same translation ([`super::cache`]).
+#[derive(Debug, Default)]
+pub struct ResourceSet {
+    /// By type, in [`ResourceType::ALL`] order.
+    types: [Arc<TypeSet>; 4],
+}
+
+impl ResourceSet {
+    /// Encodes and hashes a translation on its own, sharing nothing.
+    pub fn new(resources: Resources) -> ResourceSet {
+        ResourceSet::interned(resources, &Interner::default(), None)
+    }
+
+    /// Encodes and hashes a translation, reusing every resource `interner` knows an equal one of
+    /// (so that it is neither encoded nor hashed again, and its bytes are shared), and `previous`'
+    /// set of a type if that type did not change.
+    pub fn interned(
+        resources: Resources,
+        interner: &Interner,
+        previous: Option<&ResourceSet>,
+    ) -> ResourceSet {
+        let Resources {
+            clusters,
+            endpoints,
+            listeners,
+            routes,
+        } = resources;
+        let contents: [Vec<(String, Content)>; 4] = [
+            wrap(clusters, |c| Content::Cluster(Box::new(c))),
+            wrap(endpoints, |e| Content::Endpoint(Box::new(e))),
+            wrap(listeners, |l| Content::Listener(Box::new(l))),
+            wrap(routes, |r| Content::Route(Box::new(r))),
+        ];
+        let mut types: [Arc<TypeSet>; 4] = Default::default();
+        for ((ty, contents), slot) in ResourceType::ALL.into_iter().zip(contents).zip(&mut types) {
+            let set = TypeSet {
+                resources: contents
+                    .into_iter()
+                    .map(|(name, content)| interner.intern(ty, name, content))
+                    .collect(),
+                version: OnceLock::new(),
+            };
+            *slot = match previous.map(|previous| previous.of(ty)) {
+                Some(unchanged) if unchanged.same_as(&set) => unchanged.clone(),
+                _ => Arc::new(set),
+            };
+        }
+        ResourceSet { types }
+    }
+
+    /// The resources of one type.
+    pub fn of(&self, ty: ResourceType) -> &Arc<TypeSet> {
+        &self.types[type_index(ty)]
+    }
+
+    /// Whether every type holds the very same resources as in `other`.
+    pub fn same_as(&self, other: &ResourceSet) -> bool {
+        self.types
+            .iter()
+            .zip(&other.types)
+            .all(|(a, b)| Arc::ptr_eq(a, b))
+    }
+
+    /// The EDS resource name a cluster fetches its endpoints by, if the cluster exists and is of
+    /// type EDS.
     pub fn eds_name(&self, cluster: &str) -> Option<&str> {
-        let cluster: &Cluster = self.resources.clusters.get(cluster)?;
-        let eds = ClusterDiscoveryType::Type(DiscoveryType::Eds as i32);
-        if cluster.cluster_discovery_type != Some(eds) {
-            return None;
+        self.of(ResourceType::Cluster)
+            .get(cluster)?
+            .eds_name
+            .as_deref()
+    }
+
+    /// How many resources of all types.
+    pub fn len(&self) -> usize {
+        self.types.iter().map(|set| set.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl From<Resources> for Arc<ResourceSet> {
+    fn from(resources: Resources) -> Arc<ResourceSet> {
+        Arc::new(ResourceSet::new(resources))
+    }
+}
+
+fn wrap<M>(resources: BTreeMap<String, M>, content: fn(M) -> Content) -> Vec<(String, Content)> {
+    resources
+        .into_iter()
+        .map(|(name, resource)| (name, content(resource)))
+        .collect()
+}
+
+fn type_index(ty: ResourceType) -> usize {
+    match ty {
+        ResourceType::Cluster => 0,
+        ResourceType::Endpoint => 1,
+        ResourceType::Listener => 2,
+        ResourceType::Route => 3,
+    }
+}
+
+/// Finds, for a freshly translated resource, an equal one already encoded and hashed, so that
+/// proxies whose translations agree on a resource share it, and a resource a model change left
+/// alone is not encoded or hashed again. Holds resources weakly: one lives as long as some
+/// [`ResourceSet`] holds it.
+#[derive(Debug, Default)]
+pub struct Interner {
+    /// By type, then name: the live resources of that name (translations for different proxies
+    /// can differ under one name).
+    known: Mutex<[HashMap<Name, Vec<Weak<Resource>>>; 4]>,
+}
+
+impl Interner {
+    /// The resource of `name` with `content`, and its name, both shared.
+    fn intern(&self, ty: ResourceType, name: String, content: Content) -> (Name, Arc<Resource>) {
+        let (shared, candidates): (Option<Name>, Vec<Arc<Resource>>) =
+            match self.lock()[type_index(ty)].get_key_value(name.as_str()) {
+                Some((shared, known)) => (
+                    Some(shared.clone()),
+                    known.iter().filter_map(Weak::upgrade).collect(),
+                ),
+                None => (None, Vec::new()),
+            };
+        let name = shared.unwrap_or_else(|| Name::from(name));
+        // Comparing and hashing happen outside the lock, so translations intern in parallel.
+        if let Some(equal) = candidates
+            .into_iter()
+            .find(|known| known.content == content)
+        {
+            return (name, equal);
         }
-        let service_name = cluster
-            .eds_cluster_config
-            .as_ref()
-            .map(|eds| eds.service_name.as_str())
-            .filter(|name| !name.is_empty());
-        Some(service_name.unwrap_or(&cluster.name))
+        let resource = Arc::new(Resource::new(content));
+        let mut known = self.lock();
+        let variants = known[type_index(ty)].entry(name.clone()).or_default();
+        variants.retain(|variant| variant.strong_count() > 0);
+        variants.push(Arc::downgrade(&resource));
+        (name, resource)
+    }
+
+    /// Forgets resources no set holds any more.
+    pub fn sweep(&self) {
+        for known in self.lock().iter_mut() {
+            known.retain(|_, variants| {
+                variants.retain(|variant| variant.strong_count() > 0);
+                !variants.is_empty()
+            });
+        }
+    }
+
+    /// How many distinct resources are alive.
+    pub fn live(&self) -> usize {
+        self.lock()
+            .iter()
+            .flat_map(|known| known.values())
+            .flatten()
+            .filter(|variant| variant.strong_count() > 0)
+            .count()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, [HashMap<Name, Vec<Weak<Resource>>>; 4]> {
+        // Every change leaves the map consistent, so a panic elsewhere does not poison it.
+        self.known.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -100,10 +353,13 @@ pub fn parse_resource_version(version: &str) -> Option<Hash> {
 
 /// The version of a set of resources: a hash of their names and content hashes, as hex. A
 /// state-of-the-world response carries it; a delta stream reports it for what it has sent.
-pub fn set_version<'a>(resources: impl IntoIterator<Item = (&'a String, &'a Hash)>) -> String {
+pub fn set_version<'a, N: AsRef<str> + ?Sized + 'a>(
+    resources: impl IntoIterator<Item = (&'a N, &'a Hash)>,
+) -> String {
     // XXH3 is specified bit for bit, so every replica and release computes the same version.
     let mut hasher = Xxh3::new();
     for (name, hash) in resources {
+        let name = name.as_ref();
         hasher.update(&(name.len() as u64).to_le_bytes());
         hasher.update(name.as_bytes());
         hasher.update(&hash.to_le_bytes());
@@ -111,41 +367,8 @@ pub fn set_version<'a>(resources: impl IntoIterator<Item = (&'a String, &'a Hash
     format!("{:032x}", hasher.digest128())
 }
 
-/// Hashes the resources of one type in `new`, reusing the hash of any resource equal in `old`.
-fn rehash(
-    new: &Resources,
-    old: &Resources,
-    old_hashes: Option<&BTreeMap<String, Hash>>,
-    ty: ResourceType,
-) -> BTreeMap<String, Hash> {
-    fn typed<M: Message + Name + PartialEq>(
-        new: &BTreeMap<String, M>,
-        old: &BTreeMap<String, M>,
-        old_hashes: Option<&BTreeMap<String, Hash>>,
-    ) -> BTreeMap<String, Hash> {
-        new.iter()
-            .map(|(name, resource)| {
-                let reused = old
-                    .get(name)
-                    .filter(|previous| *previous == resource)
-                    .and_then(|_| old_hashes?.get(name).copied());
-                (
-                    name.clone(),
-                    reused.unwrap_or_else(|| resource_hash(resource)),
-                )
-            })
-            .collect()
-    }
-    match ty {
-        ResourceType::Cluster => typed(&new.clusters, &old.clusters, old_hashes),
-        ResourceType::Endpoint => typed(&new.endpoints, &old.endpoints, old_hashes),
-        ResourceType::Listener => typed(&new.listeners, &old.listeners, old_hashes),
-        ResourceType::Route => typed(&new.routes, &old.routes, old_hashes),
-    }
-}
-
 /// A hash of a resource's content, the same for equal resources whatever their map order.
-pub fn resource_hash<M: Message + Name>(resource: &M) -> Hash {
+pub fn resource_hash<M: Message + prost::Name>(resource: &M) -> Hash {
     let mut hasher = Xxh3::new();
     match envoy_json::to_json(resource) {
         // serde_json objects are BTreeMaps, so the rendering is canonical.
@@ -181,7 +404,7 @@ impl io::Write for HashWriter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::xds::fixtures::{A, cluster, resources};
+    use crate::xds::fixtures::{A, cla, cluster, resources};
     use envoy_types::pb::envoy::config::core::v3::Metadata;
     use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 
@@ -216,8 +439,8 @@ mod tests {
 
     #[test]
     fn resource_versions_round_trip() {
-        let store = Store::new(resources());
-        let hash = store.hashes(ResourceType::Cluster)[A];
+        let set = ResourceSet::new(resources());
+        let hash = set.of(ResourceType::Cluster).get(A).unwrap().hash();
         let version = resource_version(hash);
         assert_eq!(version.len(), 32);
         assert_eq!(parse_resource_version(&version), Some(hash));
@@ -226,39 +449,69 @@ mod tests {
     }
 
     #[test]
-    fn updates_rehash_only_what_changed() {
-        let mut store = Store::new(resources());
-        let before = store.hashes(ResourceType::Cluster).clone();
+    fn equal_resources_are_encoded_and_hashed_once() {
+        let interner = Interner::default();
+        let first = ResourceSet::interned(resources(), &interner, None);
         let mut changed = resources();
         changed.clusters.insert(A.into(), cluster(A, "other"));
-        store.update(changed);
-        let after = store.hashes(ResourceType::Cluster);
-        assert_ne!(after[A], before[A]);
+        let second = ResourceSet::interned(changed, &interner, None);
+        let clusters = |set: &ResourceSet| set.of(ResourceType::Cluster).clone();
+        let (before, after) = (clusters(&first), clusters(&second));
+        assert_ne!(after.get(A).unwrap().hash(), before.get(A).unwrap().hash());
         assert_eq!(after.len(), before.len());
-        assert!(
-            after
-                .iter()
-                .all(|(name, hash)| name == A || before[name] == *hash)
-        );
+        // Every other resource is the very same one, bytes included.
+        for (name, resource) in before.iter().filter(|(name, _)| &***name != A) {
+            assert!(Arc::ptr_eq(resource, after.get(name).unwrap()), "{name}");
+        }
+        for ty in [ResourceType::Endpoint, ResourceType::Route] {
+            for (name, resource) in first.of(ty).iter() {
+                assert!(Arc::ptr_eq(resource, second.of(ty).get(name).unwrap()));
+            }
+        }
+        // Both variants of A are alive, besides the other resources.
+        assert_eq!(interner.live(), first.len() + 1);
+        drop((first, before, after));
+        interner.sweep();
+        assert_eq!(interner.live(), second.len());
+    }
+
+    #[test]
+    fn unchanged_types_are_reused_whole() {
+        let interner = Interner::default();
+        let first = ResourceSet::interned(resources(), &interner, None);
+        let same = ResourceSet::interned(resources(), &interner, Some(&first));
+        assert!(same.same_as(&first));
+        let mut changed = resources();
+        changed.endpoints.insert(A.into(), cla(A, 1));
+        let next = ResourceSet::interned(changed, &interner, Some(&first));
+        assert!(!next.same_as(&first));
+        for ty in ResourceType::ALL {
+            let reused = Arc::ptr_eq(next.of(ty), first.of(ty));
+            assert_eq!(reused, ty != ResourceType::Endpoint, "{ty:?}");
+        }
     }
 
     #[test]
     fn set_versions_depend_on_names_and_content() {
-        let store = Store::new(resources());
-        let all = store.hashes(ResourceType::Cluster);
+        let set = ResourceSet::new(resources());
+        let clusters = set.of(ResourceType::Cluster);
+        let all: BTreeMap<String, Hash> = clusters
+            .hashes()
+            .map(|(n, h)| (n.to_string(), *h))
+            .collect();
         let first: BTreeMap<String, Hash> =
             all.iter().take(1).map(|(n, h)| (n.clone(), *h)).collect();
-        assert_eq!(set_version(all), set_version(&all.clone()));
-        assert_ne!(set_version(all), set_version(&first));
-        assert_eq!(set_version(all).len(), 32);
-        assert_eq!(store.eds_name(A), Some(A));
-        assert_eq!(store.eds_name("missing"), None);
+        assert_eq!(set_version(&all), clusters.version());
+        assert_ne!(set_version(&all), set_version(&first));
+        assert_eq!(clusters.version().len(), 32);
+        assert_eq!(set.eds_name(A), Some(A));
+        assert_eq!(set.eds_name("missing"), None);
         let mut static_cluster = resources();
         static_cluster
             .clusters
             .get_mut(A)
             .unwrap()
             .cluster_discovery_type = None;
-        assert_eq!(Store::new(static_cluster).eds_name(A), None);
+        assert_eq!(ResourceSet::new(static_cluster).eds_name(A), None);
     }
 }

@@ -17,7 +17,7 @@ use super::envoy_process::EnvoyProcess;
 use super::upstream::Echo;
 
 pub const NAMESPACE: &str = "bookinfo";
-const NODE_ID: &str = "sidecar~127.0.0.1~client.bookinfo~bookinfo.svc.cluster.local";
+pub const NODE_ID: &str = "sidecar~127.0.0.1~client.bookinfo~bookinfo.svc.cluster.local";
 
 /// One endpoint of a service: the Pod behind it.
 pub struct Backend {
@@ -108,7 +108,30 @@ impl Mesh {
             std::fs::write(dir.path().join(name), contents).expect("write a config file");
         }
         let config_dirs = vec![dir.path().to_path_buf()];
-        Self::launch(api_type, port, dir, config_dirs, None).await
+        Self::launch(
+            api_type,
+            port,
+            dir,
+            config_dirs,
+            None,
+            XdsOptions::default(),
+        )
+        .await
+    }
+
+    /// Like [`Mesh::start`], with the xDS server run with `xds` (e.g. with a test hook).
+    pub async fn start_with(
+        api_type: AdsApiType,
+        port: u16,
+        files: &[(&str, String)],
+        xds: XdsOptions,
+    ) -> Mesh {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        for (name, contents) in files {
+            std::fs::write(dir.path().join(name), contents).expect("write a config file");
+        }
+        let config_dirs = vec![dir.path().to_path_buf()];
+        Self::launch(api_type, port, dir, config_dirs, None, xds).await
     }
 
     /// Starts rudder watching the API server of `kubeconfig` (no config directory), and Envoy.
@@ -125,6 +148,7 @@ impl Mesh {
             dir,
             Vec::new(),
             Some(kubernetes),
+            XdsOptions::default(),
         )
         .await
     }
@@ -135,13 +159,15 @@ impl Mesh {
         dir: tempfile::TempDir,
         config_dirs: Vec<PathBuf>,
         kubernetes: Option<KubernetesOptions>,
+        xds: XdsOptions,
     ) -> Mesh {
         let server = Server::start(ServeOptions {
             config_dirs,
             kubernetes,
+            debounce: rudder::serve::Debounce::default(),
             xds_address: "127.0.0.1:0".parse().expect("an address"),
             admin_address: "127.0.0.1:0".parse().expect("an address"),
-            xds: XdsOptions::default(),
+            xds,
         })
         .await
         .expect("rudder starts");

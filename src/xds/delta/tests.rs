@@ -21,7 +21,7 @@ fn unsubscribe(ty: ResourceType, names: &[&str]) -> DeltaDiscoveryRequest {
     }
 }
 
-fn ack(response: &DeltaDiscoveryResponse) -> DeltaDiscoveryRequest {
+fn ack(response: &DeltaResponse) -> DeltaDiscoveryRequest {
     DeltaDiscoveryRequest {
         type_url: response.type_url.clone(),
         response_nonce: response.nonce.clone(),
@@ -29,7 +29,7 @@ fn ack(response: &DeltaDiscoveryResponse) -> DeltaDiscoveryRequest {
     }
 }
 
-fn nack(response: &DeltaDiscoveryResponse, message: &str) -> DeltaDiscoveryRequest {
+fn nack(response: &DeltaResponse, message: &str) -> DeltaDiscoveryRequest {
     DeltaDiscoveryRequest {
         error_detail: error(message),
         ..ack(response)
@@ -45,7 +45,7 @@ fn types(outcome: &Outgoing) -> Vec<ResourceType> {
 }
 
 /// The names of the resources a response carries, each checked against its own content.
-fn names(response: &DeltaDiscoveryResponse) -> Vec<String> {
+fn names(response: &DeltaResponse) -> Vec<String> {
     response
         .resources
         .iter()
@@ -58,7 +58,7 @@ fn names(response: &DeltaDiscoveryResponse) -> Vec<String> {
         .collect()
 }
 
-fn removed(response: &DeltaDiscoveryResponse) -> Vec<&str> {
+fn removed(response: &DeltaResponse) -> Vec<&str> {
     response
         .removed_resources
         .iter()
@@ -67,13 +67,13 @@ fn removed(response: &DeltaDiscoveryResponse) -> Vec<&str> {
 }
 
 /// The only response of an outcome.
-fn only(outcome: &Outgoing) -> &DeltaDiscoveryResponse {
+fn only(outcome: &Outgoing) -> &DeltaResponse {
     assert_eq!(outcome.responses.len(), 1, "{outcome:?}");
     &outcome.responses[0]
 }
 
 /// Every resource's version in a response, as `initial_resource_versions` would carry it.
-fn versions(response: &DeltaDiscoveryResponse) -> Vec<(String, String)> {
+fn versions(response: &DeltaResponse) -> Vec<(String, String)> {
     response
         .resources
         .iter()
@@ -82,12 +82,8 @@ fn versions(response: &DeltaDiscoveryResponse) -> Vec<(String, String)> {
 }
 
 /// A stream with CDS (wildcard) and EDS for A subscribed, both ACKed.
-fn subscribed() -> (
-    DeltaConnection,
-    DeltaDiscoveryResponse,
-    DeltaDiscoveryResponse,
-) {
-    let mut conn = DeltaConnection::new(resources());
+fn subscribed() -> (DeltaConnection, DeltaResponse, DeltaResponse) {
+    let mut conn = DeltaConnection::new(resources().into());
     let cds = only(&conn.on_request(&subscribe(ResourceType::Cluster, &[]))).clone();
     assert!(conn.on_request(&ack(&cds)).responses.is_empty());
     let eds = only(&conn.on_request(&subscribe(ResourceType::Endpoint, &[A]))).clone();
@@ -97,7 +93,7 @@ fn subscribed() -> (
 
 #[test]
 fn wildcard_types_get_everything_even_when_names_are_listed() {
-    let mut conn = DeltaConnection::new(resources());
+    let mut conn = DeltaConnection::new(resources().into());
     let cds = conn.on_request(&subscribe(ResourceType::Cluster, &[]));
     assert_eq!(names(only(&cds)), [A, B]);
     // A reconnecting Envoy lists the listeners it has; LDS stays wildcard.
@@ -111,13 +107,13 @@ fn wildcard_types_get_everything_even_when_names_are_listed() {
     let mut more = resources();
     more.listeners
         .insert("0.0.0.0_81".into(), listener("0.0.0.0_81", ""));
-    assert_eq!(names(only(&conn.on_resources(more))), ["0.0.0.0_81"]);
+    assert_eq!(names(only(&conn.on_resources(more.into()))), ["0.0.0.0_81"]);
 }
 
 #[test]
 fn set_versions_match_state_of_the_world() {
-    let mut delta = DeltaConnection::new(resources());
-    let mut sotw = SotwConnection::new(resources());
+    let mut delta = DeltaConnection::new(resources().into());
+    let mut sotw = SotwConnection::new(resources().into());
     let response = only(&delta.on_request(&subscribe(ResourceType::Cluster, &[]))).clone();
     let full = sotw.on_request(&DiscoveryRequest {
         type_url: ResourceType::Cluster.type_url().to_string(),
@@ -137,14 +133,14 @@ fn set_versions_match_state_of_the_world() {
 
 #[test]
 fn endpoints_and_routes_go_by_name() {
-    let mut conn = DeltaConnection::new(resources());
+    let mut conn = DeltaConnection::new(resources().into());
     let eds = conn.on_request(&subscribe(ResourceType::Endpoint, &[A, "missing"]));
     let eds = only(&eds);
     assert_eq!(names(eds), [A]);
     // A subscribed name that does not exist is reported removed, once.
     assert_eq!(removed(eds), ["missing"]);
     assert!(conn.on_request(&ack(eds)).responses.is_empty());
-    assert!(conn.on_resources(resources()).responses.is_empty());
+    assert!(conn.on_resources(resources().into()).responses.is_empty());
 
     // Another name: only it is sent.
     let more = conn.on_request(&subscribe(ResourceType::Endpoint, &[B]));
@@ -158,7 +154,7 @@ fn endpoints_and_routes_go_by_name() {
         .insert("missing".into(), cla("missing", 0));
     appeared.endpoints.insert(C.into(), cla(C, 0));
     assert_eq!(
-        names(only(&conn.on_resources(appeared.clone()))),
+        names(only(&conn.on_resources(appeared.clone().into()))),
         ["missing"]
     );
 
@@ -173,20 +169,24 @@ fn endpoints_and_routes_go_by_name() {
 #[test]
 fn only_changed_resources_go_on_the_wire() {
     let (mut conn, _, _) = subscribed();
-    assert!(conn.on_resources(resources()).responses.is_empty());
+    assert!(conn.on_resources(resources().into()).responses.is_empty());
 
     // B's endpoints changed, but this proxy watches only A's.
     let mut changed = resources();
     changed.endpoints.insert(B.into(), cla(B, 3));
-    assert!(conn.on_resources(changed.clone()).responses.is_empty());
+    assert!(
+        conn.on_resources(changed.clone().into())
+            .responses
+            .is_empty()
+    );
 
     changed.endpoints.insert(A.into(), cla(A, 3));
-    let outcome = conn.on_resources(changed.clone());
+    let outcome = conn.on_resources(changed.clone().into());
     assert_eq!(names(only(&outcome)), [A]);
 
     // A deleted cluster is removed; the one left is not resent.
     changed.clusters.remove(B);
-    let outcome = conn.on_resources(changed.clone());
+    let outcome = conn.on_resources(changed.clone().into());
     let cds = only(&outcome);
     assert_eq!(types(&outcome), [ResourceType::Cluster]);
     assert!(cds.resources.is_empty());
@@ -194,7 +194,7 @@ fn only_changed_resources_go_on_the_wire() {
 
     // Deleted endpoints the proxy subscribed to are removed too.
     changed.endpoints.remove(A);
-    let outcome = conn.on_resources(changed);
+    let outcome = conn.on_resources(changed.into());
     assert_eq!(removed(only(&outcome)), [A]);
 }
 
@@ -205,7 +205,7 @@ fn reconnect_sends_only_what_differs() {
     changed.clusters.insert(A.into(), cluster(A, "changed"));
     changed.clusters.remove(B);
     changed.clusters.insert(C.into(), cluster(C, ""));
-    let mut conn = DeltaConnection::new(changed);
+    let mut conn = DeltaConnection::new(changed.into());
 
     let reconnect = DeltaDiscoveryRequest {
         initial_resource_versions: versions(&cds).into_iter().collect(),
@@ -219,10 +219,10 @@ fn reconnect_sends_only_what_differs() {
 
 #[test]
 fn reconnect_with_nothing_changed_gets_an_empty_answer() {
-    let mut first = DeltaConnection::new(resources());
+    let mut first = DeltaConnection::new(resources().into());
     let rds = only(&first.on_request(&subscribe(ResourceType::Route, &["80"]))).clone();
 
-    let mut conn = DeltaConnection::new(resources());
+    let mut conn = DeltaConnection::new(resources().into());
     let reconnect = DeltaDiscoveryRequest {
         initial_resource_versions: versions(&rds).into_iter().collect(),
         ..subscribe(ResourceType::Route, &["80"])
@@ -257,10 +257,14 @@ fn unsubscribed_names_get_no_updates() {
 
     let mut changed = resources();
     changed.endpoints.insert(A.into(), cla(A, 5));
-    assert!(conn.on_resources(changed.clone()).responses.is_empty());
+    assert!(
+        conn.on_resources(changed.clone().into())
+            .responses
+            .is_empty()
+    );
     // Nor a removal: the proxy dropped it already.
     changed.endpoints.remove(A);
-    assert!(conn.on_resources(changed).responses.is_empty());
+    assert!(conn.on_resources(changed.into()).responses.is_empty());
 
     // Subscribing again is answered, even with content the proxy had before.
     let again = conn.on_request(&subscribe(ResourceType::Endpoint, &[B]));
@@ -292,13 +296,13 @@ fn nack_is_recorded_and_not_resent() {
     // Changes elsewhere do not resend the rejected listener.
     let mut other = resources();
     other.routes.insert("80".into(), route("80", true));
-    assert!(conn.on_resources(other.clone()).responses.is_empty());
+    assert!(conn.on_resources(other.clone().into()).responses.is_empty());
 
     // A changed listener is sent; its ACK clears the rejection.
     other
         .listeners
         .insert("0.0.0.0_80".into(), listener("0.0.0.0_80", "fixed"));
-    let fixed = conn.on_resources(other);
+    let fixed = conn.on_resources(other.into());
     assert_eq!(names(only(&fixed)), ["0.0.0.0_80"]);
     conn.on_request(&ack(only(&fixed)));
     let status = &conn.status()[&ResourceType::Listener];
@@ -314,7 +318,7 @@ fn stale_nonce_is_ignored_but_its_subscriptions_apply() {
     let (mut conn, _, eds) = subscribed();
     let mut changed = resources();
     changed.endpoints.insert(A.into(), cla(A, 1));
-    let newer = only(&conn.on_resources(changed)).clone();
+    let newer = only(&conn.on_resources(changed.into())).clone();
 
     // Envoy answers the first response after the newer one went out, subscribing to B.
     let late = DeltaDiscoveryRequest {
@@ -341,7 +345,7 @@ fn stale_nonce_is_ignored_but_its_subscriptions_apply() {
 
 #[test]
 fn updates_go_out_in_ads_order() {
-    let mut conn = DeltaConnection::new(resources());
+    let mut conn = DeltaConnection::new(resources().into());
     for request in [
         subscribe(ResourceType::Route, &["80"]),
         subscribe(ResourceType::Listener, &[]),
@@ -357,7 +361,7 @@ fn updates_go_out_in_ads_order() {
         .insert("0.0.0.0_80".into(), listener("0.0.0.0_80", "x"));
     changed.endpoints.insert(A.into(), cla(A, 1));
     changed.clusters.insert(B.into(), cluster(B, "x"));
-    let outcome = conn.on_resources(changed);
+    let outcome = conn.on_resources(changed.into());
     assert_eq!(types(&outcome), ResourceType::ALL);
 }
 
@@ -370,7 +374,7 @@ fn eds_follows_changed_clusters() {
     // Cluster A changes, its endpoints do not: they are sent again, and only they.
     let mut changed = resources();
     changed.clusters.insert(A.into(), cluster(A, "x"));
-    let outcome = conn.on_resources(changed.clone());
+    let outcome = conn.on_resources(changed.clone().into());
     assert_eq!(
         types(&outcome),
         [ResourceType::Cluster, ResourceType::Endpoint]
@@ -383,7 +387,7 @@ fn eds_follows_changed_clusters() {
 
     // A cluster removal alone sends no endpoints.
     changed.clusters.remove(B);
-    let outcome = conn.on_resources(changed);
+    let outcome = conn.on_resources(changed.into());
     assert_eq!(types(&outcome), [ResourceType::Cluster]);
 }
 
@@ -392,11 +396,16 @@ fn clusters_changed_before_eds_is_subscribed_still_get_endpoints() {
     let (_, cds, _) = subscribed();
     let mut changed = resources();
     changed.clusters.insert(A.into(), cluster(A, "changed"));
-    let mut conn = DeltaConnection::new(changed);
+    let mut conn = DeltaConnection::new(changed.into());
     let eds_versions: Vec<(String, String)> = [A, B]
         .iter()
         .map(|name| {
-            let hash = conn.store.hashes(ResourceType::Endpoint)[*name];
+            let hash = conn
+                .resources
+                .of(ResourceType::Endpoint)
+                .get(name)
+                .unwrap()
+                .hash();
             (name.to_string(), resource_version(hash))
         })
         .collect();
@@ -423,17 +432,17 @@ fn eds_refresh_skips_a_rejected_version() {
     let (mut conn, _, _) = subscribed();
     let mut changed = resources();
     changed.endpoints.insert(A.into(), cla(A, 2));
-    let update = only(&conn.on_resources(changed.clone())).clone();
+    let update = only(&conn.on_resources(changed.clone().into())).clone();
     conn.on_request(&nack(&update, "bad"));
 
     changed.clusters.insert(A.into(), cluster(A, "x"));
-    let outcome = conn.on_resources(changed);
+    let outcome = conn.on_resources(changed.into());
     assert_eq!(types(&outcome), [ResourceType::Cluster]);
 }
 
 #[test]
 fn unknown_types_are_reported() {
-    let mut conn = DeltaConnection::new(resources());
+    let mut conn = DeltaConnection::new(resources().into());
     let secret = DeltaDiscoveryRequest {
         type_url: "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret".into(),
         ..Default::default()

@@ -1,0 +1,906 @@
+//! VirtualService checks, after istiod's `ValidateVirtualService` (`pkg/config/validation`):
+//! shapes Envoy would refuse or istiod's webhook rejects (conflicting actions, out-of-range
+//! numbers, unknown enum values, invalid regexes, durations under 1ms, malformed hosts, subnets,
+//! label selectors and `exportTo`), and references that lead nowhere (a destination, mirror or
+//! subset that does not exist). The first problem is reported, with the field that holds it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::invalid;
+use super::syntax::{
+    is_dns1123_label, validate_duration, validate_gateway_name, validate_header_name,
+    validate_header_string_match, validate_labels, validate_percentage, validate_port,
+    validate_regex, validate_string_match, validate_subnet, validate_wildcard_domain,
+};
+use crate::inputs::FieldError;
+use crate::istio::{self, StringMatch};
+use crate::model::virtual_service::{
+    MAX_DIRECT_RESPONSE_BODY, grpc_status_code, host_subset_of, hosts_match, is_known_http_status,
+};
+use crate::model::{DestinationRule, MESH_GATEWAY, Service, VirtualService};
+
+/// `spec` is the object as written (for field paths); `resolved` has its hosts expanded. The first
+/// problem found is reported, with the field that holds it.
+pub fn validate_virtual_service(
+    spec: &istio::VirtualService,
+    resolved: &VirtualService,
+    services: &BTreeMap<String, Service>,
+    destination_rules: &BTreeMap<String, DestinationRule>,
+) -> Result<(), FieldError> {
+    let references = References {
+        services,
+        destination_rules,
+    };
+    // A VirtualService without hosts is a delegate: only a root's `http[].delegate` uses it.
+    let delegate = spec.hosts.is_empty();
+    if delegate {
+        let parts = [
+            ("spec.gateways", spec.gateways.is_empty()),
+            ("spec.tls", spec.tls.is_empty()),
+            ("spec.tcp", spec.tcp.is_empty()),
+        ];
+        for (field, empty) in parts {
+            if !empty {
+                return Err(invalid(
+                    field,
+                    "a delegate VirtualService (one without hosts) has http routes only and no gateways",
+                ));
+            }
+        }
+    }
+    let applies_to_mesh =
+        spec.gateways.is_empty() || spec.gateways.iter().any(|g| g == MESH_GATEWAY);
+    validate_vs_hosts(&spec.hosts, applies_to_mesh)?;
+    for (i, gateway) in spec.gateways.iter().enumerate() {
+        validate_gateway_name(gateway, &format!("spec.gateways[{i}]"))?;
+    }
+    if spec.http.is_empty() && spec.tcp.is_empty() && spec.tls.is_empty() {
+        return Err(invalid("spec", "one of http, tcp or tls is required"));
+    }
+    for (i, (route, resolved_route)) in spec.http.iter().zip(&resolved.http).enumerate() {
+        let at = format!("spec.http[{i}]");
+        validate_http_route(route, resolved_route, &at, delegate, &references)?;
+    }
+    for (i, (route, resolved_route)) in spec.tls.iter().zip(&resolved.tls).enumerate() {
+        let at = format!("spec.tls[{i}]");
+        validate_tls_route(route, resolved_route, &spec.hosts, &at, &references)?;
+    }
+    for (i, (route, resolved_route)) in spec.tcp.iter().zip(&resolved.tcp).enumerate() {
+        let at = format!("spec.tcp[{i}]");
+        validate_tcp_route(route, resolved_route, &at, &references)?;
+    }
+    validate_export_to(&spec.export_to, &resolved.namespace)
+}
+
+/// What destinations may refer to.
+struct References<'a> {
+    services: &'a BTreeMap<String, Service>,
+    destination_rules: &'a BTreeMap<String, DestinationRule>,
+}
+
+fn validate_vs_hosts(hosts: &[String], applies_to_mesh: bool) -> Result<(), FieldError> {
+    for (i, host) in hosts.iter().enumerate() {
+        let at = format!("spec.hosts[{i}]");
+        if host.parse::<std::net::IpAddr>().is_err() {
+            validate_wildcard_domain(host).map_err(|message| invalid(&at, message))?;
+        }
+        if applies_to_mesh && host == "*" {
+            return Err(invalid(
+                at,
+                "the wildcard host * is not allowed for VirtualServices that apply to sidecars (mesh)",
+            ));
+        }
+    }
+    for (i, a) in hosts.iter().enumerate() {
+        for b in &hosts[i + 1..] {
+            if hosts_match(a, b) {
+                return Err(invalid(
+                    format!("spec.hosts[{i}]"),
+                    format!("duplicate hosts in one VirtualService: {a} and {b}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `.`, `*` or namespace names, no duplicates (`.` is the own namespace), `*` alone; `~` is for
+/// ServiceEntries only.
+fn validate_export_to(entries: &[String], namespace: &str) -> Result<(), FieldError> {
+    let mut seen = BTreeSet::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let at = format!("spec.exportTo[{i}]");
+        let key = if entry == "." {
+            namespace
+        } else {
+            entry.as_str()
+        };
+        if entry == "~" {
+            return Err(invalid(
+                at,
+                "exportTo ~ (no one) is not allowed for VirtualServices",
+            ));
+        }
+        if entry != "*" && entry != "." && !is_dns1123_label(entry) {
+            return Err(invalid(
+                at,
+                format!("{entry:?} is not ., * or a namespace name"),
+            ));
+        }
+        if !seen.insert(key) {
+            return Err(invalid(
+                at,
+                format!("duplicate exportTo entry {entry:?} (. is namespace {namespace})"),
+            ));
+        }
+    }
+    if entries.len() > 1 && entries.iter().any(|entry| entry == "*") {
+        return Err(invalid(
+            "spec.exportTo",
+            "* exports to every namespace; it cannot be combined with other entries",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_http_route(
+    route: &istio::HttpRoute,
+    resolved: &istio::HttpRoute,
+    at: &str,
+    in_delegate: bool,
+    references: &References<'_>,
+) -> Result<(), FieldError> {
+    validate_http_conflicts(route, at, in_delegate)?;
+    for (j, request) in route.matches.iter().enumerate() {
+        validate_match(request, &format!("{at}.match[{j}]"))?;
+    }
+    if let Some(headers) = &route.headers {
+        validate_header_operations(headers, &format!("{at}.headers"))?;
+    }
+    if let Some(cors) = &route.cors_policy {
+        validate_cors(cors, &format!("{at}.corsPolicy"))?;
+    }
+    if let Some(fault) = &route.fault {
+        validate_fault(fault, &format!("{at}.fault"))?;
+    }
+    if let Some(percent) = route.mirror_percent
+        && percent > 100
+    {
+        return Err(invalid(
+            format!("{at}.mirror_percent"),
+            format!("{percent} is more than 100"),
+        ));
+    }
+    if let Some(percentage) = &route.mirror_percentage {
+        validate_percentage(percentage, &format!("{at}.mirrorPercentage.value"))?;
+    }
+    if let Some(mirror) = &resolved.mirror {
+        validate_destination(mirror, &format!("{at}.mirror"), references)?;
+    }
+    for (j, mirror) in resolved.mirrors.iter().enumerate() {
+        let at = format!("{at}.mirrors[{j}]");
+        validate_destination(
+            &mirror.destination,
+            &format!("{at}.destination"),
+            references,
+        )?;
+        if let Some(percentage) = &mirror.percentage {
+            validate_percentage(percentage, &format!("{at}.percentage.value"))?;
+        }
+    }
+    if let Some(redirect) = &route.redirect {
+        validate_redirect(redirect, &format!("{at}.redirect"))?;
+    }
+    if let Some(direct) = &route.direct_response {
+        validate_direct_response(direct, &format!("{at}.directResponse"))?;
+    }
+    if let Some(retries) = &route.retries {
+        validate_retries(retries, &format!("{at}.retries"))?;
+    }
+    if let Some(rewrite) = &route.rewrite {
+        validate_rewrite(rewrite, &format!("{at}.rewrite"))?;
+    }
+    validate_authority_rewrite(route, at)?;
+    validate_weights(route.route.iter().map(|d| d.weight), at)?;
+    for (j, (destination, resolved_destination)) in
+        route.route.iter().zip(&resolved.route).enumerate()
+    {
+        let at = format!("{at}.route[{j}]");
+        if let Some(headers) = &destination.headers {
+            validate_header_operations(headers, &format!("{at}.headers"))?;
+        }
+        validate_destination(
+            &resolved_destination.destination,
+            &format!("{at}.destination"),
+            references,
+        )?;
+    }
+    if let Some(timeout) = route.timeout {
+        validate_duration(timeout, &format!("{at}.timeout"))?;
+    }
+    Ok(())
+}
+
+/// What a route does: forward (`route`), `redirect`, `directResponse`, or `delegate`; and what
+/// cannot go with each.
+fn validate_http_conflicts(
+    route: &istio::HttpRoute,
+    at: &str,
+    in_delegate: bool,
+) -> Result<(), FieldError> {
+    let conflict = |field: &str, other: &str| {
+        Err(invalid(
+            format!("{at}.{field}"),
+            format!("{field} cannot be combined with {other}"),
+        ))
+    };
+    if let Some(delegate) = &route.delegate {
+        if in_delegate {
+            return Err(invalid(
+                format!("{at}.delegate"),
+                "the routes of a delegate VirtualService cannot delegate again",
+            ));
+        }
+        if delegate.name.is_empty() {
+            return Err(invalid(format!("{at}.delegate.name"), "name is required"));
+        }
+        if !route.route.is_empty() {
+            return conflict("route", "delegate");
+        }
+        if route.redirect.is_some() {
+            return conflict("redirect", "delegate");
+        }
+        if route.direct_response.is_some() {
+            return conflict("directResponse", "delegate");
+        }
+    } else if route.redirect.is_some() {
+        if !route.route.is_empty() {
+            return conflict("route", "redirect");
+        }
+        if route.direct_response.is_some() {
+            return conflict("directResponse", "redirect");
+        }
+        if route.fault.is_some() {
+            return conflict("fault", "redirect");
+        }
+        if route.rewrite.is_some() {
+            return conflict("rewrite", "redirect");
+        }
+    } else if route.direct_response.is_some() {
+        if !route.route.is_empty() {
+            return conflict("route", "directResponse");
+        }
+        if route.fault.is_some() {
+            return conflict("fault", "directResponse");
+        }
+        if route.rewrite.is_some() {
+            return conflict("rewrite", "directResponse");
+        }
+    } else if route.route.is_empty() {
+        return Err(invalid(
+            at,
+            "one of route, redirect, directResponse or delegate is required",
+        ));
+    }
+    if route.mirror.is_some() && !route.mirrors.is_empty() {
+        return conflict("mirrors", "mirror");
+    }
+    Ok(())
+}
+
+fn validate_match(request: &istio::HttpMatchRequest, at: &str) -> Result<(), FieldError> {
+    // An empty URI prefix is allowed (it matches everything); Envoy refuses empty prefixes in
+    // the string matchers scheme, method and authority become.
+    if let Some(uri) = &request.uri {
+        if matches!(uri, StringMatch::Regex(regex) if regex.is_empty()) {
+            return Err(invalid(format!("{at}.uri.regex"), "empty regex"));
+        }
+        validate_string_match(uri, &format!("{at}.uri"))?;
+    }
+    let singles = [
+        ("scheme", &request.scheme),
+        ("method", &request.method),
+        ("authority", &request.authority),
+    ];
+    for (name, matcher) in singles {
+        if let Some(matcher) = matcher {
+            validate_header_string_match(matcher, &format!("{at}.{name}"))?;
+        }
+    }
+    let maps = [
+        ("headers", &request.headers),
+        ("withoutHeaders", &request.without_headers),
+        ("queryParams", &request.query_params),
+    ];
+    for (name, matchers) in maps {
+        let names = matchers.matchers.keys().chain(&matchers.present);
+        for key in names {
+            if key.is_empty() {
+                return Err(invalid(format!("{at}.{name}"), "empty name"));
+            }
+            if name != "queryParams" {
+                if key.starts_with("@request.auth.claims") {
+                    return Err(invalid(
+                        format!("{at}.{name}.{key}"),
+                        "JWT claim based routing is only supported on gateways",
+                    ));
+                }
+                validate_header_name(key).map_err(|m| invalid(format!("{at}.{name}"), m))?;
+            }
+        }
+        for (key, matcher) in matchers {
+            // `regex: "*"` under withoutHeaders asks for the header to be absent, as in istiod.
+            if name == "withoutHeaders" && matches!(matcher, StringMatch::Regex(r) if r == "*") {
+                continue;
+            }
+            validate_header_string_match(matcher, &format!("{at}.{name}.{key}"))?;
+        }
+    }
+    if let Some(port) = request.port {
+        validate_port(port, &format!("{at}.port"))?;
+    }
+    validate_labels(&request.source_labels, &format!("{at}.sourceLabels"))?;
+    if let Some(namespace) = &request.source_namespace
+        && !is_dns1123_label(namespace)
+    {
+        return Err(invalid(
+            format!("{at}.sourceNamespace"),
+            format!("{namespace:?} is not a namespace name"),
+        ));
+    }
+    for (k, gateway) in request.gateways.iter().enumerate() {
+        validate_gateway_name(gateway, &format!("{at}.gateways[{k}]"))?;
+    }
+    Ok(())
+}
+
+fn is_authority_header(name: &str) -> bool {
+    name.eq_ignore_ascii_case(":authority") || name.eq_ignore_ascii_case("host")
+}
+
+/// Request `set`/`add` may name the authority (a host rewrite); nothing else may name a
+/// pseudo-header or `host`.
+fn validate_header_operations(headers: &istio::Headers, at: &str) -> Result<(), FieldError> {
+    let sides = [
+        ("request", &headers.request),
+        ("response", &headers.response),
+    ];
+    for (side, operations) in sides {
+        let Some(operations) = operations else {
+            continue;
+        };
+        let at = format!("{at}.{side}");
+        let named = [("set", &operations.set), ("add", &operations.add)];
+        for (op, entries) in named {
+            for name in entries.keys() {
+                let authority_ok = side == "request" && is_authority_header(name);
+                validate_operation_header(name, authority_ok)
+                    .map_err(|m| invalid(format!("{at}.{op}"), m))?;
+            }
+        }
+        for (k, name) in operations.remove.iter().enumerate() {
+            validate_operation_header(name, false)
+                .map_err(|m| invalid(format!("{at}.remove[{k}]"), m))?;
+        }
+    }
+    Ok(())
+}
+
+fn validate_operation_header(name: &str, authority_ok: bool) -> Result<(), String> {
+    if authority_ok {
+        return Ok(());
+    }
+    if name.starts_with(':') || name.eq_ignore_ascii_case("host") {
+        return Err(format!("header {name:?} cannot be modified"));
+    }
+    validate_header_name(name)
+}
+
+/// The authority can be rewritten in one place only.
+fn validate_authority_rewrite(route: &istio::HttpRoute, at: &str) -> Result<(), FieldError> {
+    let request = route.headers.as_ref().and_then(|h| h.request.as_ref());
+    let from_rewrite = route
+        .rewrite
+        .as_ref()
+        .and_then(|r| r.authority.as_deref())
+        .filter(|a| !a.is_empty());
+    let from_headers = request.into_iter().flat_map(|ops| {
+        ops.set
+            .iter()
+            .chain(&ops.add)
+            .filter(|(name, _)| is_authority_header(name))
+    });
+    let count = usize::from(from_rewrite.is_some()) + from_headers.count();
+    if count > 1 {
+        return Err(invalid(
+            format!("{at}.headers.request"),
+            "the authority is rewritten more than once (rewrite.authority and an :authority or host header)",
+        ));
+    }
+    Ok(())
+}
+
+const CORS_METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE",
+];
+
+fn validate_cors(cors: &istio::CorsPolicy, at: &str) -> Result<(), FieldError> {
+    for (j, origin) in cors.allow_origins.iter().enumerate() {
+        let at = format!("{at}.allowOrigins[{j}]");
+        let (form, value) = match origin {
+            StringMatch::Exact(v) => ("exact", v),
+            StringMatch::Prefix(v) => ("prefix", v),
+            StringMatch::Regex(v) => ("regex", v),
+        };
+        if value.is_empty() {
+            return Err(invalid(format!("{at}.{form}"), "empty origin match"));
+        }
+        validate_string_match(origin, &at)?;
+    }
+    for (j, method) in cors.allow_methods.iter().enumerate() {
+        if !CORS_METHODS.contains(&method.as_str()) {
+            return Err(invalid(
+                format!("{at}.allowMethods[{j}]"),
+                format!(
+                    "{method:?} is not a supported HTTP method ({})",
+                    CORS_METHODS.join(", ")
+                ),
+            ));
+        }
+    }
+    let lists = [
+        ("allowHeaders", &cors.allow_headers),
+        ("exposeHeaders", &cors.expose_headers),
+    ];
+    for (name, headers) in lists {
+        for (j, header) in headers.iter().enumerate() {
+            if header != "*" {
+                validate_header_name(header)
+                    .map_err(|m| invalid(format!("{at}.{name}[{j}]"), m))?;
+            }
+        }
+    }
+    if let Some(max_age) = cors.max_age {
+        validate_duration(max_age, &format!("{at}.maxAge"))?;
+        if max_age.0.subsec_nanos() != 0 {
+            return Err(invalid(
+                format!("{at}.maxAge"),
+                "maxAge is sent in whole seconds",
+            ));
+        }
+    }
+    if cors.unmatched_preflights == Some(istio::UnmatchedPreflights::Unknown) {
+        return Err(invalid(
+            format!("{at}.unmatchedPreflights"),
+            "unknown value (expected UNSPECIFIED, FORWARD or IGNORE)",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_fault(fault: &istio::HttpFaultInjection, at: &str) -> Result<(), FieldError> {
+    if fault.abort.is_none() && fault.delay.is_none() {
+        return Err(invalid(at, "a fault needs an abort, a delay or both"));
+    }
+    if let Some(abort) = &fault.abort {
+        let at = format!("{at}.abort");
+        if let Some(percentage) = &abort.percentage {
+            validate_percentage(percentage, &format!("{at}.percentage.value"))?;
+        }
+        let kinds = usize::from(abort.http_status.is_some())
+            + usize::from(abort.grpc_status.is_some())
+            + usize::from(abort.http2_error.is_some());
+        if kinds != 1 {
+            return Err(invalid(
+                at,
+                "exactly one of httpStatus or grpcStatus is required",
+            ));
+        }
+        if abort.http2_error.is_some() {
+            return Err(invalid(
+                format!("{at}.http2Error"),
+                "HTTP/2 error aborts are not supported (by istiod either)",
+            ));
+        }
+        if let Some(status) = abort.http_status
+            && !(200..=599).contains(&status)
+        {
+            return Err(invalid(
+                format!("{at}.httpStatus"),
+                format!("HTTP status {status} is not in 200..=599"),
+            ));
+        }
+        if let Some(status) = &abort.grpc_status
+            && grpc_status_code(status).is_none()
+        {
+            return Err(invalid(
+                format!("{at}.grpcStatus"),
+                format!("{status:?} is not a gRPC status name such as UNAVAILABLE or NOT_FOUND"),
+            ));
+        }
+    }
+    if let Some(delay) = &fault.delay {
+        let at = format!("{at}.delay");
+        if let Some(percentage) = &delay.percentage {
+            validate_percentage(percentage, &format!("{at}.percentage.value"))?;
+        }
+        if let Some(percent) = delay.percent
+            && !(0..=100).contains(&percent)
+        {
+            return Err(invalid(
+                format!("{at}.percent"),
+                format!("{percent} is not in 0..=100"),
+            ));
+        }
+        if delay.exponential_delay.is_some() {
+            return Err(invalid(
+                format!("{at}.exponentialDelay"),
+                "exponential delays are not supported (by istiod either)",
+            ));
+        }
+        let Some(fixed) = delay.fixed_delay else {
+            return Err(invalid(
+                format!("{at}.fixedDelay"),
+                "fixedDelay is required",
+            ));
+        };
+        validate_duration(fixed, &format!("{at}.fixedDelay"))?;
+    }
+    Ok(())
+}
+
+/// Envoy's redirect codes; istiod emits a route without an action (which Envoy refuses) for any
+/// other 3xx, so those are refused here.
+const REDIRECT_CODES: &[u32] = &[301, 302, 303, 307, 308];
+
+fn validate_redirect(redirect: &istio::HttpRedirect, at: &str) -> Result<(), FieldError> {
+    let empty = |v: &Option<String>| v.as_deref().is_none_or(str::is_empty);
+    if empty(&redirect.uri)
+        && empty(&redirect.authority)
+        && empty(&redirect.scheme)
+        && redirect.port.is_none()
+        && redirect.derive_port.is_none()
+    {
+        return Err(invalid(
+            at,
+            "a redirect needs at least one of uri, authority, scheme, port or derivePort",
+        ));
+    }
+    if let Some(code) = redirect.redirect_code
+        && !REDIRECT_CODES.contains(&code)
+    {
+        return Err(invalid(
+            format!("{at}.redirectCode"),
+            format!("{code} is not a redirect code Envoy sends (301, 302, 303, 307 or 308)"),
+        ));
+    }
+    if let Some(scheme) = redirect.scheme.as_deref()
+        && !scheme.is_empty()
+        && scheme != "http"
+        && scheme != "https"
+    {
+        return Err(invalid(
+            format!("{at}.scheme"),
+            format!("{scheme:?} is not http or https"),
+        ));
+    }
+    if let Some(port) = redirect.port {
+        if redirect.derive_port.is_some() {
+            return Err(invalid(
+                format!("{at}.derivePort"),
+                "port and derivePort cannot both be set",
+            ));
+        }
+        validate_port(port, &format!("{at}.port"))?;
+    }
+    if redirect.derive_port == Some(istio::RedirectPortSelection::Unknown) {
+        return Err(invalid(
+            format!("{at}.derivePort"),
+            "unknown value (expected FROM_PROTOCOL_DEFAULT or FROM_REQUEST_PORT)",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_direct_response(
+    direct: &istio::HttpDirectResponse,
+    at: &str,
+) -> Result<(), FieldError> {
+    if !(200..=599).contains(&direct.status) {
+        return Err(invalid(
+            format!("{at}.status"),
+            format!("HTTP status {} is not in 200..=599", direct.status),
+        ));
+    }
+    let size = match &direct.body {
+        Some(istio::HttpBody::String(text)) => text.len(),
+        Some(istio::HttpBody::Bytes(bytes)) => bytes.len(),
+        None => 0,
+    };
+    if size > MAX_DIRECT_RESPONSE_BODY {
+        return Err(invalid(
+            format!("{at}.body"),
+            format!("the body has {size} bytes; at most 1MiB is allowed"),
+        ));
+    }
+    Ok(())
+}
+
+/// Envoy's `x-envoy-retry-on` and `x-envoy-retry-grpc-on` conditions.
+const RETRY_ON: &[&str] = &[
+    "5xx",
+    "gateway-error",
+    "reset",
+    "reset-before-request",
+    "connect-failure",
+    "retriable-4xx",
+    "refused-stream",
+    "retriable-status-codes",
+    "retriable-headers",
+    "envoy-ratelimited",
+    "http3-post-connect-failure",
+    "cancelled",
+    "deadline-exceeded",
+    "internal",
+    "resource-exhausted",
+    "unavailable",
+];
+
+fn validate_retries(retries: &istio::HttpRetry, at: &str) -> Result<(), FieldError> {
+    if retries.attempts < 0 {
+        return Err(invalid(
+            format!("{at}.attempts"),
+            "attempts cannot be negative",
+        ));
+    }
+    if retries.attempts == 0
+        && (retries.per_try_timeout.is_some()
+            || retries.retry_on.as_deref().is_some_and(|r| !r.is_empty())
+            || retries.retry_remote_localities.is_some())
+    {
+        return Err(invalid(
+            format!("{at}.attempts"),
+            "attempts: 0 disables retries, but perTryTimeout, retryOn or retryRemoteLocalities is set",
+        ));
+    }
+    if let Some(per_try) = retries.per_try_timeout {
+        validate_duration(per_try, &format!("{at}.perTryTimeout"))?;
+    }
+    if let Some(retry_on) = retries.retry_on.as_deref().filter(|r| !r.is_empty()) {
+        for condition in retry_on.split(',').map(str::trim) {
+            let status = condition.parse::<u32>().is_ok_and(is_known_http_status);
+            if !status && !RETRY_ON.contains(&condition) {
+                return Err(invalid(
+                    format!("{at}.retryOn"),
+                    format!(
+                        "{condition:?} is neither a retry condition Envoy knows nor an HTTP status code"
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(backoff) = retries.backoff {
+        validate_duration(backoff, &format!("{at}.backoff"))?;
+    }
+    Ok(())
+}
+
+fn validate_rewrite(rewrite: &istio::HttpRewrite, at: &str) -> Result<(), FieldError> {
+    let uri = rewrite.uri.as_deref().filter(|uri| !uri.is_empty());
+    let authority = rewrite.authority.as_deref().filter(|a| !a.is_empty());
+    if uri.is_some() && rewrite.uri_regex_rewrite.is_some() {
+        return Err(invalid(
+            format!("{at}.uriRegexRewrite"),
+            "uri and uriRegexRewrite cannot both be set",
+        ));
+    }
+    if uri.is_none() && rewrite.uri_regex_rewrite.is_none() && authority.is_none() {
+        return Err(invalid(
+            at,
+            "a rewrite needs at least one of uri, uriRegexRewrite or authority",
+        ));
+    }
+    if let Some(regex) = &rewrite.uri_regex_rewrite {
+        let at = format!("{at}.uriRegexRewrite");
+        if regex.pattern.is_empty() || regex.rewrite.is_empty() {
+            return Err(invalid(at, "both match and rewrite are required"));
+        }
+        validate_regex(&regex.pattern, &format!("{at}.match"))?;
+    }
+    Ok(())
+}
+
+/// Weights are percentages: with several destinations, either none is weighted (an even split)
+/// or they add up to 100.
+fn validate_weights(
+    weights: impl Iterator<Item = Option<i32>> + Clone,
+    at: &str,
+) -> Result<(), FieldError> {
+    for (j, weight) in weights.clone().enumerate() {
+        if weight.is_some_and(|weight| weight < 0) {
+            return Err(invalid(
+                format!("{at}.route[{j}].weight"),
+                "weight cannot be negative",
+            ));
+        }
+    }
+    let count = weights.clone().count();
+    let weighted = weights.clone().any(|weight| weight.is_some());
+    if count > 1 && weighted {
+        let total: i64 = weights.map(|w| i64::from(w.unwrap_or(0))).sum();
+        if total != 100 {
+            return Err(invalid(
+                format!("{at}.route"),
+                format!("destination weights add up to {total}, not 100"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_destination(
+    destination: &istio::Destination,
+    at: &str,
+    references: &References<'_>,
+) -> Result<(), FieldError> {
+    if destination.host.is_empty() {
+        return Err(invalid(format!("{at}.host"), "host is required"));
+    }
+    let Some(service) = references.services.get(&destination.host) else {
+        return Err(invalid(
+            format!("{at}.host"),
+            format!("{} is not a known service", destination.host),
+        ));
+    };
+    if let Some(port) = destination.port.map(|port| port.number) {
+        let known = u16::try_from(port).ok().and_then(|port| service.port(port));
+        if known.is_none() {
+            return Err(invalid(
+                format!("{at}.port.number"),
+                format!("service {} has no port {port}", destination.host),
+            ));
+        }
+    }
+    if let Some(subset) = &destination.subset {
+        let defined = references
+            .destination_rules
+            .get(&destination.host)
+            .is_some_and(|rule| rule.subset(subset).is_some());
+        if !defined {
+            return Err(invalid(
+                format!("{at}.subset"),
+                format!(
+                    "subset {subset:?} is not defined by any DestinationRule for {}",
+                    destination.host
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_tls_route(
+    route: &istio::TlsRoute,
+    resolved: &istio::TlsRoute,
+    vs_hosts: &[String],
+    at: &str,
+    references: &References<'_>,
+) -> Result<(), FieldError> {
+    if route.matches.is_empty() {
+        return Err(invalid(
+            format!("{at}.match"),
+            "a TLS route needs at least one match (with sniHosts)",
+        ));
+    }
+    for (j, request) in route.matches.iter().enumerate() {
+        let at = format!("{at}.match[{j}]");
+        if request.sni_hosts.is_empty() {
+            return Err(invalid(
+                format!("{at}.sniHosts"),
+                "at least one SNI host is required",
+            ));
+        }
+        for (k, sni) in request.sni_hosts.iter().enumerate() {
+            let at = format!("{at}.sniHosts[{k}]");
+            if sni.parse::<std::net::IpAddr>().is_ok() {
+                continue;
+            }
+            validate_wildcard_domain(sni).map_err(|m| invalid(&at, m))?;
+            if !vs_hosts.iter().any(|host| host_subset_of(sni, host)) {
+                return Err(invalid(
+                    at,
+                    format!(
+                        "SNI host {sni:?} is not within any of the VirtualService's hosts [{}]",
+                        vs_hosts.join(", ")
+                    ),
+                ));
+            }
+        }
+        validate_l4_match(
+            &request.destination_subnets,
+            None,
+            request.port,
+            &request.source_labels,
+            request.source_namespace.as_deref(),
+            &request.gateways,
+            &at,
+        )?;
+    }
+    validate_route_destinations(&route.route, &resolved.route, at, references)
+}
+
+fn validate_tcp_route(
+    route: &istio::TcpRoute,
+    resolved: &istio::TcpRoute,
+    at: &str,
+    references: &References<'_>,
+) -> Result<(), FieldError> {
+    for (j, request) in route.matches.iter().enumerate() {
+        validate_l4_match(
+            &request.destination_subnets,
+            request.source_subnet.as_deref(),
+            request.port,
+            &request.source_labels,
+            request.source_namespace.as_deref(),
+            &request.gateways,
+            &format!("{at}.match[{j}]"),
+        )?;
+    }
+    validate_route_destinations(&route.route, &resolved.route, at, references)
+}
+
+fn validate_l4_match(
+    destination_subnets: &[String],
+    source_subnet: Option<&str>,
+    port: Option<u32>,
+    source_labels: &BTreeMap<String, String>,
+    source_namespace: Option<&str>,
+    gateways: &[String],
+    at: &str,
+) -> Result<(), FieldError> {
+    for (k, subnet) in destination_subnets.iter().enumerate() {
+        validate_subnet(subnet).map_err(|m| invalid(format!("{at}.destinationSubnets[{k}]"), m))?;
+    }
+    if let Some(subnet) = source_subnet {
+        validate_subnet(subnet).map_err(|m| invalid(format!("{at}.sourceSubnet"), m))?;
+    }
+    if let Some(port) = port {
+        validate_port(port, &format!("{at}.port"))?;
+    }
+    validate_labels(source_labels, &format!("{at}.sourceLabels"))?;
+    if let Some(namespace) = source_namespace
+        && !is_dns1123_label(namespace)
+    {
+        return Err(invalid(
+            format!("{at}.sourceNamespace"),
+            format!("{namespace:?} is not a namespace name"),
+        ));
+    }
+    for (k, gateway) in gateways.iter().enumerate() {
+        validate_gateway_name(gateway, &format!("{at}.gateways[{k}]"))?;
+    }
+    Ok(())
+}
+
+fn validate_route_destinations(
+    destinations: &[istio::RouteDestination],
+    resolved: &[istio::RouteDestination],
+    at: &str,
+    references: &References<'_>,
+) -> Result<(), FieldError> {
+    if destinations.is_empty() {
+        return Err(invalid(
+            format!("{at}.route"),
+            "at least one destination is required",
+        ));
+    }
+    validate_weights(destinations.iter().map(|d| d.weight), at)?;
+    for (j, destination) in resolved.iter().enumerate() {
+        validate_destination(
+            &destination.destination,
+            &format!("{at}.route[{j}].destination"),
+            references,
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,312 @@
+//! `rudder proxy-status`: the sync state of every connected proxy, as `istioctl proxy-status`
+//! shows it. [`fetch`] reads `/debug/syncz` from a running rudder's admin port; [`render`] (pure)
+//! turns it into the table: one row per ADS stream with NAME, CDS, LDS, EDS, RDS and PROTOCOL,
+//! each type `SYNCED`, `STALE` (sent, not ACKed yet), `NOT SENT` or `ERROR` (the proxy rejected the
+//! last version sent), and under a row the error of each rejected type.
+
+use serde::{Deserialize, Serialize};
+
+use crate::admin::StreamSync;
+
+/// Where one proxy is with one type.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum SyncState {
+    /// The proxy ACKed the last version sent.
+    #[serde(rename = "SYNCED")]
+    Synced,
+    /// A version was sent and is not ACKed (yet).
+    #[serde(rename = "STALE")]
+    Stale,
+    /// Nothing was sent (the proxy did not subscribe, or is waiting for its first response).
+    #[default]
+    #[serde(rename = "NOT SENT")]
+    NotSent,
+    /// The proxy rejected (NACKed) the last version sent.
+    #[serde(rename = "ERROR")]
+    Error,
+}
+
+impl SyncState {
+    /// From the version last sent, the version last ACKed and the version of the last NACK (kept
+    /// until a later ACK).
+    pub fn of(sent: Option<&str>, acked: Option<&str>, nacked: Option<&str>) -> SyncState {
+        match sent {
+            None => SyncState::NotSent,
+            Some(sent) if nacked == Some(sent) => SyncState::Error,
+            Some(sent) if acked == Some(sent) => SyncState::Synced,
+            Some(_) => SyncState::Stale,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            SyncState::Synced => "SYNCED",
+            SyncState::Stale => "STALE",
+            SyncState::NotSent => "NOT SENT",
+            SyncState::Error => "ERROR",
+        }
+    }
+}
+
+/// The type columns, in `istioctl proxy-status` order: (header, syncz type).
+pub const TYPE_COLUMNS: [(&str, &str); 4] = [
+    ("CDS", "cds"),
+    ("LDS", "lds"),
+    ("EDS", "eds"),
+    ("RDS", "rds"),
+];
+
+/// How `istioctl` names a proxy: `POD.NAMESPACE` from an Istio node id; any other id as it is.
+pub fn proxy_name(proxy_id: &str) -> &str {
+    let parts: Vec<&str> = proxy_id.split('~').collect();
+    match parts[..] {
+        [_, _, name, _] if !name.is_empty() => name,
+        _ => proxy_id,
+    }
+}
+
+/// The proxy-status table of `streams` (as `/debug/syncz` returns them): a header, then a row per
+/// stream sorted by name, each rejected type's error indented under its row. A name held by two
+/// streams (Envoy reconnecting) gets the stream number: `NAME #N`.
+pub fn render(streams: &[StreamSync]) -> String {
+    let mut sorted: Vec<&StreamSync> = streams.iter().collect();
+    sorted.sort_by(|a, b| {
+        (proxy_name(&a.proxy_id), &a.proxy_id, a.connection).cmp(&(
+            proxy_name(&b.proxy_id),
+            &b.proxy_id,
+            b.connection,
+        ))
+    });
+    let shared = |name: &str| {
+        sorted
+            .iter()
+            .filter(|stream| proxy_name(&stream.proxy_id) == name)
+            .count()
+            > 1
+    };
+    let mut rows: Vec<(Vec<String>, Vec<String>)> = Vec::new();
+    for stream in &sorted {
+        let name = proxy_name(&stream.proxy_id);
+        let mut cells = vec![if shared(name) {
+            format!("{name} #{}", stream.connection)
+        } else {
+            name.to_string()
+        }];
+        let mut errors = Vec::new();
+        for (header, ty) in TYPE_COLUMNS {
+            let sync = stream.types.get(ty);
+            let state = sync.map(|sync| sync.state).unwrap_or_default();
+            cells.push(state.label().to_string());
+            if let Some(nack) = sync.and_then(|sync| sync.nack.as_ref())
+                && state == SyncState::Error
+            {
+                let mut lines = nack.message.trim().lines().map(str::trim_end);
+                let first = lines.next().unwrap_or_default();
+                errors.push(format!("{header} rejected {}: {first}", nack.version));
+                errors.extend(lines.map(|line| format!("  {line}")));
+            }
+        }
+        cells.push(stream.protocol.display_name().to_string());
+        rows.push((cells, errors));
+    }
+
+    let header: Vec<String> = ["NAME"]
+        .into_iter()
+        .chain(TYPE_COLUMNS.iter().map(|(header, _)| *header))
+        .chain(["PROTOCOL"])
+        .map(str::to_string)
+        .collect();
+    let mut widths: Vec<usize> = header.iter().map(String::len).collect();
+    for (cells, _) in &rows {
+        for (width, cell) in widths.iter_mut().zip(cells) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut line = String::new();
+        for (index, (cell, width)) in cells.iter().zip(&widths).enumerate() {
+            if index + 1 == cells.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}   "));
+            }
+        }
+        line.push('\n');
+        line
+    };
+    let mut table = line(&header);
+    for (cells, errors) in &rows {
+        table.push_str(&line(cells));
+        for error in errors {
+            table.push_str(&format!("    {error}\n"));
+        }
+    }
+    table
+}
+
+/// The `/debug/syncz` of the rudder whose admin server is at `admin_address` (`HOST:PORT`, or a
+/// URL).
+pub async fn fetch(admin_address: &str) -> anyhow::Result<Vec<StreamSync>> {
+    use anyhow::Context;
+    let base = if admin_address.contains("://") {
+        admin_address.trim_end_matches('/').to_string()
+    } else {
+        format!("http://{admin_address}")
+    };
+    let url = format!("{base}/debug/syncz");
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .context("create an HTTP client")?;
+    let response = client
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?
+        .error_for_status()
+        .with_context(|| format!("GET {url}"))?;
+    let body = response
+        .text()
+        .await
+        .with_context(|| format!("read {url}"))?;
+    serde_json::from_str(&body).with_context(|| format!("{url} is not rudder's syncz"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::{NackSync, Protocol, TypeSync};
+
+    fn sync(sent: Option<&str>, acked: Option<&str>, nack: Option<(&str, &str)>) -> TypeSync {
+        let nack = nack.map(|(version, message)| NackSync {
+            version: version.into(),
+            message: message.into(),
+        });
+        TypeSync {
+            state: SyncState::of(sent, acked, nack.as_ref().map(|n| n.version.as_str())),
+            sent: sent.map(Into::into),
+            nonce: sent.map(|_| "1".into()),
+            acked: acked.map(Into::into),
+            nack,
+        }
+    }
+
+    fn stream(
+        id: &str,
+        connection: u64,
+        protocol: Protocol,
+        types: &[(&str, TypeSync)],
+    ) -> StreamSync {
+        StreamSync {
+            proxy_id: id.into(),
+            connection,
+            protocol,
+            types: types
+                .iter()
+                .map(|(ty, sync)| (ty.to_string(), sync.clone()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn states() {
+        assert_eq!(SyncState::of(None, None, None), SyncState::NotSent);
+        assert_eq!(SyncState::of(Some("a"), Some("a"), None), SyncState::Synced);
+        assert_eq!(SyncState::of(Some("b"), Some("a"), None), SyncState::Stale);
+        assert_eq!(SyncState::of(Some("b"), None, None), SyncState::Stale);
+        assert_eq!(
+            SyncState::of(Some("b"), Some("a"), Some("b")),
+            SyncState::Error
+        );
+        // A rejection of an older version: the newer one is on its way.
+        assert_eq!(
+            SyncState::of(Some("c"), Some("a"), Some("b")),
+            SyncState::Stale
+        );
+        assert_eq!(
+            serde_json::to_string(&SyncState::NotSent).unwrap(),
+            "\"NOT SENT\""
+        );
+    }
+
+    #[test]
+    fn names_like_istioctl() {
+        assert_eq!(
+            proxy_name("sidecar~10.0.0.1~reviews-v1-abc.bookinfo~bookinfo.svc.cluster.local"),
+            "reviews-v1-abc.bookinfo"
+        );
+        assert_eq!(proxy_name("plain-node"), "plain-node");
+    }
+
+    #[test]
+    fn renders_the_table() {
+        let streams = [
+            stream(
+                "sidecar~10.0.0.2~ratings.default~default.svc.cluster.local",
+                7,
+                Protocol::Delta,
+                &[
+                    (
+                        "cds",
+                        sync(
+                            Some("c2"),
+                            Some("c1"),
+                            Some(("c2", "bad cluster\nsecond line")),
+                        ),
+                    ),
+                    ("eds", sync(Some("e1"), Some("e1"), None)),
+                    ("lds", sync(Some("l1"), None, None)),
+                ],
+            ),
+            stream(
+                "sidecar~10.0.0.1~details.default~default.svc.cluster.local",
+                3,
+                Protocol::Sotw,
+                &[
+                    ("cds", sync(Some("c1"), Some("c1"), None)),
+                    ("eds", sync(Some("e1"), Some("e1"), None)),
+                    ("lds", sync(Some("l1"), Some("l1"), None)),
+                    ("rds", sync(Some("r1"), Some("r1"), None)),
+                ],
+            ),
+        ];
+        let expected = "\
+NAME              CDS      LDS      EDS      RDS        PROTOCOL
+details.default   SYNCED   SYNCED   SYNCED   SYNCED     SotW
+ratings.default   ERROR    STALE    SYNCED   NOT SENT   Delta
+    CDS rejected c2: bad cluster
+      second line
+";
+        assert_eq!(render(&streams), expected);
+    }
+
+    #[test]
+    fn tells_streams_of_one_proxy_apart() {
+        let id = "sidecar~10.0.0.1~details.default~default.svc.cluster.local";
+        let streams = [
+            stream(id, 4, Protocol::Sotw, &[]),
+            stream(id, 2, Protocol::Sotw, &[]),
+        ];
+        let table = render(&streams);
+        let names: Vec<&str> = table
+            .lines()
+            .skip(1)
+            .map(|line| line.split("   ").next().unwrap().trim())
+            .collect();
+        assert_eq!(names, ["details.default #2", "details.default #4"]);
+        assert_eq!(render(&[]), "NAME   CDS   LDS   EDS   RDS   PROTOCOL\n");
+    }
+
+    #[test]
+    fn reads_what_syncz_writes() {
+        let streams = vec![stream(
+            "a~b~c~d",
+            1,
+            Protocol::Sotw,
+            &[("cds", sync(Some("v"), None, Some(("v", "no"))))],
+        )];
+        let json = serde_json::to_string(&streams).unwrap();
+        let read: Vec<StreamSync> = serde_json::from_str(&json).unwrap();
+        assert_eq!(read, streams);
+    }
+}

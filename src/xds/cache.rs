@@ -1,0 +1,347 @@
+//! One translation per kind of proxy per snapshot: proxies that would receive identical config
+//! share one translation and one encoded, hashed copy of each resource.
+//!
+//! A translation depends on the model and on the few things about a proxy that `translate` reads,
+//! the [`ProxyKey`]: its kind, namespace, labels, interception mode, DNS domain and locality, not
+//! its id, pod name or IPs (the IPs only decide which Pod's labels and locality the proxy gets,
+//! which the key then holds). So every sidecar of one Deployment shares one translation. The
+//! cache holds the current snapshot's translations by key; the first stream to ask for a key
+//! translates (on the blocking pool, at most one translation per CPU at a time) while streams
+//! asking for the same key wait for it. Resources are interned ([`Interner`]), so proxies with
+//! different keys still share every resource their translations agree on, and a resource a model
+//! change left alone is not encoded or hashed again. A translation equal to the key's previous
+//! one is that very [`ResourceSet`], which lets a stream see at once that nothing changed for it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+
+use tokio::sync::{OnceCell, Semaphore};
+
+use super::Snapshot;
+use super::hook::{self, ResourcesHook};
+use super::versions::{Interner, ResourceSet};
+use crate::model::{Locality, Model};
+use crate::proxy::{InterceptionMode, Proxy, ProxyKind};
+
+/// What a proxy's translation depends on besides the model.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProxyKey {
+    kind: ProxyKind,
+    namespace: String,
+    labels: BTreeMap<String, String>,
+    interception: InterceptionMode,
+    dns_domain: String,
+    locality: Locality,
+    /// The proxy's own id, when a test hook may rewrite each proxy's translation differently.
+    id: Option<String>,
+}
+
+impl ProxyKey {
+    /// The key of `proxy` (after [`Proxy::with_workload_labels`]); `per_proxy` keys it by its id
+    /// too, sharing nothing.
+    pub fn new(proxy: &Proxy, per_proxy: bool) -> ProxyKey {
+        // Every field is named, so that a new one has to be sorted into the key or out of it.
+        // Out only if `translate` never reads it: proxies would get each other's config.
+        let Proxy {
+            id,
+            kind,
+            ips: _,
+            pod_name: _,
+            namespace,
+            labels,
+            interception,
+            dns_domain,
+            locality,
+        } = proxy;
+        ProxyKey {
+            kind: *kind,
+            namespace: namespace.clone(),
+            labels: labels.clone(),
+            interception: *interception,
+            dns_domain: dns_domain.clone(),
+            locality: locality.clone(),
+            id: per_proxy.then(|| id.clone()),
+        }
+    }
+}
+
+/// Translations shared by every stream of one xDS server.
+#[derive(Debug)]
+pub struct Cache {
+    state: Mutex<State>,
+    interner: Arc<Interner>,
+    /// Translations are CPU-bound: more at once than CPUs only holds more memory.
+    translating: Arc<Semaphore>,
+    hook: Option<ResourcesHook>,
+    translations: AtomicU64,
+}
+
+type Slot = Arc<OnceCell<Arc<ResourceSet>>>;
+
+#[derive(Debug, Default)]
+struct State {
+    /// The model the current translations are of.
+    model: Option<Arc<Model>>,
+    generation: u64,
+    current: HashMap<ProxyKey, Slot>,
+    /// The previous model's translations, while a stream still holds them.
+    previous: HashMap<ProxyKey, Weak<ResourceSet>>,
+    /// `current` is pruned of translations no stream holds when it grows to this size.
+    prune_at: usize,
+}
+
+const MIN_PRUNE_AT: usize = 64;
+
+impl Cache {
+    /// A cache whose translations go through `hook` (tests only); with a hook, translations are
+    /// per proxy, since a hook may treat each proxy differently.
+    pub fn new(hook: Option<ResourcesHook>) -> Cache {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        Cache {
+            state: Mutex::new(State {
+                prune_at: MIN_PRUNE_AT,
+                ..State::default()
+            }),
+            interner: Arc::default(),
+            translating: Arc::new(Semaphore::new(cpus)),
+            hook,
+            translations: AtomicU64::new(0),
+        }
+    }
+
+    /// What `proxy` gets from `snapshot`: the shared translation of its key, made now if no
+    /// stream asked for it yet.
+    pub async fn resources(&self, snapshot: &Snapshot, proxy: &Proxy) -> Arc<ResourceSet> {
+        let key = ProxyKey::new(proxy, self.hook.is_some());
+        let Some((slot, previous)) = self.slot(snapshot, key) else {
+            // A stream behind the newest snapshot (it will catch up): not worth keeping.
+            return self.translate(&snapshot.model, proxy, None).await;
+        };
+        let set = slot
+            .get_or_init(|| self.translate(&snapshot.model, proxy, previous))
+            .await;
+        set.clone()
+    }
+
+    /// The slot of `key` in `snapshot`, with the key's previous translation if a stream still
+    /// holds it; `None` if `snapshot` is older than the cache's.
+    fn slot(&self, snapshot: &Snapshot, key: ProxyKey) -> Option<(Slot, Option<Arc<ResourceSet>>)> {
+        let mut state = self.lock();
+        let current = state
+            .model
+            .as_ref()
+            .is_some_and(|model| Arc::ptr_eq(model, &snapshot.model));
+        if !current {
+            if snapshot.generation < state.generation {
+                return None;
+            }
+            state.rotate(snapshot);
+            self.interner.sweep();
+        }
+        let previous = state.previous.get(&key).and_then(Weak::upgrade);
+        Some((state.slot(key), previous))
+    }
+
+    /// How many translations this cache made.
+    pub fn translations(&self) -> u64 {
+        self.translations.load(Ordering::Relaxed)
+    }
+
+    /// Translates on the blocking pool; returns `previous` if the result is the same.
+    async fn translate(
+        &self,
+        model: &Arc<Model>,
+        proxy: &Proxy,
+        previous: Option<Arc<ResourceSet>>,
+    ) -> Arc<ResourceSet> {
+        // The semaphore is never closed.
+        let _permit = self.translating.acquire().await.ok();
+        let (model, proxy) = (model.clone(), proxy.clone());
+        let (interner, hook) = (self.interner.clone(), self.hook.clone());
+        let keep = previous.clone();
+        let translated = tokio::task::spawn_blocking(move || {
+            let resources = hook::translate(&model, &proxy, hook.as_ref());
+            ResourceSet::interned(resources, &interner, keep.as_deref())
+        })
+        .await;
+        self.translations.fetch_add(1, Ordering::Relaxed);
+        let set = match translated {
+            Ok(set) => set,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            // Only a runtime shutting down cancels blocking tasks.
+            Err(_) => ResourceSet::default(),
+        };
+        match previous {
+            Some(previous) if set.same_as(&previous) => previous,
+            _ => Arc::new(set),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every change leaves the state consistent, so a panic elsewhere does not poison it.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl State {
+    /// Moves on to `snapshot`'s model; the current translations become the previous ones.
+    fn rotate(&mut self, snapshot: &Snapshot) {
+        self.previous = self
+            .current
+            .drain()
+            .filter_map(|(key, slot)| Some((key, Arc::downgrade(slot.get()?))))
+            .collect();
+        self.model = Some(snapshot.model.clone());
+        self.generation = snapshot.generation;
+        self.prune_at = MIN_PRUNE_AT;
+    }
+
+    fn slot(&mut self, key: ProxyKey) -> Slot {
+        if let Some(slot) = self.current.get(&key) {
+            return slot.clone();
+        }
+        if self.current.len() >= self.prune_at {
+            // Keys whose proxies all left; a translation still being made is kept.
+            self.current
+                .retain(|_, slot| slot.get().is_none_or(|set| Arc::strong_count(set) > 1));
+            self.prune_at = MIN_PRUNE_AT.max(2 * self.current.len());
+        }
+        self.current.entry(key).or_default().clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::model::{LastGood, build};
+    use crate::source::file::load_dirs;
+    use crate::translate::{self, ResourceType};
+
+    fn bookinfo() -> Arc<Snapshot> {
+        let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/bookinfo"));
+        let built = build(&load_dirs(&[dir]).inputs(), &LastGood::default());
+        assert!(built.errors.is_empty(), "{:?}", built.errors);
+        Arc::new(Snapshot {
+            model: Arc::new(built.model),
+            generation: 1,
+            ..Snapshot::default()
+        })
+    }
+
+    fn proxy(ip: &str, pod: &str, metadata: Value) -> Proxy {
+        let id = format!("sidecar~{ip}~{pod}.bookinfo~bookinfo.svc.cluster.local");
+        Proxy::parse(&id, &metadata).unwrap()
+    }
+
+    fn labelled(ip: &str, pod: &str, app: &str) -> Proxy {
+        let metadata = json!({"NAMESPACE": "bookinfo", "LABELS": {"app": app, "version": "v1"}});
+        proxy(ip, pod, metadata)
+    }
+
+    #[test]
+    fn the_key_holds_everything_translation_reads() {
+        let snapshot = bookinfo();
+        let model = &snapshot.model;
+        // Same key, different id, pod and IPs: the same translation, on a model with routing
+        // rules that match on source labels and namespaces.
+        let one = labelled("10.0.0.1", "productpage-v1-a", "productpage");
+        let two = labelled("10.0.0.2", "productpage-v1-b", "productpage");
+        assert_eq!(ProxyKey::new(&one, false), ProxyKey::new(&two, false));
+        assert_eq!(
+            translate::translate(model, &one),
+            translate::translate(model, &two)
+        );
+        assert_ne!(ProxyKey::new(&one, true), ProxyKey::new(&two, true));
+        let other = labelled("10.0.0.1", "productpage-v1-a", "reviews");
+        assert_ne!(ProxyKey::new(&one, false), ProxyKey::new(&other, false));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn proxies_with_one_key_share_one_translation() {
+        let snapshot = bookinfo();
+        let cache = Arc::new(Cache::new(None));
+        let asking: Vec<_> = (0..50)
+            .map(|i| {
+                let (cache, snapshot) = (cache.clone(), snapshot.clone());
+                tokio::spawn(async move {
+                    let proxy = labelled(&format!("10.0.1.{i}"), &format!("pp-{i}"), "productpage");
+                    cache.resources(&snapshot, &proxy).await
+                })
+            })
+            .collect();
+        let mut sets = Vec::new();
+        for asking in asking {
+            sets.push(asking.await.unwrap());
+        }
+        assert_eq!(cache.translations(), 1);
+        assert!(sets.iter().all(|set| Arc::ptr_eq(set, &sets[0])));
+        assert!(!sets[0].is_empty());
+    }
+
+    #[tokio::test]
+    async fn different_keys_share_equal_resources() {
+        let snapshot = bookinfo();
+        let cache = Cache::new(None);
+        let productpage = labelled("10.0.0.1", "pp", "productpage");
+        let reviews = labelled("10.0.0.2", "rv", "reviews");
+        let one = cache.resources(&snapshot, &productpage).await;
+        let two = cache.resources(&snapshot, &reviews).await;
+        assert_eq!(cache.translations(), 2);
+        assert!(!Arc::ptr_eq(&one, &two));
+        let clusters = |set: &ResourceSet| set.of(ResourceType::Cluster).clone();
+        let (a, b) = (clusters(&one), clusters(&two));
+        assert!(!a.is_empty());
+        for (name, resource) in a.iter() {
+            assert!(Arc::ptr_eq(resource, b.get(name).unwrap()), "{name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_model_that_changes_nothing_for_a_proxy_gives_it_the_same_set() {
+        let snapshot = bookinfo();
+        let cache = Cache::new(None);
+        let proxy = labelled("10.0.0.1", "pp", "productpage");
+        let first = cache.resources(&snapshot, &proxy).await;
+        // An equal model, published anew: translated again, found the same.
+        let next = Arc::new(Snapshot {
+            model: Arc::new((*snapshot.model).clone()),
+            generation: 2,
+            ..Snapshot::default()
+        });
+        let second = cache.resources(&next, &proxy).await;
+        assert_eq!(cache.translations(), 2);
+        assert!(Arc::ptr_eq(&first, &second));
+        // An older snapshot is still answered, without disturbing the cache.
+        let stale = cache.resources(&snapshot, &proxy).await;
+        for ty in ResourceType::ALL {
+            assert!(stale.of(ty).same_as(first.of(ty)), "{ty:?}");
+        }
+        let again = cache.resources(&next, &proxy).await;
+        assert!(Arc::ptr_eq(&again, &second));
+        assert_eq!(cache.translations(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_hook_makes_translations_per_proxy() {
+        let snapshot = bookinfo();
+        let hook = ResourcesHook::new(|proxy, resources| {
+            if proxy.id.contains("10.0.0.1") {
+                resources.clusters.clear();
+            }
+        });
+        let cache = Cache::new(Some(hook));
+        let one = cache
+            .resources(&snapshot, &labelled("10.0.0.1", "a", "productpage"))
+            .await;
+        let two = cache
+            .resources(&snapshot, &labelled("10.0.0.2", "b", "productpage"))
+            .await;
+        assert!(one.of(ResourceType::Cluster).is_empty());
+        assert!(!two.of(ResourceType::Cluster).is_empty());
+    }
+}

@@ -1,0 +1,381 @@
+//! The ADS gRPC service on the wire: routes the two ADS methods to a handler, and frames its
+//! requests and responses ([`super::wire`]) itself. Each response is encoded from the shared bytes
+//! of its resources straight into one allocation of its own, which is freed once written; a
+//! large request (Envoy's EDS subscription names every cluster) is decoded from a buffer that is
+//! freed once the request is read. tonic's codecs keep per-stream buffers the size of the
+//! largest message ever sent and received (a full CDS of a large mesh) for the stream's whole
+//! life, for every proxy.
+
+use std::convert::Infallible;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, ready};
+
+use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
+use http_body::{Body as _, Frame};
+use prost::bytes::{Buf, BytesMut};
+use tokio::sync::mpsc;
+use tonic::codegen::{BoxFuture, Bytes, Service, http};
+use tonic::metadata::GRPC_CONTENT_TYPE;
+use tonic::server::NamedService;
+use tonic::{Request, Status};
+
+use super::wire::{DeltaResponse, SotwResponse, WireMessage};
+
+const SOTW_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+const DELTA_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
+
+/// gRPC's message prefix: a compression flag and a 32-bit length.
+const HEADER_SIZE: usize = 5;
+
+/// A request buffer that grew past this is freed once empty rather than kept for the next one.
+const KEEP_BUFFER: usize = 64 * 1024;
+
+/// The responses of one stream, as its handler queues them; an error ends the stream with that
+/// status.
+pub(super) type Responses<T> = mpsc::Receiver<Result<T, Status>>;
+
+/// What answers ADS streams: each call gets the proxy's address (when the transport knows it)
+/// and the stream of requests, and returns the responses.
+pub(super) trait Ads: Send + Sync + 'static {
+    fn sotw(
+        &self,
+        peer: Option<SocketAddr>,
+        requests: Requests<DiscoveryRequest>,
+    ) -> Responses<SotwResponse>;
+
+    fn delta(
+        &self,
+        peer: Option<SocketAddr>,
+        requests: Requests<DeltaDiscoveryRequest>,
+    ) -> Responses<DeltaResponse>;
+}
+
+/// The `envoy.service.discovery.v3.AggregatedDiscoveryService` service.
+pub(super) struct AdsServer<T> {
+    inner: Arc<T>,
+    max_message_size: usize,
+}
+
+impl<T> AdsServer<T> {
+    pub fn new(inner: T, max_message_size: usize) -> AdsServer<T> {
+        AdsServer {
+            inner: Arc::new(inner),
+            max_message_size,
+        }
+    }
+}
+
+impl<T> Clone for AdsServer<T> {
+    fn clone(&self) -> Self {
+        AdsServer {
+            inner: self.inner.clone(),
+            max_message_size: self.max_message_size,
+        }
+    }
+}
+
+impl<T> NamedService for AdsServer<T> {
+    const NAME: &'static str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
+}
+
+impl<T: Ads> Service<http::Request<tonic::body::Body>> for AdsServer<T> {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let limit = self.max_message_size;
+        let response = match request.uri().path() {
+            SOTW_PATH => {
+                let (peer, requests) = requests(request, limit);
+                respond(self.inner.sotw(peer, requests), limit)
+            }
+            DELTA_PATH => {
+                let (peer, requests) = requests(request, limit);
+                respond(self.inner.delta(peer, requests), limit)
+            }
+            _ => Status::unimplemented("").into_http(),
+        };
+        Box::pin(async move { Ok(response) })
+    }
+}
+
+/// The proxy's address and its stream of requests.
+fn requests<Req>(
+    request: http::Request<tonic::body::Body>,
+    limit: usize,
+) -> (Option<SocketAddr>, Requests<Req>) {
+    let request = Request::from_http(request);
+    let peer = request.remote_addr();
+    let requests = Requests {
+        body: Mutex::new(request.into_inner()),
+        buf: BytesMut::new(),
+        peak: 0,
+        limit,
+        request: PhantomData,
+    };
+    (peer, requests)
+}
+
+fn respond<Resp: WireMessage + Send + 'static>(
+    responses: Responses<Resp>,
+    limit: usize,
+) -> http::Response<tonic::body::Body> {
+    let body = ResponseBody {
+        responses,
+        limit,
+        done: false,
+    };
+    let mut response = http::Response::new(tonic::body::Body::new(body));
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, GRPC_CONTENT_TYPE);
+    response
+}
+
+/// The requests of one stream.
+pub(super) struct Requests<Req> {
+    /// In a mutex only to be `Sync` (stream tasks hold `&self` across awaits); only ever used
+    /// through `&mut`, so never locked.
+    body: Mutex<tonic::body::Body>,
+    /// Received bytes of messages not yet decoded.
+    buf: BytesMut,
+    /// The most `buf` held since it was last allocated.
+    peak: usize,
+    limit: usize,
+    request: PhantomData<fn() -> Req>,
+}
+
+impl<Req: prost::Message + Default> Requests<Req> {
+    /// The next request; `None` once the proxy closed its side of the stream.
+    pub async fn message(&mut self) -> Result<Option<Req>, Status> {
+        loop {
+            if let Some(request) = self.decode()? {
+                return Ok(Some(request));
+            }
+            let body = self.body.get_mut().unwrap_or_else(PoisonError::into_inner);
+            let frame = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await;
+            match frame {
+                // Trailers carry nothing for a server.
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.extend_from_slice(&data);
+                        self.peak = self.peak.max(self.buf.len());
+                    }
+                }
+                Some(Err(status)) => return Err(status),
+                None if self.buf.is_empty() => return Ok(None),
+                None => return Err(Status::internal("the stream ended inside a message")),
+            }
+        }
+    }
+
+    /// Decodes the next message if all of it has arrived.
+    fn decode(&mut self) -> Result<Option<Req>, Status> {
+        let Some(prefix) = self.buf.get(..HEADER_SIZE) else {
+            return Ok(None);
+        };
+        if prefix[0] != 0 {
+            return Err(Status::unimplemented(
+                "compressed requests are not supported",
+            ));
+        }
+        let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
+        if len > self.limit {
+            return Err(Status::resource_exhausted(format!(
+                "request of {len} bytes is over the limit of {}",
+                self.limit
+            )));
+        }
+        let Some(message) = self.buf.get(HEADER_SIZE..HEADER_SIZE + len) else {
+            self.buf.reserve(HEADER_SIZE + len - self.buf.len());
+            self.peak = self.peak.max(HEADER_SIZE + len);
+            return Ok(None);
+        };
+        let request = Req::decode(message)
+            .map_err(|error| Status::invalid_argument(format!("decode request: {error}")))?;
+        self.buf.advance(HEADER_SIZE + len);
+        if self.buf.is_empty() && self.peak > KEEP_BUFFER {
+            self.buf = BytesMut::new();
+            self.peak = 0;
+        }
+        Ok(Some(request))
+    }
+}
+
+/// A stream's response body: one data frame per response, then the status as trailers.
+struct ResponseBody<Resp> {
+    responses: Responses<Resp>,
+    limit: usize,
+    done: bool,
+}
+
+impl<Resp: WireMessage> http_body::Body for ResponseBody<Resp> {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let status = match ready!(self.responses.poll_recv(cx)) {
+            Some(Ok(response)) => match frame(&response, self.limit) {
+                Ok(data) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                Err(status) => status,
+            },
+            Some(Err(status)) => status,
+            None => Status::ok(""),
+        };
+        self.done = true;
+        let mut trailers = http::HeaderMap::new();
+        Poll::Ready(Some(
+            status
+                .add_header(&mut trailers)
+                .map(|()| Frame::trailers(trailers)),
+        ))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+}
+
+/// One gRPC message: prefix, then the response, in an allocation of its own.
+fn frame(response: &impl WireMessage, limit: usize) -> Result<Bytes, Status> {
+    let len = response.encoded_len();
+    let prefix = u32::try_from(len)
+        .ok()
+        .filter(|_| len <= limit)
+        .ok_or_else(|| {
+            Status::resource_exhausted(format!(
+                "response of {len} bytes is over the limit of {limit}"
+            ))
+        })?;
+    let mut buf = Vec::with_capacity(HEADER_SIZE + len);
+    buf.push(0);
+    buf.extend_from_slice(&prefix.to_be_bytes());
+    response.encode_raw(&mut buf);
+    Ok(Bytes::from(buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use envoy_types::pb::envoy::config::core::v3::Node;
+    use prost::Message;
+
+    use super::*;
+
+    /// A request body that delivers these chunks.
+    struct Chunks(VecDeque<Vec<u8>>);
+
+    impl http_body::Body for Chunks {
+        type Data = Bytes;
+        type Error = Status;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+            Poll::Ready(
+                self.0
+                    .pop_front()
+                    .map(|chunk| Ok(Frame::data(Bytes::from(chunk)))),
+            )
+        }
+    }
+
+    fn requests(chunks: Vec<Vec<u8>>, limit: usize) -> Requests<DiscoveryRequest> {
+        Requests {
+            body: Mutex::new(tonic::body::Body::new(Chunks(chunks.into()))),
+            buf: BytesMut::new(),
+            peak: 0,
+            limit,
+            request: PhantomData,
+        }
+    }
+
+    fn framed(request: &DiscoveryRequest) -> Vec<u8> {
+        let message = request.encode_to_vec();
+        let mut framed = vec![0];
+        framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        framed.extend_from_slice(&message);
+        framed
+    }
+
+    fn request(names: usize) -> DiscoveryRequest {
+        DiscoveryRequest {
+            node: Some(Node {
+                id: "sidecar~10.0.0.1~a.b~b.svc.cluster.local".into(),
+                ..Default::default()
+            }),
+            resource_names: (0..names).map(|i| format!("outbound|80||s{i}.b")).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_are_read_across_and_within_chunks() {
+        let (big, small) = (request(10_000), request(1));
+        let mut bytes = framed(&big);
+        bytes.extend(framed(&small));
+        bytes.extend(framed(&small));
+        // Chunks that split prefixes and messages anywhere.
+        let chunks: Vec<Vec<u8>> = bytes.chunks(7_001).map(<[u8]>::to_vec).collect();
+        let mut requests = requests(chunks, 1 << 20);
+        assert_eq!(requests.message().await.unwrap(), Some(big));
+        assert_eq!(requests.message().await.unwrap(), Some(small.clone()));
+        assert_eq!(requests.message().await.unwrap(), Some(small));
+        // The big request's buffer is not kept once read.
+        assert_eq!((requests.buf.capacity(), requests.peak), (0, 0));
+        assert_eq!(requests.message().await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn bad_requests_end_the_stream() {
+        let mut compressed = framed(&request(1));
+        compressed[0] = 1;
+        let status = requests(vec![compressed], 1024)
+            .message()
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unimplemented);
+
+        let status = requests(vec![framed(&request(100))], 64)
+            .message()
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+
+        let mut truncated = framed(&request(1));
+        truncated.pop();
+        let status = requests(vec![truncated], 1024).message().await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Internal);
+    }
+
+    #[test]
+    fn frames_are_prefixed_messages() {
+        let response = SotwResponse {
+            version_info: "1".into(),
+            ..Default::default()
+        };
+        let data = frame(&response, 1024).unwrap();
+        assert_eq!(&data[..HEADER_SIZE], [0, 0, 0, 0, 3]);
+        assert_eq!(&data[HEADER_SIZE..], response.encode_to_vec());
+        let status = frame(&response, 2).unwrap_err();
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    }
+}
