@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rudder::bootstrap::AdsApiType;
 use serde_json::Value;
-use support::mesh::{Backend, Mesh, Reply, service_yaml};
+use support::mesh::{Backend, JASON_EXACT, Mesh, Reply, reviews_rules_matching, service_yaml};
 use support::upstream::Upstream;
 
 const PROPAGATION_LIMIT: Duration = Duration::from_secs(5);
@@ -46,32 +46,9 @@ in_both_modes!(
     changes_that_do_not_affect_the_proxy_push_nothing,
 );
 
+/// Everyone with `end-user: jason` to `match_user_subset`, everyone else to `default_subset`.
 fn reviews_rules(match_user_subset: &str, default_subset: &str) -> String {
-    format!(
-        r#"apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: reviews, namespace: bookinfo}}
-spec:
-  host: reviews
-  subsets:
-  - {{name: v1, labels: {{version: v1}}}}
-  - {{name: v2, labels: {{version: v2}}}}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: reviews, namespace: bookinfo}}
-spec:
-  hosts: [reviews]
-  http:
-  - match:
-    - headers:
-        end-user: {{exact: jason}}
-    route:
-    - destination: {{host: reviews, subset: {match_user_subset}}}
-  - route:
-    - destination: {{host: reviews, subset: {default_subset}}}
-"#
-    )
+    reviews_rules_matching(match_user_subset, default_subset, JASON_EXACT)
 }
 
 /// reviews (v1 and v2) and details, each Pod served by an upstream on `127.0.NET.x`, on port

@@ -13,7 +13,7 @@ use rudder::serve::{KubeConnection, KubernetesOptions, ServeOptions, Server};
 use rudder::source::kube::NamespaceFilter;
 use rudder::xds::XdsOptions;
 use support::cluster::DevCluster;
-use support::mesh::Mesh;
+use support::mesh::{JASON_EXACT, Mesh, reviews_rules_matching};
 use support::netns::TestHost;
 use support::upstream::Upstream;
 
@@ -64,38 +64,6 @@ fn workloads(host: &TestHost, reviews: &[(&str, &str, u8)]) -> String {
     }
     docs.join("---\n")
 }
-
-/// A DestinationRule with v1 and v2, and a VirtualService sending `end-user: jason` to
-/// `jason_subset` and everyone else to `default_subset`. `header_match` is the match for jason.
-fn rules(jason_subset: &str, default_subset: &str, header_match: &str) -> String {
-    format!(
-        r#"apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: reviews, namespace: bookinfo}}
-spec:
-  host: reviews
-  subsets:
-  - {{name: v1, labels: {{version: v1}}}}
-  - {{name: v2, labels: {{version: v2}}}}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: reviews, namespace: bookinfo}}
-spec:
-  hosts: [reviews]
-  http:
-  - match:
-    - headers:
-        end-user: {header_match}
-    route:
-    - destination: {{host: reviews, subset: {jason_subset}}}
-  - route:
-    - destination: {{host: reviews, subset: {default_subset}}}
-"#
-    )
-}
-
-const JASON: &str = "{exact: jason}";
 
 async fn every_reply_is(mesh: &Mesh, headers: &[(&str, &str)], upstream: &str) -> bool {
     for _ in 0..10 {
@@ -194,14 +162,14 @@ async fn kubectl_apply_reaches_envoy() {
     assert_eq!(mesh.upstream_of("details.bookinfo", &[]).await, "details");
 
     // Apply rules: everyone to v1.
-    cluster.apply(&rules("v1", "v1", JASON));
+    cluster.apply(&reviews_rules_matching("v1", "v1", JASON_EXACT));
     let first_rule = time_until(&mesh, "the first rule", || {
         every_reply_is(&mesh, &[], "reviews-v1")
     })
     .await;
 
     // A changed rule: everyone but jason to v2.
-    cluster.apply(&rules("v1", "v2", JASON));
+    cluster.apply(&reviews_rules_matching("v1", "v2", JASON_EXACT));
     let applied = Instant::now();
     time_until(&mesh, "the changed rule", || async {
         mesh.upstream_of("reviews", &[]).await == "reviews-v2"
@@ -223,7 +191,7 @@ async fn kubectl_apply_reaches_envoy() {
     let deleted_rule = deleted.elapsed();
 
     // Endpoints scale up (a second v1 Pod) and down (the first one goes).
-    cluster.apply(&rules("v1", "v1", JASON));
+    cluster.apply(&reviews_rules_matching("v1", "v1", JASON_EXACT));
     time_until(&mesh, "the rule again", || {
         every_reply_is(&mesh, &[], "reviews-v1")
     })
@@ -253,14 +221,14 @@ async fn kubectl_apply_reaches_envoy() {
 
     // The API server restarts; rudder's watches relist and later changes still arrive.
     cluster.restart_apiserver();
-    cluster.apply(&rules("v1", "v2", JASON));
+    cluster.apply(&reviews_rules_matching("v1", "v2", JASON_EXACT));
     time_until(&mesh, "a rule after the API server restart", || async {
         mesh.upstream_of("reviews", &[]).await == "reviews-v2"
     })
     .await;
 
     // A rule rudder rejects: traffic stays as it was and the object's status says why.
-    cluster.apply(&rules("v1", "v1", "{regex: \"(jason\"}"));
+    cluster.apply(&reviews_rules_matching("v1", "v1", "{regex: \"(jason\"}"));
     let status = time_until(&mesh, "the status of the rejected rule", || async {
         let output = cluster.kubectl(
             &[
@@ -319,7 +287,7 @@ async fn kubectl_apply_reaches_envoy() {
     );
 
     // Fixing it clears the status.
-    cluster.apply(&rules("v1", "v1", JASON));
+    cluster.apply(&reviews_rules_matching("v1", "v1", JASON_EXACT));
     time_until(&mesh, "the fixed rule", || {
         every_reply_is(&mesh, &[], "reviews-v1b")
     })

@@ -78,6 +78,20 @@ pub struct Outcome<R> {
     pub events: Vec<Event>,
 }
 
+impl<R> Outcome<R> {
+    /// The type a request asks for, if rudder serves it; otherwise the request is reported as
+    /// `UnknownType` and gets no answer.
+    pub fn served_type(&mut self, type_url: &str) -> Option<crate::translate::ResourceType> {
+        let ty = crate::translate::ResourceType::from_type_url(type_url);
+        if ty.is_none() {
+            self.events.push(Event::UnknownType {
+                type_url: type_url.to_string(),
+            });
+        }
+        ty
+    }
+}
+
 impl<R> Default for Outcome<R> {
     fn default() -> Self {
         Outcome {

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
-use super::connection::{Acks, Answer, Event, Nonces, Outcome, StateMachine, TypeStatus};
+use super::connection::{Acks, Answer, Nonces, Outcome, StateMachine, TypeStatus};
 use super::versions::{Hash, Name, ResourceSet, TypeSet, parse_resource_version, resource_version};
 use super::wire::{DeltaResource, DeltaResponse};
 use crate::translate::ResourceType;
@@ -149,10 +149,7 @@ impl StateMachine for DeltaConnection {
 
     fn on_request(&mut self, request: &DeltaDiscoveryRequest) -> Outgoing {
         let mut outcome = Outcome::default();
-        let Some(ty) = ResourceType::from_type_url(&request.type_url) else {
-            outcome.events.push(Event::UnknownType {
-                type_url: request.type_url.clone(),
-            });
+        let Some(ty) = outcome.served_type(&request.type_url) else {
             return outcome;
         };
         let first = !self.watches.contains_key(&ty);

@@ -56,10 +56,7 @@ impl StateMachine for SotwConnection {
 
     fn on_request(&mut self, request: &DiscoveryRequest) -> Outgoing {
         let mut outcome = Outcome::default();
-        let Some(ty) = ResourceType::from_type_url(&request.type_url) else {
-            outcome.events.push(Event::UnknownType {
-                type_url: request.type_url.clone(),
-            });
+        let Some(ty) = outcome.served_type(&request.type_url) else {
             return outcome;
         };
         let names = (!ty.is_wildcard()).then(|| {

@@ -271,3 +271,40 @@ impl Mesh {
             .expect("admin body")
     }
 }
+
+/// A DestinationRule with v1 and v2, and a VirtualService sending `end-user: jason` to
+/// `jason_subset` and everyone else to `default_subset`. `header_match` is the match for jason.
+pub fn reviews_rules_matching(
+    jason_subset: &str,
+    default_subset: &str,
+    header_match: &str,
+) -> String {
+    format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: reviews, namespace: bookinfo}}
+spec:
+  host: reviews
+  subsets:
+  - {{name: v1, labels: {{version: v1}}}}
+  - {{name: v2, labels: {{version: v2}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews, namespace: bookinfo}}
+spec:
+  hosts: [reviews]
+  http:
+  - match:
+    - headers:
+        end-user: {header_match}
+    route:
+    - destination: {{host: reviews, subset: {jason_subset}}}
+  - route:
+    - destination: {{host: reviews, subset: {default_subset}}}
+"#
+    )
+}
+
+/// The header match that picks jason exactly.
+pub const JASON_EXACT: &str = "{exact: jason}";

@@ -1,6 +1,6 @@
 use super::*;
 use crate::xds::SotwConnection;
-use crate::xds::connection::Nack;
+use crate::xds::connection::{Event, Nack};
 use crate::xds::fixtures::{A, B, cla, cluster, error, listener, name_of, resources, route};
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
