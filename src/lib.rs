@@ -13,8 +13,9 @@
 //! ```
 //!
 //! `serve` wires the stages together: sources publish `Inputs`, the model is rebuilt and published
-//! through a `tokio::sync::watch` channel, and every xDS connection translates for its proxy and
-//! pushes what changed. `admin` serves readiness, metrics and config dumps; `status` reports
+//! through a `tokio::sync::watch` channel only when it changed, and every xDS connection gets its
+//! proxy's resources from `xds::cache` (one translation and one encoded copy per distinct proxy
+//! shape, shared by all proxies of that shape) and pushes what changed. `admin` serves readiness, metrics and config dumps; `status` reports
 //! rejected objects back to the cluster.
 
 pub mod admin;

@@ -67,6 +67,17 @@ enum Command {
         /// Close xDS streams older than this (Go duration syntax) so proxies rebalance across replicas.
         #[arg(long, default_value = "30m")]
         max_connection_age: rudder::duration::Duration,
+        /// Rebuild once config changes have been quiet this long (Go duration syntax; istiod's
+        /// PILOT_DEBOUNCE_AFTER).
+        #[arg(long, env = "PILOT_DEBOUNCE_AFTER", default_value = "100ms")]
+        debounce_after: rudder::duration::Duration,
+        /// Rebuild at the latest this long after the first change waiting (istiod's
+        /// PILOT_DEBOUNCE_MAX).
+        #[arg(long, env = "PILOT_DEBOUNCE_MAX", default_value = "10s")]
+        debounce_max: rudder::duration::Duration,
+        /// How many proxies prepare a push at once (istiod's PILOT_PUSH_THROTTLE).
+        #[arg(long, env = "PILOT_PUSH_THROTTLE", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+        push_throttle: u32,
     },
     /// Check config files or directories; print one line per problem and exit 1 if any is an
     /// error (warnings, for settings rudder does not support, are printed only).
@@ -159,6 +170,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             xds_address,
             admin_address,
             max_connection_age,
+            debounce_after,
+            debounce_max,
+            push_throttle,
         } => {
             let connection = match (kubeconfig, in_cluster) {
                 (Some(path), _) => Some(KubeConnection::Kubeconfig(path)),
@@ -178,11 +192,15 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 let server = Server::start(ServeOptions {
                     config_dirs,
                     kubernetes,
-                    debounce: rudder::serve::Debounce::default(),
+                    debounce: rudder::serve::Debounce {
+                        quiet: debounce_after.0,
+                        max: debounce_max.0,
+                    },
                     xds_address,
                     admin_address,
                     xds: XdsOptions {
                         max_connection_age: max_connection_age.0,
+                        push_concurrency: push_throttle as usize,
                         ..XdsOptions::default()
                     },
                 })

@@ -357,10 +357,15 @@ mod tests {
 
     /// A Service whose one ready endpoint is the `edit`th address.
     fn inputs(edit: usize) -> Arc<Inputs> {
+        annotated_inputs(edit, json!({}))
+    }
+
+    /// [`inputs`], with these annotations on the Service.
+    fn annotated_inputs(edit: usize, annotations: serde_json::Value) -> Arc<Inputs> {
         let objects = [
             json!({
                 "apiVersion": "v1", "kind": "Service",
-                "metadata": {"name": "web", "namespace": "default"},
+                "metadata": {"name": "web", "namespace": "default", "annotations": annotations},
                 "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "http", "port": 80}]},
             }),
             json!({
@@ -393,6 +398,15 @@ mod tests {
     /// Feeds `edits` input changes, `every` apart, through the pipeline task; returns the
     /// generations it published, in order.
     async fn publish(debounce: Debounce, edits: usize, every: Duration) -> Vec<u64> {
+        publish_inputs(debounce, (1..=edits).map(inputs).collect(), every).await
+    }
+
+    /// Feeds `edits`, `every` apart, after `inputs(0)`; returns the generations published.
+    async fn publish_inputs(
+        debounce: Debounce,
+        edits: Vec<Arc<Inputs>>,
+        every: Duration,
+    ) -> Vec<u64> {
         let (source, receiver) = watch::channel(inputs(0));
         let (snapshots, mut published) = watch::channel(Arc::new(Snapshot::default()));
         let pipeline = tokio::spawn(run_pipeline(
@@ -409,8 +423,8 @@ mod tests {
             }
             generations
         });
-        for edit in 1..=edits {
-            source.send_replace(inputs(edit));
+        for edit in edits {
+            source.send_replace(edit);
             tokio::time::sleep(every).await;
         }
         // The pipeline builds what is pending, then ends with its last source.
@@ -440,5 +454,19 @@ mod tests {
         };
         let generations = publish(debounce, 20, Duration::from_millis(1)).await;
         assert_eq!(generations, (1..=20).collect::<Vec<u64>>());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_edit_no_proxy_depends_on_publishes_nothing() {
+        // An annotation rudder does not read is rebuilt, but the model is the same, so proxies
+        // are not woken at all.
+        let annotated = annotated_inputs(1, json!({"team": "web"}));
+        let generations = publish_inputs(
+            Debounce::default(),
+            vec![inputs(1), annotated],
+            Duration::from_secs(1),
+        )
+        .await;
+        assert_eq!(generations, [1]);
     }
 }
