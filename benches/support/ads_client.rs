@@ -8,7 +8,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
@@ -68,12 +70,22 @@ pub async fn connect(address: std::net::SocketAddr) -> Channel {
         .expect("connect to the xDS server")
 }
 
-/// What a client has received, for tests that count responses.
+/// What a client has received, for tests that count responses and benchmarks that time them.
 #[derive(Debug, Default)]
 pub struct Received {
     responses: [AtomicUsize; 4],
     /// How many resources the last response of each type carried.
     last: [AtomicUsize; 4],
+    /// Encoded bytes of every response, of every type.
+    bytes: AtomicU64,
+    /// When the last response arrived, as nanoseconds since [`epoch`] (0: none yet).
+    last_at: AtomicU64,
+}
+
+/// The instant response times are counted from; the same for every client of the process.
+pub fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 impl Received {
@@ -92,9 +104,25 @@ impl Received {
         ResourceType::ALL.map(|ty| self.of(ty))
     }
 
-    fn count(&self, ty: ResourceType, resources: usize) {
+    /// Encoded bytes received so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// When the last response arrived, if any did.
+    pub fn last_at(&self) -> Option<Instant> {
+        match self.last_at.load(Ordering::Relaxed) {
+            0 => None,
+            nanos => Some(epoch() + Duration::from_nanos(nanos)),
+        }
+    }
+
+    fn count(&self, ty: ResourceType, resources: usize, bytes: usize) {
         self.last[index(ty)].store(resources, Ordering::Relaxed);
         self.responses[index(ty)].fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        let nanos = u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last_at.store(nanos.max(1), Ordering::Relaxed);
     }
 }
 
@@ -202,7 +230,7 @@ async fn run_sotw(
         let Some(ty) = ResourceType::from_type_url(&response.type_url) else {
             continue;
         };
-        received.count(ty, response.resources.len());
+        received.count(ty, response.resources.len(), response.encoded_len());
         let wanted: Option<Vec<String>> = dependent(ty).map(|_| {
             let all: BTreeSet<String> = response
                 .resources
@@ -267,7 +295,7 @@ async fn run_delta(
         let Some(ty) = ResourceType::from_type_url(&response.type_url) else {
             continue;
         };
-        received.count(ty, response.resources.len());
+        received.count(ty, response.resources.len(), response.encoded_len());
         if let Some(dependent) = dependent(ty) {
             let held = held.entry(ty).or_default();
             for resource in &response.resources {

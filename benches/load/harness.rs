@@ -1,0 +1,261 @@
+//! One load run: a generated mesh on disk, a control plane process serving it, `proxies`
+//! in-process ADS clients (SotW or delta, ACKing like Envoy; `benches/support/ads_client.rs`), and
+//! three timed edits. Shared by the `load` bench and the smoke test in `tests/load_smoke.rs`.
+//!
+//! Convergence is timed on the clients' side, so it means the same for both servers: after an
+//! edit is written at t0, a proxy has converged when the last response it gets arrives (every
+//! response is ACKed at once); the run waits until every proxy got one and all streams have been
+//! quiet for [`QUIET`]. The wire limit is the time to write each proxy's share of the same bytes
+//! over as many loopback connections, with no control plane logic at all.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::ads_client::{self, Received};
+use super::mesh::{self, ServiceShape};
+use super::server::{ServerKind, ServerProcess};
+
+/// Writes one edit into the config directory.
+type EditFn = Box<dyn Fn(&Path)>;
+
+/// How long every stream must stay silent for a phase to count as over.
+pub const QUIET: Duration = Duration::from_millis(1000);
+
+#[derive(Debug, Clone, Copy)]
+pub struct RunSpec {
+    pub server: ServerKind,
+    pub services: usize,
+    pub endpoints: usize,
+    pub proxies: usize,
+    pub delta: bool,
+    /// A phase that takes longer fails the run.
+    pub limit: Duration,
+}
+
+/// How long proxies took to converge after one edit.
+#[derive(Debug, Clone)]
+pub struct Convergence {
+    /// Proxies that received something after the edit.
+    pub reached: usize,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+    /// Bytes one proxy received for the edit (the median).
+    pub bytes_per_proxy: u64,
+    /// Writing those bytes to every proxy over loopback, with nothing else to do.
+    pub wire: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub spec: RunSpec,
+    /// From the first connection until every proxy held the whole config.
+    pub initial: Duration,
+    pub initial_bytes_per_proxy: u64,
+    pub edits: Vec<Convergence>,
+    pub cpu_seconds: f64,
+    pub peak_rss: u64,
+    pub bytes_sent: u64,
+}
+
+pub async fn run(spec: RunSpec) -> Report {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = dir.path();
+    let shape = ServiceShape::new(spec.endpoints);
+    for index in 0..spec.services {
+        mesh::write_service(config, index, shape).expect("write the mesh");
+    }
+    let server = ServerProcess::start(spec.server, config);
+
+    let start = Instant::now();
+    let clients = connect(&server, spec).await;
+    let initial = settle(&clients, start, spec.limit, |received| {
+        received.counts().iter().all(|count| *count > 0)
+    })
+    .await
+    .unwrap_or_else(|| panic!("{} proxies never got their config", spec.proxies));
+    let initial_bytes_per_proxy = median(clients.iter().map(|received| received.bytes()).collect());
+
+    let edits: [(&'static str, EditFn); 3] = [
+        (
+            "rule",
+            Box::new(move |config: &Path| {
+                let shape = ServiceShape {
+                    v1_weight: 80,
+                    ..shape
+                };
+                mesh::write_service(config, 0, shape).expect("edit a rule");
+            }),
+        ),
+        (
+            "endpoint",
+            Box::new(move |config: &Path| {
+                let shape = ServiceShape {
+                    v1_weight: 80,
+                    endpoints: shape.endpoints + 1,
+                };
+                mesh::write_service(config, 0, shape).expect("add an endpoint");
+            }),
+        ),
+        (
+            "service",
+            Box::new(move |config: &Path| {
+                mesh::write_service(config, spec.services, shape).expect("add a service");
+            }),
+        ),
+    ];
+    let mut results = Vec::new();
+    for (edit, apply) in edits {
+        results.push(time_edit(edit, &clients, config, apply.as_ref(), spec).await);
+    }
+    Report {
+        spec,
+        initial,
+        initial_bytes_per_proxy,
+        edits: results,
+        cpu_seconds: server.cpu_seconds(),
+        peak_rss: server.peak_rss(),
+        bytes_sent: clients.iter().map(|received| received.bytes()).sum(),
+    }
+}
+
+async fn connect(server: &ServerProcess, spec: RunSpec) -> Vec<Arc<Received>> {
+    let mut clients = Vec::with_capacity(spec.proxies);
+    for i in 0..spec.proxies {
+        let ip = format!("10.{}.{}.{}", 128 + i / 65536, (i / 256) % 256, i % 256);
+        let node = ads_client::node(&ip, &format!("client-{i}"), &[("app", "client")]);
+        let channel = ads_client::connect(server.xds).await;
+        let received = Arc::new(Received::default());
+        let counting = received.clone();
+        let delta = spec.delta;
+        tokio::spawn(async move {
+            if let Err(status) = ads_client::run(channel, node, delta, counting).await {
+                eprintln!("client {i}: {status}");
+            }
+        });
+        clients.push(received);
+    }
+    clients
+}
+
+/// Waits until `done` holds for every client and no response came for [`QUIET`]; the time from
+/// `since` to the last response.
+async fn settle(
+    clients: &[Arc<Received>],
+    since: Instant,
+    limit: Duration,
+    done: impl Fn(&Received) -> bool,
+) -> Option<Duration> {
+    let deadline = since + limit;
+    loop {
+        let now = Instant::now();
+        let last = clients
+            .iter()
+            .filter_map(|received| received.last_at())
+            .max();
+        let quiet = last.is_none_or(|last| now.duration_since(last) >= QUIET);
+        if quiet && clients.iter().all(|received| done(received)) {
+            return Some(last.map_or(Duration::ZERO, |last| last.duration_since(since)));
+        }
+        if now > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn time_edit(
+    edit: &'static str,
+    clients: &[Arc<Received>],
+    config: &Path,
+    apply: &dyn Fn(&Path),
+    spec: RunSpec,
+) -> Convergence {
+    let bytes_before: Vec<u64> = clients.iter().map(|received| received.bytes()).collect();
+    let t0 = Instant::now();
+    apply(config);
+    let got_something = |received: &Received| received.last_at().is_some_and(|last| last > t0);
+    // A server that never pushes for this edit leaves some proxies unreached: reported, not fatal.
+    settle(clients, t0, spec.limit, got_something).await;
+    let mut times: Vec<Duration> = clients
+        .iter()
+        .filter(|received| got_something(received))
+        .filter_map(|received| Some(received.last_at()?.duration_since(t0)))
+        .collect();
+    times.sort();
+    eprintln!(
+        "{} {}x{}: {edit} edit reached {} of {} proxies",
+        spec.server.name(),
+        spec.services,
+        spec.proxies,
+        times.len(),
+        clients.len()
+    );
+    let percentile = |p: f64| {
+        let index = ((times.len() as f64 * p).ceil() as usize).clamp(1, times.len().max(1)) - 1;
+        times.get(index).copied().unwrap_or_default()
+    };
+    let bytes_per_proxy = median(
+        clients
+            .iter()
+            .zip(&bytes_before)
+            .map(|(received, before)| received.bytes() - before)
+            .collect(),
+    );
+    Convergence {
+        reached: times.len(),
+        p50: percentile(0.50),
+        p99: percentile(0.99),
+        max: times.last().copied().unwrap_or_default(),
+        bytes_per_proxy,
+        wire: wire_time(spec.proxies, bytes_per_proxy).await,
+    }
+}
+
+fn median(mut values: Vec<u64>) -> u64 {
+    values.sort_unstable();
+    values.get(values.len() / 2).copied().unwrap_or(0)
+}
+
+/// The time to send `bytes` to each of `connections` readers over loopback at once.
+pub async fn wire_time(connections: usize, bytes: u64) -> Duration {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("an address");
+    let mut readers = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let mut stream = TcpStream::connect(address).await.expect("connect");
+        readers.push(async move {
+            let mut buffer = vec![0u8; 64 * 1024];
+            let mut total = 0u64;
+            while let Ok(n) = stream.read(&mut buffer).await {
+                if n == 0 {
+                    break;
+                }
+                total += n as u64;
+            }
+            total
+        });
+    }
+    let mut writers = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let (stream, _) = listener.accept().await.expect("accept");
+        writers.push(stream);
+    }
+    let payload = Arc::new(vec![0x5au8; usize::try_from(bytes).unwrap_or(usize::MAX)]);
+    let start = Instant::now();
+    let readers: Vec<_> = readers.into_iter().map(tokio::spawn).collect();
+    for mut stream in writers {
+        let payload = payload.clone();
+        tokio::spawn(async move {
+            let _ = stream.write_all(&payload).await;
+        });
+    }
+    for reader in readers {
+        let _ = reader.await;
+    }
+    start.elapsed()
+}

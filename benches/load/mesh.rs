@@ -1,0 +1,106 @@
+//! The load harness's mesh, as files both servers read: per service a ServiceEntry (STATIC, one HTTP
+//! port, endpoints chosen by `workloadSelector`), its WorkloadEntries (one per version), a
+//! DestinationRule with a subset per version and a VirtualService with a header route and a 90/10
+//! split. istiod without Kubernetes reads no Services, so the mesh is ServiceEntry + WorkloadEntry
+//! for both; every object names its namespace, which istiod's file store does not default.
+
+use std::path::Path;
+
+pub const NAMESPACE: &str = "bench";
+pub const PORT: u16 = 8080;
+
+/// How one service's file is written; the edits the harness times change one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceShape {
+    pub endpoints: usize,
+    /// Percent of the default route that goes to v1 (the rest to the last version).
+    pub v1_weight: u32,
+}
+
+impl ServiceShape {
+    pub fn new(endpoints: usize) -> ServiceShape {
+        ServiceShape {
+            endpoints,
+            v1_weight: 90,
+        }
+    }
+}
+
+/// Writes `svc-INDEX.yaml` into `dir`, replacing it atomically (a rename), so a watcher never
+/// reads half a file.
+pub fn write_service(dir: &Path, index: usize, shape: ServiceShape) -> std::io::Result<()> {
+    let name = format!("svc-{index}");
+    let path = dir.join(format!("{name}.yaml"));
+    let partial = dir.join(format!(".{name}.yaml.tmp"));
+    std::fs::write(&partial, service_yaml(index, shape))?;
+    std::fs::rename(partial, path)
+}
+
+fn service_yaml(index: usize, shape: ServiceShape) -> String {
+    let name = format!("svc-{index}");
+    let host = format!("{name}.{NAMESPACE}.svc.cluster.local");
+    let mut yaml = format!(
+        "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: {name}, namespace: {NAMESPACE}}}
+spec:
+  hosts: [{host}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: {PORT}, name: http, protocol: HTTP, targetPort: {PORT}}}]
+  workloadSelector: {{labels: {{app: {name}}}}}
+"
+    );
+    for endpoint in 0..shape.endpoints {
+        // 10.B.C.D with B.C from the service and D from the endpoint: unique up to 65536 services
+        // of 250 endpoints.
+        let address = format!(
+            "10.{}.{}.{}",
+            index / 256 % 256,
+            index % 256,
+            endpoint % 250 + 1
+        );
+        yaml.push_str(&format!(
+            "---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: {name}-{endpoint}, namespace: {NAMESPACE}}}
+spec:
+  address: {address}
+  labels: {{app: {name}, version: v{version}}}
+",
+            version = endpoint % 3 + 1
+        ));
+    }
+    // Endpoints take versions v1, v2, v3 in turn; with fewer than three, some subsets are empty.
+    let last = 3;
+    let subsets: Vec<String> = (1..=last)
+        .map(|v| format!("{{name: v{v}, labels: {{version: v{v}}}}}"))
+        .collect();
+    yaml.push_str(&format!(
+        "---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: {name}, namespace: {NAMESPACE}}}
+spec:
+  host: {host}
+  subsets: [{subsets}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: {name}, namespace: {NAMESPACE}}}
+spec:
+  hosts: [{host}]
+  http:
+  - match: [{{headers: {{end-user: {{exact: jason}}}}}}]
+    route: [{{destination: {{host: {host}, subset: v{last}}}}}]
+  - route:
+    - {{destination: {{host: {host}, subset: v1}}, weight: {v1}}}
+    - {{destination: {{host: {host}, subset: v{last}}}, weight: {rest}}}
+",
+        subsets = subsets.join(", "),
+        v1 = shape.v1_weight,
+        rest = 100 - shape.v1_weight,
+    ));
+    yaml
+}

@@ -1,0 +1,175 @@
+//! The control plane under test as a process of its own: `rudder serve` (the binary Cargo built
+//! beside this harness) or istiod's `pilot-discovery` (through `scripts/istiod`), each on a config
+//! directory, with its CPU time and memory read from /proc.
+
+#![allow(dead_code)] // Shared with tests/load_smoke.rs, which runs rudder only.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerKind {
+    Rudder,
+    Istiod,
+}
+
+impl ServerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerKind::Rudder => "rudder",
+            ServerKind::Istiod => "istiod",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<ServerKind> {
+        [ServerKind::Rudder, ServerKind::Istiod]
+            .into_iter()
+            .find(|kind| kind.name() == name)
+    }
+}
+
+pub struct ServerProcess {
+    pub xds: SocketAddr,
+    pid: u32,
+    /// rudder's process; istiod runs detached and is stopped through its script.
+    child: Option<Child>,
+    istiod_run_dir: Option<PathBuf>,
+}
+
+const READY_LIMIT: Duration = Duration::from_secs(120);
+
+fn repository() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free loopback port")
+}
+
+impl ServerProcess {
+    pub fn start(kind: ServerKind, config_dir: &Path) -> ServerProcess {
+        let server = match kind {
+            ServerKind::Rudder => Self::start_rudder(config_dir),
+            ServerKind::Istiod => Self::start_istiod(config_dir),
+        };
+        let deadline = Instant::now() + READY_LIMIT;
+        while TcpStream::connect(server.xds).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "{} never opened its xDS port {}",
+                kind.name(),
+                server.xds
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    fn start_rudder(config_dir: &Path) -> ServerProcess {
+        let xds: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let child = Command::new(env!("CARGO_BIN_EXE_rudder"))
+            .args(["--log-level", "warn", "serve", "--config-dir"])
+            .arg(config_dir)
+            .args(["--xds-address", &xds.to_string()])
+            .args(["--admin-address", &admin.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start rudder serve");
+        ServerProcess {
+            xds,
+            pid: child.id(),
+            child: Some(child),
+            istiod_run_dir: None,
+        }
+    }
+
+    fn start_istiod(config_dir: &Path) -> ServerProcess {
+        let run_dir =
+            std::env::temp_dir().join(format!("rudder-load-istiod-{}", std::process::id()));
+        let output = Command::new(repository().join("scripts/istiod"))
+            .args(["up"])
+            .arg(config_dir)
+            .env("RUDDER_ISTIOD_DIR", &run_dir)
+            .env("RUDDER_ISTIOD_OWNER_PID", std::process::id().to_string())
+            .env("RUDDER_ISTIOD_ARGS", "--log_output_level=default:warn")
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run scripts/istiod up");
+        assert!(output.status.success(), "scripts/istiod up failed");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let xds = stdout
+            .lines()
+            .last()
+            .and_then(|line| line.trim().parse().ok())
+            .unwrap_or_else(|| panic!("scripts/istiod up printed no address: {stdout:?}"));
+        let pid = std::fs::read_to_string(run_dir.join("pids/istiod.pid"))
+            .ok()
+            .and_then(|pid| pid.trim().parse().ok())
+            .expect("istiod's pid file");
+        ServerProcess {
+            xds,
+            pid,
+            child: None,
+            istiod_run_dir: Some(run_dir),
+        }
+    }
+
+    /// User and system CPU time the server has used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default();
+        // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+        let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks: u64 = [11, 12]
+            .iter()
+            .filter_map(|i| fields.get(*i)?.parse::<u64>().ok())
+            .sum();
+        ticks as f64 / clock_ticks_per_second()
+    }
+
+    /// The highest resident set size so far (VmHWM), in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        status_kib(self.pid, "VmHWM:") * 1024
+    }
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|output| String::from_utf8_lossy(&output.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(run_dir) = &self.istiod_run_dir {
+            let _ = Command::new(repository().join("scripts/istiod"))
+                .arg("down")
+                .env("RUDDER_ISTIOD_DIR", run_dir)
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
