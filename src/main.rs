@@ -67,6 +67,10 @@ enum Command {
         /// Close xDS streams older than this (Go duration syntax) so proxies rebalance across replicas.
         #[arg(long, default_value = "30m")]
         max_connection_age: rudder::duration::Duration,
+        /// meshConfig.rootNamespace: its Sidecar without a workloadSelector is the default for
+        /// every namespace without one of its own; its exported DestinationRules apply mesh-wide.
+        #[arg(long, env = "ROOT_NAMESPACE", default_value = rudder::model::DEFAULT_ROOT_NAMESPACE)]
+        root_namespace: String,
     },
     /// Check config files or directories; print one line per problem and exit 1 if any is an
     /// error (warnings, for settings rudder does not support, are printed only).
@@ -111,6 +115,10 @@ enum Command {
         /// Node metadata as a JSON object.
         #[arg(long)]
         metadata: Option<String>,
+        /// meshConfig.rootNamespace: its Sidecar without a workloadSelector is the default for
+        /// every namespace without one of its own; its exported DestinationRules apply mesh-wide.
+        #[arg(long, env = "ROOT_NAMESPACE", default_value = rudder::model::DEFAULT_ROOT_NAMESPACE)]
+        root_namespace: String,
     },
     /// Show the sync state of every proxy connected to a running rudder, like `istioctl proxy-status`.
     #[command(
@@ -159,6 +167,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             xds_address,
             admin_address,
             max_connection_age,
+            root_namespace,
         } => {
             let connection = match (kubeconfig, in_cluster) {
                 (Some(path), _) => Some(KubeConnection::Kubeconfig(path)),
@@ -185,6 +194,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                         max_connection_age: max_connection_age.0,
                         ..XdsOptions::default()
                     },
+                    root_namespace,
                 })
                 .await?;
                 server.run_until(shutdown_signal()).await
@@ -233,9 +243,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             config_dirs,
             node_id,
             metadata,
+            root_namespace,
         } => {
             let metadata = parse_metadata(metadata.as_deref())?;
-            let built = build(&load_dirs(&config_dirs).inputs(), &LastGood::default());
+            let mut built = build(&load_dirs(&config_dirs).inputs(), &LastGood::default());
+            built.model.root_namespace = root_namespace;
             for error in &built.errors {
                 eprintln!("{error}");
             }
