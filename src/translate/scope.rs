@@ -309,18 +309,31 @@ impl<'a> Imports<'a> {
     }
 }
 
-/// istiod's `destinationRule` for one proxy namespace, with the rules indexed by namespace.
+/// istiod's `destinationRule` for one proxy namespace, with the rules indexed by namespace and
+/// host, so that choosing for a service does not scan every rule.
 struct RuleChooser<'m> {
-    by_namespace: BTreeMap<&'m str, Vec<&'m DestinationRule>>,
+    by_namespace: BTreeMap<&'m str, NamespaceRules<'m>>,
     proxy_namespace: &'m str,
     root_namespace: &'m str,
 }
 
+/// One namespace's rules, in precedence order: by exact host, and those with wildcard hosts.
+#[derive(Default)]
+struct NamespaceRules<'m> {
+    exact: BTreeMap<&'m str, Vec<&'m DestinationRule>>,
+    wildcards: Vec<&'m DestinationRule>,
+}
+
 impl<'m> RuleChooser<'m> {
     fn new(model: &'m Model, proxy_namespace: &'m str) -> Self {
-        let mut by_namespace: BTreeMap<&str, Vec<&DestinationRule>> = BTreeMap::new();
+        let mut by_namespace: BTreeMap<&str, NamespaceRules<'_>> = BTreeMap::new();
         for rule in &model.all_destination_rules {
-            by_namespace.entry(&rule.namespace).or_default().push(rule);
+            let rules = by_namespace.entry(&rule.namespace).or_default();
+            if rule.host.starts_with('*') {
+                rules.wildcards.push(rule);
+            } else {
+                rules.exact.entry(&rule.host).or_default().push(rule);
+            }
         }
         RuleChooser {
             by_namespace,
@@ -359,24 +372,32 @@ impl<'m> RuleChooser<'m> {
         host: &str,
         usable: impl Fn(&DestinationRule) -> bool,
     ) -> Option<DestinationRule> {
-        let candidates: Vec<&DestinationRule> = self
-            .by_namespace
-            .get(namespace)?
-            .iter()
+        let rules = self.by_namespace.get(namespace)?;
+        let exact: Vec<&DestinationRule> = rules
+            .exact
+            .get(host)
+            .into_iter()
+            .flatten()
             .copied()
-            .filter(|rule| usable(rule) && host_subset_of(host, &rule.host))
+            .filter(|rule| usable(rule))
             .collect();
-        let specificity = |rule: &&&DestinationRule| {
-            if rule.host.starts_with('*') {
-                rule.host.len()
-            } else {
-                usize::MAX
-            }
+        let chosen = if exact.is_empty() {
+            let covering: Vec<&DestinationRule> = rules
+                .wildcards
+                .iter()
+                .copied()
+                .filter(|rule| usable(rule) && host_subset_of(host, &rule.host))
+                .collect();
+            let longest = covering.iter().map(|rule| rule.host.len()).max()?;
+            covering
+                .into_iter()
+                .filter(|rule| rule.host.len() == longest)
+                .collect()
+        } else {
+            exact
         };
-        let best = candidates.iter().max_by_key(specificity)?.host.clone();
-        let merged = crate::model::merged_destination_rules(
-            candidates.into_iter().filter(|r| r.host == best),
-        );
-        merged.into_values().next()
+        crate::model::merged_destination_rules(chosen)
+            .into_values()
+            .next()
     }
 }
