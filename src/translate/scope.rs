@@ -401,3 +401,92 @@ impl<'m> RuleChooser<'m> {
             .next()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostic::Origin;
+    use crate::inputs::yaml::parse_documents;
+    use crate::inputs::{Decoded, Entry, Inputs, decode};
+    use crate::model::{LastGood, build};
+
+    fn model(yaml: &str) -> Model {
+        let mut inputs = Inputs::default();
+        for document in parse_documents(yaml).expect("YAML parses") {
+            if let Ok(Decoded::Object(key, object)) = decode(document.value, "default") {
+                let origin = Origin::File {
+                    path: "test.yaml".into(),
+                    line: document.line,
+                };
+                inputs.insert(key, Entry { origin, object });
+            }
+        }
+        let built = build(&inputs, &LastGood::default());
+        assert!(built.errors.is_empty(), "{:?}", built.errors);
+        built.model
+    }
+
+    fn proxy(kind: &str, namespace: &str) -> Proxy {
+        let id = format!("{kind}~10.0.0.1~p.{namespace}~{namespace}.svc.cluster.local");
+        Proxy::parse(&id, &serde_json::Value::Null).expect("a node id")
+    }
+
+    const SERVICES: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: default}\nspec: {ports: [{name: http, port: 80}]}\n\
+        ---\napiVersion: v1\nkind: Service\nmetadata: {name: b, namespace: other}\nspec: {ports: [{name: http, port: 80}]}\n";
+
+    fn hosts(scope: &Scope) -> Vec<&str> {
+        scope.model().services.keys().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn gateways_and_selector_sidecars_of_the_root_namespace_do_not_scope_others() {
+        let model = model(&format!(
+            "{SERVICES}---\napiVersion: networking.istio.io/v1\nkind: Sidecar\n\
+             metadata: {{name: s, namespace: istio-system}}\n\
+             spec: {{workloadSelector: {{labels: {{app: x}}}}, egress: [{{hosts: [./*]}}]}}\n\
+             ---\napiVersion: networking.istio.io/v1\nkind: Sidecar\n\
+             metadata: {{name: s, namespace: default}}\nspec: {{egress: [{{hosts: [./*]}}]}}\n"
+        ));
+        let everything = ["a.default.svc.cluster.local", "b.other.svc.cluster.local"];
+        assert_eq!(
+            hosts(&scope(&model, &proxy("router", "default"))),
+            everything
+        );
+        assert_eq!(
+            hosts(&scope(&model, &proxy("sidecar", "other"))),
+            everything
+        );
+        assert_eq!(
+            hosts(&scope(&model, &proxy("sidecar", "default"))),
+            ["a.default.svc.cluster.local"]
+        );
+    }
+
+    #[test]
+    fn an_exact_destination_rule_host_wins_over_a_wildcard_in_one_namespace() {
+        let rule = |name: &str, host: &str, lb: &str| {
+            format!(
+                "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n\
+                 metadata: {{name: {name}, namespace: other}}\n\
+                 spec: {{host: \"{host}\", trafficPolicy: {{loadBalancer: {{simple: {lb}}}}}}}\n"
+            )
+        };
+        let model = model(&format!(
+            "{SERVICES}{}{}{}",
+            rule("wide", "*.cluster.local", "RANDOM"),
+            rule("narrow", "*.other.svc.cluster.local", "ROUND_ROBIN"),
+            rule("exact", "b.other.svc.cluster.local", "LEAST_REQUEST"),
+        ));
+        let scope = scope(&model, &proxy("sidecar", "default"));
+        let chosen = |host: &str| {
+            scope
+                .model()
+                .destination_rules
+                .get(host)
+                .map(|rule| rule.name.as_str())
+        };
+        assert_eq!(chosen("b.other.svc.cluster.local"), Some("exact"));
+        // a lives in default: other's rules are neither local to the proxy nor the service's.
+        assert_eq!(chosen("a.default.svc.cluster.local"), None);
+    }
+}
