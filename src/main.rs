@@ -78,6 +78,10 @@ enum Command {
         /// How many proxies prepare a push at once (istiod's PILOT_PUSH_THROTTLE).
         #[arg(long, env = "PILOT_PUSH_THROTTLE", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
         push_throttle: u32,
+        /// meshConfig.rootNamespace: its Sidecar without a workloadSelector is the default for
+        /// every namespace without one of its own; its exported DestinationRules apply mesh-wide.
+        #[arg(long, env = "ROOT_NAMESPACE", default_value = rudder::model::DEFAULT_ROOT_NAMESPACE)]
+        root_namespace: String,
     },
     /// Check config files or directories; print one line per problem and exit 1 if any is an
     /// error (warnings, for settings rudder does not support, are printed only).
@@ -122,6 +126,10 @@ enum Command {
         /// Node metadata as a JSON object.
         #[arg(long)]
         metadata: Option<String>,
+        /// meshConfig.rootNamespace: its Sidecar without a workloadSelector is the default for
+        /// every namespace without one of its own; its exported DestinationRules apply mesh-wide.
+        #[arg(long, env = "ROOT_NAMESPACE", default_value = rudder::model::DEFAULT_ROOT_NAMESPACE)]
+        root_namespace: String,
     },
     /// Show the sync state of every proxy connected to a running rudder, like `istioctl proxy-status`.
     #[command(
@@ -173,6 +181,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             debounce_after,
             debounce_max,
             push_throttle,
+            root_namespace,
         } => {
             let connection = match (kubeconfig, in_cluster) {
                 (Some(path), _) => Some(KubeConnection::Kubeconfig(path)),
@@ -203,6 +212,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                         push_concurrency: push_throttle as usize,
                         ..XdsOptions::default()
                     },
+                    root_namespace,
                 })
                 .await?;
                 server.run_until(shutdown_signal()).await
@@ -251,9 +261,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             config_dirs,
             node_id,
             metadata,
+            root_namespace,
         } => {
             let metadata = parse_metadata(metadata.as_deref())?;
-            let built = build(&load_dirs(&config_dirs).inputs(), &LastGood::default());
+            let mut built = build(&load_dirs(&config_dirs).inputs(), &LastGood::default());
+            built.model.root_namespace = root_namespace;
             for error in &built.errors {
                 eprintln!("{error}");
             }

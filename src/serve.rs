@@ -40,6 +40,8 @@ pub struct ServeOptions {
     pub xds_address: SocketAddr,
     pub admin_address: SocketAddr,
     pub xds: XdsOptions,
+    /// meshConfig.rootNamespace: where the mesh-wide default Sidecar and DestinationRules live.
+    pub root_namespace: String,
 }
 
 /// How to reach the Kubernetes API and what to read from it.
@@ -162,7 +164,10 @@ impl Server {
             });
         }
 
-        let mut pipeline = Pipeline::default();
+        let mut pipeline = Pipeline {
+            root_namespace: Some(options.root_namespace.clone()),
+            ..Pipeline::default()
+        };
         let first = pipeline.rebuild(&merged(&sources), &metrics, std::time::Instant::now());
         snapshots_tx.send_replace(Arc::new(first));
         tasks.spawn(run_pipeline(
@@ -231,6 +236,8 @@ struct Pipeline {
     generation: u64,
     /// The inputs of the last build.
     inputs: Arc<Inputs>,
+    /// Replaces the model's default root namespace.
+    root_namespace: Option<String>,
 }
 
 impl Pipeline {
@@ -241,7 +248,10 @@ impl Pipeline {
         metrics: &Metrics,
         seen: std::time::Instant,
     ) -> Snapshot {
-        let built = model::build(inputs, &self.last_good);
+        let mut built = model::build(inputs, &self.last_good);
+        if let Some(root_namespace) = &self.root_namespace {
+            built.model.root_namespace.clone_from(root_namespace);
+        }
         self.last_good = built.last_good;
         let current: BTreeSet<ConfigError> = built.errors.iter().cloned().collect();
         // Each problem is logged once when it appears and once when it is gone, not per build.

@@ -126,6 +126,7 @@ async fn kubectl_apply_reaches_envoy() {
         xds_address: "127.0.0.1:0".parse().expect("an address"),
         admin_address: "127.0.0.1:0".parse().expect("an address"),
         xds: XdsOptions::default(),
+        root_namespace: rudder::model::DEFAULT_ROOT_NAMESPACE.to_string(),
     })
     .await
     .expect("rudder starts without the Istio CRDs");

@@ -331,6 +331,7 @@ async fn configz_shows_inputs_and_their_errors() {
         xds_address: "127.0.0.1:0".parse().unwrap(),
         admin_address: "127.0.0.1:0".parse().unwrap(),
         xds: XdsOptions::default(),
+        root_namespace: rudder::model::DEFAULT_ROOT_NAMESPACE.to_string(),
     })
     .await
     .expect("rudder starts");

@@ -10,11 +10,11 @@ use k8s_openapi::api::core::v1::{Pod, Service as KubeService};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use super::destination_rule::destination_rule_warnings;
-use super::validate::{validate_destination_rule, validate_virtual_service};
+use super::validate::{validate_destination_rule, validate_sidecar, validate_virtual_service};
 use super::virtual_service;
 use super::{
-    DEFAULT_DNS_DOMAIN, DestinationRule, Endpoint, Locality, Model, Protocol, REGION_LABELS,
-    SUBZONE_LABEL, Service, ServicePort, Workload, ZONE_LABELS,
+    DEFAULT_DNS_DOMAIN, DEFAULT_ROOT_NAMESPACE, DestinationRule, Endpoint, Locality, Model,
+    Protocol, REGION_LABELS, SUBZONE_LABEL, Service, ServicePort, Workload, ZONE_LABELS,
 };
 use crate::diagnostic::ConfigError;
 use crate::inputs::{Entry, FieldError, Inputs, IstioObject, Kind, Object, ObjectKey};
@@ -136,11 +136,15 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
         Kind::WorkloadEntry,
         Kind::ServiceEntry,
         Kind::Gateway,
-        Kind::Sidecar,
     ];
     for kind in unchecked {
         admission.admit(kind, |_| Ok(()));
     }
+    admission.admit(Kind::Sidecar, |object| match object {
+        Object::Sidecar(sidecar) => validate_sidecar(&sidecar.spec),
+        _ => Ok(()),
+    });
+    let sidecars = super::sidecar::sidecars(admission.accepted(Kind::Sidecar));
 
     let nodes = node_localities(admission.accepted(Kind::Node));
     let workloads = workloads(admission.accepted(Kind::Pod), &nodes);
@@ -174,8 +178,9 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
         _ => Ok(()),
     });
     admission.warn_destination_rules();
-    let destination_rules =
-        destination_rules(admission.accepted(Kind::DestinationRule), dns_domain);
+    let all_destination_rules =
+        resolved_destination_rules(admission.accepted(Kind::DestinationRule), dns_domain);
+    let destination_rules = merged_by_host(&all_destination_rules);
 
     admission.admit(Kind::VirtualService, |object| match object {
         Object::VirtualService(vs) => {
@@ -209,8 +214,11 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
             dns_domain: dns_domain.to_string(),
             services,
             destination_rules,
+            all_destination_rules,
             virtual_services,
             workloads,
+            sidecars,
+            root_namespace: DEFAULT_ROOT_NAMESPACE.to_string(),
         },
         last_good: admission.accepted,
         errors,
@@ -412,8 +420,24 @@ fn service_model(service: &KubeService, dns_domain: &str) -> Service {
             })
         })
         .collect();
+    // istiod reads the annotation as a comma-separated exportTo list.
+    let export_to: Vec<String> = service
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|annotations| annotations.get(EXPORT_TO_ANNOTATION))
+        .map(|value| {
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|entry| !entry.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
     Service {
         hostname: format!("{name}.{namespace}.svc.{dns_domain}"),
+        export_to: super::virtual_service::export_to(&export_to, &namespace),
         name,
         namespace,
         cluster_ips,
@@ -474,8 +498,11 @@ fn slice_endpoints(slice: &EndpointSlice, service: &Service, pods: &Pods<'_>) ->
     endpoints
 }
 
+/// The Kubernetes Service annotation that limits which namespaces see the service.
+const EXPORT_TO_ANNOTATION: &str = "networking.istio.io/exportTo";
+
 /// Precedence among Istio objects: oldest first, then namespace and name.
-fn in_precedence_order<'a, Spec>(
+pub(crate) fn in_precedence_order<'a, Spec>(
     objects: impl Iterator<Item = &'a Object>,
     select: impl Fn(&'a Object) -> Option<&'a IstioObject<Spec>>,
 ) -> Vec<&'a IstioObject<Spec>> {
@@ -490,39 +517,48 @@ fn in_precedence_order<'a, Spec>(
     selected
 }
 
-/// One rule per host: the first by precedence sets the traffic policy; subsets from later rules
-/// for the same host are added when their names are new.
-fn destination_rules<'a>(
+/// Every DestinationRule with its host and `exportTo` resolved, in precedence order.
+fn resolved_destination_rules<'a>(
     objects: impl Iterator<Item = &'a Object>,
     dns_domain: &str,
-) -> BTreeMap<String, DestinationRule> {
+) -> Vec<DestinationRule> {
     let rules = in_precedence_order(objects, |object| match object {
         Object::DestinationRule(rule) => Some(rule.as_ref()),
         _ => None,
     });
+    rules
+        .into_iter()
+        .map(|rule| {
+            let namespace = namespace_of(&rule.metadata.namespace);
+            DestinationRule {
+                name: rule.metadata.name.clone(),
+                namespace: namespace.to_string(),
+                host: resolve_host(&rule.spec.host, namespace, dns_domain),
+                traffic_policy: rule.spec.traffic_policy.clone(),
+                subsets: rule.spec.subsets.clone(),
+                export_to: super::virtual_service::export_to(&rule.spec.export_to, namespace),
+            }
+        })
+        .collect()
+}
+
+/// One rule per host: the first by precedence sets the traffic policy; subsets from later rules
+/// for the same host are added when their names are new (istiod's `mergeDestinationRule`).
+pub(crate) fn merged_by_host<'a>(
+    rules: impl IntoIterator<Item = &'a DestinationRule>,
+) -> BTreeMap<String, DestinationRule> {
     let mut by_host: BTreeMap<String, DestinationRule> = BTreeMap::new();
     for rule in rules {
-        let namespace = namespace_of(&rule.metadata.namespace);
-        let host = resolve_host(&rule.spec.host, namespace, dns_domain);
-        match by_host.get_mut(&host) {
+        match by_host.get_mut(&rule.host) {
             Some(merged) => {
-                for subset in &rule.spec.subsets {
+                for subset in &rule.subsets {
                     if merged.subset(&subset.name).is_none() {
                         merged.subsets.push(subset.clone());
                     }
                 }
             }
             None => {
-                by_host.insert(
-                    host.clone(),
-                    DestinationRule {
-                        name: rule.metadata.name.clone(),
-                        namespace: namespace.to_string(),
-                        host,
-                        traffic_policy: rule.spec.traffic_policy.clone(),
-                        subsets: rule.spec.subsets.clone(),
-                    },
-                );
+                by_host.insert(rule.host.clone(), rule.clone());
             }
         }
     }

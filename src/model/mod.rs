@@ -9,9 +9,11 @@
 
 mod build;
 mod destination_rule;
+pub mod sidecar;
 mod validate;
 pub mod virtual_service;
 
+pub(crate) use build::merged_by_host as merged_destination_rules;
 pub use build::{Built, LastGood, build};
 
 use std::collections::BTreeMap;
@@ -146,6 +148,8 @@ pub struct Service {
     pub ports: Vec<ServicePort>,
     /// Sorted by service port, then address.
     pub endpoints: Vec<Endpoint>,
+    /// The namespaces whose proxies see it (the `networking.istio.io/exportTo` annotation).
+    pub export_to: ExportTo,
 }
 
 impl Service {
@@ -163,6 +167,8 @@ pub struct DestinationRule {
     pub host: String,
     pub traffic_policy: Option<istio::TrafficPolicy>,
     pub subsets: Vec<istio::Subset>,
+    /// The namespaces whose proxies may use it.
+    pub export_to: ExportTo,
 }
 
 impl DestinationRule {
@@ -212,7 +218,24 @@ impl VirtualService {
 pub enum ExportTo {
     /// `*`, or no `exportTo` at all (istiod's default).
     Public,
+    /// The namespaces named; `~` (no one) names none.
     Namespaces(std::collections::BTreeSet<String>),
+}
+
+impl ExportTo {
+    pub fn includes(&self, namespace: &str) -> bool {
+        match self {
+            ExportTo::Public => true,
+            ExportTo::Namespaces(namespaces) => namespaces.contains(namespace),
+        }
+    }
+
+    /// Whether only the object's own namespace sees it (istiod keeps such DestinationRules out
+    /// of what other namespaces may import).
+    pub fn is_private_to(&self, namespace: &str) -> bool {
+        matches!(self, ExportTo::Namespaces(namespaces)
+            if namespaces.iter().all(|n| n == namespace))
+    }
 }
 
 /// The implicit gateway that means "every sidecar".
@@ -249,13 +272,25 @@ pub struct Model {
     /// The cluster DNS domain services live under (`cluster.local`).
     pub dns_domain: String,
     pub services: BTreeMap<String, Service>,
-    /// By host; the one rule that applies to each host.
+    /// By host; every rule for a host merged, whatever its namespace and `exportTo` (what
+    /// validation checks subsets against). A proxy's scope (`translate::scope`) replaces it with
+    /// the rules that proxy uses, chosen from `all_destination_rules` as istiod chooses them.
     pub destination_rules: BTreeMap<String, DestinationRule>,
+    /// Every admitted DestinationRule, in precedence order (oldest first).
+    pub all_destination_rules: Vec<DestinationRule>,
     /// In istiod's precedence order: oldest first, then by name and namespace.
     pub virtual_services: Vec<VirtualService>,
     /// Pods by IP.
     pub workloads: BTreeMap<IpAddr, Workload>,
+    /// In precedence order: oldest first, then namespace and name.
+    pub sidecars: Vec<sidecar::Sidecar>,
+    /// meshConfig.rootNamespace: its Sidecar without selector is the mesh-wide default, its
+    /// exported DestinationRules apply mesh-wide.
+    pub root_namespace: String,
 }
+
+/// istiod's default meshConfig.rootNamespace.
+pub const DEFAULT_ROOT_NAMESPACE: &str = "istio-system";
 
 /// The DNS domain rudder assumes, as istiod does by default.
 pub const DEFAULT_DNS_DOMAIN: &str = "cluster.local";

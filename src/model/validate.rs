@@ -3,9 +3,11 @@
 //! DestinationRule defines, a destination host that is not a service). Each check names the
 //! field at fault. Pure functions over the object and the already admitted part of the model.
 
+mod sidecar;
 mod syntax;
 mod virtual_service;
 
+pub use sidecar::validate_sidecar;
 pub use virtual_service::validate_virtual_service;
 
 use std::collections::BTreeSet;

@@ -97,7 +97,7 @@ fn resolve_gateway(gateway: &str, namespace: &str) -> String {
 
 /// istiod's reading of `exportTo`: none given or `*` among them is public; `.` is the own
 /// namespace. (`~` and malformed entries are refused by validation.)
-fn export_to(entries: &[String], namespace: &str) -> ExportTo {
+pub(crate) fn export_to(entries: &[String], namespace: &str) -> ExportTo {
     if entries.is_empty() || entries.iter().any(|entry| entry == "*") {
         return ExportTo::Public;
     }

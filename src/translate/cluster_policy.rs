@@ -751,6 +751,7 @@ mod tests {
             host: spec.host.clone(),
             traffic_policy: spec.traffic_policy,
             subsets: spec.subsets,
+            export_to: crate::model::ExportTo::Public,
         }
     }
 

@@ -11,6 +11,9 @@
 //!   the redirected connections and hands them over by original destination. With
 //!   `INTERCEPTION_MODE: NONE` the per-port listeners bind for real on 127.0.0.1 (named
 //!   `127.0.0.1_PORT`) and no virtual listeners exist.
+//! - Each Sidecar egress listener of the proxy's scope gets its own listeners, on its `bind`
+//!   address and, with `captureMode: NONE`, bound for real; an address one egress listener took
+//!   is not built again by a later one (the catch-all comes last).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -35,10 +38,12 @@ use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 
 use super::eds::socket_address;
 use super::rds::{destination_cluster, split_weights};
+use super::scope::{ListenerScope, Scope};
 use super::{
     BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, ads_config_source, outbound_cluster_name, typed_config,
 };
 use crate::istio;
+use crate::model::sidecar::OutboundPolicy;
 use crate::model::virtual_service::{for_sidecar, hosts_match};
 use crate::model::{MESH_GATEWAY, Model, Protocol, Service, VirtualService};
 use crate::proxy::{InterceptionMode, Proxy, ProxyKind};
@@ -48,15 +53,40 @@ const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
 const VIRTUAL_OUTBOUND_PORT: u16 = 15001;
 
 /// The listeners, and the names of the route configurations they refer to.
-pub fn listeners(model: &Model, proxy: &Proxy) -> (BTreeMap<String, Listener>, BTreeSet<String>) {
+pub fn listeners(scope: &Scope, proxy: &Proxy) -> (BTreeMap<String, Listener>, BTreeSet<String>) {
     // A gateway listens only where Gateway resources say; until rudder reads them, nowhere.
     if proxy.kind == ProxyKind::Router {
         return (BTreeMap::new(), BTreeSet::new());
     }
-    let bind = proxy.interception == InterceptionMode::None;
-    let wildcard = if bind { "127.0.0.1" } else { "0.0.0.0" };
-    let mut listeners = BTreeMap::new();
-    let mut routes = BTreeSet::new();
+    let mut built = Built::default();
+    // A listener address taken by an earlier egress listener stays with it, as in istiod.
+    for listener in &scope.listeners {
+        egress_listeners(listener, proxy, &mut built);
+    }
+    if proxy.interception != InterceptionMode::None {
+        let listener = virtual_outbound(scope.outbound_policy);
+        built.listeners.insert(listener.name.clone(), listener);
+    }
+    (built.listeners, built.routes)
+}
+
+#[derive(Default)]
+struct Built {
+    listeners: BTreeMap<String, Listener>,
+    routes: BTreeSet<String>,
+}
+
+/// The listeners of one Sidecar egress listener (or of everything the proxy sees): one per HTTP
+/// port, one per TCP service address and port. They listen on its `bind` address when it has
+/// one, else on 127.0.0.1 when they bind for real, else on 0.0.0.0 (HTTP) or the service's
+/// addresses (TCP).
+fn egress_listeners(scope: &ListenerScope, proxy: &Proxy, built: &mut Built) {
+    let model = &scope.model;
+    let bind = scope.bind_to_port;
+    let wildcard = scope
+        .bind
+        .as_deref()
+        .unwrap_or(if bind { "127.0.0.1" } else { "0.0.0.0" });
 
     // Under interception 15001 is virtualOutbound's own port; a service listener there would
     // duplicate its address, which Envoy rejects.
@@ -71,8 +101,11 @@ pub fn listeners(model: &Model, proxy: &Proxy) -> (BTreeMap<String, Listener>, B
     for &port in &http_ports {
         let route_name = port.to_string();
         let listener = http_listener(wildcard, port, &route_name, bind);
-        listeners.insert(listener.name.clone(), listener);
-        routes.insert(route_name);
+        if built.listeners.contains_key(&listener.name) {
+            continue;
+        }
+        built.listeners.insert(listener.name.clone(), listener);
+        built.routes.insert(route_name);
     }
 
     let sidecar_rules = for_sidecar(model, &proxy.namespace);
@@ -84,23 +117,24 @@ pub fn listeners(model: &Model, proxy: &Proxy) -> (BTreeMap<String, Listener>, B
             .filter(|port| !port.protocol.is_http() && usable(port.port))
         {
             let cluster = outbound_cluster_name(port.port, "", &service.hostname);
-            // Bound listeners all share loopback; headless services have no address of their own.
-            let addresses: Vec<String> = if bind || service.cluster_ips.is_empty() {
-                vec![wildcard.to_string()]
-            } else {
-                service
-                    .cluster_ips
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect()
-            };
+            // Bound listeners all share one address; headless services have none of their own.
+            let addresses: Vec<String> =
+                if bind || scope.bind.is_some() || service.cluster_ips.is_empty() {
+                    vec![wildcard.to_string()]
+                } else {
+                    service
+                        .cluster_ips
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect()
+                };
             let rules = rules_for_host(&sidecar_rules, &rule_index, &service.hostname);
             for address in addresses {
                 let name = listener_name(&address, port.port);
                 // The first service (by host name) keeps a contested address, as a port can
                 // carry one protocol and one destination per address.
                 if http_ports.contains(&port.port) && address == wildcard
-                    || listeners.contains_key(&name)
+                    || built.listeners.contains_key(&name)
                 {
                     continue;
                 }
@@ -124,16 +158,10 @@ pub fn listeners(model: &Model, proxy: &Proxy) -> (BTreeMap<String, Listener>, B
                         ..Default::default()
                     });
                 }
-                listeners.insert(listener.name.clone(), listener);
+                built.listeners.insert(listener.name.clone(), listener);
             }
         }
     }
-
-    if !bind {
-        let listener = virtual_outbound();
-        listeners.insert(listener.name.clone(), listener);
-    }
-    (listeners, routes)
 }
 
 fn listener_name(address: &str, port: u16) -> String {
@@ -518,9 +546,9 @@ fn tls_filter_chains(
 }
 
 /// Receives every redirected outbound connection and hands it to the listener for its original
-/// destination; what no listener claims passes through. Connections to 15001 itself would loop,
-/// so they go to the black hole.
-fn virtual_outbound() -> Listener {
+/// destination; what no listener claims passes through (ALLOW_ANY) or goes to the black hole
+/// (REGISTRY_ONLY). Connections to 15001 itself would loop, so they go to the black hole.
+fn virtual_outbound(policy: OutboundPolicy) -> Listener {
     let blackhole = FilterChain {
         name: "virtualOutbound-blackhole".to_string(),
         filter_chain_match: Some(FilterChainMatch {
@@ -532,9 +560,14 @@ fn virtual_outbound() -> Listener {
         filters: vec![tcp_proxy_filter(BLACKHOLE_CLUSTER)],
         ..Default::default()
     };
+    let unknown_destination = match policy {
+        OutboundPolicy::AllowAny => PASSTHROUGH_CLUSTER,
+        OutboundPolicy::RegistryOnly => BLACKHOLE_CLUSTER,
+    };
+    // istiod keeps the chain's name whichever cluster it goes to.
     let passthrough = FilterChain {
         name: "PassthroughFilterChain".to_string(),
-        filters: vec![tcp_proxy_filter(PASSTHROUGH_CLUSTER)],
+        filters: vec![tcp_proxy_filter(unknown_destination)],
         ..Default::default()
     };
     Listener {

@@ -7,6 +7,7 @@ mod eds;
 mod lds;
 mod locality;
 mod rds;
+pub mod scope;
 
 use std::collections::BTreeMap;
 
@@ -139,12 +140,13 @@ fn typed_config<M: Message + Name>(message: &M) -> Option<Any> {
     Some(any(message))
 }
 
-/// All resources for one proxy.
+/// All resources for one proxy, from what its scope (Sidecar, `exportTo`) lets it see.
 pub fn translate(model: &Model, proxy: &Proxy) -> Resources {
-    let clusters = cds::clusters(model, proxy);
-    let endpoints = eds::endpoints(model, proxy, &clusters);
-    let (listeners, route_names) = lds::listeners(model, proxy);
-    let routes = rds::routes(model, proxy, &route_names);
+    let scope = scope::scope(model, proxy);
+    let clusters = cds::clusters(scope.model(), proxy);
+    let endpoints = eds::endpoints(scope.model(), proxy, &clusters);
+    let (listeners, route_names) = lds::listeners(&scope, proxy);
+    let routes = rds::routes(&scope, proxy, &route_names);
     Resources {
         clusters,
         endpoints,

@@ -13,7 +13,7 @@
 //!   or other clients) is passed over, and its services get istiod's default route.
 //! - Services without a VirtualService get the default route; a virtual host name or domain that
 //!   is already taken is not used again. Virtual hosts are sorted by name, and a last catch-all
-//!   host passes unknown destinations through.
+//!   host passes unknown destinations through (ALLOW_ANY) or answers 502 (REGISTRY_ONLY).
 //!
 //! Route matching lives in `matching`, route actions and per-route filter configs in `actions`.
 
@@ -24,13 +24,17 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use envoy_types::pb::envoy::config::route::v3::route::Action;
 use envoy_types::pb::envoy::config::route::v3::route_action::ClusterSpecifier;
-use envoy_types::pb::envoy::config::route::v3::{Route, RouteConfiguration, VirtualHost};
+use envoy_types::pb::envoy::config::route::v3::{
+    DirectResponseAction, Route, RouteConfiguration, VirtualHost,
+};
 use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 
 pub(crate) use actions::{destination_cluster, split_weights};
 
+use super::scope::Scope;
 use super::{PASSTHROUGH_CLUSTER, outbound_cluster_name};
 use crate::istio;
+use crate::model::sidecar::OutboundPolicy;
 use crate::model::virtual_service::{MAX_DIRECT_RESPONSE_BODY, for_sidecar, hosts_match};
 use crate::model::{Model, Service, VirtualService};
 use crate::proxy::Proxy;
@@ -39,20 +43,24 @@ use crate::proxy::Proxy;
 /// own "gross hack").
 const PLAIN_HOSTS_PORT: u16 = 80;
 
+/// Route configuration `"PORT"` comes from the egress listener for that port (else the
+/// catch-all) of the proxy's scope.
 pub fn routes(
-    model: &Model,
+    scope: &Scope,
     proxy: &Proxy,
     names: &BTreeSet<String>,
 ) -> BTreeMap<String, RouteConfiguration> {
-    let rules = for_sidecar(model, &proxy.namespace);
     names
         .iter()
         .filter_map(|name| {
             let port: u16 = name.parse().ok()?;
-            Some((
-                name.clone(),
-                route_configuration(model, proxy, &rules, name, port),
-            ))
+            let model = &scope.listener_for_routes(port)?.model;
+            let rules = for_sidecar(model, &proxy.namespace);
+            let mut configuration = route_configuration(model, proxy, &rules, name, port);
+            configuration
+                .virtual_hosts
+                .push(unknown_host(scope.outbound_policy));
+            Some((name.clone(), configuration))
         })
         .collect()
 }
@@ -170,7 +178,6 @@ fn route_configuration(
         }
     }
     virtual_hosts.sort_by(|a, b| a.name.cmp(&b.name));
-    virtual_hosts.push(allow_any_virtual_host());
     RouteConfiguration {
         name: name.to_string(),
         virtual_hosts,
@@ -267,16 +274,36 @@ fn domains(service: &Service, proxy: &Proxy) -> Vec<String> {
     domains
 }
 
-fn allow_any_virtual_host() -> VirtualHost {
-    let mut route = default_route(PASSTHROUGH_CLUSTER.to_string());
-    route.name = "allow_any".to_string();
-    if let Some(Action::Route(action)) = &mut route.action {
-        action.retry_policy = None;
-    }
+/// The last, catch-all virtual host: unknown destinations pass through (`allow_any`) or get a
+/// 502 (`block_all`), as istiod names them.
+fn unknown_host(policy: OutboundPolicy) -> VirtualHost {
+    let (name, route) = match policy {
+        OutboundPolicy::AllowAny => {
+            let mut route = default_route(PASSTHROUGH_CLUSTER.to_string());
+            if let Some(Action::Route(action)) = &mut route.action {
+                action.retry_policy = None;
+            }
+            ("allow_any", route)
+        }
+        OutboundPolicy::RegistryOnly => (
+            "block_all",
+            Route {
+                r#match: Some(matching::prefix_match("/")),
+                action: Some(Action::DirectResponse(DirectResponseAction {
+                    status: 502,
+                    ..Default::default()
+                })),
+                ..Default::default()
+            },
+        ),
+    };
     VirtualHost {
-        name: "allow_any".to_string(),
+        name: name.to_string(),
         domains: vec!["*".to_string()],
-        routes: vec![route],
+        routes: vec![Route {
+            name: name.to_string(),
+            ..route
+        }],
         include_request_attempt_count: true,
         ..Default::default()
     }

@@ -4,7 +4,8 @@
 //! A translation depends on the model and on the few things about a proxy that `translate` reads,
 //! the [`ProxyKey`]: its kind, namespace, labels, interception mode, DNS domain and locality, not
 //! its id, pod name or IPs (the IPs only decide which Pod's labels and locality the proxy gets,
-//! which the key then holds). So every sidecar of one Deployment shares one translation. The
+//! which the key then holds). The Sidecar scope (`translate::scope`) reads the kind, namespace,
+//! labels and interception mode, all in the key. So every sidecar of one Deployment shares one translation. The
 //! cache holds the current snapshot's translations by key; the first stream to ask for a key
 //! translates (on the blocking pool, at most one translation per CPU at a time) while streams
 //! asking for the same key wait for it. Resources are interned ([`Interner`]), so proxies with

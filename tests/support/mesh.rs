@@ -168,6 +168,7 @@ impl Mesh {
             xds_address: "127.0.0.1:0".parse().expect("an address"),
             admin_address: "127.0.0.1:0".parse().expect("an address"),
             xds,
+            root_namespace: rudder::model::DEFAULT_ROOT_NAMESPACE.to_string(),
         })
         .await
         .expect("rudder starts");
