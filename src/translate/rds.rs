@@ -32,7 +32,7 @@ pub(crate) use actions::{destination_cluster, split_weights};
 use super::{PASSTHROUGH_CLUSTER, outbound_cluster_name};
 use crate::istio;
 use crate::model::virtual_service::{MAX_DIRECT_RESPONSE_BODY, for_sidecar, hosts_match};
-use crate::model::{Model, Service, VirtualService};
+use crate::model::{Model, Registry, Service, VirtualService};
 use crate::proxy::Proxy;
 
 /// The port on which VirtualServices without any service on it still get virtual hosts (istiod's
@@ -255,9 +255,15 @@ fn separate_hosts<'m>(
 }
 
 /// The names a service answers to: the short name from its own namespace only, then
-/// `name.namespace`, `name.namespace.svc`, the FQDN and its cluster IPs.
+/// `name.namespace`, `name.namespace.svc`, the FQDN and its cluster IPs. A ServiceEntry host has
+/// no shorter forms (istiod derives them for cluster-domain names only): the host itself (a
+/// wildcard such as `*.example.com` as it is) and the entry's addresses.
 fn domains(service: &Service, proxy: &Proxy) -> Vec<String> {
     let mut domains = vec![service.hostname.clone()];
+    if service.registry == Registry::ServiceEntry {
+        domains.extend(service.cluster_ips.iter().map(ToString::to_string));
+        return domains;
+    }
     if service.namespace == proxy.namespace {
         domains.push(service.name.clone());
     }
