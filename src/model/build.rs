@@ -692,6 +692,19 @@ mod tests {
                 "test.yaml:9: ServiceEntry default/bad: spec.hosts: at least one host is required; not applied"
             ]
         );
+
+        // A broken edit of a good entry leaves its last good version serving.
+        let broken = yaml.replace("resolution: DNS", "resolution: SOMETIMES");
+        let again = build(&inputs(&broken), &built.last_good);
+        assert_eq!(
+            again.model.services["api.example.com"].resolution,
+            Resolution::Dns
+        );
+        assert!(
+            again.errors[0]
+                .to_string()
+                .ends_with("; the last valid version stays in force")
+        );
     }
 
     #[test]
