@@ -10,11 +10,16 @@ use k8s_openapi::api::core::v1::{Pod, Service as KubeService};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use super::destination_rule::destination_rule_warnings;
-use super::validate::{validate_destination_rule, validate_sidecar, validate_virtual_service};
+use super::service_entry::add_service_entries;
+use super::validate::{
+    validate_destination_rule, validate_service_entry, validate_sidecar, validate_virtual_service,
+    validate_workload_entry,
+};
 use super::virtual_service;
 use super::{
-    DEFAULT_DNS_DOMAIN, DEFAULT_ROOT_NAMESPACE, DestinationRule, Endpoint, Locality, Model,
-    Protocol, REGION_LABELS, SUBZONE_LABEL, Service, ServicePort, Workload, ZONE_LABELS,
+    DEFAULT_DNS_DOMAIN, DEFAULT_ROOT_NAMESPACE, DestinationRule, Endpoint, EndpointAddress,
+    ExportTo, Locality, Model, Protocol, REGION_LABELS, Registry, Resolution, SUBZONE_LABEL,
+    Service, ServicePort, Workload, ZONE_LABELS,
 };
 use crate::diagnostic::ConfigError;
 use crate::inputs::{Entry, FieldError, Inputs, IstioObject, Kind, Object, ObjectKey};
@@ -133,8 +138,6 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
         Kind::Pod,
         Kind::Service,
         Kind::EndpointSlice,
-        Kind::WorkloadEntry,
-        Kind::ServiceEntry,
         Kind::Gateway,
     ];
     for kind in unchecked {
@@ -163,7 +166,7 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
             _ => None,
         })
         .collect();
-    let services = services(
+    let mut services = services(
         admission.accepted(Kind::Service),
         admission.accepted(Kind::EndpointSlice),
         &Pods {
@@ -171,6 +174,22 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
             by_name: &pods_by_name,
         },
         dns_domain,
+    );
+
+    admission.admit(Kind::WorkloadEntry, |object| match object {
+        Object::WorkloadEntry(entry) => validate_workload_entry(&entry.spec),
+        _ => Ok(()),
+    });
+    admission.admit(Kind::ServiceEntry, |object| match object {
+        Object::ServiceEntry(entry) => validate_service_entry(entry),
+        _ => Ok(()),
+    });
+    let workload_entries: Vec<&Object> = admission.accepted(Kind::WorkloadEntry).collect();
+    add_service_entries(
+        &mut services,
+        admission.accepted(Kind::ServiceEntry),
+        &workload_entries,
+        &workloads,
     );
 
     admission.admit(Kind::DestinationRule, |object| match object {
@@ -225,7 +244,7 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
     }
 }
 
-fn namespace_of(namespace: &Option<String>) -> &str {
+pub(super) fn namespace_of(namespace: &Option<String>) -> &str {
     namespace.as_deref().unwrap_or("default")
 }
 
@@ -388,6 +407,9 @@ fn services<'a>(
     by_host
 }
 
+/// The Service annotation that sets a Kubernetes Service's `exportTo` (comma-separated).
+const EXPORT_TO_ANNOTATION: &str = "networking.istio.io/exportTo";
+
 fn service_model(service: &KubeService, dns_domain: &str) -> Service {
     let name = service.metadata.name.clone().unwrap_or_default();
     let namespace = namespace_of(&service.metadata.namespace).to_string();
@@ -420,29 +442,32 @@ fn service_model(service: &KubeService, dns_domain: &str) -> Service {
             })
         })
         .collect();
-    // istiod reads the annotation as a comma-separated exportTo list.
-    let export_to: Vec<String> = service
+    let export_to = service
         .metadata
         .annotations
         .as_ref()
         .and_then(|annotations| annotations.get(EXPORT_TO_ANNOTATION))
-        .map(|value| {
-            value
+        .map_or(ExportTo::Public, |value| {
+            let entries: Vec<&str> = value
                 .split(',')
                 .map(str::trim)
                 .filter(|entry| !entry.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+                .collect();
+            ExportTo::from_entries(&entries, &namespace)
+        });
     Service {
         hostname: format!("{name}.{namespace}.svc.{dns_domain}"),
-        export_to: super::virtual_service::export_to(&export_to, &namespace),
         name,
         namespace,
         cluster_ips,
+        address_blocks: Vec::new(),
         ports,
         endpoints: Vec::new(),
+        registry: Registry::Kubernetes,
+        resolution: Resolution::ClientSideLb,
+        mesh_external: false,
+        passthrough_target_ports: BTreeMap::new(),
+        export_to,
     }
 }
 
@@ -486,10 +511,11 @@ fn slice_endpoints(slice: &EndpointSlice, service: &Service, pods: &Pods<'_>) ->
                 for service_port in service.ports.iter().filter(|p| p.name == slice_port_name) {
                     endpoints.push(Endpoint {
                         service_port: service_port.port,
-                        address,
+                        address: EndpointAddress::Ip(address),
                         port,
                         labels: labels.clone(),
                         locality: locality.clone(),
+                        weight: 1,
                     });
                 }
             }
@@ -497,9 +523,6 @@ fn slice_endpoints(slice: &EndpointSlice, service: &Service, pods: &Pods<'_>) ->
     }
     endpoints
 }
-
-/// The Kubernetes Service annotation that limits which namespaces see the service.
-const EXPORT_TO_ANNOTATION: &str = "networking.istio.io/exportTo";
 
 /// Precedence among Istio objects: oldest first, then namespace and name.
 pub(crate) fn in_precedence_order<'a, Spec>(
@@ -536,7 +559,7 @@ fn resolved_destination_rules<'a>(
                 host: resolve_host(&rule.spec.host, namespace, dns_domain),
                 traffic_policy: rule.spec.traffic_policy.clone(),
                 subsets: rule.spec.subsets.clone(),
-                export_to: super::virtual_service::export_to(&rule.spec.export_to, namespace),
+                export_to: ExportTo::from_entries(&rule.spec.export_to, namespace),
             }
         })
         .collect()
@@ -668,6 +691,37 @@ mod tests {
             .map(|(name, _)| name)
             .collect();
         assert_eq!(names, ["z-older", "a-newer"]);
+    }
+
+    #[test]
+    fn service_entries_become_services_and_bad_ones_are_reported() {
+        let yaml = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: api}\n\
+             spec:\n  hosts: [api.example.com]\n  ports: [{number: 443, name: tls, protocol: TLS}]\n  resolution: DNS\n\
+             ---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: bad}\n\
+             spec:\n  ports: [{number: 80, name: http}]\n";
+        let built = build(&inputs(yaml), &LastGood::default());
+        let service = &built.model.services["api.example.com"];
+        assert_eq!(service.resolution, Resolution::Dns);
+        let errors: Vec<String> = built.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            errors,
+            [
+                "test.yaml:9: ServiceEntry default/bad: spec.hosts: at least one host is required; not applied"
+            ]
+        );
+
+        // A broken edit of a good entry leaves its last good version serving.
+        let broken = yaml.replace("resolution: DNS", "resolution: SOMETIMES");
+        let again = build(&inputs(&broken), &built.last_good);
+        assert_eq!(
+            again.model.services["api.example.com"].resolution,
+            Resolution::Dns
+        );
+        assert!(
+            again.errors[0]
+                .to_string()
+                .ends_with("; the last valid version stays in force")
+        );
     }
 
     #[test]

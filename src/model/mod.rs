@@ -9,6 +9,7 @@
 
 mod build;
 mod destination_rule;
+mod service_entry;
 pub mod sidecar;
 mod validate;
 pub mod virtual_service;
@@ -124,31 +125,85 @@ impl Locality {
     }
 }
 
+/// Where an endpoint is reached: an IP, or (for DNS-resolved ServiceEntries only) a host name
+/// Envoy resolves itself.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EndpointAddress {
+    Ip(IpAddr),
+    Hostname(String),
+}
+
+impl std::fmt::Display for EndpointAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EndpointAddress::Ip(ip) => ip.fmt(f),
+            EndpointAddress::Hostname(name) => f.write_str(name),
+        }
+    }
+}
+
 /// One ready endpoint of one service port.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Endpoint {
     /// The service port this endpoint serves.
     pub service_port: u16,
-    pub address: IpAddr,
+    pub address: EndpointAddress,
     /// The port on the endpoint itself (the target port).
     pub port: u16,
-    /// The Pod's labels, with Istio's topology labels added from its locality and Node.
+    /// The workload's labels, with Istio's topology labels added from its locality and Node.
     pub labels: BTreeMap<String, String>,
-    /// From the Pod's locality label, else its Node's topology labels; empty when unknown.
+    /// From the workload's locality (label or field), else its Node's topology labels; empty
+    /// when unknown.
     pub locality: Locality,
+    /// The load balancing weight (a WorkloadEntry's `weight`; 1 otherwise).
+    pub weight: u32,
+}
+
+/// How a service's endpoints are found, as istiod's `Resolution` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Resolution {
+    /// Endpoints known by address, sent over EDS (Kubernetes services, STATIC entries).
+    #[default]
+    ClientSideLb,
+    /// Envoy resolves the endpoints' names and uses every address (DNS entries).
+    Dns,
+    /// Envoy resolves one name and connects to the first address (DNS_ROUND_ROBIN entries).
+    DnsRoundRobin,
+    /// Connections go where the client sent them (NONE entries).
+    Passthrough,
+}
+
+/// Which registry a service comes from; istiod treats names differently for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Registry {
+    #[default]
+    Kubernetes,
+    ServiceEntry,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Service {
-    /// `name.namespace.svc.DOMAIN`.
+    /// `name.namespace.svc.DOMAIN` for Kubernetes services; a ServiceEntry host as written
+    /// (possibly a wildcard such as `*.example.com`).
     pub hostname: String,
+    /// The Kubernetes Service's name; the host for ServiceEntries (as istiod names them).
     pub name: String,
     pub namespace: String,
+    /// Virtual IPs: the cluster IPs, or a ServiceEntry's addresses that are single IPs.
     pub cluster_ips: Vec<IpAddr>,
+    /// A ServiceEntry's addresses that are CIDR blocks (masked, `ADDRESS/LENGTH`).
+    pub address_blocks: Vec<String>,
     pub ports: Vec<ServicePort>,
     /// Sorted by service port, then address.
     pub endpoints: Vec<Endpoint>,
-    /// The namespaces whose proxies see it (the `networking.istio.io/exportTo` annotation).
+    pub registry: Registry,
+    pub resolution: Resolution,
+    /// `location: MESH_EXTERNAL`.
+    pub mesh_external: bool,
+    /// For `resolution: NONE` entries: the `targetPort` of a service port, by service port,
+    /// which connections go to instead of the port the client dialled.
+    pub passthrough_target_ports: BTreeMap<u16, u16>,
+    /// The namespaces that see the service.
     pub export_to: ExportTo,
 }
 
@@ -235,6 +290,24 @@ impl ExportTo {
     pub fn is_private_to(&self, namespace: &str) -> bool {
         matches!(self, ExportTo::Namespaces(namespaces)
             if namespaces.iter().all(|n| n == namespace))
+    }
+
+    /// istiod's reading of `exportTo` entries: none given, or `*` among them, is public; `.` is
+    /// `namespace`; `~` alone exports to no namespace.
+    pub fn from_entries<S: AsRef<str>>(entries: &[S], namespace: &str) -> ExportTo {
+        if entries.is_empty() || entries.iter().any(|entry| entry.as_ref() == "*") {
+            return ExportTo::Public;
+        }
+        ExportTo::Namespaces(
+            entries
+                .iter()
+                .filter(|entry| entry.as_ref() != "~")
+                .map(|entry| match entry.as_ref() {
+                    "." => namespace.to_string(),
+                    other => other.to_string(),
+                })
+                .collect(),
+        )
     }
 }
 

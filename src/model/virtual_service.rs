@@ -82,7 +82,7 @@ pub(crate) fn resolve(vs: &IstioObject<istio::VirtualService>, dns_domain: &str)
         http,
         tls,
         tcp,
-        export_to: export_to(&vs.spec.export_to, namespace),
+        export_to: ExportTo::from_entries(&vs.spec.export_to, namespace),
     }
 }
 
@@ -93,23 +93,6 @@ fn resolve_gateway(gateway: &str, namespace: &str) -> String {
     } else {
         format!("{namespace}/{gateway}")
     }
-}
-
-/// istiod's reading of `exportTo`: none given or `*` among them is public; `.` is the own
-/// namespace. (`~` and malformed entries are refused by validation.)
-pub(crate) fn export_to(entries: &[String], namespace: &str) -> ExportTo {
-    if entries.is_empty() || entries.iter().any(|entry| entry == "*") {
-        return ExportTo::Public;
-    }
-    ExportTo::Namespaces(
-        entries
-            .iter()
-            .map(|entry| match entry.as_str() {
-                "." => namespace.to_string(),
-                other => other.to_string(),
-            })
-            .collect(),
-    )
 }
 
 /// The VirtualServices of the model, delegates merged into their roots, in precedence order; and

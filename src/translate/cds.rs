@@ -3,32 +3,43 @@
 //! Cluster defaults are istiod's: 10s connect timeout, LEAST_REQUEST, circuit breakers wide open,
 //! HTTP/2 upstream for http2 and grpc ports; the DestinationRule's traffic policy for the port and
 //! subset applies on top (see `cluster_policy`).
+//!
+//! The discovery type follows the service's resolution, as in istiod's `buildOutboundClusters`:
+//! EDS for Kubernetes services and STATIC entries; STRICT_DNS (DNS) and LOGICAL_DNS
+//! (DNS_ROUND_ROBIN) with the endpoints inline, left out when a (subset) cluster has none;
+//! ORIGINAL_DST for NONE, with the entry's `targetPort` as the upstream port override.
 
 use std::collections::BTreeMap;
 
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
-    ClusterDiscoveryType, DiscoveryType, EdsClusterConfig, LbPolicy,
+    ClusterDiscoveryType, DiscoveryType, DnsLookupFamily, EdsClusterConfig, LbConfig, LbPolicy,
+    OriginalDstLbConfig,
 };
 use envoy_types::pb::envoy::config::cluster::v3::{CircuitBreakers, Cluster};
 use envoy_types::pb::envoy::config::core::v3::{Http1ProtocolOptions, Http2ProtocolOptions};
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
     UpstreamProtocolOptions, UseDownstreamHttpConfig,
 };
+use envoy_types::pb::google::protobuf::UInt32Value;
 
 use super::cluster_policy::{
     ClusterBuilder, HTTP_PROTOCOL_OPTIONS, apply_traffic_policy, cluster_policy, default_thresholds,
 };
+use super::eds::load_assignment;
 use super::{
     BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, ads_config_source, any, outbound_cluster_name,
     proto_duration,
 };
-use crate::model::{DestinationRule, Model, Protocol, Service, ServicePort};
+use crate::model::{DestinationRule, Model, Protocol, Resolution, Service, ServicePort};
 use crate::proxy::Proxy;
 
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The mesh default `dnsRefreshRate`; Envoy honours the records' TTL as well.
+const DNS_REFRESH_RATE: std::time::Duration = std::time::Duration::from_secs(60);
 
-pub fn clusters(model: &Model, _proxy: &Proxy) -> BTreeMap<String, Cluster> {
+pub fn clusters(model: &Model, proxy: &Proxy) -> BTreeMap<String, Cluster> {
     let mut clusters = BTreeMap::new();
     for service in model.services.values() {
         let rule = model.destination_rules.get(&service.hostname);
@@ -37,8 +48,15 @@ pub fn clusters(model: &Model, _proxy: &Proxy) -> BTreeMap<String, Cluster> {
             let subset_names =
                 std::iter::once("").chain(subsets.iter().map(|subset| subset.name.as_str()));
             for subset in subset_names {
-                let cluster = outbound_cluster(service, port, subset, rule);
-                clusters.insert(cluster.name.clone(), cluster);
+                let target = Target {
+                    service,
+                    port,
+                    subset,
+                    rule,
+                };
+                if let Some(cluster) = outbound_cluster(model, proxy, &target) {
+                    clusters.insert(cluster.name.clone(), cluster);
+                }
             }
         }
     }
@@ -48,26 +66,77 @@ pub fn clusters(model: &Model, _proxy: &Proxy) -> BTreeMap<String, Cluster> {
     clusters
 }
 
-fn outbound_cluster(
-    service: &Service,
-    port: &ServicePort,
-    subset: &str,
-    rule: Option<&DestinationRule>,
-) -> Cluster {
+/// What one outbound cluster stands for.
+struct Target<'m> {
+    service: &'m Service,
+    port: &'m ServicePort,
+    subset: &'m str,
+    rule: Option<&'m DestinationRule>,
+}
+
+/// The cluster for a service port (and subset); none for a DNS cluster without endpoints, which
+/// istiod leaves out too.
+fn outbound_cluster(model: &Model, proxy: &Proxy, target: &Target<'_>) -> Option<Cluster> {
+    let Target {
+        service,
+        port,
+        subset,
+        rule,
+    } = *target;
     let name = outbound_cluster_name(port.port, subset, &service.hostname);
-    let mut builder = ClusterBuilder {
-        cluster: Cluster {
-            cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
-            eds_cluster_config: Some(EdsClusterConfig {
+    let mut cluster = Cluster {
+        connect_timeout: Some(proto_duration(CONNECT_TIMEOUT)),
+        lb_policy: LbPolicy::LeastRequest as i32,
+        circuit_breakers: Some(wide_open_circuit_breakers()),
+        ..Default::default()
+    };
+    let discovery_type = match service.resolution {
+        Resolution::ClientSideLb => {
+            cluster.eds_cluster_config = Some(EdsClusterConfig {
                 eds_config: Some(ads_config_source()),
                 service_name: name.clone(),
-            }),
-            name,
-            connect_timeout: Some(proto_duration(CONNECT_TIMEOUT)),
-            lb_policy: LbPolicy::LeastRequest as i32,
-            circuit_breakers: Some(wide_open_circuit_breakers()),
-            ..Default::default()
-        },
+            });
+            DiscoveryType::Eds
+        }
+        Resolution::Dns | Resolution::DnsRoundRobin => {
+            let mut assignment = load_assignment(model, proxy, &name);
+            if service.resolution == Resolution::DnsRoundRobin {
+                keep_first_endpoint(&mut assignment);
+            }
+            if assignment
+                .endpoints
+                .iter()
+                .all(|l| l.lb_endpoints.is_empty())
+            {
+                return None;
+            }
+            cluster.load_assignment = Some(assignment);
+            set_dns_options(&mut cluster, proxy);
+            if service.resolution == Resolution::Dns {
+                DiscoveryType::StrictDns
+            } else {
+                DiscoveryType::LogicalDns
+            }
+        }
+        Resolution::Passthrough => {
+            cluster.lb_config = service
+                .passthrough_target_ports
+                .get(&port.port)
+                .map(|target| {
+                    LbConfig::OriginalDstLbConfig(OriginalDstLbConfig {
+                        upstream_port_override: Some(UInt32Value {
+                            value: u32::from(*target),
+                        }),
+                        ..Default::default()
+                    })
+                });
+            DiscoveryType::OriginalDst
+        }
+    };
+    cluster.name = name;
+    cluster.cluster_discovery_type = Some(ClusterDiscoveryType::Type(discovery_type as i32));
+    let mut builder = ClusterBuilder {
+        cluster,
         http_options: None,
     };
     if matches!(port.protocol, Protocol::Http2 | Protocol::Grpc) {
@@ -75,7 +144,41 @@ fn outbound_cluster(
     }
     let policy = cluster_policy(rule, port.port, subset);
     apply_traffic_policy(&mut builder, &policy);
-    builder.build()
+    Some(builder.build())
+}
+
+/// LOGICAL_DNS clusters take exactly one endpoint (Envoy refuses more): the first.
+fn keep_first_endpoint(assignment: &mut ClusterLoadAssignment) {
+    let first = assignment
+        .endpoints
+        .iter_mut()
+        .find(|locality| !locality.lb_endpoints.is_empty())
+        .map(|locality| {
+            locality.lb_endpoints.truncate(1);
+            locality.load_balancing_weight = locality.lb_endpoints[0].load_balancing_weight;
+            locality.clone()
+        });
+    assignment.endpoints = first.into_iter().collect();
+}
+
+/// istiod's DNS settings: lookup family, the mesh's refresh rate, and the records' TTL honoured.
+/// They are the cluster fields istiod sets, deprecated in favour of a DNS cluster extension that
+/// Envoy still reads them from.
+#[allow(deprecated)]
+fn set_dns_options(cluster: &mut Cluster, proxy: &Proxy) {
+    cluster.dns_lookup_family = dns_lookup_family(proxy) as i32;
+    cluster.dns_refresh_rate = Some(proto_duration(DNS_REFRESH_RATE));
+    cluster.respect_dns_ttl = true;
+}
+
+/// istiod's choice: IPv6 lookups only for a proxy whose addresses are all IPv6 (dual-stack
+/// lookups are behind a feature flag that is off by default).
+fn dns_lookup_family(proxy: &Proxy) -> DnsLookupFamily {
+    if !proxy.ips.is_empty() && proxy.ips.iter().all(std::net::IpAddr::is_ipv6) {
+        DnsLookupFamily::V6Only
+    } else {
+        DnsLookupFamily::V4Only
+    }
 }
 
 /// istiod leaves limits to DestinationRules: by default every threshold is the maximum.

@@ -37,7 +37,13 @@ pub fn endpoints(
         .collect()
 }
 
-fn load_assignment(model: &Model, proxy: &Proxy, cluster_name: &str) -> ClusterLoadAssignment {
+/// The endpoints of one `outbound|PORT|SUBSET|HOST` cluster, grouped by locality: served over
+/// EDS, or inline in DNS clusters.
+pub(super) fn load_assignment(
+    model: &Model,
+    proxy: &Proxy,
+    cluster_name: &str,
+) -> ClusterLoadAssignment {
     let mut assignment = ClusterLoadAssignment {
         cluster_name: cluster_name.to_string(),
         ..Default::default()
@@ -90,8 +96,8 @@ fn selected_endpoints<'m>(
 }
 
 /// One group per locality, in the order of their `region/zone/subzone` labels, each weighted
-/// by its number of endpoints (every endpoint weighs 1). Endpoints without a locality share a
-/// group that carries none.
+/// by the sum of its endpoints' weights. Endpoints without a locality share a group that
+/// carries none.
 fn locality_groups(endpoints: Vec<&Endpoint>) -> Vec<Group<'_>> {
     let mut by_locality: BTreeMap<String, Vec<&Endpoint>> = BTreeMap::new();
     for endpoint in endpoints {
@@ -105,7 +111,10 @@ fn locality_groups(endpoints: Vec<&Endpoint>) -> Vec<Group<'_>> {
         .map(|endpoints| {
             let locality = endpoints[0].locality.clone();
             let lb_endpoints: Vec<LbEndpoint> = endpoints.iter().map(|e| lb_endpoint(e)).collect();
-            let weight = u32::try_from(lb_endpoints.len()).unwrap_or(u32::MAX);
+            let weight = endpoints
+                .iter()
+                .map(|endpoint| endpoint.weight)
+                .fold(0, u32::saturating_add);
             Group {
                 envoy: LocalityLbEndpoints {
                     locality: (!locality.is_empty()).then(|| EnvoyLocality {
@@ -130,7 +139,9 @@ fn lb_endpoint(endpoint: &Endpoint) -> LbEndpoint {
             address: Some(socket_address(endpoint.address.to_string(), endpoint.port)),
             ..Default::default()
         })),
-        load_balancing_weight: Some(UInt32Value { value: 1 }),
+        load_balancing_weight: Some(UInt32Value {
+            value: endpoint.weight,
+        }),
         ..Default::default()
     }
 }

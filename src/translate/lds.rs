@@ -7,6 +7,11 @@
 //!   `buildSidecarOutboundTCPTLSFilterChainOpts` builds them: `destinationSubnets` become
 //!   `prefix_ranges`, `sniHosts` become `server_names` (with a TLS inspector on the listener), and
 //!   the service's own cluster is the default when no rule catches everything.
+//! - Services without an address of their own (headless services, ServiceEntries without
+//!   `addresses`) listen on the wildcard address; a ServiceEntry's CIDR blocks too, with its
+//!   chains matching the blocks. Services on one address share its listener when their chains
+//!   match different server names or blocks (TLS entries on 443, told apart by SNI); otherwise
+//!   the first service by host name keeps it.
 //! - Under iptables interception these listeners do not bind; `virtualOutbound` (15001) receives
 //!   the redirected connections and hands them over by original destination. With
 //!   `INTERCEPTION_MODE: NONE` the per-port listeners bind for real on 127.0.0.1 (named
@@ -108,6 +113,7 @@ fn egress_listeners(scope: &ListenerScope, proxy: &Proxy, built: &mut Built) {
         built.routes.insert(route_name);
     }
 
+    let taken: BTreeSet<String> = built.listeners.keys().cloned().collect();
     let sidecar_rules = for_sidecar(model, &proxy.namespace);
     let rule_index = RuleIndex::new(&sidecar_rules);
     for service in model.services.values() {
@@ -117,49 +123,127 @@ fn egress_listeners(scope: &ListenerScope, proxy: &Proxy, built: &mut Built) {
             .filter(|port| !port.protocol.is_http() && usable(port.port))
         {
             let cluster = outbound_cluster_name(port.port, "", &service.hostname);
-            // Bound listeners all share one address; headless services have none of their own.
-            let addresses: Vec<String> =
-                if bind || scope.bind.is_some() || service.cluster_ips.is_empty() {
-                    vec![wildcard.to_string()]
-                } else {
-                    service
-                        .cluster_ips
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect()
-                };
+            // Bound listeners all share one address; services without an address of their own
+            // (headless services, entries without addresses) and entries' CIDR blocks take the
+            // wildcard address, as in istiod.
+            let shared_address = bind || scope.bind.is_some();
+            let mut addresses: Vec<String> = Vec::new();
+            if !shared_address {
+                addresses.extend(service.cluster_ips.iter().map(ToString::to_string));
+            }
+            if shared_address || addresses.is_empty() || !service.address_blocks.is_empty() {
+                addresses.push(wildcard.to_string());
+            }
             let rules = rules_for_host(&sidecar_rules, &rule_index, &service.hostname);
             for address in addresses {
                 let name = listener_name(&address, port.port);
-                // The first service (by host name) keeps a contested address, as a port can
-                // carry one protocol and one destination per address.
-                if http_ports.contains(&port.port) && address == wildcard
-                    || built.listeners.contains_key(&name)
-                {
+                // An address an earlier egress listener took stays with it, as in istiod.
+                if http_ports.contains(&port.port) && address == wildcard || taken.contains(&name) {
                     continue;
                 }
-                let chains = if matches!(port.protocol, Protocol::Tls | Protocol::Https) {
+                let mut chains = if matches!(port.protocol, Protocol::Tls | Protocol::Https) {
                     tls_filter_chains(model, proxy, service, port.port, &cluster, &rules)
                 } else {
                     tcp_filter_chains(model, proxy, port.port, &cluster, &rules)
                 };
-                let mut listener = listener(&address, port.port, chains, bind);
-                let sni = listener.filter_chains.iter().any(|chain| {
-                    chain
-                        .filter_chain_match
-                        .as_ref()
-                        .is_some_and(|m| !m.server_names.is_empty())
-                });
-                if sni {
-                    listener.listener_filters.push(ListenerFilter {
-                        name: TLS_INSPECTOR.to_string(),
-                        config_type: typed_config(&TlsInspector::default())
-                            .map(listener_filter::ConfigType::TypedConfig),
-                        ..Default::default()
-                    });
+                if address == wildcard && !bind && !service.address_blocks.is_empty() {
+                    restrict_to_blocks(&mut chains, &service.address_blocks);
                 }
-                built.listeners.insert(listener.name.clone(), listener);
+                let listener = match built.listeners.remove(&name) {
+                    // Services sharing an address share its listener when Envoy can tell their
+                    // chains apart (server names, destination blocks); otherwise the first
+                    // service (by host name) keeps it.
+                    Some(mut shared) => {
+                        add_distinct_chains(&mut shared, chains);
+                        shared
+                    }
+                    None => listener(&address, port.port, chains, bind),
+                };
+                built
+                    .listeners
+                    .insert(listener.name.clone(), with_tls_inspector(listener));
             }
+        }
+    }
+}
+
+/// Adds a TLS inspector to a listener that matches server names, once.
+fn with_tls_inspector(mut listener: Listener) -> Listener {
+    let sni = listener.filter_chains.iter().any(|chain| {
+        chain
+            .filter_chain_match
+            .as_ref()
+            .is_some_and(|m| !m.server_names.is_empty())
+    });
+    let present = listener
+        .listener_filters
+        .iter()
+        .any(|filter| filter.name == TLS_INSPECTOR);
+    if sni && !present {
+        listener.listener_filters.push(ListenerFilter {
+            name: TLS_INSPECTOR.to_string(),
+            config_type: typed_config(&TlsInspector::default())
+                .map(listener_filter::ConfigType::TypedConfig),
+            ..Default::default()
+        });
+    }
+    listener
+}
+
+/// The (destination block, server name) pairs a chain matches; empty strings for "any".
+fn chain_keys(chain: &FilterChain) -> Vec<(String, String)> {
+    let matching = chain.filter_chain_match.clone().unwrap_or_default();
+    let ranges: Vec<String> = if matching.prefix_ranges.is_empty() {
+        vec![String::new()]
+    } else {
+        matching
+            .prefix_ranges
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}/{}",
+                    r.address_prefix,
+                    r.prefix_len.unwrap_or_default().value
+                )
+            })
+            .collect()
+    };
+    let names = if matching.server_names.is_empty() {
+        vec![String::new()]
+    } else {
+        matching.server_names
+    };
+    ranges
+        .iter()
+        .flat_map(|range| names.iter().map(move |name| (range.clone(), name.clone())))
+        .collect()
+}
+
+/// Appends the chains whose matches no chain of the listener claims yet (Envoy refuses two
+/// chains with the same match).
+fn add_distinct_chains(listener: &mut Listener, chains: Vec<FilterChain>) {
+    let mut claimed: BTreeSet<(String, String)> =
+        listener.filter_chains.iter().flat_map(chain_keys).collect();
+    for chain in chains {
+        let keys = chain_keys(&chain);
+        if keys.iter().any(|key| claimed.contains(key)) {
+            continue;
+        }
+        claimed.extend(keys);
+        listener.filter_chains.push(chain);
+    }
+}
+
+/// istiod's handling of a ServiceEntry's CIDR addresses: the listener binds the wildcard address
+/// and the service's chains match connections to the blocks.
+fn restrict_to_blocks(chains: &mut [FilterChain], blocks: &[String]) {
+    let ranges: Vec<CidrRange> = blocks.iter().filter_map(|b| cidr_range(b)).collect();
+    for chain in chains {
+        let matching = chain
+            .filter_chain_match
+            .get_or_insert_with(Default::default);
+        if matching.prefix_ranges.is_empty() {
+            matching.prefix_ranges = ranges.clone();
         }
     }
 }

@@ -239,13 +239,14 @@ mod tests {
     fn endpoint(labels: &[(&str, &str)]) -> Endpoint {
         Endpoint {
             service_port: 80,
-            address: "10.0.0.1".parse().unwrap(),
+            address: crate::model::EndpointAddress::Ip("10.0.0.1".parse().unwrap()),
             port: 80,
             labels: labels
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             locality: Locality::default(),
+            weight: 1,
         }
     }
 

@@ -36,7 +36,7 @@ use super::{PASSTHROUGH_CLUSTER, outbound_cluster_name};
 use crate::istio;
 use crate::model::sidecar::OutboundPolicy;
 use crate::model::virtual_service::{MAX_DIRECT_RESPONSE_BODY, for_sidecar, hosts_match};
-use crate::model::{Model, Service, VirtualService};
+use crate::model::{Model, Registry, Service, VirtualService};
 use crate::proxy::Proxy;
 
 /// The port on which VirtualServices without any service on it still get virtual hosts (istiod's
@@ -262,16 +262,33 @@ fn separate_hosts<'m>(
 }
 
 /// The names a service answers to: the short name from its own namespace only, then
-/// `name.namespace`, `name.namespace.svc`, the FQDN and its cluster IPs.
+/// `name.namespace`, `name.namespace.svc`, the FQDN and its cluster IPs. istiod derives the
+/// shorter forms from the host name (`GenerateAltVirtualHosts`), so a ServiceEntry host gets
+/// them only when it is a cluster-domain name `name.namespace.svc.DOMAIN`; other entry hosts
+/// (a wildcard such as `*.example.com` too) answer to themselves and the entry's addresses.
 fn domains(service: &Service, proxy: &Proxy) -> Vec<String> {
     let mut domains = vec![service.hostname.clone()];
-    if service.namespace == proxy.namespace {
-        domains.push(service.name.clone());
+    let short = match service.registry {
+        Registry::Kubernetes => Some((service.name.as_str(), service.namespace.as_str())),
+        Registry::ServiceEntry => cluster_domain_parts(&service.hostname, &proxy.dns_domain),
+    };
+    if let Some((name, namespace)) = short {
+        if namespace == proxy.namespace {
+            domains.push(name.to_string());
+        }
+        domains.push(format!("{name}.{namespace}.svc"));
+        domains.push(format!("{name}.{namespace}"));
     }
-    domains.push(format!("{}.{}.svc", service.name, service.namespace));
-    domains.push(format!("{}.{}", service.name, service.namespace));
     domains.extend(service.cluster_ips.iter().map(ToString::to_string));
     domains
+}
+
+/// `name` and `namespace` of a `name.namespace.svc.DOMAIN` host (no wildcard).
+fn cluster_domain_parts<'h>(host: &'h str, dns_domain: &str) -> Option<(&'h str, &'h str)> {
+    let prefix = host.strip_suffix(dns_domain)?.strip_suffix(".svc.")?;
+    let (name, namespace) = prefix.split_once('.')?;
+    let plain = |label: &str| !label.is_empty() && !label.contains(['.', '*']);
+    (plain(name) && plain(namespace)).then_some((name, namespace))
 }
 
 /// The last, catch-all virtual host: unknown destinations pass through (`allow_any`) or get a

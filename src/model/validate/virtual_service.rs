@@ -69,7 +69,7 @@ pub fn validate_virtual_service(
         let at = format!("spec.tcp[{i}]");
         validate_tcp_route(route, resolved_route, &at, &references)?;
     }
-    validate_export_to(&spec.export_to, &resolved.namespace)
+    validate_export_to(&spec.export_to, &resolved.namespace, false)
 }
 
 /// What destinations may refer to.
@@ -104,9 +104,13 @@ fn validate_vs_hosts(hosts: &[String], applies_to_mesh: bool) -> Result<(), Fiel
     Ok(())
 }
 
-/// `.`, `*` or namespace names, no duplicates (`.` is the own namespace), `*` alone; `~` is for
-/// ServiceEntries only.
-fn validate_export_to(entries: &[String], namespace: &str) -> Result<(), FieldError> {
+/// `.`, `*` or namespace names, no duplicates (`.` is the own namespace), `*` alone; `~` (no
+/// one) alone, and for ServiceEntries only (`none_allowed`).
+pub(super) fn validate_export_to(
+    entries: &[String],
+    namespace: &str,
+    none_allowed: bool,
+) -> Result<(), FieldError> {
     let mut seen = BTreeSet::new();
     for (i, entry) in entries.iter().enumerate() {
         let at = format!("spec.exportTo[{i}]");
@@ -115,13 +119,19 @@ fn validate_export_to(entries: &[String], namespace: &str) -> Result<(), FieldEr
         } else {
             entry.as_str()
         };
-        if entry == "~" {
+        if entry == "~" && !none_allowed {
             return Err(invalid(
                 at,
                 "exportTo ~ (no one) is not allowed for VirtualServices",
             ));
         }
-        if entry != "*" && entry != "." && !is_dns1123_label(entry) {
+        if entry == "~" && entries.len() > 1 {
+            return Err(invalid(
+                at,
+                "~ exports to no namespace; it cannot be combined with other entries",
+            ));
+        }
+        if entry != "*" && entry != "." && entry != "~" && !is_dns1123_label(entry) {
             return Err(invalid(
                 at,
                 format!("{entry:?} is not ., * or a namespace name"),
