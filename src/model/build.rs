@@ -16,6 +16,7 @@ use super::{
     DEFAULT_DNS_DOMAIN, DestinationRule, Endpoint, Locality, Model, Protocol, REGION_LABELS,
     SUBZONE_LABEL, Service, ServicePort, Workload, ZONE_LABELS,
 };
+use crate::coverage::unsupported_settings;
 use crate::diagnostic::ConfigError;
 use crate::inputs::{Entry, FieldError, Inputs, IstioObject, Kind, Object, ObjectKey};
 
@@ -81,20 +82,21 @@ impl Admission<'_> {
         }
     }
 
-    /// Reports, as warnings, the settings of accepted DestinationRules that rudder does not carry
-    /// out (the rest of each rule applies).
-    fn warn_destination_rules(&mut self) {
-        let kind = Kind::DestinationRule;
-        let rules = self
+    /// Reports, as warnings, what accepted objects of `kind` set that rudder does not carry out
+    /// (fields the coverage table marks unsupported, and DestinationRule settings that do nothing
+    /// as written); the rest of each object applies.
+    fn warn_unsupported(&mut self, kind: Kind) {
+        let objects = self
             .accepted
             .objects
             .range(ObjectKey::new(kind, "", "")..)
             .take_while(|(key, _)| key.kind == kind);
-        for (key, object) in rules {
-            let Object::DestinationRule(rule) = object else {
-                continue;
-            };
-            for FieldError { field, message } in destination_rule_warnings(&rule.spec) {
+        for (key, object) in objects {
+            let mut warnings = unsupported_settings(object);
+            if let Object::DestinationRule(rule) = object {
+                warnings.extend(destination_rule_warnings(&rule.spec));
+            }
+            for FieldError { field, message } in warnings {
                 let mut warning = ConfigError::new(message)
                     .field(field)
                     .on(key.clone())
@@ -140,6 +142,7 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
     ];
     for kind in unchecked {
         admission.admit(kind, |_| Ok(()));
+        admission.warn_unsupported(kind);
     }
 
     let nodes = node_localities(admission.accepted(Kind::Node));
@@ -173,7 +176,7 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
         Object::DestinationRule(rule) => validate_destination_rule(&rule.spec),
         _ => Ok(()),
     });
-    admission.warn_destination_rules();
+    admission.warn_unsupported(Kind::DestinationRule);
     let destination_rules =
         destination_rules(admission.accepted(Kind::DestinationRule), dns_domain);
 
@@ -184,6 +187,7 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
         }
         _ => Ok(()),
     });
+    admission.warn_unsupported(Kind::VirtualService);
     let (virtual_services, delegation_errors) =
         virtual_service::virtual_services(admission.accepted(Kind::VirtualService), dns_domain);
     // Delegations that lead nowhere are reported on the root, where its file says it.
