@@ -1,5 +1,5 @@
 //! Istio API coverage: one table ([`table`]) of every field of the Istio networking kinds with
-//! what rudder does with it (supported, partial, not yet, ignored), and what is derived from it:
+//! what rudder does with it (supported, partial, not yet, ignored, refused), and what is derived from it:
 //! the warnings for objects that set fields rudder does not carry out ([`unsupported_settings`]),
 //! and the README's "Istio API coverage" section ([`readme_section`]). Tests check the table
 //! against the types' JSON schemas, so a field without a status cannot be added unnoticed.
@@ -32,6 +32,8 @@ pub enum Status {
     },
     /// Deprecated and ignored on purpose, as by istiod; the text says why and what to use.
     Ignored(&'static str),
+    /// An object that sets it is refused, as by istiod's validation; the text says why.
+    Refused(&'static str),
 }
 
 /// The part of a partly supported field that rudder can recognize in its value.
@@ -119,7 +121,8 @@ fn walk(value: &Value, fields: &[Field], at: &str, warnings: &mut Vec<FieldError
                 warnings.push(warn(format!("not supported by rudder yet; {consequence}")));
                 continue;
             }
-            Status::Ignored(why) => {
+            // Refused objects are not admitted; an admitted one is reported all the same.
+            Status::Ignored(why) | Status::Refused(why) => {
                 warnings.push(warn(why.to_string()));
                 continue;
             }
@@ -169,7 +172,8 @@ pub fn readme_section() -> String {
         "\nGenerated from `src/coverage/table.rs`, the table `rudder validate` and `serve` warn from:\n\
          a field marked *not yet* or *ignored*, or the unsupported part of a *partial* one, is\n\
          reported once as a warning naming the object and the field, and the rest of the object\n\
-         applies. Regenerate with `RUDDER_UPDATE_README=1 cargo test --lib coverage`.\n",
+         applies; an object that sets a *refused* field is not applied. Regenerate with\n\
+         `RUDDER_UPDATE_README=1 cargo test --lib coverage`.\n",
     );
     for (kind, fields) in table::KINDS {
         let _ = write!(out, "\n### {kind}\n\n| field | status |\n| --- | --- |\n");
@@ -190,7 +194,8 @@ fn readme_rows(
 ) {
     for field in fields {
         let path = format!("{at}.{}", field.name);
-        let not_yet = parent_not_yet || matches!(field.status, Status::NotYet { .. });
+        let not_yet =
+            parent_not_yet || matches!(field.status, Status::NotYet { .. } | Status::Refused(_));
         let status = if parent_not_yet {
             "not yet".to_string()
         } else {
@@ -225,6 +230,7 @@ fn status_text(status: Status) -> String {
         Status::NotYet { note: "" } => "not yet".to_string(),
         Status::NotYet { note } => format!("not yet ({})", one_line(note)),
         Status::Ignored(why) => format!("ignored: {}", one_line(why)),
+        Status::Refused(why) => format!("refused: {}", one_line(why)),
     }
 }
 

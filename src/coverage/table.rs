@@ -368,7 +368,12 @@ static VIRTUAL_SERVICE: &[Field] = &[
                         S,
                         &[
                             leaf("fixedDelay", S),
-                            leaf("exponentialDelay", N),
+                            leaf(
+                                "exponentialDelay",
+                                Status::Refused(
+                                    "istiod refuses it too: exponential delays are not implemented",
+                                ),
+                            ),
                             node("percentage", S, PERCENT),
                             leaf("percent", S),
                         ],
@@ -379,7 +384,12 @@ static VIRTUAL_SERVICE: &[Field] = &[
                         &[
                             leaf("httpStatus", S),
                             leaf("grpcStatus", S),
-                            leaf("http2Error", N),
+                            leaf(
+                                "http2Error",
+                                Status::Refused(
+                                    "istiod refuses it too: HTTP/2 error aborts are not implemented",
+                                ),
+                            ),
                             node("percentage", S, PERCENT),
                         ],
                     ),

@@ -10,7 +10,9 @@ use k8s_openapi::api::core::v1::{Pod, Service as KubeService};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use super::destination_rule::destination_rule_warnings;
-use super::validate::{validate_destination_rule, validate_virtual_service};
+use super::validate::{
+    validate_destination_rule, validate_endpoint_slice, validate_service, validate_virtual_service,
+};
 use super::virtual_service;
 use super::{
     DEFAULT_DNS_DOMAIN, DestinationRule, Endpoint, Locality, Model, Protocol, REGION_LABELS,
@@ -133,8 +135,6 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
         Kind::Node,
         Kind::Secret,
         Kind::Pod,
-        Kind::Service,
-        Kind::EndpointSlice,
         Kind::WorkloadEntry,
         Kind::ServiceEntry,
         Kind::Gateway,
@@ -144,6 +144,14 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
         admission.admit(kind, |_| Ok(()));
         admission.warn_unsupported(kind);
     }
+    admission.admit(Kind::Service, |object| match object {
+        Object::Service(service) => validate_service(service),
+        _ => Ok(()),
+    });
+    admission.admit(Kind::EndpointSlice, |object| match object {
+        Object::EndpointSlice(slice) => validate_endpoint_slice(slice),
+        _ => Ok(()),
+    });
 
     let nodes = node_localities(admission.accepted(Kind::Node));
     let workloads = workloads(admission.accepted(Kind::Pod), &nodes);

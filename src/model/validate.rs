@@ -3,9 +3,11 @@
 //! DestinationRule defines, a destination host that is not a service). Each check names the
 //! field at fault. Pure functions over the object and the already admitted part of the model.
 
+mod kubernetes;
 mod syntax;
 mod virtual_service;
 
+pub use kubernetes::{validate_endpoint_slice, validate_service};
 pub use virtual_service::validate_virtual_service;
 
 use std::collections::BTreeSet;
