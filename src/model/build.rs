@@ -84,16 +84,11 @@ impl Admission<'_> {
         }
     }
 
-    /// Reports, as warnings, what accepted objects of `kind` set that rudder does not carry out
-    /// (fields the coverage table marks unsupported, and DestinationRule settings that do nothing
-    /// as written); the rest of each object applies.
-    fn warn_unsupported(&mut self, kind: Kind) {
-        let objects = self
-            .accepted
-            .objects
-            .range(ObjectKey::new(kind, "", "")..)
-            .take_while(|(key, _)| key.kind == kind);
-        for (key, object) in objects {
+    /// Reports, as warnings, what the accepted objects set that rudder does not carry out (fields
+    /// the coverage table marks unsupported, and DestinationRule settings that do nothing as
+    /// written); the rest of each object applies. Called once every kind is admitted.
+    fn warn_unsupported(&mut self) {
+        for (key, object) in &self.accepted.objects {
             let mut warnings = unsupported_settings(object);
             if let Object::DestinationRule(rule) = object {
                 warnings.extend(destination_rule_warnings(&rule.spec));
@@ -142,7 +137,6 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
     ];
     for kind in unchecked {
         admission.admit(kind, |_| Ok(()));
-        admission.warn_unsupported(kind);
     }
     admission.admit(Kind::Service, |object| match object {
         Object::Service(service) => validate_service(service),
@@ -184,7 +178,6 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
         Object::DestinationRule(rule) => validate_destination_rule(&rule.spec),
         _ => Ok(()),
     });
-    admission.warn_unsupported(Kind::DestinationRule);
     let destination_rules =
         destination_rules(admission.accepted(Kind::DestinationRule), dns_domain);
 
@@ -195,7 +188,6 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
         }
         _ => Ok(()),
     });
-    admission.warn_unsupported(Kind::VirtualService);
     let (virtual_services, delegation_errors) =
         virtual_service::virtual_services(admission.accepted(Kind::VirtualService), dns_domain);
     // Delegations that lead nowhere are reported on the root, where its file says it.
@@ -213,6 +205,7 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
             }
         }));
 
+    admission.warn_unsupported();
     let mut errors = admission.errors;
     errors.sort();
     errors.dedup();
