@@ -20,6 +20,7 @@
 
 pub mod admin;
 pub mod bootstrap;
+pub mod coverage;
 pub mod crd;
 pub mod diagnostic;
 pub mod duration;

@@ -12,8 +12,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use super::destination_rule::destination_rule_warnings;
 use super::service_entry::add_service_entries;
 use super::validate::{
-    validate_destination_rule, validate_service_entry, validate_sidecar, validate_virtual_service,
-    validate_workload_entry,
+    validate_destination_rule, validate_endpoint_slice, validate_service, validate_service_entry,
+    validate_sidecar, validate_virtual_service, validate_workload_entry,
 };
 use super::virtual_service;
 use super::{
@@ -21,6 +21,7 @@ use super::{
     ExportTo, Locality, Model, Protocol, REGION_LABELS, Registry, Resolution, SUBZONE_LABEL,
     Service, ServicePort, Workload, ZONE_LABELS,
 };
+use crate::coverage::unsupported_settings;
 use crate::diagnostic::ConfigError;
 use crate::inputs::{Entry, FieldError, Inputs, IstioObject, Kind, Object, ObjectKey};
 
@@ -86,20 +87,16 @@ impl Admission<'_> {
         }
     }
 
-    /// Reports, as warnings, the settings of accepted DestinationRules that rudder does not carry
-    /// out (the rest of each rule applies).
-    fn warn_destination_rules(&mut self) {
-        let kind = Kind::DestinationRule;
-        let rules = self
-            .accepted
-            .objects
-            .range(ObjectKey::new(kind, "", "")..)
-            .take_while(|(key, _)| key.kind == kind);
-        for (key, object) in rules {
-            let Object::DestinationRule(rule) = object else {
-                continue;
-            };
-            for FieldError { field, message } in destination_rule_warnings(&rule.spec) {
+    /// Reports, as warnings, what the accepted objects set that rudder does not carry out (fields
+    /// the coverage table marks unsupported, and DestinationRule settings that do nothing as
+    /// written); the rest of each object applies. Called once every kind is admitted.
+    fn warn_unsupported(&mut self) {
+        for (key, object) in &self.accepted.objects {
+            let mut warnings = unsupported_settings(object);
+            if let Object::DestinationRule(rule) = object {
+                warnings.extend(destination_rule_warnings(&rule.spec));
+            }
+            for FieldError { field, message } in warnings {
                 let mut warning = ConfigError::new(message)
                     .field(field)
                     .on(key.clone())
@@ -136,13 +133,19 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
         Kind::Node,
         Kind::Secret,
         Kind::Pod,
-        Kind::Service,
-        Kind::EndpointSlice,
         Kind::Gateway,
     ];
     for kind in unchecked {
         admission.admit(kind, |_| Ok(()));
     }
+    admission.admit(Kind::Service, |object| match object {
+        Object::Service(service) => validate_service(service),
+        _ => Ok(()),
+    });
+    admission.admit(Kind::EndpointSlice, |object| match object {
+        Object::EndpointSlice(slice) => validate_endpoint_slice(slice),
+        _ => Ok(()),
+    });
     admission.admit(Kind::Sidecar, |object| match object {
         Object::Sidecar(sidecar) => validate_sidecar(&sidecar.spec),
         _ => Ok(()),
@@ -196,7 +199,6 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
         Object::DestinationRule(rule) => validate_destination_rule(&rule.spec),
         _ => Ok(()),
     });
-    admission.warn_destination_rules();
     let all_destination_rules =
         resolved_destination_rules(admission.accepted(Kind::DestinationRule), dns_domain);
     let destination_rules = merged_by_host(&all_destination_rules);
@@ -225,6 +227,7 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
             }
         }));
 
+    admission.warn_unsupported();
     let mut errors = admission.errors;
     errors.sort();
     errors.dedup();

@@ -1,7 +1,7 @@
 //! DestinationRule traffic policies: the checks that refuse a rule (what istiod's validation
 //! refuses, and what Envoy would NACK: numbers out of range, unknown enum values, settings that
-//! exclude each other), and the warnings for settings rudder accepts but cannot carry out. Each
-//! names the field at fault. Pure functions over the object as written.
+//! exclude each other), and the warnings for settings that do nothing as written. Each names the
+//! field at fault. Pure functions over the object as written.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -604,8 +604,9 @@ fn validate_tls(tls: &istio::ClientTlsSettings, at: &str) -> Result<(), FieldErr
     Ok(())
 }
 
-/// Settings of a valid rule that rudder accepts but cannot carry out, or that do nothing as
-/// written; each is reported as a warning and the rest of the rule applies.
+/// Settings of a valid rule that do nothing as written; each is reported as a warning and the
+/// rest of the rule applies. (Fields rudder does not carry out at all are warned about from the
+/// coverage table, see [`crate::coverage`].)
 pub fn destination_rule_warnings(rule: &istio::DestinationRule) -> Vec<FieldError> {
     let mut warnings = Vec::new();
     if let Some(policy) = &rule.traffic_policy {
@@ -621,80 +622,39 @@ pub fn destination_rule_warnings(rule: &istio::DestinationRule) -> Vec<FieldErro
 }
 
 fn policy_warnings(policy: &TrafficPolicy, at: &str, warnings: &mut Vec<FieldError>) {
-    let parts = Parts {
-        load_balancer: policy.load_balancer.as_ref(),
-        connection_pool: policy.connection_pool.as_ref(),
-        outlier_detection: policy.outlier_detection.as_ref(),
-        tls: policy.tls.as_ref(),
-    };
-    parts_warnings(parts, at, warnings);
+    parts_warnings(
+        policy.load_balancer.as_ref(),
+        policy.outlier_detection.as_ref(),
+        at,
+        warnings,
+    );
     for (i, settings) in policy.port_level_settings.iter().enumerate() {
-        let parts = Parts {
-            load_balancer: settings.load_balancer.as_ref(),
-            connection_pool: settings.connection_pool.as_ref(),
-            outlier_detection: settings.outlier_detection.as_ref(),
-            tls: settings.tls.as_ref(),
-        };
-        parts_warnings(parts, &format!("{at}.portLevelSettings[{i}]"), warnings);
-    }
-    let unsupported = [
-        ("tunnel", policy.tunnel.is_some()),
-        ("proxyProtocol", policy.proxy_protocol.is_some()),
-        ("retryBudget", policy.retry_budget.is_some()),
-    ];
-    for (name, set) in unsupported {
-        if set {
-            warnings.push(invalid(
-                format!("{at}.{name}"),
-                "not supported by rudder yet; ignored",
-            ));
-        }
+        parts_warnings(
+            settings.load_balancer.as_ref(),
+            settings.outlier_detection.as_ref(),
+            &format!("{at}.portLevelSettings[{i}]"),
+            warnings,
+        );
     }
 }
 
-fn parts_warnings(parts: Parts<'_>, at: &str, warnings: &mut Vec<FieldError>) {
-    if let Some(tls) = parts.tls {
-        let credential = tls
-            .credential_name
-            .as_deref()
-            .is_some_and(|c| !c.is_empty());
-        match tls.mode {
-            Some(ClientTlsMode::IstioMutual) => warnings.push(invalid(
-                format!("{at}.tls.mode"),
-                "ISTIO_MUTUAL needs Istio's certificate authority, which rudder does not have; \
-                 not supported, the cluster stays plaintext",
-            )),
-            Some(ClientTlsMode::Simple | ClientTlsMode::Mutual) if credential => {
-                warnings.push(invalid(
-                    format!("{at}.tls.credentialName"),
-                    "certificates from a Secret (over SDS) are not supported by rudder yet; \
-                     the cluster stays plaintext",
-                ));
-            }
-            _ => {}
-        }
-    }
-    if let Some(outlier) = parts.outlier_detection
-        && outlier.consecutive_errors.is_some()
-    {
+/// A failover needs outlier detection to tell which endpoints are unhealthy.
+fn parts_warnings(
+    load_balancer: Option<&LoadBalancerSettings>,
+    outlier_detection: Option<&OutlierDetection>,
+    at: &str,
+    warnings: &mut Vec<FieldError>,
+) {
+    let Some(locality) = load_balancer.and_then(|lb| lb.locality_lb_setting.as_ref()) else {
+        return;
+    };
+    let fails_over = !locality.failover.is_empty() || !locality.failover_priority.is_empty();
+    if fails_over && outlier_detection.is_none() && locality.distribute.is_empty() {
         warnings.push(invalid(
-            format!("{at}.outlierDetection.consecutiveErrors"),
-            "deprecated and ignored, as by istiod; use consecutive5xxErrors or \
-             consecutiveGatewayErrors",
+            format!("{at}.loadBalancer.localityLbSetting"),
+            "failover needs outlierDetection to tell unhealthy endpoints; without it, it has \
+             no effect",
         ));
-    }
-    if let Some(locality) = parts
-        .load_balancer
-        .and_then(|lb| lb.locality_lb_setting.as_ref())
-    {
-        let fails_over = !locality.failover.is_empty() || !locality.failover_priority.is_empty();
-        if fails_over && parts.outlier_detection.is_none() && locality.distribute.is_empty() {
-            warnings.push(invalid(
-                format!("{at}.loadBalancer.localityLbSetting"),
-                "failover needs outlierDetection to tell unhealthy endpoints; without it, it has \
-                 no effect",
-            ));
-        }
     }
 }
 
@@ -803,7 +763,7 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_settings_are_warnings() {
+    fn a_failover_without_outlier_detection_is_a_warning() {
         let warned = rule(
             "host: a\ntrafficPolicy:\n  tls: {mode: ISTIO_MUTUAL}\n  tunnel: {targetHost: h, targetPort: 1}\n  loadBalancer: {localityLbSetting: {failover: [{from: a, to: b}]}}\nsubsets:\n- name: v1\n  trafficPolicy: {tls: {mode: SIMPLE, credentialName: cred}}\n",
         );
@@ -814,12 +774,7 @@ mod tests {
             .collect();
         assert_eq!(
             fields,
-            [
-                "spec.trafficPolicy.tls.mode",
-                "spec.trafficPolicy.loadBalancer.localityLbSetting",
-                "spec.trafficPolicy.tunnel",
-                "spec.subsets[0].trafficPolicy.tls.credentialName",
-            ]
+            ["spec.trafficPolicy.loadBalancer.localityLbSetting"]
         );
     }
 }

@@ -3,11 +3,13 @@
 //! DestinationRule defines, a destination host that is not a service). Each check names the
 //! field at fault. Pure functions over the object and the already admitted part of the model.
 
+mod kubernetes;
 mod service_entry;
 mod sidecar;
 mod syntax;
 mod virtual_service;
 
+pub use kubernetes::{validate_endpoint_slice, validate_service};
 pub use service_entry::{validate_service_entry, validate_workload_entry};
 pub use sidecar::validate_sidecar;
 pub use virtual_service::validate_virtual_service;
