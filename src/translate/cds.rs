@@ -26,9 +26,9 @@ use super::{
 use crate::model::{DestinationRule, Model, Protocol, Service, ServicePort};
 use crate::proxy::Proxy;
 
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(super) const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-pub fn clusters(model: &Model, _proxy: &Proxy) -> BTreeMap<String, Cluster> {
+pub fn clusters(model: &Model, proxy: &Proxy) -> BTreeMap<String, Cluster> {
     let mut clusters = BTreeMap::new();
     for service in model.services.values() {
         let rule = model.destination_rules.get(&service.hostname);
@@ -42,7 +42,11 @@ pub fn clusters(model: &Model, _proxy: &Proxy) -> BTreeMap<String, Cluster> {
             }
         }
     }
-    for cluster in [blackhole_cluster(), passthrough_cluster()] {
+    let inbound = super::inbound::clusters(model, proxy);
+    for cluster in [blackhole_cluster(), passthrough_cluster()]
+        .into_iter()
+        .chain(inbound)
+    {
         clusters.insert(cluster.name.clone(), cluster);
     }
     clusters
@@ -79,7 +83,7 @@ fn outbound_cluster(
 }
 
 /// istiod leaves limits to DestinationRules: by default every threshold is the maximum.
-fn wide_open_circuit_breakers() -> CircuitBreakers {
+pub(super) fn wide_open_circuit_breakers() -> CircuitBreakers {
     CircuitBreakers {
         thresholds: vec![default_thresholds()],
         ..Default::default()
@@ -97,17 +101,7 @@ fn blackhole_cluster() -> Cluster {
 }
 
 /// Traffic to destinations outside the registry: forwarded to the address the client dialled.
-fn passthrough_cluster() -> Cluster {
-    let options = HttpProtocolOptions {
-        upstream_protocol_options: Some(UpstreamProtocolOptions::UseDownstreamProtocolConfig(
-            UseDownstreamHttpConfig {
-                http_protocol_options: Some(Http1ProtocolOptions::default()),
-                http2_protocol_options: Some(Http2ProtocolOptions::default()),
-                ..Default::default()
-            },
-        )),
-        ..Default::default()
-    };
+pub(super) fn passthrough_cluster() -> Cluster {
     Cluster {
         name: PASSTHROUGH_CLUSTER.to_string(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(
@@ -116,9 +110,27 @@ fn passthrough_cluster() -> Cluster {
         connect_timeout: Some(proto_duration(CONNECT_TIMEOUT)),
         lb_policy: LbPolicy::ClusterProvided as i32,
         circuit_breakers: Some(wide_open_circuit_breakers()),
-        typed_extension_protocol_options: [(HTTP_PROTOCOL_OPTIONS.to_string(), any(&options))]
-            .into_iter()
-            .collect(),
+        typed_extension_protocol_options: [(
+            HTTP_PROTOCOL_OPTIONS.to_string(),
+            any(&use_downstream_protocol()),
+        )]
+        .into_iter()
+        .collect(),
+        ..Default::default()
+    }
+}
+
+/// Upstream HTTP in whichever version the client spoke (istiod's `setUseDownstreamProtocol`),
+/// for traffic whose protocol was sniffed rather than declared.
+pub(super) fn use_downstream_protocol() -> HttpProtocolOptions {
+    HttpProtocolOptions {
+        upstream_protocol_options: Some(UpstreamProtocolOptions::UseDownstreamProtocolConfig(
+            UseDownstreamHttpConfig {
+                http_protocol_options: Some(Http1ProtocolOptions::default()),
+                http2_protocol_options: Some(Http2ProtocolOptions::default()),
+                ..Default::default()
+            },
+        )),
         ..Default::default()
     }
 }

@@ -4,6 +4,7 @@
 mod cds;
 mod cluster_policy;
 mod eds;
+mod inbound;
 mod lds;
 mod locality;
 mod rds;
@@ -18,6 +19,8 @@ use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::google::protobuf::{Any, Duration as ProtoDuration};
 use prost::{Message, Name};
+
+pub use inbound::{INBOUND_PASSTHROUGH_CLUSTER, inbound_cluster_name};
 
 use crate::model::Model;
 use crate::proxy::Proxy;

@@ -27,7 +27,9 @@ use envoy_types::pb::envoy::config::route::v3::route_action::ClusterSpecifier;
 use envoy_types::pb::envoy::config::route::v3::{Route, RouteConfiguration, VirtualHost};
 use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 
+pub(super) use actions::route_action_defaults;
 pub(crate) use actions::{destination_cluster, split_weights};
+pub(super) use matching::prefix_match;
 
 use super::{PASSTHROUGH_CLUSTER, outbound_cluster_name};
 use crate::istio;
