@@ -22,8 +22,6 @@ use support::envoy::envoy_binary;
 use support::pods::{Node, Pod};
 use support::upstream::{Echo, TcpUpstream, Upstream};
 
-/// Where rudder serves xDS: the node's address on the client pod's link.
-const XDS_ADDRESS: &str = "10.231.200.1:15010";
 const REVIEWS_VIP: &str = "10.96.231.10";
 const ECHO_VIP: &str = "10.96.231.20";
 
@@ -83,7 +81,7 @@ fn mesh_yaml(client: &Pod, v1: &Pod, v2: &Pod) -> String {
 }
 
 /// The sidecar's bootstrap, from the `rudder bootstrap` command.
-fn bootstrap(pod_name: &str, pod: &Pod) -> String {
+fn bootstrap(pod_name: &str, pod: &Pod, xds_address: &str, delta: bool) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_rudder"))
         .args([
             "bootstrap",
@@ -93,12 +91,13 @@ fn bootstrap(pod_name: &str, pod: &Pod) -> String {
                 pod.ip
             ),
             "--xds-address",
-            XDS_ADDRESS,
+            xds_address,
             "--metadata",
             r#"{"NAMESPACE":"bookinfo"}"#,
             "--admin-address",
             "127.0.0.1:15000",
         ])
+        .args(delta.then_some("--delta"))
         .output()
         .expect("run rudder bootstrap");
     assert!(
@@ -132,14 +131,27 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> Result<(), St
 }
 
 #[test]
-fn intercepted_pods_route_through_both_sidecars() {
+fn intercepted_pods_route_through_both_sidecars_sotw() {
+    intercepted_pods_route_through_both_sidecars(false, 200);
+}
+
+#[test]
+fn intercepted_pods_route_through_both_sidecars_delta() {
+    intercepted_pods_route_through_both_sidecars(true, 204);
+}
+
+/// The mesh on `10.231.<first_subnet>.0/24` and the three subnets after it, the sidecars
+/// speaking delta or state-of-the-world ADS.
+fn intercepted_pods_route_through_both_sidecars(delta: bool, first_subnet: u8) {
     let runtime = tokio::runtime::Runtime::new().expect("a runtime for the applications");
     let _runtime = runtime.enter();
-    let mut node = Node::create();
-    let mut client = node.pod("a", 200);
-    let mut v1 = node.pod("b", 201);
-    let mut v2 = node.pod("c", 202);
-    let outside = node.pod("d", 203);
+    let mut node = Node::create(&format!("node{first_subnet}"));
+    let mut client = node.pod(first_subnet);
+    let mut v1 = node.pod(first_subnet + 1);
+    let mut v2 = node.pod(first_subnet + 2);
+    let outside = node.pod(first_subnet + 3);
+    // rudder serves xDS on the node's address on the client pod's link.
+    let xds_address = format!("10.231.{first_subnet}.1:15010");
 
     let dir = tempfile::tempdir().expect("a temporary directory");
     let config = dir.path().join("config");
@@ -153,7 +165,7 @@ fn intercepted_pods_route_through_both_sidecars() {
             "--config-dir",
             config.to_str().expect("a UTF-8 path"),
             "--xds-address",
-            XDS_ADDRESS,
+            &xds_address,
             "--admin-address",
             "127.0.0.1:15014",
         ],
@@ -167,7 +179,7 @@ fn intercepted_pods_route_through_both_sidecars() {
     let _undeclared_app = Upstream::start_on("reviews-v1-undeclared", v1.bind("0.0.0.0:7070"));
     let _outside_app = Upstream::start_on("outside", outside.bind("0.0.0.0:8080"));
 
-    let control_plane: SocketAddr = XDS_ADDRESS.parse().expect("an address");
+    let control_plane: SocketAddr = xds_address.parse().expect("an address");
     let envoy = envoy_binary();
     for (name, pod) in [
         ("productpage", &mut client),
@@ -175,7 +187,7 @@ fn intercepted_pods_route_through_both_sidecars() {
         ("reviews-v2", &mut v2),
     ] {
         pod.intercept(control_plane);
-        let bootstrap = bootstrap(name, pod);
+        let bootstrap = bootstrap(name, pod, &xds_address, delta);
         pod.start_envoy(&envoy, &bootstrap);
     }
 

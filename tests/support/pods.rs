@@ -72,9 +72,10 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn create() -> Node {
+    /// A node whose namespaces are named after `label`, unique among tests running at once.
+    pub fn create(label: &str) -> Node {
         let tag = format!("{}", std::process::id() % 100_000);
-        let namespace = format!("rdrx-{tag}-node");
+        let namespace = format!("rdrx-{tag}-{label}");
         delete_namespace(&namespace);
         ip(&["netns", "add", &namespace]);
         let node = Node {
@@ -113,9 +114,10 @@ impl Node {
         self.children.push(child);
     }
 
-    /// A pod on `10.231.<subnet>.0/24`, routed through this node.
-    pub fn pod(&self, name: &str, subnet: u8) -> Pod {
-        let namespace = format!("rdrx-{}-{name}", self.tag);
+    /// A pod on `10.231.<subnet>.0/24` (unique among tests running at once), routed through
+    /// this node.
+    pub fn pod(&self, subnet: u8) -> Pod {
+        let namespace = format!("rdrx-{}-pod{subnet}", self.tag);
         let node_link = format!("rxn{}s{subnet}", self.tag);
         let pod_link = format!("rxp{}s{subnet}", self.tag);
         delete_namespace(&namespace);
