@@ -410,3 +410,82 @@ fn passthrough_bind(proxy: &Proxy) -> BindConfig {
         ..Default::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Service, ServicePort, TargetPort};
+
+    fn service(name: &str, namespace: &str, app: &str, ports: &[(u16, TargetPort)]) -> Service {
+        Service {
+            hostname: format!("{name}.{namespace}.svc.cluster.local"),
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+            cluster_ips: Vec::new(),
+            ports: ports
+                .iter()
+                .map(|(port, target_port)| ServicePort {
+                    name: "http".to_string(),
+                    port: *port,
+                    protocol: Protocol::Http,
+                    target_port: target_port.clone(),
+                })
+                .collect(),
+            endpoints: Vec::new(),
+            selector: Some([("app".to_string(), app.to_string())].into()),
+        }
+    }
+
+    #[test]
+    fn inbound_ports_come_from_the_services_selecting_the_proxys_pod() {
+        let mut model = Model::default();
+        model.workloads.insert(
+            "10.0.0.5".parse().unwrap(),
+            Workload {
+                name: "web-1".into(),
+                namespace: "shop".into(),
+                labels: [("app".to_string(), "web".to_string())].into(),
+                locality: Default::default(),
+                node_name: String::new(),
+                named_ports: [("api".to_string(), 8081)].into(),
+            },
+        );
+        let services = [
+            service(
+                "web",
+                "shop",
+                "web",
+                &[
+                    (80, TargetPort::Number(8080)),
+                    (81, TargetPort::Name("api".into())),
+                    // A container port the Pod does not have, and Envoy's own inbound port.
+                    (82, TargetPort::Name("missing".into())),
+                    (83, TargetPort::Number(VIRTUAL_INBOUND_PORT)),
+                ],
+            ),
+            // Same labels, other namespace: selectors do not cross namespaces.
+            service("web", "other", "web", &[(90, TargetPort::Number(9090))]),
+            service("db", "shop", "db", &[(5432, TargetPort::Number(5432))]),
+        ];
+        for service in services {
+            model.services.insert(service.hostname.clone(), service);
+        }
+        let proxy = Proxy::parse(
+            "sidecar~10.0.0.5~web-1.shop~shop.svc.cluster.local",
+            &serde_json::Value::Null,
+        )
+        .unwrap();
+        let ports: Vec<(u16, u16)> = inbound_ports(&model, &proxy)
+            .values()
+            .map(|port| (port.port, port.service_port))
+            .collect();
+        assert_eq!(ports, [(8080, 80), (8081, 81)]);
+
+        let unknown = Proxy::parse(
+            "sidecar~10.0.0.6~x.shop~shop.svc.cluster.local",
+            &serde_json::Value::Null,
+        )
+        .unwrap();
+        assert!(inbound_ports(&model, &unknown).is_empty());
+    }
+}
