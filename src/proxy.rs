@@ -228,6 +228,7 @@ mod tests {
                 labels: [("app".to_string(), "web".to_string())].into(),
                 locality: Locality::parse("ap/ap-3/a"),
                 node_name: "node-9".into(),
+                named_ports: BTreeMap::new(),
             },
         );
         let placed = labelled.with_workload_labels(&model);

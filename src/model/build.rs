@@ -8,6 +8,7 @@ use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Pod, Service as KubeService};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::destination_rule::destination_rule_warnings;
 use super::service_entry::add_service_entries;
@@ -19,7 +20,7 @@ use super::virtual_service;
 use super::{
     DEFAULT_DNS_DOMAIN, DEFAULT_ROOT_NAMESPACE, DestinationRule, Endpoint, EndpointAddress,
     ExportTo, Locality, Model, Protocol, REGION_LABELS, Registry, Resolution, SUBZONE_LABEL,
-    Service, ServicePort, Workload, ZONE_LABELS,
+    Service, ServicePort, TargetPort, Workload, ZONE_LABELS,
 };
 use crate::coverage::unsupported_settings;
 use crate::diagnostic::ConfigError;
@@ -298,12 +299,23 @@ fn workload(pod: &Pod, nodes: &BTreeMap<String, Locality>) -> Workload {
     let locality = Locality::from_labels(&labels)
         .or_else(|| nodes.get(&node_name).cloned())
         .unwrap_or_default();
+    let named_ports = pod
+        .spec
+        .iter()
+        .flat_map(|spec| &spec.containers)
+        .flat_map(|container| container.ports.iter().flatten())
+        .filter_map(|port| {
+            let name = port.name.clone()?;
+            Some((name, u16::try_from(port.container_port).ok()?))
+        })
+        .collect();
     Workload {
         name: pod.metadata.name.clone().unwrap_or_default(),
         namespace: namespace_of(&pod.metadata.namespace).to_string(),
         labels,
         locality,
         node_name,
+        named_ports,
     }
 }
 
@@ -359,7 +371,7 @@ pub(crate) fn protocol_of(name: &str, app_protocol: Option<&str>) -> Protocol {
     app_protocol
         .and_then(from_name)
         .or_else(|| from_name(name))
-        .unwrap_or(Protocol::Tcp)
+        .unwrap_or(Protocol::Unspecified)
 }
 
 /// Pods by namespace and name.
@@ -438,10 +450,17 @@ fn service_model(service: &KubeService, dns_domain: &str) -> Service {
         .filter_map(|port| {
             let number = u16::try_from(port.port).ok()?;
             let name = port.name.clone().unwrap_or_default();
+            // Kubernetes defaults the target port to the port itself.
+            let target_port = match &port.target_port {
+                Some(IntOrString::Int(target)) => TargetPort::Number(u16::try_from(*target).ok()?),
+                Some(IntOrString::String(target)) => TargetPort::Name(target.clone()),
+                None => TargetPort::Number(number),
+            };
             Some(ServicePort {
                 protocol: protocol_of(&name, port.app_protocol.as_deref()),
                 name,
                 port: number,
+                target_port,
             })
         })
         .collect();
@@ -471,6 +490,7 @@ fn service_model(service: &KubeService, dns_domain: &str) -> Service {
         mesh_external: false,
         passthrough_target_ports: BTreeMap::new(),
         export_to,
+        selector: spec.selector,
     }
 }
 

@@ -31,6 +31,9 @@ pub enum Protocol {
     Https,
     Tls,
     Tcp,
+    /// Nothing declared (no known name prefix or appProtocol): istiod calls it "unsupported" and
+    /// sniffs it on inbound (HTTP or not, per connection); outbound treats it as TCP.
+    Unspecified,
 }
 
 impl Protocol {
@@ -45,6 +48,15 @@ pub struct ServicePort {
     pub name: String,
     pub port: u16,
     pub protocol: Protocol,
+    /// Where the workloads listen for this port; inbound listeners and clusters are keyed by it.
+    pub target_port: TargetPort,
+}
+
+/// A Service port's `targetPort`: a number, or the name of a container port of the selected Pods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetPort {
+    Number(u16),
+    Name(String),
 }
 
 /// Where a workload runs, as Istio spells it: `region/zone/subzone`; unknown parts are empty.
@@ -205,11 +217,22 @@ pub struct Service {
     pub passthrough_target_ports: BTreeMap<u16, u16>,
     /// The namespaces that see the service.
     pub export_to: ExportTo,
+    /// The Pod labels the Service selects; `None` for a Service without a selector, which
+    /// selects no workload (its endpoints are managed by hand).
+    pub selector: Option<BTreeMap<String, String>>,
 }
 
 impl Service {
     pub fn port(&self, number: u16) -> Option<&ServicePort> {
         self.ports.iter().find(|port| port.port == number)
+    }
+
+    /// Whether the Service selects a workload with these labels (an empty selector selects
+    /// nothing, as in Kubernetes).
+    pub fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.selector.as_ref().is_some_and(|selector| {
+            !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+        })
     }
 }
 
@@ -325,6 +348,8 @@ pub struct Workload {
     pub locality: Locality,
     /// `spec.nodeName`; empty when not scheduled.
     pub node_name: String,
+    /// Named container ports, which Service `targetPort` names refer to.
+    pub named_ports: BTreeMap<String, u16>,
 }
 
 impl Workload {
@@ -337,6 +362,15 @@ impl Workload {
             labels.insert(HOSTNAME_LABEL.to_string(), self.node_name.clone());
         }
         labels
+    }
+
+    /// The port a Service port's traffic reaches on this workload: the target port's number,
+    /// or the container port its name stands for.
+    pub fn target_port(&self, port: &ServicePort) -> Option<u16> {
+        match &port.target_port {
+            TargetPort::Number(number) => Some(*number),
+            TargetPort::Name(name) => self.named_ports.get(name).copied(),
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use super::build::{in_precedence_order, namespace_of, protocol_of};
 use super::{
     Endpoint, EndpointAddress, ExportTo, Locality, Protocol, Registry, Resolution, Service,
-    ServicePort, Workload,
+    ServicePort, TargetPort, Workload,
 };
 use crate::inputs::{IstioObject, Object};
 use crate::istio::{self, Location, ServiceEntry, WorkloadEntry};
@@ -121,10 +121,14 @@ fn entry_services(entry: &IstioObject<ServiceEntry>, selectable: &Selectable<'_>
         .iter()
         .filter_map(|port| {
             let number = u16::try_from(port.number).ok()?;
+            let target = port
+                .target_port
+                .and_then(|target| u16::try_from(target).ok());
             let service_port = ServicePort {
                 name: port.name.clone(),
                 port: number,
                 protocol: port_protocol(port)?,
+                target_port: TargetPort::Number(target.unwrap_or(number)),
             };
             Some((service_port, port))
         })
@@ -174,6 +178,9 @@ fn entry_services(entry: &IstioObject<ServiceEntry>, selectable: &Selectable<'_>
                 );
             }
             Service {
+                // Entries select workloads through `workloadSelector`, which the endpoints
+                // above already carry; the inbound side reads Kubernetes selectors only.
+                selector: None,
                 hostname: host.clone(),
                 name: host.clone(),
                 namespace: namespace.to_string(),
@@ -385,6 +392,7 @@ mod tests {
                 labels: [("app".to_string(), "legacy".to_string())].into(),
                 locality: Locality::default(),
                 node_name: String::new(),
+                named_ports: BTreeMap::new(),
             },
         );
         add_service_entries(&mut services, entries.iter(), &workload_entries, &workloads);
@@ -534,8 +542,10 @@ mod tests {
                     name: "http".to_string(),
                     port: 80,
                     protocol: Protocol::Http,
+                    target_port: TargetPort::Number(80),
                 }],
                 endpoints: Vec::new(),
+                selector: None,
                 registry: Registry::Kubernetes,
                 resolution: Resolution::ClientSideLb,
                 mesh_external: false,

@@ -35,7 +35,7 @@ use super::{
 use crate::model::{DestinationRule, Model, Protocol, Resolution, Service, ServicePort};
 use crate::proxy::Proxy;
 
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(super) const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The mesh default `dnsRefreshRate`; Envoy honours the records' TTL as well.
 const DNS_REFRESH_RATE: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -182,7 +182,7 @@ fn dns_lookup_family(proxy: &Proxy) -> DnsLookupFamily {
 }
 
 /// istiod leaves limits to DestinationRules: by default every threshold is the maximum.
-fn wide_open_circuit_breakers() -> CircuitBreakers {
+pub(super) fn wide_open_circuit_breakers() -> CircuitBreakers {
     CircuitBreakers {
         thresholds: vec![default_thresholds()],
         ..Default::default()
@@ -200,17 +200,7 @@ fn blackhole_cluster() -> Cluster {
 }
 
 /// Traffic to destinations outside the registry: forwarded to the address the client dialled.
-fn passthrough_cluster() -> Cluster {
-    let options = HttpProtocolOptions {
-        upstream_protocol_options: Some(UpstreamProtocolOptions::UseDownstreamProtocolConfig(
-            UseDownstreamHttpConfig {
-                http_protocol_options: Some(Http1ProtocolOptions::default()),
-                http2_protocol_options: Some(Http2ProtocolOptions::default()),
-                ..Default::default()
-            },
-        )),
-        ..Default::default()
-    };
+pub(super) fn passthrough_cluster() -> Cluster {
     Cluster {
         name: PASSTHROUGH_CLUSTER.to_string(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(
@@ -219,9 +209,27 @@ fn passthrough_cluster() -> Cluster {
         connect_timeout: Some(proto_duration(CONNECT_TIMEOUT)),
         lb_policy: LbPolicy::ClusterProvided as i32,
         circuit_breakers: Some(wide_open_circuit_breakers()),
-        typed_extension_protocol_options: [(HTTP_PROTOCOL_OPTIONS.to_string(), any(&options))]
-            .into_iter()
-            .collect(),
+        typed_extension_protocol_options: [(
+            HTTP_PROTOCOL_OPTIONS.to_string(),
+            any(&use_downstream_protocol()),
+        )]
+        .into_iter()
+        .collect(),
+        ..Default::default()
+    }
+}
+
+/// Upstream HTTP in whichever version the client spoke (istiod's `setUseDownstreamProtocol`),
+/// for traffic whose protocol was sniffed rather than declared.
+pub(super) fn use_downstream_protocol() -> HttpProtocolOptions {
+    HttpProtocolOptions {
+        upstream_protocol_options: Some(UpstreamProtocolOptions::UseDownstreamProtocolConfig(
+            UseDownstreamHttpConfig {
+                http_protocol_options: Some(Http1ProtocolOptions::default()),
+                http2_protocol_options: Some(Http2ProtocolOptions::default()),
+                ..Default::default()
+            },
+        )),
         ..Default::default()
     }
 }

@@ -266,13 +266,21 @@ fn listener(address: &str, port: u16, filter_chains: Vec<FilterChain>, bind: boo
 fn http_listener(address: &str, port: u16, route_name: &str, bind: bool) -> Listener {
     let stat_prefix = format!("outbound_{}", listener_name(address, port));
     let chain = FilterChain {
-        filters: vec![http_connection_manager(stat_prefix, route_name)],
+        filters: vec![http_connection_manager(
+            stat_prefix,
+            RouteSpecifier::Rds(Rds {
+                config_source: Some(ads_config_source()),
+                route_config_name: route_name.to_string(),
+            }),
+        )],
         ..Default::default()
     };
     listener(address, port, vec![chain], bind)
 }
 
-fn http_connection_manager(stat_prefix: String, route_name: &str) -> Filter {
+/// An HTTP connection manager with istiod's filters and defaults, its routes from `routes`
+/// (RDS outbound, inline inbound).
+pub(super) fn http_connection_manager(stat_prefix: String, routes: RouteSpecifier) -> Filter {
     let http_filters = vec![
         http_filter(
             "envoy.filters.http.fault",
@@ -286,10 +294,7 @@ fn http_connection_manager(stat_prefix: String, route_name: &str) -> Filter {
     ];
     let manager = HttpConnectionManager {
         stat_prefix,
-        route_specifier: Some(RouteSpecifier::Rds(Rds {
-            config_source: Some(ads_config_source()),
-            route_config_name: route_name.to_string(),
-        })),
+        route_specifier: Some(routes),
         http_filters,
         use_remote_address: Some(BoolValue { value: false }),
         normalize_path: Some(BoolValue { value: true }),
@@ -314,7 +319,7 @@ fn http_filter(name: &str, config: Option<envoy_types::pb::google::protobuf::Any
     }
 }
 
-fn tcp_proxy_filter(cluster: &str) -> Filter {
+pub(super) fn tcp_proxy_filter(cluster: &str) -> Filter {
     tcp_proxy(
         cluster,
         tcp_proxy::ClusterSpecifier::Cluster(cluster.to_string()),

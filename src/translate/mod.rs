@@ -4,6 +4,7 @@
 mod cds;
 mod cluster_policy;
 mod eds;
+mod inbound;
 mod lds;
 mod locality;
 mod rds;
@@ -19,6 +20,8 @@ use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::google::protobuf::{Any, Duration as ProtoDuration};
 use prost::{Message, Name};
+
+pub use inbound::{INBOUND_PASSTHROUGH_CLUSTER, inbound_cluster_name};
 
 use crate::model::Model;
 use crate::proxy::Proxy;
@@ -143,10 +146,17 @@ fn typed_config<M: Message + Name>(message: &M) -> Option<Any> {
 /// All resources for one proxy, from what its scope (Sidecar, `exportTo`) lets it see.
 pub fn translate(model: &Model, proxy: &Proxy) -> Resources {
     let scope = scope::scope(model, proxy);
-    let clusters = cds::clusters(scope.model(), proxy);
+    let mut clusters = cds::clusters(scope.model(), proxy);
     let endpoints = eds::endpoints(scope.model(), proxy, &clusters);
-    let (listeners, route_names) = lds::listeners(&scope, proxy);
+    let (mut listeners, route_names) = lds::listeners(&scope, proxy);
     let routes = rds::routes(&scope, proxy, &route_names);
+    // The inbound side serves the proxy's own workload, which no Sidecar egress scope narrows.
+    for cluster in inbound::clusters(model, proxy) {
+        clusters.insert(cluster.name.clone(), cluster);
+    }
+    if let Some(listener) = inbound::virtual_inbound(model, proxy) {
+        listeners.insert(listener.name.clone(), listener);
+    }
     Resources {
         clusters,
         endpoints,

@@ -29,7 +29,9 @@ use envoy_types::pb::envoy::config::route::v3::{
 };
 use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 
+pub(super) use actions::route_action_defaults;
 pub(crate) use actions::{destination_cluster, split_weights};
+pub(super) use matching::prefix_match;
 
 use super::scope::Scope;
 use super::{PASSTHROUGH_CLUSTER, outbound_cluster_name};

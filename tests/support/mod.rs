@@ -6,4 +6,5 @@ pub mod envoy;
 pub mod envoy_process;
 pub mod mesh;
 pub mod netns;
+pub mod pods;
 pub mod upstream;

@@ -221,11 +221,26 @@ impl Drop for TcpUpstream {
 impl TcpUpstream {
     /// Serves on `address` (e.g. `127.0.13.2:19080`) as `name`.
     pub async fn start(name: &str, address: &str) -> TcpUpstream {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
         let listener = TcpListener::bind(address)
             .await
             .unwrap_or_else(|error| panic!("bind TCP upstream {name} on {address}: {error}"));
+        Self::serve(name, listener)
+    }
+
+    /// Serves as `name` on a socket bound elsewhere (e.g. in a test pod's network namespace).
+    pub fn start_on(name: &str, listener: std::net::TcpListener) -> TcpUpstream {
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking socket");
+        Self::serve(
+            name,
+            TcpListener::from_std(listener).expect("a tokio listener"),
+        )
+    }
+
+    fn serve(name: &str, listener: TcpListener) -> TcpUpstream {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
         let bound = listener.local_addr().expect("bound address");
         let reply = name.as_bytes().to_vec();
         let task = tokio::spawn(async move {

@@ -52,7 +52,7 @@ pub(super) const CORS_FILTER: &str = "envoy.filters.http.cors";
 
 /// Timeout (none by default: `0s` turns off Envoy's 15s), the same cap for gRPC timeouts, and the
 /// retry policy.
-pub(super) fn route_action_defaults(
+pub(in crate::translate) fn route_action_defaults(
     timeout: Option<std::time::Duration>,
     retry_policy: Option<RetryPolicy>,
 ) -> RouteAction {

@@ -45,7 +45,7 @@ pub(super) fn is_catch_all(route_match: &RouteMatch) -> bool {
     everything && route_match.headers.is_empty() && route_match.query_parameters.is_empty()
 }
 
-pub(super) fn prefix_match(prefix: &str) -> RouteMatch {
+pub(in crate::translate) fn prefix_match(prefix: &str) -> RouteMatch {
     RouteMatch {
         path_specifier: Some(PathSpecifier::Prefix(prefix.to_string())),
         ..Default::default()

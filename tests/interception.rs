@@ -1,0 +1,274 @@
+//! Transparent interception end to end, as in a real mesh: the applications do not know about
+//! Envoy. Pods are network namespaces routed through a node namespace (see `support::pods`),
+//! each sidecar pod has istio-init's REDIRECT rules and a stock Envoy bootstrapped with
+//! `rudder bootstrap`, and rudder serves them from inside the node namespace. A plain HTTP client
+//! in the productpage pod calls `reviews` by its cluster IP; the request goes through the
+//! client's sidecar (outbound: routing rules) and the server's (inbound), as both Envoys' stats
+//! show. A TCP service, an undeclared port of a meshed pod and an address outside the registry
+//! behave as ALLOW_ANY says.
+//!
+//! Needs root, iproute2 and iptables (scripts/test installs them); it fails, never skips, when
+//! the machine cannot create namespaces or rules.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::envoy::envoy_binary;
+use support::pods::{Node, Pod};
+use support::upstream::{Echo, TcpUpstream, Upstream};
+
+const REVIEWS_VIP: &str = "10.96.231.10";
+const ECHO_VIP: &str = "10.96.231.20";
+
+fn pod_yaml(name: &str, ip: &str, labels: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: bookinfo\n  labels: {{{labels}}}\nstatus: {{podIP: {ip}}}\n"
+    )
+}
+
+fn slice_yaml(service: &str, port_name: &str, port: u16, pods: &[(&str, &str)]) -> String {
+    let endpoints: String = pods
+        .iter()
+        .map(|(pod, ip)| {
+            format!(
+                "- addresses: [\"{ip}\"]\n  conditions: {{ready: true}}\n  targetRef: {{kind: Pod, name: {pod}, namespace: bookinfo}}\n"
+            )
+        })
+        .collect();
+    format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {service}-slice\n  namespace: bookinfo\n  \
+         labels: {{kubernetes.io/service-name: {service}}}\naddressType: IPv4\nports: [{{name: {port_name}, port: {port}}}]\nendpoints:\n{endpoints}"
+    )
+}
+
+/// The registry and the routing rules: `reviews` (HTTP, two versions; `end-user: jason` goes to
+/// v2, everyone else is split evenly) and `echo` (TCP, on reviews-v1's pod).
+fn mesh_yaml(client: &Pod, v1: &Pod, v2: &Pod) -> String {
+    [
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: bookinfo}\n".to_string(),
+        pod_yaml("productpage", &client.ip, "app: productpage"),
+        pod_yaml("reviews-v1", &v1.ip, "app: reviews, version: v1"),
+        pod_yaml("reviews-v2", &v2.ip, "app: reviews, version: v2"),
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: reviews, namespace: bookinfo}}\n\
+             spec:\n  clusterIP: {REVIEWS_VIP}\n  selector: {{app: reviews}}\n  ports: [{{name: http, port: 9080}}]\n"
+        ),
+        slice_yaml(
+            "reviews",
+            "http",
+            9080,
+            &[("reviews-v1", &v1.ip), ("reviews-v2", &v2.ip)],
+        ),
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: echo, namespace: bookinfo}}\n\
+             spec:\n  clusterIP: {ECHO_VIP}\n  selector: {{app: reviews, version: v1}}\n  ports: [{{name: tcp-echo, port: 9000}}]\n"
+        ),
+        slice_yaml("echo", "tcp-echo", 9000, &[("reviews-v1", &v1.ip)]),
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\n\
+         spec:\n  host: reviews\n  subsets:\n  - {name: v1, labels: {version: v1}}\n  - {name: v2, labels: {version: v2}}\n"
+            .to_string(),
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews, namespace: bookinfo}\n\
+         spec:\n  hosts: [reviews]\n  http:\n  - match: [{headers: {end-user: {exact: jason}}}]\n    route: [{destination: {host: reviews, subset: v2}}]\n  \
+         - route:\n    - {destination: {host: reviews, subset: v1}, weight: 50}\n    - {destination: {host: reviews, subset: v2}, weight: 50}\n"
+            .to_string(),
+    ]
+    .join("---\n")
+}
+
+/// The sidecar's bootstrap, from the `rudder bootstrap` command.
+fn bootstrap(pod_name: &str, pod: &Pod, xds_address: &str, delta: bool) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_rudder"))
+        .args([
+            "bootstrap",
+            "--node-id",
+            &format!(
+                "sidecar~{}~{pod_name}.bookinfo~bookinfo.svc.cluster.local",
+                pod.ip
+            ),
+            "--xds-address",
+            xds_address,
+            "--metadata",
+            r#"{"NAMESPACE":"bookinfo"}"#,
+            "--admin-address",
+            "127.0.0.1:15000",
+        ])
+        .args(delta.then_some("--delta"))
+        .output()
+        .expect("run rudder bootstrap");
+    assert!(
+        output.status.success(),
+        "rudder bootstrap failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("a UTF-8 bootstrap")
+}
+
+/// Which upstream answered a GET from the client pod, or why none did.
+fn upstream_of(client: &Pod, address: &str, host: &str, headers: &[(&str, &str)]) -> String {
+    match client.http_get(address, host, "/", headers) {
+        Ok(reply) if reply.status == 200 => serde_json::from_str::<Echo>(&reply.body)
+            .map(|echo| echo.upstream)
+            .unwrap_or_else(|_| format!("unexpected body {:?}", reply.body)),
+        Ok(reply) => format!("status {}", reply.status),
+        Err(error) => error,
+    }
+}
+
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> Result<(), String>) {
+    let deadline = Instant::now() + limit;
+    loop {
+        match done() {
+            Ok(()) => return,
+            Err(last) if Instant::now() > deadline => panic!("{what}: still {last}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+#[test]
+fn intercepted_pods_route_through_both_sidecars_sotw() {
+    intercepted_pods_route_through_both_sidecars(false, 200);
+}
+
+#[test]
+fn intercepted_pods_route_through_both_sidecars_delta() {
+    intercepted_pods_route_through_both_sidecars(true, 204);
+}
+
+/// The mesh on `10.231.<first_subnet>.0/24` and the three subnets after it, the sidecars
+/// speaking delta or state-of-the-world ADS.
+fn intercepted_pods_route_through_both_sidecars(delta: bool, first_subnet: u8) {
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime for the applications");
+    let _runtime = runtime.enter();
+    let mut node = Node::create(&format!("node{first_subnet}"));
+    let mut client = node.pod(first_subnet);
+    let mut v1 = node.pod(first_subnet + 1);
+    let mut v2 = node.pod(first_subnet + 2);
+    let outside = node.pod(first_subnet + 3);
+    // rudder serves xDS on the node's address on the client pod's link.
+    let xds_address = format!("10.231.{first_subnet}.1:15010");
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = dir.path().join("config");
+    std::fs::create_dir(&config).expect("a config directory");
+    std::fs::write(config.join("mesh.yaml"), mesh_yaml(&client, &v1, &v2)).expect("write config");
+    let rudder_log = dir.path().join("rudder.log");
+    node.spawn(
+        Path::new(env!("CARGO_BIN_EXE_rudder")),
+        &[
+            "serve",
+            "--config-dir",
+            config.to_str().expect("a UTF-8 path"),
+            "--xds-address",
+            &xds_address,
+            "--admin-address",
+            "127.0.0.1:15014",
+        ],
+        &rudder_log,
+    );
+
+    // The applications listen on every address of their pod, unaware of Envoy.
+    let _v1_app = Upstream::start_on("reviews-v1", v1.bind("0.0.0.0:9080"));
+    let _v2_app = Upstream::start_on("reviews-v2", v2.bind("0.0.0.0:9080"));
+    let _echo_app = TcpUpstream::start_on("echo-v1", v1.bind("0.0.0.0:9000"));
+    let _undeclared_app = Upstream::start_on("reviews-v1-undeclared", v1.bind("0.0.0.0:7070"));
+    let _outside_app = Upstream::start_on("outside", outside.bind("0.0.0.0:8080"));
+
+    let control_plane: SocketAddr = xds_address.parse().expect("an address");
+    let envoy = envoy_binary();
+    for (name, pod) in [
+        ("productpage", &mut client),
+        ("reviews-v1", &mut v1),
+        ("reviews-v2", &mut v2),
+    ] {
+        pod.intercept(control_plane);
+        let bootstrap = bootstrap(name, pod, &xds_address, delta);
+        pod.start_envoy(&envoy, &bootstrap);
+    }
+
+    let reviews = format!("{REVIEWS_VIP}:9080");
+    let logs = || {
+        format!(
+            "client Envoy:\n{}\nreviews-v2 Envoy:\n{}\nrudder:\n{}",
+            client.envoy_log(),
+            v2.envoy_log(),
+            std::fs::read_to_string(&rudder_log).unwrap_or_default()
+        )
+    };
+    let jason = [("end-user", "jason")];
+    let ready = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_for(
+            "reviews v2 through both sidecars",
+            Duration::from_secs(40),
+            || match upstream_of(&client, &reviews, "reviews:9080", &jason).as_str() {
+                "reviews-v2" => Ok(()),
+                other => Err(other.to_string()),
+            },
+        )
+    }));
+    if ready.is_err() {
+        panic!("the mesh never answered; logs:\n{}", logs());
+    }
+
+    // Header routing: jason always reaches v2.
+    for _ in 0..10 {
+        assert_eq!(
+            upstream_of(&client, &reviews, "reviews:9080", &jason),
+            "reviews-v2"
+        );
+    }
+    // The split: everyone else reaches both versions (the chance of missing one is 2^-39).
+    let mut seen = BTreeSet::new();
+    for _ in 0..40 {
+        seen.insert(upstream_of(&client, &reviews, "reviews:9080", &[]));
+    }
+    assert_eq!(
+        seen,
+        BTreeSet::from(["reviews-v1".to_string(), "reviews-v2".to_string()]),
+        "the 50/50 split"
+    );
+
+    // Both sidecars handled the requests: the client's outbound subset clusters, and each
+    // server's inbound cluster to its application.
+    let outbound_v2 = "cluster.outbound|9080|v2|reviews.bookinfo.svc.cluster.local.upstream_rq_200";
+    assert!(client.envoy_stat(outbound_v2) >= 11, "{outbound_v2}");
+    let inbound = "cluster.inbound|9080||.upstream_rq_200";
+    assert!(v2.envoy_stat(inbound) >= 11, "reviews-v2 {inbound}");
+    assert!(v1.envoy_stat(inbound) >= 1, "reviews-v1 {inbound}");
+    assert!(v2.envoy_stat("http.inbound_0.0.0.0_9080.downstream_rq_completed") >= 11);
+
+    // A TCP service: through the client's per-address listener and the server's inbound chain.
+    let echoed = client
+        .exchange(&format!("{ECHO_VIP}:9000"), b"ping".to_vec())
+        .expect("the TCP service answers");
+    assert_eq!(echoed, "echo-v1");
+    assert!(
+        client
+            .envoy_stat("cluster.outbound|9000||echo.bookinfo.svc.cluster.local.upstream_cx_total")
+            >= 1
+    );
+    assert!(v1.envoy_stat("cluster.inbound|9000||.upstream_cx_total") >= 1);
+
+    // A port of a meshed pod no Service declares: passed through on both sides (ALLOW_ANY out,
+    // the inbound HTTP catch-all in).
+    let undeclared = format!("{}:7070", v1.ip);
+    assert_eq!(
+        upstream_of(&client, &undeclared, &undeclared, &[]),
+        "reviews-v1-undeclared"
+    );
+    assert!(v1.envoy_stat("cluster.InboundPassthroughCluster.upstream_rq_200") >= 1);
+
+    // An address outside the registry: ALLOW_ANY passes it through the client's sidecar.
+    let outside_address = format!("{}:8080", outside.ip);
+    let before = client.envoy_stat("cluster.PassthroughCluster.upstream_cx_total");
+    assert_eq!(
+        upstream_of(&client, &outside_address, &outside_address, &[]),
+        "outside"
+    );
+    assert!(client.envoy_stat("cluster.PassthroughCluster.upstream_cx_total") > before);
+}
