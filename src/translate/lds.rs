@@ -219,14 +219,18 @@ fn chain_keys(chain: &FilterChain) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Appends the chains whose matches no chain of the listener claims yet (Envoy refuses two
-/// chains with the same match).
+/// Appends the chains that match particular server names or blocks no chain of the listener
+/// claims yet (Envoy refuses two chains with the same match). A later service's catch-all chain
+/// is never added: what the first service does not match stays unmatched, as before sharing.
 fn add_distinct_chains(listener: &mut Listener, chains: Vec<FilterChain>) {
     let mut claimed: BTreeSet<(String, String)> =
         listener.filter_chains.iter().flat_map(chain_keys).collect();
     for chain in chains {
         let keys = chain_keys(&chain);
-        if keys.iter().any(|key| claimed.contains(key)) {
+        let catch_all = keys
+            .iter()
+            .any(|(range, name)| range.is_empty() && name.is_empty());
+        if catch_all || keys.iter().any(|key| claimed.contains(key)) {
             continue;
         }
         claimed.extend(keys);
