@@ -466,13 +466,6 @@ static VIRTUAL_SERVICE: &[Field] = &[
 
 static ROUTE_DESTINATION: &[Field] = &[node("destination", S, DESTINATION), leaf("weight", S)];
 
-/// Whether an `exportTo` list limits visibility (anything but `*`).
-fn exports_narrowly(value: &Value) -> bool {
-    value
-        .as_array()
-        .is_some_and(|entries| entries.iter().any(|entry| entry.as_str() != Some("*")))
-}
-
 static DESTINATION_RULE: &[Field] = &[
     leaf("host", S),
     node("trafficPolicy", S, TRAFFIC_POLICY),
@@ -485,17 +478,7 @@ static DESTINATION_RULE: &[Field] = &[
             node("trafficPolicy", S, TRAFFIC_POLICY),
         ],
     ),
-    leaf(
-        "exportTo[]",
-        Status::Partial {
-            how: "`*` only: a rule applies in every namespace",
-            unsupported: Some(Unsupported {
-                applies: exports_narrowly,
-                message: "exporting a DestinationRule to some namespaces only is not supported \
-                          by rudder yet; the rule applies in every namespace",
-            }),
-        },
-    ),
+    leaf("exportTo[]", S),
     node("workloadSelector", N, &[leaf("matchLabels", N)]),
 ];
 

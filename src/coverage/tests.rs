@@ -154,7 +154,6 @@ fn partly_supported_fields_warn_only_for_the_unsupported_part() {
             "spec.trafficPolicy.tls.mode",
             "spec.trafficPolicy.tunnel",
             "spec.subsets[0].trafficPolicy.portLevelSettings[0].tls.credentialName",
-            "spec.exportTo",
             "spec.workloadSelector",
         ]
     );
