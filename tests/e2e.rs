@@ -406,6 +406,19 @@ async fn bookinfo_example_routes_as_its_rules_say() {
     }
 }
 
+/// Waits until rudder has built the model `builds` times in all.
+async fn wait_for_build(mesh: &Mesh, builds: f64) {
+    let rebuilt = mesh
+        .wait_until(PROPAGATION_LIMIT, || async {
+            metric_sum(&mesh.admin("/metrics").await, "rudder_config_builds_total") >= builds
+        })
+        .await;
+    assert!(
+        rebuilt.is_some(),
+        "rudder never built the model {builds} times"
+    );
+}
+
 /// The sum of a metric's samples in Prometheus text.
 fn metric_sum(metrics: &str, name: &str) -> f64 {
     metrics
@@ -435,12 +448,7 @@ async fn changes_that_do_not_affect_the_proxy_push_nothing(api_type: AdsApiType)
         "reviews-rules.yaml",
         &format!("# reviewed\n{}", reviews_rules("v2", "v1")),
     );
-    let rebuilt = mesh
-        .wait_until(PROPAGATION_LIMIT, || async {
-            metric_sum(&mesh.admin("/metrics").await, "rudder_config_builds_total") >= builds + 1.0
-        })
-        .await;
-    assert!(rebuilt.is_some(), "rudder never rebuilt the model");
+    wait_for_build(mesh, builds + 1.0).await;
     // Give a push, if one were coming, time to be counted.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after = mesh.admin("/metrics").await;
@@ -448,6 +456,34 @@ async fn changes_that_do_not_affect_the_proxy_push_nothing(api_type: AdsApiType)
         metric_sum(&after, "pilot_xds_pushes"),
         pushes,
         "pushes before:\n{before}\nafter:\n{after}"
+    );
+
+    // Under a Sidecar that imports only the proxy's own namespace (which holds every service it
+    // uses, so the Sidecar itself changes nothing it holds), a service and a rule in another
+    // namespace change the model but nothing this proxy holds.
+    mesh.write(
+        "sidecar.yaml",
+        "apiVersion: networking.istio.io/v1\nkind: Sidecar\n\
+         metadata: {name: default, namespace: bookinfo}\n\
+         spec: {egress: [{hosts: [\"./*\"]}]}\n",
+    );
+    wait_for_build(mesh, builds + 2.0).await;
+    let elsewhere = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: ratings, namespace: elsewhere}}\n\
+         spec: {{clusterIP: {}, ports: [{{name: http, port: 9080}}]}}\n---\n\
+         apiVersion: networking.istio.io/v1\nkind: VirtualService\n\
+         metadata: {{name: ratings, namespace: elsewhere}}\n\
+         spec: {{hosts: [ratings], http: [{{timeout: 3s, route: [{{destination: {{host: ratings}}}}]}}]}}\n",
+        fixture.ip(78)
+    );
+    mesh.write("elsewhere.yaml", &elsewhere);
+    wait_for_build(mesh, builds + 3.0).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = mesh.admin("/metrics").await;
+    assert_eq!(
+        metric_sum(&after, "pilot_xds_pushes"),
+        pushes,
+        "pushes before:\n{before}\nafter the Sidecar and the other namespace's rule:\n{after}"
     );
 
     // A change that does affect it is pushed.
