@@ -6,11 +6,14 @@
 //! time. Run with `cargo bench --bench sidecar_scope`; the table in benches/README.md comes from
 //! this command.
 
-use std::hint::black_box;
-use std::time::{Duration, Instant};
+#[path = "support/mesh.rs"]
+mod mesh;
+#[path = "support/timing.rs"]
+mod timing;
 
-use rudder::diagnostic::Origin;
-use rudder::inputs::{Decoded, Entry, Inputs, decode};
+use std::hint::black_box;
+
+use rudder::inputs::Inputs;
 use rudder::model::{LastGood, build};
 use rudder::proxy::Proxy;
 use rudder::translate::{ResourceType, Resources, translate};
@@ -87,29 +90,7 @@ fn mesh(with_sidecar: bool) -> Inputs {
             "spec": {"egress": [{"hosts": ["./*", "istio-system/*"]}]},
         }));
     }
-    let mut inputs = Inputs::default();
-    for (line, object) in objects.into_iter().enumerate() {
-        if let Ok(Decoded::Object(key, object)) = decode(object, "default") {
-            let origin = Origin::File {
-                path: "bench.yaml".into(),
-                line: line + 1,
-            };
-            inputs.insert(key, Entry { origin, object });
-        }
-    }
-    inputs
-}
-
-fn median(runs: usize, mut work: impl FnMut()) -> Duration {
-    let mut times: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let start = Instant::now();
-            work();
-            start.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[runs / 2]
+    mesh::inputs_of(objects, "default")
 }
 
 fn encoded_bytes(resources: &Resources) -> usize {
@@ -143,7 +124,7 @@ fn main() {
             NAMESPACES * SERVICES_PER_NAMESPACE
         );
         let resources = translate(&built.model, &proxy);
-        let time = median(21, || {
+        let time = timing::median(21, || {
             black_box(translate(black_box(&built.model), &proxy));
         });
         let virtual_hosts: usize = resources

@@ -2,11 +2,14 @@
 //! `translate` and wire encoding for one sidecar. Run with `cargo bench --bench translate`; the
 //! results table in benches/README.md comes from this command.
 
-use std::hint::black_box;
-use std::time::{Duration, Instant};
+#[path = "support/mesh.rs"]
+mod mesh;
+#[path = "support/timing.rs"]
+mod timing;
 
-use rudder::diagnostic::Origin;
-use rudder::inputs::{Decoded, Entry, Inputs, decode};
+use std::hint::black_box;
+
+use rudder::inputs::Inputs;
 use rudder::model::{LastGood, build};
 use rudder::proxy::Proxy;
 use rudder::translate::{ResourceType, translate};
@@ -59,30 +62,7 @@ fn mesh(services: usize) -> Inputs {
             ]},
         }));
     }
-    let mut inputs = Inputs::default();
-    for (line, object) in objects.into_iter().enumerate() {
-        if let Ok(Decoded::Object(key, object)) = decode(object, "bench") {
-            let origin = Origin::File {
-                path: "bench.yaml".into(),
-                line: line + 1,
-            };
-            inputs.insert(key, Entry { origin, object });
-        }
-    }
-    inputs
-}
-
-/// The median of `runs` timings of `work`.
-fn median(runs: usize, mut work: impl FnMut()) -> Duration {
-    let mut times: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let start = Instant::now();
-            work();
-            start.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[runs / 2]
+    mesh::inputs_of(objects, "bench")
 }
 
 fn main() {
@@ -104,14 +84,14 @@ fn main() {
             "benchmark config is valid: {:?}",
             built.errors
         );
-        let build_time = median(runs, || {
+        let build_time = timing::median(runs, || {
             black_box(build(black_box(&inputs), &LastGood::default()));
         });
-        let translate_time = median(runs, || {
+        let translate_time = timing::median(runs, || {
             black_box(translate(black_box(&built.model), &proxy));
         });
         let resources = translate(&built.model, &proxy);
-        let encode_time = median(runs, || {
+        let encode_time = timing::median(runs, || {
             for ty in ResourceType::ALL {
                 black_box(resources.encode(ty));
             }

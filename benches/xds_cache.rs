@@ -10,8 +10,10 @@
 #[path = "support/mesh.rs"]
 mod mesh;
 
-use std::hint::black_box;
-use std::time::{Duration, Instant};
+#[path = "support/timing.rs"]
+mod timing;
+
+use std::time::Duration;
 
 use mesh::MeshSpec;
 use rudder::proxy::Proxy;
@@ -20,22 +22,6 @@ use rudder::xds::versions::{Interner, ResourceSet};
 use serde_json::json;
 
 const SIZES: [usize; 3] = [100, 1000, 2000];
-
-/// The median of `runs` timings of `work`, each on a fresh input from `setup` (not timed).
-fn median<T, R>(runs: usize, setup: impl Fn() -> T, work: impl Fn(T) -> R) -> Duration {
-    let mut times: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let input = setup();
-            let start = Instant::now();
-            let output = work(input);
-            let took = start.elapsed();
-            drop(black_box(output));
-            took
-        })
-        .collect();
-    times.sort();
-    times[runs / 2]
-}
 
 fn ms(duration: Duration) -> String {
     format!("{:.2} ms", duration.as_secs_f64() * 1e3)
@@ -62,18 +48,19 @@ fn main() {
         }
         .snapshot(2);
         let translated = translate(&snapshot.model, &one);
-        let translate_time = median(runs, || (), |()| translate(&snapshot.model, &one));
-        let first = median(runs, || translated.clone(), ResourceSet::new);
+        let translate_time =
+            timing::median_with_setup(runs, || (), |()| translate(&snapshot.model, &one));
+        let first = timing::median_with_setup(runs, || translated.clone(), ResourceSet::new);
         let interner = Interner::default();
         let held = ResourceSet::interned(translated.clone(), &interner, None);
         let for_other = translate(&snapshot.model, &other);
-        let shared = median(
+        let shared = timing::median_with_setup(
             runs,
             || for_other.clone(),
             |resources| ResourceSet::interned(resources, &interner, None),
         );
         let after_edit = translate(&edited.model, &one);
-        let edit = median(
+        let edit = timing::median_with_setup(
             runs,
             || after_edit.clone(),
             |resources| ResourceSet::interned(resources, &interner, Some(&held)),

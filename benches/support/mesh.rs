@@ -110,19 +110,7 @@ impl MeshSpec {
     }
 
     pub fn inputs(&self) -> Inputs {
-        let mut inputs = Inputs::default();
-        for (line, object) in self.objects().into_iter().enumerate() {
-            let decoded = decode(object, NAMESPACE).expect("generated objects decode");
-            let Decoded::Object(key, object) = decoded else {
-                panic!("a generated object of a kind rudder does not read");
-            };
-            let origin = Origin::File {
-                path: "mesh.yaml".into(),
-                line: line + 1,
-            };
-            inputs.insert(key, Entry { origin, object });
-        }
-        inputs
+        inputs_of(self.objects(), NAMESPACE)
     }
 
     /// The snapshot `rudder serve` would publish for this mesh.
@@ -140,4 +128,22 @@ impl MeshSpec {
             ..Snapshot::default()
         })
     }
+}
+
+/// Generated objects as Inputs, as if read in this order from one file; objects without a
+/// namespace land in `namespace`.
+pub fn inputs_of(objects: Vec<Value>, namespace: &str) -> Inputs {
+    let mut inputs = Inputs::default();
+    for (line, object) in objects.into_iter().enumerate() {
+        let decoded = decode(object, namespace).expect("generated objects decode");
+        let Decoded::Object(key, object) = decoded else {
+            panic!("a generated object of a kind rudder does not read");
+        };
+        let origin = Origin::File {
+            path: "mesh.yaml".into(),
+            line: line + 1,
+        };
+        inputs.insert(key, Entry { origin, object });
+    }
+    inputs
 }

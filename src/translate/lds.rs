@@ -190,23 +190,22 @@ fn with_tls_inspector(mut listener: Listener) -> Listener {
     listener
 }
 
+/// `ADDRESS/LENGTH`, how a destination block is written and compared.
+fn range_label(range: &CidrRange) -> String {
+    format!(
+        "{}/{}",
+        range.address_prefix,
+        range.prefix_len.unwrap_or_default().value
+    )
+}
+
 /// The (destination block, server name) pairs a chain matches; empty strings for "any".
 fn chain_keys(chain: &FilterChain) -> Vec<(String, String)> {
     let matching = chain.filter_chain_match.clone().unwrap_or_default();
     let ranges: Vec<String> = if matching.prefix_ranges.is_empty() {
         vec![String::new()]
     } else {
-        matching
-            .prefix_ranges
-            .iter()
-            .map(|r| {
-                format!(
-                    "{}/{}",
-                    r.address_prefix,
-                    r.prefix_len.unwrap_or_default().value
-                )
-            })
-            .collect()
+        matching.prefix_ranges.iter().map(range_label).collect()
     };
     let names = if matching.server_names.is_empty() {
         vec![String::new()]
@@ -690,17 +689,7 @@ mod tests {
             .iter()
             .map(|chain| {
                 let m = chain.filter_chain_match.clone().unwrap_or_default();
-                let ranges = m
-                    .prefix_ranges
-                    .iter()
-                    .map(|r| {
-                        format!(
-                            "{}/{}",
-                            r.address_prefix,
-                            r.prefix_len.unwrap_or_default().value
-                        )
-                    })
-                    .collect();
+                let ranges = m.prefix_ranges.iter().map(range_label).collect();
                 (ranges, m.server_names)
             })
             .collect()
