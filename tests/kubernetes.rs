@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 
 use rudder::serve::{KubeConnection, KubernetesOptions, ServeOptions, Server};
 use rudder::source::kube::NamespaceFilter;
-use rudder::xds::XdsOptions;
 use support::cluster::DevCluster;
-use support::mesh::{JASON_EXACT, Mesh, reviews_rules_matching};
+use support::mesh::{JASON_EXACT, Mesh, local_serve_options, reviews_rules_matching};
 use support::netns::TestHost;
 use support::upstream::Upstream;
 
@@ -120,13 +119,8 @@ async fn kubectl_apply_reaches_envoy() {
     };
     let started = Instant::now();
     let server = Server::start(ServeOptions {
-        config_dirs: Vec::new(),
         kubernetes: Some(kubernetes),
-        debounce: rudder::serve::Debounce::default(),
-        xds_address: "127.0.0.1:0".parse().expect("an address"),
-        admin_address: "127.0.0.1:0".parse().expect("an address"),
-        xds: XdsOptions::default(),
-        root_namespace: rudder::model::DEFAULT_ROOT_NAMESPACE.to_string(),
+        ..local_serve_options(Vec::new())
     })
     .await
     .expect("rudder starts without the Istio CRDs");

@@ -18,10 +18,10 @@ use envoy_types::pb::google::protobuf::Duration as ProtoDuration;
 use rudder::admin::{Protocol, StreamConnection, StreamSync};
 use rudder::bootstrap::AdsApiType;
 use rudder::proxy_status::{self, SyncState};
-use rudder::serve::{ServeOptions, Server};
+use rudder::serve::Server;
 use rudder::xds::{ResourcesHook, XdsOptions};
 use serde_json::Value;
-use support::mesh::{Backend, Mesh, NODE_ID, service_yaml};
+use support::mesh::{Backend, Mesh, NODE_ID, local_serve_options, service_yaml};
 use support::upstream::Upstream;
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -324,17 +324,9 @@ async fn configz_shows_inputs_and_their_errors() {
          stringData: {password: hunter2}\n",
     );
     write("broken.yaml", "kind: [unclosed\n");
-    let server = Server::start(ServeOptions {
-        config_dirs: vec![dir.path().to_path_buf()],
-        kubernetes: None,
-        debounce: rudder::serve::Debounce::default(),
-        xds_address: "127.0.0.1:0".parse().unwrap(),
-        admin_address: "127.0.0.1:0".parse().unwrap(),
-        xds: XdsOptions::default(),
-        root_namespace: rudder::model::DEFAULT_ROOT_NAMESPACE.to_string(),
-    })
-    .await
-    .expect("rudder starts");
+    let server = Server::start(local_serve_options(vec![dir.path().to_path_buf()]))
+        .await
+        .expect("rudder starts");
     let url = format!("http://{}/debug/configz", server.admin_address());
     let body = reqwest::get(&url).await.unwrap().text().await.unwrap();
     let configz: Value = serde_json::from_str(&body).expect("JSON");

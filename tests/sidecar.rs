@@ -10,11 +10,10 @@ mod support;
 use std::time::Duration;
 
 use rudder::bootstrap::AdsApiType;
-use rudder::serve::{ServeOptions, Server};
-use rudder::xds::XdsOptions;
+use rudder::serve::Server;
 use serde_json::json;
 use support::envoy_process::EnvoyProcess;
-use support::mesh::{Backend, Mesh, NODE_ID, Reply, service_yaml};
+use support::mesh::{Backend, Mesh, NODE_ID, Reply, local_serve_options, service_yaml};
 use support::upstream::Upstream;
 
 const PROPAGATION_LIMIT: Duration = Duration::from_secs(10);
@@ -169,17 +168,9 @@ async fn a_capture_none_egress_listener_binds_under_interception() {
     for (name, contents) in &files {
         std::fs::write(dir.path().join(name), contents).expect("write a config file");
     }
-    let server = Server::start(ServeOptions {
-        config_dirs: vec![dir.path().to_path_buf()],
-        kubernetes: None,
-        debounce: rudder::serve::Debounce::default(),
-        xds_address: "127.0.0.1:0".parse().expect("an address"),
-        admin_address: "127.0.0.1:0".parse().expect("an address"),
-        xds: XdsOptions::default(),
-        root_namespace: rudder::model::DEFAULT_ROOT_NAMESPACE.to_string(),
-    })
-    .await
-    .expect("rudder starts");
+    let server = Server::start(local_serve_options(vec![dir.path().to_path_buf()]))
+        .await
+        .expect("rudder starts");
     let metadata = json!({
         "NAMESPACE": "bookinfo",
         "INTERCEPTION_MODE": "REDIRECT",

@@ -162,13 +162,9 @@ impl Mesh {
         xds: XdsOptions,
     ) -> Mesh {
         let server = Server::start(ServeOptions {
-            config_dirs,
             kubernetes,
-            debounce: rudder::serve::Debounce::default(),
-            xds_address: "127.0.0.1:0".parse().expect("an address"),
-            admin_address: "127.0.0.1:0".parse().expect("an address"),
             xds,
-            root_namespace: rudder::model::DEFAULT_ROOT_NAMESPACE.to_string(),
+            ..local_serve_options(config_dirs)
         })
         .await
         .expect("rudder starts");
@@ -309,3 +305,17 @@ spec:
 
 /// The header match that picks jason exactly.
 pub const JASON_EXACT: &str = "{exact: jason}";
+
+/// `rudder serve`'s defaults on these config directories, with xDS and admin on free loopback
+/// ports.
+pub fn local_serve_options(config_dirs: Vec<PathBuf>) -> ServeOptions {
+    ServeOptions {
+        config_dirs,
+        kubernetes: None,
+        debounce: rudder::serve::Debounce::default(),
+        xds_address: "127.0.0.1:0".parse().expect("an address"),
+        admin_address: "127.0.0.1:0".parse().expect("an address"),
+        xds: XdsOptions::default(),
+        root_namespace: rudder::model::DEFAULT_ROOT_NAMESPACE.to_string(),
+    }
+}

@@ -61,13 +61,7 @@ impl Upstream {
 
     /// Serves as `name` on a socket bound elsewhere (e.g. in a test host's network namespace).
     pub fn start_on(name: &str, listener: std::net::TcpListener) -> Upstream {
-        listener
-            .set_nonblocking(true)
-            .expect("a non-blocking socket");
-        Self::serve(
-            name,
-            TcpListener::from_std(listener).expect("a tokio listener"),
-        )
+        Self::serve(name, tokio_listener(listener))
     }
 
     /// Serves as `name` on `address` over TLS; `acceptor` holds the certificate and decides
@@ -229,13 +223,7 @@ impl TcpUpstream {
 
     /// Serves as `name` on a socket bound elsewhere (e.g. in a test pod's network namespace).
     pub fn start_on(name: &str, listener: std::net::TcpListener) -> TcpUpstream {
-        listener
-            .set_nonblocking(true)
-            .expect("a non-blocking socket");
-        Self::serve(
-            name,
-            TcpListener::from_std(listener).expect("a tokio listener"),
-        )
+        Self::serve(name, tokio_listener(listener))
     }
 
     fn serve(name: &str, listener: TcpListener) -> TcpUpstream {
@@ -261,4 +249,12 @@ impl TcpUpstream {
             task,
         }
     }
+}
+
+/// A socket bound outside tokio (e.g. inside a network namespace), made a tokio listener.
+fn tokio_listener(listener: std::net::TcpListener) -> TcpListener {
+    listener
+        .set_nonblocking(true)
+        .expect("a non-blocking socket");
+    TcpListener::from_std(listener).expect("a tokio listener")
 }

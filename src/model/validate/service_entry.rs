@@ -8,30 +8,12 @@ use std::net::IpAddr;
 
 use super::invalid;
 use super::syntax::{
-    is_dns1123_label, validate_dns1123_labels, validate_labels, validate_port, validate_subnet,
-    validate_wildcard_domain,
+    UNIX_PREFIX, is_dns1123_label, is_known_protocol, validate_dns1123_labels, validate_labels,
+    validate_port, validate_subnet, validate_wildcard_domain,
 };
 use super::virtual_service::validate_export_to;
 use crate::inputs::{FieldError, IstioObject};
 use crate::istio::{Location, Resolution, ServiceEntry, WorkloadEntry};
-
-/// Protocols istiod's `protocol.Parse` knows (case-insensitive); empty means "detect".
-const PROTOCOLS: [&str; 12] = [
-    "TCP",
-    "UDP",
-    "GRPC",
-    "GRPC-WEB",
-    "HTTP",
-    "HTTP_PROXY",
-    "HTTP2",
-    "HTTPS",
-    "TLS",
-    "MONGO",
-    "REDIS",
-    "MYSQL",
-];
-
-const UNIX_PREFIX: &str = "unix://";
 
 pub fn validate_service_entry(entry: &IstioObject<ServiceEntry>) -> Result<(), FieldError> {
     let spec = &entry.spec;
@@ -207,9 +189,8 @@ fn validate_ports(spec: &ServiceEntry) -> Result<BTreeSet<&str>, FieldError> {
                 format!("port name {:?} is already defined", port.name),
             ));
         }
-        if !port.protocol.is_empty()
-            && !PROTOCOLS.contains(&port.protocol.to_ascii_uppercase().as_str())
-        {
+        // Empty means "detect".
+        if !port.protocol.is_empty() && !is_known_protocol(&port.protocol) {
             return Err(invalid(
                 format!("{at}.protocol"),
                 format!("unrecognized protocol {:?}", port.protocol),

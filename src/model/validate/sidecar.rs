@@ -8,27 +8,12 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use super::invalid;
-use super::syntax::{is_dns1123_label, validate_labels, validate_port, validate_wildcard_domain};
+use super::syntax::{
+    UNIX_PREFIX, is_dns1123_label, is_known_protocol, validate_labels, validate_port,
+    validate_wildcard_domain,
+};
 use crate::inputs::FieldError;
 use crate::istio::{self, CaptureMode, OutboundTrafficPolicyMode};
-
-const UNIX_PREFIX: &str = "unix://";
-
-/// Protocols istiod's `protocol.Parse` knows (case-insensitive).
-const PROTOCOLS: &[&str] = &[
-    "GRPC",
-    "GRPC-WEB",
-    "HTTP",
-    "HTTP_PROXY",
-    "HTTP2",
-    "HTTPS",
-    "TCP",
-    "TLS",
-    "UDP",
-    "MONGO",
-    "REDIS",
-    "MYSQL",
-];
 
 pub fn validate_sidecar(sidecar: &istio::Sidecar) -> Result<(), FieldError> {
     if let Some(selector) = &sidecar.workload_selector {
@@ -128,10 +113,7 @@ fn validate_egress_listener(listener: &istio::EgressListener, at: &str) -> Resul
             format!("{:?} is not a valid port name", port.name),
         ));
     }
-    if !PROTOCOLS
-        .iter()
-        .any(|known| known.eq_ignore_ascii_case(&port.protocol))
-    {
+    if !is_known_protocol(&port.protocol) {
         return Err(invalid(
             format!("{at}.port.protocol"),
             format!("unrecognized protocol {:?}", port.protocol),

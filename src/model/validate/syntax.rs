@@ -168,6 +168,32 @@ pub(super) fn validate_duration(
     Ok(())
 }
 
+/// Protocols istiod's `protocol.Parse` knows.
+const PROTOCOLS: [&str; 12] = [
+    "TCP",
+    "UDP",
+    "GRPC",
+    "GRPC-WEB",
+    "HTTP",
+    "HTTP_PROXY",
+    "HTTP2",
+    "HTTPS",
+    "TLS",
+    "MONGO",
+    "REDIS",
+    "MYSQL",
+];
+
+/// Whether istiod knows a port protocol (case-insensitive).
+pub(super) fn is_known_protocol(protocol: &str) -> bool {
+    PROTOCOLS
+        .iter()
+        .any(|known| known.eq_ignore_ascii_case(protocol))
+}
+
+/// Addresses of Unix domain sockets, which rudder refuses.
+pub(super) const UNIX_PREFIX: &str = "unix://";
+
 pub(super) fn validate_port(port: u32, at: &str) -> Result<(), FieldError> {
     if (1..=65535).contains(&port) {
         Ok(())
