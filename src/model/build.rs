@@ -242,6 +242,7 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
             workloads,
             sidecars,
             root_namespace: DEFAULT_ROOT_NAMESPACE.to_string(),
+            credentials: Default::default(),
         },
         last_good: admission.accepted,
         errors,

@@ -8,6 +8,7 @@
 //! instead, so one bad object never removes what others configure.
 
 mod build;
+pub mod credential;
 mod destination_rule;
 mod service_entry;
 pub mod sidecar;
@@ -394,6 +395,16 @@ pub struct Model {
     /// meshConfig.rootNamespace: its Sidecar without selector is the mesh-wide default, its
     /// exported DestinationRules apply mesh-wide.
     pub root_namespace: String,
+    /// TLS material of Secrets, for gateway servers' `credentialName`.
+    pub credentials: credential::Credentials,
+}
+
+impl Model {
+    /// The credential `name` in `namespace`, if a valid Secret provides it.
+    pub fn credential(&self, namespace: &str, name: &str) -> Option<&credential::Credential> {
+        self.credentials
+            .get(&(namespace.to_string(), name.to_string()))
+    }
 }
 
 /// istiod's default meshConfig.rootNamespace.

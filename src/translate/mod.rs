@@ -9,6 +9,7 @@ mod lds;
 mod locality;
 mod rds;
 pub mod scope;
+pub mod sds;
 
 use std::collections::BTreeMap;
 

@@ -187,6 +187,7 @@ fn scoped_model(
         workloads: BTreeMap::new(),
         sidecars: Vec::new(),
         root_namespace: model.root_namespace.clone(),
+        credentials: Default::default(),
     }
 }
 
