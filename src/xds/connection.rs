@@ -7,9 +7,9 @@
 //! Both are built from the same parts: the proxy's [`ResourceSet`] (shared by every stream whose
 //! proxy gets the same config) with a content hash per resource, set versions computed the same
 //! way, and per type the `Acks` bookkeeping here (nonce of the last response, what was sent,
-//! ACKed and NACKed). They differ only in what a response carries: the whole subscribed set under
-//! one version, or the resources whose version the proxy does not have plus the names it must
-//! drop.
+//! ACKed and NACKed). They differ only in what a response carries: under one set version, the
+//! whole type (CDS, LDS) or the subscribed resources the proxy does not hold yet (EDS, RDS), or
+//! for delta the resources whose version the proxy does not have plus the names it must drop.
 //!
 //! Rules both keep: responses go out in ADS order (CDS, EDS, LDS, RDS); EDS follows a CDS
 //! response even when unchanged, since Envoy warms clusters until it gets one; a request whose

@@ -1,7 +1,12 @@
-//! State-of-the-world ADS for one stream: every response carries the whole subscribed set of its
-//! type (all clusters and listeners; the requested endpoints and routes) under one version, the
-//! set version of what it carries. A response goes out when that version differs from the last
-//! one sent (or the proxy asks without a nonce, or EDS follows CDS).
+//! State-of-the-world ADS for one stream: a CDS or LDS response carries every resource of its type;
+//! an EDS or RDS response carries the requested resources under the set version of all of them. A
+//! response goes out when that version differs from the last one sent (or the proxy asks without a
+//! nonce, or EDS follows CDS).
+//!
+//! For EDS and RDS the protocol lets a server send only what changed: Envoy keeps each named
+//! resource until a response names it again. Once the proxy has ACKed what it was sent, a change
+//! sends only the resources whose content differs from what it holds, so one edited endpoint
+//! costs one ClusterLoadAssignment, not all of them (as istiod's incremental EDS pushes).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -25,6 +30,9 @@ pub struct SotwConnection {
 struct Watch {
     /// `None` for the wildcard types (CDS, LDS), which always get everything.
     names: Option<BTreeSet<Name>>,
+    /// EDS and RDS: the content hash of every subscribed resource the proxy was sent, so a change
+    /// sends only what differs.
+    held: BTreeMap<Name, Hash>,
     acks: Acks,
 }
 
@@ -149,12 +157,28 @@ impl SotwConnection {
         if !send {
             return false;
         }
+        // After an ACK the proxy holds what it was sent; anything else (first answer, a NACK, a
+        // cluster warming for EDS) gets the whole subscribed set.
+        let acked = status.acked.is_some() && status.acked == status.sent;
+        let only_changed = reason == Reason::Changed && acked;
         let nonce = self.nonces.next();
         let resources = match &selected {
-            Some(selected) => selected
-                .iter()
-                .filter_map(|(name, _)| Some(all.get(name)?.any().clone()))
-                .collect(),
+            Some(selected) => {
+                let held = if only_changed {
+                    std::mem::take(&mut watch.held)
+                } else {
+                    BTreeMap::new()
+                };
+                watch.held = selected
+                    .iter()
+                    .map(|(name, hash)| (Name::clone(name), **hash))
+                    .collect();
+                selected
+                    .iter()
+                    .filter(|(name, hash)| held.get(*name) != Some(*hash))
+                    .filter_map(|(name, _)| Some(all.get(name)?.any().clone()))
+                    .collect()
+            }
             None => all
                 .iter()
                 .map(|(_, resource)| resource.any().clone())
@@ -384,7 +408,9 @@ mod tests {
         );
         let outcome = conn.on_request(&both);
         assert_eq!(types(&outcome), [ResourceType::Endpoint]);
-        assert_eq!(names(&outcome.responses[0]), [A, B]);
+        // The proxy holds A already; the version covers both.
+        assert_eq!(names(&outcome.responses[0]), [B]);
+        assert_ne!(outcome.responses[0].version_info, eds.version_info);
 
         // The same names again (an ACK) send nothing.
         let response = &outcome.responses[0];
@@ -395,6 +421,52 @@ mod tests {
             &response.nonce,
         );
         assert!(conn.on_request(&again).responses.is_empty());
+    }
+
+    #[test]
+    fn acked_eds_gets_only_what_changed() {
+        let (mut conn, _, eds) = subscribed();
+        let both = request(
+            ResourceType::Endpoint,
+            &[A, B],
+            &eds.version_info,
+            &eds.nonce,
+        );
+        let added = conn.on_request(&both).responses.remove(0);
+        conn.on_request(&request(
+            ResourceType::Endpoint,
+            &[A, B],
+            &added.version_info,
+            &added.nonce,
+        ));
+
+        let mut changed = resources();
+        changed.endpoints.insert(B.into(), cla(B, 1));
+        let update = conn
+            .on_resources(changed.clone().into())
+            .responses
+            .remove(0);
+        assert_eq!(names(&update), [B]);
+
+        // Until the proxy ACKs, it may not hold what it was sent: the next change sends all.
+        changed.endpoints.insert(A.into(), cla(A, 1));
+        let unacked = conn
+            .on_resources(changed.clone().into())
+            .responses
+            .remove(0);
+        assert_eq!(names(&unacked), [A, B]);
+
+        // After a NACK too.
+        conn.on_request(&nack(
+            ResourceType::Endpoint,
+            &[A, B],
+            &added.version_info,
+            &unacked.nonce,
+            "bad",
+        ));
+        changed.endpoints.insert(A.into(), cla(A, 2));
+        let after_nack = conn.on_resources(changed.into()).responses.remove(0);
+        assert_eq!(names(&after_nack), [A, B]);
     }
 
     #[test]
