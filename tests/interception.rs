@@ -4,8 +4,9 @@
 //! `rudder bootstrap`, and rudder serves them from inside the node namespace. A plain HTTP client
 //! in the productpage pod calls `reviews` by its cluster IP; the request goes through the
 //! client's sidecar (outbound: routing rules) and the server's (inbound), as both Envoys' stats
-//! show. A TCP service, an undeclared port of a meshed pod and an address outside the registry
-//! behave as ALLOW_ANY says.
+//! show; a VirtualService retry policy retries an attempt that failed behind the server's
+//! sidecar. A TCP service, an undeclared port of a meshed pod and an address outside the
+//! registry behave as ALLOW_ANY says.
 //!
 //! Needs root, iproute2 and iptables (scripts/test installs them); it fails, never skips, when
 //! the machine cannot create namespaces or rules.
@@ -47,7 +48,7 @@ fn slice_yaml(service: &str, port_name: &str, port: u16, pods: &[(&str, &str)]) 
 }
 
 /// The registry and the routing rules: `reviews` (HTTP, two versions; `end-user: jason` goes to
-/// v2, everyone else is split evenly) and `echo` (TCP, on reviews-v1's pod).
+/// v2, retried on 5xx, everyone else is split evenly) and `echo` (TCP, on reviews-v1's pod).
 fn mesh_yaml(client: &Pod, v1: &Pod, v2: &Pod) -> String {
     [
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: bookinfo}\n".to_string(),
@@ -73,7 +74,8 @@ fn mesh_yaml(client: &Pod, v1: &Pod, v2: &Pod) -> String {
          spec:\n  host: reviews\n  subsets:\n  - {name: v1, labels: {version: v1}}\n  - {name: v2, labels: {version: v2}}\n"
             .to_string(),
         "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews, namespace: bookinfo}\n\
-         spec:\n  hosts: [reviews]\n  http:\n  - match: [{headers: {end-user: {exact: jason}}}]\n    route: [{destination: {host: reviews, subset: v2}}]\n  \
+         spec:\n  hosts: [reviews]\n  http:\n  - match: [{headers: {end-user: {exact: jason}}}]\n    route: [{destination: {host: reviews, subset: v2}}]\n    \
+         retries: {attempts: 3, retryOn: 5xx}\n  \
          - route:\n    - {destination: {host: reviews, subset: v1}, weight: 50}\n    - {destination: {host: reviews, subset: v2}, weight: 50}\n"
             .to_string(),
     ]
@@ -174,7 +176,7 @@ fn intercepted_pods_route_through_both_sidecars(delta: bool, first_subnet: u8) {
 
     // The applications listen on every address of their pod, unaware of Envoy.
     let _v1_app = Upstream::start_on("reviews-v1", v1.bind("0.0.0.0:9080"));
-    let _v2_app = Upstream::start_on("reviews-v2", v2.bind("0.0.0.0:9080"));
+    let v2_app = Upstream::start_on("reviews-v2", v2.bind("0.0.0.0:9080"));
     let _echo_app = TcpUpstream::start_on("echo-v1", v1.bind("0.0.0.0:9000"));
     let _undeclared_app = Upstream::start_on("reviews-v1-undeclared", v1.bind("0.0.0.0:7070"));
     let _outside_app = Upstream::start_on("outside", outside.bind("0.0.0.0:8080"));
@@ -241,6 +243,22 @@ fn intercepted_pods_route_through_both_sidecars(delta: bool, first_subnet: u8) {
     assert!(v2.envoy_stat(inbound) >= 11, "reviews-v2 {inbound}");
     assert!(v1.envoy_stat(inbound) >= 1, "reviews-v1 {inbound}");
     assert!(v2.envoy_stat("http.inbound_0.0.0.0_9080.downstream_rq_completed") >= 11);
+
+    // Retries: v2 fails the next request with 503; its sidecar passes the 503 back (inbound
+    // routes do not retry) and the client's sidecar retries, so the client still gets v2.
+    let v2_failures_before = v2.envoy_stat("cluster.inbound|9080||.upstream_rq_503");
+    v2_app.fail_next(1);
+    assert_eq!(
+        upstream_of(&client, &reviews, "reviews:9080", &jason),
+        "reviews-v2",
+        "the retried request"
+    );
+    let retried = "cluster.outbound|9080|v2|reviews.bookinfo.svc.cluster.local.upstream_rq_retry";
+    assert!(client.envoy_stat(retried) >= 1, "{retried}");
+    assert!(
+        v2.envoy_stat("cluster.inbound|9080||.upstream_rq_503") > v2_failures_before,
+        "reviews-v2's sidecar saw the failed attempt"
+    );
 
     // A TCP service: through the client's per-address listener and the server's inbound chain.
     let echoed = client
