@@ -439,7 +439,11 @@ fn inbound_cluster(port: &InboundPort, proxy: &Proxy, bind: &BindConfig) -> Clus
 fn loopback(proxy: &Proxy, ipv6: bool) -> &'static str {
     let has_v4 = proxy.ips.iter().any(std::net::IpAddr::is_ipv4);
     let has_v6 = proxy.ips.iter().any(std::net::IpAddr::is_ipv6);
-    let only_other_family = if ipv6 { has_v4 && !has_v6 } else { has_v6 && !has_v4 };
+    let only_other_family = if ipv6 {
+        has_v4 && !has_v6
+    } else {
+        has_v6 && !has_v4
+    };
     if ipv6 != only_other_family {
         "::1"
     } else {
