@@ -83,7 +83,7 @@ fn mesh_yaml(client: &Pod, v1: &Pod, v2: &Pod) -> String {
 }
 
 /// The sidecar's bootstrap, from the `rudder bootstrap` command.
-fn bootstrap(pod_name: &str, pod: &Pod, xds_address: &str, delta: bool) -> String {
+fn bootstrap(pod_name: &str, pod: &Pod, xds_address: &str, delta: bool, mode: &str) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_rudder"))
         .args([
             "bootstrap",
@@ -95,7 +95,7 @@ fn bootstrap(pod_name: &str, pod: &Pod, xds_address: &str, delta: bool) -> Strin
             "--xds-address",
             xds_address,
             "--metadata",
-            r#"{"NAMESPACE":"bookinfo"}"#,
+            &format!(r#"{{"NAMESPACE":"bookinfo","INTERCEPTION_MODE":"{mode}"}}"#),
             "--admin-address",
             "127.0.0.1:15000",
         ])
@@ -132,19 +132,39 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> Result<(), St
     }
 }
 
+/// How the servers' sidecars (reviews v1 and v2) receive their inbound traffic; the client's
+/// always uses REDIRECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServerInterception {
+    Redirect,
+    Tproxy,
+}
+
 #[test]
 fn intercepted_pods_route_through_both_sidecars_sotw() {
-    intercepted_pods_route_through_both_sidecars(false, 200);
+    intercepted_pods_route_through_both_sidecars(false, 200, ServerInterception::Redirect);
 }
 
 #[test]
 fn intercepted_pods_route_through_both_sidecars_delta() {
-    intercepted_pods_route_through_both_sidecars(true, 204);
+    intercepted_pods_route_through_both_sidecars(true, 204, ServerInterception::Redirect);
+}
+
+/// The servers' sidecars under TPROXY: inbound connections keep their original destination on
+/// the socket (a `transparent` virtualInbound) and reach the application with the client's
+/// address (`original_src`).
+#[test]
+fn tproxy_intercepted_servers_route_through_both_sidecars() {
+    intercepted_pods_route_through_both_sidecars(false, 208, ServerInterception::Tproxy);
 }
 
 /// The mesh on `10.231.<first_subnet>.0/24` and the three subnets after it, the sidecars
 /// speaking delta or state-of-the-world ADS.
-fn intercepted_pods_route_through_both_sidecars(delta: bool, first_subnet: u8) {
+fn intercepted_pods_route_through_both_sidecars(
+    delta: bool,
+    first_subnet: u8,
+    servers: ServerInterception,
+) {
     let runtime = tokio::runtime::Runtime::new().expect("a runtime for the applications");
     let _runtime = runtime.enter();
     let mut node = Node::create(&format!("node{first_subnet}"));
@@ -183,13 +203,19 @@ fn intercepted_pods_route_through_both_sidecars(delta: bool, first_subnet: u8) {
 
     let control_plane: SocketAddr = xds_address.parse().expect("an address");
     let envoy = envoy_binary();
-    for (name, pod) in [
-        ("productpage", &mut client),
-        ("reviews-v1", &mut v1),
-        ("reviews-v2", &mut v2),
+    for (name, pod, tproxy) in [
+        ("productpage", &mut client, false),
+        ("reviews-v1", &mut v1, servers == ServerInterception::Tproxy),
+        ("reviews-v2", &mut v2, servers == ServerInterception::Tproxy),
     ] {
-        pod.intercept(control_plane);
-        let bootstrap = bootstrap(name, pod, &xds_address, delta);
+        let mode = if tproxy {
+            pod.intercept_tproxy(control_plane);
+            "TPROXY"
+        } else {
+            pod.intercept(control_plane);
+            "REDIRECT"
+        };
+        let bootstrap = bootstrap(name, pod, &xds_address, delta, mode);
         pod.start_envoy(&envoy, &bootstrap);
     }
 
@@ -243,6 +269,13 @@ fn intercepted_pods_route_through_both_sidecars(delta: bool, first_subnet: u8) {
     assert!(v2.envoy_stat(inbound) >= 11, "reviews-v2 {inbound}");
     assert!(v1.envoy_stat(inbound) >= 1, "reviews-v1 {inbound}");
     assert!(v2.envoy_stat("http.inbound_0.0.0.0_9080.downstream_rq_completed") >= 11);
+    if servers == ServerInterception::Tproxy {
+        // The kernel's TPROXY target, not a NAT redirect, brought the connections to Envoy.
+        assert!(
+            v2.tproxied_packets() > 0,
+            "reviews-v2's TPROXY rule matched"
+        );
+    }
 
     // Retries: v2 fails the next request with 503; its sidecar passes the 503 back (inbound
     // routes do not retry) and the client's sidecar retries, so the client still gets v2.
