@@ -5,8 +5,11 @@
 //! in the productpage pod calls `reviews` by its cluster IP; the request goes through the
 //! client's sidecar (outbound: routing rules) and the server's (inbound), as both Envoys' stats
 //! show; a VirtualService retry policy retries an attempt that failed behind the server's
-//! sidecar. A TCP service, an undeclared port of a meshed pod and an address outside the
-//! registry behave as ALLOW_ANY says.
+//! sidecar. reviews-v1's application listens on loopback only, reached through its Sidecar's
+//! ingress `defaultEndpoint`; a service port without a declared protocol is sniffed as HTTP by
+//! the client's sidecar. A TCP service, an undeclared port of a meshed pod and an address outside
+//! the registry behave as ALLOW_ANY says. The TPROXY variant runs the servers' sidecars under
+//! istio-init's TPROXY rules instead.
 //!
 //! Needs root, iproute2 and iptables (scripts/test installs them); it fails, never skips, when
 //! the machine cannot create namespaces or rules.
@@ -25,6 +28,7 @@ use support::upstream::{Echo, TcpUpstream, Upstream};
 
 const REVIEWS_VIP: &str = "10.96.231.10";
 const ECHO_VIP: &str = "10.96.231.20";
+const RATINGS_VIP: &str = "10.96.231.30";
 
 fn pod_yaml(name: &str, ip: &str, labels: &str) -> String {
     format!(
@@ -48,9 +52,30 @@ fn slice_yaml(service: &str, port_name: &str, port: u16, pods: &[(&str, &str)]) 
 }
 
 /// The registry and the routing rules: `reviews` (HTTP, two versions; `end-user: jason` goes to
-/// v2, retried on 5xx, everyone else is split evenly) and `echo` (TCP, on reviews-v1's pod).
-fn mesh_yaml(client: &Pod, v1: &Pod, v2: &Pod) -> String {
+/// v2, retried on 5xx, everyone else is split evenly), `echo` (TCP, on reviews-v1's pod) and
+/// `ratings` (reviews-v2's application again, on a port without a declared protocol, with a
+/// VirtualService adding a response header). With `v1_ingress`, a Sidecar gives reviews-v1 its
+/// inbound ports instead of the Services: 9080 to the application on 127.0.0.1:9180, 9000 as is.
+fn mesh_yaml(client: &Pod, v1: &Pod, v2: &Pod, v1_ingress: bool) -> String {
+    let ingress = if v1_ingress {
+        "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: reviews-v1, namespace: bookinfo}\n\
+         spec:\n  workloadSelector: {labels: {version: v1}}\n  ingress:\n  \
+         - {port: {number: 9080, protocol: HTTP, name: http}, defaultEndpoint: '127.0.0.1:9180'}\n  \
+         - {port: {number: 9000, protocol: TCP, name: tcp-echo}}\n"
+    } else {
+        ""
+    };
     [
+        ingress.to_string(),
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: ratings, namespace: bookinfo}}\n\
+             spec:\n  clusterIP: {RATINGS_VIP}\n  selector: {{app: reviews, version: v2}}\n  ports: [{{port: 9081, targetPort: 9080}}]\n"
+        ),
+        slice_yaml("ratings", "", 9080, &[("reviews-v2", &v2.ip)]),
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: ratings, namespace: bookinfo}\n\
+         spec:\n  hosts: [ratings]\n  http:\n  - route: [{destination: {host: ratings}}]\n    \
+         headers: {response: {set: {x-sniffed: http}}}\n"
+            .to_string(),
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: bookinfo}\n".to_string(),
         pod_yaml("productpage", &client.ip, "app: productpage"),
         pod_yaml("reviews-v1", &v1.ip, "app: reviews, version: v1"),
@@ -79,6 +104,9 @@ fn mesh_yaml(client: &Pod, v1: &Pod, v2: &Pod) -> String {
          - route:\n    - {destination: {host: reviews, subset: v1}, weight: 50}\n    - {destination: {host: reviews, subset: v2}, weight: 50}\n"
             .to_string(),
     ]
+    .into_iter()
+    .filter(|document| !document.is_empty())
+    .collect::<Vec<_>>()
     .join("---\n")
 }
 
@@ -174,11 +202,18 @@ fn intercepted_pods_route_through_both_sidecars(
     let outside = node.pod(first_subnet + 3);
     // rudder serves xDS on the node's address on the client pod's link.
     let xds_address = format!("10.231.{first_subnet}.1:15010");
+    // Under REDIRECT reviews-v1 listens on loopback only, on another port: only the Sidecar's
+    // ingress `defaultEndpoint` reaches it.
+    let v1_ingress = servers == ServerInterception::Redirect;
 
     let dir = tempfile::tempdir().expect("a temporary directory");
     let config = dir.path().join("config");
     std::fs::create_dir(&config).expect("a config directory");
-    std::fs::write(config.join("mesh.yaml"), mesh_yaml(&client, &v1, &v2)).expect("write config");
+    std::fs::write(
+        config.join("mesh.yaml"),
+        mesh_yaml(&client, &v1, &v2, v1_ingress),
+    )
+    .expect("write config");
     let rudder_log = dir.path().join("rudder.log");
     node.spawn(
         Path::new(env!("CARGO_BIN_EXE_rudder")),
@@ -195,7 +230,12 @@ fn intercepted_pods_route_through_both_sidecars(
     );
 
     // The applications listen on every address of their pod, unaware of Envoy.
-    let _v1_app = Upstream::start_on("reviews-v1", v1.bind("0.0.0.0:9080"));
+    let v1_address = if v1_ingress {
+        "127.0.0.1:9180"
+    } else {
+        "0.0.0.0:9080"
+    };
+    let _v1_app = Upstream::start_on("reviews-v1", v1.bind(v1_address));
     let v2_app = Upstream::start_on("reviews-v2", v2.bind("0.0.0.0:9080"));
     let _echo_app = TcpUpstream::start_on("echo-v1", v1.bind("0.0.0.0:9000"));
     let _undeclared_app = Upstream::start_on("reviews-v1-undeclared", v1.bind("0.0.0.0:7070"));
@@ -292,6 +332,23 @@ fn intercepted_pods_route_through_both_sidecars(
         v2.envoy_stat("cluster.inbound|9080||.upstream_rq_503") > v2_failures_before,
         "reviews-v2's sidecar saw the failed attempt"
     );
+
+    // A port without a declared protocol: the client's sidecar sniffs HTTP and applies the
+    // service's HTTP routes (the response header), through the HTTP chain of its listener.
+    let ratings = format!("{RATINGS_VIP}:9081");
+    let reply = client
+        .exchange(
+            &ratings,
+            b"GET / HTTP/1.1\r\nHost: ratings:9081\r\nConnection: close\r\n\r\n".to_vec(),
+        )
+        .expect("ratings answers");
+    assert!(reply.contains("reviews-v2"), "{reply}");
+    assert!(
+        reply.to_ascii_lowercase().contains("x-sniffed: http"),
+        "{reply}"
+    );
+    let sniffed = format!("http.outbound_{RATINGS_VIP}_9081.downstream_rq_completed");
+    assert!(client.envoy_stat(&sniffed) >= 1, "{sniffed}");
 
     // A TCP service: through the client's per-address listener and the server's inbound chain.
     let echoed = client
