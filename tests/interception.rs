@@ -4,8 +4,12 @@
 //! `rudder bootstrap`, and rudder serves them from inside the node namespace. A plain HTTP client
 //! in the productpage pod calls `reviews` by its cluster IP; the request goes through the
 //! client's sidecar (outbound: routing rules) and the server's (inbound), as both Envoys' stats
-//! show. A TCP service, an undeclared port of a meshed pod and an address outside the registry
-//! behave as ALLOW_ANY says.
+//! show; a VirtualService retry policy retries an attempt that failed behind the server's
+//! sidecar. reviews-v1's application listens on loopback only, reached through its Sidecar's
+//! ingress `defaultEndpoint`; a service port without a declared protocol is sniffed as HTTP by
+//! the client's sidecar. A TCP service, an undeclared port of a meshed pod and an address outside
+//! the registry behave as ALLOW_ANY says. The TPROXY variant runs the servers' sidecars under
+//! istio-init's TPROXY rules instead.
 //!
 //! Needs root, iproute2 and iptables (scripts/test installs them); it fails, never skips, when
 //! the machine cannot create namespaces or rules.
@@ -24,6 +28,7 @@ use support::upstream::{Echo, TcpUpstream, Upstream};
 
 const REVIEWS_VIP: &str = "10.96.231.10";
 const ECHO_VIP: &str = "10.96.231.20";
+const RATINGS_VIP: &str = "10.96.231.30";
 
 fn pod_yaml(name: &str, ip: &str, labels: &str) -> String {
     format!(
@@ -47,9 +52,30 @@ fn slice_yaml(service: &str, port_name: &str, port: u16, pods: &[(&str, &str)]) 
 }
 
 /// The registry and the routing rules: `reviews` (HTTP, two versions; `end-user: jason` goes to
-/// v2, everyone else is split evenly) and `echo` (TCP, on reviews-v1's pod).
-fn mesh_yaml(client: &Pod, v1: &Pod, v2: &Pod) -> String {
+/// v2, retried on 5xx, everyone else is split evenly), `echo` (TCP, on reviews-v1's pod) and
+/// `ratings` (reviews-v2's application again, on a port without a declared protocol, with a
+/// VirtualService adding a response header). With `v1_ingress`, a Sidecar gives reviews-v1 its
+/// inbound ports instead of the Services: 9080 to the application on 127.0.0.1:9180, 9000 as is.
+fn mesh_yaml(client: &Pod, v1: &Pod, v2: &Pod, v1_ingress: bool) -> String {
+    let ingress = if v1_ingress {
+        "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: reviews-v1, namespace: bookinfo}\n\
+         spec:\n  workloadSelector: {labels: {version: v1}}\n  ingress:\n  \
+         - {port: {number: 9080, protocol: HTTP, name: http}, defaultEndpoint: '127.0.0.1:9180'}\n  \
+         - {port: {number: 9000, protocol: TCP, name: tcp-echo}}\n"
+    } else {
+        ""
+    };
     [
+        ingress.to_string(),
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: ratings, namespace: bookinfo}}\n\
+             spec:\n  clusterIP: {RATINGS_VIP}\n  selector: {{app: reviews, version: v2}}\n  ports: [{{port: 9081, targetPort: 9080}}]\n"
+        ),
+        slice_yaml("ratings", "", 9080, &[("reviews-v2", &v2.ip)]),
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: ratings, namespace: bookinfo}\n\
+         spec:\n  hosts: [ratings]\n  http:\n  - route: [{destination: {host: ratings}}]\n    \
+         headers: {response: {set: {x-sniffed: http}}}\n"
+            .to_string(),
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: bookinfo}\n".to_string(),
         pod_yaml("productpage", &client.ip, "app: productpage"),
         pod_yaml("reviews-v1", &v1.ip, "app: reviews, version: v1"),
@@ -73,15 +99,19 @@ fn mesh_yaml(client: &Pod, v1: &Pod, v2: &Pod) -> String {
          spec:\n  host: reviews\n  subsets:\n  - {name: v1, labels: {version: v1}}\n  - {name: v2, labels: {version: v2}}\n"
             .to_string(),
         "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews, namespace: bookinfo}\n\
-         spec:\n  hosts: [reviews]\n  http:\n  - match: [{headers: {end-user: {exact: jason}}}]\n    route: [{destination: {host: reviews, subset: v2}}]\n  \
+         spec:\n  hosts: [reviews]\n  http:\n  - match: [{headers: {end-user: {exact: jason}}}]\n    route: [{destination: {host: reviews, subset: v2}}]\n    \
+         retries: {attempts: 3, retryOn: 5xx}\n  \
          - route:\n    - {destination: {host: reviews, subset: v1}, weight: 50}\n    - {destination: {host: reviews, subset: v2}, weight: 50}\n"
             .to_string(),
     ]
+    .into_iter()
+    .filter(|document| !document.is_empty())
+    .collect::<Vec<_>>()
     .join("---\n")
 }
 
 /// The sidecar's bootstrap, from the `rudder bootstrap` command.
-fn bootstrap(pod_name: &str, pod: &Pod, xds_address: &str, delta: bool) -> String {
+fn bootstrap(pod_name: &str, pod: &Pod, xds_address: &str, delta: bool, mode: &str) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_rudder"))
         .args([
             "bootstrap",
@@ -93,7 +123,7 @@ fn bootstrap(pod_name: &str, pod: &Pod, xds_address: &str, delta: bool) -> Strin
             "--xds-address",
             xds_address,
             "--metadata",
-            r#"{"NAMESPACE":"bookinfo"}"#,
+            &format!(r#"{{"NAMESPACE":"bookinfo","INTERCEPTION_MODE":"{mode}"}}"#),
             "--admin-address",
             "127.0.0.1:15000",
         ])
@@ -130,19 +160,39 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> Result<(), St
     }
 }
 
+/// How the servers' sidecars (reviews v1 and v2) receive their inbound traffic; the client's
+/// always uses REDIRECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServerInterception {
+    Redirect,
+    Tproxy,
+}
+
 #[test]
 fn intercepted_pods_route_through_both_sidecars_sotw() {
-    intercepted_pods_route_through_both_sidecars(false, 200);
+    intercepted_pods_route_through_both_sidecars(false, 200, ServerInterception::Redirect);
 }
 
 #[test]
 fn intercepted_pods_route_through_both_sidecars_delta() {
-    intercepted_pods_route_through_both_sidecars(true, 204);
+    intercepted_pods_route_through_both_sidecars(true, 204, ServerInterception::Redirect);
+}
+
+/// The servers' sidecars under TPROXY: inbound connections keep their original destination on
+/// the socket (a `transparent` virtualInbound) and reach the application with the client's
+/// address (`original_src`).
+#[test]
+fn tproxy_intercepted_servers_route_through_both_sidecars() {
+    intercepted_pods_route_through_both_sidecars(false, 208, ServerInterception::Tproxy);
 }
 
 /// The mesh on `10.231.<first_subnet>.0/24` and the three subnets after it, the sidecars
 /// speaking delta or state-of-the-world ADS.
-fn intercepted_pods_route_through_both_sidecars(delta: bool, first_subnet: u8) {
+fn intercepted_pods_route_through_both_sidecars(
+    delta: bool,
+    first_subnet: u8,
+    servers: ServerInterception,
+) {
     let runtime = tokio::runtime::Runtime::new().expect("a runtime for the applications");
     let _runtime = runtime.enter();
     let mut node = Node::create(&format!("node{first_subnet}"));
@@ -152,11 +202,18 @@ fn intercepted_pods_route_through_both_sidecars(delta: bool, first_subnet: u8) {
     let outside = node.pod(first_subnet + 3);
     // rudder serves xDS on the node's address on the client pod's link.
     let xds_address = format!("10.231.{first_subnet}.1:15010");
+    // Under REDIRECT reviews-v1 listens on loopback only, on another port: only the Sidecar's
+    // ingress `defaultEndpoint` reaches it.
+    let v1_ingress = servers == ServerInterception::Redirect;
 
     let dir = tempfile::tempdir().expect("a temporary directory");
     let config = dir.path().join("config");
     std::fs::create_dir(&config).expect("a config directory");
-    std::fs::write(config.join("mesh.yaml"), mesh_yaml(&client, &v1, &v2)).expect("write config");
+    std::fs::write(
+        config.join("mesh.yaml"),
+        mesh_yaml(&client, &v1, &v2, v1_ingress),
+    )
+    .expect("write config");
     let rudder_log = dir.path().join("rudder.log");
     node.spawn(
         Path::new(env!("CARGO_BIN_EXE_rudder")),
@@ -173,21 +230,32 @@ fn intercepted_pods_route_through_both_sidecars(delta: bool, first_subnet: u8) {
     );
 
     // The applications listen on every address of their pod, unaware of Envoy.
-    let _v1_app = Upstream::start_on("reviews-v1", v1.bind("0.0.0.0:9080"));
-    let _v2_app = Upstream::start_on("reviews-v2", v2.bind("0.0.0.0:9080"));
+    let v1_address = if v1_ingress {
+        "127.0.0.1:9180"
+    } else {
+        "0.0.0.0:9080"
+    };
+    let _v1_app = Upstream::start_on("reviews-v1", v1.bind(v1_address));
+    let v2_app = Upstream::start_on("reviews-v2", v2.bind("0.0.0.0:9080"));
     let _echo_app = TcpUpstream::start_on("echo-v1", v1.bind("0.0.0.0:9000"));
     let _undeclared_app = Upstream::start_on("reviews-v1-undeclared", v1.bind("0.0.0.0:7070"));
     let _outside_app = Upstream::start_on("outside", outside.bind("0.0.0.0:8080"));
 
     let control_plane: SocketAddr = xds_address.parse().expect("an address");
     let envoy = envoy_binary();
-    for (name, pod) in [
-        ("productpage", &mut client),
-        ("reviews-v1", &mut v1),
-        ("reviews-v2", &mut v2),
+    for (name, pod, tproxy) in [
+        ("productpage", &mut client, false),
+        ("reviews-v1", &mut v1, servers == ServerInterception::Tproxy),
+        ("reviews-v2", &mut v2, servers == ServerInterception::Tproxy),
     ] {
-        pod.intercept(control_plane);
-        let bootstrap = bootstrap(name, pod, &xds_address, delta);
+        let mode = if tproxy {
+            pod.intercept_tproxy(control_plane);
+            "TPROXY"
+        } else {
+            pod.intercept(control_plane);
+            "REDIRECT"
+        };
+        let bootstrap = bootstrap(name, pod, &xds_address, delta, mode);
         pod.start_envoy(&envoy, &bootstrap);
     }
 
@@ -241,6 +309,46 @@ fn intercepted_pods_route_through_both_sidecars(delta: bool, first_subnet: u8) {
     assert!(v2.envoy_stat(inbound) >= 11, "reviews-v2 {inbound}");
     assert!(v1.envoy_stat(inbound) >= 1, "reviews-v1 {inbound}");
     assert!(v2.envoy_stat("http.inbound_0.0.0.0_9080.downstream_rq_completed") >= 11);
+    if servers == ServerInterception::Tproxy {
+        // The kernel's TPROXY target, not a NAT redirect, brought the connections to Envoy.
+        assert!(
+            v2.tproxied_packets() > 0,
+            "reviews-v2's TPROXY rule matched"
+        );
+    }
+
+    // Retries: v2 fails the next request with 503; its sidecar passes the 503 back (inbound
+    // routes do not retry) and the client's sidecar retries, so the client still gets v2.
+    let v2_failures_before = v2.envoy_stat("cluster.inbound|9080||.upstream_rq_503");
+    v2_app.fail_next(1);
+    assert_eq!(
+        upstream_of(&client, &reviews, "reviews:9080", &jason),
+        "reviews-v2",
+        "the retried request"
+    );
+    let retried = "cluster.outbound|9080|v2|reviews.bookinfo.svc.cluster.local.upstream_rq_retry";
+    assert!(client.envoy_stat(retried) >= 1, "{retried}");
+    assert!(
+        v2.envoy_stat("cluster.inbound|9080||.upstream_rq_503") > v2_failures_before,
+        "reviews-v2's sidecar saw the failed attempt"
+    );
+
+    // A port without a declared protocol: the client's sidecar sniffs HTTP and applies the
+    // service's HTTP routes (the response header), through the HTTP chain of its listener.
+    let ratings = format!("{RATINGS_VIP}:9081");
+    let reply = client
+        .exchange(
+            &ratings,
+            b"GET / HTTP/1.1\r\nHost: ratings:9081\r\nConnection: close\r\n\r\n".to_vec(),
+        )
+        .expect("ratings answers");
+    assert!(reply.contains("reviews-v2"), "{reply}");
+    assert!(
+        reply.to_ascii_lowercase().contains("x-sniffed: http"),
+        "{reply}"
+    );
+    let sniffed = format!("http.outbound_{RATINGS_VIP}_9081.downstream_rq_completed");
+    assert!(client.envoy_stat(&sniffed) >= 1, "{sniffed}");
 
     // A TCP service: through the client's per-address listener and the server's inbound chain.
     let echoed = client

@@ -500,13 +500,19 @@ static SIDECAR: &[Field] = &[
     node("workloadSelector", S, &[leaf("labels", S)]),
     node(
         "ingress[]",
-        N,
+        S,
         &[
-            node("port", N, PORT),
-            leaf("bind", N),
-            leaf("captureMode", N),
-            leaf("defaultEndpoint", N),
-            node("tls", N, SERVER_TLS),
+            node("port", S, PORT),
+            leaf("bind", S),
+            leaf("captureMode", S),
+            leaf("defaultEndpoint", S),
+            node(
+                "tls",
+                Status::NotYet {
+                    note: "as istiod without ENABLE_TLS_ON_SIDECAR_INGRESS",
+                },
+                SERVER_TLS,
+            ),
             node("connectionPool", N, CONNECTION_POOL),
         ],
     ),

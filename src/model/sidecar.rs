@@ -1,8 +1,10 @@
 //! Sidecar resources as the model holds them: selector, egress listeners with their hosts parsed
 //! into `namespace/host` pairs, and the outbound traffic policy, in istiod's precedence order
 //! (oldest first). This module resolves what each object says; which Sidecar applies to which
-//! proxy, and what that proxy then sees, is `translate::scope`'s business. Ingress listeners and
-//! the inbound connection pool are not read (rudder builds no inbound listeners).
+//! proxy, and what that proxy then sees, is `translate::scope`'s business. Ingress listeners are
+//! resolved here (port, bind, capture mode, where `defaultEndpoint` sends traffic); the inbound
+//! layout built from them is `translate::inbound`'s. Ingress `tls` is not read (istiod ignores
+//! it too unless `ENABLE_TLS_ON_SIDECAR_INGRESS` is set), nor are the connection pools.
 
 use std::collections::BTreeMap;
 
@@ -64,12 +66,74 @@ pub struct EgressListener {
     pub hosts: Vec<EgressHost>,
 }
 
+/// Where an ingress listener sends the traffic it accepts (`defaultEndpoint`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngressEndpoint {
+    /// Unset or `:PORT`: the address the client dialled, on `port` (ORIGINAL_DST).
+    OriginalDestination { port: u16 },
+    /// `127.0.0.1:PORT` or `[::1]:PORT`: the application on loopback.
+    Loopback { ipv6: bool, port: u16 },
+    /// `0.0.0.0:PORT` or `[::]:PORT`: the application on the workload's own address.
+    WorkloadAddress { ipv6: bool, port: u16 },
+    /// `unix://PATH`: the application's Unix domain socket.
+    Unix(String),
+}
+
+/// One `ingress` listener: traffic to the workload on `port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngressListener {
+    pub port: u16,
+    pub name: String,
+    pub protocol: Protocol,
+    /// The IP to listen on; validation guarantees an IP address.
+    pub bind: Option<String>,
+    /// `captureMode`: None (DEFAULT) leaves it to the proxy's interception mode.
+    pub capture: Option<CaptureMode>,
+    pub endpoint: IngressEndpoint,
+}
+
+impl IngressListener {
+    /// Whether the listener binds for real rather than receiving redirected connections
+    /// (istiod's `getBindToPort`).
+    pub fn binds_to_port(&self, proxy_intercepted: bool) -> bool {
+        match self.capture {
+            None | Some(CaptureMode::Default) => !proxy_intercepted,
+            Some(mode) => mode == CaptureMode::None,
+        }
+    }
+}
+
+/// Parses `defaultEndpoint`; `None` when it is malformed (validation reports it).
+pub(crate) fn ingress_endpoint(value: Option<&str>, listener_port: u16) -> Option<IngressEndpoint> {
+    let Some(value) = value.filter(|v| !v.is_empty()) else {
+        return Some(IngressEndpoint::OriginalDestination {
+            port: listener_port,
+        });
+    };
+    if let Some(path) = value.strip_prefix(super::validate::UNIX_PREFIX) {
+        return (!path.is_empty()).then(|| IngressEndpoint::Unix(path.to_string()));
+    }
+    let (host, port) = value.rsplit_once(':')?;
+    let port = port.parse::<u16>().ok().filter(|port| *port != 0)?;
+    match host {
+        "" => Some(IngressEndpoint::OriginalDestination { port }),
+        "127.0.0.1" => Some(IngressEndpoint::Loopback { ipv6: false, port }),
+        "[::1]" => Some(IngressEndpoint::Loopback { ipv6: true, port }),
+        "0.0.0.0" => Some(IngressEndpoint::WorkloadAddress { ipv6: false, port }),
+        "[::]" => Some(IngressEndpoint::WorkloadAddress { ipv6: true, port }),
+        _ => None,
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sidecar {
     pub name: String,
     pub namespace: String,
     /// `workloadSelector.labels`; None selects every workload of the namespace.
     pub selector: Option<BTreeMap<String, String>>,
+    /// As written; when there are any, they replace the Services as the source of the inbound
+    /// listeners of the workloads the Sidecar applies to.
+    pub ingress: Vec<IngressListener>,
     /// Explicit-port listeners first (as written), the catch-all last.
     pub egress: Vec<EgressListener>,
     /// None leaves the mesh-wide default (ALLOW_ANY).
@@ -122,6 +186,23 @@ fn sidecar(object: &IstioObject<istio::Sidecar>) -> Sidecar {
                 .collect(),
         })
         .collect();
+    let ingress = spec
+        .ingress
+        .iter()
+        .filter_map(|listener| {
+            let port = u16::try_from(listener.port.number)
+                .ok()
+                .filter(|n| *n != 0)?;
+            Some(IngressListener {
+                port,
+                name: listener.port.name.clone(),
+                protocol: protocol_of(&listener.port.protocol, None),
+                bind: listener.bind.clone().filter(|bind| !bind.is_empty()),
+                capture: listener.capture_mode,
+                endpoint: ingress_endpoint(listener.default_endpoint.as_deref(), port)?,
+            })
+        })
+        .collect();
     // Validation allows one catch-all; istiod treats it as the last listener.
     egress.sort_by_key(|listener| listener.port.is_none());
     let outbound_policy =
@@ -143,6 +224,7 @@ fn sidecar(object: &IstioObject<istio::Sidecar>) -> Sidecar {
             .workload_selector
             .as_ref()
             .map(|selector| selector.labels.clone()),
+        ingress,
         egress,
         outbound_policy,
     }
@@ -190,5 +272,39 @@ mod tests {
         );
         assert_eq!(parsed("reviews"), None);
         assert_eq!(parsed("/reviews"), None);
+    }
+
+    #[test]
+    fn default_endpoints_parse_into_where_traffic_goes() {
+        let parsed = |value| ingress_endpoint(value, 9080);
+        assert_eq!(
+            parsed(None),
+            Some(IngressEndpoint::OriginalDestination { port: 9080 })
+        );
+        assert_eq!(
+            parsed(Some(":8080")),
+            Some(IngressEndpoint::OriginalDestination { port: 8080 })
+        );
+        assert_eq!(
+            parsed(Some("127.0.0.1:8080")),
+            Some(IngressEndpoint::Loopback {
+                ipv6: false,
+                port: 8080
+            })
+        );
+        assert_eq!(
+            parsed(Some("[::]:8080")),
+            Some(IngressEndpoint::WorkloadAddress {
+                ipv6: true,
+                port: 8080
+            })
+        );
+        assert_eq!(
+            parsed(Some("unix:///var/run/app.sock")),
+            Some(IngressEndpoint::Unix("/var/run/app.sock".into()))
+        );
+        assert_eq!(parsed(Some("10.0.0.1:8080")), None);
+        assert_eq!(parsed(Some("127.0.0.1:0")), None);
+        assert_eq!(parsed(Some("127.0.0.1")), None);
     }
 }

@@ -33,7 +33,7 @@ use super::{
     proto_duration,
 };
 use crate::model::{DestinationRule, Model, Protocol, Resolution, Service, ServicePort};
-use crate::proxy::Proxy;
+use crate::proxy::{Proxy, ProxyKind};
 
 pub(super) const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The mesh default `dnsRefreshRate`; Envoy honours the records' TTL as well.
@@ -141,6 +141,10 @@ fn outbound_cluster(model: &Model, proxy: &Proxy, target: &Target<'_>) -> Option
     };
     if matches!(port.protocol, Protocol::Http2 | Protocol::Grpc) {
         builder.set_http2();
+    } else if port.protocol == Protocol::Unspecified && proxy.kind == ProxyKind::Sidecar {
+        // Sniffed traffic goes upstream in the protocol the client spoke (istiod's
+        // `setUpstreamProtocol`; gateways do not sniff).
+        builder.use_downstream_protocol();
     }
     let policy = cluster_policy(rule, port.port, subset);
     apply_traffic_policy(&mut builder, &policy);

@@ -263,7 +263,7 @@ impl ClusterBuilder {
     }
 
     /// Speaks upstream what the client spoke downstream (istiod's `setUseDownstreamProtocol`).
-    fn use_downstream_protocol(&mut self) {
+    pub(super) fn use_downstream_protocol(&mut self) {
         let options = self.http_options.get_or_insert_default();
         let http1 = match &options.upstream_protocol_options {
             Some(UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {

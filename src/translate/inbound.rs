@@ -1,19 +1,24 @@
-//! Inbound: what a sidecar under iptables interception does with connections to its own
-//! workload, laid out as istiod's `listener_inbound.go` and `cluster_builder.go` do it.
+//! Inbound: what a sidecar does with connections to its own workload, laid out as istiod's
+//! `listener_inbound.go` and `cluster_builder.go` do it. Which ports exist, and how each is
+//! reached, is `ports`' business (Services selecting the workload, or the Sidecar's `ingress`).
 //! - `virtualInbound` (0.0.0.0:15006) receives every redirected inbound connection and picks a
-//!   filter chain by original destination port: `0.0.0.0_PORT` for each target port a Service
-//!   selecting the proxy's workload sends traffic to (an HTTP connection manager with an inline
-//!   route config `inbound|PORT||`, or a TCP proxy), `virtualInbound-catchall-http` and
-//!   `virtualInbound` for ports no Service declares (to `InboundPassthroughCluster`), and
-//!   `virtualInbound-blackhole` for 15006 itself, which would loop.
+//!   filter chain by original destination port: `BIND_PORT` for each inbound port (an HTTP
+//!   connection manager with an inline route config `inbound|PORT||`, or a TCP proxy),
+//!   `virtualInbound-catchall-http` and `virtualInbound` for other ports (to
+//!   `InboundPassthroughCluster`), and `virtualInbound-blackhole` for 15006 itself, which would
+//!   loop. It exists only under interception.
+//! - A port that binds for real (a Sidecar ingress listener with `captureMode: NONE`, or any
+//!   under `INTERCEPTION_MODE: NONE`) gets a listener `BIND_PORT` of its own with the same chains.
 //! - Ports without a declared protocol are sniffed (`http_inspector`): HTTP goes through the
 //!   HTTP chain, anything else through the TCP one.
-//! - `inbound|PORT||` clusters are ORIGINAL_DST to the target port, bound to 127.0.0.6 so that
-//!   iptables lets Envoy's own connections to the application through.
+//! - `inbound|PORT||` clusters go to the original destination on the target port, bound to
+//!   127.0.0.6 so that iptables lets Envoy's own connections to the application through; a
+//!   Sidecar ingress `defaultEndpoint` makes them STATIC to loopback, the workload's address or a
+//!   Unix domain socket instead.
 //!
-//! The proxy's workload is the Pod with one of the proxy's IPs; any other kind of workload (a
-//! WorkloadEntry) only has to appear in `Model::workloads` to get the same treatment. This module
-//! does not decide outbound layout (see `lds`) nor mTLS (rudder has none).
+//! This module does not decide outbound layout (see `lds`) nor mTLS (rudder has none).
+
+mod ports;
 
 use std::collections::BTreeMap;
 
@@ -23,7 +28,10 @@ use envoy_types::pb::envoy::config::cluster::v3::cluster::{
 };
 use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
 use envoy_types::pb::envoy::config::core::v3::{
-    BindConfig, ExtraSourceAddress, SocketAddress, TrafficDirection,
+    Address, BindConfig, ExtraSourceAddress, Pipe, SocketAddress, TrafficDirection, address,
+};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
 };
 use envoy_types::pb::envoy::config::listener::v3::listener_filter_chain_match_predicate::{
     MatchSet, Rule,
@@ -52,11 +60,13 @@ use super::eds::socket_address;
 use super::lds::{http_connection_manager, tcp_proxy_filter};
 use super::rds::{prefix_match, route_action_defaults};
 use super::{BLACKHOLE_CLUSTER, proto_duration, typed_config};
-use crate::model::{Model, Protocol, Workload};
+use crate::model::sidecar::IngressEndpoint;
+use crate::model::{Model, Protocol};
 use crate::proxy::{InterceptionMode, Proxy, ProxyKind};
+use ports::{InboundPort, WILDCARD, inbound_ports, intercepted};
 
 const VIRTUAL_INBOUND: &str = "virtualInbound";
-pub(super) const VIRTUAL_INBOUND_PORT: u16 = 15006;
+const VIRTUAL_INBOUND_PORT: u16 = 15006;
 pub const INBOUND_PASSTHROUGH_CLUSTER: &str = "InboundPassthroughCluster";
 /// The source addresses of Envoy's connections to its own workload; istio-init's rules let
 /// traffic from them through instead of redirecting it back to Envoy.
@@ -72,71 +82,47 @@ const NEVER_CLEAN_UP: ProtoDuration = ProtoDuration {
     nanos: 0,
 };
 
-/// A port of the proxy's own workload that some Service sends traffic to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct InboundPort {
-    /// Where the application listens (the Service's target port on this workload).
-    port: u16,
-    protocol: Protocol,
-    /// The Service (host name and port) that declared it, for route decorators.
-    service: String,
-    service_port: u16,
-}
-
-/// Whether the proxy receives its workload's traffic through iptables (and so has inbound
-/// listeners and clusters at all).
-fn intercepted(proxy: &Proxy) -> bool {
-    proxy.kind == ProxyKind::Sidecar && proxy.interception != InterceptionMode::None
-}
-
-/// The workload this proxy fronts: the one registered under one of its IPs.
-fn proxy_workload<'m>(model: &'m Model, proxy: &Proxy) -> Option<&'m Workload> {
-    proxy.ips.iter().find_map(|ip| model.workloads.get(ip))
-}
-
-/// The target ports of the Services (in the workload's namespace) whose selector matches the
-/// workload, by port. Where Services disagree on a port, the first by host name wins, as one
-/// port carries one protocol. Ports Envoy itself listens on are left out.
-fn inbound_ports(model: &Model, proxy: &Proxy) -> BTreeMap<u16, InboundPort> {
-    let mut ports = BTreeMap::new();
-    let Some(workload) = proxy_workload(model, proxy) else {
-        return ports;
-    };
-    let selecting = model
-        .services
-        .values()
-        .filter(|service| service.namespace == workload.namespace)
-        .filter(|service| service.selects(&workload.labels));
-    for service in selecting {
-        for service_port in &service.ports {
-            let Some(port) = workload.target_port(service_port) else {
-                continue;
-            };
-            if port == VIRTUAL_INBOUND_PORT {
-                continue;
-            }
-            ports.entry(port).or_insert_with(|| InboundPort {
-                port,
-                protocol: service_port.protocol,
-                service: service.hostname.clone(),
-                service_port: service_port.port,
-            });
-        }
-    }
-    ports
-}
-
 /// `inbound|PORT||`, Istio's name for the cluster to the application's port.
 pub fn inbound_cluster_name(port: u16) -> String {
     format!("inbound|{port}||")
 }
 
-/// The `virtualInbound` listener, for a sidecar under interception.
-pub(super) fn virtual_inbound(model: &Model, proxy: &Proxy) -> Option<Listener> {
-    if !intercepted(proxy) {
-        return None;
-    }
+/// The inbound listeners of a sidecar: `virtualInbound` under interception, and one listener per
+/// port that binds for real.
+pub(super) fn listeners(model: &Model, proxy: &Proxy) -> Vec<Listener> {
     let ports = inbound_ports(model, proxy);
+    let (bound, redirected): (BTreeMap<u16, InboundPort>, BTreeMap<u16, InboundPort>) =
+        ports.into_iter().partition(|(_, port)| port.bind_to_port);
+    let mut listeners: Vec<Listener> = bound.values().map(bound_listener).collect();
+    if proxy.kind == ProxyKind::Sidecar && intercepted(proxy) {
+        listeners.push(virtual_inbound(proxy, &redirected));
+    }
+    listeners
+}
+
+/// A port's own listener, on its bind address: no original destination to read, and sniffing
+/// only when the port's protocol is not declared.
+fn bound_listener(port: &InboundPort) -> Listener {
+    let mut listener_filters = Vec::new();
+    if port.protocol == Protocol::Unspecified {
+        listener_filters.push(listener_filter(
+            "envoy.filters.listener.http_inspector",
+            typed_config(&HttpInspector::default()),
+        ));
+    }
+    Listener {
+        name: chain_name(port),
+        address: Some(socket_address(port.bind.clone(), port.port)),
+        filter_chains: port_chains(port),
+        listener_filters,
+        continue_on_listener_filters_timeout: true,
+        traffic_direction: TrafficDirection::Inbound as i32,
+        ..Default::default()
+    }
+}
+
+/// `virtualInbound`, with the chains of the ports that do not bind for real.
+fn virtual_inbound(proxy: &Proxy, ports: &BTreeMap<u16, InboundPort>) -> Listener {
     let mut filter_chains = vec![FilterChain {
         name: format!("{VIRTUAL_INBOUND}-blackhole"),
         filter_chain_match: Some(FilterChainMatch {
@@ -187,19 +173,24 @@ pub(super) fn virtual_inbound(model: &Model, proxy: &Proxy) -> Option<Listener> 
     );
     // Ports with a declared protocol need no sniffing, and server-first protocols on them would
     // otherwise wait for the inspector's timeout.
-    inspector.filter_disabled = declared_ports_predicate(&ports);
+    inspector.filter_disabled = declared_ports_predicate(ports);
     listener_filters.push(inspector);
 
-    Some(Listener {
+    Listener {
         name: VIRTUAL_INBOUND.to_string(),
-        address: Some(socket_address("0.0.0.0".to_string(), VIRTUAL_INBOUND_PORT)),
+        address: Some(socket_address(WILDCARD.to_string(), VIRTUAL_INBOUND_PORT)),
         filter_chains,
         listener_filters,
         continue_on_listener_filters_timeout: true,
         transparent: tproxy.then_some(BoolValue { value: true }),
         traffic_direction: TrafficDirection::Inbound as i32,
         ..Default::default()
-    })
+    }
+}
+
+/// `BIND_PORT`: a port's chain and listener name, as istiod's `getListenerName`.
+fn chain_name(port: &InboundPort) -> String {
+    format!("{}_{}", port.bind, port.port)
 }
 
 fn listener_filter(
@@ -238,13 +229,13 @@ fn declared_ports_predicate(
 
 /// The chains of one inbound port: HTTP, TCP, or both told apart by sniffing.
 fn port_chains(port: &InboundPort) -> Vec<FilterChain> {
-    let name = format!("0.0.0.0_{}", port.port);
+    let name = chain_name(port);
     let cluster = inbound_cluster_name(port.port);
     let http = || FilterChain {
         name: name.clone(),
         filter_chain_match: Some(http_match(Some(port.port))),
         filters: vec![http_filter(
-            format!("inbound_0.0.0.0_{}", port.port),
+            format!("inbound_{name}"),
             inbound_route_config(port),
         )],
         ..Default::default()
@@ -337,15 +328,15 @@ fn route_config(cluster: String, virtual_host: String, operation: String) -> Rou
 }
 
 /// `inbound|PORT||` for every inbound port, and `InboundPassthroughCluster`, for a sidecar
-/// under interception.
+/// (istiod sends the latter whatever the interception mode).
 pub(super) fn clusters(model: &Model, proxy: &Proxy) -> Vec<Cluster> {
-    if !intercepted(proxy) {
+    if proxy.kind != ProxyKind::Sidecar {
         return Vec::new();
     }
     let bind = passthrough_bind(proxy);
     let mut clusters: Vec<Cluster> = inbound_ports(model, proxy)
         .values()
-        .map(|port| inbound_cluster(port, bind.clone()))
+        .map(|port| inbound_cluster(port, proxy, &bind))
         .collect();
     let mut passthrough = passthrough_cluster();
     passthrough.name = INBOUND_PASSTHROUGH_CLUSTER.to_string();
@@ -354,27 +345,84 @@ pub(super) fn clusters(model: &Model, proxy: &Proxy) -> Vec<Cluster> {
     clusters
 }
 
-/// To the application at the original destination's address, on its target port.
-fn inbound_cluster(port: &InboundPort, bind: BindConfig) -> Cluster {
-    let mut builder = ClusterBuilder {
-        cluster: Cluster {
-            name: inbound_cluster_name(port.port),
-            cluster_discovery_type: Some(ClusterDiscoveryType::Type(
-                DiscoveryType::OriginalDst as i32,
-            )),
-            connect_timeout: Some(proto_duration(CONNECT_TIMEOUT)),
-            lb_policy: LbPolicy::ClusterProvided as i32,
-            lb_config: Some(LbConfig::OriginalDstLbConfig(OriginalDstLbConfig {
+/// To the application: at the original destination on the target port, or where the Sidecar's
+/// `defaultEndpoint` says.
+fn inbound_cluster(port: &InboundPort, proxy: &Proxy, bind: &BindConfig) -> Cluster {
+    let name = inbound_cluster_name(port.port);
+    let mut cluster = Cluster {
+        name: name.clone(),
+        connect_timeout: Some(proto_duration(CONNECT_TIMEOUT)),
+        circuit_breakers: Some(wide_open_circuit_breakers()),
+        ..Default::default()
+    };
+    let (static_address, needs_bind) = match &port.endpoint {
+        IngressEndpoint::OriginalDestination { port } => {
+            cluster.lb_policy = LbPolicy::ClusterProvided as i32;
+            cluster.lb_config = Some(LbConfig::OriginalDstLbConfig(OriginalDstLbConfig {
                 upstream_port_override: Some(UInt32Value {
-                    value: u32::from(port.port),
+                    value: u32::from(*port),
                 }),
                 ..Default::default()
-            })),
-            cleanup_interval: Some(NEVER_CLEAN_UP),
-            circuit_breakers: Some(wide_open_circuit_breakers()),
-            upstream_bind_config: Some(bind),
-            ..Default::default()
-        },
+            }));
+            cluster.cleanup_interval = Some(NEVER_CLEAN_UP);
+            (None, true)
+        }
+        // Connections to loopback never meet the redirect rules, so they need no source address.
+        IngressEndpoint::Loopback { ipv6, port } => (
+            Some(socket_address(loopback(proxy, *ipv6).to_string(), *port)),
+            false,
+        ),
+        IngressEndpoint::WorkloadAddress { ipv6, port } => {
+            let own = proxy
+                .ips
+                .iter()
+                .find(|ip| ip.is_ipv6() == *ipv6)
+                .map(ToString::to_string)
+                .unwrap_or_else(|| loopback(proxy, *ipv6).to_string());
+            (Some(socket_address(own, *port)), true)
+        }
+        // istiod binds these to 127.0.0.6 too, which a Unix domain socket cannot take.
+        IngressEndpoint::Unix(path) => (
+            Some(Address {
+                address: Some(address::Address::Pipe(Pipe {
+                    path: path.clone(),
+                    ..Default::default()
+                })),
+            }),
+            false,
+        ),
+    };
+    match static_address {
+        None => {
+            cluster.cluster_discovery_type = Some(ClusterDiscoveryType::Type(
+                DiscoveryType::OriginalDst as i32,
+            ));
+        }
+        Some(address) => {
+            cluster.cluster_discovery_type =
+                Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32));
+            cluster.lb_policy = LbPolicy::LeastRequest as i32;
+            cluster.load_assignment = Some(ClusterLoadAssignment {
+                cluster_name: name,
+                endpoints: vec![LocalityLbEndpoints {
+                    lb_endpoints: vec![LbEndpoint {
+                        host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                            address: Some(address),
+                            ..Default::default()
+                        })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+        }
+    }
+    if needs_bind {
+        cluster.upstream_bind_config = Some(bind.clone());
+    }
+    let mut builder = ClusterBuilder {
+        cluster,
         http_options: None,
     };
     match port.protocol {
@@ -384,6 +432,23 @@ fn inbound_cluster(port: &InboundPort, bind: BindConfig) -> Cluster {
         Protocol::Http | Protocol::Https | Protocol::Tls | Protocol::Tcp => {}
     }
     builder.build()
+}
+
+/// The loopback address of the family asked for, unless the proxy has addresses of the other
+/// family only (istiod's preference among the proxy's local hosts).
+fn loopback(proxy: &Proxy, ipv6: bool) -> &'static str {
+    let has_v4 = proxy.ips.iter().any(std::net::IpAddr::is_ipv4);
+    let has_v6 = proxy.ips.iter().any(std::net::IpAddr::is_ipv6);
+    let only_other_family = if ipv6 {
+        has_v4 && !has_v6
+    } else {
+        has_v6 && !has_v4
+    };
+    if ipv6 != only_other_family {
+        "::1"
+    } else {
+        "127.0.0.1"
+    }
 }
 
 /// 127.0.0.6 (and ::6 when the proxy has IPv6 addresses too; ::6 alone when it has only those).
@@ -408,90 +473,5 @@ fn passthrough_bind(proxy: &Proxy) -> BindConfig {
         source_address: Some(address(primary)),
         extra_source_addresses: extra.into_iter().collect(),
         ..Default::default()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::{ExportTo, Registry, Resolution, Service, ServicePort, TargetPort};
-
-    fn service(name: &str, namespace: &str, app: &str, ports: &[(u16, TargetPort)]) -> Service {
-        Service {
-            hostname: format!("{name}.{namespace}.svc.cluster.local"),
-            name: name.to_string(),
-            namespace: namespace.to_string(),
-            cluster_ips: Vec::new(),
-            ports: ports
-                .iter()
-                .map(|(port, target_port)| ServicePort {
-                    name: "http".to_string(),
-                    port: *port,
-                    protocol: Protocol::Http,
-                    target_port: target_port.clone(),
-                })
-                .collect(),
-            endpoints: Vec::new(),
-            selector: Some([("app".to_string(), app.to_string())].into()),
-            address_blocks: Vec::new(),
-            registry: Registry::Kubernetes,
-            resolution: Resolution::ClientSideLb,
-            mesh_external: false,
-            passthrough_target_ports: BTreeMap::new(),
-            export_to: ExportTo::Public,
-        }
-    }
-
-    #[test]
-    fn inbound_ports_come_from_the_services_selecting_the_proxys_pod() {
-        let mut model = Model::default();
-        model.workloads.insert(
-            "10.0.0.5".parse().unwrap(),
-            Workload {
-                name: "web-1".into(),
-                namespace: "shop".into(),
-                labels: [("app".to_string(), "web".to_string())].into(),
-                locality: Default::default(),
-                node_name: String::new(),
-                named_ports: [("api".to_string(), 8081)].into(),
-            },
-        );
-        let services = [
-            service(
-                "web",
-                "shop",
-                "web",
-                &[
-                    (80, TargetPort::Number(8080)),
-                    (81, TargetPort::Name("api".into())),
-                    // A container port the Pod does not have, and Envoy's own inbound port.
-                    (82, TargetPort::Name("missing".into())),
-                    (83, TargetPort::Number(VIRTUAL_INBOUND_PORT)),
-                ],
-            ),
-            // Same labels, other namespace: selectors do not cross namespaces.
-            service("web", "other", "web", &[(90, TargetPort::Number(9090))]),
-            service("db", "shop", "db", &[(5432, TargetPort::Number(5432))]),
-        ];
-        for service in services {
-            model.services.insert(service.hostname.clone(), service);
-        }
-        let proxy = Proxy::parse(
-            "sidecar~10.0.0.5~web-1.shop~shop.svc.cluster.local",
-            &serde_json::Value::Null,
-        )
-        .unwrap();
-        let ports: Vec<(u16, u16)> = inbound_ports(&model, &proxy)
-            .values()
-            .map(|port| (port.port, port.service_port))
-            .collect();
-        assert_eq!(ports, [(8080, 80), (8081, 81)]);
-
-        let unknown = Proxy::parse(
-            "sidecar~10.0.0.6~x.shop~shop.svc.cluster.local",
-            &serde_json::Value::Null,
-        )
-        .unwrap();
-        assert!(inbound_ports(&model, &unknown).is_empty());
     }
 }

@@ -7,6 +7,10 @@
 //!   `buildSidecarOutboundTCPTLSFilterChainOpts` builds them: `destinationSubnets` become
 //!   `prefix_ranges`, `sniHosts` become `server_names` (with a TLS inspector on the listener), and
 //!   the service's own cluster is the default when no rule catches everything.
+//! - A port without a declared protocol on a service's own address is sniffed, as istiod does:
+//!   the TCP chains (their catch-all as the default chain) and an HTTP chain for what the HTTP
+//!   inspector finds to be plaintext HTTP, whose routes are the service's own route
+//!   configuration `HOST:PORT`. Elsewhere (wildcard or bound addresses) such ports stay TCP.
 //! - Services without an address of their own (headless services, ServiceEntries without
 //!   `addresses`) listen on the wildcard address; a ServiceEntry's CIDR blocks too, with its
 //!   chains matching the blocks. Services on one address share its listener when their chains
@@ -41,6 +45,8 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
 use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 
+mod sniffing;
+
 use super::eds::socket_address;
 use super::rds::{destination_cluster, split_weights};
 use super::scope::{ListenerScope, Scope};
@@ -52,6 +58,7 @@ use crate::model::sidecar::OutboundPolicy;
 use crate::model::virtual_service::{for_sidecar, hosts_match};
 use crate::model::{MESH_GATEWAY, Model, Protocol, Service, VirtualService};
 use crate::proxy::{InterceptionMode, Proxy, ProxyKind};
+use sniffing::sniffed_listener;
 
 const VIRTUAL_OUTBOUND: &str = "virtualOutbound";
 const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
@@ -156,6 +163,14 @@ fn egress_listeners(scope: &ListenerScope, proxy: &Proxy, built: &mut Built) {
                     Some(mut shared) => {
                         add_distinct_chains(&mut shared, chains);
                         shared
+                    }
+                    // A port without a declared protocol on the service's own address: HTTP
+                    // or not is told per connection.
+                    None if port.protocol == Protocol::Unspecified && address != wildcard => {
+                        let route_name = format!("{}:{}", service.hostname, port.port);
+                        let listener = sniffed_listener(&address, port.port, chains, &route_name);
+                        built.routes.insert(route_name);
+                        listener
                     }
                     None => listener(&address, port.port, chains, bind),
                 };
@@ -267,18 +282,22 @@ fn listener(address: &str, port: u16, filter_chains: Vec<FilterChain>, bind: boo
 }
 
 fn http_listener(address: &str, port: u16, route_name: &str, bind: bool) -> Listener {
-    let stat_prefix = format!("outbound_{}", listener_name(address, port));
     let chain = FilterChain {
-        filters: vec![http_connection_manager(
-            stat_prefix,
-            RouteSpecifier::Rds(Rds {
-                config_source: Some(ads_config_source()),
-                route_config_name: route_name.to_string(),
-            }),
-        )],
+        filters: vec![rds_connection_manager(address, port, route_name)],
         ..Default::default()
     };
     listener(address, port, vec![chain], bind)
+}
+
+/// The connection manager of an outbound HTTP chain, its routes over RDS.
+fn rds_connection_manager(address: &str, port: u16, route_name: &str) -> Filter {
+    http_connection_manager(
+        format!("outbound_{}", listener_name(address, port)),
+        RouteSpecifier::Rds(Rds {
+            config_source: Some(ads_config_source()),
+            route_config_name: route_name.to_string(),
+        }),
+    )
 }
 
 /// An HTTP connection manager with istiod's filters and defaults, its routes from `routes`

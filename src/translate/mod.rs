@@ -155,7 +155,7 @@ pub fn translate(model: &Model, proxy: &Proxy) -> Resources {
     for cluster in inbound::clusters(model, proxy) {
         clusters.insert(cluster.name.clone(), cluster);
     }
-    if let Some(listener) = inbound::virtual_inbound(model, proxy) {
+    for listener in inbound::listeners(model, proxy) {
         listeners.insert(listener.name.clone(), listener);
     }
     Resources {

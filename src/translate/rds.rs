@@ -38,7 +38,7 @@ use super::{PASSTHROUGH_CLUSTER, outbound_cluster_name};
 use crate::istio;
 use crate::model::sidecar::OutboundPolicy;
 use crate::model::virtual_service::{MAX_DIRECT_RESPONSE_BODY, for_sidecar, hosts_match};
-use crate::model::{Model, Registry, Service, VirtualService};
+use crate::model::{Model, Protocol, Registry, Service, VirtualService};
 use crate::proxy::Proxy;
 
 /// The port on which VirtualServices without any service on it still get virtual hosts (istiod's
@@ -46,7 +46,8 @@ use crate::proxy::Proxy;
 const PLAIN_HOSTS_PORT: u16 = 80;
 
 /// Route configuration `"PORT"` comes from the egress listener for that port (else the
-/// catch-all) of the proxy's scope.
+/// catch-all) of the proxy's scope; `"HOST:PORT"`, for a sniffed port, likewise but with that
+/// service alone.
 pub fn routes(
     scope: &Scope,
     proxy: &Proxy,
@@ -55,10 +56,18 @@ pub fn routes(
     names
         .iter()
         .filter_map(|name| {
-            let port: u16 = name.parse().ok()?;
+            let (sniffed_host, port) = match name.rsplit_once(':') {
+                Some((host, port)) => (Some(host), port.parse().ok()?),
+                None => (None, name.parse().ok()?),
+            };
             let model = &scope.listener_for_routes(port)?.model;
             let rules = for_sidecar(model, &proxy.namespace);
-            let mut configuration = route_configuration(model, proxy, &rules, name, port);
+            let target = RouteTarget {
+                name,
+                port,
+                sniffed_host,
+            };
+            let mut configuration = route_configuration(model, proxy, &rules, &target);
             configuration
                 .virtual_hosts
                 .push(unknown_host(scope.outbound_policy));
@@ -75,20 +84,38 @@ struct Wrapper<'m> {
     routes: Vec<Route>,
 }
 
+/// The route configuration asked for: a port's, or one sniffed service's on a port.
+struct RouteTarget<'n> {
+    name: &'n str,
+    port: u16,
+    sniffed_host: Option<&'n str>,
+}
+
 fn route_configuration(
     model: &Model,
     proxy: &Proxy,
     rules: &[&VirtualService],
-    name: &str,
-    port: u16,
+    target: &RouteTarget<'_>,
 ) -> RouteConfiguration {
+    let RouteTarget {
+        name,
+        port,
+        sniffed_host,
+    } = *target;
     let on_port: BTreeMap<&str, &Service> = model
         .services
         .values()
         .filter(|service| service.port(port).is_some())
+        .filter(|service| sniffed_host.is_none_or(|host| service.hostname == host))
         .map(|service| (service.hostname.as_str(), service))
         .collect();
-    let is_http = |service: &Service| service.port(port).is_some_and(|p| p.protocol.is_http());
+    let is_http = |service: &Service| {
+        service.port(port).is_some_and(|p| {
+            p.protocol.is_http() || sniffed_host.is_some() && p.protocol == Protocol::Unspecified
+        })
+    };
+    // Hosts that are no service on the port only go on the shared port-80 configuration.
+    let plain_hosts_port = sniffed_host.is_none() && port == PLAIN_HOSTS_PORT;
     let owners = service_owners(rules, model.services.values());
     let mut wrappers = Vec::new();
     for (index, vs) in rules.iter().enumerate() {
@@ -99,7 +126,7 @@ fn route_configuration(
                 on_port.contains_key(host.as_str())
             }
         });
-        if port != PLAIN_HOSTS_PORT && !names_a_service {
+        if !plain_hosts_port && !names_a_service {
             continue;
         }
         let routes = virtual_service_routes(vs, model, proxy, port);
@@ -108,7 +135,7 @@ fn route_configuration(
         }
         let (plain_hosts, services) = separate_hosts(vs, index, &on_port, &owners);
         let services: Vec<&Service> = services.into_iter().filter(|s| is_http(s)).collect();
-        if services.is_empty() && port != PLAIN_HOSTS_PORT {
+        if services.is_empty() && !plain_hosts_port {
             continue;
         }
         wrappers.push(Wrapper {

@@ -1,7 +1,7 @@
 //! Pods for interception tests, without Kubernetes or Docker: each pod is a network namespace
 //! on `10.231.<subnet>.2/24`, joined by a veth pair to a "node" namespace that routes between the
 //! pods (`.1` of every pod subnet is the node). A pod can get iptables rules like istio-init's
-//! (REDIRECT mode) and a stock Envoy sidecar run with a dedicated group id, so that its own
+//! (REDIRECT or TPROXY mode) and a stock Envoy sidecar run with a dedicated group id, so that its own
 //! connections escape the redirection. rudder runs inside the node namespace, so nothing of this
 //! touches the host's network. Needs root, iproute2 and iptables; every failure to set things up
 //! panics (a machine that cannot do this must fail the test, not skip it). Dropping the
@@ -16,6 +16,8 @@ use std::time::Duration;
 
 /// The group Envoy runs as; the iptables rules let its traffic through (istio-init's 1337).
 pub const PROXY_GID: u32 = 1337;
+/// The packet mark of TPROXY interception (istio-init's 1337, as `original_src` sets it).
+pub const TPROXY_MARK: u32 = 1337;
 
 fn run(program: &str, args: &[&str], stdin: Option<&str>) -> String {
     let mut child = Command::new(program)
@@ -261,6 +263,104 @@ impl Pod {
         );
     }
 
+    /// istio-init's TPROXY rules: inbound TCP is diverted to 15006 by the mangle table's TPROXY
+    /// target (the original destination stays on the socket), marked [`TPROXY_MARK`] and routed
+    /// locally; connections Envoy makes with the client's address (`original_src`, same mark)
+    /// get their replies routed back to Envoy through the connection mark. Outbound TCP is
+    /// redirected to 15001 as in REDIRECT mode, except Envoy's own and loopback traffic and
+    /// connections to the control plane at `control_plane`.
+    pub fn intercept_tproxy(&self, control_plane: SocketAddr) {
+        let mark = TPROXY_MARK;
+        let table = TPROXY_MARK.to_string();
+        let rules = format!(
+            "*mangle\n\
+             :ISTIO_INBOUND - [0:0]\n\
+             :ISTIO_DIVERT - [0:0]\n\
+             :ISTIO_TPROXY - [0:0]\n\
+             -A PREROUTING -p tcp -j ISTIO_INBOUND\n\
+             -A PREROUTING -p tcp -m mark --mark {mark} -j CONNMARK --save-mark\n\
+             -A OUTPUT -p tcp -m connmark --mark {mark} -j CONNMARK --restore-mark\n\
+             -A ISTIO_DIVERT -j MARK --set-mark {mark}\n\
+             -A ISTIO_DIVERT -j ACCEPT\n\
+             -A ISTIO_INBOUND -p tcp -m mark --mark {mark} -j RETURN\n\
+             -A ISTIO_INBOUND -p tcp -s 127.0.0.6/32 -i lo -j RETURN\n\
+             -A ISTIO_INBOUND -p tcp -i lo -m mark ! --mark {mark} -j RETURN\n\
+             -A ISTIO_INBOUND -p tcp --dport 15000 -j RETURN\n\
+             -A ISTIO_INBOUND -p tcp -m conntrack --ctstate RELATED,ESTABLISHED -j ISTIO_DIVERT\n\
+             -A ISTIO_INBOUND -p tcp -j ISTIO_TPROXY\n\
+             -A ISTIO_TPROXY ! -d 127.0.0.1/32 -p tcp -j TPROXY --on-port 15006 --on-ip 0.0.0.0 --tproxy-mark {mark}/0xffffffff\n\
+             COMMIT\n\
+             *nat\n\
+             :ISTIO_OUTPUT - [0:0]\n\
+             :ISTIO_REDIRECT - [0:0]\n\
+             -A OUTPUT -p tcp -j ISTIO_OUTPUT\n\
+             -A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports 15001\n\
+             -A ISTIO_OUTPUT -o lo -j RETURN\n\
+             -A ISTIO_OUTPUT -m owner --gid-owner {gid} -j RETURN\n\
+             -A ISTIO_OUTPUT -d 127.0.0.1/32 -j RETURN\n\
+             -A ISTIO_OUTPUT -p tcp -d {cp_ip}/32 --dport {cp_port} -j RETURN\n\
+             -A ISTIO_OUTPUT -j ISTIO_REDIRECT\n\
+             COMMIT\n",
+            gid = PROXY_GID,
+            cp_ip = control_plane.ip(),
+            cp_port = control_plane.port(),
+        );
+        run(
+            "ip",
+            &["netns", "exec", &self.namespace, "iptables-restore"],
+            Some(&rules),
+        );
+        // Marked packets are delivered locally, whatever their destination address.
+        ip(&[
+            "-n",
+            &self.namespace,
+            "rule",
+            "add",
+            "fwmark",
+            &table,
+            "lookup",
+            &table,
+        ]);
+        ip(&[
+            "-n",
+            &self.namespace,
+            "route",
+            "add",
+            "local",
+            "0.0.0.0/0",
+            "dev",
+            "lo",
+            "table",
+            &table,
+        ]);
+    }
+
+    /// How many packets the TPROXY rule of [`Pod::intercept_tproxy`] diverted to Envoy.
+    pub fn tproxied_packets(&self) -> u64 {
+        let listing = run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &self.namespace,
+                "iptables",
+                "-t",
+                "mangle",
+                "-n",
+                "-v",
+                "-x",
+                "-L",
+                "ISTIO_TPROXY",
+            ],
+            None,
+        );
+        listing
+            .lines()
+            .filter(|line| line.contains("TPROXY"))
+            .filter_map(|line| line.split_whitespace().next()?.parse::<u64>().ok())
+            .sum()
+    }
+
     /// Starts a stock Envoy in the pod as group [`PROXY_GID`], from `bootstrap` (YAML, as
     /// `rudder bootstrap` prints it); its admin interface is on the pod's 127.0.0.1:15000.
     pub fn start_envoy(&mut self, envoy: &Path, bootstrap: &str) {
@@ -371,17 +471,19 @@ impl Drop for Pod {
             let _ = sidecar.child.kill();
             let _ = sidecar.child.wait();
         }
-        let _ = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.namespace,
-                "iptables",
-                "-t",
-                "nat",
-                "-F",
-            ])
-            .output();
+        for table in ["nat", "mangle"] {
+            let _ = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &self.namespace,
+                    "iptables",
+                    "-t",
+                    table,
+                    "-F",
+                ])
+                .output();
+        }
         delete_namespace(&self.namespace);
     }
 }

@@ -1,8 +1,9 @@
 //! Sidecar validation, after istiod's `ValidateSidecar`: the workload selector's labels, egress
 //! hosts in `namespace/host` form, egress ports (unique per bind address, a known protocol), at
 //! most one catch-all listener and it last, binds that are IP addresses, the outbound policy
-//! mode. Besides istiod, rudder refuses what it cannot carry out rather than half-applying it:
-//! Unix domain socket listeners (port 0, `unix://` binds). Ingress listeners are not read.
+//! mode; ingress ports unique and bound to IP addresses, `defaultEndpoint` one of the loopback or
+//! wildcard forms (or `unix://`). Besides istiod, rudder refuses what it cannot carry out rather
+//! than half-applying it: Unix domain socket egress listeners (port 0, `unix://` binds).
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -14,6 +15,7 @@ use super::syntax::{
 };
 use crate::inputs::FieldError;
 use crate::istio::{self, CaptureMode, OutboundTrafficPolicyMode};
+use crate::model::sidecar::ingress_endpoint;
 
 pub fn validate_sidecar(sidecar: &istio::Sidecar) -> Result<(), FieldError> {
     if let Some(selector) = &sidecar.workload_selector {
@@ -26,6 +28,20 @@ pub fn validate_sidecar(sidecar: &istio::Sidecar) -> Result<(), FieldError> {
             "spec.outboundTrafficPolicy.mode",
             "mode is not REGISTRY_ONLY or ALLOW_ANY",
         ));
+    }
+    let mut ingress_ports = BTreeSet::new();
+    for (i, listener) in sidecar.ingress.iter().enumerate() {
+        let at = format!("spec.ingress[{i}]");
+        validate_ingress_listener(listener, &at)?;
+        if !ingress_ports.insert(listener.port.number) {
+            return Err(invalid(
+                format!("{at}.port.number"),
+                format!(
+                    "port {} is already used by another ingress listener",
+                    listener.port.number
+                ),
+            ));
+        }
     }
     let mut catch_all = None;
     let mut ports = BTreeSet::new();
@@ -55,6 +71,69 @@ pub fn validate_sidecar(sidecar: &istio::Sidecar) -> Result<(), FieldError> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// istiod's `validateSidecarIngressPortAndBind` and its `defaultEndpoint` checks.
+fn validate_ingress_listener(
+    listener: &istio::IngressListener,
+    at: &str,
+) -> Result<(), FieldError> {
+    let port = &listener.port;
+    if port.number == 0 {
+        return Err(invalid(
+            format!("{at}.port.number"),
+            "Unix domain sockets are not supported for sidecar ingress",
+        ));
+    }
+    validate_port(port.number, &format!("{at}.port.number"))?;
+    // An ingress port without a protocol is sniffed.
+    validate_port_name_and_protocol(port, at, port.protocol.is_empty())?;
+    let bind = listener.bind.as_deref().unwrap_or_default();
+    if !bind.is_empty() && bind.parse::<IpAddr>().is_err() {
+        return Err(invalid(
+            format!("{at}.bind"),
+            format!("{bind:?} is not an IP address"),
+        ));
+    }
+    if listener.capture_mode == Some(CaptureMode::Unknown) {
+        return Err(invalid(
+            format!("{at}.captureMode"),
+            "captureMode is not DEFAULT, IPTABLES or NONE",
+        ));
+    }
+    let endpoint = listener.default_endpoint.as_deref();
+    if ingress_endpoint(endpoint, 1).is_none() {
+        let endpoint = endpoint.unwrap_or_default();
+        let message = if endpoint.starts_with(UNIX_PREFIX) {
+            "a unix:// endpoint needs a path".to_string()
+        } else {
+            format!(
+                "{endpoint:?} is not 127.0.0.1:PORT, 0.0.0.0:PORT, [::1]:PORT, [::]:PORT, :PORT or unix://PATH"
+            )
+        };
+        return Err(invalid(format!("{at}.defaultEndpoint"), message));
+    }
+    Ok(())
+}
+
+fn validate_port_name_and_protocol(
+    port: &istio::Port,
+    at: &str,
+    protocol_optional: bool,
+) -> Result<(), FieldError> {
+    if !port.name.is_empty() && !is_dns1123_label(&port.name) {
+        return Err(invalid(
+            format!("{at}.port.name"),
+            format!("{:?} is not a valid port name", port.name),
+        ));
+    }
+    if !protocol_optional && !is_known_protocol(&port.protocol) {
+        return Err(invalid(
+            format!("{at}.port.protocol"),
+            format!("unrecognized protocol {:?}", port.protocol),
+        ));
     }
     Ok(())
 }
@@ -107,19 +186,7 @@ fn validate_egress_listener(listener: &istio::EgressListener, at: &str) -> Resul
         ));
     }
     validate_port(port.number, &format!("{at}.port.number"))?;
-    if !port.name.is_empty() && !is_dns1123_label(&port.name) {
-        return Err(invalid(
-            format!("{at}.port.name"),
-            format!("{:?} is not a valid port name", port.name),
-        ));
-    }
-    if !is_known_protocol(&port.protocol) {
-        return Err(invalid(
-            format!("{at}.port.protocol"),
-            format!("unrecognized protocol {:?}", port.protocol),
-        ));
-    }
-    Ok(())
+    validate_port_name_and_protocol(port, at, false)
 }
 
 /// istiod's `validateNamespaceSlashWildcardHostname`: `namespace/host` where the namespace is
@@ -158,7 +225,10 @@ mod tests {
         let yaml = "egress:\n- port: {number: 9080, protocol: HTTP, name: web}\n  hosts: [prod/*]\n\
                     - port: {number: 3306, protocol: MYSQL}\n  bind: 127.0.0.1\n  captureMode: NONE\n  hosts: ['*/mysql.foo.com']\n\
                     - hosts: [istio-system/*, ./*, ~/*, '*/*.example.com']\n\
-                    outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n";
+                    outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n\
+                    ingress:\n- port: {number: 9080, protocol: HTTP, name: web}\n  defaultEndpoint: 127.0.0.1:8080\n\
+                    - port: {number: 9443, protocol: TCP}\n  bind: 10.0.0.5\n  captureMode: NONE\n  defaultEndpoint: unix:///run/app.sock\n\
+                    - port: {number: 9000}\n  defaultEndpoint: '[::]:9000'\n- port: {number: 9001}\n";
         assert_eq!(error(yaml), None);
     }
 
@@ -198,6 +268,34 @@ mod tests {
             (
                 "outboundTrafficPolicy: {mode: SOMETIMES}\n",
                 "spec.outboundTrafficPolicy.mode",
+            ),
+            (
+                "ingress:\n- port: {number: 0, protocol: HTTP}\n",
+                "spec.ingress[0].port.number",
+            ),
+            (
+                "ingress:\n- port: {number: 80, protocol: HTTP}\n- port: {number: 80, protocol: TCP}\n",
+                "spec.ingress[1].port.number",
+            ),
+            (
+                "ingress:\n- port: {number: 80, protocol: SPDY}\n",
+                "spec.ingress[0].port.protocol",
+            ),
+            (
+                "ingress:\n- port: {number: 80}\n  bind: unix:///run/s.sock\n",
+                "spec.ingress[0].bind",
+            ),
+            (
+                "ingress:\n- port: {number: 80}\n  captureMode: SOMETIMES\n",
+                "spec.ingress[0].captureMode",
+            ),
+            (
+                "ingress:\n- port: {number: 80}\n  defaultEndpoint: 10.1.2.3:8080\n",
+                "spec.ingress[0].defaultEndpoint",
+            ),
+            (
+                "ingress:\n- port: {number: 80}\n  defaultEndpoint: 'unix://'\n",
+                "spec.ingress[0].defaultEndpoint",
             ),
         ];
         for (yaml, field) in cases {

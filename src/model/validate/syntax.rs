@@ -192,7 +192,7 @@ pub(super) fn is_known_protocol(protocol: &str) -> bool {
 }
 
 /// Addresses of Unix domain sockets, which rudder refuses.
-pub(super) const UNIX_PREFIX: &str = "unix://";
+pub(crate) const UNIX_PREFIX: &str = "unix://";
 
 pub(super) fn validate_port(port: u32, at: &str) -> Result<(), FieldError> {
     if (1..=65535).contains(&port) {
