@@ -112,7 +112,7 @@ impl Admission<'_> {
 
     /// Reports, as warnings, the gateway servers no proxy gets although their Gateway is valid:
     /// those another server's port or hosts conflict with, and those whose `credentialName`
-    /// names no usable Secret (yet). They are warnings so that the Gateway stays in force as
+    /// names no usable Secret (yet); and cipher suites left out as unknown. They are warnings so that the Gateway stays in force as
     /// written: a Secret arriving later brings its server up without a new version of it.
     fn warn_unservable_gateway_servers(
         &mut self,
@@ -131,6 +131,21 @@ impl Admission<'_> {
         }
         for gateway in gateways {
             for server in &gateway.servers {
+                let unknown: Vec<&str> = server
+                    .tls
+                    .iter()
+                    .flat_map(|tls| &tls.cipher_suites)
+                    .map(String::as_str)
+                    .filter(|suite| !super::gateway::is_known_cipher_suite(suite))
+                    .collect();
+                if !unknown.is_empty() {
+                    warnings.push((
+                        gateway.namespace.clone(),
+                        gateway.name.clone(),
+                        format!("spec.servers[{}].tls.cipherSuites", server.index),
+                        format!("ignoring invalid cipher suites: {}", unknown.join(", ")),
+                    ));
+                }
                 let Some(problem) =
                     super::gateway::credential_problem(server, &gateway.namespace, credentials)
                 else {

@@ -155,6 +155,31 @@ pub fn credential_problem(
     })
 }
 
+/// The cipher suites istiod accepts (`security.IsValidCipherSuite`), as BoringSSL names them.
+const CIPHER_SUITES: [&str; 15] = [
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "ECDHE-RSA-CHACHA20-POLY1305",
+    "ECDHE-ECDSA-AES128-SHA",
+    "ECDHE-RSA-AES128-SHA",
+    "ECDHE-ECDSA-AES256-SHA",
+    "ECDHE-RSA-AES256-SHA",
+    "AES128-GCM-SHA256",
+    "AES256-GCM-SHA384",
+    "AES128-SHA",
+    "AES256-SHA",
+    "DES-CBC3-SHA",
+];
+
+/// Whether Envoy knows the cipher suite; istiod drops (and warns about) the others, which Envoy
+/// would reject.
+pub fn is_known_cipher_suite(name: &str) -> bool {
+    CIPHER_SUITES.contains(&name)
+}
+
 /// The model's Gateways, in precedence order, from admitted (valid) objects.
 pub(super) fn gateways<'a>(objects: impl Iterator<Item = &'a Object>) -> Vec<Gateway> {
     let ordered = in_precedence_order(objects, |object| match object {

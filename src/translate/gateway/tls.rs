@@ -24,6 +24,7 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher}
 use envoy_types::pb::google::protobuf::BoolValue;
 
 use crate::istio::{ServerTlsMode, ServerTlsSettings, TlsProtocol};
+use crate::model::gateway::is_known_cipher_suite;
 use crate::translate::ads_config_source;
 use crate::translate::sds::{ca_resource_name, certificate_resource_name};
 
@@ -115,7 +116,7 @@ fn subject_alt_name_matchers(names: &[String]) -> Vec<SubjectAltNameMatcher> {
         .collect()
 }
 
-/// istiod's `applyServerTLSSettings`: only what is set; cipher suites once each, in order.
+/// istiod's `applyServerTLSSettings`: only what is set; known cipher suites once each, in order.
 fn tls_parameters(tls: &ServerTlsSettings) -> Option<TlsParameters> {
     let version = |protocol: Option<TlsProtocol>| match protocol {
         Some(TlsProtocol::TlsV1_0) => EnvoyTlsProtocol::TlSv10,
@@ -126,7 +127,7 @@ fn tls_parameters(tls: &ServerTlsSettings) -> Option<TlsParameters> {
     };
     let mut cipher_suites: Vec<String> = Vec::new();
     for suite in &tls.cipher_suites {
-        if !cipher_suites.contains(suite) {
+        if is_known_cipher_suite(suite) && !cipher_suites.contains(suite) {
             cipher_suites.push(suite.clone());
         }
     }
