@@ -350,6 +350,18 @@ fn listened_port(model: &Model, proxy: &Proxy, port: u16) -> u16 {
         .unwrap_or(port)
 }
 
+/// A protocol as Gateways spell it.
+fn protocol_name(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::Http => "HTTP",
+        Protocol::Http2 => "HTTP2",
+        Protocol::Grpc => "GRPC",
+        Protocol::Https => "HTTPS",
+        Protocol::Tls => "TLS",
+        Protocol::Tcp | Protocol::Unspecified => "TCP",
+    }
+}
+
 /// Whether a server of `protocol` may join plain-text servers of `current` (both HTTP).
 fn can_merge(current: Protocol, protocol: Protocol) -> bool {
     (current.is_http() || current == protocol) && protocol.is_http()
@@ -423,8 +435,9 @@ pub fn merge<'m>(gateways: &[&'m Gateway], resolve: impl Fn(u16) -> u16) -> Merg
                 let same_bind = current.bind == key.bind;
                 if same_bind && !can_merge(current_protocol, server.protocol) {
                     conflict(format!(
-                        "left out: port {port} already serves {current_protocol:?} from another server, which {:?} cannot share",
-                        server.protocol
+                        "left out: port {port} already serves {} from another server, which {} cannot share",
+                        protocol_name(current_protocol),
+                        protocol_name(server.protocol)
                     ));
                     continue;
                 }
