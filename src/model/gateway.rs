@@ -447,7 +447,7 @@ pub fn merge<'m>(gateways: &[&'m Gateway], resolve: impl Fn(u16) -> u16) -> Merg
                     ));
                     continue;
                 }
-                add_server(&mut merged, key, true, gateway, server, route.clone());
+                add_server(&mut merged, key, gateway, server, route.clone());
                 if let Some(route) = route {
                     routes.insert(route);
                 }
@@ -469,16 +469,16 @@ pub fn merge<'m>(gateways: &[&'m Gateway], resolve: impl Fn(u16) -> u16) -> Merg
                 ));
                 continue;
             }
-            add_server(&mut merged, key, false, gateway, server, route);
+            add_server(&mut merged, key, gateway, server, route);
         }
     }
     merged
 }
 
+/// Adds a server to the listener for `key`, or to a new one (another bind on a taken port).
 fn add_server<'m>(
     merged: &mut MergedGateway<'m>,
     key: ListenerKey,
-    plain_text: bool,
     gateway: &'m Gateway,
     server: &'m Server,
     route_name: Option<String>,
@@ -492,7 +492,7 @@ fn add_server<'m>(
         Some(port) => port.servers.push(entry),
         None => merged.ports.push(MergedPort {
             key,
-            plain_text,
+            plain_text: !server.is_tls(),
             servers: vec![entry],
         }),
     }
@@ -616,5 +616,36 @@ mod tests {
             .collect();
         assert_eq!(left_out, [("b".to_string(), 2), ("b".to_string(), 3)]);
         assert_eq!(conflicts(&[a, b]).len(), 2);
+    }
+
+    #[test]
+    fn another_bind_is_another_listener() {
+        let a = gateway(
+            "a",
+            "- port: {number: 443, name: tls, protocol: TLS}\n  hosts: [a.com]\n  tls: {mode: PASSTHROUGH}\n\
+             - port: {number: 443, name: http, protocol: HTTP}\n  bind: 10.0.0.2\n  hosts: [a.com]\n\
+             - port: {number: 443, name: http-again, protocol: HTTP}\n  hosts: [b.com]\n",
+        );
+        let merged = merge(&[&a], |port| port);
+        let layout: Vec<(Option<&str>, bool, Option<&str>)> = merged
+            .ports
+            .iter()
+            .map(|p| {
+                (
+                    p.key.bind.as_deref(),
+                    p.plain_text,
+                    p.servers[0].route_name.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            layout,
+            [
+                (None, false, None),
+                (Some("10.0.0.2"), true, Some("http.443.10.0.0.2")),
+            ]
+        );
+        assert_eq!(merged.conflicts.len(), 1);
+        assert_eq!(merged.conflicts[0].server, 2);
     }
 }
