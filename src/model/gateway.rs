@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::build::in_precedence_order;
 use super::credential::Credentials;
 use super::{Model, Protocol, TargetPort};
-use crate::inputs::Object;
+use crate::inputs::{Kind, Object, ObjectKey};
 use crate::istio::{self, ServerTlsMode};
 use crate::proxy::{Proxy, ProxyKind};
 
@@ -153,6 +153,53 @@ pub fn credential_problem(
             "Secret {namespace}/{name} has no CA certificate (ca.crt, or a Secret {name}-cacert) to verify clients with for MUTUAL TLS"
         )
     })
+}
+
+/// What valid Gateways' servers lose, as (Gateway, field, message) warnings: servers another
+/// server's port or hosts conflict with, servers whose `credentialName` names no usable Secret
+/// (yet), cipher suites left out as unknown. Warnings, so that the Gateway stays in force as
+/// written: a Secret arriving later brings its server up without a new version of the Gateway.
+pub(super) fn server_warnings(
+    gateways: &[Gateway],
+    credentials: &Credentials,
+) -> Vec<(ObjectKey, String, String)> {
+    let key = |namespace: &str, name: &str| ObjectKey::new(Kind::Gateway, namespace, name);
+    let mut warnings = Vec::new();
+    for conflict in conflicts(gateways) {
+        let (namespace, name) = &conflict.gateway;
+        warnings.push((
+            key(namespace, name),
+            format!("spec.servers[{}]", conflict.server),
+            conflict.message,
+        ));
+    }
+    for gateway in gateways {
+        for server in &gateway.servers {
+            let at = |field: &str| format!("spec.servers[{}].tls.{field}", server.index);
+            let unknown: Vec<&str> = server
+                .tls
+                .iter()
+                .flat_map(|tls| &tls.cipher_suites)
+                .map(String::as_str)
+                .filter(|suite| !is_known_cipher_suite(suite))
+                .collect();
+            if !unknown.is_empty() {
+                warnings.push((
+                    key(&gateway.namespace, &gateway.name),
+                    at("cipherSuites"),
+                    format!("ignoring invalid cipher suites: {}", unknown.join(", ")),
+                ));
+            }
+            if let Some(problem) = credential_problem(server, &gateway.namespace, credentials) {
+                warnings.push((
+                    key(&gateway.namespace, &gateway.name),
+                    at("credentialName"),
+                    problem + "; the server is left out until it is",
+                ));
+            }
+        }
+    }
+    warnings
 }
 
 /// The cipher suites istiod accepts (`security.IsValidCipherSuite`), as BoringSSL names them.
