@@ -13,8 +13,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::destination_rule::destination_rule_warnings;
 use super::service_entry::add_service_entries;
 use super::validate::{
-    validate_destination_rule, validate_endpoint_slice, validate_service, validate_service_entry,
-    validate_sidecar, validate_virtual_service, validate_workload_entry,
+    validate_destination_rule, validate_endpoint_slice, validate_gateway, validate_service,
+    validate_service_entry, validate_sidecar, validate_virtual_service, validate_workload_entry,
 };
 use super::virtual_service;
 use super::{
@@ -110,6 +110,22 @@ impl Admission<'_> {
         }
     }
 
+    /// Reports, as warnings, what gateway servers lose although their Gateway is valid (see
+    /// [`super::gateway::server_warnings`]); the Gateway stays in force as written.
+    fn warn_gateway_servers(
+        &mut self,
+        gateways: &[super::gateway::Gateway],
+        credentials: &super::credential::Credentials,
+    ) {
+        for (key, field, message) in super::gateway::server_warnings(gateways, credentials) {
+            let mut warning = ConfigError::new(message).field(field).warning();
+            if let Some(entry) = self.inputs.entries.get(&key) {
+                warning = warning.at(entry.origin.clone());
+            }
+            self.errors.push(warning.on(key));
+        }
+    }
+
     fn accepted(&self, kind: Kind) -> impl Iterator<Item = &Object> {
         self.accepted
             .objects
@@ -129,13 +145,7 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
     };
     let dns_domain = DEFAULT_DNS_DOMAIN;
     // Kinds the model does not read yet are admitted too, so their decoding errors are reported.
-    let unchecked = [
-        Kind::Namespace,
-        Kind::Node,
-        Kind::Secret,
-        Kind::Pod,
-        Kind::Gateway,
-    ];
+    let unchecked = [Kind::Namespace, Kind::Node, Kind::Secret, Kind::Pod];
     for kind in unchecked {
         admission.admit(kind, |_| Ok(()));
     }
@@ -147,6 +157,11 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
         Object::EndpointSlice(slice) => validate_endpoint_slice(slice),
         _ => Ok(()),
     });
+    admission.admit(Kind::Gateway, |object| match object {
+        Object::Gateway(gateway) => validate_gateway(&gateway.spec),
+        _ => Ok(()),
+    });
+    let gateways = super::gateway::gateways(admission.accepted(Kind::Gateway));
     admission.admit(Kind::Sidecar, |object| match object {
         Object::Sidecar(sidecar) => validate_sidecar(&sidecar.spec),
         _ => Ok(()),
@@ -229,6 +244,8 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
         }));
 
     admission.warn_unsupported();
+    let credentials = Default::default();
+    admission.warn_gateway_servers(&gateways, &credentials);
     let mut errors = admission.errors;
     errors.sort();
     errors.dedup();
@@ -242,7 +259,8 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
             workloads,
             sidecars,
             root_namespace: DEFAULT_ROOT_NAMESPACE.to_string(),
-            credentials: Default::default(),
+            credentials,
+            gateways,
         },
         last_good: admission.accepted,
         errors,

@@ -4,6 +4,7 @@
 mod cds;
 mod cluster_policy;
 mod eds;
+mod gateway;
 mod inbound;
 mod lds;
 mod locality;
@@ -25,7 +26,7 @@ use prost::{Message, Name};
 pub use inbound::{INBOUND_PASSTHROUGH_CLUSTER, inbound_cluster_name};
 
 use crate::model::Model;
-use crate::proxy::Proxy;
+use crate::proxy::{Proxy, ProxyKind};
 
 /// The xDS resource types rudder serves, in the order ADS sends them (CDS, EDS, LDS, RDS), so
 /// nothing refers to a resource Envoy has not received yet.
@@ -149,8 +150,15 @@ pub fn translate(model: &Model, proxy: &Proxy) -> Resources {
     let scope = scope::scope(model, proxy);
     let mut clusters = cds::clusters(scope.model(), proxy);
     let endpoints = eds::endpoints(scope.model(), proxy, &clusters);
-    let (mut listeners, route_names) = lds::listeners(&scope, proxy);
-    let routes = rds::routes(&scope, proxy, &route_names);
+    let (mut listeners, routes) = if proxy.kind == ProxyKind::Router {
+        let merged = crate::model::gateway::merged_for_proxy(model, proxy);
+        let (listeners, route_names) = gateway::listeners(model, &scope, proxy, &merged);
+        let routes = gateway::routes(model, &scope, proxy, &merged, &route_names);
+        (listeners, routes)
+    } else {
+        let (listeners, route_names) = lds::listeners(&scope, proxy);
+        (listeners, rds::routes(&scope, proxy, &route_names))
+    };
     // The inbound side serves the proxy's own workload, which no Sidecar egress scope narrows.
     for cluster in inbound::clusters(model, proxy) {
         clusters.insert(cluster.name.clone(), cluster);
