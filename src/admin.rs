@@ -444,7 +444,7 @@ mod tests {
         let (status, body) = get(address, &format!("/debug/config_dump?proxyID={id}")).await;
         assert_eq!(status, 200);
         let dump: Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(dump["configs"].as_array().unwrap().len(), 4);
+        assert_eq!(dump["configs"].as_array().unwrap().len(), 5);
 
         assert_eq!(
             get(address, "/debug/syncz").await,
