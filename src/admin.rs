@@ -306,7 +306,7 @@ pub fn configz_view(snapshot: &Snapshot) -> Value {
     })
 }
 
-/// An input object as JSON; Secrets show their metadata and the names of their keys only.
+/// An input object as JSON; Secrets show their name, labels and the names of their keys only.
 fn object_json(object: &Object) -> Value {
     fn istio<S: Serialize>(object: &IstioObject<S>) -> Value {
         let metadata = &object.metadata;
@@ -334,8 +334,16 @@ fn object_json(object: &Object) -> Value {
                 .flat_map(|data| data.keys())
                 .chain(secret.string_data.iter().flat_map(|data| data.keys()))
                 .collect();
+            // Annotations can hold anything, a copy of the data included
+            // (`kubectl.kubernetes.io/last-applied-configuration`).
+            let metadata = &secret.metadata;
             json!({
-                "metadata": value(&secret.metadata),
+                "metadata": {
+                    "name": metadata.name,
+                    "namespace": metadata.namespace,
+                    "labels": metadata.labels,
+                    "creationTimestamp": metadata.creation_timestamp,
+                },
                 "type": secret.type_,
                 "keys": keys,
             })
