@@ -165,7 +165,7 @@ pub struct StreamSync {
     /// The stream's number; one proxy holds two for a moment while Envoy reconnects.
     pub connection: u64,
     pub protocol: Protocol,
-    /// By type (`cds`, `eds`, `lds`, `rds`); a type the proxy never subscribed to is absent.
+    /// By type (`cds`, `eds`, `lds`, `rds`, `sds`); a type the proxy never subscribed to is absent.
     pub types: BTreeMap<String, TypeSync>,
 }
 
