@@ -1,7 +1,7 @@
 //! TLS credentials that gateway servers name with `credentialName`: the certificate chain, private
 //! key and optional CA bundle of a Kubernetes Secret, by namespace and name. Owns reading them out
 //! of Secrets (the keys istiod reads, in its order) and checking them as far as Envoy will;
-//! knows nothing of Envoy's resources or of which proxy may receive them (that is `translate::sds`).
+//! knows nothing of Envoy's resources or of which proxy may receive them (`translate::sds`).
 //!
 //! A Secret is read as istiod's credentials controller reads it, whatever its `type`: `cert` and
 //! `key` (the generic form) if both are non-empty, else `tls.crt` and `tls.key`; its CA is
@@ -279,7 +279,10 @@ fn private_key(value: &Value<'_>, chain: &str) -> Result<String, FieldError> {
     let key = PrivateKeyDer::from_pem_slice(value.bytes)
         .map_err(|_| error("holds no PEM PRIVATE KEY block"))?;
     let signing_key = any_supported_type(&key).map_err(|_| {
-        error("not a private key rudder can check (RSA of 2048 bits or more, ECDSA P-256 or P-384, Ed25519)")
+        error(
+            "not a private key rudder can check (RSA of 2048 bits or more, ECDSA P-256 or \
+             P-384, Ed25519)",
+        )
     })?;
     let chain = CertificateDer::pem_slice_iter(chain.as_bytes())
         .collect::<Result<Vec<_>, _>>()
