@@ -172,7 +172,8 @@ async fn until_served(port: u16, presented: usize, envoy: &Envoy) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!(
-        "the gateway never served {presented} certificate(s): last {last:?}; Envoy's secrets: {}\nits log:\n{}",
+        "the gateway never served {presented} certificate(s): last {last:?}; \
+         Envoy's secrets: {}\nits log:\n{}",
         secrets_dump(envoy).await,
         envoy.log()
     );
