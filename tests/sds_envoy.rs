@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use rudder::bootstrap::{AdsApiType, BootstrapOptions, bootstrap_json};
 use rudder::serve::Server;
 use serde_json::{Value, json};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
@@ -56,7 +56,7 @@ struct Envoy {
 
 impl Envoy {
     /// Starts Envoy as the gateway, ADS to `server`, with a TLS listener on `port` that answers
-    /// every connection with [`GREETING`] using the certificate `kubernetes://cred`.
+    /// every HTTP request with [`GREETING`], using the certificate `kubernetes://cred`.
     fn start(server: &Server, api_type: AdsApiType, port: u16, dir: &Path) -> Envoy {
         let mut bootstrap = bootstrap_json(&BootstrapOptions {
             node_id: NODE_ID.to_string(),
@@ -77,9 +77,20 @@ impl Envoy {
                         "sds_config": {"ads": {}, "resource_api_version": "V3"},
                     }]},
                 }},
-                "filters": [{"name": "envoy.filters.network.direct_response", "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.network.direct_response.v3.Config",
-                    "response": {"inline_string": GREETING},
+                "filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                    "stat_prefix": "tls",
+                    "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+                    }}],
+                    "route_config": {"virtual_hosts": [{
+                        "name": "all",
+                        "domains": ["*"],
+                        "routes": [{
+                            "match": {"prefix": "/"},
+                            "direct_response": {"status": 200, "body": {"inline_string": GREETING}},
+                        }],
+                    }]},
                 }}],
             }],
         }]);
@@ -154,9 +165,17 @@ async fn handshake(port: u16) -> Result<(String, usize), String> {
         .1
         .peer_certificates()
         .map_or(0, |certificates| certificates.len());
-    let mut greeting = String::new();
-    // Envoy closes after its direct response, possibly without close_notify.
-    let _ = tls.read_to_string(&mut greeting).await;
+    let request = "GET / HTTP/1.1\r\nHost: gateway.example.com\r\nConnection: close\r\n\r\n";
+    tls.write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    // Envoy may close without close_notify; what arrived is what counts.
+    let _ = tls.read_to_string(&mut response).await;
+    let greeting = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or(response);
     Ok((greeting, presented))
 }
 
