@@ -16,12 +16,12 @@ use super::validate::{
     validate_destination_rule, validate_endpoint_slice, validate_gateway, validate_service,
     validate_service_entry, validate_sidecar, validate_virtual_service, validate_workload_entry,
 };
-use super::virtual_service;
 use super::{
     DEFAULT_DNS_DOMAIN, DEFAULT_ROOT_NAMESPACE, DestinationRule, Endpoint, EndpointAddress,
     ExportTo, Locality, Model, Protocol, REGION_LABELS, Registry, Resolution, SUBZONE_LABEL,
     Service, ServicePort, TargetPort, Workload, ZONE_LABELS,
 };
+use super::{credential, virtual_service};
 use crate::coverage::unsupported_settings;
 use crate::diagnostic::ConfigError;
 use crate::inputs::{Entry, FieldError, Inputs, IstioObject, Kind, Object, ObjectKey};
@@ -42,6 +42,14 @@ pub struct Built {
     pub errors: Vec<ConfigError>,
 }
 
+/// What stands in for an object whose current version is invalid: its last good version, or
+/// nothing (Secrets: see `model::credential`, a replaced key must not be served on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fallback {
+    LastGood,
+    None,
+}
+
 /// Admits objects one kind at a time, remembering what was accepted.
 struct Admission<'a> {
     inputs: &'a Inputs,
@@ -54,6 +62,15 @@ impl Admission<'_> {
     /// Admits every entry of `kind` for which `check` passes; others fall back to their last
     /// good version.
     fn admit(&mut self, kind: Kind, check: impl Fn(&Object) -> Result<(), FieldError>) {
+        self.admit_with(kind, Fallback::LastGood, check);
+    }
+
+    fn admit_with(
+        &mut self,
+        kind: Kind,
+        fallback: Fallback,
+        check: impl Fn(&Object) -> Result<(), FieldError>,
+    ) {
         let entries = self
             .inputs
             .entries
@@ -69,7 +86,10 @@ impl Admission<'_> {
                     self.accepted.objects.insert(key.clone(), object.clone());
                 }
                 Err(FieldError { field, message }) => {
-                    let fallback = self.previous.objects.get(key);
+                    let fallback = match fallback {
+                        Fallback::LastGood => self.previous.objects.get(key),
+                        Fallback::None => None,
+                    };
                     let consequence = if fallback.is_some() {
                         "; the last valid version stays in force"
                     } else {
@@ -145,10 +165,12 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
     };
     let dns_domain = DEFAULT_DNS_DOMAIN;
     // Kinds the model does not read yet are admitted too, so their decoding errors are reported.
-    let unchecked = [Kind::Namespace, Kind::Node, Kind::Secret, Kind::Pod];
+    let unchecked = [Kind::Namespace, Kind::Node, Kind::Pod];
     for kind in unchecked {
         admission.admit(kind, |_| Ok(()));
     }
+    admission.admit_with(Kind::Secret, Fallback::None, credential::validate_object);
+    let credentials = credential::of_inputs(inputs, admission.accepted(Kind::Secret));
     admission.admit(Kind::Service, |object| match object {
         Object::Service(service) => validate_service(service),
         _ => Ok(()),
@@ -244,7 +266,6 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
         }));
 
     admission.warn_unsupported();
-    let credentials = Default::default();
     admission.warn_gateway_servers(&gateways, &credentials);
     let mut errors = admission.errors;
     errors.sort();
