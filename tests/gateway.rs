@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use rudder::bootstrap::AdsApiType;
-use support::certs::TestCa;
+use support::certs::{TestCa, certificate_der, connector_trusting};
 use support::envoy_process::EnvoyProcess;
 use support::in_both_modes;
 use support::mesh::{Backend, NAMESPACE, service_yaml, wait_until};
@@ -740,5 +740,91 @@ async fn egress_gateway_carries_a_sidecars_request_to_an_external_host() {
         served,
         "every request the external host served must have come from the egress gateway:\n{}",
         envoy_admin(&egress, "/stats?filter=upstream_rq_200").await
+    );
+}
+
+/// The README's "Ingress gateway with a stock Envoy", as written: `examples/ingress-gateway`,
+/// its `credential.sh` for the Secret, and an Envoy bootstrapped by `rudder bootstrap` with
+/// `--namespace` and `--label`; then the certificate is rotated the way the README says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ingress_gateway_example_serves_https_and_rotates() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ingress-gateway");
+    let certificates = tempfile::tempdir().expect("a temporary directory");
+    let credential = || {
+        let output = std::process::Command::new(example.join("credential.sh"))
+            .arg(certificates.path())
+            .output()
+            .expect("run examples/ingress-gateway/credential.sh");
+        assert!(
+            output.status.success(),
+            "credential.sh: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("a Secret as text")
+    };
+    let certificate = || {
+        let pem = certificates.path().join("httpbin.pem");
+        std::fs::read_to_string(&pem).expect("the issued certificate")
+    };
+    let _httpbin = Upstream::start("httpbin", "127.0.0.2:8000").await;
+    let control_plane =
+        ControlPlane::start_from(&example, &[("httpbin-credential.yaml", credential())]).await;
+    let bootstrap = std::process::Command::new(env!("CARGO_BIN_EXE_rudder"))
+        .args([
+            "bootstrap",
+            "--node-id",
+            "router~127.0.0.1~ingress-xyz.istio-system~istio-system.svc.cluster.local",
+            "--xds-address",
+            &control_plane.server.xds_address().to_string(),
+            "--namespace",
+            "istio-system",
+            "--label",
+            "istio=ingressgateway",
+            "--admin-address",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .expect("run rudder bootstrap");
+    assert!(
+        bootstrap.status.success(),
+        "rudder bootstrap: {}",
+        String::from_utf8_lossy(&bootstrap.stderr)
+    );
+    let ingress = EnvoyProcess::start_from_bootstrap(
+        "gateway.yaml",
+        &String::from_utf8_lossy(&bootstrap.stdout),
+    );
+    let gateway_address = address("127.0.0.1", 8443);
+    let request = Curl::new("https", "httpbin.example.com", gateway_address, "/")
+        .ca(&certificates.path().join("ca.pem"));
+    wait_for_upstream(&control_plane, &ingress, &request, "httpbin").await;
+    let plaintext = Curl::new(
+        "http",
+        "httpbin.example.com",
+        address("127.0.0.1", 8080),
+        "/",
+    )
+    .send()
+    .await;
+    assert_eq!(plaintext.status, Some(301), "{plaintext:?}");
+
+    let first = certificate();
+    control_plane.write("httpbin-credential.yaml", &credential());
+    assert_ne!(
+        certificate(),
+        first,
+        "credential.sh issued a new certificate"
+    );
+    let expected = certificate_der(&certificates.path().join("httpbin.pem"));
+    let connector = connector_trusting(&certificates.path().join("ca.pem"));
+    let rotated = wait_until(PROPAGATION_LIMIT, || async {
+        served_certificate(&connector, gateway_address, "httpbin.example.com").await
+            == Ok(expected.clone())
+    })
+    .await;
+    assert!(
+        rotated.is_some(),
+        "the rotated certificate never reached clients\n{}",
+        control_plane.diagnose(&ingress).await
     );
 }

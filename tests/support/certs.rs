@@ -68,9 +68,7 @@ impl TestCa {
 
     /// The DER of the certificate `NAME.pem`, to compare with what a server presents.
     pub fn der(&self, name: &str) -> Vec<u8> {
-        CertificateDer::from_pem_file(self.path(&format!("{name}.pem")))
-            .unwrap_or_else(|error| panic!("parse {name}.pem: {error}"))
-            .to_vec()
+        certificate_der(&self.path(&format!("{name}.pem")))
     }
 
     /// A `kubernetes.io/tls` Secret holding `NAME.pem` and its key, and the CA as `ca.crt` when
@@ -124,21 +122,11 @@ impl TestCa {
 
     /// A TLS connector that trusts this CA only and presents no certificate.
     pub fn connector(&self) -> tokio_rustls::TlsConnector {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("TLS versions")
-            .with_root_certificates(self.roots())
-            .with_no_client_auth();
-        tokio_rustls::TlsConnector::from(Arc::new(config))
+        connector_trusting(&self.path("ca.pem"))
     }
 
     fn roots(&self) -> rustls::RootCertStore {
-        let mut roots = rustls::RootCertStore::empty();
-        for ca in CertificateDer::pem_file_iter(self.path("ca.pem")).expect("read the CA") {
-            roots.add(ca.expect("parse the CA")).expect("add the CA");
-        }
-        roots
+        roots(&self.path("ca.pem"))
     }
 
     fn issue(&self, name: &str, usage: Usage<'_>) {
@@ -209,6 +197,32 @@ impl TestCa {
             String::from_utf8_lossy(&output.stderr)
         );
     }
+}
+
+/// The DER of the (first) certificate in the PEM file `path`.
+pub fn certificate_der(path: &Path) -> Vec<u8> {
+    CertificateDer::from_pem_file(path)
+        .unwrap_or_else(|error| panic!("parse {}: {error}", path.display()))
+        .to_vec()
+}
+
+/// A TLS connector that trusts the CA certificates in `ca_file` only and presents no certificate.
+pub fn connector_trusting(ca_file: &Path) -> tokio_rustls::TlsConnector {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots(ca_file))
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+fn roots(ca_file: &Path) -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_file_iter(ca_file).expect("read the CA") {
+        roots.add(ca.expect("parse the CA")).expect("add the CA");
+    }
+    roots
 }
 
 /// P-256 keys, unencrypted: small and quick to make.
