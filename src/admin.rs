@@ -165,7 +165,7 @@ pub struct StreamSync {
     /// The stream's number; one proxy holds two for a moment while Envoy reconnects.
     pub connection: u64,
     pub protocol: Protocol,
-    /// By type (`cds`, `eds`, `lds`, `rds`); a type the proxy never subscribed to is absent.
+    /// By type (`cds`, `eds`, `lds`, `rds`, `sds`); a type the proxy never subscribed to is absent.
     pub types: BTreeMap<String, TypeSync>,
 }
 
@@ -306,7 +306,7 @@ pub fn configz_view(snapshot: &Snapshot) -> Value {
     })
 }
 
-/// An input object as JSON; Secrets show their metadata and the names of their keys only.
+/// An input object as JSON; Secrets show their name, labels and the names of their keys only.
 fn object_json(object: &Object) -> Value {
     fn istio<S: Serialize>(object: &IstioObject<S>) -> Value {
         let metadata = &object.metadata;
@@ -334,8 +334,16 @@ fn object_json(object: &Object) -> Value {
                 .flat_map(|data| data.keys())
                 .chain(secret.string_data.iter().flat_map(|data| data.keys()))
                 .collect();
+            // Annotations can hold anything, a copy of the data included
+            // (`kubectl.kubernetes.io/last-applied-configuration`).
+            let metadata = &secret.metadata;
             json!({
-                "metadata": value(&secret.metadata),
+                "metadata": {
+                    "name": metadata.name,
+                    "namespace": metadata.namespace,
+                    "labels": metadata.labels,
+                    "creationTimestamp": metadata.creation_timestamp,
+                },
                 "type": secret.type_,
                 "keys": keys,
             })
@@ -444,7 +452,7 @@ mod tests {
         let (status, body) = get(address, &format!("/debug/config_dump?proxyID={id}")).await;
         assert_eq!(status, 200);
         let dump: Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(dump["configs"].as_array().unwrap().len(), 4);
+        assert_eq!(dump["configs"].as_array().unwrap().len(), 5);
 
         assert_eq!(
             get(address, "/debug/syncz").await,

@@ -9,7 +9,7 @@ use prost::{Message, Name};
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use serde_json::Value;
 
-use crate::translate::{ResourceType, Resources};
+use crate::translate::{ResourceType, Resources, redact_secret};
 
 static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
     DescriptorPool::decode(
@@ -66,10 +66,29 @@ pub fn any_to_json(any: &Any) -> Result<Value, JsonError> {
     to_json(any)
 }
 
-/// The resources of one type as a JSON array, in name order.
+/// The resources of one type as a JSON array, in name order, private keys redacted: what
+/// anything showing resources to people (config dumps, golden files) prints.
 pub fn resources_to_json(resources: &Resources, ty: ResourceType) -> Result<Value, JsonError> {
-    let rendered = resources
-        .encode(ty)
+    if ty != ResourceType::Secret {
+        return encoded_to_json(resources.encode(ty));
+    }
+    let mut secrets = resources.secrets.clone();
+    secrets.values_mut().for_each(redact_secret);
+    let redacted = Resources {
+        secrets,
+        ..Resources::default()
+    };
+    encoded_to_json(redacted.encode(ty))
+}
+
+/// The Secrets as JSON with their private keys, for handing to Envoy itself (as a validation
+/// bootstrap does); never for printing.
+pub fn secrets_with_keys_to_json(resources: &Resources) -> Result<Value, JsonError> {
+    encoded_to_json(resources.encode(ResourceType::Secret))
+}
+
+fn encoded_to_json(encoded: std::collections::BTreeMap<String, Any>) -> Result<Value, JsonError> {
+    let rendered = encoded
         .values()
         .map(|any| {
             let full_name = any.type_url.rsplit('/').next().unwrap_or_default();
@@ -80,7 +99,7 @@ pub fn resources_to_json(resources: &Resources, ty: ResourceType) -> Result<Valu
 }
 
 /// A proxy's resources in the shape of Envoy's `/config_dump` (`configs` holding the clusters,
-/// endpoints, listeners and routes dumps), each resource tagged with the version it was sent at.
+/// endpoints, listeners, routes and secrets dumps, private keys redacted), each resource tagged with the version it was sent at.
 pub fn config_dump(
     resources: &Resources,
     version_of: impl Fn(ResourceType) -> String,
@@ -112,6 +131,14 @@ pub fn config_dump(
             ResourceType::Route => json!({
                 "@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump",
                 "dynamic_route_configs": items.into_iter().map(|route| json!({"version_info": version, "route_config": route})).collect::<Vec<_>>(),
+            }),
+            ResourceType::Secret => json!({
+                "@type": "type.googleapis.com/envoy.admin.v3.SecretsConfigDump",
+                "dynamic_active_secrets": items.into_iter().map(|secret| json!({
+                    "name": secret.get("name").cloned().unwrap_or_default(),
+                    "version_info": version,
+                    "secret": secret,
+                })).collect::<Vec<_>>(),
             }),
         };
         configs.push(entry);

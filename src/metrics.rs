@@ -132,8 +132,8 @@ pub struct Metrics {
     convergence: Histogram,
     /// `pilot_total_xds_rejects{type}`.
     rejects: IntCounterVec,
-    /// `pilot_xds_{cds,eds,lds,rds}_reject{node}`, in [`ResourceType::ALL`] order.
-    type_rejects: [IntGaugeVec; 4],
+    /// `pilot_xds_{cds,eds,lds,rds,sds}_reject{node}`, in [`ResourceType::ALL`] order.
+    type_rejects: [IntGaugeVec; ResourceType::ALL.len()],
     /// `pilot_debounce_time`.
     debounce: Histogram,
     /// `pilot_push_triggers{type}`.
@@ -172,7 +172,7 @@ impl Metrics {
         let pushes = IntCounterVec::new(
             Opts::new(
                 "pilot_xds_pushes",
-                "xDS responses sent, by type (cds, eds, lds, rds).",
+                "xDS responses sent, by type (cds, eds, lds, rds, sds).",
             ),
             &["type"],
         )
@@ -218,6 +218,7 @@ impl Metrics {
             type_reject(ResourceType::Endpoint, "Pilot rejected EDS."),
             type_reject(ResourceType::Listener, "Pilot rejected LDS."),
             type_reject(ResourceType::Route, "Pilot rejected RDS."),
+            type_reject(ResourceType::Secret, "Pilot rejected SDS."),
         ];
         let debounce = Histogram::with_opts(histogram(
             "pilot_debounce_time",
@@ -260,6 +261,7 @@ impl Metrics {
             Box::new(type_rejects[1].clone()),
             Box::new(type_rejects[2].clone()),
             Box::new(type_rejects[3].clone()),
+            Box::new(type_rejects[4].clone()),
             Box::new(debounce.clone()),
             Box::new(push_triggers.clone()),
             Box::new(services.clone()),
@@ -385,6 +387,7 @@ fn type_index(ty: ResourceType) -> usize {
         ResourceType::Endpoint => 1,
         ResourceType::Listener => 2,
         ResourceType::Route => 3,
+        ResourceType::Secret => 4,
     }
 }
 

@@ -92,13 +92,24 @@ pub fn render(streams: &[StreamSync]) -> String {
         } else {
             name.to_string()
         }];
+        for (_, ty) in TYPE_COLUMNS {
+            let state = stream.types.get(ty).map(|sync| sync.state);
+            cells.push(state.unwrap_or_default().label().to_string());
+        }
+        // Rejections of every type, those without a column (SDS, as in istioctl) included.
+        let columns = TYPE_COLUMNS
+            .iter()
+            .map(|(header, ty)| (header.to_string(), *ty));
+        let others = stream
+            .types
+            .keys()
+            .filter(|ty| TYPE_COLUMNS.iter().all(|(_, column)| column != ty))
+            .map(|ty| (ty.to_uppercase(), ty.as_str()));
         let mut errors = Vec::new();
-        for (header, ty) in TYPE_COLUMNS {
-            let sync = stream.types.get(ty);
-            let state = sync.map(|sync| sync.state).unwrap_or_default();
-            cells.push(state.label().to_string());
-            if let Some(nack) = sync.and_then(|sync| sync.nack.as_ref())
-                && state == SyncState::Error
+        for (header, ty) in columns.chain(others) {
+            if let Some(sync) = stream.types.get(ty)
+                && let Some(nack) = &sync.nack
+                && sync.state == SyncState::Error
             {
                 let mut lines = nack.message.trim().lines().map(str::trim_end);
                 let first = lines.next().unwrap_or_default();
@@ -256,6 +267,7 @@ mod tests {
                     ),
                     ("eds", sync(Some("e1"), Some("e1"), None)),
                     ("lds", sync(Some("l1"), None, None)),
+                    ("sds", sync(Some("s2"), Some("s1"), Some(("s2", "bad key")))),
                 ],
             ),
             stream(
@@ -276,6 +288,7 @@ details.default   SYNCED   SYNCED   SYNCED   SYNCED     SotW
 ratings.default   ERROR    STALE    SYNCED   NOT SENT   Delta
     CDS rejected c2: bad cluster
       second line
+    SDS rejected s2: bad key
 ";
         assert_eq!(render(&streams), expected);
     }

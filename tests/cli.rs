@@ -122,6 +122,7 @@ fn translate_prints_a_config_dump() {
             "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump",
             "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
             "type.googleapis.com/envoy.admin.v3.RoutesConfigDump",
+            "type.googleapis.com/envoy.admin.v3.SecretsConfigDump",
         ]
     );
     let clusters = dump["configs"][0]["dynamic_active_clusters"]

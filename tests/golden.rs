@@ -1,7 +1,8 @@
 //! Golden tests: every directory under `testdata/golden/` is a case. Its `input/` is a config
 //! directory, `proxy.yaml` (optional) names the proxy (`id` and `metadata`), and `expected/` holds
-//! one JSON file per xDS type plus `errors.txt`. Every case's resources must also pass
-//! `envoy --mode validate`.
+//! one JSON file per xDS type plus `errors.txt` (`secrets.json` only when the proxy gets Secrets;
+//! private keys show as `[redacted]` there, while Envoy validates the real ones). Every case's
+//! resources must also pass `envoy --mode validate`.
 //!
 //! `RUDDER_UPDATE_GOLDEN=1 cargo test --test golden` rewrites `expected/` and deletes files in it
 //! that the case no longer produces.
@@ -66,6 +67,9 @@ fn outputs(case: &Path) -> (BTreeMap<String, String>, rudder::translate::Resourc
             ResourceType::Endpoint => "endpoints.json",
             ResourceType::Listener => "listeners.json",
             ResourceType::Route => "routes.json",
+            // Only gateways with credentials get any: other cases have no file for them.
+            ResourceType::Secret if resources.secrets.is_empty() => continue,
+            ResourceType::Secret => "secrets.json",
         };
         files.insert(
             name.to_string(),

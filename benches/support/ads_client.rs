@@ -73,9 +73,9 @@ pub async fn connect(address: std::net::SocketAddr) -> Channel {
 /// What a client has received, for tests that count responses and benchmarks that time them.
 #[derive(Debug, Default)]
 pub struct Received {
-    responses: [AtomicUsize; 4],
+    responses: [AtomicUsize; ResourceType::ALL.len()],
     /// How many resources the last response of each type carried.
-    last: [AtomicUsize; 4],
+    last: [AtomicUsize; ResourceType::ALL.len()],
     /// Encoded bytes of every response, of every type.
     bytes: AtomicU64,
     /// When the last response arrived, as nanoseconds since [`epoch`] (0: none yet).
@@ -99,9 +99,16 @@ impl Received {
         self.last[index(ty)].load(Ordering::Relaxed)
     }
 
-    /// Responses by type, in ADS order.
+    /// Responses by type, in ADS order, of the types every proxy gets (only gateways with
+    /// credentials get Secrets).
     pub fn counts(&self) -> [usize; 4] {
-        ResourceType::ALL.map(|ty| self.of(ty))
+        [
+            ResourceType::Cluster,
+            ResourceType::Endpoint,
+            ResourceType::Listener,
+            ResourceType::Route,
+        ]
+        .map(|ty| self.of(ty))
     }
 
     /// Encoded bytes received so far.
@@ -185,7 +192,7 @@ fn dependencies(ty: ResourceType, any: &Any) -> Vec<String> {
                 })
                 .collect()
         }
-        ResourceType::Endpoint | ResourceType::Route => Vec::new(),
+        ResourceType::Endpoint | ResourceType::Route | ResourceType::Secret => Vec::new(),
     }
 }
 
@@ -194,7 +201,7 @@ fn dependent(ty: ResourceType) -> Option<ResourceType> {
     match ty {
         ResourceType::Cluster => Some(ResourceType::Endpoint),
         ResourceType::Listener => Some(ResourceType::Route),
-        ResourceType::Endpoint | ResourceType::Route => None,
+        ResourceType::Endpoint | ResourceType::Route | ResourceType::Secret => None,
     }
 }
 

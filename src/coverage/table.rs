@@ -245,7 +245,7 @@ static WORKLOAD: &[Field] = &[
     leaf("serviceAccount", N),
 ];
 
-/// Gateway and Sidecar ingress TLS; not translated anywhere yet.
+/// Sidecar ingress TLS; not translated yet.
 static SERVER_TLS: &[Field] = &[
     leaf("httpsRedirect", N),
     leaf("mode", N),
@@ -539,20 +539,66 @@ static SIDECAR: &[Field] = &[
     ),
 ];
 
-/// Gateway is not translated yet: every field is "not yet" until gateway support lands, which
-/// flips these to what it carries out.
+/// A Gateway server's port: as for services, except that the target port comes from the gateway
+/// Service, as istiod looks it up.
+static GATEWAY_PORT: &[Field] = &[
+    leaf("number", S),
+    leaf("protocol", S),
+    leaf("name", S),
+    leaf(
+        "targetPort",
+        Status::Ignored("istiod ignores it on Gateways: the gateway Service's targetPort applies"),
+    ),
+];
+
+static GATEWAY_TLS: &[Field] = &[
+    leaf("httpsRedirect", S),
+    leaf(
+        "mode",
+        Status::Partial {
+            how: "PASSTHROUGH, SIMPLE, MUTUAL; AUTO_PASSTHROUGH without Istio's mTLS ALPN check; ISTIO_MUTUAL and OPTIONAL_MUTUAL are refused (no Istio CA)",
+            unsupported: None,
+        },
+    ),
+    leaf("serverCertificate", S),
+    leaf("privateKey", S),
+    leaf("caCertificates", S),
+    leaf("caCrl", S),
+    leaf("credentialName", S),
+    leaf(
+        "credentialNames[]",
+        Status::Refused("several certificates per server are not supported"),
+    ),
+    leaf("caCertCredentialName", N),
+    node(
+        "tlsCertificates[]",
+        Status::Refused("several certificates per server are not supported"),
+        &[
+            leaf("serverCertificate", S),
+            leaf("privateKey", S),
+            leaf("caCertificates", S),
+        ],
+    ),
+    leaf("subjectAltNames[]", S),
+    leaf("verifyCertificateSpki[]", S),
+    leaf("verifyCertificateHash[]", S),
+    leaf("minProtocolVersion", S),
+    leaf("maxProtocolVersion", S),
+    leaf("cipherSuites[]", S),
+];
+
 static GATEWAY: &[Field] = &[
     node(
         "servers[]",
-        N,
+        S,
         &[
-            node("port", N, PORT),
-            leaf("bind", N),
-            leaf("hosts[]", N),
-            node("tls", N, SERVER_TLS),
+            node("port", S, GATEWAY_PORT),
+            leaf("bind", S),
+            leaf("hosts[]", S),
+            node("tls", S, GATEWAY_TLS),
             leaf("defaultEndpoint", N),
-            leaf("name", N),
+            leaf("name", S),
         ],
     ),
-    leaf("selector", N),
+    leaf("selector", S),
 ];

@@ -160,15 +160,16 @@ fn partly_supported_fields_warn_only_for_the_unsupported_part() {
 }
 
 #[test]
-fn an_untranslated_kind_warns_once_per_top_level_field() {
+fn gateway_fields_without_effect_warn() {
     let gateway = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: g}\n\
                    spec:\n  selector: {istio: ingressgateway}\n  servers:\n  \
-                   - port: {number: 80, name: http, protocol: HTTP}\n    hosts: ['*']\n";
+                   - port: {number: 80, name: http, protocol: HTTP, targetPort: 8080}\n    hosts: ['*']\n    \
+                   defaultEndpoint: 127.0.0.1:8080\n";
     assert_eq!(
         warnings(gateway),
         [
-            "spec.servers: not supported by rudder yet; ignored",
-            "spec.selector: not supported by rudder yet; ignored",
+            "spec.servers[0].port.targetPort: istiod ignores it on Gateways: the gateway Service's targetPort applies",
+            "spec.servers[0].defaultEndpoint: not supported by rudder yet; ignored",
         ]
     );
 }

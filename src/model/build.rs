@@ -13,15 +13,15 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::destination_rule::destination_rule_warnings;
 use super::service_entry::add_service_entries;
 use super::validate::{
-    validate_destination_rule, validate_endpoint_slice, validate_service, validate_service_entry,
-    validate_sidecar, validate_virtual_service, validate_workload_entry,
+    validate_destination_rule, validate_endpoint_slice, validate_gateway, validate_service,
+    validate_service_entry, validate_sidecar, validate_virtual_service, validate_workload_entry,
 };
-use super::virtual_service;
 use super::{
     DEFAULT_DNS_DOMAIN, DEFAULT_ROOT_NAMESPACE, DestinationRule, Endpoint, EndpointAddress,
     ExportTo, Locality, Model, Protocol, REGION_LABELS, Registry, Resolution, SUBZONE_LABEL,
     Service, ServicePort, TargetPort, Workload, ZONE_LABELS,
 };
+use super::{credential, virtual_service};
 use crate::coverage::unsupported_settings;
 use crate::diagnostic::ConfigError;
 use crate::inputs::{Entry, FieldError, Inputs, IstioObject, Kind, Object, ObjectKey};
@@ -42,6 +42,18 @@ pub struct Built {
     pub errors: Vec<ConfigError>,
 }
 
+/// What stands in for an object whose current version is invalid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fallback {
+    /// Its last good version, so one bad edit does not remove what the object configured.
+    LastGood,
+    /// Nothing. For Secrets: a Secret is replaced to rotate or revoke a key, and serving the
+    /// previous key after its owner replaced it (perhaps because it leaked) is worse than the
+    /// gateway server going dark until the Secret is fixed. istiod, too, serves only the
+    /// Secret as it is now.
+    None,
+}
+
 /// Admits objects one kind at a time, remembering what was accepted.
 struct Admission<'a> {
     inputs: &'a Inputs,
@@ -54,6 +66,15 @@ impl Admission<'_> {
     /// Admits every entry of `kind` for which `check` passes; others fall back to their last
     /// good version.
     fn admit(&mut self, kind: Kind, check: impl Fn(&Object) -> Result<(), FieldError>) {
+        self.admit_with(kind, Fallback::LastGood, check);
+    }
+
+    fn admit_with(
+        &mut self,
+        kind: Kind,
+        fallback: Fallback,
+        check: impl Fn(&Object) -> Result<(), FieldError>,
+    ) {
         let entries = self
             .inputs
             .entries
@@ -69,7 +90,10 @@ impl Admission<'_> {
                     self.accepted.objects.insert(key.clone(), object.clone());
                 }
                 Err(FieldError { field, message }) => {
-                    let fallback = self.previous.objects.get(key);
+                    let fallback = match fallback {
+                        Fallback::LastGood => self.previous.objects.get(key),
+                        Fallback::None => None,
+                    };
                     let consequence = if fallback.is_some() {
                         "; the last valid version stays in force"
                     } else {
@@ -110,6 +134,65 @@ impl Admission<'_> {
         }
     }
 
+    /// Reports, as warnings, the gateway servers no proxy gets although their Gateway is valid:
+    /// those another server's port or hosts conflict with, and those whose `credentialName`
+    /// names no usable Secret (yet); and cipher suites left out as unknown. They are warnings so that the Gateway stays in force as
+    /// written: a Secret arriving later brings its server up without a new version of it.
+    fn warn_unservable_gateway_servers(
+        &mut self,
+        gateways: &[super::gateway::Gateway],
+        credentials: &super::credential::Credentials,
+    ) {
+        let mut warnings = Vec::new();
+        for conflict in super::gateway::conflicts(gateways) {
+            let (namespace, name) = conflict.gateway;
+            warnings.push((
+                namespace,
+                name,
+                format!("spec.servers[{}]", conflict.server),
+                conflict.message,
+            ));
+        }
+        for gateway in gateways {
+            for server in &gateway.servers {
+                let unknown: Vec<&str> = server
+                    .tls
+                    .iter()
+                    .flat_map(|tls| &tls.cipher_suites)
+                    .map(String::as_str)
+                    .filter(|suite| !super::gateway::is_known_cipher_suite(suite))
+                    .collect();
+                if !unknown.is_empty() {
+                    warnings.push((
+                        gateway.namespace.clone(),
+                        gateway.name.clone(),
+                        format!("spec.servers[{}].tls.cipherSuites", server.index),
+                        format!("ignoring invalid cipher suites: {}", unknown.join(", ")),
+                    ));
+                }
+                let Some(problem) =
+                    super::gateway::credential_problem(server, &gateway.namespace, credentials)
+                else {
+                    continue;
+                };
+                warnings.push((
+                    gateway.namespace.clone(),
+                    gateway.name.clone(),
+                    format!("spec.servers[{}].tls.credentialName", server.index),
+                    problem + "; the server is left out until it is",
+                ));
+            }
+        }
+        for (namespace, name, field, message) in warnings {
+            let key = ObjectKey::new(Kind::Gateway, &namespace, &name);
+            let mut warning = ConfigError::new(message).field(field).warning();
+            if let Some(entry) = self.inputs.entries.get(&key) {
+                warning = warning.at(entry.origin.clone());
+            }
+            self.errors.push(warning.on(key));
+        }
+    }
+
     fn accepted(&self, kind: Kind) -> impl Iterator<Item = &Object> {
         self.accepted
             .objects
@@ -129,16 +212,28 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
     };
     let dns_domain = DEFAULT_DNS_DOMAIN;
     // Kinds the model does not read yet are admitted too, so their decoding errors are reported.
-    let unchecked = [
-        Kind::Namespace,
-        Kind::Node,
-        Kind::Secret,
-        Kind::Pod,
-        Kind::Gateway,
-    ];
+    let unchecked = [Kind::Namespace, Kind::Node, Kind::Pod];
     for kind in unchecked {
         admission.admit(kind, |_| Ok(()));
     }
+    admission.admit_with(Kind::Secret, Fallback::None, |object| match object {
+        Object::Secret(secret) => {
+            credential::validate_secret(secret.metadata.name.as_deref().unwrap_or(""), secret)
+        }
+        _ => Ok(()),
+    });
+    let present_secrets = inputs
+        .entries
+        .range(ObjectKey::new(Kind::Secret, "", "")..)
+        .take_while(|(key, _)| key.kind == Kind::Secret)
+        .map(|(key, _)| (key.namespace.as_str(), key.name.as_str()));
+    let admitted_secrets = admission
+        .accepted(Kind::Secret)
+        .filter_map(|object| match object {
+            Object::Secret(secret) => Some(&**secret),
+            _ => None,
+        });
+    let credentials = credential::credentials(present_secrets, admitted_secrets);
     admission.admit(Kind::Service, |object| match object {
         Object::Service(service) => validate_service(service),
         _ => Ok(()),
@@ -147,6 +242,11 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
         Object::EndpointSlice(slice) => validate_endpoint_slice(slice),
         _ => Ok(()),
     });
+    admission.admit(Kind::Gateway, |object| match object {
+        Object::Gateway(gateway) => validate_gateway(&gateway.spec),
+        _ => Ok(()),
+    });
+    let gateways = super::gateway::gateways(admission.accepted(Kind::Gateway));
     admission.admit(Kind::Sidecar, |object| match object {
         Object::Sidecar(sidecar) => validate_sidecar(&sidecar.spec),
         _ => Ok(()),
@@ -229,6 +329,7 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
         }));
 
     admission.warn_unsupported();
+    admission.warn_unservable_gateway_servers(&gateways, &credentials);
     let mut errors = admission.errors;
     errors.sort();
     errors.dedup();
@@ -242,7 +343,8 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
             workloads,
             sidecars,
             root_namespace: DEFAULT_ROOT_NAMESPACE.to_string(),
-            credentials: Default::default(),
+            credentials,
+            gateways,
         },
         last_good: admission.accepted,
         errors,

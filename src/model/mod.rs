@@ -10,6 +10,7 @@
 mod build;
 pub mod credential;
 mod destination_rule;
+pub mod gateway;
 mod service_entry;
 pub mod sidecar;
 mod validate;
@@ -274,10 +275,6 @@ pub struct VirtualService {
 }
 
 impl VirtualService {
-    pub fn applies_to_sidecars(&self) -> bool {
-        self.gateways.iter().any(|gateway| gateway == MESH_GATEWAY)
-    }
-
     /// Whether proxies in `namespace` see this VirtualService, and with which preference: istiod
     /// lists the VirtualServices private to the proxy's namespace first (0), then those exported
     /// to it by name (1), then the public ones (2), each group in precedence order.
@@ -397,6 +394,8 @@ pub struct Model {
     pub root_namespace: String,
     /// TLS material of Secrets, for gateway servers' `credentialName`.
     pub credentials: credential::Credentials,
+    /// In precedence order: oldest first, then namespace and name.
+    pub gateways: Vec<gateway::Gateway>,
 }
 
 impl Model {

@@ -3,12 +3,14 @@
 //! DestinationRule defines, a destination host that is not a service). Each check names the
 //! field at fault. Pure functions over the object and the already admitted part of the model.
 
+mod gateway;
 mod kubernetes;
 mod service_entry;
 mod sidecar;
 mod syntax;
 mod virtual_service;
 
+pub use gateway::validate_gateway;
 pub use kubernetes::{validate_endpoint_slice, validate_service};
 pub use service_entry::{validate_service_entry, validate_workload_entry};
 pub use sidecar::validate_sidecar;

@@ -430,10 +430,16 @@ fn has_conflict(root: &istio::HttpMatchRequest, leaf: &istio::HttpMatchRequest) 
 /// exported to the namespace; those private to it first, then those exported to it by name, then
 /// public ones, each group in precedence order.
 pub fn for_sidecar<'m>(model: &'m Model, namespace: &str) -> Vec<&'m VirtualService> {
+    bound_to(model, namespace, MESH_GATEWAY)
+}
+
+/// The VirtualServices bound to `gateway` (`namespace/name`, or `mesh`) that proxies in
+/// `namespace` see, in istiod's order (as [`for_sidecar`]).
+pub fn bound_to<'m>(model: &'m Model, namespace: &str, gateway: &str) -> Vec<&'m VirtualService> {
     let mut visible: Vec<(u8, &VirtualService)> = model
         .virtual_services
         .iter()
-        .filter(|vs| vs.applies_to_sidecars())
+        .filter(|vs| vs.gateways.iter().any(|g| g == gateway))
         .filter_map(|vs| Some((vs.visibility_rank(namespace)?, vs)))
         .collect();
     visible.sort_by_key(|(rank, _)| *rank);

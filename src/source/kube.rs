@@ -2,7 +2,7 @@
 //! [`Inputs`], the same bag of objects the file source produces.
 //!
 //! It owns the watches and the per-kind stores. Every object is pruned to the fields rudder reads
-//! (no managedFields, no Pod specs, no unrelated Secret data) and decoded the moment it arrives,
+//! (no managedFields, no Pod specs, no Secret data but the TLS keys istiod reads) and decoded the moment it arrives,
 //! so memory holds typed objects, not API server JSON. A relist (after a watch error, a 410 Gone
 //! or an API server restart) fills a fresh buffer and swaps it in only when the list is complete,
 //! so config that is still valid is never dropped in between. An Istio kind whose CRD is not
@@ -29,6 +29,7 @@ use tokio::task::JoinSet;
 use crate::diagnostic::Origin;
 use crate::inputs::{Decoded, Entry, Inputs, ObjectKey, decode};
 use crate::istio::{NETWORKING_GROUP, NETWORKING_VERSIONS};
+use crate::model::credential::{GENERIC_CERTIFICATE, GENERIC_KEY, SECRET_DATA_KEYS};
 
 /// The Istio kinds rudder watches, in `networking.istio.io`.
 pub const ISTIO_KINDS: [&str; 6] = [
@@ -128,12 +129,17 @@ fn watched_kinds(filter: &NamespaceFilter) -> Vec<Watched> {
         watched("EndpointSlice", builtin::<EndpointSlice>()),
         watched("Pod", builtin::<Pod>()),
         watched("Node", builtin::<Node>()),
-        // Gateways terminate TLS with these; other Secrets are none of rudder's business.
+        // Gateways terminate TLS with these. istiod reads generic Secrets too (`cert`, `key`,
+        // `cacert`), so no type selects them all; the two types that are large and never
+        // credentials stay on the API server, and `prune` drops every other Secret's data.
         watched(
             "Secret",
             Locate::Builtin {
                 resource: ApiResource::erase::<Secret>(&()),
-                fields: Some("type=kubernetes.io/tls".to_string()),
+                fields: Some(
+                    "type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token"
+                        .to_string(),
+                ),
                 labels: None,
             },
         ),
@@ -379,7 +385,7 @@ fn prune(kind: &str, mut value: Value) -> Value {
             object.remove("spec");
             object.remove("status");
         }
-        "Secret" => keep(object, "data", &["tls.crt", "tls.key", "ca.crt"]),
+        "Secret" => prune_secret(object),
         "Service" => {
             object.remove("status");
         }
@@ -394,6 +400,25 @@ fn prune(kind: &str, mut value: Value) -> Value {
         _ => {}
     }
     value
+}
+
+/// Keeps of a Secret only the data keys istiod reads for credentials, and of the generic
+/// `cert`/`key` pair only a whole pair: an Opaque Secret's lone `key` is some API key, not a TLS
+/// key, and stays out of memory. Annotations go too (they can hold anything, a copy of the data
+/// included).
+fn prune_secret(object: &mut serde_json::Map<String, Value>) {
+    if let Some(Value::Object(metadata)) = object.get_mut("metadata") {
+        metadata.remove("annotations");
+    }
+    object.remove("stringData");
+    let Some(Value::Object(data)) = object.get_mut("data") else {
+        return;
+    };
+    data.retain(|key, _| SECRET_DATA_KEYS.contains(&key.as_str()));
+    if !(data.contains_key(GENERIC_CERTIFICATE) && data.contains_key(GENERIC_KEY)) {
+        data.remove(GENERIC_CERTIFICATE);
+        data.remove(GENERIC_KEY);
+    }
 }
 
 /// The objects of every kind, and what has been listed so far.
@@ -659,5 +684,14 @@ mod tests {
             prune("Secret", secret)["data"],
             json!({"tls.crt": "a", "tls.key": "b"})
         );
+        let generic = json!({"kind": "Secret", "metadata": {"name": "g", "annotations": {"a": "b"}},
+            "data": {"cert": "a", "key": "b", "cacert": "c", "token": "d"}});
+        assert_eq!(
+            prune("Secret", generic),
+            json!({"kind": "Secret", "metadata": {"name": "g"},
+                "data": {"cert": "a", "key": "b", "cacert": "c"}})
+        );
+        let api_key = json!({"kind": "Secret", "data": {"key": "s3cr3t", "ca.crt": "c"}});
+        assert_eq!(prune("Secret", api_key)["data"], json!({"ca.crt": "c"}));
     }
 }

@@ -51,7 +51,7 @@ use crate::istio;
 use crate::model::sidecar::OutboundPolicy;
 use crate::model::virtual_service::{for_sidecar, hosts_match};
 use crate::model::{MESH_GATEWAY, Model, Protocol, Service, VirtualService};
-use crate::proxy::{InterceptionMode, Proxy, ProxyKind};
+use crate::proxy::{InterceptionMode, Proxy};
 
 const VIRTUAL_OUTBOUND: &str = "virtualOutbound";
 const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
@@ -59,10 +59,6 @@ const VIRTUAL_OUTBOUND_PORT: u16 = 15001;
 
 /// The listeners, and the names of the route configurations they refer to.
 pub fn listeners(scope: &Scope, proxy: &Proxy) -> (BTreeMap<String, Listener>, BTreeSet<String>) {
-    // A gateway listens only where Gateway resources say; until rudder reads them, nowhere.
-    if proxy.kind == ProxyKind::Router {
-        return (BTreeMap::new(), BTreeSet::new());
-    }
     let mut built = Built::default();
     // A listener address taken by an earlier egress listener stays with it, as in istiod.
     for listener in &scope.listeners {
@@ -180,14 +176,19 @@ fn with_tls_inspector(mut listener: Listener) -> Listener {
         .iter()
         .any(|filter| filter.name == TLS_INSPECTOR);
     if sni && !present {
-        listener.listener_filters.push(ListenerFilter {
-            name: TLS_INSPECTOR.to_string(),
-            config_type: typed_config(&TlsInspector::default())
-                .map(listener_filter::ConfigType::TypedConfig),
-            ..Default::default()
-        });
+        listener.listener_filters.push(tls_inspector());
     }
     listener
+}
+
+/// The listener filter that reads SNI (and ALPN) for filter chain matching.
+pub(super) fn tls_inspector() -> ListenerFilter {
+    ListenerFilter {
+        name: TLS_INSPECTOR.to_string(),
+        config_type: typed_config(&TlsInspector::default())
+            .map(listener_filter::ConfigType::TypedConfig),
+        ..Default::default()
+    }
 }
 
 /// `ADDRESS/LENGTH`, how a destination block is written and compared.
@@ -251,7 +252,7 @@ fn restrict_to_blocks(chains: &mut [FilterChain], blocks: &[String]) {
     }
 }
 
-fn listener_name(address: &str, port: u16) -> String {
+pub(super) fn listener_name(address: &str, port: u16) -> String {
     format!("{address}_{port}")
 }
 
@@ -284,6 +285,21 @@ fn http_listener(address: &str, port: u16, route_name: &str, bind: bool) -> List
 /// An HTTP connection manager with istiod's filters and defaults, its routes from `routes`
 /// (RDS outbound, inline inbound).
 pub(super) fn http_connection_manager(stat_prefix: String, routes: RouteSpecifier) -> Filter {
+    connection_manager_filter(&connection_manager(stat_prefix, routes))
+}
+
+pub(super) fn connection_manager_filter(manager: &HttpConnectionManager) -> Filter {
+    Filter {
+        name: "envoy.filters.network.http_connection_manager".to_string(),
+        config_type: typed_config(manager).map(filter::ConfigType::TypedConfig),
+    }
+}
+
+/// The connection manager [`http_connection_manager`] wraps, for callers that adjust it.
+pub(super) fn connection_manager(
+    stat_prefix: String,
+    routes: RouteSpecifier,
+) -> HttpConnectionManager {
     let http_filters = vec![
         http_filter(
             "envoy.filters.http.fault",
@@ -295,7 +311,7 @@ pub(super) fn http_connection_manager(stat_prefix: String, routes: RouteSpecifie
             typed_config(&Router::default()),
         ),
     ];
-    let manager = HttpConnectionManager {
+    HttpConnectionManager {
         stat_prefix,
         route_specifier: Some(routes),
         http_filters,
@@ -307,10 +323,6 @@ pub(super) fn http_connection_manager(stat_prefix: String, routes: RouteSpecifie
             ..Default::default()
         }],
         ..Default::default()
-    };
-    Filter {
-        name: "envoy.filters.network.http_connection_manager".to_string(),
-        config_type: typed_config(&manager).map(filter::ConfigType::TypedConfig),
     }
 }
 
@@ -344,7 +356,7 @@ fn tcp_proxy(stat_prefix: &str, cluster_specifier: tcp_proxy::ClusterSpecifier) 
 /// A TCP proxy to a route's destinations (istiod's `buildOutboundNetworkFilters`): one cluster,
 /// named as the stats prefix, or weighted clusters under the VirtualService's `name.namespace`.
 /// Several destinations without weights share traffic evenly, as HTTP routes do.
-fn route_tcp_proxy(
+pub(super) fn route_tcp_proxy(
     vs: &VirtualService,
     destinations: &[istio::RouteDestination],
     model: &Model,

@@ -4,6 +4,7 @@
 mod cds;
 mod cluster_policy;
 mod eds;
+mod gateway;
 mod inbound;
 mod lds;
 mod locality;
@@ -19,30 +20,35 @@ use envoy_types::pb::envoy::config::core::v3::{AggregatedConfigSource, ApiVersio
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::pb::google::protobuf::{Any, Duration as ProtoDuration};
 use prost::{Message, Name};
 
 pub use inbound::{INBOUND_PASSTHROUGH_CLUSTER, inbound_cluster_name};
+pub use sds::redact_secret;
 
 use crate::model::Model;
-use crate::proxy::Proxy;
+use crate::proxy::{Proxy, ProxyKind};
 
-/// The xDS resource types rudder serves, in the order ADS sends them (CDS, EDS, LDS, RDS), so
-/// nothing refers to a resource Envoy has not received yet.
+/// The xDS resource types rudder serves, in the order ADS sends them (CDS, EDS, LDS, RDS, then
+/// SDS as istiod does), so nothing refers to a resource Envoy has not received yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ResourceType {
     Cluster,
     Endpoint,
     Listener,
     Route,
+    /// Gateway TLS credentials (SDS over ADS).
+    Secret,
 }
 
 impl ResourceType {
-    pub const ALL: [ResourceType; 4] = [
+    pub const ALL: [ResourceType; 5] = [
         ResourceType::Cluster,
         ResourceType::Endpoint,
         ResourceType::Listener,
         ResourceType::Route,
+        ResourceType::Secret,
     ];
 
     pub fn type_url(self) -> &'static str {
@@ -53,6 +59,9 @@ impl ResourceType {
             }
             ResourceType::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
             ResourceType::Route => "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+            ResourceType::Secret => {
+                "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+            }
         }
     }
 
@@ -60,18 +69,19 @@ impl ResourceType {
         Self::ALL.into_iter().find(|ty| ty.type_url() == type_url)
     }
 
-    /// LDS and CDS always send the full set; EDS and RDS send the names asked for.
+    /// LDS and CDS always send the full set; EDS, RDS and SDS send the names asked for.
     pub fn is_wildcard(self) -> bool {
         matches!(self, ResourceType::Cluster | ResourceType::Listener)
     }
 
-    /// A short name for logs and metrics: `cds`, `eds`, `lds`, `rds`.
+    /// A short name for logs and metrics: `cds`, `eds`, `lds`, `rds`, `sds`.
     pub fn short_name(self) -> &'static str {
         match self {
             ResourceType::Cluster => "cds",
             ResourceType::Endpoint => "eds",
             ResourceType::Listener => "lds",
             ResourceType::Route => "rds",
+            ResourceType::Secret => "sds",
         }
     }
 }
@@ -83,6 +93,9 @@ pub struct Resources {
     pub endpoints: BTreeMap<String, ClusterLoadAssignment>,
     pub listeners: BTreeMap<String, Listener>,
     pub routes: BTreeMap<String, RouteConfiguration>,
+    /// Gateway credentials; they hold private keys, so anything that prints resources redacts
+    /// them (see [`redact_secret`]).
+    pub secrets: BTreeMap<String, Secret>,
 }
 
 impl Resources {
@@ -93,6 +106,7 @@ impl Resources {
             ResourceType::Endpoint => encode_all(&self.endpoints),
             ResourceType::Listener => encode_all(&self.listeners),
             ResourceType::Route => encode_all(&self.routes),
+            ResourceType::Secret => encode_all(&self.secrets),
         }
     }
 }
@@ -149,8 +163,15 @@ pub fn translate(model: &Model, proxy: &Proxy) -> Resources {
     let scope = scope::scope(model, proxy);
     let mut clusters = cds::clusters(scope.model(), proxy);
     let endpoints = eds::endpoints(scope.model(), proxy, &clusters);
-    let (mut listeners, route_names) = lds::listeners(&scope, proxy);
-    let routes = rds::routes(&scope, proxy, &route_names);
+    let (mut listeners, routes) = if proxy.kind == ProxyKind::Router {
+        let merged = crate::model::gateway::merged_for_proxy(model, proxy);
+        let (listeners, route_names) = gateway::listeners(model, &scope, proxy, &merged);
+        let routes = gateway::routes(model, &scope, proxy, &merged, &route_names);
+        (listeners, routes)
+    } else {
+        let (listeners, route_names) = lds::listeners(&scope, proxy);
+        (listeners, rds::routes(&scope, proxy, &route_names))
+    };
     // The inbound side serves the proxy's own workload, which no Sidecar egress scope narrows.
     for cluster in inbound::clusters(model, proxy) {
         clusters.insert(cluster.name.clone(), cluster);
@@ -163,5 +184,7 @@ pub fn translate(model: &Model, proxy: &Proxy) -> Resources {
         endpoints,
         listeners,
         routes,
+        // From the whole model: a Sidecar scope says nothing about a gateway's own Secrets.
+        secrets: sds::secrets(model, proxy),
     }
 }

@@ -31,14 +31,14 @@ use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 
 pub(super) use actions::route_action_defaults;
 pub(crate) use actions::{destination_cluster, split_weights};
-pub(super) use matching::prefix_match;
+pub(super) use matching::{is_catch_all, prefix_match};
 
 use super::scope::Scope;
 use super::{PASSTHROUGH_CLUSTER, outbound_cluster_name};
 use crate::istio;
 use crate::model::sidecar::OutboundPolicy;
 use crate::model::virtual_service::{MAX_DIRECT_RESPONSE_BODY, for_sidecar, hosts_match};
-use crate::model::{Model, Registry, Service, VirtualService};
+use crate::model::{MESH_GATEWAY, Model, Registry, Service, VirtualService};
 use crate::proxy::Proxy;
 
 /// The port on which VirtualServices without any service on it still get virtual hosts (istiod's
@@ -102,7 +102,7 @@ fn route_configuration(
         if port != PLAIN_HOSTS_PORT && !names_a_service {
             continue;
         }
-        let routes = virtual_service_routes(vs, model, proxy, port);
+        let routes = virtual_service_routes(vs, model, proxy, port, MESH_GATEWAY);
         if routes.is_empty() {
             continue;
         }
@@ -180,6 +180,12 @@ fn route_configuration(
         }
     }
     virtual_hosts.sort_by(|a, b| a.name.cmp(&b.name));
+    configuration(name, virtual_hosts)
+}
+
+/// A route configuration with istiod's settings: clusters not validated (a route to a cluster
+/// not sent yet must not reject the whole configuration), ports ignored in host matching.
+pub(super) fn configuration(name: &str, virtual_hosts: Vec<VirtualHost>) -> RouteConfiguration {
     RouteConfiguration {
         name: name.to_string(),
         virtual_hosts,
@@ -343,15 +349,16 @@ fn default_route(cluster: String) -> Route {
     }
 }
 
-/// The routes of one VirtualService as this proxy on this port sees them (istiod's
-/// `BuildHTTPRoutesForVirtualService`): each `match` entry is one route, entries that do not
-/// apply to the proxy are left out, and generation stops after the first route that matches
-/// everything.
-fn virtual_service_routes(
+/// The routes of one VirtualService as this proxy on this port sees them through `gateway`
+/// (`mesh` for sidecars; istiod's `BuildHTTPRoutesForVirtualService`): each `match` entry is one
+/// route, entries that do not apply to the proxy are left out, and generation stops after the
+/// first route that matches everything.
+pub(super) fn virtual_service_routes(
     vs: &VirtualService,
     model: &Model,
     proxy: &Proxy,
     port: u16,
+    gateway: &str,
 ) -> Vec<Route> {
     let mut routes = Vec::new();
     for http in &vs.http {
@@ -362,7 +369,7 @@ fn virtual_service_routes(
         for request in http
             .matches
             .iter()
-            .filter(|m| matching::applies(m, proxy, port))
+            .filter(|m| matching::applies(m, proxy, port, gateway))
         {
             let route = translate_route(http, Some(request), model, port);
             let catch_all = route.r#match.as_ref().is_some_and(matching::is_catch_all);

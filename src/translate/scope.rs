@@ -188,6 +188,7 @@ fn scoped_model(
         sidecars: Vec::new(),
         root_namespace: model.root_namespace.clone(),
         credentials: Default::default(),
+        gateways: Vec::new(),
     }
 }
 

@@ -223,7 +223,7 @@ impl DeltaConnection {
                     .filter(|name| !updated.contains(name.as_str()))
                     .collect();
             }
-            ResourceType::Listener | ResourceType::Route => {
+            ResourceType::Listener | ResourceType::Route | ResourceType::Secret => {
                 self.push_one(ty, &BTreeSet::new(), outcome);
             }
         }

@@ -2,9 +2,13 @@
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
+use envoy_types::pb::envoy::config::core::v3::DataSource;
+use envoy_types::pb::envoy::config::core::v3::data_source::Specifier;
 use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, LocalityLbEndpoints};
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::secret::Type;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{Secret, TlsCertificate};
 use envoy_types::pb::google::protobuf::BoolValue;
 use envoy_types::pb::google::rpc::Status;
 use prost::Message;
@@ -52,7 +56,24 @@ pub fn route(name: &str, validate: bool) -> RouteConfiguration {
     }
 }
 
-/// Clusters and endpoints A and B, listener `0.0.0.0_80`, routes `80` and `9080`.
+/// A gateway credential (fake material: the state machines never read it).
+pub fn secret(name: &str, key: &str) -> Secret {
+    Secret {
+        name: name.to_string(),
+        r#type: Some(Type::TlsCertificate(TlsCertificate {
+            private_key: Some(DataSource {
+                specifier: Some(Specifier::InlineString(key.to_string())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })),
+    }
+}
+
+pub const CREDENTIAL: &str = "kubernetes://cred";
+
+/// Clusters and endpoints A and B, listener `0.0.0.0_80`, routes `80` and `9080`, secret
+/// [`CREDENTIAL`].
 pub fn resources() -> Resources {
     Resources {
         clusters: [(A, cluster(A, "")), (B, cluster(B, ""))]
@@ -67,6 +88,7 @@ pub fn resources() -> Resources {
         routes: [("80", route("80", false)), ("9080", route("9080", false))]
             .map(|(name, r)| (name.to_string(), r))
             .into(),
+        secrets: [(CREDENTIAL.to_string(), secret(CREDENTIAL, "k1"))].into(),
     }
 }
 
@@ -95,6 +117,7 @@ pub fn name_of(encoded: &EncodedAny) -> String {
                 .name
         }
         Some(ResourceType::Listener) => Listener::decode(any.value.as_slice()).unwrap().name,
+        Some(ResourceType::Secret) => Secret::decode(any.value.as_slice()).unwrap().name,
         None => panic!("unexpected type {}", any.type_url),
     }
 }

@@ -175,7 +175,9 @@ impl SotwConnection {
 mod tests {
     use super::*;
     use crate::xds::connection::Nack;
-    use crate::xds::fixtures::{A, B, cla, cluster, error, listener, name_of, resources, route};
+    use crate::xds::fixtures::{
+        A, B, CREDENTIAL, cla, cluster, error, listener, name_of, resources, route, secret,
+    };
 
     fn request(ty: ResourceType, names: &[&str], version: &str, nonce: &str) -> DiscoveryRequest {
         DiscoveryRequest {
@@ -401,6 +403,7 @@ mod tests {
     fn updates_go_out_in_ads_order() {
         let mut conn = SotwConnection::new(resources().into());
         let subscriptions = [
+            request(ResourceType::Secret, &[CREDENTIAL], "", ""),
             request(ResourceType::Route, &["80"], "", ""),
             request(ResourceType::Listener, &[], "", ""),
             request(ResourceType::Endpoint, &[A], "", ""),
@@ -416,6 +419,9 @@ mod tests {
             .insert("0.0.0.0_80".into(), listener("0.0.0.0_80", "x"));
         changed.endpoints.insert(A.into(), cla(A, 1));
         changed.clusters.insert(B.into(), cluster(B, "x"));
+        changed
+            .secrets
+            .insert(CREDENTIAL.into(), secret(CREDENTIAL, "k2"));
         let outcome = conn.on_resources(changed.into());
         assert_eq!(types(&outcome), ResourceType::ALL);
     }
@@ -473,7 +479,7 @@ mod tests {
     fn unknown_types_are_reported() {
         let mut conn = SotwConnection::new(resources().into());
         let secret = DiscoveryRequest {
-            type_url: "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret".into(),
+            type_url: "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig".into(),
             ..Default::default()
         };
         let outcome = conn.on_request(&secret);

@@ -26,6 +26,7 @@ use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType,
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use prost::Message;
 use xxhash_rust::xxh3::Xxh3;
 
@@ -59,6 +60,7 @@ enum Content {
     Endpoint(Box<ClusterLoadAssignment>),
     Listener(Box<Listener>),
     Route(Box<RouteConfiguration>),
+    Secret(Box<Secret>),
 }
 
 impl Resource {
@@ -68,6 +70,7 @@ impl Resource {
             Content::Endpoint(e) => (resource_hash(&**e), translate::any(&**e)),
             Content::Listener(l) => (resource_hash(&**l), translate::any(&**l)),
             Content::Route(r) => (resource_hash(&**r), translate::any(&**r)),
+            Content::Secret(s) => (resource_hash(&**s), translate::any(&**s)),
         };
         let eds_name = match &content {
             Content::Cluster(cluster) => eds_name(cluster).map(str::to_string),
@@ -173,7 +176,7 @@ impl TypeSet {
 #[derive(Debug, Default)]
 pub struct ResourceSet {
     /// By type, in [`ResourceType::ALL`] order.
-    types: [Arc<TypeSet>; 4],
+    types: [Arc<TypeSet>; TYPES],
 }
 
 impl ResourceSet {
@@ -195,14 +198,16 @@ impl ResourceSet {
             endpoints,
             listeners,
             routes,
+            secrets,
         } = resources;
-        let contents: [Vec<(String, Content)>; 4] = [
+        let contents: [Vec<(String, Content)>; TYPES] = [
             wrap(clusters, |c| Content::Cluster(Box::new(c))),
             wrap(endpoints, |e| Content::Endpoint(Box::new(e))),
             wrap(listeners, |l| Content::Listener(Box::new(l))),
             wrap(routes, |r| Content::Route(Box::new(r))),
+            wrap(secrets, |s| Content::Secret(Box::new(s))),
         ];
-        let mut types: [Arc<TypeSet>; 4] = Default::default();
+        let mut types: [Arc<TypeSet>; TYPES] = Default::default();
         for ((ty, contents), slot) in ResourceType::ALL.into_iter().zip(contents).zip(&mut types) {
             let set = TypeSet {
                 resources: contents
@@ -264,12 +269,15 @@ fn wrap<M>(resources: BTreeMap<String, M>, content: fn(M) -> Content) -> Vec<(St
         .collect()
 }
 
+const TYPES: usize = ResourceType::ALL.len();
+
 fn type_index(ty: ResourceType) -> usize {
     match ty {
         ResourceType::Cluster => 0,
         ResourceType::Endpoint => 1,
         ResourceType::Listener => 2,
         ResourceType::Route => 3,
+        ResourceType::Secret => 4,
     }
 }
 
@@ -281,7 +289,7 @@ fn type_index(ty: ResourceType) -> usize {
 pub struct Interner {
     /// By type, then name: the live resources of that name (translations for different proxies
     /// can differ under one name).
-    known: Mutex<[HashMap<Name, Vec<Weak<Resource>>>; 4]>,
+    known: Mutex<[HashMap<Name, Vec<Weak<Resource>>>; TYPES]>,
 }
 
 impl Interner {
@@ -331,7 +339,7 @@ impl Interner {
             .count()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, [HashMap<Name, Vec<Weak<Resource>>>; 4]> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, [HashMap<Name, Vec<Weak<Resource>>>; TYPES]> {
         // Every change leaves the map consistent, so a panic elsewhere does not poison it.
         self.known.lock().unwrap_or_else(PoisonError::into_inner)
     }

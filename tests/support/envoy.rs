@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use rudder::envoy_json::resources_to_json;
+use rudder::envoy_json::{resources_to_json, secrets_with_keys_to_json};
 use rudder::translate::{ResourceType, Resources};
 use serde_json::{Value, json};
 
@@ -36,7 +36,7 @@ pub fn validation_bootstrap(resources: &Resources) -> Value {
     };
     let endpoints = by_name(render(ResourceType::Endpoint), "cluster_name");
     let routes = by_name(render(ResourceType::Route), "name");
-    let clusters: Vec<Value> = render(ResourceType::Cluster)
+    let mut clusters: Vec<Value> = render(ResourceType::Cluster)
         .into_iter()
         .map(|mut cluster| {
             if cluster["type"] == "EDS" {
@@ -62,11 +62,70 @@ pub fn validation_bootstrap(resources: &Resources) -> Value {
     for listener in &mut listeners {
         inline_routes(listener, &routes);
     }
+    let secrets = match secrets_with_keys_to_json(resources).expect("secrets render as JSON") {
+        Value::Array(items) => items,
+        _ => unreachable!("resources render as an array"),
+    };
+    let secret_names: std::collections::BTreeSet<String> = secrets
+        .iter()
+        .filter_map(|secret| Some(secret["name"].as_str()?.to_string()))
+        .collect();
+    // Envoy loads a Secret's PEM only where a TLS context uses it: one cluster per Secret does.
+    clusters.extend(secret_names.iter().map(|name| secret_user(name)));
+    for listener in &mut listeners {
+        use_static_secrets(listener, &secret_names);
+    }
+    for cluster in &mut clusters {
+        use_static_secrets(cluster, &secret_names);
+    }
     json!({
         "node": {"id": "validate", "cluster": "validate"},
-        "static_resources": {"clusters": clusters, "listeners": listeners},
+        "static_resources": {"clusters": clusters, "listeners": listeners, "secrets": secrets},
         "layered_runtime": {"layers": [{"name": "rudder", "static_layer": {"re2.max_program_size.error_level": 32768}}]},
     })
+}
+
+/// A cluster whose upstream TLS context uses the Secret `name` (as client certificate, or as CA
+/// for a `-cacert` name), so that Envoy parses it.
+fn secret_user(name: &str) -> Value {
+    let context = if name.ends_with("-cacert") {
+        json!({"validation_context_sds_secret_config": {"name": name}})
+    } else {
+        json!({"tls_certificate_sds_secret_configs": [{"name": name}]})
+    };
+    json!({
+        "name": format!("validate_secret|{name}"),
+        "type": "STATIC",
+        "load_assignment": {"cluster_name": format!("validate_secret|{name}")},
+        "transport_socket": {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "common_tls_context": context,
+            },
+        },
+    })
+}
+
+/// Points SDS references to Secrets the bootstrap holds at the static copy (a reference without
+/// `sds_config` is to a static Secret).
+fn use_static_secrets(value: &mut Value, names: &std::collections::BTreeSet<String>) {
+    match value {
+        Value::Object(object) => {
+            let named = object
+                .get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|name| names.contains(name));
+            if named {
+                object.remove("sds_config");
+            }
+            object
+                .values_mut()
+                .for_each(|v| use_static_secrets(v, names));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| use_static_secrets(v, names)),
+        _ => {}
+    }
 }
 
 /// Replaces every `rds` reference under `value` with the route configuration it names.

@@ -10,19 +10,24 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, s
 use envoy_types::pb::google::protobuf::BoolValue;
 
 use crate::istio::{self, StringMatch};
-use crate::model::MESH_GATEWAY;
 use crate::proxy::Proxy;
 
 /// Whether a match entry applies to this proxy on this port (istiod's `translateRoute` checks and
-/// `sourceMatchHTTP`): the port must be the listener's; with `gateways` given, one of them must
-/// be `mesh` (source labels and namespace are then not looked at); otherwise the proxy must have
-/// the source labels and be in the source namespace.
-pub(super) fn applies(request: &istio::HttpMatchRequest, proxy: &Proxy, port: u16) -> bool {
+/// `sourceMatchHTTP`): the port must be the listener's (a gateway server's as written); with
+/// `gateways` given, one of them must be the gateway routes are built for (`mesh` for sidecars;
+/// source labels and namespace are then not looked at); otherwise the proxy must have the source
+/// labels and be in the source namespace.
+pub(super) fn applies(
+    request: &istio::HttpMatchRequest,
+    proxy: &Proxy,
+    port: u16,
+    gateway: &str,
+) -> bool {
     if request.port.is_some_and(|p| p != 0 && p != u32::from(port)) {
         return false;
     }
     if !request.gateways.is_empty() {
-        return request.gateways.iter().any(|g| g == MESH_GATEWAY);
+        return request.gateways.iter().any(|g| g == gateway);
     }
     let labels_ok = request
         .source_labels
@@ -36,7 +41,7 @@ pub(super) fn applies(request: &istio::HttpMatchRequest, proxy: &Proxy, port: u1
 }
 
 /// istiod's `IsCatchAllRoute`: prefix `/` (or regex `.*`) with no header or parameter condition.
-pub(super) fn is_catch_all(route_match: &RouteMatch) -> bool {
+pub(in crate::translate) fn is_catch_all(route_match: &RouteMatch) -> bool {
     let everything = match &route_match.path_specifier {
         Some(PathSpecifier::Prefix(prefix)) => prefix == "/",
         Some(PathSpecifier::SafeRegex(regex)) => regex.regex == ".*",

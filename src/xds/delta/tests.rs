@@ -1,7 +1,9 @@
 use super::*;
 use crate::xds::SotwConnection;
 use crate::xds::connection::{Event, Nack};
-use crate::xds::fixtures::{A, B, cla, cluster, error, listener, name_of, resources, route};
+use crate::xds::fixtures::{
+    A, B, CREDENTIAL, cla, cluster, error, listener, name_of, resources, route, secret,
+};
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
 const C: &str = "outbound|80||c.default.svc.cluster.local";
@@ -347,6 +349,7 @@ fn stale_nonce_is_ignored_but_its_subscriptions_apply() {
 fn updates_go_out_in_ads_order() {
     let mut conn = DeltaConnection::new(resources().into());
     for request in [
+        subscribe(ResourceType::Secret, &[CREDENTIAL]),
         subscribe(ResourceType::Route, &["80"]),
         subscribe(ResourceType::Listener, &[]),
         subscribe(ResourceType::Endpoint, &[A]),
@@ -361,6 +364,9 @@ fn updates_go_out_in_ads_order() {
         .insert("0.0.0.0_80".into(), listener("0.0.0.0_80", "x"));
     changed.endpoints.insert(A.into(), cla(A, 1));
     changed.clusters.insert(B.into(), cluster(B, "x"));
+    changed
+        .secrets
+        .insert(CREDENTIAL.into(), secret(CREDENTIAL, "k2"));
     let outcome = conn.on_resources(changed.into());
     assert_eq!(types(&outcome), ResourceType::ALL);
 }
@@ -444,7 +450,7 @@ fn eds_refresh_skips_a_rejected_version() {
 fn unknown_types_are_reported() {
     let mut conn = DeltaConnection::new(resources().into());
     let secret = DeltaDiscoveryRequest {
-        type_url: "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret".into(),
+        type_url: "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig".into(),
         ..Default::default()
     };
     let outcome = conn.on_request(&secret);
