@@ -74,8 +74,56 @@ pub enum BootstrapError {
     BadXdsAddress(String),
     #[error("metadata must be a JSON object, got {0}")]
     BadMetadata(String),
+    #[error("label {0:?} is not KEY=VALUE")]
+    BadLabel(String),
+    #[error("metadata LABELS must be a JSON object, got {0}")]
+    BadLabels(String),
     #[error(transparent)]
     Json(#[from] JsonError),
+}
+
+/// Parses a `KEY=VALUE` label (`--label istio=ingressgateway`).
+pub fn parse_label(label: &str) -> Result<(String, String), BootstrapError> {
+    label
+        .split_once('=')
+        .filter(|(key, _)| !key.is_empty())
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .ok_or_else(|| BootstrapError::BadLabel(label.to_string()))
+}
+
+/// Node metadata: `metadata` (a JSON object, or null for none) with `NAMESPACE` set to
+/// `namespace` and `labels` added to `LABELS`, where given. Gateways are picked by their labels,
+/// so flags spare writing them as JSON; what the flags say wins over the JSON.
+pub fn node_metadata(
+    metadata: Json,
+    namespace: Option<&str>,
+    labels: &[(String, String)],
+) -> Result<Json, BootstrapError> {
+    let mut fields = match metadata {
+        Json::Null => serde_json::Map::new(),
+        Json::Object(fields) => fields,
+        other => return Err(BootstrapError::BadMetadata(other.to_string())),
+    };
+    if let Some(namespace) = namespace {
+        fields.insert("NAMESPACE".to_string(), Json::from(namespace));
+    }
+    if !labels.is_empty() {
+        let merged = match fields.remove("LABELS") {
+            None | Some(Json::Null) => serde_json::Map::new(),
+            Some(Json::Object(existing)) => existing,
+            Some(other) => return Err(BootstrapError::BadLabels(other.to_string())),
+        };
+        let merged = labels.iter().fold(merged, |mut merged, (key, value)| {
+            merged.insert(key.clone(), Json::from(value.as_str()));
+            merged
+        });
+        fields.insert("LABELS".to_string(), Json::Object(merged));
+    }
+    Ok(if fields.is_empty() {
+        Json::Null
+    } else {
+        Json::Object(fields)
+    })
 }
 
 /// The bootstrap as Envoy's JSON (which Envoy also reads as YAML).
@@ -274,6 +322,47 @@ mod tests {
             admin_address: "127.0.0.1:15000".parse().unwrap(),
             api_type,
         }
+    }
+
+    #[test]
+    fn namespace_and_label_flags_are_laid_over_the_metadata() {
+        let labels = [
+            parse_label("istio=ingressgateway").unwrap(),
+            parse_label("app=").unwrap(),
+        ];
+        let metadata = serde_json::json!({"NAMESPACE": "a", "LABELS": {"istio": "old", "x": "y"}});
+        assert_eq!(
+            node_metadata(metadata, Some("istio-system"), &labels).unwrap(),
+            serde_json::json!({
+                "NAMESPACE": "istio-system",
+                "LABELS": {"istio": "ingressgateway", "x": "y", "app": ""},
+            })
+        );
+        assert_eq!(node_metadata(Json::Null, None, &[]).unwrap(), Json::Null);
+        assert_eq!(
+            node_metadata(Json::Null, None, &labels[..1]).unwrap(),
+            serde_json::json!({"LABELS": {"istio": "ingressgateway"}})
+        );
+    }
+
+    #[test]
+    fn bad_labels_are_refused() {
+        for bad in ["istio", "=ingressgateway", ""] {
+            assert!(
+                matches!(parse_label(bad), Err(BootstrapError::BadLabel(_))),
+                "{bad}"
+            );
+        }
+        let labels = [parse_label("istio=ingressgateway").unwrap()];
+        let metadata = serde_json::json!({"LABELS": "istio=ingressgateway"});
+        assert!(matches!(
+            node_metadata(metadata, None, &labels),
+            Err(BootstrapError::BadLabels(_))
+        ));
+        assert!(matches!(
+            node_metadata(serde_json::json!([1]), None, &[]),
+            Err(BootstrapError::BadMetadata(_))
+        ));
     }
 
     #[test]

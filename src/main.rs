@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use rudder::bootstrap::{AdsApiType, BootstrapOptions, bootstrap_json};
+use rudder::bootstrap::{AdsApiType, BootstrapOptions, bootstrap_json, node_metadata, parse_label};
 use rudder::envoy_json::config_dump;
 use rudder::model::{LastGood, build};
 use rudder::proxy::Proxy;
@@ -93,7 +93,7 @@ enum Command {
     },
     /// Print an Envoy bootstrap (YAML) that connects a stock Envoy to rudder.
     #[command(
-        after_help = "Example:\n  rudder bootstrap --node-id sidecar~127.0.0.1~productpage-v1.bookinfo~bookinfo.svc.cluster.local \\\n    --xds-address 127.0.0.1:15010 --metadata '{\"INTERCEPTION_MODE\":\"NONE\"}' > envoy.yaml\n  envoy -c envoy.yaml"
+        after_help = "Example:\n  rudder bootstrap --node-id sidecar~127.0.0.1~productpage-v1.bookinfo~bookinfo.svc.cluster.local \\\n    --xds-address 127.0.0.1:15010 --metadata '{\"INTERCEPTION_MODE\":\"NONE\"}' > envoy.yaml\n  envoy -c envoy.yaml\n\nAn ingress gateway (picked by Gateways selecting istio=ingressgateway):\n  rudder bootstrap --node-id router~127.0.0.1~ingress-xyz.istio-system~istio-system.svc.cluster.local \\\n    --xds-address 127.0.0.1:15010 --namespace istio-system --label istio=ingressgateway > gateway.yaml"
     )]
     Bootstrap {
         /// Istio node id: TYPE~IP~POD.NAMESPACE~NAMESPACE.svc.cluster.local
@@ -105,6 +105,13 @@ enum Command {
         /// Node metadata as a JSON object (NAMESPACE, LABELS, INTERCEPTION_MODE, ...).
         #[arg(long)]
         metadata: Option<String>,
+        /// The proxy's namespace (metadata NAMESPACE); wins over --metadata.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// A label of the proxy, KEY=VALUE (repeatable; metadata LABELS, which Gateway selectors
+        /// match); wins over the same label in --metadata.
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label_flag)]
+        labels: Vec<(String, String)>,
         /// Envoy's admin address.
         #[arg(long, default_value = "127.0.0.1:15000")]
         admin_address: SocketAddr,
@@ -235,10 +242,16 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             node_id,
             xds_address,
             metadata,
+            namespace,
+            labels,
             admin_address,
             delta,
         } => {
-            let metadata = parse_metadata(metadata.as_deref())?;
+            let metadata = node_metadata(
+                parse_metadata(metadata.as_deref())?,
+                namespace.as_deref(),
+                &labels,
+            )?;
             Proxy::parse(&node_id, &metadata)?;
             let json = bootstrap_json(&BootstrapOptions {
                 node_id,
@@ -304,6 +317,10 @@ fn log_filter(
         "--log-level {log_level:?} is not a log level (error, warn, info, debug, trace, off)"
     );
     EnvFilter::try_new(level).with_context(|| format!("--log-level {log_level:?}"))
+}
+
+fn parse_label_flag(label: &str) -> Result<(String, String), String> {
+    parse_label(label).map_err(|error| error.to_string())
 }
 
 fn parse_metadata(metadata: Option<&str>) -> anyhow::Result<serde_json::Value> {

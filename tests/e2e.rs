@@ -10,33 +10,11 @@ use std::time::Duration;
 
 use rudder::bootstrap::AdsApiType;
 use serde_json::Value;
+use support::in_both_modes;
 use support::mesh::{Backend, JASON_EXACT, Mesh, Reply, reviews_rules_matching, service_yaml};
 use support::upstream::Upstream;
 
 const PROPAGATION_LIMIT: Duration = Duration::from_secs(5);
-
-/// Runs each test body (an `async fn(AdsApiType)`) once per ADS protocol: `sotw::NAME` and
-/// `delta::NAME`.
-macro_rules! in_both_modes {
-    ($($name:ident),* $(,)?) => {
-        mod sotw {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(rudder::bootstrap::AdsApiType::Grpc).await
-                }
-            )*
-        }
-        mod delta {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(rudder::bootstrap::AdsApiType::DeltaGrpc).await
-                }
-            )*
-        }
-    };
-}
 
 in_both_modes!(
     header_routing_and_every_host_form,

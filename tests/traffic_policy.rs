@@ -7,12 +7,12 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rudder::bootstrap::AdsApiType;
+use support::certs::TestCa;
 use support::mesh::{Backend, Mesh, NAMESPACE, Reply, service_yaml};
 use support::upstream::Upstream;
 
@@ -391,128 +391,17 @@ async fn locality_failover_when_local_endpoints_fail() {
     }
 }
 
-/// A CA, a server certificate for `secure.example.com` and a client certificate, made with the
-/// `openssl` command line in `dir`.
-fn make_certificates(dir: &Path) {
-    let openssl = |args: &[&str]| {
-        let output = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("run openssl");
-        assert!(
-            output.status.success(),
-            "openssl {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
-    let key = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    openssl(
-        &[
-            &["req", "-x509"][..],
-            &key,
-            &["-keyout", "ca-key.pem", "-out", "ca.pem", "-days", "2"],
-            &["-subj", "/CN=rudder-test-ca"],
-        ]
-        .concat(),
-    );
-    for (name, extensions) in [
-        (
-            "server",
-            "subjectAltName=DNS:secure.example.com\nextendedKeyUsage=serverAuth\n",
-        ),
-        ("client", "extendedKeyUsage=clientAuth\n"),
-    ] {
-        let extension_file = dir.join(format!("{name}.ext"));
-        std::fs::write(
-            &extension_file,
-            format!("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n{extensions}"),
-        )
-        .expect("write an extension file");
-        let (key_file, request, certificate) = (
-            format!("{name}-key.pem"),
-            format!("{name}.csr"),
-            format!("{name}.pem"),
-        );
-        openssl(
-            &[
-                &["req", "-new"][..],
-                &key,
-                &["-keyout", &key_file, "-out", &request],
-                &["-subj", &format!("/CN=rudder-test-{name}")],
-            ]
-            .concat(),
-        );
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &request,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca-key.pem",
-            "-set_serial",
-            if name == "server" { "2" } else { "3" },
-            "-days",
-            "2",
-            "-out",
-            &certificate,
-            "-extfile",
-            &format!("{name}.ext"),
-        ]);
-    }
-}
-
-/// A TLS acceptor with the server certificate that requires a client certificate from the CA.
-fn mutual_tls_acceptor(dir: &Path) -> tokio_rustls::TlsAcceptor {
-    use tokio_rustls::rustls;
-    use tokio_rustls::rustls::pki_types::pem::PemObject;
-    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let certificates: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(dir.join("server.pem"))
-            .expect("read the server certificate")
-            .collect::<Result<_, _>>()
-            .expect("parse the server certificate");
-    let key = PrivateKeyDer::from_pem_file(dir.join("server-key.pem")).expect("the server key");
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in CertificateDer::pem_file_iter(dir.join("ca.pem")).expect("read the CA") {
-        roots.add(ca.expect("parse the CA")).expect("add the CA");
-    }
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .build()
-    .expect("a client verifier");
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(certificates, key)
-        .expect("a server config");
-    tokio_rustls::TlsAcceptor::from(Arc::new(config))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_origination_to_an_upstream_that_requires_it() {
     let port = 19184;
     let certificates = tempfile::tempdir().expect("a temporary directory");
-    let dir = certificates.path();
-    make_certificates(dir);
+    let ca = TestCa::new(certificates.path());
+    ca.issue_server("server", &["secure.example.com"]);
+    ca.issue_client("client");
     let _upstream = Upstream::start_tls(
         "secure-1",
         &format!("127.0.184.1:{port}"),
-        mutual_tls_acceptor(dir),
+        ca.acceptor("server", true),
     )
     .await;
     let service = service_yaml(
@@ -521,7 +410,7 @@ async fn tls_origination_to_an_upstream_that_requires_it() {
         port,
         &[Backend::new("secure-1", "127.0.184.1", "v1")],
     );
-    let path = |name: &str| dir.join(name).display().to_string();
+    let path = |name: &str| ca.path(name).display().to_string();
     let tls_rule = |mode: &str, client_certificate: bool| {
         let mut tls = format!(
             "    tls:\n      mode: {mode}\n      sni: secure.example.com\n      \

@@ -26,7 +26,6 @@ impl EnvoyProcess {
         xds_address: std::net::SocketAddr,
         api_type: AdsApiType,
     ) -> EnvoyProcess {
-        let dir = tempfile::tempdir().expect("a temporary directory");
         let bootstrap = bootstrap_json(&BootstrapOptions {
             node_id: node_id.to_string(),
             xds_address: xds_address.to_string(),
@@ -35,8 +34,16 @@ impl EnvoyProcess {
             api_type,
         })
         .expect("a bootstrap");
-        let config = dir.path().join("envoy.json");
-        std::fs::write(&config, bootstrap.to_string()).expect("write the bootstrap");
+        Self::start_from_bootstrap("envoy.json", &bootstrap.to_string())
+    }
+
+    /// Starts Envoy with a bootstrap as text (e.g. what `rudder bootstrap` printed); `file_name`
+    /// ends in `.json` or `.yaml`, which tells Envoy how to read it. Its admin address must be
+    /// 127.0.0.1:0 (chosen by Envoy, and read back), so that Envoys run side by side.
+    pub fn start_from_bootstrap(file_name: &str, bootstrap: &str) -> EnvoyProcess {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let config = dir.path().join(file_name);
+        std::fs::write(&config, bootstrap).expect("write the bootstrap");
         let admin_path = dir.path().join("admin-address");
         let log = dir.path().join("envoy.log");
         let child = Command::new(envoy_binary())

@@ -207,9 +207,7 @@ impl Mesh {
 
     /// Replaces a config file the way editors and `kubectl cp` do: write aside, then rename.
     pub fn write(&self, name: &str, contents: &str) {
-        let aside = self.dir.path().join(format!(".{name}.tmp"));
-        std::fs::write(&aside, contents).expect("write a config file");
-        std::fs::rename(&aside, self.path(name)).expect("rename a config file into place");
+        replace_file(self.dir.path(), name, contents);
     }
 
     /// A GET through the sidecar with `Host: host`.
@@ -240,19 +238,12 @@ impl Mesh {
     }
 
     /// Polls `condition` every 10 ms until it holds; returns how long that took, or `None`.
-    pub async fn wait_until<F, Fut>(&self, limit: Duration, mut condition: F) -> Option<Duration>
+    pub async fn wait_until<F, Fut>(&self, limit: Duration, condition: F) -> Option<Duration>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = bool>,
     {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if condition().await {
-                return Some(start.elapsed());
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        None
+        wait_until(limit, condition).await
     }
 
     /// rudder's admin endpoint `path`, as text.
@@ -267,6 +258,30 @@ impl Mesh {
             .await
             .expect("admin body")
     }
+}
+
+/// Replaces the file `name` in `dir` the way editors and `kubectl cp` do: write aside, then
+/// rename, so that a watcher never reads half a file.
+pub fn replace_file(dir: &Path, name: &str, contents: &str) {
+    let aside = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&aside, contents).expect("write a config file");
+    std::fs::rename(&aside, dir.join(name)).expect("rename a config file into place");
+}
+
+/// Polls `condition` every 10 ms until it holds; returns how long that took, or `None`.
+pub async fn wait_until<F, Fut>(limit: Duration, mut condition: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if condition().await {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    None
 }
 
 /// A DestinationRule with v1 and v2, and a VirtualService sending `end-user: jason` to
