@@ -374,6 +374,8 @@ mod tests {
         credentials: &[(&str, bool)],
     ) -> Vec<(Vec<String>, Vec<String>, Option<String>)> {
         let mut model = model(yaml);
+        // Only the credentials given count, whatever Secrets the case holds.
+        model.credentials.clear();
         for (name, ca) in credentials {
             model.credentials.insert(
                 ("istio-system".to_string(), name.to_string()),
