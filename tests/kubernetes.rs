@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use rudder::serve::{KubeConnection, KubernetesOptions, ServeOptions, Server};
 use rudder::source::kube::NamespaceFilter;
+use support::certs::TestCa;
 use support::cluster::DevCluster;
 use support::mesh::{JASON_EXACT, Mesh, local_serve_options, reviews_rules_matching};
 use support::netns::TestHost;
@@ -155,6 +156,41 @@ async fn kubectl_apply_reaches_envoy() {
     })
     .await;
     assert_eq!(mesh.upstream_of("details.bookinfo", &[]).await, "details");
+
+    // Gateway credentials: a TLS Secret is watched and kept without its key material; a Secret
+    // with no TLS keys is none of rudder's business.
+    let certs = tempfile::tempdir().expect("a temp dir");
+    let ca = TestCa::new(certs.path());
+    ca.issue_server("gateway", &["bookinfo.example.com"]);
+    cluster.apply(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: api-token, namespace: istio-system}\n\
+         type: Opaque\nstringData: {password: hunter2}\n",
+    );
+    cluster.apply(&ca.tls_secret("gateway-cert", "istio-system", "gateway", true));
+    let configz = format!("http://{}/debug/configz", mesh.server.admin_address());
+    let secret_seen = time_until(&mesh, "the gateway Secret", || async {
+        let body = reqwest::get(&configz)
+            .await
+            .expect("admin answers")
+            .text()
+            .await
+            .expect("a body");
+        body.contains("gateway-cert")
+    })
+    .await;
+    let body = reqwest::get(&configz)
+        .await
+        .expect("admin answers")
+        .text()
+        .await
+        .expect("a body");
+    // The API server stores `stringData` base64-encoded in `data`.
+    let password = "aHVudGVyMg";
+    assert!(
+        !body.contains("PRIVATE KEY") && !body.contains(password),
+        "{body}"
+    );
+    eprintln!("TLS Secret applied to rudder's inputs: {secret_seen:?}");
 
     // Apply rules: everyone to v1.
     cluster.apply(&reviews_rules_matching("v1", "v1", JASON_EXACT));
