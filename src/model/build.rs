@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Pod, Service as KubeService};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -273,10 +274,13 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
     Built {
         model: Model {
             dns_domain: dns_domain.to_string(),
-            services,
+            services: services
+                .into_iter()
+                .map(|(host, service)| (host, Arc::new(service)))
+                .collect(),
             destination_rules,
             all_destination_rules,
-            virtual_services,
+            virtual_services: virtual_services.into_iter().map(Arc::new).collect(),
             workloads,
             sidecars,
             root_namespace: DEFAULT_ROOT_NAMESPACE.to_string(),

@@ -21,6 +21,7 @@ pub use build::{Built, LastGood, build};
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::istio;
 
@@ -376,7 +377,8 @@ impl Workload {
 pub struct Model {
     /// The cluster DNS domain services live under (`cluster.local`).
     pub dns_domain: String,
-    pub services: BTreeMap<String, Service>,
+    /// Shared with every proxy scope that sees them, which copies no Service.
+    pub services: BTreeMap<String, Arc<Service>>,
     /// By host; every rule for a host merged, whatever its namespace and `exportTo` (what
     /// validation checks subsets against). A proxy's scope (`translate::scope`) replaces it with
     /// the rules that proxy uses, chosen from `all_destination_rules` as istiod chooses them.
@@ -384,7 +386,7 @@ pub struct Model {
     /// Every admitted DestinationRule, in precedence order (oldest first).
     pub all_destination_rules: Vec<DestinationRule>,
     /// In istiod's precedence order: oldest first, then by name and namespace.
-    pub virtual_services: Vec<VirtualService>,
+    pub virtual_services: Vec<Arc<VirtualService>>,
     /// Pods by IP.
     pub workloads: BTreeMap<IpAddr, Workload>,
     /// In precedence order: oldest first, then namespace and name.

@@ -440,7 +440,7 @@ pub fn bound_to<'m>(model: &'m Model, namespace: &str, gateway: &str) -> Vec<&'m
         .virtual_services
         .iter()
         .filter(|vs| vs.gateways.iter().any(|g| g == gateway))
-        .filter_map(|vs| Some((vs.visibility_rank(namespace)?, vs)))
+        .filter_map(|vs| Some((vs.visibility_rank(namespace)?, &**vs)))
         .collect();
     visible.sort_by_key(|(rank, _)| *rank);
     visible.into_iter().map(|(_, vs)| vs).collect()

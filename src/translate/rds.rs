@@ -21,6 +21,7 @@ mod actions;
 mod matching;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::route::v3::route::Action;
 use envoy_types::pb::envoy::config::route::v3::route_action::ClusterSpecifier;
@@ -107,7 +108,7 @@ fn route_configuration(
         .values()
         .filter(|service| service.port(port).is_some())
         .filter(|service| sniffed_host.is_none_or(|host| service.hostname == host))
-        .map(|service| (service.hostname.as_str(), service))
+        .map(|service| (service.hostname.as_str(), &**service))
         .collect();
     let is_http = |service: &Service| {
         service.port(port).is_some_and(|p| {
@@ -116,7 +117,7 @@ fn route_configuration(
     };
     // Hosts that are no service on the port only go on the shared port-80 configuration.
     let plain_hosts_port = sniffed_host.is_none() && port == PLAIN_HOSTS_PORT;
-    let owners = service_owners(rules, model.services.values());
+    let owners = service_owners(rules, model.services.values().map(Arc::as_ref));
     let mut wrappers = Vec::new();
     for (index, vs) in rules.iter().enumerate() {
         let names_a_service = vs.hosts.iter().any(|host| {

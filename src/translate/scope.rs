@@ -19,6 +19,7 @@
 //!   same host merge.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::model::sidecar::{EgressHost, EgressListener, HostNamespace, OutboundPolicy, Sidecar};
 use crate::model::virtual_service::{host_subset_of, hosts_match};
@@ -112,12 +113,12 @@ pub fn scope(model: &Model, proxy: &Proxy) -> Scope {
         _ => &default_egress,
     };
     let namespace = proxy.namespace.as_str();
-    let exported: Vec<&Service> = model
+    let exported: Vec<&Arc<Service>> = model
         .services
         .values()
         .filter(|service| service.export_to.includes(namespace))
         .collect();
-    let visible_rules: Vec<&VirtualService> = model
+    let visible_rules: Vec<&Arc<VirtualService>> = model
         .virtual_services
         .iter()
         .filter(|vs| vs.visibility_rank(namespace).is_some())
@@ -132,14 +133,17 @@ pub fn scope(model: &Model, proxy: &Proxy) -> Scope {
             .iter()
             .filter(|s| imports.covers(&s.namespace, &s.hostname))
         {
-            let mut service = (*service).clone();
+            let mut service = Arc::clone(service);
             if let Some(port) = &listener.port {
                 let Some(mut service_port) = service.port(port.number).cloned() else {
                     continue;
                 };
                 service_port.protocol = port.protocol;
-                service.ports = vec![service_port];
-                service.endpoints.retain(|e| e.service_port == port.number);
+                let restricted = Arc::make_mut(&mut service);
+                restricted.ports = vec![service_port];
+                restricted
+                    .endpoints
+                    .retain(|e| e.service_port == port.number);
             }
             services.insert(service.hostname.clone(), service);
         }
@@ -150,9 +154,9 @@ pub fn scope(model: &Model, proxy: &Proxy) -> Scope {
                     .iter()
                     .any(|host| imports.matches(&vs.namespace, host))
             })
-            .map(|vs| (*vs).clone())
+            .map(|vs| Arc::clone(vs))
             .collect();
-        let destination_rules = rules.for_services(services.values());
+        let destination_rules = rules.for_services(services.values().map(Arc::as_ref));
         listeners.push(ListenerScope {
             port: listener.port.as_ref().map(|port| port.number),
             bind: listener.bind.clone(),
@@ -174,8 +178,8 @@ pub fn scope(model: &Model, proxy: &Proxy) -> Scope {
 
 fn scoped_model(
     model: &Model,
-    services: BTreeMap<String, Service>,
-    virtual_services: Vec<VirtualService>,
+    services: BTreeMap<String, Arc<Service>>,
+    virtual_services: Vec<Arc<VirtualService>>,
     destination_rules: BTreeMap<String, DestinationRule>,
 ) -> Model {
     Model {
@@ -197,7 +201,7 @@ fn scoped_model(
 fn union_of(model: &Model, listeners: &[ListenerScope]) -> Model {
     let mut services: BTreeMap<String, Service> = BTreeMap::new();
     let mut destination_rules = BTreeMap::new();
-    let mut virtual_services: Vec<VirtualService> = Vec::new();
+    let mut virtual_services: Vec<Arc<VirtualService>> = Vec::new();
     for listener in listeners {
         for (host, scoped) in &listener.model.services {
             let Some(original) = model.services.get(host) else {
@@ -206,7 +210,7 @@ fn union_of(model: &Model, listeners: &[ListenerScope]) -> Model {
             let merged = services.entry(host.clone()).or_insert_with(|| Service {
                 ports: Vec::new(),
                 endpoints: Vec::new(),
-                ..original.clone()
+                ..Service::clone(original)
             });
             for port in &scoped.ports {
                 if merged.port(port.port).is_none()
@@ -228,7 +232,7 @@ fn union_of(model: &Model, listeners: &[ListenerScope]) -> Model {
                 .iter()
                 .any(|seen| seen.name == vs.name && seen.namespace == vs.namespace)
             {
-                virtual_services.push(vs.clone());
+                virtual_services.push(Arc::clone(vs));
             }
         }
     }
@@ -255,6 +259,10 @@ fn union_of(model: &Model, listeners: &[ListenerScope]) -> Model {
             .get(&(vs.namespace.as_str(), vs.name.as_str()))
             .copied()
     });
+    let services = services
+        .into_iter()
+        .map(|(host, service)| (host, Arc::new(service)))
+        .collect();
     scoped_model(model, services, virtual_services, destination_rules)
 }
 

@@ -179,7 +179,9 @@ mod tests {
             service("db", "shop", "db", &[(5432, TargetPort::Number(5432))]),
         ];
         for service in services {
-            model.services.insert(service.hostname.clone(), service);
+            model
+                .services
+                .insert(service.hostname.clone(), std::sync::Arc::new(service));
         }
         model
     }
