@@ -18,8 +18,8 @@ use support::envoy_process::EnvoyProcess;
 use support::in_both_modes;
 use support::mesh::{Backend, NAMESPACE, service_yaml, wait_until};
 use support::router::{
-    ControlPlane, Curl, ISTIO_SYSTEM, envoy_admin, envoy_stat, free_ports, served_certificate,
-    tcp_exchange,
+    ControlPlane, Curl, CurlReply, ISTIO_SYSTEM, envoy_admin, envoy_stat, free_ports,
+    served_certificate, tcp_exchange,
 };
 use support::upstream::{TcpUpstream, Upstream};
 
@@ -131,6 +131,30 @@ async fn wait_for_upstream(
     }
 }
 
+/// A plain HTTP request for httpbin.example.com to the server at `address`, once it answers at
+/// all: each listener of a gateway starts serving when its own routes (and Secrets) arrived, so
+/// the HTTPS one answering says nothing of this one.
+async fn redirect_from_http(
+    control_plane: &ControlPlane,
+    gateway: &EnvoyProcess,
+    address: SocketAddr,
+    path: &str,
+) -> CurlReply {
+    let request = Curl::new("http", "httpbin.example.com", address, path);
+    let answered = wait_until(PROPAGATION_LIMIT, || async {
+        request.send().await.status.is_some()
+    })
+    .await;
+    if answered.is_none() {
+        panic!(
+            "the HTTP server never answered (last reply: {:?})\n{}",
+            request.send().await,
+            control_plane.diagnose(gateway).await
+        );
+    }
+    request.send().await
+}
+
 /// HTTPS ingress (Istio's "Secure Gateways" task, SIMPLE): the gateway terminates TLS with the
 /// certificate of a Kubernetes Secret named by `credentialName` and routes by host and path;
 /// what no route matches gets 404 from the gateway; the HTTP server with `httpsRedirect`
@@ -216,13 +240,12 @@ async fn https_ingress_routes_by_host_and_path(api_type: AdsApiType) {
         "requests the gateway answered 404 reached httpbin"
     );
 
-    let plaintext = Curl::new(
-        "http",
-        "httpbin.example.com",
+    let plaintext = redirect_from_http(
+        &control_plane,
+        &ingress,
         address(&ip, http_port),
         "/status/200",
     )
-    .send()
     .await;
     assert_eq!(
         plaintext.status,
@@ -798,14 +821,8 @@ async fn the_ingress_gateway_example_serves_https_and_rotates() {
     let request = Curl::new("https", "httpbin.example.com", gateway_address, "/")
         .ca(&certificates.path().join("ca.pem"));
     wait_for_upstream(&control_plane, &ingress, &request, "httpbin").await;
-    let plaintext = Curl::new(
-        "http",
-        "httpbin.example.com",
-        address("127.0.0.1", 8080),
-        "/",
-    )
-    .send()
-    .await;
+    let plaintext =
+        redirect_from_http(&control_plane, &ingress, address("127.0.0.1", 8080), "/").await;
     assert_eq!(plaintext.status, Some(301), "{plaintext:?}");
 
     let first = certificate();
