@@ -292,7 +292,7 @@ fn unsupported_fields_are_warnings_that_do_not_fail() {
         (
             "Gateway",
             "ingress",
-            "  selector: {istio: ingressgateway}\n  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ['*']}]\n",
+            "  selector: {istio: ingressgateway}\n  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ['*'], defaultEndpoint: '127.0.0.1:8080'}]\n",
         ),
     ]);
     write_all(
@@ -306,8 +306,7 @@ fn unsupported_fields_are_warnings_that_do_not_fail() {
         [
             "unsupported.yaml:1: VirtualService shop/subnets: spec.tcp[1].match[0].sourceSubnet: warning: not supported by rudder yet; ignored",
             "unsupported.yaml:11: DestinationRule shop/tunneled: spec.trafficPolicy.tunnel: warning: not supported by rudder yet; ignored",
-            "unsupported.yaml:18: Gateway shop/ingress: spec.selector: warning: not supported by rudder yet; ignored",
-            "unsupported.yaml:18: Gateway shop/ingress: spec.servers: warning: not supported by rudder yet; ignored",
+            "unsupported.yaml:18: Gateway shop/ingress: spec.servers[0].defaultEndpoint: warning: not supported by rudder yet; ignored",
         ]
     );
 }

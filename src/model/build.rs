@@ -134,57 +134,14 @@ impl Admission<'_> {
         }
     }
 
-    /// Reports, as warnings, the gateway servers no proxy gets although their Gateway is valid:
-    /// those another server's port or hosts conflict with, and those whose `credentialName`
-    /// names no usable Secret (yet); and cipher suites left out as unknown. They are warnings so that the Gateway stays in force as
-    /// written: a Secret arriving later brings its server up without a new version of it.
-    fn warn_unservable_gateway_servers(
+    /// Reports, as warnings, what gateway servers lose although their Gateway is valid (see
+    /// [`super::gateway::server_warnings`]); the Gateway stays in force as written.
+    fn warn_gateway_servers(
         &mut self,
         gateways: &[super::gateway::Gateway],
         credentials: &super::credential::Credentials,
     ) {
-        let mut warnings = Vec::new();
-        for conflict in super::gateway::conflicts(gateways) {
-            let (namespace, name) = conflict.gateway;
-            warnings.push((
-                namespace,
-                name,
-                format!("spec.servers[{}]", conflict.server),
-                conflict.message,
-            ));
-        }
-        for gateway in gateways {
-            for server in &gateway.servers {
-                let unknown: Vec<&str> = server
-                    .tls
-                    .iter()
-                    .flat_map(|tls| &tls.cipher_suites)
-                    .map(String::as_str)
-                    .filter(|suite| !super::gateway::is_known_cipher_suite(suite))
-                    .collect();
-                if !unknown.is_empty() {
-                    warnings.push((
-                        gateway.namespace.clone(),
-                        gateway.name.clone(),
-                        format!("spec.servers[{}].tls.cipherSuites", server.index),
-                        format!("ignoring invalid cipher suites: {}", unknown.join(", ")),
-                    ));
-                }
-                let Some(problem) =
-                    super::gateway::credential_problem(server, &gateway.namespace, credentials)
-                else {
-                    continue;
-                };
-                warnings.push((
-                    gateway.namespace.clone(),
-                    gateway.name.clone(),
-                    format!("spec.servers[{}].tls.credentialName", server.index),
-                    problem + "; the server is left out until it is",
-                ));
-            }
-        }
-        for (namespace, name, field, message) in warnings {
-            let key = ObjectKey::new(Kind::Gateway, &namespace, &name);
+        for (key, field, message) in super::gateway::server_warnings(gateways, credentials) {
             let mut warning = ConfigError::new(message).field(field).warning();
             if let Some(entry) = self.inputs.entries.get(&key) {
                 warning = warning.at(entry.origin.clone());
@@ -329,7 +286,7 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
         }));
 
     admission.warn_unsupported();
-    admission.warn_unservable_gateway_servers(&gateways, &credentials);
+    admission.warn_gateway_servers(&gateways, &credentials);
     let mut errors = admission.errors;
     errors.sort();
     errors.dedup();

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::build::in_precedence_order;
 use super::credential::Credentials;
 use super::{Model, Protocol, TargetPort};
-use crate::inputs::Object;
+use crate::inputs::{Kind, Object, ObjectKey};
 use crate::istio::{self, ServerTlsMode};
 use crate::proxy::{Proxy, ProxyKind};
 
@@ -153,6 +153,53 @@ pub fn credential_problem(
             "Secret {namespace}/{name} has no CA certificate (ca.crt, or a Secret {name}-cacert) to verify clients with for MUTUAL TLS"
         )
     })
+}
+
+/// What valid Gateways' servers lose, as (Gateway, field, message) warnings: servers another
+/// server's port or hosts conflict with, servers whose `credentialName` names no usable Secret
+/// (yet), cipher suites left out as unknown. Warnings, so that the Gateway stays in force as
+/// written: a Secret arriving later brings its server up without a new version of the Gateway.
+pub(super) fn server_warnings(
+    gateways: &[Gateway],
+    credentials: &Credentials,
+) -> Vec<(ObjectKey, String, String)> {
+    let key = |namespace: &str, name: &str| ObjectKey::new(Kind::Gateway, namespace, name);
+    let mut warnings = Vec::new();
+    for conflict in conflicts(gateways) {
+        let (namespace, name) = &conflict.gateway;
+        warnings.push((
+            key(namespace, name),
+            format!("spec.servers[{}]", conflict.server),
+            conflict.message,
+        ));
+    }
+    for gateway in gateways {
+        for server in &gateway.servers {
+            let at = |field: &str| format!("spec.servers[{}].tls.{field}", server.index);
+            let unknown: Vec<&str> = server
+                .tls
+                .iter()
+                .flat_map(|tls| &tls.cipher_suites)
+                .map(String::as_str)
+                .filter(|suite| !is_known_cipher_suite(suite))
+                .collect();
+            if !unknown.is_empty() {
+                warnings.push((
+                    key(&gateway.namespace, &gateway.name),
+                    at("cipherSuites"),
+                    format!("ignoring invalid cipher suites: {}", unknown.join(", ")),
+                ));
+            }
+            if let Some(problem) = credential_problem(server, &gateway.namespace, credentials) {
+                warnings.push((
+                    key(&gateway.namespace, &gateway.name),
+                    at("credentialName"),
+                    problem + "; the server is left out until it is",
+                ));
+            }
+        }
+    }
+    warnings
 }
 
 /// The cipher suites istiod accepts (`security.IsValidCipherSuite`), as BoringSSL names them.
@@ -350,6 +397,18 @@ fn listened_port(model: &Model, proxy: &Proxy, port: u16) -> u16 {
         .unwrap_or(port)
 }
 
+/// A protocol as Gateways spell it.
+fn protocol_name(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::Http => "HTTP",
+        Protocol::Http2 => "HTTP2",
+        Protocol::Grpc => "GRPC",
+        Protocol::Https => "HTTPS",
+        Protocol::Tls => "TLS",
+        Protocol::Tcp | Protocol::Unspecified => "TCP",
+    }
+}
+
 /// Whether a server of `protocol` may join plain-text servers of `current` (both HTTP).
 fn can_merge(current: Protocol, protocol: Protocol) -> bool {
     (current.is_http() || current == protocol) && protocol.is_http()
@@ -423,8 +482,9 @@ pub fn merge<'m>(gateways: &[&'m Gateway], resolve: impl Fn(u16) -> u16) -> Merg
                 let same_bind = current.bind == key.bind;
                 if same_bind && !can_merge(current_protocol, server.protocol) {
                     conflict(format!(
-                        "left out: port {port} already serves {current_protocol:?} from another server, which {:?} cannot share",
-                        server.protocol
+                        "left out: port {port} already serves {} from another server, which {} cannot share",
+                        protocol_name(current_protocol),
+                        protocol_name(server.protocol)
                     ));
                     continue;
                 }
@@ -434,7 +494,7 @@ pub fn merge<'m>(gateways: &[&'m Gateway], resolve: impl Fn(u16) -> u16) -> Merg
                     ));
                     continue;
                 }
-                add_server(&mut merged, key, true, gateway, server, route.clone());
+                add_server(&mut merged, key, gateway, server, route.clone());
                 if let Some(route) = route {
                     routes.insert(route);
                 }
@@ -456,16 +516,16 @@ pub fn merge<'m>(gateways: &[&'m Gateway], resolve: impl Fn(u16) -> u16) -> Merg
                 ));
                 continue;
             }
-            add_server(&mut merged, key, false, gateway, server, route);
+            add_server(&mut merged, key, gateway, server, route);
         }
     }
     merged
 }
 
+/// Adds a server to the listener for `key`, or to a new one (another bind on a taken port).
 fn add_server<'m>(
     merged: &mut MergedGateway<'m>,
     key: ListenerKey,
-    plain_text: bool,
     gateway: &'m Gateway,
     server: &'m Server,
     route_name: Option<String>,
@@ -479,7 +539,7 @@ fn add_server<'m>(
         Some(port) => port.servers.push(entry),
         None => merged.ports.push(MergedPort {
             key,
-            plain_text,
+            plain_text: !server.is_tls(),
             servers: vec![entry],
         }),
     }
@@ -603,5 +663,36 @@ mod tests {
             .collect();
         assert_eq!(left_out, [("b".to_string(), 2), ("b".to_string(), 3)]);
         assert_eq!(conflicts(&[a, b]).len(), 2);
+    }
+
+    #[test]
+    fn another_bind_is_another_listener() {
+        let a = gateway(
+            "a",
+            "- port: {number: 443, name: tls, protocol: TLS}\n  hosts: [a.com]\n  tls: {mode: PASSTHROUGH}\n\
+             - port: {number: 443, name: http, protocol: HTTP}\n  bind: 10.0.0.2\n  hosts: [a.com]\n\
+             - port: {number: 443, name: http-again, protocol: HTTP}\n  hosts: [b.com]\n",
+        );
+        let merged = merge(&[&a], |port| port);
+        let layout: Vec<(Option<&str>, bool, Option<&str>)> = merged
+            .ports
+            .iter()
+            .map(|p| {
+                (
+                    p.key.bind.as_deref(),
+                    p.plain_text,
+                    p.servers[0].route_name.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            layout,
+            [
+                (None, false, None),
+                (Some("10.0.0.2"), true, Some("http.443.10.0.0.2")),
+            ]
+        );
+        assert_eq!(merged.conflicts.len(), 1);
+        assert_eq!(merged.conflicts[0].server, 2);
     }
 }

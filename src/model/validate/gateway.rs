@@ -146,10 +146,16 @@ fn validate_tls(tls: &istio::ServerTlsSettings, at: &str) -> Result<(), FieldErr
                 "mode is not PASSTHROUGH, SIMPLE, MUTUAL or AUTO_PASSTHROUGH",
             ));
         }
-        ServerTlsMode::IstioMutual | ServerTlsMode::OptionalMutual => {
+        ServerTlsMode::IstioMutual => {
             return Err(invalid(
                 field("mode"),
-                format!("{mode:?} is not supported by rudder (it needs Istio's CA)"),
+                "ISTIO_MUTUAL is not supported by rudder (it needs Istio's CA)",
+            ));
+        }
+        ServerTlsMode::OptionalMutual => {
+            return Err(invalid(
+                field("mode"),
+                "OPTIONAL_MUTUAL is not supported by rudder",
             ));
         }
         _ => {}

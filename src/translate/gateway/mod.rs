@@ -328,3 +328,121 @@ fn auto_passthrough_chains(model: &Model, server: &Server) -> Vec<FilterChain> {
     }
     chains
 }
+
+#[cfg(test)]
+mod tests {
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext;
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::common_tls_context::ValidationContextType;
+    use prost::Message;
+
+    use crate::diagnostic::Origin;
+    use crate::inputs::yaml::parse_documents;
+    use crate::inputs::{Decoded, Entry, Inputs, decode};
+    use crate::model::credential::Credential;
+    use crate::model::{LastGood, build};
+    use crate::proxy::Proxy;
+    use crate::translate::translate;
+
+    const CREDENTIAL_CASE: &str =
+        include_str!("../../../testdata/golden/gateway-credential-name/input/mesh.yaml");
+
+    fn model(yaml: &str) -> crate::model::Model {
+        let mut inputs = Inputs::default();
+        for document in parse_documents(yaml).expect("YAML parses") {
+            if let Ok(Decoded::Object(key, object)) = decode(document.value, "default") {
+                let origin = Origin::File {
+                    path: "test.yaml".into(),
+                    line: document.line,
+                };
+                inputs.insert(key, Entry { origin, object });
+            }
+        }
+        build(&inputs, &LastGood::default()).model
+    }
+
+    fn credential(ca: bool) -> Credential {
+        Credential {
+            certificate_chain: "chain".to_string(),
+            private_key: "key".to_string(),
+            ca_certificate: ca.then(|| "ca".to_string()),
+        }
+    }
+
+    /// Per chain: server names, certificate SDS names, and the CA's SDS name.
+    fn tls_chains(
+        yaml: &str,
+        credentials: &[(&str, bool)],
+    ) -> Vec<(Vec<String>, Vec<String>, Option<String>)> {
+        let mut model = model(yaml);
+        for (name, ca) in credentials {
+            model.credentials.insert(
+                ("istio-system".to_string(), name.to_string()),
+                credential(*ca),
+            );
+        }
+        let proxy = Proxy::parse(
+            "router~10.0.0.9~ingress-abc.istio-system~istio-system.svc.cluster.local",
+            &serde_json::json!({"LABELS": {"istio": "ingressgateway"}}),
+        )
+        .expect("a node id");
+        let resources = translate(&model, &proxy);
+        let Some(listener) = resources.listeners.get("0.0.0.0_8443") else {
+            return Vec::new();
+        };
+        listener
+            .filter_chains
+            .iter()
+            .map(|chain| {
+                let names = chain
+                    .filter_chain_match
+                    .clone()
+                    .unwrap_or_default()
+                    .server_names;
+                let socket = chain.transport_socket.clone().unwrap_or_default();
+                let Some(super::transport_socket::ConfigType::TypedConfig(any)) =
+                    socket.config_type
+                else {
+                    return (names, Vec::new(), None);
+                };
+                let context = DownstreamTlsContext::decode(any.value.as_slice()).expect("decodes");
+                let common = context.common_tls_context.unwrap_or_default();
+                let certificates = common
+                    .tls_certificate_sds_secret_configs
+                    .iter()
+                    .map(|sds| sds.name.clone())
+                    .collect();
+                let ca = match common.validation_context_type {
+                    Some(ValidationContextType::CombinedValidationContext(combined)) => combined
+                        .validation_context_sds_secret_config
+                        .map(|sds| sds.name),
+                    _ => None,
+                };
+                (names, certificates, ca)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn credential_servers_come_up_with_their_secrets() {
+        assert!(tls_chains(CREDENTIAL_CASE, &[]).is_empty());
+        let chains = tls_chains(
+            CREDENTIAL_CASE,
+            &[("bookinfo-cert", false), ("partners-cert", true)],
+        );
+        assert_eq!(
+            chains,
+            [
+                (
+                    vec!["bookinfo.example.com".to_string()],
+                    vec!["kubernetes://bookinfo-cert".to_string()],
+                    None
+                ),
+                (
+                    vec!["partners.example.com".to_string()],
+                    vec!["kubernetes://partners-cert".to_string()],
+                    Some("kubernetes://partners-cert-cacert".to_string())
+                ),
+            ]
+        );
+    }
+}
