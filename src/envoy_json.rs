@@ -99,7 +99,8 @@ fn encoded_to_json(encoded: std::collections::BTreeMap<String, Any>) -> Result<V
 }
 
 /// A proxy's resources in the shape of Envoy's `/config_dump` (`configs` holding the clusters,
-/// endpoints, listeners, routes and secrets dumps, private keys redacted), each resource tagged with the version it was sent at.
+/// endpoints, listeners, routes and secrets dumps, private keys redacted), each resource tagged
+/// with the version it was sent at.
 pub fn config_dump(
     resources: &Resources,
     version_of: impl Fn(ResourceType) -> String,

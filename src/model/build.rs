@@ -42,15 +42,11 @@ pub struct Built {
     pub errors: Vec<ConfigError>,
 }
 
-/// What stands in for an object whose current version is invalid.
+/// What stands in for an object whose current version is invalid: its last good version, or
+/// nothing (Secrets: see `model::credential`, a replaced key must not be served on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fallback {
-    /// Its last good version, so one bad edit does not remove what the object configured.
     LastGood,
-    /// Nothing. For Secrets: a Secret is replaced to rotate or revoke a key, and serving the
-    /// previous key after its owner replaced it (perhaps because it leaked) is worse than the
-    /// gateway server going dark until the Secret is fixed. istiod, too, serves only the
-    /// Secret as it is now.
     None,
 }
 
@@ -173,24 +169,8 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
     for kind in unchecked {
         admission.admit(kind, |_| Ok(()));
     }
-    admission.admit_with(Kind::Secret, Fallback::None, |object| match object {
-        Object::Secret(secret) => {
-            credential::validate_secret(secret.metadata.name.as_deref().unwrap_or(""), secret)
-        }
-        _ => Ok(()),
-    });
-    let present_secrets = inputs
-        .entries
-        .range(ObjectKey::new(Kind::Secret, "", "")..)
-        .take_while(|(key, _)| key.kind == Kind::Secret)
-        .map(|(key, _)| (key.namespace.as_str(), key.name.as_str()));
-    let admitted_secrets = admission
-        .accepted(Kind::Secret)
-        .filter_map(|object| match object {
-            Object::Secret(secret) => Some(&**secret),
-            _ => None,
-        });
-    let credentials = credential::credentials(present_secrets, admitted_secrets);
+    admission.admit_with(Kind::Secret, Fallback::None, credential::validate_object);
+    let credentials = credential::of_inputs(inputs, admission.accepted(Kind::Secret));
     admission.admit(Kind::Service, |object| match object {
         Object::Service(service) => validate_service(service),
         _ => Ok(()),

@@ -1,13 +1,18 @@
 //! TLS credentials that gateway servers name with `credentialName`: the certificate chain, private
 //! key and optional CA bundle of a Kubernetes Secret, by namespace and name. Owns reading them out
 //! of Secrets (the keys istiod reads, in its order) and checking them as far as Envoy will;
-//! knows nothing of Envoy's resources or of which proxy may receive them (that is `translate::sds`).
+//! knows nothing of Envoy's resources or of which proxy may receive them (`translate::sds`).
 //!
 //! A Secret is read as istiod's credentials controller reads it, whatever its `type`: `cert` and
 //! `key` (the generic form) if both are non-empty, else `tls.crt` and `tls.key`; its CA is
 //! `cacert`, else `ca.crt`. The CA of credential `NAME` comes from the Secret `NAME-cacert` when
 //! that Secret exists, else from `NAME` itself. Secrets that are no credential at all (no TLS key
 //! names, as an Opaque Secret holding some API `key`) are left alone, not reported.
+//!
+//! An invalid Secret provides no credential, and unlike other objects it does not fall back to
+//! its last valid version: a Secret is replaced to rotate or revoke a key, and serving the
+//! replaced key on (perhaps it leaked) is worse than the gateway server that uses it going dark
+//! until the Secret is fixed. istiod, too, serves only the Secret as it is now.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -18,7 +23,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 
-use crate::inputs::FieldError;
+use crate::inputs::{FieldError, Inputs, Kind, Object, ObjectKey};
 
 /// One Secret's TLS material. `ca_certificate` is the CA of the `NAME-cacert` companion Secret
 /// when there is one, else the Secret's own (`cacert` / `ca.crt`), as istiod looks them up.
@@ -131,6 +136,30 @@ impl<'a> Data<'a> {
             .get(key)
             .map_or_else(|| format!("data.{key}"), |value| value.field.clone())
     }
+}
+
+/// [`validate_secret`] for a Secret among the inputs (other kinds pass).
+pub fn validate_object(object: &Object) -> Result<(), FieldError> {
+    match object {
+        Object::Secret(secret) => {
+            validate_secret(secret.metadata.name.as_deref().unwrap_or_default(), secret)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The credentials of the `admitted` Secrets, knowing from `inputs` which Secrets exist at all.
+pub fn of_inputs<'a>(inputs: &Inputs, admitted: impl Iterator<Item = &'a Object>) -> Credentials {
+    let present = inputs
+        .entries
+        .range(ObjectKey::new(Kind::Secret, "", "")..)
+        .take_while(|(key, _)| key.kind == Kind::Secret)
+        .map(|(key, _)| (key.namespace.as_str(), key.name.as_str()));
+    let admitted = admitted.filter_map(|object| match object {
+        Object::Secret(secret) => Some(&**secret),
+        _ => None,
+    });
+    credentials(present, admitted)
 }
 
 /// Checks a Secret as gateways would use it: `Ok` for a valid credential or CA companion, and
@@ -250,7 +279,10 @@ fn private_key(value: &Value<'_>, chain: &str) -> Result<String, FieldError> {
     let key = PrivateKeyDer::from_pem_slice(value.bytes)
         .map_err(|_| error("holds no PEM PRIVATE KEY block"))?;
     let signing_key = any_supported_type(&key).map_err(|_| {
-        error("not a private key rudder can check (RSA of 2048 bits or more, ECDSA P-256 or P-384, Ed25519)")
+        error(
+            "not a private key rudder can check (RSA of 2048 bits or more, ECDSA P-256 or \
+             P-384, Ed25519)",
+        )
     })?;
     let chain = CertificateDer::pem_slice_iter(chain.as_bytes())
         .collect::<Result<Vec<_>, _>>()

@@ -2,8 +2,8 @@
 //! [`Inputs`], the same bag of objects the file source produces.
 //!
 //! It owns the watches and the per-kind stores. Every object is pruned to the fields rudder reads
-//! (no managedFields, no Pod specs, no Secret data but the TLS keys istiod reads) and decoded the moment it arrives,
-//! so memory holds typed objects, not API server JSON. A relist (after a watch error, a 410 Gone
+//! (no managedFields, no Pod specs, no Secret data but the TLS keys istiod reads) and decoded the
+//! moment it arrives, so memory holds typed objects, not API server JSON. A relist (after a watch error, a 410 Gone
 //! or an API server restart) fills a fresh buffer and swaps it in only when the list is complete,
 //! so config that is still valid is never dropped in between. An Istio kind whose CRD is not
 //! installed is reported once and treated as empty (and looked for again later).

@@ -169,3 +169,37 @@ fn debug_output_holds_no_key() {
     assert!(!printed.contains("PRIVATE KEY"), "{printed}");
     assert!(printed.contains("<redacted>"));
 }
+
+#[test]
+fn an_invalid_secret_does_not_fall_back_to_its_last_good_version() {
+    use crate::diagnostic::Origin;
+    use crate::inputs::{Entry, Inputs, Kind, Object, ObjectKey};
+    use crate::model::{LastGood, build};
+
+    let inputs = |secret: Secret| {
+        let mut inputs = Inputs::default();
+        let origin = Origin::File {
+            path: "secrets.yaml".into(),
+            line: 1,
+        };
+        let key = ObjectKey::new(Kind::Secret, "gw", "cred");
+        let object = Ok(Object::Secret(Box::new(secret)));
+        inputs.insert(key, Entry { origin, object });
+        inputs
+    };
+    let good = build(
+        &inputs(tls("cred", &[(TLS_CERTIFICATE, CERT), (TLS_KEY, KEY)])),
+        &LastGood::default(),
+    );
+    assert!(good.model.credential("gw", "cred").is_some());
+    let replaced = tls("cred", &[(TLS_CERTIFICATE, CERT), (TLS_KEY, OTHER_KEY)]);
+    let bad = build(&inputs(replaced), &good.last_good);
+    assert_eq!(bad.model.credential("gw", "cred"), None);
+    let errors: Vec<String> = bad.errors.iter().map(ToString::to_string).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("secrets.yaml:1: Secret gw/cred: data.tls.key: does not belong"),
+        "{errors:?}"
+    );
+    assert!(errors[0].ends_with("; not applied"), "{errors:?}");
+}
