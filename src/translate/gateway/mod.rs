@@ -374,6 +374,8 @@ mod tests {
         credentials: &[(&str, bool)],
     ) -> Vec<(Vec<String>, Vec<String>, Option<String>)> {
         let mut model = model(yaml);
+        // Only the credentials given here: the case's own Secrets would bring servers up too.
+        model.credentials.clear();
         for (name, ca) in credentials {
             model.credentials.insert(
                 ("istio-system".to_string(), name.to_string()),
