@@ -137,8 +137,11 @@ impl Admission<'_> {
         &mut self,
         gateways: &[super::gateway::Gateway],
         credentials: &super::credential::Credentials,
+        workloads: &BTreeMap<IpAddr, Workload>,
     ) {
-        for (key, field, message) in super::gateway::server_warnings(gateways, credentials) {
+        for (key, field, message) in
+            super::gateway::server_warnings(gateways, credentials, workloads)
+        {
             let mut warning = ConfigError::new(message).field(field).warning();
             if let Some(entry) = self.inputs.entries.get(&key) {
                 warning = warning.at(entry.origin.clone());
@@ -267,7 +270,7 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
         }));
 
     admission.warn_unsupported();
-    admission.warn_gateway_servers(&gateways, &credentials);
+    admission.warn_gateway_servers(&gateways, &credentials, &workloads);
     let mut errors = admission.errors;
     errors.sort();
     errors.dedup();

@@ -15,10 +15,11 @@
 //! not read Secrets (that is `credential`).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 use super::build::in_precedence_order;
 use super::credential::Credentials;
-use super::{Model, Protocol, TargetPort};
+use super::{Model, Protocol, TargetPort, Workload};
 use crate::inputs::{Kind, Object, ObjectKey};
 use crate::istio::{self, ServerTlsMode};
 use crate::proxy::{Proxy, ProxyKind};
@@ -155,13 +156,38 @@ pub fn credential_problem(
     })
 }
 
+/// [`credential_problem`] when no gateway workload is known: the Secret must be usable in some
+/// namespace.
+fn credential_problem_anywhere(server: &Server, credentials: &Credentials) -> Option<String> {
+    let name = server.tls.as_ref()?.credential_name.as_deref()?;
+    let mut first_problem = None;
+    for (namespace, _) in credentials.keys().filter(|(_, secret)| secret == name) {
+        match credential_problem(server, namespace, credentials) {
+            None => return None,
+            Some(problem) => {
+                first_problem.get_or_insert(problem);
+            }
+        }
+    }
+    first_problem.or_else(|| {
+        // Asked of a namespace that holds no Secret: whether this server needs one at all.
+        credential_problem(server, "", credentials).map(|_| {
+            format!("no TLS Secret {name} (with tls.crt and tls.key) exists in any namespace")
+        })
+    })
+}
+
 /// What valid Gateways' servers lose, as (Gateway, field, message) warnings: servers another
 /// server's port or hosts conflict with, servers whose `credentialName` names no usable Secret
 /// (yet), cipher suites left out as unknown. Warnings, so that the Gateway stays in force as
 /// written: a Secret arriving later brings its server up without a new version of the Gateway.
+///
+/// A credential is looked for where the gateway workloads are, as SDS serves it: in the
+/// namespaces of the Pods the Gateway selects, or, when none is known, in any namespace.
 pub(super) fn server_warnings(
     gateways: &[Gateway],
     credentials: &Credentials,
+    workloads: &BTreeMap<IpAddr, Workload>,
 ) -> Vec<(ObjectKey, String, String)> {
     let key = |namespace: &str, name: &str| ObjectKey::new(Kind::Gateway, namespace, name);
     let mut warnings = Vec::new();
@@ -174,6 +200,11 @@ pub(super) fn server_warnings(
         ));
     }
     for gateway in gateways {
+        let workload_namespaces: BTreeSet<&str> = workloads
+            .values()
+            .filter(|workload| labels_contain(&workload.labels, &gateway.selector))
+            .map(|workload| workload.namespace.as_str())
+            .collect();
         for server in &gateway.servers {
             let at = |field: &str| format!("spec.servers[{}].tls.{field}", server.index);
             let unknown: Vec<&str> = server
@@ -190,7 +221,14 @@ pub(super) fn server_warnings(
                     format!("ignoring invalid cipher suites: {}", unknown.join(", ")),
                 ));
             }
-            if let Some(problem) = credential_problem(server, &gateway.namespace, credentials) {
+            let problem = if workload_namespaces.is_empty() {
+                credential_problem_anywhere(server, credentials)
+            } else {
+                workload_namespaces
+                    .iter()
+                    .find_map(|namespace| credential_problem(server, namespace, credentials))
+            };
+            if let Some(problem) = problem {
                 warnings.push((
                     key(&gateway.namespace, &gateway.name),
                     at("credentialName"),
@@ -694,5 +732,53 @@ mod tests {
         );
         assert_eq!(merged.conflicts.len(), 1);
         assert_eq!(merged.conflicts[0].server, 2);
+    }
+
+    #[test]
+    fn credentials_are_looked_for_where_the_gateway_workloads_run() {
+        let g = gateway(
+            "a",
+            "- port: {number: 443, name: https, protocol: HTTPS}\n  hosts: [a.com]\n  tls: {mode: SIMPLE, credentialName: cert}\n",
+        );
+        let credential = crate::model::credential::Credential {
+            certificate_chain: "chain".to_string(),
+            private_key: "key".to_string(),
+            ca_certificate: None,
+        };
+        let in_namespace = |namespace: &str| -> Credentials {
+            [(
+                (namespace.to_string(), "cert".to_string()),
+                credential.clone(),
+            )]
+            .into()
+        };
+        let pod = Workload {
+            name: "ingress-1".to_string(),
+            namespace: "istio-system".to_string(),
+            labels: [("istio".to_string(), "ingress".to_string())].into(),
+            locality: Default::default(),
+            node_name: String::new(),
+            named_ports: BTreeMap::new(),
+        };
+        let pods: BTreeMap<IpAddr, Workload> = [([10, 0, 0, 1].into(), pod)].into();
+        let warnings = |credentials: &Credentials, pods: &BTreeMap<IpAddr, Workload>| {
+            server_warnings(std::slice::from_ref(&g), credentials, pods)
+                .into_iter()
+                .map(|(_, field, message)| format!("{field}: {message}"))
+                .collect::<Vec<_>>()
+        };
+        // The Gateway lives in `gw`; its workload and the Secret in istio-system, as in Istio.
+        assert!(warnings(&in_namespace("istio-system"), &pods).is_empty());
+        let elsewhere = warnings(&in_namespace("gw"), &pods);
+        assert_eq!(elsewhere.len(), 1);
+        assert!(
+            elsewhere[0].contains("istio-system/cert"),
+            "{}",
+            elsewhere[0]
+        );
+        // No workload known: any namespace's Secret will do; none at all is reported.
+        assert!(warnings(&in_namespace("gw"), &BTreeMap::new()).is_empty());
+        let nowhere = warnings(&Credentials::new(), &BTreeMap::new());
+        assert!(nowhere[0].contains("in any namespace"), "{}", nowhere[0]);
     }
 }
