@@ -46,6 +46,22 @@ fn net(base: u8, api_type: AdsApiType) -> u8 {
     }
 }
 
+/// The gateway's loopback address on the test's network `net`, and `N` free ports on it.
+fn gateway_ports<const N: usize>(net: u8) -> (String, [u16; N]) {
+    let ip = format!("127.0.{net}.1");
+    let ports = free_ports(&ip, N)
+        .try_into()
+        .expect("as many ports as asked for");
+    (ip, ports)
+}
+
+/// A new test CA, in a temporary directory that lives as long as the returned guard.
+fn test_ca() -> (tempfile::TempDir, TestCa) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let ca = TestCa::new(dir.path());
+    (dir, ca)
+}
+
 /// The Gateway `istio-system/NAME` selecting `istio: SELECTOR`, with `servers` (YAML list items
 /// indented by two spaces).
 fn gateway(name: &str, selector: &str, servers: &str) -> String {
@@ -95,6 +111,42 @@ fn httpbin_virtual_service() -> String {
             fqdn("httpbin")
         ),
     )
+}
+
+/// The HTTPS server for httpbin.example.com on `ip:port`, TLS `mode` with the certificate of the
+/// Secret `httpbin-credential`.
+fn httpbin_https_server(port: u16, ip: &str, mode: &str) -> String {
+    server(
+        "HTTPS",
+        port,
+        ip,
+        "[httpbin.example.com]",
+        &format!("{{mode: {mode}, credentialName: httpbin-credential}}"),
+    )
+}
+
+/// rudder serving httpbin (`service`) behind the ingress Gateway with `servers`, and the Secret
+/// `credential` when there is one.
+async fn httpbin_ingress(
+    service: String,
+    servers: &str,
+    credential: Option<String>,
+) -> ControlPlane {
+    let mut files = vec![
+        ("httpbin.yaml", service),
+        (
+            "gateway.yaml",
+            gateway("ingress", "ingressgateway", servers),
+        ),
+        ("routes.yaml", httpbin_virtual_service()),
+    ];
+    files.extend(credential.map(|secret| ("credential.yaml", secret)));
+    ControlPlane::start(&files).await
+}
+
+/// An HTTPS request for httpbin.example.com at `ip:port`, trusting the test CA `ca`.
+fn httpbin_https(ip: &str, port: u16, path: &str, ca: &TestCa) -> Curl {
+    Curl::new("https", "httpbin.example.com", address(ip, port), path).ca(&ca.path("ca.pem"))
 }
 
 /// An upstream `NAME` on `IP:BACKEND_PORT` and the Service in front of it.
@@ -164,12 +216,8 @@ async fn redirect_from_http(
 /// answers 301 to https.
 async fn https_ingress_routes_by_host_and_path(api_type: AdsApiType) {
     let net = net(220, api_type);
-    let ip = format!("127.0.{net}.1");
-    let [http_port, https_port] = free_ports(&ip, 2)[..] else {
-        unreachable!("two ports")
-    };
-    let certificates = tempfile::tempdir().expect("a temporary directory");
-    let ca = TestCa::new(certificates.path());
+    let (ip, [http_port, https_port]) = gateway_ports(net);
+    let (_certificates, ca) = test_ca();
     ca.issue_server("httpbin", &["httpbin.example.com"]);
     let (httpbin, service) = backend("httpbin", &format!("127.0.{net}.10"), "10.96.220.1").await;
     let servers = [
@@ -180,38 +228,13 @@ async fn https_ingress_routes_by_host_and_path(api_type: AdsApiType) {
             "[httpbin.example.com]",
             "{httpsRedirect: true}",
         ),
-        server(
-            "HTTPS",
-            https_port,
-            &ip,
-            "[httpbin.example.com]",
-            "{mode: SIMPLE, credentialName: httpbin-credential}",
-        ),
+        httpbin_https_server(https_port, &ip, "SIMPLE"),
     ]
     .concat();
-    let control_plane = ControlPlane::start(&[
-        ("httpbin.yaml", service),
-        (
-            "gateway.yaml",
-            gateway("ingress", "ingressgateway", &servers),
-        ),
-        ("routes.yaml", httpbin_virtual_service()),
-        (
-            "credential.yaml",
-            ca.tls_secret("httpbin-credential", ISTIO_SYSTEM, "httpbin", false),
-        ),
-    ])
-    .await;
+    let credential = ca.tls_secret("httpbin-credential", ISTIO_SYSTEM, "httpbin", false);
+    let control_plane = httpbin_ingress(service, &servers, Some(credential)).await;
     let ingress = control_plane.router(&ip, "ingress-xyz", INGRESS_LABELS, api_type);
-    let https = |path: &str| {
-        Curl::new(
-            "https",
-            "httpbin.example.com",
-            address(&ip, https_port),
-            path,
-        )
-        .ca(&ca.path("ca.pem"))
-    };
+    let https = |path: &str| httpbin_https(&ip, https_port, path, &ca);
 
     wait_for_upstream(&control_plane, &ingress, &https("/status/200"), "httpbin").await;
     let delayed = https("/delay/1").send().await;
@@ -277,48 +300,18 @@ async fn https_ingress_routes_by_host_and_path(api_type: AdsApiType) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_ingress_requires_a_client_certificate() {
     let net = 222;
-    let ip = format!("127.0.{net}.1");
-    let [https_port] = free_ports(&ip, 1)[..] else {
-        unreachable!("one port")
-    };
-    let certificates = tempfile::tempdir().expect("a temporary directory");
-    let ca = TestCa::new(certificates.path());
+    let (ip, [https_port]) = gateway_ports(net);
+    let (_certificates, ca) = test_ca();
     ca.issue_server("httpbin", &["httpbin.example.com"]);
     ca.issue_client("client");
-    let strangers = tempfile::tempdir().expect("a temporary directory");
-    let other_ca = TestCa::new(strangers.path());
+    let (_strangers, other_ca) = test_ca();
     other_ca.issue_client("stranger");
     let (httpbin, service) = backend("httpbin", &format!("127.0.{net}.10"), "10.96.222.1").await;
-    let servers = server(
-        "HTTPS",
-        https_port,
-        &ip,
-        "[httpbin.example.com]",
-        "{mode: MUTUAL, credentialName: httpbin-credential}",
-    );
-    let control_plane = ControlPlane::start(&[
-        ("httpbin.yaml", service),
-        (
-            "gateway.yaml",
-            gateway("ingress", "ingressgateway", &servers),
-        ),
-        ("routes.yaml", httpbin_virtual_service()),
-        (
-            "credential.yaml",
-            ca.tls_secret("httpbin-credential", ISTIO_SYSTEM, "httpbin", true),
-        ),
-    ])
-    .await;
+    let servers = httpbin_https_server(https_port, &ip, "MUTUAL");
+    let credential = ca.tls_secret("httpbin-credential", ISTIO_SYSTEM, "httpbin", true);
+    let control_plane = httpbin_ingress(service, &servers, Some(credential)).await;
     let ingress = control_plane.router(&ip, "ingress-xyz", INGRESS_LABELS, AdsApiType::DeltaGrpc);
-    let request = || {
-        Curl::new(
-            "https",
-            "httpbin.example.com",
-            address(&ip, https_port),
-            "/status/200",
-        )
-        .ca(&ca.path("ca.pem"))
-    };
+    let request = || httpbin_https(&ip, https_port, "/status/200", &ca);
 
     let with_certificate =
         request().client_certificate(&ca.path("client.pem"), &ca.path("client-key.pem"));
@@ -358,12 +351,8 @@ async fn mutual_tls_ingress_requires_a_client_certificate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_passthrough_picks_the_backend_by_sni() {
     let net = 224;
-    let ip = format!("127.0.{net}.1");
-    let [tls_port] = free_ports(&ip, 1)[..] else {
-        unreachable!("one port")
-    };
-    let certificates = tempfile::tempdir().expect("a temporary directory");
-    let ca = TestCa::new(certificates.path());
+    let (ip, [tls_port]) = gateway_ports(net);
+    let (_certificates, ca) = test_ca();
     let mut upstreams = Vec::new();
     let mut files = Vec::new();
     for (i, name) in ["a", "b"].into_iter().enumerate() {
@@ -469,10 +458,7 @@ async fn tls_passthrough_picks_the_backend_by_sni() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_server_forwards_to_the_tcp_route() {
     let net = 226;
-    let ip = format!("127.0.{net}.1");
-    let [tcp_port] = free_ports(&ip, 1)[..] else {
-        unreachable!("one port")
-    };
+    let (ip, [tcp_port]) = gateway_ports(net);
     let backend_ip = format!("127.0.{net}.10");
     let _echo = TcpUpstream::start("tcp-echo", &format!("{backend_ip}:{BACKEND_PORT}")).await;
     let service = service_yaml(
@@ -526,42 +512,17 @@ async fn tcp_server_forwards_to_the_tcp_route() {
 /// restart), and the Secret is the SDS resource `kubernetes://NAME`.
 async fn a_rotated_secret_reaches_clients_without_replacing_the_listener(api_type: AdsApiType) {
     let net = net(228, api_type);
-    let ip = format!("127.0.{net}.1");
-    let [https_port] = free_ports(&ip, 1)[..] else {
-        unreachable!("one port")
-    };
-    let certificates = tempfile::tempdir().expect("a temporary directory");
-    let ca = TestCa::new(certificates.path());
+    let (ip, [https_port]) = gateway_ports(net);
+    let (_certificates, ca) = test_ca();
     ca.issue_server("before", &["httpbin.example.com"]);
     ca.issue_server("after", &["httpbin.example.com"]);
     let (_httpbin, service) = backend("httpbin", &format!("127.0.{net}.10"), "10.96.228.1").await;
-    let servers = server(
-        "HTTPS",
-        https_port,
-        &ip,
-        "[httpbin.example.com]",
-        "{mode: SIMPLE, credentialName: httpbin-credential}",
-    );
+    let servers = httpbin_https_server(https_port, &ip, "SIMPLE");
     let secret = |name: &str| ca.tls_secret("httpbin-credential", ISTIO_SYSTEM, name, false);
-    let control_plane = ControlPlane::start(&[
-        ("httpbin.yaml", service),
-        (
-            "gateway.yaml",
-            gateway("ingress", "ingressgateway", &servers),
-        ),
-        ("routes.yaml", httpbin_virtual_service()),
-        ("credential.yaml", secret("before")),
-    ])
-    .await;
+    let control_plane = httpbin_ingress(service, &servers, Some(secret("before"))).await;
     let ingress = control_plane.router(&ip, "ingress-xyz", INGRESS_LABELS, api_type);
     let gateway_address = address(&ip, https_port);
-    let request = Curl::new(
-        "https",
-        "httpbin.example.com",
-        gateway_address,
-        "/status/200",
-    )
-    .ca(&ca.path("ca.pem"));
+    let request = httpbin_https(&ip, https_port, "/status/200", &ca);
     wait_for_upstream(&control_plane, &ingress, &request, "httpbin").await;
     let connector = ca.connector();
     let presented = || served_certificate(&connector, gateway_address, "httpbin.example.com");
@@ -613,12 +574,8 @@ async fn a_rotated_secret_reaches_clients_without_replacing_the_listener(api_typ
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_ingress_with_certificate_files() {
     let net = 232;
-    let ip = format!("127.0.{net}.1");
-    let [https_port] = free_ports(&ip, 1)[..] else {
-        unreachable!("one port")
-    };
-    let certificates = tempfile::tempdir().expect("a temporary directory");
-    let ca = TestCa::new(certificates.path());
+    let (ip, [https_port]) = gateway_ports(net);
+    let (_certificates, ca) = test_ca();
     ca.issue_server("httpbin", &["httpbin.example.com"]);
     let (_httpbin, service) = backend("httpbin", &format!("127.0.{net}.10"), "10.96.232.1").await;
     let tls = format!(
@@ -627,23 +584,9 @@ async fn https_ingress_with_certificate_files() {
         ca.path("httpbin-key.pem").display()
     );
     let servers = server("HTTPS", https_port, &ip, "[httpbin.example.com]", &tls);
-    let control_plane = ControlPlane::start(&[
-        ("httpbin.yaml", service),
-        (
-            "gateway.yaml",
-            gateway("ingress", "ingressgateway", &servers),
-        ),
-        ("routes.yaml", httpbin_virtual_service()),
-    ])
-    .await;
+    let control_plane = httpbin_ingress(service, &servers, None).await;
     let ingress = control_plane.router(&ip, "ingress-xyz", INGRESS_LABELS, AdsApiType::Grpc);
-    let request = Curl::new(
-        "https",
-        "httpbin.example.com",
-        address(&ip, https_port),
-        "/status/200",
-    )
-    .ca(&ca.path("ca.pem"));
+    let request = httpbin_https(&ip, https_port, "/status/200", &ca);
     wait_for_upstream(&control_plane, &ingress, &request, "httpbin").await;
 }
 

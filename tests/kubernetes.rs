@@ -77,6 +77,16 @@ async fn every_reply_is(mesh: &Mesh, headers: &[(&str, &str)], upstream: &str) -
 }
 
 /// How long until `condition` holds, failing the test past the limit.
+/// The body of an admin endpoint of rudder.
+async fn admin_get(url: &str) -> String {
+    reqwest::get(url)
+        .await
+        .expect("admin answers")
+        .text()
+        .await
+        .expect("a body")
+}
+
 async fn time_until<F, Fut>(mesh: &Mesh, what: &str, condition: F) -> Duration
 where
     F: FnMut() -> Fut,
@@ -169,21 +179,10 @@ async fn kubectl_apply_reaches_envoy() {
     cluster.apply(&ca.tls_secret("gateway-cert", "istio-system", "gateway", true));
     let configz = format!("http://{}/debug/configz", mesh.server.admin_address());
     let secret_seen = time_until(&mesh, "the gateway Secret", || async {
-        let body = reqwest::get(&configz)
-            .await
-            .expect("admin answers")
-            .text()
-            .await
-            .expect("a body");
-        body.contains("gateway-cert")
+        admin_get(&configz).await.contains("gateway-cert")
     })
     .await;
-    let body = reqwest::get(&configz)
-        .await
-        .expect("admin answers")
-        .text()
-        .await
-        .expect("a body");
+    let body = admin_get(&configz).await;
     // The API server stores `stringData` base64-encoded in `data`.
     let password = "aHVudGVyMg";
     assert!(

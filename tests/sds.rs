@@ -4,6 +4,8 @@
 //! version, a Secret that turns malformed is withdrawn (not served at its old key); sidecars and
 //! gateways of other namespaces get nothing; the debug endpoints never show a private key.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,25 +15,20 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::config::core::v3::data_source::Specifier;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::secret::Type;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
 use rudder::admin::{AdminState, Readiness, serve_admin};
-use rudder::diagnostic::Origin;
-use rudder::inputs::yaml::parse_documents;
-use rudder::inputs::{Decoded, Entry, Inputs, decode};
 use rudder::metrics::Metrics;
-use rudder::model::{LastGood, build};
 use rudder::translate::ResourceType;
 use rudder::xds::{Registry, Snapshot, XdsOptions, serve_xds};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
+
+use support::ads::{delta_stream, snapshot, sotw_stream};
 
 const GATEWAY: &str = "router~10.0.0.9~ingress-a.gw~gw.svc.cluster.local";
 const OTHER_GATEWAY: &str = "router~10.0.0.8~ingress-b.other~other.svc.cluster.local";
@@ -56,30 +53,6 @@ fn credential(chain: &str, key: &str) -> String {
         block(key),
         block(CA_PEM)
     )
-}
-
-/// The model `rudder serve` would build from `yaml`, as the snapshot it would publish.
-fn snapshot(yaml: &str, generation: u64) -> Arc<Snapshot> {
-    let mut inputs = Inputs::default();
-    for document in parse_documents(yaml).expect("test YAML parses") {
-        let Decoded::Object(key, object) = decode(document.value, "default").expect("decodes")
-        else {
-            panic!("a kind rudder does not read");
-        };
-        let origin = Origin::File {
-            path: "test.yaml".into(),
-            line: document.line,
-        };
-        inputs.insert(key, Entry { origin, object });
-    }
-    let built = build(&inputs, &LastGood::default());
-    Arc::new(Snapshot {
-        model: Arc::new(built.model),
-        errors: built.errors,
-        generation,
-        inputs: Arc::new(inputs),
-        ..Snapshot::default()
-    })
 }
 
 /// rudder's xDS and admin servers, in-process, fed snapshots by the test.
@@ -133,32 +106,19 @@ impl Rudder {
     }
 
     async fn connect(&self, node_id: &str, delta: bool) -> Client {
-        let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{}", self.xds))
-            .await
-            .expect("connect");
         let node = Some(Node {
             id: node_id.to_string(),
             ..Default::default()
         });
         if delta {
-            let (requests, outgoing) = mpsc::channel(8);
-            let responses = client
-                .delta_aggregated_resources(ReceiverStream::new(outgoing))
-                .await
-                .expect("a delta stream")
-                .into_inner();
+            let (requests, responses) = delta_stream(self.xds).await;
             Client::Delta {
                 requests,
                 responses,
                 node,
             }
         } else {
-            let (requests, outgoing) = mpsc::channel(8);
-            let responses = client
-                .stream_aggregated_resources(ReceiverStream::new(outgoing))
-                .await
-                .expect("a stream")
-                .into_inner();
+            let (requests, responses) = sotw_stream(self.xds).await;
             Client::Sotw {
                 requests,
                 responses,
@@ -170,14 +130,11 @@ impl Rudder {
 
     /// A GET on the admin server: (status, body).
     async fn admin_get(&self, path: &str) -> (u16, String) {
-        let mut stream = tokio::net::TcpStream::connect(self.admin).await.unwrap();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.unwrap();
-        let status = response.split(' ').nth(1).unwrap().parse().unwrap();
-        let body = response.split_once("\r\n\r\n").unwrap().1.to_string();
-        (status, body)
+        let response = reqwest::get(format!("http://{}{path}", self.admin))
+            .await
+            .expect("admin answers");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("a body"))
     }
 }
 

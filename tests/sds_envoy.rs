@@ -7,8 +7,6 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +18,7 @@ use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 
-use support::envoy::envoy_binary;
+use support::envoy_process::EnvoyProcess;
 use support::mesh::local_serve_options;
 
 const NODE_ID: &str = "router~127.0.0.1~ingress-a.gw~gw.svc.cluster.local";
@@ -47,92 +45,46 @@ fn free_port() -> u16 {
     listener.local_addr().expect("an address").port()
 }
 
-/// Envoy, killed when dropped.
-struct Envoy {
-    child: Child,
-    admin: String,
-    log: std::path::PathBuf,
-}
-
-impl Envoy {
-    /// Starts Envoy as the gateway, ADS to `server`, with a TLS listener on `port` that answers
-    /// every HTTP request with [`GREETING`], using the certificate `kubernetes://cred`.
-    fn start(server: &Server, api_type: AdsApiType, port: u16, dir: &Path) -> Envoy {
-        let mut bootstrap = bootstrap_json(&BootstrapOptions {
-            node_id: NODE_ID.to_string(),
-            xds_address: server.xds_address().to_string(),
-            metadata: json!({"NAMESPACE": "gw"}),
-            admin_address: "127.0.0.1:0".parse().expect("an address"),
-            api_type,
-        })
-        .expect("a bootstrap");
-        bootstrap["static_resources"]["listeners"] = json!([{
-            "name": "tls",
-            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
-            "filter_chains": [{
-                "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-                    "common_tls_context": {"tls_certificate_sds_secret_configs": [{
-                        "name": "kubernetes://cred",
-                        "sds_config": {"ads": {}, "resource_api_version": "V3"},
-                    }]},
-                }},
-                "filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                    "stat_prefix": "tls",
-                    "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
-                    }}],
-                    "route_config": {"virtual_hosts": [{
-                        "name": "all",
-                        "domains": ["*"],
-                        "routes": [{
-                            "match": {"prefix": "/"},
-                            "direct_response": {"status": 200, "body": {"inline_string": GREETING}},
-                        }],
-                    }]},
+/// Starts Envoy as the gateway, ADS to `server`, with a TLS listener on `port` that answers
+/// every HTTP request with [`GREETING`], using the certificate `kubernetes://cred`.
+fn start_gateway_envoy(server: &Server, api_type: AdsApiType, port: u16) -> EnvoyProcess {
+    let mut bootstrap = bootstrap_json(&BootstrapOptions {
+        node_id: NODE_ID.to_string(),
+        xds_address: server.xds_address().to_string(),
+        metadata: json!({"NAMESPACE": "gw"}),
+        admin_address: "127.0.0.1:0".parse().expect("an address"),
+        api_type,
+    })
+    .expect("a bootstrap");
+    bootstrap["static_resources"]["listeners"] = json!([{
+        "name": "tls",
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+        "filter_chains": [{
+            "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                "common_tls_context": {"tls_certificate_sds_secret_configs": [{
+                    "name": "kubernetes://cred",
+                    "sds_config": {"ads": {}, "resource_api_version": "V3"},
+                }]},
+            }},
+            "filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": "tls",
+                "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
                 }}],
-            }],
-        }]);
-        let config = dir.join("envoy.json");
-        std::fs::write(&config, bootstrap.to_string()).expect("write the bootstrap");
-        let admin_path = dir.join("admin-address");
-        let log = dir.join("envoy.log");
-        let child = Command::new(envoy_binary())
-            .arg("-c")
-            .arg(&config)
-            .args(["--use-dynamic-base-id", "--concurrency", "1"])
-            .arg("--admin-address-path")
-            .arg(&admin_path)
-            .arg("--log-path")
-            .arg(&log)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start envoy");
-        let deadline = Instant::now() + WAIT;
-        let admin = loop {
-            if let Ok(address) = std::fs::read_to_string(&admin_path)
-                && !address.trim().is_empty()
-            {
-                break address.trim().to_string();
-            }
-            assert!(Instant::now() < deadline, "envoy never started its admin");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Envoy { child, admin, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Envoy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+                "route_config": {"virtual_hosts": [{
+                    "name": "all",
+                    "domains": ["*"],
+                    "routes": [{
+                        "match": {"prefix": "/"},
+                        "direct_response": {"status": 200, "body": {"inline_string": GREETING}},
+                    }],
+                }]},
+            }}],
+        }],
+    }]);
+    EnvoyProcess::start_from_bootstrap("envoy.json", &bootstrap.to_string())
 }
 
 /// A TLS connection to `port` that trusts only the test CA and expects the gateway's name:
@@ -180,7 +132,7 @@ async fn handshake(port: u16) -> Result<(String, usize), String> {
 }
 
 /// Waits until a handshake gives `presented` certificates and the greeting.
-async fn until_served(port: u16, presented: usize, envoy: &Envoy) {
+async fn until_served(port: u16, presented: usize, envoy: &EnvoyProcess) {
     let deadline = Instant::now() + WAIT;
     let mut last = Err("no attempt".to_string());
     while Instant::now() < deadline {
@@ -198,7 +150,7 @@ async fn until_served(port: u16, presented: usize, envoy: &Envoy) {
     );
 }
 
-async fn secrets_dump(envoy: &Envoy) -> Value {
+async fn secrets_dump(envoy: &EnvoyProcess) -> Value {
     let url = format!(
         "http://{}/config_dump?resource=dynamic_active_secrets",
         envoy.admin
@@ -219,7 +171,7 @@ async fn rotation_reaches_envoy(api_type: AdsApiType) {
         .await
         .expect("rudder starts");
     let port = free_port();
-    let envoy = Envoy::start(&server, api_type, port, dir.path());
+    let envoy = start_gateway_envoy(&server, api_type, port);
     until_served(port, 1, &envoy).await;
 
     // The Secret's chain now carries the CA too: Envoy presents both, same process.

@@ -3,6 +3,8 @@
 //! real Envoy does not do on demand: NACKs, stale nonces, reconnects with
 //! `initial_resource_versions`, unsubscribing, and the order of warming (CDS, then EDS).
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,23 +13,19 @@ use std::time::Duration;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse,
 };
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use prost::Message;
-use rudder::diagnostic::Origin;
-use rudder::inputs::yaml::parse_documents;
-use rudder::inputs::{Decoded, Entry, Inputs, decode};
 use rudder::metrics::Metrics;
-use rudder::model::{LastGood, build};
 use rudder::translate::ResourceType;
 use rudder::xds::{Registry, Snapshot, TypeStatus, XdsOptions, serve_xds};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
+
+use support::ads;
 
 const NODE_ID: &str = "sidecar~10.0.0.9~client.default~default.svc.cluster.local";
 const REVIEWS: &str = "outbound|9080||reviews.default.svc.cluster.local";
@@ -60,28 +58,15 @@ fn ratings(ips: &[&str]) -> String {
     service("ratings", "10.96.0.2", "http", ips)
 }
 
-/// The model `rudder serve` would build from `yaml`, as the snapshot it would publish.
+/// The snapshot `rudder serve` would publish for `yaml`, which must be valid.
 fn snapshot(yaml: &str, generation: u64) -> Arc<Snapshot> {
-    let mut inputs = Inputs::default();
-    for document in parse_documents(yaml).expect("test YAML parses") {
-        let Decoded::Object(key, object) = decode(document.value, "default").expect("decodes")
-        else {
-            panic!("a kind rudder does not read");
-        };
-        let origin = Origin::File {
-            path: "test.yaml".into(),
-            line: document.line,
-        };
-        inputs.insert(key, Entry { origin, object });
-    }
-    let built = build(&inputs, &LastGood::default());
-    assert!(built.errors.is_empty(), "config errors: {:?}", built.errors);
-    Arc::new(Snapshot {
-        model: Arc::new(built.model),
-        errors: built.errors,
-        generation,
-        ..Snapshot::default()
-    })
+    let snapshot = ads::snapshot(yaml, generation);
+    assert!(
+        snapshot.errors.is_empty(),
+        "config errors: {:?}",
+        snapshot.errors
+    );
+    snapshot
 }
 
 /// rudder's xDS server alone, in-process, fed snapshots by the test.
@@ -128,16 +113,7 @@ impl Rudder {
     }
 
     async fn connect(&self) -> Delta {
-        let mut client =
-            AggregatedDiscoveryServiceClient::connect(format!("http://{}", self.address))
-                .await
-                .expect("connect");
-        let (requests, outgoing) = mpsc::channel(8);
-        let responses = client
-            .delta_aggregated_resources(ReceiverStream::new(outgoing))
-            .await
-            .expect("a delta stream")
-            .into_inner();
+        let (requests, responses) = ads::delta_stream(self.address).await;
         Delta {
             requests,
             responses,

@@ -337,6 +337,24 @@ fn with_namespace(mut object: Object, namespace: &str) -> Object {
     object
 }
 
+/// Inputs from YAML text, as if it were the file `test.yaml` (objects without a namespace in
+/// `default`): the crate's unit tests build their models from this.
+#[cfg(test)]
+pub(crate) fn from_test_yaml(yaml: &str) -> Inputs {
+    let mut inputs = Inputs::default();
+    for document in yaml::parse_documents(yaml).expect("the test YAML parses") {
+        let decoded = decode(document.value, "default").expect("a test document decodes");
+        if let Decoded::Object(key, object) = decoded {
+            let origin = Origin::File {
+                path: "test.yaml".into(),
+                line: document.line,
+            };
+            inputs.insert(key, Entry { origin, object });
+        }
+    }
+    inputs
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

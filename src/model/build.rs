@@ -661,24 +661,7 @@ pub(crate) fn merged_by_host<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diagnostic::Origin;
-    use crate::inputs::yaml::parse_documents;
-    use crate::inputs::{Decoded, decode};
-
-    /// Inputs from YAML text, as if it were the file `test.yaml`.
-    fn inputs(yaml: &str) -> Inputs {
-        let mut inputs = Inputs::default();
-        for document in parse_documents(yaml).unwrap() {
-            if let Decoded::Object(key, object) = decode(document.value, "default").unwrap() {
-                let origin = Origin::File {
-                    path: "test.yaml".into(),
-                    line: document.line,
-                };
-                inputs.insert(key, Entry { origin, object });
-            }
-        }
-        inputs
-    }
+    use crate::inputs::from_test_yaml as inputs;
 
     const SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  ports: [{name: http, port: 80}]\n";
 

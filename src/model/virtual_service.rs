@@ -557,21 +557,10 @@ mod tests {
 
     /// The model built from YAML text.
     fn model(yaml: &str) -> crate::model::Built {
-        use crate::diagnostic::Origin;
-        use crate::inputs::yaml::parse_documents;
-        use crate::inputs::{Decoded, Entry, Inputs, decode};
-
-        let mut inputs = Inputs::default();
-        for document in parse_documents(yaml).unwrap() {
-            if let Decoded::Object(key, object) = decode(document.value, "default").unwrap() {
-                let origin = Origin::File {
-                    path: "test.yaml".into(),
-                    line: document.line,
-                };
-                inputs.insert(key, Entry { origin, object });
-            }
-        }
-        crate::model::build(&inputs, &crate::model::LastGood::default())
+        crate::model::build(
+            &crate::inputs::from_test_yaml(yaml),
+            &crate::model::LastGood::default(),
+        )
     }
 
     const SERVICES: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{name: http, port: 80}]}\n\

@@ -415,23 +415,11 @@ impl<'m> RuleChooser<'m> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diagnostic::Origin;
-    use crate::inputs::yaml::parse_documents;
-    use crate::inputs::{Decoded, Entry, Inputs, decode};
+    use crate::inputs::from_test_yaml;
     use crate::model::{LastGood, build};
 
     fn model(yaml: &str) -> Model {
-        let mut inputs = Inputs::default();
-        for document in parse_documents(yaml).expect("YAML parses") {
-            if let Ok(Decoded::Object(key, object)) = decode(document.value, "default") {
-                let origin = Origin::File {
-                    path: "test.yaml".into(),
-                    line: document.line,
-                };
-                inputs.insert(key, Entry { origin, object });
-            }
-        }
-        let built = build(&inputs, &LastGood::default());
+        let built = build(&from_test_yaml(yaml), &LastGood::default());
         assert!(built.errors.is_empty(), "{:?}", built.errors);
         built.model
     }

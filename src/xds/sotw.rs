@@ -230,6 +230,16 @@ mod tests {
         request(ty, &[], &response.version_info, &response.nonce)
     }
 
+    /// EDS for both A and B, acknowledging `response`.
+    fn endpoints_a_and_b(response: &SotwResponse) -> DiscoveryRequest {
+        request(
+            ResourceType::Endpoint,
+            &[A, B],
+            &response.version_info,
+            &response.nonce,
+        )
+    }
+
     fn types(outcome: &Outgoing) -> Vec<ResourceType> {
         outcome
             .responses
@@ -402,12 +412,7 @@ mod tests {
     #[test]
     fn changed_eds_names_are_answered() {
         let (mut conn, _, eds) = subscribed();
-        let both = request(
-            ResourceType::Endpoint,
-            &[A, B],
-            &eds.version_info,
-            &eds.nonce,
-        );
+        let both = endpoints_a_and_b(&eds);
         let outcome = conn.on_request(&both);
         assert_eq!(types(&outcome), [ResourceType::Endpoint]);
         // The proxy holds A already; the version covers both.
@@ -416,31 +421,16 @@ mod tests {
 
         // The same names again (an ACK) send nothing.
         let response = &outcome.responses[0];
-        let again = request(
-            ResourceType::Endpoint,
-            &[A, B],
-            &response.version_info,
-            &response.nonce,
-        );
+        let again = endpoints_a_and_b(response);
         assert!(conn.on_request(&again).responses.is_empty());
     }
 
     #[test]
     fn acked_eds_gets_only_what_changed() {
         let (mut conn, _, eds) = subscribed();
-        let both = request(
-            ResourceType::Endpoint,
-            &[A, B],
-            &eds.version_info,
-            &eds.nonce,
-        );
+        let both = endpoints_a_and_b(&eds);
         let added = conn.on_request(&both).responses.remove(0);
-        conn.on_request(&request(
-            ResourceType::Endpoint,
-            &[A, B],
-            &added.version_info,
-            &added.nonce,
-        ));
+        conn.on_request(&endpoints_a_and_b(&added));
 
         let mut changed = resources();
         changed.endpoints.insert(B.into(), cla(B, 1));

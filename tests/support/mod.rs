@@ -1,6 +1,7 @@
 //! Shared by the integration tests: real Envoy, real upstreams, rudder in-process.
 #![allow(dead_code)] // Each test binary uses part of the support code.
 
+pub mod ads;
 pub mod certs;
 pub mod cluster;
 pub mod envoy;

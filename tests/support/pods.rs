@@ -222,7 +222,32 @@ pub struct HttpReply {
     pub body: String,
 }
 
+/// The end of istio-init's nat ISTIO_OUTPUT chain, shared by both interception modes: Envoy's
+/// own traffic (its group), loopback and the control plane at `control_plane` go out as they
+/// are, all other outbound TCP is redirected to 15001.
+fn outbound_exits(control_plane: SocketAddr) -> String {
+    format!(
+        "-A ISTIO_OUTPUT -m owner --gid-owner {gid} -j RETURN\n\
+         -A ISTIO_OUTPUT -d 127.0.0.1/32 -j RETURN\n\
+         -A ISTIO_OUTPUT -p tcp -d {cp_ip}/32 --dport {cp_port} -j RETURN\n\
+         -A ISTIO_OUTPUT -j ISTIO_REDIRECT\n\
+         COMMIT\n",
+        gid = PROXY_GID,
+        cp_ip = control_plane.ip(),
+        cp_port = control_plane.port(),
+    )
+}
+
 impl Pod {
+    /// Loads iptables `rules` (iptables-restore format) into the pod's network namespace.
+    fn restore_rules(&self, rules: &str) {
+        run(
+            "ip",
+            &["netns", "exec", &self.namespace, "iptables-restore"],
+            Some(rules),
+        );
+    }
+
     /// Binds a socket on `address` inside the pod (the application's side).
     pub fn bind(&self, address: &str) -> TcpListener {
         bind_in(&self.namespace, address)
@@ -247,20 +272,11 @@ impl Pod {
              -A ISTIO_OUTPUT -s 127.0.0.6/32 -o lo -j RETURN\n\
              -A ISTIO_OUTPUT ! -d 127.0.0.1/32 -o lo -p tcp -m owner --gid-owner {gid} -j ISTIO_IN_REDIRECT\n\
              -A ISTIO_OUTPUT -o lo -m owner ! --gid-owner {gid} -j RETURN\n\
-             -A ISTIO_OUTPUT -m owner --gid-owner {gid} -j RETURN\n\
-             -A ISTIO_OUTPUT -d 127.0.0.1/32 -j RETURN\n\
-             -A ISTIO_OUTPUT -p tcp -d {cp_ip}/32 --dport {cp_port} -j RETURN\n\
-             -A ISTIO_OUTPUT -j ISTIO_REDIRECT\n\
-             COMMIT\n",
+             {outbound_exits}",
             gid = PROXY_GID,
-            cp_ip = control_plane.ip(),
-            cp_port = control_plane.port(),
+            outbound_exits = outbound_exits(control_plane),
         );
-        run(
-            "ip",
-            &["netns", "exec", &self.namespace, "iptables-restore"],
-            Some(&rules),
-        );
+        self.restore_rules(&rules);
     }
 
     /// istio-init's TPROXY rules: inbound TCP is diverted to 15006 by the mangle table's TPROXY
@@ -296,20 +312,10 @@ impl Pod {
              -A OUTPUT -p tcp -j ISTIO_OUTPUT\n\
              -A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports 15001\n\
              -A ISTIO_OUTPUT -o lo -j RETURN\n\
-             -A ISTIO_OUTPUT -m owner --gid-owner {gid} -j RETURN\n\
-             -A ISTIO_OUTPUT -d 127.0.0.1/32 -j RETURN\n\
-             -A ISTIO_OUTPUT -p tcp -d {cp_ip}/32 --dport {cp_port} -j RETURN\n\
-             -A ISTIO_OUTPUT -j ISTIO_REDIRECT\n\
-             COMMIT\n",
-            gid = PROXY_GID,
-            cp_ip = control_plane.ip(),
-            cp_port = control_plane.port(),
+             {outbound_exits}",
+            outbound_exits = outbound_exits(control_plane),
         );
-        run(
-            "ip",
-            &["netns", "exec", &self.namespace, "iptables-restore"],
-            Some(&rules),
-        );
+        self.restore_rules(&rules);
         // Marked packets are delivered locally, whatever their destination address.
         ip(&[
             "-n",

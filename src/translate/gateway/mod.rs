@@ -335,9 +335,7 @@ mod tests {
     use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::common_tls_context::ValidationContextType;
     use prost::Message;
 
-    use crate::diagnostic::Origin;
-    use crate::inputs::yaml::parse_documents;
-    use crate::inputs::{Decoded, Entry, Inputs, decode};
+    use crate::inputs::from_test_yaml;
     use crate::model::credential::Credential;
     use crate::model::{LastGood, build};
     use crate::proxy::Proxy;
@@ -347,17 +345,7 @@ mod tests {
         include_str!("../../../testdata/golden/gateway-credential-name/input/mesh.yaml");
 
     fn model(yaml: &str) -> crate::model::Model {
-        let mut inputs = Inputs::default();
-        for document in parse_documents(yaml).expect("YAML parses") {
-            if let Ok(Decoded::Object(key, object)) = decode(document.value, "default") {
-                let origin = Origin::File {
-                    path: "test.yaml".into(),
-                    line: document.line,
-                };
-                inputs.insert(key, Entry { origin, object });
-            }
-        }
-        build(&inputs, &LastGood::default()).model
+        build(&from_test_yaml(yaml), &LastGood::default()).model
     }
 
     fn credential(ca: bool) -> Credential {
