@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::config::core::v3::data_source::Specifier;
+use envoy_types::pb::envoy::config::core::v3::{DataSource, Node};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::secret::Type;
 use envoy_types::pb::envoy::service::discovery::v3::{
@@ -278,46 +278,33 @@ async fn next<M>(responses: &mut Streaming<M>) -> M {
         .expect("the stream is open")
 }
 
+/// The bytes of `source`, which must be inline; `what` names it for the failure message.
+fn inline_bytes(source: &Option<DataSource>, what: &str) -> Vec<u8> {
+    match source.as_ref().and_then(|source| source.specifier.clone()) {
+        Some(Specifier::InlineBytes(bytes)) => bytes,
+        other => panic!("an inline {what}, not {other:?}"),
+    }
+}
+
 fn private_key(secret: &Secret) -> Vec<u8> {
     let Some(Type::TlsCertificate(tls)) = &secret.r#type else {
         panic!("{} is not a certificate", secret.name);
     };
-    match tls
-        .private_key
-        .as_ref()
-        .and_then(|key| key.specifier.clone())
-    {
-        Some(Specifier::InlineBytes(bytes)) => bytes,
-        other => panic!("an inline key, not {other:?}"),
-    }
+    inline_bytes(&tls.private_key, "key")
 }
 
 fn chain(secret: &Secret) -> Vec<u8> {
     let Some(Type::TlsCertificate(tls)) = &secret.r#type else {
         panic!("{} is not a certificate", secret.name);
     };
-    match tls
-        .certificate_chain
-        .as_ref()
-        .and_then(|chain| chain.specifier.clone())
-    {
-        Some(Specifier::InlineBytes(bytes)) => bytes,
-        other => panic!("an inline chain, not {other:?}"),
-    }
+    inline_bytes(&tls.certificate_chain, "chain")
 }
 
 fn trusted_ca(secret: &Secret) -> Vec<u8> {
     let Some(Type::ValidationContext(context)) = &secret.r#type else {
         panic!("{} is not a validation context", secret.name);
     };
-    match context
-        .trusted_ca
-        .as_ref()
-        .and_then(|ca| ca.specifier.clone())
-    {
-        Some(Specifier::InlineBytes(bytes)) => bytes,
-        other => panic!("an inline CA, not {other:?}"),
-    }
+    inline_bytes(&context.trusted_ca, "CA")
 }
 
 /// Runs an async test body once per ADS mode.

@@ -41,36 +41,35 @@ pub fn secrets(model: &Model, proxy: &Proxy) -> BTreeMap<String, Secret> {
     let namespace = proxy.namespace.clone();
     let own = (namespace.clone(), String::new())..;
     let mut secrets = BTreeMap::new();
+    let mut add = |name: String, secret_type: Type| {
+        let secret = Secret {
+            name: name.clone(),
+            r#type: Some(secret_type),
+        };
+        secrets.insert(name, secret);
+    };
     for ((_, name), credential) in model
         .credentials
         .range(own)
         .take_while(|((ns, _), _)| *ns == namespace)
     {
-        let certificate = certificate_resource_name(name);
         let tls_certificate = TlsCertificate {
             certificate_chain: Some(inline(&credential.certificate_chain)),
             private_key: Some(inline(&credential.private_key)),
             ..Default::default()
         };
-        secrets.insert(
-            certificate.clone(),
-            Secret {
-                name: certificate,
-                r#type: Some(Type::TlsCertificate(tls_certificate)),
-            },
+        add(
+            certificate_resource_name(name),
+            Type::TlsCertificate(tls_certificate),
         );
         if let Some(ca) = &credential.ca_certificate {
-            let ca_name = ca_resource_name(name);
             let validation_context = CertificateValidationContext {
                 trusted_ca: Some(inline(ca)),
                 ..Default::default()
             };
-            secrets.insert(
-                ca_name.clone(),
-                Secret {
-                    name: ca_name,
-                    r#type: Some(Type::ValidationContext(validation_context)),
-                },
+            add(
+                ca_resource_name(name),
+                Type::ValidationContext(validation_context),
             );
         }
     }
