@@ -200,11 +200,22 @@ pub(super) fn server_warnings(
         ));
     }
     for gateway in gateways {
-        let workload_namespaces: BTreeSet<&str> = workloads
-            .values()
-            .filter(|workload| labels_contain(&workload.labels, &gateway.selector))
-            .map(|workload| workload.namespace.as_str())
-            .collect();
+        // Every build runs this; scan the Pods only for Gateways that name a credential.
+        let names_credentials = gateway.servers.iter().any(|server| {
+            server
+                .tls
+                .as_ref()
+                .is_some_and(|tls| tls.credential_name.is_some())
+        });
+        let workload_namespaces: BTreeSet<&str> = if names_credentials {
+            workloads
+                .values()
+                .filter(|workload| labels_contain(&workload.labels, &gateway.selector))
+                .map(|workload| workload.namespace.as_str())
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
         for server in &gateway.servers {
             let at = |field: &str| format!("spec.servers[{}].tls.{field}", server.index);
             let unknown: Vec<&str> = server
