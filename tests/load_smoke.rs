@@ -24,6 +24,8 @@ async fn smoke(delta: bool) {
         endpoints: 3,
         proxies: 10,
         delta,
+        sidecar: false,
+        debounce: None,
         limit: Duration::from_secs(30),
     };
     let report = harness::run(spec).await;

@@ -32,6 +32,11 @@ pub struct RunSpec {
     pub endpoints: usize,
     pub proxies: usize,
     pub delta: bool,
+    /// A Sidecar in the proxies' namespace limits their egress to the first
+    /// [`mesh::SIDECAR_SCOPE`] services.
+    pub sidecar: bool,
+    /// The servers' quiet time before a push, if not their default (100 ms).
+    pub debounce: Option<Duration>,
     /// A phase that takes longer fails the run.
     pub limit: Duration,
 }
@@ -69,15 +74,25 @@ pub async fn run(spec: RunSpec) -> Report {
     for index in 0..spec.services {
         mesh::write_service(config, index, shape).expect("write the mesh");
     }
-    let server = ServerProcess::start(spec.server, config);
+    if spec.sidecar {
+        mesh::write_sidecar(config).expect("write the Sidecar");
+    }
+    let server = ServerProcess::start(spec.server, config, spec.debounce);
 
     let start = Instant::now();
-    let clients = connect(&server, spec).await;
-    let initial = settle(&clients, start, spec.limit, |received| {
-        received.counts().iter().all(|count| *count > 0)
-    })
-    .await
-    .unwrap_or_else(|| panic!("{} proxies never got their config", spec.proxies));
+    let (clients, tasks) = connect(&server, spec).await;
+    let served = |received: &Received| received.counts().iter().all(|count| *count > 0);
+    let initial = settle(&clients, start, spec.limit, served)
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "{}: {} of {} proxies got their config within {:?}",
+                spec.server.name(),
+                clients.iter().filter(|received| served(received)).count(),
+                spec.proxies,
+                spec.limit
+            )
+        });
     let initial_bytes_per_proxy = median(clients.iter().map(|received| received.bytes()).collect());
 
     let edits: [(&'static str, EditFn); 3] = [
@@ -112,7 +127,7 @@ pub async fn run(spec: RunSpec) -> Report {
     for (edit, apply) in edits {
         results.push(time_edit(edit, &clients, config, apply.as_ref(), spec).await);
     }
-    Report {
+    let report = Report {
         spec,
         initial,
         initial_bytes_per_proxy,
@@ -120,11 +135,20 @@ pub async fn run(spec: RunSpec) -> Report {
         cpu_seconds: server.cpu_seconds(),
         peak_rss: server.peak_rss(),
         bytes_sent: clients.iter().map(|received| received.bytes()).sum(),
+    };
+    // Clients go before the server, so its exit is not reported as their streams failing.
+    for task in tasks {
+        task.abort();
     }
+    report
 }
 
-async fn connect(server: &ServerProcess, spec: RunSpec) -> Vec<Arc<Received>> {
+async fn connect(
+    server: &ServerProcess,
+    spec: RunSpec,
+) -> (Vec<Arc<Received>>, Vec<tokio::task::JoinHandle<()>>) {
     let mut clients = Vec::with_capacity(spec.proxies);
+    let mut tasks = Vec::with_capacity(spec.proxies);
     for i in 0..spec.proxies {
         let ip = format!("10.{}.{}.{}", 128 + i / 65536, (i / 256) % 256, i % 256);
         let node = ads_client::node(&ip, &format!("client-{i}"), &[("app", "client")]);
@@ -132,14 +156,14 @@ async fn connect(server: &ServerProcess, spec: RunSpec) -> Vec<Arc<Received>> {
         let received = Arc::new(Received::default());
         let counting = received.clone();
         let delta = spec.delta;
-        tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             if let Err(status) = ads_client::run(channel, node, delta, counting).await {
                 eprintln!("client {i}: {status}");
             }
-        });
+        }));
         clients.push(received);
     }
-    clients
+    (clients, tasks)
 }
 
 /// Waits until `done` holds for every client and no response came for [`QUIET`]; the time from
@@ -225,6 +249,15 @@ fn median(mut values: Vec<u64>) -> u64 {
 pub async fn wire_time(connections: usize, bytes: u64) -> Duration {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("an address");
+    // Accepting while connecting: thousands of connections would overflow the listen backlog.
+    let acceptor = tokio::spawn(async move {
+        let mut writers = Vec::with_capacity(connections);
+        for _ in 0..connections {
+            let (stream, _) = listener.accept().await.expect("accept");
+            writers.push(stream);
+        }
+        writers
+    });
     let mut readers = Vec::with_capacity(connections);
     for _ in 0..connections {
         let mut stream = TcpStream::connect(address).await.expect("connect");
@@ -240,11 +273,7 @@ pub async fn wire_time(connections: usize, bytes: u64) -> Duration {
             total
         });
     }
-    let mut writers = Vec::with_capacity(connections);
-    for _ in 0..connections {
-        let (stream, _) = listener.accept().await.expect("accept");
-        writers.push(stream);
-    }
+    let writers = acceptor.await.expect("the acceptor");
     let payload = Arc::new(vec![0x5au8; usize::try_from(bytes).unwrap_or(usize::MAX)]);
     let start = Instant::now();
     let readers: Vec<_> = readers.into_iter().map(tokio::spawn).collect();

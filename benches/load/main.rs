@@ -4,9 +4,15 @@
 //! ```text
 //! cargo bench --bench load -- [--servers rudder,istiod] [--sizes 100x100,1000x100,...]
 //!                             [--modes sotw,delta] [--endpoints 3] [--limit-secs 600]
+//!                             [--repeat 3] [--sidecar] [--debounce-ms 100]
 //! ```
-//! `--sizes` lists SERVICESxPROXIES pairs. istiod is built on first use by `scripts/istiod`
-//! (minutes, then cached); if it cannot be built or started, its rows say so and rudder's still run.
+//! `--sizes` lists SERVICESxPROXIES pairs. Each configuration runs `--repeat` times, the servers
+//! taking turns, and a last table gives the median of every cell over those runs and the ratio
+//! rudder / istiod of each median. `--sidecar` adds a Sidecar that scopes the proxies' egress to
+//! ten services. `--debounce-ms` sets both servers' quiet time before a push (`--debounce-after`,
+//! `PILOT_DEBOUNCE_AFTER`; 100 ms by default). istiod is built on first use by `scripts/istiod`
+//! (minutes, then cached); if it cannot be built or started, its rows say so and rudder's still
+//! run.
 
 #[path = "../support/ads_client.rs"]
 mod ads_client;
@@ -16,7 +22,7 @@ mod server;
 
 use std::time::Duration;
 
-use harness::{Report, RunSpec};
+use harness::{Convergence, Report, RunSpec};
 use server::ServerKind;
 
 const DEFAULT_SIZES: &str = "100x100,1000x100,10000x100,100x2000,1000x2000,100x10000";
@@ -27,6 +33,9 @@ struct Options {
     modes: Vec<bool>,
     endpoints: usize,
     limit: Duration,
+    repeat: usize,
+    sidecar: bool,
+    debounce: Option<Duration>,
 }
 
 fn option<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
@@ -75,12 +84,24 @@ fn parse_options() -> Result<Options, String> {
         .parse()
         .map(Duration::from_secs)
         .map_err(|_| "--limit-secs takes a number".to_string())?;
+    let repeat = option(&args, "--repeat")
+        .unwrap_or("1")
+        .parse::<usize>()
+        .ok()
+        .filter(|repeat| *repeat > 0)
+        .ok_or("--repeat takes a number above 0".to_string())?;
     Ok(Options {
         servers,
         sizes,
         modes,
         endpoints,
         limit,
+        repeat,
+        sidecar: args.iter().any(|arg| arg == "--sidecar"),
+        debounce: option(&args, "--debounce-ms")
+            .map(|ms| ms.parse().map(Duration::from_millis))
+            .transpose()
+            .map_err(|_| "--debounce-ms takes a number".to_string())?,
     })
 }
 
@@ -127,6 +148,93 @@ fn row(report: &Report) -> String {
     format!("| {} |", cells.join(" | "))
 }
 
+const HEADER: &str = "| server | mode | services | proxies | initial: all served (ms) | initial bytes (MiB) | \
+     rule edit p50/p99/max (ms) | rule bytes/proxy, wire, max/wire | \
+     endpoint edit p50/p99/max (ms) | endpoint bytes/proxy, wire, max/wire | \
+     new service p50/p99/max (ms) | new service bytes/proxy, wire, max/wire | CPU s | peak RSS (MiB) | sent (MiB) |";
+
+fn print_header() {
+    println!("{HEADER}");
+    println!("|{}", " --- |".repeat(15));
+}
+
+fn median_of<T: Copy + PartialOrd>(values: impl Iterator<Item = T>) -> T {
+    let mut values: Vec<T> = values.collect();
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    values[values.len() / 2]
+}
+
+/// Every figure of `reports` (runs of one configuration, at least one) replaced by its median.
+fn median_report(reports: &[Report]) -> Report {
+    let median = |figure: &dyn Fn(&Report) -> f64| median_of(reports.iter().map(figure));
+    let edits = (0..reports[0].edits.len())
+        .map(|i| {
+            let edit = |figure: &dyn Fn(&Convergence) -> Duration| {
+                median_of(reports.iter().map(|report| figure(&report.edits[i])))
+            };
+            Convergence {
+                reached: reports
+                    .iter()
+                    .map(|report| report.edits[i].reached)
+                    .min()
+                    .unwrap_or(0),
+                p50: edit(&|c| c.p50),
+                p99: edit(&|c| c.p99),
+                max: edit(&|c| c.max),
+                bytes_per_proxy: median_of(reports.iter().map(|r| r.edits[i].bytes_per_proxy)),
+                wire: edit(&|c| c.wire),
+            }
+        })
+        .collect();
+    Report {
+        spec: reports[0].spec,
+        initial: median_of(reports.iter().map(|report| report.initial)),
+        initial_bytes_per_proxy: median_of(reports.iter().map(|r| r.initial_bytes_per_proxy)),
+        edits,
+        cpu_seconds: median(&|report| report.cpu_seconds),
+        peak_rss: median_of(reports.iter().map(|report| report.peak_rss)),
+        bytes_sent: median_of(reports.iter().map(|report| report.bytes_sent)),
+    }
+}
+
+/// rudder's median over istiod's, for the figures the goals name.
+fn ratio_line(rudder: &Report, istiod: &Report) -> String {
+    let ratio = |a: f64, b: f64| format!("{:.2}", a / b.max(1e-9));
+    let seconds = |duration: Duration| duration.as_secs_f64();
+    let edits: Vec<String> = ["rule edit", "endpoint edit", "new service"]
+        .iter()
+        .zip(rudder.edits.iter().zip(&istiod.edits))
+        .map(|(name, (r, i))| format!("{name} p99 {}", ratio(seconds(r.p99), seconds(i.p99))))
+        .collect();
+    let spec = rudder.spec;
+    format!(
+        "rudder / istiod at {}x{} {}: CPU {}, peak RSS {}, all served {}, {}",
+        spec.services,
+        spec.proxies,
+        if spec.delta { "delta" } else { "sotw" },
+        ratio(rudder.cpu_seconds, istiod.cpu_seconds),
+        ratio(rudder.peak_rss as f64, istiod.peak_rss as f64),
+        ratio(seconds(rudder.initial), seconds(istiod.initial)),
+        edits.join(", ")
+    )
+}
+
+/// Each proxy is a connection on both ends, and the wire test opens as many again; the servers
+/// started from here inherit the limit.
+fn raise_open_file_limit(wanted: u64) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft >= wanted {
+        return;
+    }
+    // Raising the hard limit takes privilege; without it, go as far as the hard limit allows.
+    if setrlimit(Resource::RLIMIT_NOFILE, wanted, wanted.max(hard)).is_err() {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
 fn main() {
     let options = match parse_options() {
         Ok(options) => options,
@@ -135,41 +243,71 @@ fn main() {
             std::process::exit(2);
         }
     };
+    let most_proxies = options.sizes.iter().map(|&(_, proxies)| proxies).max();
+    raise_open_file_limit(most_proxies.unwrap_or(0) as u64 * 4 + 4096);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    println!(
-        "| server | mode | services | proxies | initial: all served (ms) | initial bytes (MiB) | \
-         rule edit p50/p99/max (ms) | rule bytes/proxy, wire, max/wire | \
-         endpoint edit p50/p99/max (ms) | endpoint bytes/proxy, wire, max/wire | \
-         new service p50/p99/max (ms) | new service bytes/proxy, wire, max/wire | CPU s | peak RSS (MiB) | sent (MiB) |"
-    );
-    println!("|{}", " --- |".repeat(15));
+    print_header();
+    let mut medians = Vec::new();
     for &(services, proxies) in &options.sizes {
         for &delta in &options.modes {
-            for &server in &options.servers {
-                let spec = RunSpec {
-                    server,
-                    services,
-                    endpoints: options.endpoints,
-                    proxies,
-                    delta,
-                    limit: options.limit,
-                };
-                // A run that fails (istiod missing, a limit passed) is reported and the rest go on.
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    runtime.block_on(harness::run(spec))
-                }));
-                match result {
-                    Ok(report) => println!("{}", row(&report)),
-                    Err(_) => println!(
-                        "| {} | {} | {services} | {proxies} | failed: see the message above |",
-                        server.name(),
-                        if delta { "delta" } else { "sotw" }
-                    ),
+            let mut runs: Vec<Vec<Report>> = vec![Vec::new(); options.servers.len()];
+            // The servers take turns, so a slow spell of the machine falls on both.
+            for _ in 0..options.repeat {
+                for (server_runs, &server) in runs.iter_mut().zip(&options.servers) {
+                    let spec = RunSpec {
+                        server,
+                        services,
+                        endpoints: options.endpoints,
+                        proxies,
+                        delta,
+                        sidecar: options.sidecar,
+                        debounce: options.debounce,
+                        limit: options.limit,
+                    };
+                    // A run that fails (istiod missing, a limit passed) is reported and the
+                    // rest go on.
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        runtime.block_on(harness::run(spec))
+                    }));
+                    match result {
+                        Ok(report) => {
+                            println!("{}", row(&report));
+                            server_runs.push(report);
+                        }
+                        Err(_) => println!(
+                            "| {} | {} | {services} | {proxies} | failed: see the message above |",
+                            server.name(),
+                            if delta { "delta" } else { "sotw" }
+                        ),
+                    }
                 }
             }
+            medians.push(
+                runs.iter()
+                    .filter(|reports| !reports.is_empty())
+                    .map(|reports| median_report(reports))
+                    .collect::<Vec<_>>(),
+            );
+        }
+    }
+    println!(
+        "\nMedians of {} run(s) per configuration:\n",
+        options.repeat
+    );
+    print_header();
+    for configuration in &medians {
+        for report in configuration {
+            println!("{}", row(report));
+        }
+    }
+    println!();
+    for configuration in &medians {
+        let find = |kind: ServerKind| configuration.iter().find(|r| r.spec.server == kind);
+        if let (Some(rudder), Some(istiod)) = (find(ServerKind::Rudder), find(ServerKind::Istiod)) {
+            println!("{}", ratio_line(rudder, istiod));
         }
     }
 }

@@ -8,6 +8,8 @@ use std::path::Path;
 
 pub const NAMESPACE: &str = "bench";
 pub const PORT: u16 = 8080;
+/// How many services (svc-0 onwards) the optional Sidecar keeps in the proxies' egress.
+pub const SIDECAR_SCOPE: usize = 10;
 
 /// How one service's file is written; the edits the harness times change one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +36,27 @@ pub fn write_service(dir: &Path, index: usize, shape: ServiceShape) -> std::io::
     let partial = dir.join(format!(".{name}.yaml.tmp"));
     std::fs::write(&partial, service_yaml(index, shape))?;
     std::fs::rename(partial, path)
+}
+
+/// A namespace-wide Sidecar: the proxies see only the first [`SIDECAR_SCOPE`] services, as a
+/// workload that calls a handful of others would declare.
+pub fn write_sidecar(dir: &Path) -> std::io::Result<()> {
+    let hosts: Vec<String> = (0..SIDECAR_SCOPE)
+        .map(|index| format!("./svc-{index}.{NAMESPACE}.svc.cluster.local"))
+        .collect();
+    std::fs::write(
+        dir.join("sidecar.yaml"),
+        format!(
+            "apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: default, namespace: {NAMESPACE}}}
+spec:
+  egress:
+  - hosts: [{hosts}]
+",
+            hosts = hosts.join(", ")
+        ),
+    )
 }
 
 fn service_yaml(index: usize, shape: ServiceShape) -> String {

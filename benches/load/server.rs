@@ -52,10 +52,11 @@ fn free_port() -> u16 {
 }
 
 impl ServerProcess {
-    pub fn start(kind: ServerKind, config_dir: &Path) -> ServerProcess {
+    /// `debounce` replaces both servers' default quiet time before a push (100 ms).
+    pub fn start(kind: ServerKind, config_dir: &Path, debounce: Option<Duration>) -> ServerProcess {
         let server = match kind {
-            ServerKind::Rudder => Self::start_rudder(config_dir),
-            ServerKind::Istiod => Self::start_istiod(config_dir),
+            ServerKind::Rudder => Self::start_rudder(config_dir, debounce),
+            ServerKind::Istiod => Self::start_istiod(config_dir, debounce),
         };
         let deadline = Instant::now() + READY_LIMIT;
         while TcpStream::connect(server.xds).is_err() {
@@ -70,14 +71,19 @@ impl ServerProcess {
         server
     }
 
-    fn start_rudder(config_dir: &Path) -> ServerProcess {
+    fn start_rudder(config_dir: &Path, debounce: Option<Duration>) -> ServerProcess {
         let xds: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let child = Command::new(env!("CARGO_BIN_EXE_rudder"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rudder"));
+        command
             .args(["--log-level", "warn", "serve", "--config-dir"])
             .arg(config_dir)
             .args(["--xds-address", &xds.to_string()])
-            .args(["--admin-address", &admin.to_string()])
+            .args(["--admin-address", &admin.to_string()]);
+        if let Some(debounce) = debounce {
+            command.args(["--debounce-after", &format!("{}ms", debounce.as_millis())]);
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
@@ -90,7 +96,14 @@ impl ServerProcess {
         }
     }
 
-    fn start_istiod(config_dir: &Path) -> ServerProcess {
+    fn start_istiod(config_dir: &Path, debounce: Option<Duration>) -> ServerProcess {
+        // istiod closes streams beyond a rate of new ones (PILOT_MAX_REQUESTS_PER_SECOND): Envoy
+        // would come back after a backoff, these clients do not, and the connection rate is not
+        // what is measured.
+        let mut environment = "PILOT_MAX_REQUESTS_PER_SECOND=100000".to_string();
+        if let Some(debounce) = debounce {
+            environment.push_str(&format!(" PILOT_DEBOUNCE_AFTER={}ms", debounce.as_millis()));
+        }
         let run_dir =
             std::env::temp_dir().join(format!("rudder-load-istiod-{}", std::process::id()));
         let output = Command::new(repository().join("scripts/istiod"))
@@ -99,10 +112,7 @@ impl ServerProcess {
             .env("RUDDER_ISTIOD_DIR", &run_dir)
             .env("RUDDER_ISTIOD_OWNER_PID", std::process::id().to_string())
             .env("RUDDER_ISTIOD_ARGS", "--log_output_level=default:warn")
-            // istiod closes streams beyond a rate of new ones (PILOT_MAX_REQUESTS_PER_SECOND):
-            // Envoy would come back after a backoff, these clients do not, and the connection
-            // rate is not what is measured.
-            .env("RUDDER_ISTIOD_ENV", "PILOT_MAX_REQUESTS_PER_SECOND=100000")
+            .env("RUDDER_ISTIOD_ENV", environment)
             .stderr(Stdio::inherit())
             .output()
             .expect("run scripts/istiod up");

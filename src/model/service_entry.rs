@@ -9,7 +9,7 @@
 //! This module trusts its input: entries reach it validated (see `validate::service_entry`).
 //! It knows nothing of Envoy.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use super::build::{in_precedence_order, namespace_of, protocol_of};
@@ -35,9 +35,16 @@ pub(super) fn add_service_entries<'a>(
             _ => None,
         })
         .collect();
+    let pods: Vec<(&IpAddr, &Workload)> = workloads.iter().collect();
     let selectable = Selectable {
+        pod_index: LabelIndex::new(pods.iter().map(|(_, pod)| (&*pod.namespace, &pod.labels))),
+        entry_index: LabelIndex::new(
+            workload_entries
+                .iter()
+                .map(|entry| (namespace_of(&entry.metadata.namespace), &entry.spec.labels)),
+        ),
+        pods: &pods,
         workload_entries: &workload_entries,
-        workloads,
     };
     let ordered = in_precedence_order(entries, |object| match object {
         Object::ServiceEntry(entry) => Some(entry.as_ref()),
@@ -99,10 +106,62 @@ fn merge(existing: &mut Service, later: Service) {
     }
 }
 
-/// What a `workloadSelector` can pick.
+/// What a `workloadSelector` can pick: the Pods (in IP order) and the WorkloadEntries, each
+/// indexed so that a selector looks only at the candidates that carry one of its labels.
 struct Selectable<'a> {
+    pods: &'a [(&'a IpAddr, &'a Workload)],
+    pod_index: LabelIndex<'a>,
     workload_entries: &'a [&'a IstioObject<WorkloadEntry>],
-    workloads: &'a BTreeMap<IpAddr, Workload>,
+    entry_index: LabelIndex<'a>,
+}
+
+/// Positions of labelled items by namespace, and by namespace, label key and value. Without it
+/// every ServiceEntry would scan every Pod and WorkloadEntry: quadratic in the mesh's size.
+#[derive(Default)]
+struct LabelIndex<'a> {
+    namespaces: HashMap<&'a str, NamespaceLabels<'a>>,
+}
+
+#[derive(Default)]
+struct NamespaceLabels<'a> {
+    all: Vec<usize>,
+    by_label: HashMap<&'a str, HashMap<&'a str, Vec<usize>>>,
+}
+
+impl<'a> LabelIndex<'a> {
+    fn new(items: impl Iterator<Item = (&'a str, &'a BTreeMap<String, String>)>) -> Self {
+        let mut index = LabelIndex::default();
+        for (position, (namespace, labels)) in items.enumerate() {
+            let in_namespace = index.namespaces.entry(namespace).or_default();
+            in_namespace.all.push(position);
+            for (key, value) in labels {
+                in_namespace
+                    .by_label
+                    .entry(key)
+                    .or_default()
+                    .entry(value)
+                    .or_default()
+                    .push(position);
+            }
+        }
+        index
+    }
+
+    /// Ascending positions of the items in `namespace` that may match `selector`: those with
+    /// its first label, or all of the namespace for an empty selector.
+    fn candidates(&self, namespace: &str, selector: &BTreeMap<String, String>) -> &[usize] {
+        let Some(in_namespace) = self.namespaces.get(namespace) else {
+            return &[];
+        };
+        match selector.iter().next() {
+            None => &in_namespace.all,
+            Some((key, value)) => in_namespace
+                .by_label
+                .get(key.as_str())
+                .and_then(|values| values.get(value.as_str()))
+                .map_or(&[], Vec::as_slice),
+        }
+    }
 }
 
 /// One service per host of the entry.
@@ -308,9 +367,11 @@ fn workload_endpoints(
             .all(|(key, value)| labels.get(key) == Some(value))
     };
     let pods = selectable
-        .workloads
+        .pod_index
+        .candidates(namespace, &selector.labels)
         .iter()
-        .filter(|(_, pod)| pod.namespace == namespace && selects(&pod.labels))
+        .map(|&position| selectable.pods[position])
+        .filter(|(_, pod)| selects(&pod.labels))
         .map(|(ip, pod)| WorkloadEndpoint {
             address: EndpointAddress::Ip(*ip),
             ports: BTreeMap::new(),
@@ -319,11 +380,11 @@ fn workload_endpoints(
             weight: 1,
         });
     let entries = selectable
-        .workload_entries
+        .entry_index
+        .candidates(namespace, &selector.labels)
         .iter()
-        .filter(|entry| {
-            namespace_of(&entry.metadata.namespace) == namespace && selects(&entry.spec.labels)
-        })
+        .map(|&position| selectable.workload_entries[position])
+        .filter(|entry| selects(&entry.spec.labels))
         .map(|entry| from_workload_entry(&entry.spec));
     pods.chain(entries).collect()
 }

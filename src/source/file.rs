@@ -36,8 +36,10 @@ use crate::inputs::{Decoded, Entry, Inputs, ObjectKey, decode};
 /// Namespaced objects without one land here, as with `kubectl apply`.
 const DEFAULT_NAMESPACE: &str = "default";
 const EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
-/// Editors and `kubectl cp` write in bursts; one rescan per burst is enough.
-const DEBOUNCE: Duration = Duration::from_millis(100);
+/// Gathers the events of one write (create, write, rename) into one rescan. Kept short: the
+/// serve loop's own debounce (`--debounce-after`) already turns a burst of rescans into one push,
+/// and every millisecond here adds to every file edit's time to reach the proxies.
+const DEBOUNCE: Duration = Duration::from_millis(20);
 
 /// Why following config directories could not start.
 #[derive(Debug, thiserror::Error)]
