@@ -192,7 +192,7 @@ async fn assert_not_served(envoy: &EnvoyProcess) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envoy_gets_its_config_over_tls() {
-    let (net, port) = (224, 19224);
+    let (net, port) = (241, 19241);
     let certs = tempfile::tempdir().expect("a temporary directory");
     let config = tempfile::tempdir().expect("a temporary directory");
     let ca = test_ca(certs.path());
@@ -206,7 +206,7 @@ async fn envoy_gets_its_config_over_tls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_serves_only_envoys_with_a_matching_client_certificate() {
     let logs = captured_logs();
-    let (net, port) = (225, 19225);
+    let (net, port) = (242, 19242);
     let certs = tempfile::tempdir().expect("a temporary directory");
     let config = tempfile::tempdir().expect("a temporary directory");
     let ca = test_ca(certs.path());
@@ -241,7 +241,7 @@ async fn mutual_tls_serves_only_envoys_with_a_matching_client_certificate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replaced_certificates_serve_the_next_connection() {
-    let (net, port) = (226, 19226);
+    let (net, port) = (243, 19243);
     let certs = tempfile::tempdir().expect("a temporary directory");
     let config = tempfile::tempdir().expect("a temporary directory");
     let ca = test_ca(certs.path());
@@ -277,4 +277,40 @@ async fn replaced_certificates_serve_the_next_connection() {
     .await;
     assert!(served.is_some(), "the rotated certificate is served");
     server.stop().await;
+}
+
+#[test]
+fn missing_or_bad_certificate_files_fail_startup_naming_the_file() {
+    let certs = tempfile::tempdir().expect("a temporary directory");
+    let ca = test_ca(certs.path());
+    std::fs::write(ca.path("garbage.pem"), "not PEM at all").expect("write a file");
+    let cases = [
+        ("missing.pem", "rudder-key.pem", "missing.pem"),
+        ("garbage.pem", "rudder-key.pem", "garbage.pem"),
+        ("rudder.pem", "ca.pem", "ca.pem"),
+    ];
+    for (certificate, key, named) in cases {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_rudder"))
+            .args([
+                "serve",
+                "--xds-address",
+                "127.0.0.1:0",
+                "--admin-address",
+                "127.0.0.1:0",
+            ])
+            .arg("--config-dir")
+            .arg(certs.path())
+            .arg("--xds-tls-cert")
+            .arg(ca.path(certificate))
+            .arg("--xds-tls-key")
+            .arg(ca.path(key))
+            .output()
+            .expect("run rudder");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(named) && !stderr.contains("panicked"),
+            "{named}: {stderr}"
+        );
+    }
 }

@@ -51,15 +51,16 @@ pub struct TlsFiles {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("read {}: {source}", path.display())]
-    Read { path: PathBuf, source: io::Error },
+    // The causes are in the messages, not `source`s, so that a reload warning shows them too.
+    #[error("read {}: {error}", path.display())]
+    Read { path: PathBuf, error: io::Error },
     #[error("{}: {problem}", path.display())]
     Pem { path: PathBuf, problem: String },
-    #[error("{} and {}: {source}", certificate.display(), private_key.display())]
+    #[error("{} and {}: {error}", certificate.display(), private_key.display())]
     KeyPair {
         certificate: PathBuf,
         private_key: PathBuf,
-        source: rustls::Error,
+        error: rustls::Error,
     },
     #[error("client CA {}: {problem}", path.display())]
     ClientCa { path: PathBuf, problem: String },
@@ -163,10 +164,10 @@ fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|source| TlsError::KeyPair {
+        .map_err(|error| TlsError::KeyPair {
             certificate: files.certificate.clone(),
             private_key: files.private_key.clone(),
-            source,
+            error,
         })?;
     let builder = match &files.client_ca {
         None => builder.with_no_client_auth(),
@@ -189,10 +190,10 @@ fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
     };
     let mut config = builder
         .with_single_cert(chain, key)
-        .map_err(|source| TlsError::KeyPair {
+        .map_err(|error| TlsError::KeyPair {
             certificate: files.certificate.clone(),
             private_key: files.private_key.clone(),
-            source,
+            error,
         })?;
     // gRPC is HTTP/2 only; Envoy offers `h2` when its xDS cluster speaks HTTP/2.
     config.alpn_protocols = vec![b"h2".to_vec()];
@@ -200,9 +201,9 @@ fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+    std::fs::read(path).map_err(|error| TlsError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
