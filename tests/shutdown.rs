@@ -32,7 +32,8 @@ struct Rudder {
 }
 
 impl Rudder {
-    fn start(config_dir: &std::path::Path) -> Rudder {
+    /// `rudder serve` of `config_dir`, with `--shutdown-grace` `grace`.
+    fn start(config_dir: &std::path::Path, grace: Duration) -> Rudder {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rudder"))
             .args(["serve", "--config-dir"])
             .arg(config_dir)
@@ -42,7 +43,7 @@ impl Rudder {
                 "--admin-address",
                 "127.0.0.1:0",
             ])
-            .args(["--shutdown-grace", &format!("{}s", GRACE.as_secs())])
+            .args(["--shutdown-grace", &format!("{}ms", grace.as_millis())])
             .env("NO_COLOR", "1")
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
@@ -80,6 +81,30 @@ impl Rudder {
                     self.seen.join("\n")
                 ),
             }
+        }
+    }
+
+    /// Sends SIGTERM; how rudder exited and how long after, which must be less than `limit`.
+    fn terminate(&mut self, limit: Duration) -> (std::process::ExitStatus, Duration) {
+        let signalled = Instant::now();
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(killed.success());
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for rudder") {
+                return (status, signalled.elapsed());
+            }
+            if signalled.elapsed() > limit {
+                // Whatever it logged meanwhile, for the message.
+                self.seen.extend(self.log.try_iter());
+                panic!(
+                    "rudder still runs {limit:?} after SIGTERM; its log:\n{}",
+                    self.seen.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -124,7 +149,7 @@ async fn sigterm_ends_streams_and_exits_zero_while_envoy_keeps_serving(api_type:
     let service = service_yaml("web", &format!("10.96.{net}.1"), port, &backends);
     std::fs::write(config.path().join("web.yaml"), service).expect("write the config");
 
-    let mut rudder = Rudder::start(config.path());
+    let mut rudder = Rudder::start(config.path(), GRACE);
     let xds_address = rudder.xds_address();
     let metadata = json!({"NAMESPACE": NAMESPACE, "INTERCEPTION_MODE": "NONE"});
     let envoy = EnvoyProcess::start(NODE_ID, metadata, xds_address, api_type);
@@ -143,24 +168,7 @@ async fn sigterm_ends_streams_and_exits_zero_while_envoy_keeps_serving(api_type:
     );
     rudder.wait_for_line("proxy connected", Duration::from_secs(5));
 
-    let signalled = Instant::now();
-    let killed = Command::new("kill")
-        .args(["-TERM", &rudder.child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(killed.success());
-    let status = loop {
-        if let Some(status) = rudder.child.try_wait().expect("wait for rudder") {
-            break status;
-        }
-        assert!(
-            signalled.elapsed() < GRACE,
-            "rudder still runs {GRACE:?} after SIGTERM; its log:\n{}",
-            rudder.seen.join("\n")
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let exit_time = signalled.elapsed();
+    let (status, exit_time) = rudder.terminate(GRACE);
     println!("rudder exited {exit_time:?} after SIGTERM");
     assert!(status.success(), "rudder exits 0 on SIGTERM: {status}");
     rudder.wait_for_line("shutting down", Duration::from_secs(1));
@@ -193,6 +201,23 @@ async fn sigterm_ends_streams_and_exits_zero_while_envoy_keeps_serving(api_type:
             envoy.log()
         );
     }
+}
+
+#[test]
+fn a_client_that_never_speaks_is_cut_off_after_the_grace() {
+    let config = tempfile::tempdir().expect("a temporary directory");
+    let grace = Duration::from_millis(500);
+    let mut rudder = Rudder::start(config.path(), grace);
+    let xds_address = rudder.xds_address();
+    // Connected, but never sends the HTTP/2 preface: its connection cannot close gracefully.
+    let _silent = std::net::TcpStream::connect(xds_address).expect("connect to xDS");
+    std::thread::sleep(Duration::from_millis(100));
+    // The grace, then at most a second for the runtime's leftovers, and slack for a busy machine.
+    let (status, exit_time) = rudder.terminate(grace + Duration::from_secs(3));
+    println!("with a silent client, rudder exited {exit_time:?} after SIGTERM");
+    assert!(status.success(), "rudder exits 0 on SIGTERM: {status}");
+    assert!(exit_time >= grace, "the grace is given: {exit_time:?}");
+    rudder.wait_for_line("after the shutdown grace", Duration::from_secs(1));
 }
 
 /// Whether a TCP connection to `address` fails.
