@@ -343,11 +343,19 @@ impl<M: Protocol> AdsStream<M> {
     }
 
     async fn run(mut self) {
-        let first = match self.requests.message().await {
-            Ok(Some(request)) => request,
-            Ok(None) => return,
-            Err(status) => {
-                debug!(%status, "ADS stream failed before its first request");
+        let mut stopped = self.stopped.clone();
+        let first = tokio::select! {
+            first = self.requests.message() => match first {
+                Ok(Some(request)) => request,
+                Ok(None) => return,
+                Err(status) => {
+                    debug!(%status, "ADS stream failed before its first request");
+                    return;
+                }
+            },
+            // A stream that never sends its first request must not hold shutdown up.
+            _ = stopped.wait_for(|stopped| *stopped) => {
+                let _ = self.responses.try_send(Err(Status::unavailable(SHUTTING_DOWN)));
                 return;
             }
         };

@@ -112,10 +112,6 @@ impl XdsTls {
         })
     }
 
-    pub fn files(&self) -> &TlsFiles {
-        &self.files
-    }
-
     /// The acceptor for the next handshake, from the files as they are now. Files that changed
     /// but do not load (a certificate written before its key, say) are reported once per
     /// change, and the certificates that loaded last keep serving.

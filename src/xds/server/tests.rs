@@ -152,6 +152,19 @@ async fn shutdown_ends_open_streams() {
 }
 
 #[tokio::test]
+async fn shutdown_ends_streams_that_never_sent_a_request() {
+    let mut harness = start().await;
+    let (_requests, mut responses) = open_stream(&mut harness).await;
+    harness.shutdown.send(()).unwrap();
+    let stopped = tokio::time::timeout(Duration::from_secs(5), harness.server)
+        .await
+        .expect("the server stops despite a silent stream");
+    stopped.unwrap().unwrap();
+    let status = responses.message().await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+}
+
+#[tokio::test]
 async fn a_malformed_node_ends_its_stream_only() {
     let mut harness = start().await;
     let (requests, mut responses) = open_stream(&mut harness).await;
