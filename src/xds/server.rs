@@ -2,8 +2,10 @@
 //! identifies the proxy from its first request, then on every model change gets the proxy's
 //! resources from the shared [`Cache`] (one translation per snapshot for all proxies that get the
 //! same config) and lets its state machine ([`SotwConnection`] or [`DeltaConnection`]) decide what
-//! to send. Owns the network edge only: protocol decisions live in [`super::connection`],
-//! translation in [`crate::translate`]; it never builds models.
+//! to send. Owns the network edge only, plaintext or TLS ([`super::tls`]): protocol decisions
+//! live in [`super::connection`], who a node is in [`super::node`], translation in
+//! [`crate::translate`]; it never builds models. On shutdown every stream ends with
+//! `UNAVAILABLE`, so that proxies reconnect at once.
 //!
 //! Pushes scale: a model change wakes every stream (the `watch` channel never blocks the
 //! pipeline), at most [`XdsOptions::push_concurrency`] of them prepare their push at once, and each
