@@ -16,16 +16,24 @@ use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifi
 use envoy_types::pb::envoy::config::core::v3::grpc_service::{EnvoyGrpc, TargetSpecifier};
 use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
 use envoy_types::pb::envoy::config::core::v3::{
-    Address, AggregatedConfigSource, ApiConfigSource, ApiVersion, ConfigSource, GrpcService,
-    Http2ProtocolOptions, Node, SocketAddress, address,
+    Address, AggregatedConfigSource, ApiConfigSource, ApiVersion, ConfigSource, DataSource,
+    GrpcService, Http2ProtocolOptions, Node, SocketAddress, TransportSocket, address, data_source,
+    transport_socket,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
+};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::common_tls_context::ValidationContextType;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::subject_alt_name_matcher::SanType;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    CertificateValidationContext, CommonTlsContext, SubjectAltNameMatcher, TlsCertificate,
+    UpstreamTlsContext,
 };
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
     ExplicitHttpConfig, UpstreamProtocolOptions, explicit_http_config,
 };
+use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
 use envoy_types::pb::google::protobuf::{Duration, ListValue, Struct, Value, value::Kind};
 use serde_json::Value as Json;
 
@@ -47,6 +55,27 @@ pub struct BootstrapOptions {
     pub admin_address: SocketAddr,
     /// Which ADS protocol Envoy speaks to rudder; rudder serves both on the same address.
     pub api_type: AdsApiType,
+    /// Reach rudder over TLS (`rudder serve --xds-tls-cert`); `None`: plaintext.
+    pub xds_tls: Option<XdsClientTls>,
+}
+
+/// How Envoy's xDS cluster speaks TLS to rudder: an `UpstreamTlsContext` reading these files
+/// (paths as Envoy sees them, read when Envoy starts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XdsClientTls {
+    /// CA certificates (PEM) that rudder's server certificate must chain to.
+    pub ca_file: String,
+    /// Envoy's client certificate and key (PEM), for rudder's mutual TLS.
+    pub client_certificate: Option<ClientCertificate>,
+    /// The name rudder's certificate must carry as a DNS SAN, also sent as SNI; `None`: the host
+    /// of the xDS address when it is a name, else any name the CA signed is accepted.
+    pub server_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertificate {
+    pub certificate_file: String,
+    pub private_key_file: String,
 }
 
 /// The ADS protocol of a bootstrap (`dynamic_resources.ads_config.api_type`).
@@ -180,7 +209,7 @@ pub fn bootstrap(options: &BootstrapOptions) -> Result<Bootstrap, BootstrapError
             ..Default::default()
         }),
         static_resources: Some(StaticResources {
-            clusters: vec![xds_cluster(host, port)],
+            clusters: vec![xds_cluster(host, port, options.xds_tls.as_ref())],
             ..Default::default()
         }),
         admin: Some(Admin {
@@ -206,7 +235,7 @@ fn node_cluster(node_id: &str, metadata: &Json) -> String {
     }
 }
 
-fn xds_cluster(host: &str, port: u32) -> Cluster {
+fn xds_cluster(host: &str, port: u32, tls: Option<&XdsClientTls>) -> Cluster {
     let discovery = if host.parse::<std::net::IpAddr>().is_ok() {
         DiscoveryType::Static
     } else {
@@ -235,6 +264,7 @@ fn xds_cluster(host: &str, port: u32) -> Cluster {
         )]
         .into_iter()
         .collect(),
+        transport_socket: tls.map(|tls| tls_transport_socket(host, tls)),
         load_assignment: Some(ClusterLoadAssignment {
             cluster_name: XDS_CLUSTER.to_string(),
             endpoints: vec![LocalityLbEndpoints {
@@ -250,6 +280,56 @@ fn xds_cluster(host: &str, port: u32) -> Cluster {
             ..Default::default()
         }),
         ..Default::default()
+    }
+}
+
+/// Istio's xDS TLS: the server certificate checked against the CA and, when a name is known,
+/// its DNS SAN; `h2` offered by ALPN, as gRPC needs.
+fn tls_transport_socket(host: &str, tls: &XdsClientTls) -> TransportSocket {
+    let file = |path: &str| DataSource {
+        specifier: Some(data_source::Specifier::Filename(path.to_string())),
+        ..Default::default()
+    };
+    let server_name = tls
+        .server_name
+        .clone()
+        .or_else(|| (host.parse::<std::net::IpAddr>().is_err()).then(|| host.to_string()));
+    let validation = CertificateValidationContext {
+        trusted_ca: Some(file(&tls.ca_file)),
+        match_typed_subject_alt_names: server_name
+            .iter()
+            .map(|name| SubjectAltNameMatcher {
+                san_type: SanType::Dns as i32,
+                matcher: Some(StringMatcher {
+                    match_pattern: Some(string_matcher::MatchPattern::Exact(name.clone())),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let context = UpstreamTlsContext {
+        common_tls_context: Some(CommonTlsContext {
+            alpn_protocols: vec!["h2".to_string()],
+            tls_certificates: tls
+                .client_certificate
+                .iter()
+                .map(|client| TlsCertificate {
+                    certificate_chain: Some(file(&client.certificate_file)),
+                    private_key: Some(file(&client.private_key_file)),
+                    ..Default::default()
+                })
+                .collect(),
+            validation_context_type: Some(ValidationContextType::ValidationContext(validation)),
+            ..Default::default()
+        }),
+        sni: server_name.unwrap_or_default(),
+        ..Default::default()
+    };
+    TransportSocket {
+        name: "envoy.transport_sockets.tls".to_string(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(any(&context))),
     }
 }
 
@@ -321,6 +401,7 @@ mod tests {
             metadata: Json::Null,
             admin_address: "127.0.0.1:15000".parse().unwrap(),
             api_type,
+            xds_tls: None,
         }
     }
 
@@ -363,6 +444,57 @@ mod tests {
             node_metadata(serde_json::json!([1]), None, &[]),
             Err(BootstrapError::BadMetadata(_))
         ));
+    }
+
+    #[test]
+    fn xds_tls_checks_the_server_name_and_presents_the_client_certificate() {
+        let tls = XdsClientTls {
+            ca_file: "/etc/rudder/ca.pem".to_string(),
+            client_certificate: Some(ClientCertificate {
+                certificate_file: "/etc/envoy/cert.pem".to_string(),
+                private_key_file: "/etc/envoy/key.pem".to_string(),
+            }),
+            server_name: None,
+        };
+        let socket = |xds_address: &str, tls: &XdsClientTls| {
+            let json = bootstrap_json(&BootstrapOptions {
+                xds_address: xds_address.to_string(),
+                xds_tls: Some(tls.clone()),
+                ..options(AdsApiType::Grpc)
+            })
+            .unwrap();
+            json["static_resources"]["clusters"][0]["transport_socket"]["typed_config"].clone()
+        };
+        let named = socket("istiod.istio-system.svc:15012", &tls);
+        assert_eq!(named["sni"], "istiod.istio-system.svc");
+        let common = &named["common_tls_context"];
+        assert_eq!(common["alpn_protocols"], serde_json::json!(["h2"]));
+        assert_eq!(
+            common["validation_context"]["trusted_ca"]["filename"],
+            "/etc/rudder/ca.pem"
+        );
+        assert_eq!(
+            common["validation_context"]["match_typed_subject_alt_names"][0]["matcher"]["exact"],
+            "istiod.istio-system.svc"
+        );
+        assert_eq!(
+            common["tls_certificates"][0]["private_key"]["filename"],
+            "/etc/envoy/key.pem"
+        );
+        // An IP address is no name to check; an explicit name is.
+        let by_ip = socket("10.0.0.1:15012", &tls);
+        assert!(by_ip.get("sni").is_none(), "{by_ip}");
+        let explicit = XdsClientTls {
+            server_name: Some("rudder.example".to_string()),
+            ..tls
+        };
+        assert_eq!(socket("10.0.0.1:15012", &explicit)["sni"], "rudder.example");
+        let plain = bootstrap_json(&options(AdsApiType::Grpc)).unwrap();
+        assert!(
+            plain["static_resources"]["clusters"][0]
+                .get("transport_socket")
+                .is_none()
+        );
     }
 
     #[test]

@@ -6,16 +6,22 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use rudder::bootstrap::{AdsApiType, BootstrapOptions, bootstrap_json, node_metadata, parse_label};
+use rudder::bootstrap::{
+    AdsApiType, BootstrapOptions, ClientCertificate, XdsClientTls, bootstrap_json, node_metadata,
+    parse_label,
+};
 use rudder::envoy_json::config_dump;
 use rudder::model::{LastGood, build};
-use rudder::proxy::Proxy;
 use rudder::proxy_status;
 use rudder::serve::{KubeConnection, KubernetesOptions, ServeOptions, Server};
 use rudder::source::file::load_dirs;
 use rudder::source::kube::NamespaceFilter;
 use rudder::translate::translate;
-use rudder::xds::XdsOptions;
+use rudder::xds::node;
+use rudder::xds::{TlsFiles, XdsOptions, XdsTls};
+
+/// How long, after the servers stopped, what is left of the runtime may take to end.
+const RUNTIME_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Parser)]
 #[command(
@@ -82,6 +88,20 @@ enum Command {
         /// every namespace without one of its own; its exported DestinationRules apply mesh-wide.
         #[arg(long, env = "ROOT_NAMESPACE", default_value = rudder::model::DEFAULT_ROOT_NAMESPACE)]
         root_namespace: String,
+        /// Serve xDS over TLS with this certificate chain (PEM), like istiod's 15012. Re-read
+        /// when the file changes.
+        #[arg(long, value_name = "FILE", requires = "xds_tls_key")]
+        xds_tls_cert: Option<PathBuf>,
+        /// The private key (PEM) of --xds-tls-cert.
+        #[arg(long, value_name = "FILE", requires = "xds_tls_cert")]
+        xds_tls_key: Option<PathBuf>,
+        /// Require xDS clients to present a certificate signed by these CAs (PEM): mutual TLS.
+        #[arg(long, value_name = "FILE", requires = "xds_tls_cert")]
+        xds_tls_client_ca: Option<PathBuf>,
+        /// On SIGTERM or Ctrl-C, how long open connections get to close before rudder exits
+        /// (Go duration syntax).
+        #[arg(long, default_value = "5s")]
+        shutdown_grace: rudder::duration::Duration,
     },
     /// Check config files or directories; print one line per problem and exit 1 if any is an
     /// error (warnings, for settings rudder does not support, are printed only).
@@ -118,6 +138,20 @@ enum Command {
         /// Use delta xDS (`DELTA_GRPC`, Istio's default) instead of state of the world.
         #[arg(long)]
         delta: bool,
+        /// Reach rudder over TLS, trusting the CA certificates in this file (PEM), as Envoy
+        /// reads it.
+        #[arg(long, value_name = "FILE")]
+        xds_tls_ca: Option<String>,
+        /// Envoy's client certificate (PEM) for rudder's mutual TLS.
+        #[arg(long, value_name = "FILE", requires_all = ["xds_tls_ca", "xds_tls_key"])]
+        xds_tls_cert: Option<String>,
+        /// The private key (PEM) of --xds-tls-cert.
+        #[arg(long, value_name = "FILE", requires = "xds_tls_cert")]
+        xds_tls_key: Option<String>,
+        /// The DNS name rudder's certificate must carry, also sent as SNI (default: the host of
+        /// --xds-address when it is a name).
+        #[arg(long, value_name = "NAME", requires = "xds_tls_ca")]
+        xds_tls_server_name: Option<String>,
     },
     /// Print the resources one proxy gets, as JSON in the shape of Envoy's config_dump.
     #[command(
@@ -189,7 +223,22 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             debounce_max,
             push_throttle,
             root_namespace,
+            xds_tls_cert,
+            xds_tls_key,
+            xds_tls_client_ca,
+            shutdown_grace,
         } => {
+            let tls = match (xds_tls_cert, xds_tls_key) {
+                (Some(certificate), Some(private_key)) => Some(
+                    XdsTls::load(TlsFiles {
+                        certificate,
+                        private_key,
+                        client_ca: xds_tls_client_ca,
+                    })
+                    .context("xDS TLS")?,
+                ),
+                _ => None,
+            };
             let connection = match (kubeconfig, in_cluster) {
                 (Some(path), _) => Some(KubeConnection::Kubeconfig(path)),
                 (None, true) => Some(KubeConnection::InCluster),
@@ -204,7 +253,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 lease_namespace,
             });
             let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
-            runtime.block_on(async {
+            let served = runtime.block_on(async {
+                // Listening for signals from the start, so that one during startup is not fatal.
+                let signal = shutdown_signal()?;
                 let server = Server::start(ServeOptions {
                     config_dirs,
                     kubernetes,
@@ -217,13 +268,18 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     xds: XdsOptions {
                         max_connection_age: max_connection_age.0,
                         push_concurrency: push_throttle as usize,
+                        tls,
                         ..XdsOptions::default()
                     },
                     root_namespace,
                 })
                 .await?;
-                server.run_until(shutdown_signal()).await
-            })?;
+                server.run_until(signal, shutdown_grace.0).await
+            });
+            // Tasks that do not end when cancelled (blocking file watching) must not hold the
+            // exit up.
+            runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+            served?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { paths } => {
@@ -246,13 +302,24 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             labels,
             admin_address,
             delta,
+            xds_tls_ca,
+            xds_tls_cert,
+            xds_tls_key,
+            xds_tls_server_name,
         } => {
             let metadata = node_metadata(
                 parse_metadata(metadata.as_deref())?,
                 namespace.as_deref(),
                 &labels,
             )?;
-            Proxy::parse(&node_id, &metadata)?;
+            node::parse(&node_id, &metadata)?;
+            let client_certificate =
+                xds_tls_cert
+                    .zip(xds_tls_key)
+                    .map(|(certificate_file, private_key_file)| ClientCertificate {
+                        certificate_file,
+                        private_key_file,
+                    });
             let json = bootstrap_json(&BootstrapOptions {
                 node_id,
                 xds_address,
@@ -263,6 +330,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 } else {
                     AdsApiType::Grpc
                 },
+                xds_tls: xds_tls_ca.map(|ca_file| XdsClientTls {
+                    ca_file,
+                    client_certificate,
+                    server_name: xds_tls_server_name,
+                }),
             })?;
             print!(
                 "{}",
@@ -282,7 +354,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             for error in &built.errors {
                 eprintln!("{error}");
             }
-            let proxy = Proxy::parse(&node_id, &metadata)?.with_workload_labels(&built.model);
+            let proxy = node::parse(&node_id, &metadata)?.with_workload_labels(&built.model);
             let resources = translate(&built.model, &proxy);
             let dump = config_dump(&resources, |_| String::new())?;
             println!("{}", serde_json::to_string_pretty(&dump)?);
@@ -330,25 +402,28 @@ fn parse_metadata(metadata: Option<&str>) -> anyhow::Result<serde_json::Value> {
     }
 }
 
-/// Ctrl-C or SIGTERM (what Kubernetes sends).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Ctrl-C or SIGTERM (what Kubernetes sends), listened for from the moment this is called.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
+    let (mut interrupt, mut terminate) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind: SignalKind| signal(kind).context("listen for signals");
+        (
+            listen(SignalKind::interrupt())?,
+            listen(SignalKind::terminate())?,
+        )
     };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down");
+    Ok(async move {
+        #[cfg(unix)]
+        let name = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        #[cfg(not(unix))]
+        let name = {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        };
+        tracing::info!(signal = name, "shutting down");
+    })
 }

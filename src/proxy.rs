@@ -38,6 +38,8 @@ pub enum ProxyError {
     UnknownType { id: String, kind: String },
     #[error("node id {id:?}: {ip:?} is not an IP address")]
     BadIp { id: String, ip: String },
+    #[error("node id {0:?} names no namespace (POD.NAMESPACE) and metadata has no NAMESPACE")]
+    NoNamespace(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -105,7 +107,7 @@ impl Proxy {
         let namespace = text("NAMESPACE")
             .or(Some(pod_namespace).filter(|ns| !ns.is_empty()))
             .or(Some(domain_namespace).filter(|ns| !ns.is_empty()))
-            .unwrap_or("default");
+            .ok_or_else(|| ProxyError::NoNamespace(id.to_string()))?;
         let labels = metadata
             .get("LABELS")
             .and_then(Value::as_object)

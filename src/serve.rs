@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -77,12 +78,17 @@ impl KubeConnection {
     }
 }
 
+/// How long [`Server::stop`] lets the servers close their connections before cutting them off.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// A running rudder: its bound addresses and the tasks serving them.
 pub struct Server {
     xds_address: SocketAddr,
     admin_address: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: JoinSet<anyhow::Result<()>>,
+    /// The tasks that end by themselves once told to stop: the xDS and admin servers.
+    servers: Vec<tokio::task::Id>,
 }
 
 impl Server {
@@ -124,7 +130,11 @@ impl Server {
             readiness: readiness.clone(),
         };
         let admin = serve_admin(admin_listener, admin, shutdown());
-        tasks.spawn(async move { admin.await.context("admin server") });
+        let mut servers = vec![
+            tasks
+                .spawn(async move { admin.await.context("admin server") })
+                .id(),
+        ];
 
         let mut sources = Vec::new();
         if !options.config_dirs.is_empty() {
@@ -186,7 +196,11 @@ impl Server {
             options.xds,
             shutdown(),
         );
-        tasks.spawn(async move { xds.await.context("xDS server") });
+        servers.push(
+            tasks
+                .spawn(async move { xds.await.context("xDS server") })
+                .id(),
+        );
         readiness.set_ready();
         tracing::info!(%xds_address, %admin_address, "serving");
         Ok(Server {
@@ -194,6 +208,7 @@ impl Server {
             admin_address,
             stop,
             tasks,
+            servers,
         })
     }
 
@@ -205,8 +220,13 @@ impl Server {
         self.admin_address
     }
 
-    /// Runs until a task fails or `shutdown` completes, then stops everything.
-    pub async fn run_until(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    /// Runs until a task fails or `shutdown` completes, then stops everything, giving the
+    /// servers `grace` to close their connections (see [`Server::stop_within`]).
+    pub async fn run_until(
+        mut self,
+        shutdown: impl Future<Output = ()>,
+        grace: Duration,
+    ) -> anyhow::Result<()> {
         let outcome = tokio::select! {
             () = shutdown => Ok(()),
             Some(finished) = self.tasks.join_next() => match finished {
@@ -215,14 +235,39 @@ impl Server {
                 Err(panic) => Err(anyhow::anyhow!("a server task panicked: {panic}")),
             },
         };
-        self.stop().await;
+        self.stop_within(grace).await;
         outcome
     }
 
-    /// Stops serving and waits for the tasks to end.
-    pub async fn stop(mut self) {
+    /// Stops serving within [`DEFAULT_SHUTDOWN_GRACE`].
+    pub async fn stop(self) {
+        self.stop_within(DEFAULT_SHUTDOWN_GRACE).await;
+    }
+
+    /// Stops serving: the servers stop accepting connections, every ADS stream ends with
+    /// `UNAVAILABLE` (so Envoy reconnects at once, to another replica if there is one, keeping
+    /// its config meanwhile) and each connection closes with a GOAWAY. What is still running
+    /// after `grace` (a proxy that does not read, say) is cut off.
+    pub async fn stop_within(mut self, grace: Duration) {
         let _ = self.stop.send(true);
-        // The file watcher and model task end when their channels close; the servers on `stop`.
+        let mut running = std::mem::take(&mut self.servers);
+        let closed = async {
+            while !running.is_empty() {
+                let id = match self.tasks.join_next_with_id().await {
+                    Some(Ok((id, _))) => id,
+                    Some(Err(error)) => error.id(),
+                    None => break,
+                };
+                running.retain(|server| *server != id);
+            }
+        };
+        if tokio::time::timeout(grace, closed).await.is_err() {
+            tracing::warn!(
+                ?grace,
+                "connections still open after the shutdown grace; closing them"
+            );
+        }
+        // The file watcher and model task end when their channels close; the rest now.
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
     }

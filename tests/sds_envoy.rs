@@ -54,6 +54,7 @@ fn start_gateway_envoy(server: &Server, api_type: AdsApiType, port: u16) -> Envo
         metadata: json!({"NAMESPACE": "gw"}),
         admin_address: "127.0.0.1:0".parse().expect("an address"),
         api_type,
+        xds_tls: None,
     })
     .expect("a bootstrap");
     bootstrap["static_resources"]["listeners"] = json!([{

@@ -22,6 +22,8 @@ use tonic::metadata::GRPC_CONTENT_TYPE;
 use tonic::server::NamedService;
 use tonic::{Request, Status};
 
+use super::spiffe::SpiffeId;
+use super::tls::TlsPeer;
 use super::wire::{DeltaResponse, SotwResponse, WireMessage};
 
 const SOTW_PATH: &str =
@@ -39,20 +41,24 @@ const KEEP_BUFFER: usize = 64 * 1024;
 /// status.
 pub(super) type Responses<T> = mpsc::Receiver<Result<T, Status>>;
 
-/// What answers ADS streams: each call gets the proxy's address (when the transport knows it)
-/// and the stream of requests, and returns the responses.
+/// What answers ADS streams: each call gets who is calling and the stream of requests, and
+/// returns the responses.
 pub(super) trait Ads: Send + Sync + 'static {
-    fn sotw(
-        &self,
-        peer: Option<SocketAddr>,
-        requests: Requests<DiscoveryRequest>,
-    ) -> Responses<SotwResponse>;
+    fn sotw(&self, peer: Peer, requests: Requests<DiscoveryRequest>) -> Responses<SotwResponse>;
 
     fn delta(
         &self,
-        peer: Option<SocketAddr>,
+        peer: Peer,
         requests: Requests<DeltaDiscoveryRequest>,
     ) -> Responses<DeltaResponse>;
+}
+
+/// Who opened a stream, as far as the connection tells.
+pub(super) struct Peer {
+    /// The proxy's address, when the transport knows it.
+    pub address: Option<SocketAddr>,
+    /// The SPIFFE identity of its client certificate (mutual TLS), if it has one.
+    pub identity: Option<SpiffeId>,
 }
 
 /// The `envoy.service.discovery.v3.AggregatedDiscoveryService` service.
@@ -109,13 +115,14 @@ impl<T: Ads> Service<http::Request<tonic::body::Body>> for AdsServer<T> {
     }
 }
 
-/// The proxy's address and its stream of requests.
-fn requests<Req>(
-    request: http::Request<tonic::body::Body>,
-    limit: usize,
-) -> (Option<SocketAddr>, Requests<Req>) {
+/// Who is calling, and the stream of requests.
+fn requests<Req>(request: http::Request<tonic::body::Body>, limit: usize) -> (Peer, Requests<Req>) {
     let request = Request::from_http(request);
-    let peer = request.remote_addr();
+    let tls = request.extensions().get::<TlsPeer>();
+    let peer = Peer {
+        address: request.remote_addr().or_else(|| tls.map(|tls| tls.address)),
+        identity: tls.and_then(|tls| tls.identity.clone()),
+    };
     let requests = Requests {
         body: Mutex::new(request.into_inner()),
         buf: BytesMut::new(),

@@ -17,8 +17,11 @@ pub mod delta;
 mod fixtures;
 mod grpc;
 pub mod hook;
+pub mod node;
 pub mod server;
 pub mod sotw;
+pub mod spiffe;
+pub mod tls;
 pub mod versions;
 pub mod wire;
 
@@ -38,6 +41,7 @@ pub use delta::DeltaConnection;
 pub use hook::ResourcesHook;
 pub use server::{DEFAULT_MAX_CONNECTION_AGE, XdsError, XdsOptions, serve_xds};
 pub use sotw::SotwConnection;
+pub use tls::{TlsError, TlsFiles, XdsTls};
 
 /// One published build of the model.
 #[derive(Debug, Clone, Default)]

@@ -2,8 +2,10 @@
 //! identifies the proxy from its first request, then on every model change gets the proxy's
 //! resources from the shared [`Cache`] (one translation per snapshot for all proxies that get the
 //! same config) and lets its state machine ([`SotwConnection`] or [`DeltaConnection`]) decide what
-//! to send. Owns the network edge only: protocol decisions live in [`super::connection`],
-//! translation in [`crate::translate`]; it never builds models.
+//! to send. Owns the network edge only, plaintext or TLS ([`super::tls`]): protocol decisions
+//! live in [`super::connection`], who a node is in [`super::node`], translation in
+//! [`crate::translate`]; it never builds models. On shutdown every stream ends with
+//! `UNAVAILABLE`, so that proxies reconnect at once.
 //!
 //! Pushes scale: a model change wakes every stream (the `watch` channel never blocks the
 //! pipeline), at most [`XdsOptions::push_concurrency`] of them prepare their push at once, and each
@@ -19,8 +21,6 @@ use std::time::{Duration, SystemTime};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
-use envoy_types::pb::google::protobuf::{Struct, value::Kind};
-use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
@@ -30,7 +30,10 @@ use tracing::{debug, info, warn};
 
 use super::cache::Cache;
 use super::connection::{Event, Outcome, StateMachine};
-use super::grpc::{Ads, AdsServer, Requests, Responses};
+use super::grpc::{Ads, AdsServer, Peer, Requests, Responses};
+use super::node::identify;
+use super::spiffe::SpiffeId;
+use super::tls::{XdsTls, incoming};
 use super::versions::ResourceSet;
 use super::wire::{DeltaResponse, SotwResponse, WireMessage};
 use super::{ConnectedProxy, DeltaConnection, Registry, ResourcesHook, Snapshot, SotwConnection};
@@ -70,6 +73,8 @@ pub struct XdsOptions {
     /// Translations themselves run at most one per CPU. Default: 100, like istiod's
     /// `PILOT_PUSH_THROTTLE`.
     pub push_concurrency: usize,
+    /// Serve TLS (mutual TLS if it has a client CA) rather than plaintext, like istiod's 15012.
+    pub tls: Option<XdsTls>,
 }
 
 impl Default for XdsOptions {
@@ -78,6 +83,7 @@ impl Default for XdsOptions {
             max_connection_age: DEFAULT_MAX_CONNECTION_AGE,
             resources_hook: None,
             push_concurrency: DEFAULT_PUSH_CONCURRENCY,
+            tls: None,
         }
     }
 }
@@ -87,6 +93,10 @@ pub enum XdsError {
     #[error("xDS server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
+
+/// Status of the streams still open when the server stops: Envoy reconnects at once (to another
+/// replica behind the address) and keeps its config meanwhile.
+const SHUTTING_DOWN: &str = "the xDS server is shutting down, reconnect";
 
 /// Serves ADS, state of the world and delta, on `listener` until `shutdown` completes, then ends
 /// every open stream (Envoy reconnects elsewhere) so the server can stop.
@@ -109,21 +119,31 @@ pub async fn serve_xds(
         stopped,
         next_connection: AtomicU64::new(1),
     };
+    let tls = service.options.tls.clone();
     let server = AdsServer::new(service, MAX_MESSAGE_SIZE);
     // ADS streams never end on their own; graceful shutdown would wait forever without `stop`.
+    // Once the streams end, each connection gets a GOAWAY and closes.
     let shutdown = async move {
         shutdown.await;
         let _ = stop.send(true);
     };
-    tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .add_service(server)
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await?;
+        .add_service(server);
+    match tls {
+        Some(tls) => {
+            router
+                .serve_with_incoming_shutdown(incoming(listener, tls), shutdown)
+                .await?;
+        }
+        None => {
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await?;
+        }
+    }
     Ok(())
 }
 
@@ -143,7 +163,7 @@ impl AdsService {
     /// Starts the task of one stream; returns the responses it sends.
     fn open<M: Protocol>(
         &self,
-        peer: Option<SocketAddr>,
+        peer: Peer,
         requests: Requests<M::Request>,
     ) -> Responses<M::Response> {
         let (responses, outgoing) = mpsc::channel(RESPONSE_BUFFER);
@@ -157,7 +177,8 @@ impl AdsService {
             stopped: self.stopped.clone(),
             metrics: self.metrics.clone(),
             registry: self.registry.clone(),
-            peer,
+            peer: peer.address,
+            identity: peer.identity,
             connected_at: SystemTime::now(),
             cache: self.cache.clone(),
             pushes: self.pushes.clone(),
@@ -170,17 +191,13 @@ impl AdsService {
 }
 
 impl Ads for AdsService {
-    fn sotw(
-        &self,
-        peer: Option<SocketAddr>,
-        requests: Requests<DiscoveryRequest>,
-    ) -> Responses<SotwResponse> {
+    fn sotw(&self, peer: Peer, requests: Requests<DiscoveryRequest>) -> Responses<SotwResponse> {
         self.open::<SotwConnection>(peer, requests)
     }
 
     fn delta(
         &self,
-        peer: Option<SocketAddr>,
+        peer: Peer,
         requests: Requests<DeltaDiscoveryRequest>,
     ) -> Responses<DeltaResponse> {
         self.open::<DeltaConnection>(peer, requests)
@@ -267,6 +284,8 @@ struct AdsStream<M: Protocol> {
     registry: Registry,
     /// The proxy's address, when the transport knows it.
     peer: Option<SocketAddr>,
+    /// The SPIFFE identity of the proxy's client certificate, which must match the node.
+    identity: Option<SpiffeId>,
     connected_at: SystemTime,
     /// Translations shared by all streams.
     cache: Arc<Cache>,
@@ -326,19 +345,28 @@ impl<M: Protocol> AdsStream<M> {
     }
 
     async fn run(mut self) {
-        let first = match self.requests.message().await {
-            Ok(Some(request)) => request,
-            Ok(None) => return,
-            Err(status) => {
-                debug!(%status, "ADS stream failed before its first request");
+        let mut stopped = self.stopped.clone();
+        let first = tokio::select! {
+            first = self.requests.message() => match first {
+                Ok(Some(request)) => request,
+                Ok(None) => return,
+                Err(status) => {
+                    debug!(%status, "ADS stream failed before its first request");
+                    return;
+                }
+            },
+            // A stream that never sends its first request must not hold shutdown up.
+            _ = stopped.wait_for(|stopped| *stopped) => {
+                let _ = self.responses.try_send(Err(Status::unavailable(SHUTTING_DOWN)));
                 return;
             }
         };
-        let parsed = match identify(M::node(&first)) {
+        let parsed = match identify(M::node(&first), self.identity.as_ref()) {
             Ok(proxy) => proxy,
-            Err(status) => {
-                warn!(message = status.message(), "refusing ADS stream");
-                let _ = self.responses.send(Err(status)).await;
+            Err(error) => {
+                let peer = self.peer.map(|peer| peer.to_string()).unwrap_or_default();
+                warn!(%peer, %error, "refusing ADS stream");
+                let _ = self.responses.send(Err(error.into())).await;
                 return;
             }
         };
@@ -384,7 +412,11 @@ impl<M: Protocol> AdsStream<M> {
                     ));
                     break;
                 }
-                Err(End::Gone | End::Stopped) => break,
+                Err(End::Stopped) => {
+                    closing = Some(Status::unavailable(SHUTTING_DOWN));
+                    break;
+                }
+                Err(End::Gone) => break,
             }
             outcome = tokio::select! {
                 request = self.requests.message() => match request {
@@ -409,7 +441,10 @@ impl<M: Protocol> AdsStream<M> {
                         Outcome::default()
                     }
                 },
-                _ = self.stopped.wait_for(|stopped| *stopped) => break,
+                _ = self.stopped.wait_for(|stopped| *stopped) => {
+                    closing = Some(Status::unavailable(SHUTTING_DOWN));
+                    break;
+                }
                 () = &mut expired => {
                     let connection = self.connection;
                     info!(proxy = %proxy.id, connection, "closing stream at its maximum age");
@@ -550,348 +585,5 @@ impl<M: Protocol> AdsStream<M> {
     }
 }
 
-/// The proxy a stream's first request names.
-fn identify(node: Option<&Node>) -> Result<Proxy, Status> {
-    let node = node.ok_or_else(|| {
-        Status::invalid_argument(
-            "the first request on an ADS stream must carry `node` (id and metadata)",
-        )
-    })?;
-    let metadata = node.metadata.as_ref().map_or(Value::Null, struct_to_json);
-    Proxy::parse(&node.id, &metadata).map_err(|error| Status::invalid_argument(error.to_string()))
-}
-
-/// Envoy's node metadata (a protobuf `Struct`) as JSON.
-fn struct_to_json(value: &Struct) -> Value {
-    Value::Object(
-        value
-            .fields
-            .iter()
-            .map(|(key, value)| (key.clone(), kind_to_json(value.kind.as_ref())))
-            .collect(),
-    )
-}
-
-fn kind_to_json(kind: Option<&Kind>) -> Value {
-    match kind {
-        None | Some(Kind::NullValue(_)) => Value::Null,
-        Some(Kind::NumberValue(number)) => serde_json::Number::from_f64(*number)
-            .map(Value::Number)
-            .unwrap_or(Value::Null),
-        Some(Kind::StringValue(text)) => Value::String(text.clone()),
-        Some(Kind::BoolValue(flag)) => Value::Bool(*flag),
-        Some(Kind::StructValue(object)) => struct_to_json(object),
-        Some(Kind::ListValue(list)) => Value::Array(
-            list.values
-                .iter()
-                .map(|value| kind_to_json(value.kind.as_ref()))
-                .collect(),
-        ),
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client as ads;
-    use envoy_types::pb::envoy::service::discovery::v3::{
-        DeltaDiscoveryResponse, DiscoveryResponse,
-    };
-    use envoy_types::pb::google::protobuf::{ListValue, Value as ProtoValue};
-    use serde_json::json;
-    use tokio_stream::wrappers::ReceiverStream;
-    use tonic::Streaming;
-    use tonic::transport::Channel;
-
-    const NODE_ID: &str = "sidecar~127.0.0.1~app.default~default.svc.cluster.local";
-
-    fn proto(kind: Kind) -> ProtoValue {
-        ProtoValue { kind: Some(kind) }
-    }
-
-    #[test]
-    fn metadata_becomes_json() {
-        let labels = Struct {
-            fields: [("app".to_string(), proto(Kind::StringValue("web".into())))].into(),
-        };
-        let metadata = Struct {
-            fields: [
-                ("LABELS".to_string(), proto(Kind::StructValue(labels))),
-                ("N".to_string(), proto(Kind::NumberValue(2.5))),
-                ("B".to_string(), proto(Kind::BoolValue(true))),
-                ("NULL".to_string(), proto(Kind::NullValue(0))),
-                (
-                    "L".to_string(),
-                    proto(Kind::ListValue(ListValue {
-                        values: vec![proto(Kind::StringValue("x".into()))],
-                    })),
-                ),
-            ]
-            .into(),
-        };
-        assert_eq!(
-            struct_to_json(&metadata),
-            json!({"LABELS": {"app": "web"}, "N": 2.5, "B": true, "NULL": null, "L": ["x"]})
-        );
-    }
-
-    struct Harness {
-        client: ads::AggregatedDiscoveryServiceClient<Channel>,
-        snapshots: watch::Sender<Arc<Snapshot>>,
-        registry: Registry,
-        metrics: Arc<Metrics>,
-        shutdown: tokio::sync::oneshot::Sender<()>,
-        server: tokio::task::JoinHandle<Result<(), XdsError>>,
-    }
-
-    async fn start() -> Harness {
-        start_with(XdsOptions::default()).await
-    }
-
-    async fn start_with(options: XdsOptions) -> Harness {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let (snapshots, receiver) = watch::channel(Arc::new(Snapshot::default()));
-        let metrics = Arc::new(Metrics::new());
-        let registry = Registry::default();
-        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve_xds(
-            listener,
-            receiver,
-            metrics.clone(),
-            registry.clone(),
-            options,
-            async move {
-                let _ = stop.await;
-            },
-        ));
-        let client = ads::AggregatedDiscoveryServiceClient::connect(format!("http://{address}"))
-            .await
-            .unwrap();
-        Harness {
-            client,
-            snapshots,
-            registry,
-            metrics,
-            shutdown,
-            server,
-        }
-    }
-
-    fn cds_request(node: Option<Node>, version: &str, nonce: &str) -> DiscoveryRequest {
-        DiscoveryRequest {
-            node,
-            type_url: ResourceType::Cluster.type_url().to_string(),
-            version_info: version.to_string(),
-            response_nonce: nonce.to_string(),
-            ..Default::default()
-        }
-    }
-
-    fn node() -> Option<Node> {
-        Some(Node {
-            id: NODE_ID.to_string(),
-            ..Default::default()
-        })
-    }
-
-    /// Opens an ADS stream: a sender for requests and the stream of responses.
-    async fn open_stream(
-        harness: &mut Harness,
-    ) -> (mpsc::Sender<DiscoveryRequest>, Streaming<DiscoveryResponse>) {
-        let (requests, outgoing) = mpsc::channel(4);
-        let responses = harness
-            .client
-            .stream_aggregated_resources(ReceiverStream::new(outgoing))
-            .await
-            .unwrap()
-            .into_inner();
-        (requests, responses)
-    }
-
-    #[tokio::test]
-    async fn serves_cds_and_stays_quiet_on_identical_models() {
-        let mut harness = start().await;
-        let (requests, mut responses) = open_stream(&mut harness).await;
-        requests.send(cds_request(node(), "", "")).await.unwrap();
-        let response = responses.message().await.unwrap().unwrap();
-        assert_eq!(response.type_url, ResourceType::Cluster.type_url());
-        assert!(!response.nonce.is_empty());
-        assert!(!response.version_info.is_empty());
-
-        let ack = cds_request(None, &response.version_info, &response.nonce);
-        requests.send(ack).await.unwrap();
-        let acked = Some(response.version_info.clone());
-        let registered = async {
-            loop {
-                let connected = harness.registry.get(NODE_ID);
-                if connected.is_some_and(|c| c.types[&ResourceType::Cluster].acked == acked) {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(5), registered)
-            .await
-            .expect("the ACK shows in the registry");
-
-        harness.snapshots.send_modify(|snapshot| {
-            *snapshot = Arc::new(Snapshot {
-                generation: snapshot.generation + 1,
-                ..Snapshot::default()
-            });
-        });
-        let quiet = tokio::time::timeout(Duration::from_millis(300), responses.message()).await;
-        assert!(
-            quiet.is_err(),
-            "an identical model sends nothing: {quiet:?}"
-        );
-
-        assert!(harness.metrics.render().contains("pilot_xds 1"));
-        drop(requests);
-        let gone = async {
-            while harness.registry.get(NODE_ID).is_some() {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(5), gone)
-            .await
-            .expect("a closed stream leaves the registry");
-    }
-
-    #[tokio::test]
-    async fn shutdown_ends_open_streams() {
-        let mut harness = start().await;
-        let (requests, mut responses) = open_stream(&mut harness).await;
-        requests.send(cds_request(node(), "", "")).await.unwrap();
-        responses.message().await.unwrap().unwrap();
-
-        harness.shutdown.send(()).unwrap();
-        let stopped = tokio::time::timeout(Duration::from_secs(5), harness.server)
-            .await
-            .expect("the server stops despite an open stream");
-        stopped.unwrap().unwrap();
-        assert!(matches!(responses.message().await, Ok(None) | Err(_)));
-        assert!(harness.registry.connected().is_empty());
-    }
-
-    #[tokio::test]
-    async fn first_request_without_node_is_refused() {
-        let mut harness = start().await;
-        let (requests, mut responses) = open_stream(&mut harness).await;
-        requests.send(cds_request(None, "", "")).await.unwrap();
-        let status = responses.message().await.unwrap_err();
-        assert_eq!(status.code(), tonic::Code::InvalidArgument);
-        assert!(status.message().contains("node"), "{}", status.message());
-    }
-
-    /// Opens a delta ADS stream: a sender for requests and the stream of responses.
-    async fn open_delta(
-        harness: &mut Harness,
-    ) -> (
-        mpsc::Sender<DeltaDiscoveryRequest>,
-        Streaming<DeltaDiscoveryResponse>,
-    ) {
-        let (requests, outgoing) = mpsc::channel(4);
-        let responses = harness
-            .client
-            .delta_aggregated_resources(ReceiverStream::new(outgoing))
-            .await
-            .unwrap()
-            .into_inner();
-        (requests, responses)
-    }
-
-    fn delta_cds_request(node: Option<Node>, nonce: &str) -> DeltaDiscoveryRequest {
-        DeltaDiscoveryRequest {
-            node,
-            type_url: ResourceType::Cluster.type_url().to_string(),
-            response_nonce: nonce.to_string(),
-            ..Default::default()
-        }
-    }
-
-    #[tokio::test]
-    async fn serves_delta_beside_state_of_the_world() {
-        let mut harness = start().await;
-        let (requests, mut responses) = open_delta(&mut harness).await;
-        requests.send(delta_cds_request(node(), "")).await.unwrap();
-        let response = responses.message().await.unwrap().unwrap();
-        assert_eq!(response.type_url, ResourceType::Cluster.type_url());
-        assert!(!response.nonce.is_empty());
-        requests
-            .send(delta_cds_request(None, &response.nonce))
-            .await
-            .unwrap();
-        let acked = async {
-            loop {
-                let connected = harness.registry.get(NODE_ID);
-                if let Some(connected) = connected
-                    && connected.types[&ResourceType::Cluster].acked.is_some()
-                {
-                    break connected;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        };
-        let connected = tokio::time::timeout(Duration::from_secs(5), acked)
-            .await
-            .expect("the ACK shows in the registry");
-        assert!(connected.delta);
-        let status = &connected.types[&ResourceType::Cluster];
-        assert_eq!(status.acked, status.sent);
-
-        // A state-of-the-world stream of the same proxy reports the same version.
-        let (sotw, mut sotw_responses) = open_stream(&mut harness).await;
-        sotw.send(cds_request(node(), "", "")).await.unwrap();
-        let full = sotw_responses.message().await.unwrap().unwrap();
-        assert_eq!(Some(full.version_info), status.sent);
-    }
-
-    #[tokio::test]
-    async fn streams_close_at_their_maximum_age() {
-        let mut harness = start_with(XdsOptions {
-            max_connection_age: Duration::from_millis(300),
-            ..XdsOptions::default()
-        })
-        .await;
-        let (requests, mut responses) = open_stream(&mut harness).await;
-        requests.send(cds_request(node(), "", "")).await.unwrap();
-        responses.message().await.unwrap().unwrap();
-        let (delta_requests, mut delta_responses) = open_delta(&mut harness).await;
-        delta_requests
-            .send(delta_cds_request(node(), ""))
-            .await
-            .unwrap();
-        delta_responses.message().await.unwrap().unwrap();
-
-        let closed = tokio::time::timeout(Duration::from_secs(5), responses.message())
-            .await
-            .expect("the stream closes");
-        assert_eq!(closed.unwrap_err().code(), tonic::Code::Unavailable);
-        let closed = tokio::time::timeout(Duration::from_secs(5), delta_responses.message())
-            .await
-            .expect("the delta stream closes");
-        assert_eq!(closed.unwrap_err().code(), tonic::Code::Unavailable);
-        let gone = async {
-            while harness.registry.get(NODE_ID).is_some() {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(5), gone)
-            .await
-            .expect("closed streams leave the registry");
-    }
-
-    #[test]
-    fn maximum_age_is_jittered_down_by_at_most_a_tenth() {
-        let start = Instant::now();
-        let age = Duration::from_secs(1800);
-        let ages: std::collections::BTreeSet<Duration> = (0..100)
-            .map(|connection| expiry(start, age, connection).unwrap() - start)
-            .collect();
-        assert!(ages.len() > 50, "ages spread: {ages:?}");
-        assert!(ages.iter().all(|a| *a <= age && *a >= age - age / 10));
-        assert_eq!(expiry(start, Duration::MAX, 1), None);
-    }
-}
+mod tests;

@@ -22,8 +22,13 @@ pub struct TestCa {
 
 /// What a certificate is for.
 enum Usage<'a> {
-    Server { dns_names: &'a [&'a str] },
-    Client,
+    Server {
+        dns_names: &'a [&'a str],
+    },
+    /// With a URI SAN, such as a SPIFFE id, when given.
+    Client {
+        uri: Option<&'a str>,
+    },
 }
 
 impl TestCa {
@@ -52,7 +57,13 @@ impl TestCa {
 
     /// Issues `NAME.pem` and `NAME-key.pem`, a client certificate.
     pub fn issue_client(&self, name: &str) {
-        self.issue(name, Usage::Client);
+        self.issue(name, Usage::Client { uri: None });
+    }
+
+    /// Issues `NAME.pem` and `NAME-key.pem`, a client certificate with `uri` as its URI SAN
+    /// (e.g. a SPIFFE id `spiffe://cluster.local/ns/NS/sa/SA`).
+    pub fn issue_client_with_uri(&self, name: &str, uri: &str) {
+        self.issue(name, Usage::Client { uri: Some(uri) });
     }
 
     /// The path of a file in the CA's directory (`ca.pem`, `NAME.pem`, `NAME-key.pem`).
@@ -138,7 +149,10 @@ impl TestCa {
                     names.join(",")
                 )
             }
-            Usage::Client => "extendedKeyUsage=clientAuth\n".to_string(),
+            Usage::Client { uri } => {
+                let san = uri.map(|uri| format!("subjectAltName=URI:{uri}\n"));
+                format!("extendedKeyUsage=clientAuth\n{}", san.unwrap_or_default())
+            }
         };
         let extension_file = format!("{name}.ext");
         std::fs::write(

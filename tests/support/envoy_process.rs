@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rudder::bootstrap::{AdsApiType, BootstrapOptions, bootstrap_json};
+use rudder::bootstrap::{AdsApiType, BootstrapOptions, XdsClientTls, bootstrap_json};
 use serde_json::Value;
 
 use super::envoy::envoy_binary;
@@ -26,12 +26,25 @@ impl EnvoyProcess {
         xds_address: std::net::SocketAddr,
         api_type: AdsApiType,
     ) -> EnvoyProcess {
+        Self::start_with_tls(node_id, metadata, &xds_address.to_string(), api_type, None)
+    }
+
+    /// Like [`EnvoyProcess::start`], reaching rudder at `xds_address` (HOST:PORT) over TLS as
+    /// `xds_tls` says (plaintext if `None`).
+    pub fn start_with_tls(
+        node_id: &str,
+        metadata: Value,
+        xds_address: &str,
+        api_type: AdsApiType,
+        xds_tls: Option<XdsClientTls>,
+    ) -> EnvoyProcess {
         let bootstrap = bootstrap_json(&BootstrapOptions {
             node_id: node_id.to_string(),
             xds_address: xds_address.to_string(),
             metadata,
             admin_address: "127.0.0.1:0".parse().expect("an address"),
             api_type,
+            xds_tls,
         })
         .expect("a bootstrap");
         Self::start_from_bootstrap("envoy.json", &bootstrap.to_string())
