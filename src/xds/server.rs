@@ -10,6 +10,8 @@
 //! sends from its own task into its own bounded queue. A proxy that stops reading fills its queue
 //! and stalls its own task only; while it is stalled, newer models replace older ones in its
 //! `watch` receiver, so when it reads again it gets the newest config, not every one in between.
+//! A proxy whose queue stays full for [`XdsOptions::send_timeout`], or that cannot take its
+//! closing status at its maximum age, has its connection closed ([`super::closer`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,6 +31,7 @@ use tonic::transport::server::TcpIncoming;
 use tracing::{debug, info, warn};
 
 use super::cache::Cache;
+use super::closer::Closers;
 use super::connection::{Event, Outcome, StateMachine};
 use super::grpc::{Ads, AdsServer, Requests, Responses};
 use super::versions::ResourceSet;
@@ -70,6 +73,12 @@ pub struct XdsOptions {
     /// Translations themselves run at most one per CPU. Default: 100, like istiod's
     /// `PILOT_PUSH_THROTTLE`.
     pub push_concurrency: usize,
+    /// How long a response may wait for room in the queue of a proxy that does not read before
+    /// rudder gives up on the proxy and closes its connection (Envoy reconnects and gets the
+    /// whole config afresh). istiod's `PILOT_XDS_SEND_TIMEOUT`, where a send that does not
+    /// complete in time ends the stream too. `None`, istiod's default: no limit but the
+    /// stream's maximum age.
+    pub send_timeout: Option<Duration>,
 }
 
 impl Default for XdsOptions {
@@ -78,6 +87,7 @@ impl Default for XdsOptions {
             max_connection_age: DEFAULT_MAX_CONNECTION_AGE,
             resources_hook: None,
             push_concurrency: DEFAULT_PUSH_CONCURRENCY,
+            send_timeout: None,
         }
     }
 }
@@ -99,12 +109,21 @@ pub async fn serve_xds(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), XdsError> {
     let (stop, stopped) = watch::channel(false);
+    let closers = Arc::new(Closers::default());
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = {
+        let closers = closers.clone();
+        tokio_stream::StreamExt::map(incoming, move |accepted| {
+            accepted.map(|connection| closers.wrap(connection))
+        })
+    };
     let service = AdsService {
         snapshots,
         metrics,
         registry,
         cache: Arc::new(Cache::new(options.resources_hook.clone())),
         pushes: Arc::new(Semaphore::new(options.push_concurrency.max(1))),
+        closers,
         options,
         stopped,
         next_connection: AtomicU64::new(1),
@@ -119,10 +138,7 @@ pub async fn serve_xds(
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(server)
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())
 }
@@ -134,6 +150,8 @@ struct AdsService {
     cache: Arc<Cache>,
     /// One permit per push being prepared (`XdsOptions::push_concurrency`).
     pushes: Arc<Semaphore>,
+    /// Closes the connections of proxies the server gives up on.
+    closers: Arc<Closers>,
     options: XdsOptions,
     stopped: watch::Receiver<bool>,
     next_connection: AtomicU64,
@@ -161,6 +179,8 @@ impl AdsService {
             connected_at: SystemTime::now(),
             cache: self.cache.clone(),
             pushes: self.pushes.clone(),
+            closers: self.closers.clone(),
+            send_timeout: self.options.send_timeout,
             convergence: Convergence::default(),
             push_started: Instant::now(),
         };
@@ -272,6 +292,9 @@ struct AdsStream<M: Protocol> {
     cache: Arc<Cache>,
     /// Bounds the pushes being prepared at once.
     pushes: Arc<Semaphore>,
+    closers: Arc<Closers>,
+    /// `XdsOptions::send_timeout`.
+    send_timeout: Option<Duration>,
     /// Per type, when the config of the last response was seen, until the proxy ACKs it.
     convergence: Convergence,
     /// When the work behind the outcome being delivered started (`pilot_xds_push_time`).
@@ -302,6 +325,8 @@ enum End {
     Stopped,
     /// The stream reached its maximum age.
     Expired,
+    /// A response waited longer than the send timeout for the proxy to read.
+    SendTimeout,
 }
 
 impl<M: Protocol> AdsStream<M> {
@@ -384,6 +409,15 @@ impl<M: Protocol> AdsStream<M> {
                     ));
                     break;
                 }
+                Err(End::SendTimeout) => {
+                    warn!(
+                        proxy = %proxy.id,
+                        connection = self.connection,
+                        "closing the connection of a proxy that does not read its config (send timeout)"
+                    );
+                    self.close_connection();
+                    break;
+                }
                 Err(End::Gone | End::Stopped) => break,
             }
             outcome = tokio::select! {
@@ -428,8 +462,11 @@ impl<M: Protocol> AdsStream<M> {
             }
         }
         if let Some(status) = closing {
-            // A proxy that does not read may never make room for it.
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.responses.send(Err(status))).await;
+            // A proxy that does not read may never make room for it: then its connection goes.
+            let sent = tokio::time::timeout(CLOSE_TIMEOUT, self.responses.send(Err(status))).await;
+            if sent.is_err() {
+                self.close_connection();
+            }
         }
         info!(proxy = %proxy.id, connection = self.connection, "proxy disconnected");
     }
@@ -525,7 +562,18 @@ impl<M: Protocol> AdsStream<M> {
         Ok(())
     }
 
-    /// Queues one response, waiting for room as long as the stream lives.
+    /// Ends the stream's whole connection: what is queued for a proxy that does not read would
+    /// otherwise stay in HTTP/2 buffers for as long as the proxy answers pings.
+    fn close_connection(&self) {
+        if let Some(peer) = self.peer
+            && self.closers.close(peer)
+        {
+            debug!(connection = self.connection, %peer, "connection closed");
+        }
+    }
+
+    /// Queues one response, waiting for room as long as the stream lives and the send timeout
+    /// allows.
     async fn send(&self, response: M::Response) -> Result<(), End> {
         let permit = match self.responses.try_reserve() {
             Ok(permit) => permit,
@@ -533,6 +581,7 @@ impl<M: Protocol> AdsStream<M> {
             Err(mpsc::error::TrySendError::Full(())) => {
                 let mut stopped = self.stopped.clone();
                 let expires = self.expires;
+                let timeout = self.send_timeout;
                 tokio::select! {
                     permit = self.responses.reserve() => permit.map_err(|_| End::Gone)?,
                     _ = stopped.wait_for(|stopped| *stopped) => return Err(End::Stopped),
@@ -542,6 +591,12 @@ impl<M: Protocol> AdsStream<M> {
                             None => std::future::pending().await,
                         }
                     } => return Err(End::Expired),
+                    () = async move {
+                        match timeout {
+                            Some(timeout) => tokio::time::sleep(timeout).await,
+                            None => std::future::pending().await,
+                        }
+                    } => return Err(End::SendTimeout),
                 }
             }
         };
