@@ -148,7 +148,20 @@ async fn a_stuck_proxy_delays_no_one_and_is_dropped_after_the_send_timeout() {
         gone.is_some(),
         "the stuck proxy is still connected after {EDITS} edits and the send timeout"
     );
+    // Its TCP connection is gone too, while it still reads nothing: a stream that merely ended
+    // would keep it, with the responses in HTTP/2 buffers, for as long as the proxy lives.
+    let disconnected = wait_until(CONVERGENCE_LIMIT, || async {
+        connections_to(server.xds.port()) == healthy.len()
+    })
+    .await;
+    assert!(
+        disconnected.is_some(),
+        "{} connections to rudder's xDS port for {} healthy proxies",
+        connections_to(server.xds.port()),
+        healthy.len()
+    );
     let closed = tokio::time::timeout(CONVERGENCE_LIMIT, async {
+        // What was in flight, then the end.
         loop {
             match stuck.message().await {
                 Ok(Some(_)) => continue,
@@ -172,4 +185,20 @@ async fn a_stuck_proxy_delays_no_one_and_is_dropped_after_the_send_timeout() {
     let failures = failures.lock().unwrap_or_else(PoisonError::into_inner);
     assert!(failures.is_empty(), "{failures:?}");
     drop(requests);
+}
+
+/// This machine's established IPv4 TCP connections whose remote port is `port`: the clients'
+/// ends of their connections to a server on 127.0.0.1:`port`.
+fn connections_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let remote_port = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // Fields: slot, local address, remote address, state (01: established), ...
+            fields.len() > 3 && fields[2].ends_with(&remote_port) && fields[3] == "01"
+        })
+        .count()
 }
