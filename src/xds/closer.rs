@@ -51,8 +51,9 @@ impl Closers {
         }
     }
 
-    /// Ends the connection from `peer`: its reads and writes fail from now on. False if there
-    /// is no such connection (any more).
+    /// Ends the connection from `peer`: its reads and writes fail from now on, and every stream
+    /// on it ends (Envoy opens one connection for its one ADS stream). False if there is no
+    /// such connection (any more).
     pub fn close(&self, peer: SocketAddr) -> bool {
         let Some(signal) = self.lock().remove(&peer) else {
             return false;
