@@ -73,6 +73,11 @@ enum Command {
         /// Close xDS streams older than this (Go duration syntax) so proxies rebalance across replicas.
         #[arg(long, default_value = "30m")]
         max_connection_age: rudder::duration::Duration,
+        /// Close the connection of a proxy that leaves a response unsent this long because it
+        /// does not read (Go duration syntax; istiod's PILOT_XDS_SEND_TIMEOUT). 0s: no limit but
+        /// --max-connection-age.
+        #[arg(long, env = "PILOT_XDS_SEND_TIMEOUT", default_value = "0s")]
+        xds_send_timeout: rudder::duration::Duration,
         /// Rebuild once config changes have been quiet this long (Go duration syntax; istiod's
         /// PILOT_DEBOUNCE_AFTER).
         #[arg(long, env = "PILOT_DEBOUNCE_AFTER", default_value = "100ms")]
@@ -219,6 +224,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             xds_address,
             admin_address,
             max_connection_age,
+            xds_send_timeout,
             debounce_after,
             debounce_max,
             push_throttle,
@@ -269,6 +275,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                         max_connection_age: max_connection_age.0,
                         push_concurrency: push_throttle as usize,
                         tls,
+                        send_timeout: (!xds_send_timeout.is_zero()).then_some(xds_send_timeout.0),
                         ..XdsOptions::default()
                     },
                     root_namespace,

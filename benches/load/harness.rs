@@ -8,6 +8,8 @@
 //! quiet for [`QUIET`]. The wire limit is the time to write each proxy's share of the same bytes
 //! over as many loopback connections, with no control plane logic at all.
 
+#![allow(dead_code)] // Shared with tests/load_smoke.rs, tests/faults.rs and benches/resync.rs.
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -82,7 +84,7 @@ pub async fn run(spec: RunSpec) -> Report {
     let start = Instant::now();
     let (clients, tasks) = connect(&server, spec).await;
     let served = |received: &Received| received.counts().iter().all(|count| *count > 0);
-    let initial = settle(&clients, start, spec.limit, served)
+    let initial = settle(&clients, start, spec.limit, |_, received| served(received))
         .await
         .unwrap_or_else(|| {
             panic!(
@@ -166,13 +168,13 @@ async fn connect(
     (clients, tasks)
 }
 
-/// Waits until `done` holds for every client and no response came for [`QUIET`]; the time from
-/// `since` to the last response.
-async fn settle(
+/// Waits until `done` holds for every client (given its index too) and no response came for
+/// [`QUIET`]; the time from `since` to the last response.
+pub async fn settle(
     clients: &[Arc<Received>],
     since: Instant,
     limit: Duration,
-    done: impl Fn(&Received) -> bool,
+    done: impl Fn(usize, &Received) -> bool,
 ) -> Option<Duration> {
     let deadline = since + limit;
     loop {
@@ -182,7 +184,12 @@ async fn settle(
             .filter_map(|received| received.last_at())
             .max();
         let quiet = last.is_none_or(|last| now.duration_since(last) >= QUIET);
-        if quiet && clients.iter().all(|received| done(received)) {
+        if quiet
+            && clients
+                .iter()
+                .enumerate()
+                .all(|(index, received)| done(index, received))
+        {
             return Some(last.map_or(Duration::ZERO, |last| last.duration_since(since)));
         }
         if now > deadline {
@@ -204,7 +211,10 @@ async fn time_edit(
     apply(config);
     let got_something = |received: &Received| received.last_at().is_some_and(|last| last > t0);
     // A server that never pushes for this edit leaves some proxies unreached: reported, not fatal.
-    settle(clients, t0, spec.limit, got_something).await;
+    settle(clients, t0, spec.limit, |_, received| {
+        got_something(received)
+    })
+    .await;
     let mut times: Vec<Duration> = clients
         .iter()
         .filter(|received| got_something(received))

@@ -1,8 +1,9 @@
 //! The control plane under test as a process of its own: `rudder serve` (the binary Cargo built
 //! beside this harness) or istiod's `pilot-discovery` (through `scripts/istiod`), each on a config
-//! directory, with its CPU time and memory read from /proc.
+//! directory, with its CPU time and memory read from /proc. rudder can be killed (SIGKILL) and
+//! started again on the same addresses, for the fault tests and the resync bench.
 
-#![allow(dead_code)] // Shared with tests/load_smoke.rs, which runs rudder only.
+#![allow(dead_code)] // Shared with tests/load_smoke.rs and tests/faults.rs, which run rudder only.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -32,10 +33,38 @@ impl ServerKind {
 
 pub struct ServerProcess {
     pub xds: SocketAddr,
+    /// rudder's admin address (istiod's is not used).
+    pub admin: Option<SocketAddr>,
     pid: u32,
     /// rudder's process; istiod runs detached and is stopped through its script.
     child: Option<Child>,
+    /// How rudder was started, to start it again the same way.
+    rudder: Option<RudderCommand>,
     istiod_run_dir: Option<PathBuf>,
+}
+
+/// `rudder serve` on one config directory and fixed addresses, with extra flags.
+#[derive(Debug, Clone)]
+struct RudderCommand {
+    config_dir: PathBuf,
+    xds: SocketAddr,
+    admin: SocketAddr,
+    args: Vec<String>,
+}
+
+impl RudderCommand {
+    fn spawn(&self) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_rudder"))
+            .args(["--log-level", "warn", "serve", "--config-dir"])
+            .arg(&self.config_dir)
+            .args(["--xds-address", &self.xds.to_string()])
+            .args(["--admin-address", &self.admin.to_string()])
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start rudder serve")
+    }
 }
 
 const READY_LIMIT: Duration = Duration::from_secs(120);
@@ -54,46 +83,71 @@ fn free_port() -> u16 {
 impl ServerProcess {
     /// `debounce` replaces both servers' default quiet time before a push (100 ms).
     pub fn start(kind: ServerKind, config_dir: &Path, debounce: Option<Duration>) -> ServerProcess {
-        let server = match kind {
-            ServerKind::Rudder => Self::start_rudder(config_dir, debounce),
-            ServerKind::Istiod => Self::start_istiod(config_dir, debounce),
+        match kind {
+            ServerKind::Rudder => {
+                let debounce = debounce.map(|debounce| format!("{}ms", debounce.as_millis()));
+                let args: Vec<&str> = match &debounce {
+                    Some(debounce) => vec!["--debounce-after", debounce],
+                    None => Vec::new(),
+                };
+                Self::start_rudder(config_dir, &args)
+            }
+            ServerKind::Istiod => {
+                let server = Self::start_istiod(config_dir, debounce);
+                server.wait_for_xds(kind);
+                server
+            }
+        }
+    }
+
+    /// `rudder serve` on `config_dir` with extra flags `args`, on free loopback ports.
+    pub fn start_rudder(config_dir: &Path, args: &[&str]) -> ServerProcess {
+        let command = RudderCommand {
+            config_dir: config_dir.to_path_buf(),
+            xds: ([127, 0, 0, 1], free_port()).into(),
+            admin: ([127, 0, 0, 1], free_port()).into(),
+            args: args.iter().map(ToString::to_string).collect(),
         };
+        let child = command.spawn();
+        let server = ServerProcess {
+            xds: command.xds,
+            admin: Some(command.admin),
+            pid: child.id(),
+            child: Some(child),
+            rudder: Some(command),
+            istiod_run_dir: None,
+        };
+        server.wait_for_xds(ServerKind::Rudder);
+        server
+    }
+
+    fn wait_for_xds(&self, kind: ServerKind) {
         let deadline = Instant::now() + READY_LIMIT;
-        while TcpStream::connect(server.xds).is_err() {
+        while TcpStream::connect(self.xds).is_err() {
             assert!(
                 Instant::now() < deadline,
                 "{} never opened its xDS port {}",
                 kind.name(),
-                server.xds
+                self.xds
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        server
     }
 
-    fn start_rudder(config_dir: &Path, debounce: Option<Duration>) -> ServerProcess {
-        let xds: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_rudder"));
-        command
-            .args(["--log-level", "warn", "serve", "--config-dir"])
-            .arg(config_dir)
-            .args(["--xds-address", &xds.to_string()])
-            .args(["--admin-address", &admin.to_string()]);
-        if let Some(debounce) = debounce {
-            command.args(["--debounce-after", &format!("{}ms", debounce.as_millis())]);
-        }
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start rudder serve");
-        ServerProcess {
-            xds,
-            pid: child.id(),
-            child: Some(child),
-            istiod_run_dir: None,
-        }
+    /// Kills rudder with SIGKILL (no shutdown of any kind) and reaps it.
+    pub fn kill(&mut self) {
+        let child = self.child.as_mut().expect("only rudder is killed");
+        child.kill().expect("SIGKILL rudder");
+        child.wait().expect("reap rudder");
+    }
+
+    /// Starts rudder again, the same way and on the same addresses, once its xDS port is open.
+    pub fn restart(&mut self) {
+        let command = self.rudder.as_ref().expect("only rudder is restarted");
+        let child = command.spawn();
+        self.pid = child.id();
+        self.child = Some(child);
+        self.wait_for_xds(ServerKind::Rudder);
     }
 
     fn start_istiod(config_dir: &Path, debounce: Option<Duration>) -> ServerProcess {
@@ -129,8 +183,10 @@ impl ServerProcess {
             .expect("istiod's pid file");
         ServerProcess {
             xds,
+            admin: None,
             pid,
             child: None,
+            rudder: None,
             istiod_run_dir: Some(run_dir),
         }
     }

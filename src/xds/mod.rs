@@ -11,6 +11,7 @@
 //! and shared ([`wire`]), written to the wire by a codec of rudder's own (`grpc`).
 
 pub mod cache;
+mod closer;
 pub mod connection;
 pub mod delta;
 #[cfg(test)]

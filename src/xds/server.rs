@@ -12,6 +12,8 @@
 //! sends from its own task into its own bounded queue. A proxy that stops reading fills its queue
 //! and stalls its own task only; while it is stalled, newer models replace older ones in its
 //! `watch` receiver, so when it reads again it gets the newest config, not every one in between.
+//! A proxy whose queue stays full for [`XdsOptions::send_timeout`], or that cannot take its
+//! closing status at its maximum age, has its connection closed ([`super::closer`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,6 +31,7 @@ use tonic::transport::server::TcpIncoming;
 use tracing::{debug, info, warn};
 
 use super::cache::Cache;
+use super::closer::Closers;
 use super::connection::{Event, Outcome, StateMachine};
 use super::grpc::{Ads, AdsServer, Peer, Requests, Responses};
 use super::node::identify;
@@ -75,6 +78,12 @@ pub struct XdsOptions {
     pub push_concurrency: usize,
     /// Serve TLS (mutual TLS if it has a client CA) rather than plaintext, like istiod's 15012.
     pub tls: Option<XdsTls>,
+    /// How long a response may wait for room in the queue of a proxy that does not read before
+    /// rudder gives up on the proxy and closes its connection (Envoy reconnects and gets the
+    /// whole config afresh). istiod's `PILOT_XDS_SEND_TIMEOUT`, where a send that does not
+    /// complete in time ends the stream too. `None`, istiod's default: no limit but the
+    /// stream's maximum age.
+    pub send_timeout: Option<Duration>,
 }
 
 impl Default for XdsOptions {
@@ -84,6 +93,7 @@ impl Default for XdsOptions {
             resources_hook: None,
             push_concurrency: DEFAULT_PUSH_CONCURRENCY,
             tls: None,
+            send_timeout: None,
         }
     }
 }
@@ -109,12 +119,14 @@ pub async fn serve_xds(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), XdsError> {
     let (stop, stopped) = watch::channel(false);
+    let closers = Arc::new(Closers::default());
     let service = AdsService {
         snapshots,
         metrics,
         registry,
         cache: Arc::new(Cache::new(options.resources_hook.clone())),
         pushes: Arc::new(Semaphore::new(options.push_concurrency.max(1))),
+        closers: closers.clone(),
         options,
         stopped,
         next_connection: AtomicU64::new(1),
@@ -134,11 +146,14 @@ pub async fn serve_xds(
     match tls {
         Some(tls) => {
             router
-                .serve_with_incoming_shutdown(incoming(listener, tls), shutdown)
+                .serve_with_incoming_shutdown(incoming(listener, tls, closers), shutdown)
                 .await?;
         }
         None => {
             let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            let incoming = tokio_stream::StreamExt::map(incoming, move |accepted| {
+                accepted.map(|connection| closers.wrap(connection))
+            });
             router
                 .serve_with_incoming_shutdown(incoming, shutdown)
                 .await?;
@@ -154,6 +169,8 @@ struct AdsService {
     cache: Arc<Cache>,
     /// One permit per push being prepared (`XdsOptions::push_concurrency`).
     pushes: Arc<Semaphore>,
+    /// Closes the connections of proxies the server gives up on.
+    closers: Arc<Closers>,
     options: XdsOptions,
     stopped: watch::Receiver<bool>,
     next_connection: AtomicU64,
@@ -182,6 +199,8 @@ impl AdsService {
             connected_at: SystemTime::now(),
             cache: self.cache.clone(),
             pushes: self.pushes.clone(),
+            closers: self.closers.clone(),
+            send_timeout: self.options.send_timeout,
             convergence: Convergence::default(),
             push_started: Instant::now(),
         };
@@ -291,6 +310,9 @@ struct AdsStream<M: Protocol> {
     cache: Arc<Cache>,
     /// Bounds the pushes being prepared at once.
     pushes: Arc<Semaphore>,
+    closers: Arc<Closers>,
+    /// `XdsOptions::send_timeout`.
+    send_timeout: Option<Duration>,
     /// Per type, when the config of the last response was seen, until the proxy ACKs it.
     convergence: Convergence,
     /// When the work behind the outcome being delivered started (`pilot_xds_push_time`).
@@ -321,6 +343,8 @@ enum End {
     Stopped,
     /// The stream reached its maximum age.
     Expired,
+    /// A response waited longer than the send timeout for the proxy to read.
+    SendTimeout,
 }
 
 impl<M: Protocol> AdsStream<M> {
@@ -416,6 +440,15 @@ impl<M: Protocol> AdsStream<M> {
                     closing = Some(Status::unavailable(SHUTTING_DOWN));
                     break;
                 }
+                Err(End::SendTimeout) => {
+                    warn!(
+                        proxy = %proxy.id,
+                        connection = self.connection,
+                        "closing the connection of a proxy that does not read its config (send timeout)"
+                    );
+                    self.close_connection();
+                    break;
+                }
                 Err(End::Gone) => break,
             }
             outcome = tokio::select! {
@@ -463,8 +496,11 @@ impl<M: Protocol> AdsStream<M> {
             }
         }
         if let Some(status) = closing {
-            // A proxy that does not read may never make room for it.
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.responses.send(Err(status))).await;
+            // A proxy that does not read may never make room for it: then its connection goes.
+            let sent = tokio::time::timeout(CLOSE_TIMEOUT, self.responses.send(Err(status))).await;
+            if sent.is_err() {
+                self.close_connection();
+            }
         }
         info!(proxy = %proxy.id, connection = self.connection, "proxy disconnected");
     }
@@ -560,7 +596,18 @@ impl<M: Protocol> AdsStream<M> {
         Ok(())
     }
 
-    /// Queues one response, waiting for room as long as the stream lives.
+    /// Ends the stream's whole connection: what is queued for a proxy that does not read would
+    /// otherwise stay in HTTP/2 buffers for as long as the proxy answers pings.
+    fn close_connection(&self) {
+        if let Some(peer) = self.peer
+            && self.closers.close(peer)
+        {
+            debug!(connection = self.connection, %peer, "connection closed");
+        }
+    }
+
+    /// Queues one response, waiting for room as long as the stream lives and the send timeout
+    /// allows.
     async fn send(&self, response: M::Response) -> Result<(), End> {
         let permit = match self.responses.try_reserve() {
             Ok(permit) => permit,
@@ -568,6 +615,7 @@ impl<M: Protocol> AdsStream<M> {
             Err(mpsc::error::TrySendError::Full(())) => {
                 let mut stopped = self.stopped.clone();
                 let expires = self.expires;
+                let timeout = self.send_timeout;
                 tokio::select! {
                     permit = self.responses.reserve() => permit.map_err(|_| End::Gone)?,
                     _ = stopped.wait_for(|stopped| *stopped) => return Err(End::Stopped),
@@ -577,6 +625,12 @@ impl<M: Protocol> AdsStream<M> {
                             None => std::future::pending().await,
                         }
                     } => return Err(End::Expired),
+                    () = async move {
+                        match timeout {
+                            Some(timeout) => tokio::time::sleep(timeout).await,
+                            None => std::future::pending().await,
+                        }
+                    } => return Err(End::SendTimeout),
                 }
             }
         };

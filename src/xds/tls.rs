@@ -18,7 +18,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -26,6 +26,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 use tracing::{info, warn};
 
+use super::closer::{ClosableStream, Closers};
 use super::spiffe::SpiffeId;
 
 /// A client that has not finished its handshake by then is dropped.
@@ -229,7 +230,7 @@ pub struct TlsPeer {
 
 /// One connection to the xDS port, handshake done.
 pub(super) struct TlsConnection {
-    stream: TlsStream<TcpStream>,
+    stream: TlsStream<ClosableStream>,
     peer: TlsPeer,
 }
 
@@ -287,15 +288,17 @@ impl AsyncWrite for TlsConnection {
 pub(super) fn incoming(
     listener: TcpListener,
     tls: XdsTls,
+    closers: Arc<Closers>,
 ) -> ReceiverStream<Result<TlsConnection, Infallible>> {
     let (connections, incoming) = mpsc::channel(HANDSHAKES_QUEUED);
-    tokio::spawn(accept(listener, tls, connections));
+    tokio::spawn(accept(listener, tls, closers, connections));
     ReceiverStream::new(incoming)
 }
 
 async fn accept(
     listener: TcpListener,
     tls: XdsTls,
+    closers: Arc<Closers>,
     connections: mpsc::Sender<Result<TlsConnection, Infallible>>,
 ) {
     loop {
@@ -313,6 +316,8 @@ async fn accept(
         };
         // Pushes are small writes that must not wait for more.
         let _ = stream.set_nodelay(true);
+        // Wrapped before the handshake, so a proxy that stops reading can be cut off here too.
+        let stream = closers.wrap(stream);
         let acceptor = tls.acceptor();
         let connections = connections.clone();
         tokio::spawn(async move {

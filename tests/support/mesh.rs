@@ -212,21 +212,7 @@ impl Mesh {
 
     /// A GET through the sidecar with `Host: host`.
     pub async fn get(&self, host: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
-        let mut request = self
-            .client
-            .get(format!("http://127.0.0.1:{}{path}", self.port))
-            .header("host", host);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        match request.send().await {
-            Ok(response) if response.status().is_success() => match response.json::<Echo>().await {
-                Ok(echo) => Reply::Upstream(echo),
-                Err(error) => Reply::Failed(error.to_string()),
-            },
-            Ok(response) => Reply::Status(response.status().as_u16()),
-            Err(error) => Reply::Failed(error.to_string()),
-        }
+        get_through(&self.client, self.port, host, path, headers).await
     }
 
     /// Which upstream answers `host`, or a description of what came back instead.
@@ -257,6 +243,30 @@ impl Mesh {
             .text()
             .await
             .expect("admin body")
+    }
+}
+
+/// A GET through a sidecar whose outbound listener is 127.0.0.1:`port`, with `Host: host`.
+pub async fn get_through(
+    client: &reqwest::Client,
+    port: u16,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut request = client
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .header("host", host);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    match request.send().await {
+        Ok(response) if response.status().is_success() => match response.json::<Echo>().await {
+            Ok(echo) => Reply::Upstream(echo),
+            Err(error) => Reply::Failed(error.to_string()),
+        },
+        Ok(response) => Reply::Status(response.status().as_u16()),
+        Err(error) => Reply::Failed(error.to_string()),
     }
 }
 
