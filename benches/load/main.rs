@@ -135,12 +135,15 @@ fn row(report: &Report) -> String {
             millis(edit.p99),
             millis(edit.max)
         ));
-        let ratio = edit.max.as_secs_f64() / edit.wire.as_secs_f64().max(1e-6);
-        cells.push(format!(
-            "{} KiB, {} ms, {ratio:.1}x",
-            edit.bytes_per_proxy / 1024,
-            millis(edit.wire)
-        ));
+        let wire = match edit.wire {
+            Some(wire) => format!(
+                "{} ms, {:.1}x",
+                millis(wire),
+                edit.max.as_secs_f64() / wire.as_secs_f64().max(1e-6)
+            ),
+            None => "n/a".to_string(),
+        };
+        cells.push(format!("{} KiB, {wire}", edit.bytes_per_proxy / 1024));
     }
     cells.push(format!("{:.1}", report.cpu_seconds));
     cells.push(mib(report.peak_rss));
@@ -182,7 +185,11 @@ fn median_report(reports: &[Report]) -> Report {
                 p99: edit(&|c| c.p99),
                 max: edit(&|c| c.max),
                 bytes_per_proxy: median_of(reports.iter().map(|r| r.edits[i].bytes_per_proxy)),
-                wire: edit(&|c| c.wire),
+                wire: reports
+                    .iter()
+                    .map(|report| report.edits[i].wire)
+                    .collect::<Option<Vec<_>>>()
+                    .map(|wires| median_of(wires.into_iter())),
             }
         })
         .collect();
