@@ -343,11 +343,18 @@ fn socket_address(host: &str, port: u32) -> Address {
     }
 }
 
+/// The largest RE2 program (in instructions) Envoy compiles under rudder's bootstrap; VirtualService
+/// validation refuses bigger regexes, since Envoy would refuse the whole route configuration.
+pub const RE2_MAX_PROGRAM_SIZE: u32 = 32768;
+
 /// Envoy refuses regexes whose RE2 program is larger than 100 by default; Istio raises the
 /// limit the same way so that VirtualService regexes behave as they do under istiod.
 fn runtime() -> LayeredRuntime {
     let fields = [
-        ("re2.max_program_size.error_level", 32768.0),
+        (
+            "re2.max_program_size.error_level",
+            f64::from(RE2_MAX_PROGRAM_SIZE),
+        ),
         ("re2.max_program_size.warn_level", 1024.0),
     ];
     LayeredRuntime {

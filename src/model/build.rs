@@ -131,17 +131,11 @@ impl Admission<'_> {
         }
     }
 
-    /// Reports, as warnings, what gateway servers lose although their Gateway is valid (see
-    /// [`super::gateway::server_warnings`]); the Gateway stays in force as written.
-    fn warn_gateway_servers(
-        &mut self,
-        gateways: &[super::gateway::Gateway],
-        credentials: &super::credential::Credentials,
-        workloads: &BTreeMap<IpAddr, Workload>,
-    ) {
-        for (key, field, message) in
-            super::gateway::server_warnings(gateways, credentials, workloads)
-        {
+    /// Reports warnings about objects that stay in force as written: what gateway servers lose
+    /// although their Gateway is valid ([`super::gateway::server_warnings`]), and references
+    /// that lead nowhere or collide ([`super::references`]).
+    fn warn(&mut self, warnings: impl IntoIterator<Item = super::references::Warning>) {
+        for (key, field, message) in warnings {
             let mut warning = ConfigError::new(message).field(field).warning();
             if let Some(entry) = self.inputs.entries.get(&key) {
                 warning = warning.at(entry.origin.clone());
@@ -270,7 +264,16 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
         }));
 
     admission.warn_unsupported();
-    admission.warn_gateway_servers(&gateways, &credentials, &workloads);
+    admission.warn(super::gateway::server_warnings(
+        &gateways,
+        &credentials,
+        &workloads,
+    ));
+    admission.warn(super::references::reference_warnings(
+        &virtual_services,
+        &gateways,
+        &sidecars,
+    ));
     let mut errors = admission.errors;
     errors.sort();
     errors.dedup();

@@ -5,6 +5,7 @@
 
 mod gateway;
 mod kubernetes;
+mod re2;
 mod service_entry;
 mod sidecar;
 mod syntax;
@@ -22,8 +23,8 @@ use std::collections::BTreeSet;
 use crate::inputs::FieldError;
 use crate::istio;
 
-/// The largest RE2 program Envoy accepts with rudder's bootstrap; bigger regexes are refused here
-/// rather than by Envoy.
+/// How much memory the regex crate may take to check a pattern; RE2's own limits, which decide
+/// what Envoy accepts, are checked in [`re2`].
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> FieldError {

@@ -170,15 +170,36 @@ fn refresh(path: &Path, state: &mut FileState) -> bool {
     if state.bytes.as_ref() == Some(&bytes) {
         return true;
     }
-    match parse_file(path, &bytes) {
-        Ok(documents) => {
-            state.last_good = Some(documents);
-            state.error = None;
-        }
-        Err(error) => state.error = Some(*error),
-    }
+    state.parse(path, &bytes);
     state.bytes = Some(bytes);
     true
+}
+
+impl FileState {
+    /// Takes in a file's new bytes: their documents if they parse, else the error (the last good
+    /// documents stay).
+    fn parse(&mut self, path: &Path, bytes: &[u8]) {
+        match parse_file(path, bytes) {
+            Ok(documents) => {
+                self.last_good = Some(documents);
+                self.error = None;
+            }
+            Err(error) => self.error = Some(*error),
+        }
+    }
+}
+
+/// The inputs one file's bytes give, read exactly as a config directory reads them, without the
+/// file system: the fuzz targets (`fuzz/`) drive the parser through this.
+#[doc(hidden)]
+pub fn inputs_of_file(path: &Path, bytes: &[u8]) -> Inputs {
+    let mut state = FileState::default();
+    state.parse(path, bytes);
+    let source = FileSource {
+        files: BTreeMap::from([(path.to_path_buf(), state)]),
+        ..FileSource::default()
+    };
+    source.inputs()
 }
 
 fn parse_file(path: &Path, bytes: &[u8]) -> Result<Vec<Document>, Box<ConfigError>> {

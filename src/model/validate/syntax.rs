@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use super::re2::check_re2_limits;
 use super::{REGEX_SIZE_LIMIT, invalid};
+use crate::bootstrap::RE2_MAX_PROGRAM_SIZE;
 use crate::inputs::FieldError;
 use crate::istio::{self, StringMatch};
 
@@ -112,24 +114,54 @@ pub(super) fn validate_string_match(matcher: &StringMatch, at: &str) -> Result<(
 }
 
 pub(super) fn validate_regex(pattern: &str, at: &str) -> Result<(), FieldError> {
-    // The regex crate follows RE2's syntax and guarantees (no backreferences, no lookaround).
+    let refused = |reason: String| {
+        // A pattern may be megabytes long; the error shows its start.
+        let shown: String = pattern.chars().take(MAX_REGEX_SHOWN).collect();
+        let ellipsis = if shown.len() < pattern.len() {
+            "..."
+        } else {
+            ""
+        };
+        invalid(
+            at,
+            format!("invalid RE2 regex {shown:?}{ellipsis}: {reason}"),
+        )
+    };
+    // Every character costs RE2 at least one instruction, save syntax; a pattern this long is
+    // over Envoy's program size whatever it says, and parsing it would take memory for nothing.
+    if pattern.len() > MAX_REGEX_LEN {
+        return Err(refused(format!(
+            "{} bytes long, more than Envoy compiles ({MAX_REGEX_LEN})",
+            pattern.len()
+        )));
+    }
+    // The regex crate follows RE2's syntax and guarantees (no backreferences, no lookaround);
+    // its syntax tree shows what RE2 limits on top.
+    let ast = regex_syntax::ast::parse::Parser::new()
+        .parse(pattern)
+        .map_err(|error| refused(last_line(&error.to_string())))?;
+    check_re2_limits(&ast).map_err(refused)?;
     regex::RegexBuilder::new(pattern)
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
-        .map_err(|error| {
-            // The regex crate draws the pattern with a caret over several lines; a config
-            // error is one line, so keep its last line (the reason).
-            let text = error.to_string();
-            let reason = text
-                .lines()
-                .last()
-                .unwrap_or_default()
-                .trim_start_matches("error: ")
-                .to_string();
-            invalid(at, format!("invalid RE2 regex {pattern:?}: {reason}"))
-        })?;
+        .map_err(|error| refused(last_line(&error.to_string())))?;
     Ok(())
 }
+
+/// The regex crates draw the pattern with a caret over several lines; a config error is one
+/// line, so keep the last (the reason).
+fn last_line(text: &str) -> String {
+    text.lines()
+        .last()
+        .unwrap_or_default()
+        .trim_start_matches("error: ")
+        .to_string()
+}
+
+/// The longest pattern checked: twice as long as Envoy's program size limit.
+const MAX_REGEX_LEN: usize = 2 * RE2_MAX_PROGRAM_SIZE as usize;
+/// How much of a refused pattern its error shows.
+const MAX_REGEX_SHOWN: usize = 200;
 
 /// RFC 7230 token characters.
 pub(super) fn validate_header_name(name: &str) -> Result<(), String> {
