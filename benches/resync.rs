@@ -10,6 +10,8 @@
 
 #[path = "support/ads_client.rs"]
 mod ads_client;
+#[path = "support/args.rs"]
+mod args;
 #[path = "load/harness.rs"]
 mod harness;
 #[path = "load/mesh.rs"]
@@ -19,16 +21,8 @@ mod resync;
 #[path = "load/server.rs"]
 mod server;
 
-use std::time::Duration;
-
+use args::{limit, millis, modes, option};
 use resync::ResyncSpec;
-
-fn option<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    args.iter()
-        .position(|arg| arg == name)
-        .and_then(|i| args.get(i + 1))
-        .map(String::as_str)
-}
 
 fn numbers(text: &str, name: &str) -> Result<Vec<usize>, String> {
     text.split(',')
@@ -46,20 +40,8 @@ fn specs() -> Result<Vec<ResyncSpec>, String> {
     let [services] = services[..] else {
         return Err("--services takes one number".to_string());
     };
-    let modes = option(&args, "--modes")
-        .unwrap_or("sotw,delta")
-        .split(',')
-        .map(|mode| match mode {
-            "sotw" => Ok(false),
-            "delta" => Ok(true),
-            other => Err(format!("unknown mode {other:?} (sotw or delta)")),
-        })
-        .collect::<Result<Vec<bool>, _>>()?;
-    let limit = option(&args, "--limit-secs")
-        .unwrap_or("300")
-        .parse()
-        .map(Duration::from_secs)
-        .map_err(|_| "--limit-secs takes a number".to_string())?;
+    let modes = modes(&args, "sotw,delta")?;
+    let limit = limit(&args, 300)?;
     Ok(proxies
         .iter()
         .flat_map(|&proxies| {
@@ -71,10 +53,6 @@ fn specs() -> Result<Vec<ResyncSpec>, String> {
             })
         })
         .collect())
-}
-
-fn millis(duration: Duration) -> String {
-    format!("{:.0}", duration.as_secs_f64() * 1000.0)
 }
 
 fn main() {

@@ -16,12 +16,15 @@
 
 #[path = "../support/ads_client.rs"]
 mod ads_client;
+#[path = "../support/args.rs"]
+mod args;
 mod harness;
 mod mesh;
 mod server;
 
 use std::time::Duration;
 
+use args::{limit, millis, modes, option};
 use harness::{Convergence, Report, RunSpec};
 use server::ServerKind;
 
@@ -36,13 +39,6 @@ struct Options {
     repeat: usize,
     sidecar: bool,
     debounce: Option<Duration>,
-}
-
-fn option<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    args.iter()
-        .position(|arg| arg == name)
-        .and_then(|i| args.get(i + 1))
-        .map(String::as_str)
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -66,24 +62,12 @@ fn parse_options() -> Result<Options, String> {
             Ok((number(services)?, number(proxies)?))
         })
         .collect::<Result<_, String>>()?;
-    let modes = option(&args, "--modes")
-        .unwrap_or("sotw")
-        .split(',')
-        .map(|mode| match mode {
-            "sotw" => Ok(false),
-            "delta" => Ok(true),
-            other => Err(format!("unknown mode {other:?} (sotw or delta)")),
-        })
-        .collect::<Result<_, _>>()?;
+    let modes = modes(&args, "sotw")?;
     let endpoints = option(&args, "--endpoints")
         .unwrap_or("3")
         .parse()
         .map_err(|_| "--endpoints takes a number".to_string())?;
-    let limit = option(&args, "--limit-secs")
-        .unwrap_or("600")
-        .parse()
-        .map(Duration::from_secs)
-        .map_err(|_| "--limit-secs takes a number".to_string())?;
+    let limit = limit(&args, 600)?;
     let repeat = option(&args, "--repeat")
         .unwrap_or("1")
         .parse::<usize>()
@@ -103,10 +87,6 @@ fn parse_options() -> Result<Options, String> {
             .transpose()
             .map_err(|_| "--debounce-ms takes a number".to_string())?,
     })
-}
-
-fn millis(duration: Duration) -> String {
-    format!("{:.0}", duration.as_secs_f64() * 1000.0)
 }
 
 fn mib(bytes: u64) -> String {

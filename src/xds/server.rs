@@ -411,13 +411,7 @@ impl<M: Protocol> AdsStream<M> {
         };
         info!(proxy = %proxy.id, connection = self.connection, delta = M::DELTA, "proxy connected");
 
-        let expires = self.expires;
-        let expired = async move {
-            match expires {
-                Some(deadline) => tokio::time::sleep_until(deadline).await,
-                None => std::future::pending().await,
-            }
-        };
+        let expired = until(self.expires);
         tokio::pin!(expired);
         let mut outcome = state.on_request(&first);
         let mut models_open = true;
@@ -614,28 +608,25 @@ impl<M: Protocol> AdsStream<M> {
             Err(mpsc::error::TrySendError::Closed(())) => return Err(End::Gone),
             Err(mpsc::error::TrySendError::Full(())) => {
                 let mut stopped = self.stopped.clone();
-                let expires = self.expires;
-                let timeout = self.send_timeout;
+                let gives_up = self.send_timeout.map(|timeout| Instant::now() + timeout);
                 tokio::select! {
                     permit = self.responses.reserve() => permit.map_err(|_| End::Gone)?,
                     _ = stopped.wait_for(|stopped| *stopped) => return Err(End::Stopped),
-                    () = async move {
-                        match expires {
-                            Some(deadline) => tokio::time::sleep_until(deadline).await,
-                            None => std::future::pending().await,
-                        }
-                    } => return Err(End::Expired),
-                    () = async move {
-                        match timeout {
-                            Some(timeout) => tokio::time::sleep(timeout).await,
-                            None => std::future::pending().await,
-                        }
-                    } => return Err(End::SendTimeout),
+                    () = until(self.expires) => return Err(End::Expired),
+                    () = until(gives_up) => return Err(End::SendTimeout),
                 }
             }
         };
         permit.send(Ok(response));
         Ok(())
+    }
+}
+
+/// Completes at `deadline`, or never without one.
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -1,9 +1,12 @@
 //! The SPIFFE identity a client certificate carries (`spiffe://TRUST_DOMAIN/ns/NS/sa/SA` as a URI
-//! subject alternative name), which istiod checks against the namespace a proxy claims. Reads only
-//! as much of the certificate's DER as leads to its URI SANs; the certificate has been verified by
-//! the TLS handshake already, so nothing here decides whether to trust it.
+//! subject alternative name), which istiod checks against the namespace a proxy claims. The
+//! certificate has been verified by the TLS handshake already, so nothing here decides whether to
+//! trust it; rustls' own certificate parser (webpki) reads its URI SANs.
 
 use std::fmt;
+
+use rustls::pki_types::CertificateDer;
+use webpki::EndEntityCert;
 
 /// `spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT`, Istio's workload identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,16 +26,6 @@ impl fmt::Display for SpiffeId {
     }
 }
 
-/// DER tags on the way to the URI SANs.
-const SEQUENCE: u8 = 0x30;
-const EXTENSIONS: u8 = 0xa3;
-const OBJECT_IDENTIFIER: u8 = 0x06;
-const OCTET_STRING: u8 = 0x04;
-const URI_NAME: u8 = 0x86;
-
-/// 2.5.29.17, subjectAltName.
-const SUBJECT_ALT_NAME: [u8; 3] = [0x55, 0x1d, 0x11];
-
 impl SpiffeId {
     /// Parses Istio's form of a SPIFFE id; anything else (other paths, other schemes) is `None`.
     pub fn parse(uri: &str) -> Option<SpiffeId> {
@@ -51,70 +44,13 @@ impl SpiffeId {
             })
     }
 
-    /// The first SPIFFE id among the URI SANs of a DER certificate.
+    /// The first SPIFFE id among the URI SANs of a DER certificate; `None` for anything that
+    /// does not parse as one.
     pub fn of_certificate(der: &[u8]) -> Option<SpiffeId> {
-        uri_names(der)?.into_iter().find_map(SpiffeId::parse)
+        let der = CertificateDer::from(der);
+        let certificate = EndEntityCert::try_from(&der).ok()?;
+        certificate.valid_uri_names().find_map(SpiffeId::parse)
     }
-}
-
-/// The URI SANs of a DER certificate; `None` if it is not DER this walk understands.
-fn uri_names(der: &[u8]) -> Option<Vec<&str>> {
-    let certificate = expect(der, SEQUENCE)?;
-    let tbs = expect(certificate, SEQUENCE)?;
-    let extensions = elements(tbs).find(|(tag, _)| *tag == EXTENSIONS)?.1;
-    let extensions = expect(extensions, SEQUENCE)?;
-    let subject_alt_names = elements(extensions).find_map(|(tag, extension)| {
-        let mut fields = elements(extension);
-        let is_san =
-            tag == SEQUENCE && fields.next() == Some((OBJECT_IDENTIFIER, &SUBJECT_ALT_NAME[..]));
-        // After the id: an optional `critical` flag, then the value.
-        is_san.then(|| fields.find(|(tag, _)| *tag == OCTET_STRING))?
-    })?;
-    let names = expect(subject_alt_names.1, SEQUENCE)?;
-    Some(
-        elements(names)
-            .filter(|(tag, _)| *tag == URI_NAME)
-            .filter_map(|(_, uri)| std::str::from_utf8(uri).ok())
-            .collect(),
-    )
-}
-
-/// The contents of the element at the start of `input`, if it has this tag.
-fn expect(input: &[u8], tag: u8) -> Option<&[u8]> {
-    element(input)
-        .filter(|(found, _, _)| *found == tag)
-        .map(|(_, contents, _)| contents)
-}
-
-/// The elements one after the other in `input`, as (tag, contents), up to the first that does
-/// not parse.
-fn elements(mut input: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
-    std::iter::from_fn(move || {
-        let (tag, contents, rest) = element(input)?;
-        input = rest;
-        Some((tag, contents))
-    })
-}
-
-/// The element at the start of `input` (single-byte tags only, as in certificates): its tag,
-/// contents and what follows.
-fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (length, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let count = usize::from(first & 0x7f);
-        if count == 0 || count > 4 || rest.len() < count {
-            return None;
-        }
-        let (bytes, rest) = rest.split_at(count);
-        let length = bytes
-            .iter()
-            .fold(0usize, |length, byte| length << 8 | usize::from(*byte));
-        (length, rest)
-    };
-    (rest.len() >= length).then(|| (tag, &rest[..length], &rest[length..]))
 }
 
 #[cfg(test)]
