@@ -146,6 +146,8 @@ pub struct Metrics {
     config_errors: IntGauge,
     /// `rudder_config_builds_total`.
     config_builds: IntCounter,
+    /// `rudder_kube_synced{kind}`.
+    kube_synced: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -248,6 +250,15 @@ impl Metrics {
         .expect(VALID);
         let config_builds =
             IntCounter::new("rudder_config_builds_total", "Model builds.").expect(VALID);
+        let kube_synced = IntGaugeVec::new(
+            Opts::new(
+                "rudder_kube_synced",
+                "1 while the kind is listed and watched on the Kubernetes API server; 0 while its \
+                 watch is down and the objects last listed are served.",
+            ),
+            &["kind"],
+        )
+        .expect(VALID);
 
         let registry = Registry::new();
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -268,6 +279,7 @@ impl Metrics {
             Box::new(virt_services.clone()),
             Box::new(config_errors.clone()),
             Box::new(config_builds.clone()),
+            Box::new(kube_synced.clone()),
             // process_cpu_seconds_total, process_resident_memory_bytes, open fds, ...
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
@@ -298,6 +310,16 @@ impl Metrics {
             virt_services,
             config_errors,
             config_builds,
+            kube_synced,
+        }
+    }
+
+    /// Records which watched Kubernetes kinds are in sync with the API server.
+    pub fn record_kube_sync<'a>(&self, kinds: impl IntoIterator<Item = (&'a str, bool)>) {
+        for (kind, in_sync) in kinds {
+            self.kube_synced
+                .with_label_values(&[kind])
+                .set(i64::from(in_sync));
         }
     }
 

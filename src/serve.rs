@@ -28,7 +28,7 @@ use crate::inputs::Inputs;
 use crate::metrics::Metrics;
 use crate::model::{self, LastGood};
 use crate::source::file::FileWatcher;
-use crate::source::kube::NamespaceFilter;
+use crate::source::kube::{NamespaceFilter, SyncState};
 use crate::status::run_status_writer;
 use crate::xds::{Registry, Snapshot, XdsOptions, serve_xds};
 
@@ -166,10 +166,11 @@ impl Server {
                 snapshots.clone(),
                 source.statuses.clone(),
             );
+            let sync_reports = report_kube_sync(source.sync_state.clone(), metrics.clone());
             tasks.spawn(async move {
                 // The source's watches live as long as this task.
                 let _source = source;
-                writer.await;
+                tokio::join!(writer, sync_reports);
                 Ok(())
             });
         }
@@ -397,6 +398,18 @@ async fn run_pipeline(
             }
             changed
         });
+    }
+}
+
+/// Mirrors which watched Kubernetes kinds are in sync into the metrics, for as long as the
+/// source runs.
+async fn report_kube_sync(mut state: watch::Receiver<SyncState>, metrics: Arc<Metrics>) {
+    loop {
+        let kinds = state.borrow_and_update().clone();
+        metrics.record_kube_sync(kinds);
+        if state.changed().await.is_err() {
+            return;
+        }
     }
 }
 

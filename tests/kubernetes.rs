@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use rudder::serve::{KubeConnection, KubernetesOptions, ServeOptions, Server};
 use rudder::source::kube::NamespaceFilter;
 use support::certs::TestCa;
-use support::cluster::DevCluster;
+use support::cluster::{DevCluster, workloads};
 use support::mesh::{JASON_EXACT, Mesh, local_serve_options, reviews_rules_matching};
 use support::netns::TestHost;
 use support::upstream::Upstream;
@@ -20,50 +20,6 @@ use support::upstream::Upstream;
 const PORT: u16 = 19120;
 const SUBNET: u8 = 120;
 const PROPAGATION_LIMIT: Duration = Duration::from_secs(10);
-
-/// Namespaces, the reviews and details Services, their Pods and EndpointSlices. `reviews` lists
-/// `(pod, version, last octet)`.
-fn workloads(host: &TestHost, reviews: &[(&str, &str, u8)]) -> String {
-    let mut docs = vec![
-        "apiVersion: v1\nkind: Namespace\nmetadata: {name: bookinfo}\n".to_string(),
-        "apiVersion: v1\nkind: Namespace\nmetadata: {name: istio-system}\n".to_string(),
-    ];
-    let services = [("reviews", "10.96.120.1"), ("details", "10.96.120.2")];
-    for (name, cluster_ip) in services {
-        docs.push(format!(
-            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: bookinfo}}\n\
-             spec:\n  clusterIP: {cluster_ip}\n  selector: {{app: {name}}}\n  ports: [{{name: http, port: {PORT}}}]\n"
-        ));
-    }
-    let mut pods: Vec<(&str, &str, &str, u8)> = reviews
-        .iter()
-        .map(|(pod, version, last)| ("reviews", *pod, *version, *last))
-        .collect();
-    pods.push(("details", "details-v1", "v1", 3));
-    for (app, pod, version, _) in &pods {
-        docs.push(format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\n  namespace: bookinfo\n  labels: {{app: {app}, version: {version}}}\n\
-             spec:\n  containers: [{{name: app, image: example.invalid/app}}]\n"
-        ));
-    }
-    for app in ["reviews", "details"] {
-        let endpoints: String = pods
-            .iter()
-            .filter(|(owner, ..)| *owner == app)
-            .map(|(_, pod, _, last)| {
-                format!(
-                    "- addresses: [\"{}\"]\n  conditions: {{ready: true}}\n  targetRef: {{kind: Pod, name: {pod}, namespace: bookinfo}}\n",
-                    host.address(*last)
-                )
-            })
-            .collect();
-        docs.push(format!(
-            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {app}-1\n  namespace: bookinfo\n  \
-             labels: {{kubernetes.io/service-name: {app}}}\naddressType: IPv4\nports: [{{name: http, port: {PORT}}}]\nendpoints:\n{endpoints}"
-        ));
-    }
-    docs.join("---\n")
-}
 
 async fn every_reply_is(mesh: &Mesh, headers: &[(&str, &str)], upstream: &str) -> bool {
     for _ in 0..10 {
@@ -119,6 +75,7 @@ async fn kubectl_apply_reaches_envoy() {
     }
     cluster.apply(&workloads(
         &host,
+        PORT,
         &[("reviews-v1", "v1", 11), ("reviews-v2", "v2", 12)],
     ));
 
@@ -142,21 +99,7 @@ async fn kubectl_apply_reaches_envoy() {
     eprintln!("ready without CRDs after {:?}", started.elapsed());
     server.stop().await;
 
-    let crds = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/crds.yaml"))
-        .expect("manifests/crds.yaml");
-    // The CRDs are too large for client-side apply's annotation, as with Istio's own.
-    cluster.ok(&["apply", "--server-side", "-f", "-"], &crds);
-    cluster.ok(
-        &[
-            "wait",
-            "--for",
-            "condition=established",
-            "crd",
-            "--all",
-            "--timeout=60s",
-        ],
-        "",
-    );
+    cluster.install_istio_crds();
 
     let mesh = Mesh::start_kubernetes(PORT, &cluster.kubeconfig).await;
     time_until(&mesh, "the reviews service", || async {
@@ -231,7 +174,7 @@ async fn kubectl_apply_reaches_envoy() {
         ("reviews-v2", "v2", 12),
         ("reviews-v1b", "v1", 14),
     ];
-    cluster.apply(&workloads(&host, &three));
+    cluster.apply(&workloads(&host, PORT, &three));
     let scaled = Instant::now();
     time_until(&mesh, "the new endpoint", || async {
         mesh.upstream_of("reviews", &[]).await == "reviews-v1b"
@@ -240,6 +183,7 @@ async fn kubectl_apply_reaches_envoy() {
     let scale_up = scaled.elapsed();
     cluster.apply(&workloads(
         &host,
+        PORT,
         &[("reviews-v2", "v2", 12), ("reviews-v1b", "v1", 14)],
     ));
     let scaled = Instant::now();

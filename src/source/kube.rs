@@ -5,21 +5,23 @@
 //! (no managedFields, no Pod specs, no Secret data but the TLS keys istiod reads) and decoded the
 //! moment it arrives, so memory holds typed objects, not API server JSON. A relist (after a watch error, a 410 Gone
 //! or an API server restart) fills a fresh buffer and swaps it in only when the list is complete,
-//! so config that is still valid is never dropped in between. An Istio kind whose CRD is not
-//! installed is reported once and treated as empty (and looked for again later).
+//! so config that is still valid is never dropped in between. While a kind's watch is down (the
+//! API server or etcd unreachable), the kind is not in sync: the store keeps serving what it last
+//! listed, says so once in the log and in [`SyncState`], and relists once the API server answers.
+//! An Istio kind whose CRD is not installed is reported once and treated as empty (and looked for
+//! again later).
 //!
 //! It must not judge objects: a malformed object is an entry with its field error, and the model
 //! decides what to do with it, exactly as for files.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource};
 use serde_json::Value;
@@ -43,6 +45,16 @@ pub const ISTIO_KINDS: [&str; 6] = [
 
 /// How often to look again for an Istio CRD that is not installed.
 const CRD_RETRY: Duration = Duration::from_secs(30);
+
+/// The longest wait before relisting a kind whose watch failed (kube-rs's default backoff's cap).
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The shortest wait before relisting a kind whose watch failed.
+const MIN_RETRY: Duration = Duration::from_secs(1);
+
+/// After an outage, how long the kinds that relisted wait for the others before their objects
+/// are published: a mesh half relisted (new EndpointSlices, old Pods) would route wrongly.
+const RELIST_HOLD: Duration = Duration::from_secs(5);
 
 /// Which namespaces rudder reads, like istiod's discoverySelectors. Cluster-scoped objects are
 /// always read.
@@ -75,12 +87,17 @@ pub enum KubeSourceError {
 /// with what it should be.
 pub type Statuses = BTreeMap<ObjectKey, Value>;
 
+/// Whether each watched kind is in step with the API server: listed, and its watch up since.
+pub type SyncState = BTreeMap<&'static str, bool>;
+
 /// A running Kubernetes source.
 pub struct KubeSource {
     pub inputs: watch::Receiver<Arc<Inputs>>,
     pub statuses: watch::Receiver<Arc<Statuses>>,
-    /// True once every watched kind has been listed once.
+    /// True once every watched kind has been listed once; stays true through later outages.
     pub synced: watch::Receiver<bool>,
+    /// Which kinds are in sync now.
+    pub sync_state: watch::Receiver<SyncState>,
     /// The watches end when this is dropped.
     _tasks: JoinSet<()>,
 }
@@ -157,6 +174,8 @@ enum Update {
     Listed(&'static str, Vec<Stored>),
     /// The kind does not exist in this cluster (its CRD is missing): empty, but synced.
     Missing(&'static str),
+    /// The kind's watch or list failed; it is relisted after a backoff.
+    Failed(&'static str, String),
 }
 
 #[derive(Debug)]
@@ -202,12 +221,17 @@ pub async fn start(client: Client, filter: NamespaceFilter) -> Result<KubeSource
     let (inputs_tx, inputs) = watch::channel(Arc::new(Inputs::default()));
     let (statuses_tx, statuses) = watch::channel(Arc::new(Statuses::new()));
     let (synced_tx, synced) = watch::channel(false);
+    let (sync_state_tx, sync_state) = watch::channel(SyncState::new());
+    // Counts completed lists: one kind listing again means the API server is back, and the
+    // kinds still waiting out their backoff retry at once instead of each on its own schedule.
+    let (lists_tx, _) = watch::channel(0u64);
     let mut tasks = JoinSet::new();
     for watched in &kinds {
         tasks.spawn(watch_kind(
             client.clone(),
             watched.clone(),
             updates_tx.clone(),
+            lists_tx.clone(),
         ));
     }
     let store = Store {
@@ -215,17 +239,29 @@ pub async fn start(client: Client, filter: NamespaceFilter) -> Result<KubeSource
         expected: kinds.iter().map(|watched| watched.kind).collect(),
         ..Store::default()
     };
-    tasks.spawn(store.run(updates, inputs_tx, statuses_tx, synced_tx));
+    let publish = Publish {
+        inputs: inputs_tx,
+        statuses: statuses_tx,
+        synced: synced_tx,
+        sync_state: sync_state_tx,
+    };
+    tasks.spawn(store.run(updates, publish));
     Ok(KubeSource {
         inputs,
         statuses,
         synced,
+        sync_state,
         _tasks: tasks,
     })
 }
 
 /// Watches one kind forever, sending what it sees to the store.
-async fn watch_kind(client: Client, watched: Watched, updates: mpsc::Sender<Update>) {
+async fn watch_kind(
+    client: Client,
+    watched: Watched,
+    updates: mpsc::Sender<Update>,
+    lists: watch::Sender<u64>,
+) {
     let (resource, fields, labels) = match &watched.locate {
         Locate::Builtin {
             resource,
@@ -266,38 +302,67 @@ async fn watch_kind(client: Client, watched: Watched, updates: mpsc::Sender<Upda
     if let Some(labels) = &labels {
         config = config.labels(labels);
     }
-    let mut events = watcher::watcher(api, config).default_backoff().boxed();
-    let mut listing: Option<Vec<Stored>> = None;
-    while let Some(event) = events.next().await {
-        let update = match event {
-            Ok(Event::Init) => {
-                listing = Some(Vec::new());
-                continue;
-            }
-            Ok(Event::InitApply(object)) => {
-                let stored = store_object(&resource, object);
-                if let (Some(buffer), Some(stored)) = (listing.as_mut(), stored) {
-                    buffer.push(stored);
+    // kube-rs's own backoff: 0.8 s doubling to 30 s, back to the start after 2 quiet minutes.
+    let mut backoff = watcher::DefaultBackoff::default();
+    let mut others_listed = lists.subscribe();
+    loop {
+        others_listed.mark_unchanged();
+        // A fresh watcher lists before it watches. The kube-rs watcher alone would resume a broken
+        // watch from its last resource version; relisting after any failure, as client-go's
+        // reflector does, is what tells the store the kind is in step again.
+        let mut events = watcher::watcher(api.clone(), config.clone()).boxed();
+        let mut listing: Option<Vec<Stored>> = None;
+        let failure = loop {
+            let Some(event) = events.next().await else {
+                return;
+            };
+            let update = match event {
+                Ok(Event::Init) => {
+                    listing = Some(Vec::new());
+                    continue;
                 }
-                continue;
-            }
-            Ok(Event::InitDone) => Update::Listed(watched.kind, listing.take().unwrap_or_default()),
-            Ok(Event::Apply(object)) => match store_object(&resource, object) {
-                Some(stored) => Update::Changed(watched.kind, Change::Applied(stored)),
-                None => continue,
-            },
-            Ok(Event::Delete(object)) => match store_object(&resource, object) {
-                Some(stored) => Update::Changed(watched.kind, Change::Deleted(stored.key)),
-                None => continue,
-            },
-            Err(error) => {
-                // The watcher relists by itself after a backoff; the store keeps what it has.
-                tracing::warn!(kind = watched.kind, %error, "watch failed; relisting");
-                continue;
+                Ok(Event::InitApply(object)) => {
+                    let stored = store_object(&resource, object);
+                    if let (Some(buffer), Some(stored)) = (listing.as_mut(), stored) {
+                        buffer.push(stored);
+                    }
+                    continue;
+                }
+                Ok(Event::InitDone) => {
+                    lists.send_modify(|count| *count = count.wrapping_add(1));
+                    others_listed.mark_unchanged();
+                    Update::Listed(watched.kind, listing.take().unwrap_or_default())
+                }
+                Ok(Event::Apply(object)) => match store_object(&resource, object) {
+                    Some(stored) => Update::Changed(watched.kind, Change::Applied(stored)),
+                    None => continue,
+                },
+                Ok(Event::Delete(object)) => match store_object(&resource, object) {
+                    Some(stored) => Update::Changed(watched.kind, Change::Deleted(stored.key)),
+                    None => continue,
+                },
+                Err(error) => break error,
+            };
+            if updates.send(update).await.is_err() {
+                return;
             }
         };
-        if updates.send(update).await.is_err() {
+        // The store logs the first failure of an outage; every retry is logged here.
+        tracing::debug!(kind = watched.kind, error = %failure, "watch failed");
+        if updates
+            .send(Update::Failed(watched.kind, failure.to_string()))
+            .await
+            .is_err()
+        {
             return;
+        }
+        let delay = backoff.next().unwrap_or(MAX_BACKOFF);
+        let earliest = tokio::time::Instant::now() + MIN_RETRY;
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            // Another kind's list is a sign the API server answers again; the floor keeps kinds
+            // that list fine but fail to watch from waking each other in a loop.
+            Ok(()) = others_listed.changed() => tokio::time::sleep_until(earliest).await,
         }
     }
 }
@@ -426,8 +491,22 @@ fn prune_secret(object: &mut serde_json::Map<String, Value>) {
 struct Store {
     filter: NamespaceFilter,
     expected: BTreeSet<&'static str>,
+    /// Kinds listed at least once.
     synced: BTreeSet<&'static str>,
+    /// Kinds whose watch is down, since when.
+    out_of_sync: BTreeMap<&'static str, Instant>,
+    /// Set while some kinds have relisted after an outage and others have not: until then
+    /// nothing is published (see [`RELIST_HOLD`]).
+    hold_until: Option<Instant>,
     kinds: BTreeMap<&'static str, BTreeMap<ObjectKey, Stored>>,
+}
+
+/// Where the store publishes.
+struct Publish {
+    inputs: watch::Sender<Arc<Inputs>>,
+    statuses: watch::Sender<Arc<Statuses>>,
+    synced: watch::Sender<bool>,
+    sync_state: watch::Sender<SyncState>,
 }
 
 impl Store {
@@ -443,6 +522,19 @@ impl Store {
                 self.kinds.entry(kind).or_default().remove(&key);
             }
             Update::Listed(kind, objects) => {
+                if let Some(since) = self.out_of_sync.remove(kind) {
+                    tracing::info!(
+                        kind,
+                        objects = objects.len(),
+                        out_of_sync_secs = since.elapsed().as_secs_f64(),
+                        "relisted from the API server; in sync again"
+                    );
+                    if self.out_of_sync.is_empty() {
+                        self.hold_until = None;
+                    } else if self.hold_until.is_none() && self.is_synced() {
+                        self.hold_until = Some(Instant::now() + RELIST_HOLD);
+                    }
+                }
                 let objects = objects
                     .into_iter()
                     .map(|stored| (stored.key.clone(), stored))
@@ -454,7 +546,28 @@ impl Store {
                 self.kinds.remove(kind);
                 self.synced.insert(kind);
             }
+            Update::Failed(kind, error) => {
+                if !self.out_of_sync.contains_key(kind) {
+                    tracing::warn!(
+                        kind,
+                        %error,
+                        "lost the watch on the API server; serving the objects last listed \
+                         until it answers again"
+                    );
+                    self.out_of_sync.insert(kind, Instant::now());
+                }
+            }
         }
+    }
+
+    fn sync_state(&self) -> SyncState {
+        self.expected
+            .iter()
+            .map(|&kind| {
+                let in_sync = self.synced.contains(kind) && !self.out_of_sync.contains_key(kind);
+                (kind, in_sync)
+            })
+            .collect()
     }
 
     fn is_synced(&self) -> bool {
@@ -504,25 +617,47 @@ impl Store {
     }
 
     /// Applies updates as they come, publishing after each burst; ends when every watch has.
-    async fn run(
-        mut self,
-        mut updates: mpsc::Receiver<Update>,
-        inputs: watch::Sender<Arc<Inputs>>,
-        statuses: watch::Sender<Arc<Statuses>>,
-        synced: watch::Sender<bool>,
-    ) {
-        while let Some(update) = updates.recv().await {
-            self.apply(update);
-            // Everything already queued goes into the same publication.
-            while let Ok(update) = updates.try_recv() {
-                self.apply(update);
+    async fn run(mut self, mut updates: mpsc::Receiver<Update>, publish: Publish) {
+        loop {
+            let received = match self.hold_until {
+                Some(deadline) => tokio::time::timeout_at(deadline.into(), updates.recv())
+                    .await
+                    .ok(),
+                None => Some(updates.recv().await),
+            };
+            match received {
+                Some(Some(update)) => {
+                    self.apply(update);
+                    // Everything already queued goes into the same publication.
+                    while let Ok(update) = updates.try_recv() {
+                        self.apply(update);
+                    }
+                }
+                Some(None) => return,
+                None => {
+                    let waiting: Vec<_> = self.out_of_sync.keys().collect();
+                    tracing::warn!(
+                        ?waiting,
+                        "kinds still not relisted after {}s; publishing the others",
+                        RELIST_HOLD.as_secs()
+                    );
+                    self.hold_until = None;
+                }
             }
+            let state = self.sync_state();
+            publish.sync_state.send_if_modified(|published| {
+                let changed = *published != state;
+                if changed {
+                    *published = state;
+                }
+                changed
+            });
             // Until every kind is listed, the mesh is half-loaded: publish nothing.
-            if !self.is_synced() {
+            if !self.is_synced() || self.hold_until.is_some() {
                 continue;
             }
             let current = self.inputs();
-            inputs.send_if_modified(|published| {
+            publish.inputs.send_if_modified(|published| {
                 let changed = **published != current;
                 if changed {
                     *published = Arc::new(current);
@@ -530,14 +665,16 @@ impl Store {
                 changed
             });
             let current = self.statuses();
-            statuses.send_if_modified(|published| {
+            publish.statuses.send_if_modified(|published| {
                 let changed = **published != current;
                 if changed {
                     *published = Arc::new(current);
                 }
                 changed
             });
-            synced.send_if_modified(|synced| !std::mem::replace(synced, true));
+            publish
+                .synced
+                .send_if_modified(|synced| !std::mem::replace(synced, true));
         }
     }
 }
@@ -611,6 +748,55 @@ mod tests {
         // After a watch error the watcher relists; what the list no longer has goes away.
         store.apply(Update::Listed("VirtualService", vec![vs("b", "three")]));
         assert_eq!(names(&store.inputs()), ["VirtualService b/three"]);
+    }
+
+    #[test]
+    fn a_failed_watch_keeps_the_objects_until_the_relist() {
+        let mut store = store(NamespaceFilter::default());
+        store.apply(Update::Missing("Namespace"));
+        store.apply(Update::Listed("VirtualService", vec![vs("a", "one")]));
+        let in_sync = SyncState::from([("Namespace", true), ("VirtualService", true)]);
+        assert_eq!(store.sync_state(), in_sync);
+
+        store.apply(Update::Failed(
+            "VirtualService",
+            "connection refused".into(),
+        ));
+        store.apply(Update::Failed(
+            "VirtualService",
+            "connection refused".into(),
+        ));
+        assert_eq!(
+            store.sync_state(),
+            SyncState::from([("Namespace", true), ("VirtualService", false)])
+        );
+        assert!(store.is_synced(), "listed once: the mesh stays published");
+        assert_eq!(names(&store.inputs()), ["VirtualService a/one"]);
+
+        store.apply(Update::Listed("VirtualService", vec![vs("a", "two")]));
+        assert_eq!(store.sync_state(), in_sync);
+        assert_eq!(names(&store.inputs()), ["VirtualService a/two"]);
+    }
+
+    #[test]
+    fn after_an_outage_publication_waits_for_every_kind_to_relist() {
+        let mut store = store(NamespaceFilter::default());
+        store.apply(Update::Missing("Namespace"));
+        store.apply(Update::Listed("VirtualService", vec![vs("a", "one")]));
+        assert_eq!(store.hold_until, None);
+        store.apply(Update::Failed("Namespace", "connection refused".into()));
+        store.apply(Update::Failed(
+            "VirtualService",
+            "connection refused".into(),
+        ));
+
+        store.apply(Update::Listed("VirtualService", vec![vs("a", "two")]));
+        assert!(
+            store.hold_until.is_some(),
+            "Namespaces are not relisted yet"
+        );
+        store.apply(Update::Listed("Namespace", Vec::new()));
+        assert_eq!(store.hold_until, None);
     }
 
     #[test]

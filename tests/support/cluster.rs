@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::netns::TestHost;
+
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -44,6 +46,21 @@ impl DevCluster {
         self.script("restart-apiserver");
     }
 
+    /// Stops kube-apiserver only: an outage, with etcd and its data kept.
+    pub fn stop_apiserver(&self) {
+        self.script("stop-apiserver");
+    }
+
+    /// Starts kube-apiserver again after [`DevCluster::stop_apiserver`], on the same port.
+    pub fn start_apiserver(&self) {
+        self.script("start-apiserver");
+    }
+
+    /// Stops and starts etcd (same ports, same data) under a running kube-apiserver.
+    pub fn restart_etcd(&self) {
+        self.script("restart-etcd");
+    }
+
     fn script(&self, command: &str) -> String {
         let output = Command::new(root().join("scripts/dev-cluster"))
             .arg(command)
@@ -62,6 +79,25 @@ impl DevCluster {
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Applies rudder's Istio CRDs (manifests/crds.yaml) and waits until they are served.
+    pub fn install_istio_crds(&self) {
+        let crds = std::fs::read_to_string(root().join("manifests/crds.yaml"))
+            .expect("manifests/crds.yaml");
+        // The CRDs are too large for client-side apply's annotation, as with Istio's own.
+        self.ok(&["apply", "--server-side", "-f", "-"], &crds);
+        self.ok(
+            &[
+                "wait",
+                "--for",
+                "condition=established",
+                "crd",
+                "--all",
+                "--timeout=60s",
+            ],
+            "",
+        );
     }
 
     /// Runs kubectl against this cluster with `stdin` as its input.
@@ -129,4 +165,53 @@ impl Drop for DevCluster {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// Namespaces, the reviews and details Services on `port` (cluster IPs in `10.96.<the host's
+/// subnet>.0/24`), their Pods on the test host and their EndpointSlices. `reviews` lists `(pod,
+/// version, last octet)`.
+pub fn workloads(host: &TestHost, port: u16, reviews: &[(&str, &str, u8)]) -> String {
+    let mut docs = vec![
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: bookinfo}\n".to_string(),
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: istio-system}\n".to_string(),
+    ];
+    let subnet = host.subnet();
+    let services = [
+        ("reviews", format!("10.96.{subnet}.1")),
+        ("details", format!("10.96.{subnet}.2")),
+    ];
+    for (name, cluster_ip) in services {
+        docs.push(format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: bookinfo}}\n\
+             spec:\n  clusterIP: {cluster_ip}\n  selector: {{app: {name}}}\n  ports: [{{name: http, port: {port}}}]\n"
+        ));
+    }
+    let mut pods: Vec<(&str, &str, &str, u8)> = reviews
+        .iter()
+        .map(|(pod, version, last)| ("reviews", *pod, *version, *last))
+        .collect();
+    pods.push(("details", "details-v1", "v1", 3));
+    for (app, pod, version, _) in &pods {
+        docs.push(format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\n  namespace: bookinfo\n  labels: {{app: {app}, version: {version}}}\n\
+             spec:\n  containers: [{{name: app, image: example.invalid/app}}]\n"
+        ));
+    }
+    for app in ["reviews", "details"] {
+        let endpoints: String = pods
+            .iter()
+            .filter(|(owner, ..)| *owner == app)
+            .map(|(_, pod, _, last)| {
+                format!(
+                    "- addresses: [\"{}\"]\n  conditions: {{ready: true}}\n  targetRef: {{kind: Pod, name: {pod}, namespace: bookinfo}}\n",
+                    host.address(*last)
+                )
+            })
+            .collect();
+        docs.push(format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {app}-1\n  namespace: bookinfo\n  \
+             labels: {{kubernetes.io/service-name: {app}}}\naddressType: IPv4\nports: [{{name: http, port: {port}}}]\nendpoints:\n{endpoints}"
+        ));
+    }
+    docs.join("---\n")
 }

@@ -67,6 +67,11 @@ impl TestHost {
         host
     }
 
+    /// The `<subnet>` of `10.231.<subnet>.0/24`.
+    pub fn subnet(&self) -> u8 {
+        self.subnet
+    }
+
     /// `10.231.<subnet>.<last>`.
     pub fn address(&self, last: u8) -> String {
         format!("10.231.{}.{last}", self.subnet)
