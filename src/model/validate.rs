@@ -4,6 +4,7 @@
 //! field at fault. Pure functions over the object and the already admitted part of the model.
 
 mod gateway;
+mod http_route_policy;
 mod kubernetes;
 mod re2;
 mod service_entry;
