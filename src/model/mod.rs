@@ -11,6 +11,7 @@ mod build;
 pub mod credential;
 mod destination_rule;
 pub mod gateway;
+mod kubernetes;
 mod references;
 mod service_entry;
 pub mod sidecar;

@@ -12,7 +12,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-use super::build::{in_precedence_order, namespace_of, protocol_of};
+use super::build::{in_precedence_order, namespace_of};
+use super::kubernetes::protocol_of;
 use super::{
     Endpoint, EndpointAddress, ExportTo, Locality, Protocol, Registry, Resolution, Service,
     ServicePort, TargetPort, Workload,

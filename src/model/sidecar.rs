@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use super::Protocol;
-use super::build::protocol_of;
+use super::kubernetes::protocol_of;
 use crate::inputs::{IstioObject, Object};
 use crate::istio::{self, CaptureMode, OutboundTrafficPolicyMode};
 
