@@ -20,7 +20,7 @@ mod server;
 
 use std::time::Duration;
 
-use harness::SoakSpec;
+use harness::{Churns, SoakSpec};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_smoke_run() {
@@ -32,6 +32,7 @@ async fn soak_smoke_run() {
         debounce: None,
         seed: 1,
         limit: Duration::from_secs(60),
+        churns: Churns::ALL,
     };
     let report = harness::run(spec).await;
     println!("{}", report.summary());

@@ -1,17 +1,22 @@
 //! The soak's proxies: in-process ADS clients (`benches/support/ads_client.rs`), half state of
 //! the world and half delta, each on a connection of its own, some replaced every second by new
-//! ones with node ids never seen before, so rudder must let go of the old proxies' state. It
-//! connects and counts; it does not judge what the clients received.
+//! ones with node ids never seen before, so rudder must let go of the old proxies' state. A
+//! stream that ends is opened again after a short wait, as Envoy does (rudder closes streams at
+//! their maximum age). It connects and counts; it does not judge what the clients received.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
+use tonic::transport::Endpoint;
 
 use super::ads_client::{self, Received};
 use super::churn::Rng;
+
+/// How long a proxy waits before connecting again, like Envoy's first retry.
+const RECONNECT_AFTER: Duration = Duration::from_millis(100);
 
 struct Proxy {
     delta: bool,
@@ -24,8 +29,10 @@ pub struct Fleet {
     proxies: Vec<Proxy>,
     /// The next node id's number: ids are never reused.
     next_id: usize,
-    /// Streams that ended without the fleet closing them (an error or the server hanging up).
-    ended: Arc<AtomicUsize>,
+    /// Streams the server closed cleanly (their maximum age), each opened again.
+    closed: Arc<AtomicUsize>,
+    /// Connections refused and streams that failed.
+    failed: Arc<AtomicUsize>,
     rng: Rng,
 }
 
@@ -36,7 +43,8 @@ impl Fleet {
             xds,
             proxies: Vec::with_capacity(proxies),
             next_id: 0,
-            ended: Arc::default(),
+            closed: Arc::default(),
+            failed: Arc::default(),
             rng: Rng::new(seed),
         };
         for i in 0..proxies {
@@ -52,14 +60,24 @@ impl Fleet {
         let node = ads_client::node(&ip, &format!("soak-{id}"), &[("app", "client")]);
         let received = Arc::new(Received::default());
         let counting = received.clone();
-        let ended = self.ended.clone();
-        let xds = self.xds;
+        let (closed, failed) = (self.closed.clone(), self.failed.clone());
+        let endpoint = Endpoint::from_shared(format!("http://{}", self.xds)).expect("a URI");
         let task = tokio::spawn(async move {
-            let channel = ads_client::connect(xds).await;
-            let outcome = ads_client::run(channel, node, delta, counting).await;
-            ended.fetch_add(1, Ordering::Relaxed);
-            if let Err(status) = outcome {
-                eprintln!("proxy soak-{id}: {status}");
+            loop {
+                let outcome = match endpoint.connect().await {
+                    Ok(channel) => ads_client::run(channel, node.clone(), delta, counting.clone())
+                        .await
+                        .map_err(|status| status.to_string()),
+                    Err(error) => Err(error.to_string()),
+                };
+                match outcome {
+                    Ok(()) => closed.fetch_add(1, Ordering::Relaxed),
+                    Err(error) => {
+                        eprintln!("proxy soak-{id}: {error}");
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+                tokio::time::sleep(RECONNECT_AFTER).await;
             }
         });
         self.proxies.push(Proxy {
@@ -83,9 +101,14 @@ impl Fleet {
         self.proxies.len()
     }
 
-    /// Streams that ended on their own so far.
-    pub fn ended(&self) -> usize {
-        self.ended.load(Ordering::Relaxed)
+    /// Streams the server closed cleanly so far (each opened again).
+    pub fn closed(&self) -> usize {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    /// Connections refused and streams that failed so far.
+    pub fn failed(&self) -> usize {
+        self.failed.load(Ordering::Relaxed)
     }
 
     /// When the last response to any proxy arrived.

@@ -5,6 +5,7 @@
 //! ```text
 //! cargo bench --bench soak -- [--minutes 60] [--sample-secs 60] [--services 200]
 //!                             [--proxies 200] [--debounce-ms 100] [--seed 1]
+//!                             [--churn endpoints,rules,proxies]
 //! ```
 //! `rudder serve` runs as its own process on the load harness's ServiceEntry/WorkloadEntry mesh
 //! (`benches/load/mesh.rs`, three endpoints per service) written to a temporary directory;
@@ -16,8 +17,9 @@
 //! proxies, and the changes, model builds and pushes so far and per change in the interval
 //! (`/metrics`). At the end the churn stops, one marker edit must reach every connected proxy,
 //! and a summary follows. The exit status is 1 if rudder died, builds outnumbered changes, a
-//! proxy's stream ended on its own or the marker did not reach every proxy. `--debounce-ms` is
-//! rudder's `--debounce-after`; `--seed` picks another repeatable sequence of edits.
+//! proxy's stream failed or the marker did not reach every proxy. `--debounce-ms` is
+//! rudder's `--debounce-after`; `--seed` picks another repeatable sequence of edits; `--churn` runs only some of the churns, to
+//! tell which one a growth follows.
 
 #[path = "../support/ads_client.rs"]
 mod ads_client;
@@ -35,12 +37,37 @@ mod server;
 use std::time::Duration;
 
 use args::option;
-use harness::SoakSpec;
+use harness::{Churns, SoakSpec};
 
 fn number<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T, String> {
     option(args, name).map_or(Ok(default), |text| {
         text.parse().map_err(|_| format!("{name} takes a number"))
     })
+}
+
+/// `--churn`, a comma-separated list of `endpoints`, `rules` and `proxies`; all by default.
+fn churns(args: &[String]) -> Result<Churns, String> {
+    let Some(list) = option(args, "--churn") else {
+        return Ok(Churns::ALL);
+    };
+    let mut churns = Churns {
+        endpoints: false,
+        rules: false,
+        proxies: false,
+    };
+    for churn in list.split(',') {
+        match churn {
+            "endpoints" => churns.endpoints = true,
+            "rules" => churns.rules = true,
+            "proxies" => churns.proxies = true,
+            other => {
+                return Err(format!(
+                    "unknown churn {other:?} (endpoints, rules, proxies)"
+                ));
+            }
+        }
+    }
+    Ok(churns)
 }
 
 fn parse_spec() -> Result<SoakSpec, String> {
@@ -67,6 +94,7 @@ fn parse_spec() -> Result<SoakSpec, String> {
         debounce,
         seed: number(&args, "--seed", 1)?,
         limit: Duration::from_secs(120),
+        churns: churns(&args)?,
     })
 }
 
