@@ -33,6 +33,7 @@ async fn soak_smoke_run() {
         seed: 1,
         limit: Duration::from_secs(60),
         churns: Churns::ALL,
+        delta: None,
     };
     let report = harness::run(spec).await;
     println!("{}", report.summary());

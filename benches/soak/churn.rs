@@ -1,7 +1,8 @@
 //! The soak's config churn: the load harness's mesh (`benches/load/mesh.rs`) on disk, and the
 //! edits made to it while the soak runs: endpoint sets changed, rules edited, whole services
 //! created and deleted. Every edit is one file written atomically (or removed) and counted as
-//! one change. It writes files only; timing them and measuring rudder is the harness's business.
+//! one change; an edit the filesystem refuses (a full disk) is counted apart and the churn goes
+//! on, as a config tool would retry. It writes files only; timing them and measuring rudder is the harness's business.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -47,6 +48,7 @@ pub struct ConfigChurn {
     optional: Vec<bool>,
     rng: Rng,
     changes: Arc<AtomicU64>,
+    failed_writes: u64,
 }
 
 impl ConfigChurn {
@@ -64,6 +66,7 @@ impl ConfigChurn {
             optional: vec![false; optional],
             rng: Rng::new(seed),
             changes: Arc::default(),
+            failed_writes: 0,
         })
     }
 
@@ -72,9 +75,14 @@ impl ConfigChurn {
         self.changes.clone()
     }
 
+    /// Edits that could not be written (not counted as changes).
+    pub fn failed_writes(&self) -> u64 {
+        self.failed_writes
+    }
+
     /// One service's endpoint set changed: an endpoint added, one removed, or all of them
     /// replaced by others (same WorkloadEntries, new addresses).
-    pub fn change_endpoints(&mut self) -> std::io::Result<()> {
+    pub fn change_endpoints(&mut self) {
         let index = self.rng.below(self.services);
         let shape = &mut self.shapes[index];
         match self.rng.below(3) {
@@ -83,12 +91,12 @@ impl ConfigChurn {
             1 => shape.endpoints += 1,
             _ => shape.endpoint_offset = (shape.endpoint_offset + shape.endpoints) % 250,
         }
-        self.write(index)
+        self.write(index);
     }
 
     /// One rule edited (a VirtualService's weights, or its header match and timeout, or a
     /// DestinationRule's traffic policy), or one optional service created or deleted.
-    pub fn change_rules(&mut self) -> std::io::Result<()> {
+    pub fn change_rules(&mut self) {
         let choice = self.rng.below(10);
         if choice >= 8 {
             return self.toggle_optional_service();
@@ -101,33 +109,46 @@ impl ConfigChurn {
             // 0 drops the traffic policy again.
             _ => shape.policy_revision = self.rng.below(1000) as u32,
         }
-        self.write(index)
+        self.write(index);
     }
 
-    /// An edit every proxy is sent (a route of service 0), to check they all still receive.
-    pub fn mark(&mut self) -> std::io::Result<()> {
+    /// An edit every proxy is sent (a route of service 0), to check they all still receive;
+    /// whether it was written.
+    pub fn mark(&mut self) -> bool {
         let shape = &mut self.shapes[0];
         shape.route_revision = shape.route_revision % 1000 + 1;
         self.write(0)
     }
 
-    fn toggle_optional_service(&mut self) -> std::io::Result<()> {
+    fn toggle_optional_service(&mut self) {
         let which = self.rng.below(self.optional.len());
         let index = self.services + which;
         let present = &mut self.optional[which];
         *present = !*present;
         if *present {
-            self.write(index)
+            self.write(index);
         } else {
-            mesh::remove_service(&self.dir, index)?;
-            self.changes.fetch_add(1, Ordering::Relaxed);
-            Ok(())
+            let removed = mesh::remove_service(&self.dir, index);
+            self.count(removed);
         }
     }
 
-    fn write(&mut self, index: usize) -> std::io::Result<()> {
-        mesh::write_service(&self.dir, index, self.shapes[index])?;
-        self.changes.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+    fn write(&mut self, index: usize) -> bool {
+        let written = mesh::write_service(&self.dir, index, self.shapes[index]);
+        self.count(written)
+    }
+
+    fn count(&mut self, edited: std::io::Result<()>) -> bool {
+        match edited {
+            Ok(()) => {
+                self.changes.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(error) => {
+                self.failed_writes += 1;
+                eprintln!("soak: an edit was not written: {error}");
+                false
+            }
+        }
     }
 }

@@ -37,8 +37,9 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// `proxies` clients of `xds`, odd ones on delta.
-    pub fn connect(xds: SocketAddr, proxies: usize, seed: u64) -> Fleet {
+    /// `proxies` clients of `xds`, all delta or all SotW as `delta` says, or (`None`) odd ones on
+    /// delta.
+    pub fn connect(xds: SocketAddr, proxies: usize, delta: Option<bool>, seed: u64) -> Fleet {
         let mut fleet = Fleet {
             xds,
             proxies: Vec::with_capacity(proxies),
@@ -48,7 +49,7 @@ impl Fleet {
             rng: Rng::new(seed),
         };
         for i in 0..proxies {
-            fleet.add(i % 2 == 1);
+            fleet.add(delta.unwrap_or(i % 2 == 1));
         }
         fleet
     }

@@ -35,6 +35,8 @@ pub struct SoakSpec {
     /// How long the first config and the marker edit may take to reach every proxy.
     pub limit: Duration,
     pub churns: Churns,
+    /// Every proxy delta, or every one SotW; `None`: half each.
+    pub delta: Option<bool>,
 }
 
 /// Which churns run: all of them, or some, to find which one a growth follows.
@@ -84,6 +86,8 @@ pub struct SoakReport {
     pub streams_closed: usize,
     /// Proxy connections refused and streams that failed.
     pub streams_failed: usize,
+    /// Edits the filesystem refused (not counted as changes).
+    pub failed_writes: u64,
     /// `None` if rudder was gone by then.
     pub marker: Option<Marker>,
 }
@@ -122,10 +126,15 @@ impl SoakReport {
     /// The summary printed after the table.
     pub fn summary(&self) -> String {
         let mut lines = vec![format!(
-            "Soak of {:.1} min: {} services, {} proxies (half delta), debounce {}.",
+            "Soak of {:.1} min: {} services, {} proxies ({}), debounce {}.",
             self.spec.duration.as_secs_f64() / 60.0,
             self.spec.services,
             self.spec.proxies,
+            match self.spec.delta {
+                None => "half delta",
+                Some(true) => "delta",
+                Some(false) => "SotW",
+            },
             self.spec
                 .debounce
                 .map_or("rudder's default".to_string(), |d| format!("{d:?}"))
@@ -166,6 +175,12 @@ impl SoakReport {
             "- proxy streams failed: {}; closed by rudder (maximum age) and opened again: {}",
             self.streams_failed, self.streams_closed
         ));
+        if self.failed_writes > 0 {
+            lines.push(format!(
+                "- edits the filesystem refused (not counted): {}",
+                self.failed_writes
+            ));
+        }
         lines.push(match self.marker {
             Some(Marker {
                 connected,
@@ -204,7 +219,7 @@ pub async fn run(spec: SoakSpec) -> SoakReport {
     let mut server = ServerProcess::start(ServerKind::Rudder, dir.path(), spec.debounce);
     let admin = reqwest::Client::new();
 
-    let mut fleet = Fleet::connect(server.xds, spec.proxies, spec.seed ^ 0x50ac);
+    let mut fleet = Fleet::connect(server.xds, spec.proxies, spec.delta, spec.seed ^ 0x50ac);
     let connected = Instant::now();
     let all_served = wait_until(spec.limit, || fleet.served_since(connected) == fleet.len()).await;
     assert!(
@@ -265,6 +280,7 @@ pub async fn run(spec: SoakSpec) -> SoakReport {
         rudder_exited,
         streams_closed: fleet.closed(),
         streams_failed: fleet.failed(),
+        failed_writes: config.failed_writes(),
         marker,
     }
 }
@@ -282,9 +298,9 @@ async fn churn_config(
         tokio::select! {
             _ = stopped.changed() => return config,
             _ = endpoints.tick(), if churns.endpoints => {
-                config.change_endpoints().expect("edit endpoints");
+                config.change_endpoints();
             }
-            _ = rules.tick(), if churns.rules => config.change_rules().expect("edit rules"),
+            _ = rules.tick(), if churns.rules => config.change_rules(),
         }
     }
 }
@@ -316,7 +332,13 @@ async fn mark(config: &mut ConfigChurn, fleet: &Fleet, limit: Duration) -> Marke
     })
     .await;
     let edited = Instant::now();
-    config.mark().expect("write the marker edit");
+    if !config.mark() {
+        return Marker {
+            connected: fleet.len(),
+            reached: 0,
+            took: None,
+        };
+    }
     let reached_all = wait_until(limit, || fleet.served_since(edited) == fleet.len()).await;
     Marker {
         connected: fleet.len(),

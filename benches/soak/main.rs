@@ -5,7 +5,7 @@
 //! ```text
 //! cargo bench --bench soak -- [--minutes 60] [--sample-secs 60] [--services 200]
 //!                             [--proxies 200] [--debounce-ms 100] [--seed 1]
-//!                             [--churn endpoints,rules,proxies]
+//!                             [--churn endpoints,rules,proxies] [--modes sotw,delta]
 //! ```
 //! `rudder serve` runs as its own process on the load harness's ServiceEntry/WorkloadEntry mesh
 //! (`benches/load/mesh.rs`, three endpoints per service) written to a temporary directory;
@@ -18,8 +18,8 @@
 //! (`/metrics`). At the end the churn stops, one marker edit must reach every connected proxy,
 //! and a summary follows. The exit status is 1 if rudder died, builds outnumbered changes, a
 //! proxy's stream failed or the marker did not reach every proxy. `--debounce-ms` is
-//! rudder's `--debounce-after`; `--seed` picks another repeatable sequence of edits; `--churn` runs only some of the churns, to
-//! tell which one a growth follows.
+//! rudder's `--debounce-after`; `--seed` picks another repeatable sequence of edits; `--churn` runs only some of the churns and
+//! `--modes sotw` or `--modes delta` one ADS mode only, to tell what a growth follows.
 
 #[path = "../support/ads_client.rs"]
 mod ads_client;
@@ -36,7 +36,7 @@ mod server;
 
 use std::time::Duration;
 
-use args::option;
+use args::{modes, option};
 use harness::{Churns, SoakSpec};
 
 fn number<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T, String> {
@@ -95,6 +95,10 @@ fn parse_spec() -> Result<SoakSpec, String> {
         seed: number(&args, "--seed", 1)?,
         limit: Duration::from_secs(120),
         churns: churns(&args)?,
+        delta: match modes(&args, "sotw,delta")?[..] {
+            [delta] => Some(delta),
+            _ => None,
+        },
     })
 }
 
