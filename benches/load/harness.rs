@@ -115,6 +115,7 @@ pub async fn run(spec: RunSpec) -> Report {
                 let shape = ServiceShape {
                     v1_weight: 80,
                     endpoints: shape.endpoints + 1,
+                    ..shape
                 };
                 mesh::write_service(config, 0, shape).expect("add an endpoint");
             }),

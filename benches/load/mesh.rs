@@ -4,6 +4,8 @@
 //! split. istiod without Kubernetes reads no Services, so the mesh is ServiceEntry + WorkloadEntry
 //! for both; every object names its namespace, which istiod's file store does not default.
 
+#![allow(dead_code)] // Shared with benches/soak, which also edits and removes services.
+
 use std::path::Path;
 
 pub const NAMESPACE: &str = "bench";
@@ -17,6 +19,13 @@ pub struct ServiceShape {
     pub endpoints: usize,
     /// Percent of the default route that goes to v1 (the rest to the last version).
     pub v1_weight: u32,
+    /// Shifts the endpoints' addresses: the same WorkloadEntries with other addresses.
+    pub endpoint_offset: usize,
+    /// 0: the rules as the load bench times them; above 0, the VirtualService's header match
+    /// and the default route's timeout follow this number.
+    pub route_revision: u32,
+    /// 0: no traffic policy; above 0, the DestinationRule's connection limit.
+    pub policy_revision: u32,
 }
 
 impl ServiceShape {
@@ -24,6 +33,9 @@ impl ServiceShape {
         ServiceShape {
             endpoints,
             v1_weight: 90,
+            endpoint_offset: 0,
+            route_revision: 0,
+            policy_revision: 0,
         }
     }
 }
@@ -32,10 +44,18 @@ impl ServiceShape {
 /// reads half a file.
 pub fn write_service(dir: &Path, index: usize, shape: ServiceShape) -> std::io::Result<()> {
     let name = format!("svc-{index}");
-    let path = dir.join(format!("{name}.yaml"));
     let partial = dir.join(format!(".{name}.yaml.tmp"));
     std::fs::write(&partial, service_yaml(index, shape))?;
-    std::fs::rename(partial, path)
+    std::fs::rename(partial, service_path(dir, index))
+}
+
+/// Deletes what [`write_service`] wrote for `index`: the service and its rules.
+pub fn remove_service(dir: &Path, index: usize) -> std::io::Result<()> {
+    std::fs::remove_file(service_path(dir, index))
+}
+
+fn service_path(dir: &Path, index: usize) -> std::path::PathBuf {
+    dir.join(format!("svc-{index}.yaml"))
 }
 
 /// A namespace-wide Sidecar: the proxies see only the first [`SIDECAR_SCOPE`] services, as a
@@ -81,7 +101,7 @@ spec:
             "10.{}.{}.{}",
             index / 256 % 256,
             index % 256,
-            endpoint % 250 + 1
+            (endpoint + shape.endpoint_offset) % 250 + 1
         );
         yaml.push_str(&format!(
             "---
@@ -100,6 +120,19 @@ spec:
     let subsets: Vec<String> = (1..=last)
         .map(|v| format!("{{name: v{v}, labels: {{version: v{v}}}}}"))
         .collect();
+    let policy = match shape.policy_revision {
+        0 => String::new(),
+        limit => {
+            format!("  trafficPolicy: {{connectionPool: {{tcp: {{maxConnections: {limit}}}}}}}\n")
+        }
+    };
+    let (user, timeout) = match shape.route_revision {
+        0 => ("jason".to_string(), String::new()),
+        revision => (
+            format!("jason-{revision}"),
+            format!("    timeout: {}s\n", revision % 10 + 1),
+        ),
+    };
     yaml.push_str(&format!(
         "---
 apiVersion: networking.istio.io/v1
@@ -108,19 +141,19 @@ metadata: {{name: {name}, namespace: {NAMESPACE}}}
 spec:
   host: {host}
   subsets: [{subsets}]
----
+{policy}---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {{name: {name}, namespace: {NAMESPACE}}}
 spec:
   hosts: [{host}]
   http:
-  - match: [{{headers: {{end-user: {{exact: jason}}}}}}]
+  - match: [{{headers: {{end-user: {{exact: {user}}}}}}}]
     route: [{{destination: {{host: {host}, subset: v{last}}}}}]
   - route:
     - {{destination: {{host: {host}, subset: v1}}, weight: {v1}}}
     - {{destination: {{host: {host}, subset: v{last}}}, weight: {rest}}}
-",
+{timeout}",
         subsets = subsets.join(", "),
         v1 = shape.v1_weight,
         rest = 100 - shape.v1_weight,

@@ -223,6 +223,23 @@ impl ServerProcess {
     pub fn peak_rss(&self) -> u64 {
         status_kib(self.pid, "VmHWM:") * 1024
     }
+
+    /// The resident set size now (VmRSS), in bytes.
+    pub fn rss(&self) -> u64 {
+        status_kib(self.pid, "VmRSS:") * 1024
+    }
+
+    /// How many file descriptors the server holds open (entries of /proc/PID/fd).
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid)).map_or(0, Iterator::count)
+    }
+
+    /// Whether rudder's process has ended (istiod's is not watched: always false).
+    pub fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| !matches!(child.try_wait(), Ok(None)))
+    }
 }
 
 fn status_kib(pid: u32, field: &str) -> u64 {

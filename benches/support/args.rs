@@ -1,5 +1,7 @@
-//! Command-line helpers shared by the bench binaries that take options (`load`, `resync`), and
-//! how they print times.
+//! Command-line helpers shared by the bench binaries that take options (`load`, `resync`,
+//! `soak`), and how they print times.
+
+#![allow(dead_code)] // Each bench uses some of them.
 
 use std::time::Duration;
 
