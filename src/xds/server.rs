@@ -348,24 +348,17 @@ enum End {
 }
 
 impl<M: Protocol> AdsStream<M> {
-    /// The proxy's resources in `snapshot`, and what its state machine sends for them. Holds one
-    /// of the server's push permits meanwhile; sending comes after, without it.
-    async fn prepare(
-        &self,
-        snapshot: &Snapshot,
-        proxy: &Proxy,
-        current: &mut Arc<ResourceSet>,
-        state: &mut M,
-    ) -> Outcome<M::Response> {
+    /// The proxy's resources in the newest snapshot, with `parsed` given its workload's labels
+    /// there. Holds one of the server's push permits meanwhile; sending comes after, without it.
+    async fn resources(&mut self, parsed: &Proxy) -> (Proxy, Arc<ResourceSet>) {
         // The semaphore is never closed.
         let _permit = self.pushes.acquire().await.ok();
-        let resources = self.cache.resources(snapshot, proxy).await;
-        // The very same set: nothing changed for this proxy.
-        if Arc::ptr_eq(&resources, current) {
-            return Outcome::default();
-        }
-        *current = resources.clone();
-        state.on_resources(resources)
+        // Taken once the permit is held: a stream waiting its turn holds no model, and skips the
+        // models published while it waited.
+        let snapshot = self.snapshots.borrow_and_update().clone();
+        let proxy = parsed.clone().with_workload_labels(&snapshot.model);
+        let resources = self.cache.resources(&snapshot, &proxy).await;
+        (proxy, resources)
     }
 
     async fn run(mut self) {
@@ -395,12 +388,7 @@ impl<M: Protocol> AdsStream<M> {
             }
         };
         self.push_started = Instant::now();
-        let snapshot = self.snapshots.borrow_and_update().clone();
-        let mut proxy = parsed.clone().with_workload_labels(&snapshot.model);
-        let mut resources = {
-            let _permit = self.pushes.acquire().await.ok();
-            self.cache.resources(&snapshot, &proxy).await
-        };
+        let (mut proxy, mut resources) = self.resources(&parsed).await;
         let mut state = M::new(resources.clone());
         self.metrics.proxy_connected();
         let _registration = Registration {
@@ -481,12 +469,13 @@ impl<M: Protocol> AdsStream<M> {
             };
             if std::mem::take(&mut new_model) {
                 self.push_started = Instant::now();
-                // The newest model: any published while this stream was busy are skipped.
-                let snapshot = self.snapshots.borrow_and_update().clone();
-                proxy = parsed.clone().with_workload_labels(&snapshot.model);
-                outcome = self
-                    .prepare(&snapshot, &proxy, &mut resources, &mut state)
-                    .await;
+                let (labelled, newest) = self.resources(&parsed).await;
+                proxy = labelled;
+                // The very same set: nothing changed for this proxy.
+                if !Arc::ptr_eq(&newest, &resources) {
+                    resources = newest;
+                    outcome = state.on_resources(resources.clone());
+                }
             }
         }
         if let Some(status) = closing {
