@@ -24,10 +24,6 @@ use std::collections::BTreeSet;
 use crate::inputs::FieldError;
 use crate::istio;
 
-/// How much memory the regex crate may take to check a pattern; RE2's own limits, which decide
-/// what Envoy accepts, are checked in [`re2`].
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
-
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> FieldError {
     FieldError {
         field: field.into(),
