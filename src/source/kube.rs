@@ -229,31 +229,10 @@ async fn watch_kind(
             fields,
             labels,
         } => (resource.clone(), fields.clone(), labels.clone()),
-        Locate::Istio => {
-            let mut reported = false;
-            let resource = loop {
-                if let Some(resource) = istio_resource(&client, watched.kind).await {
-                    if reported {
-                        tracing::info!(kind = watched.kind, "the CRD is installed now");
-                    }
-                    break resource;
-                }
-                if !reported {
-                    tracing::warn!(
-                        kind = watched.kind,
-                        "the CRD is not installed (networking.istio.io/{{v1,v1beta1,v1alpha3}}); \
-                         treating the kind as empty and checking again every {}s",
-                        CRD_RETRY.as_secs()
-                    );
-                    if updates.send(Update::Missing(watched.kind)).await.is_err() {
-                        return;
-                    }
-                    reported = true;
-                }
-                tokio::time::sleep(CRD_RETRY).await;
-            };
-            (resource, None, None)
-        }
+        Locate::Istio => match wait_for_crd(&client, watched.kind, &updates).await {
+            Some(resource) => (resource, None, None),
+            None => return,
+        },
     };
     let api: Api<DynamicObject> = Api::all_with(client, &resource);
     let mut config = watcher::Config::default();
@@ -325,6 +304,35 @@ async fn watch_kind(
             // that list fine but fail to watch from waking each other in a loop.
             Ok(()) = others_listed.changed() => tokio::time::sleep_until(earliest).await,
         }
+    }
+}
+
+/// The resource of an Istio kind once its CRD is installed; until then the kind is reported
+/// missing (empty) and looked for every [`CRD_RETRY`]. `None` if the store has stopped.
+async fn wait_for_crd(
+    client: &Client,
+    kind: &'static str,
+    updates: &mpsc::Sender<Update>,
+) -> Option<ApiResource> {
+    let mut reported = false;
+    loop {
+        if let Some(resource) = istio_resource(client, kind).await {
+            if reported {
+                tracing::info!(kind, "the CRD is installed now");
+            }
+            return Some(resource);
+        }
+        if !reported {
+            tracing::warn!(
+                kind,
+                "the CRD is not installed (networking.istio.io/{{v1,v1beta1,v1alpha3}}); \
+                 treating the kind as empty and checking again every {}s",
+                CRD_RETRY.as_secs()
+            );
+            updates.send(Update::Missing(kind)).await.ok()?;
+            reported = true;
+        }
+        tokio::time::sleep(CRD_RETRY).await;
     }
 }
 
