@@ -29,6 +29,7 @@ use notify::{EventKind, RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use tokio::sync::{mpsc, watch};
 
+use super::publish_if_changed;
 use crate::diagnostic::{ConfigError, Origin};
 use crate::inputs::yaml::{RawDocument, parse_documents};
 use crate::inputs::{Decoded, Entry, Inputs, ObjectKey, decode};
@@ -380,7 +381,7 @@ impl FileWatcher {
         }
         // Watching starts before the first read, so no change can fall between the two.
         let source = load_dirs(&dirs);
-        publish(&tx, source.inputs());
+        publish_if_changed(&tx, Arc::new(source.inputs()));
         Ok(Self {
             source,
             changes,
@@ -407,7 +408,7 @@ impl FileWatcher {
             match reloaded {
                 Ok((source, inputs)) => {
                     self.source = source;
-                    publish(&self.tx, inputs);
+                    publish_if_changed(&self.tx, Arc::new(inputs));
                 }
                 Err(error) => match error.try_into_panic() {
                     Ok(panic) => std::panic::resume_unwind(panic),
@@ -426,17 +427,6 @@ fn is_change(kind: &EventKind) -> bool {
         EventKind::Access(_) => false,
         _ => true,
     }
-}
-
-/// Publishes `inputs` unless they equal what receivers already have.
-fn publish(tx: &watch::Sender<Arc<Inputs>>, inputs: Inputs) {
-    tx.send_if_modified(|current| {
-        if **current == inputs {
-            return false;
-        }
-        *current = Arc::new(inputs);
-        true
-    });
 }
 
 #[cfg(test)]

@@ -4,3 +4,16 @@
 
 pub mod file;
 pub mod kube;
+
+use tokio::sync::watch;
+
+/// Publishes `current` unless it equals what receivers already have: a no-op update wakes nobody.
+fn publish_if_changed<T: PartialEq>(sender: &watch::Sender<T>, current: T) {
+    sender.send_if_modified(|published| {
+        let changed = *published != current;
+        if changed {
+            *published = current;
+        }
+        changed
+    });
+}

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::{NamespaceFilter, Statuses, SyncState};
 use crate::inputs::{Entry, Inputs, ObjectKey};
+use crate::source::publish_if_changed;
 
 /// After an outage, how long the kinds that relisted wait for the others before their objects
 /// are published: a mesh half relisted (new EndpointSlices, old Pods) would route wrongly.
@@ -220,37 +221,14 @@ impl Store {
                     self.hold_until = None;
                 }
             }
-            let state = self.sync_state();
-            publish.sync_state.send_if_modified(|published| {
-                let changed = *published != state;
-                if changed {
-                    *published = state;
-                }
-                changed
-            });
+            publish_if_changed(&publish.sync_state, self.sync_state());
             // Until every kind is listed, the mesh is half-loaded: publish nothing.
             if !self.is_synced() || self.hold_until.is_some() {
                 continue;
             }
-            let current = self.inputs();
-            publish.inputs.send_if_modified(|published| {
-                let changed = **published != current;
-                if changed {
-                    *published = Arc::new(current);
-                }
-                changed
-            });
-            let current = self.statuses();
-            publish.statuses.send_if_modified(|published| {
-                let changed = **published != current;
-                if changed {
-                    *published = Arc::new(current);
-                }
-                changed
-            });
-            publish
-                .synced
-                .send_if_modified(|synced| !std::mem::replace(synced, true));
+            publish_if_changed(&publish.inputs, Arc::new(self.inputs()));
+            publish_if_changed(&publish.statuses, Arc::new(self.statuses()));
+            publish_if_changed(&publish.synced, true);
         }
     }
 }
