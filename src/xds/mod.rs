@@ -10,6 +10,7 @@
 //! per snapshot for every proxy that gets the same config. Responses carry resources encoded once
 //! and shared ([`wire`]), written to the wire by a codec of rudder's own (`grpc`).
 
+pub mod auth;
 pub mod cache;
 mod closer;
 pub mod connection;

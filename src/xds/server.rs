@@ -30,18 +30,18 @@ use tonic::Status;
 use tonic::transport::server::TcpIncoming;
 use tracing::{debug, info, warn};
 
+use super::auth::{Credentials, Verified, XdsAuth};
 use super::cache::Cache;
 use super::closer::Closers;
 use super::connection::{Event, Outcome, StateMachine};
 use super::grpc::{Ads, AdsServer, Peer, Requests, Responses};
 use super::node::identify;
-use super::spiffe::SpiffeId;
 use super::tls::{XdsTls, incoming};
 use super::versions::ResourceSet;
 use super::wire::{DeltaResponse, SotwResponse, WireMessage};
 use super::{ConnectedProxy, DeltaConnection, Registry, ResourcesHook, Snapshot, SotwConnection};
 use crate::metrics::{Convergence, Metrics};
-use crate::proxy::Proxy;
+use crate::proxy::{Proxy, SecretAccess};
 use crate::translate::ResourceType;
 
 /// Large enough for a full CDS/EDS of a big mesh; gRPC's 4 MiB default is not.
@@ -84,6 +84,8 @@ pub struct XdsOptions {
     /// complete in time ends the stream too. `None`, istiod's default: no limit but the
     /// stream's maximum age.
     pub send_timeout: Option<Duration>,
+    /// Who a stream's peer is and which Secrets it may read ([`super::auth`]).
+    pub auth: XdsAuth,
 }
 
 impl Default for XdsOptions {
@@ -94,6 +96,7 @@ impl Default for XdsOptions {
             push_concurrency: DEFAULT_PUSH_CONCURRENCY,
             tls: None,
             send_timeout: None,
+            auth: XdsAuth::default(),
         }
     }
 }
@@ -195,7 +198,8 @@ impl AdsService {
             metrics: self.metrics.clone(),
             registry: self.registry.clone(),
             peer: peer.address,
-            identity: peer.identity,
+            credentials: peer.credentials,
+            auth: self.options.auth.clone(),
             connected_at: SystemTime::now(),
             cache: self.cache.clone(),
             pushes: self.pushes.clone(),
@@ -238,6 +242,8 @@ trait Protocol: StateMachine<Request: prost::Message + Default> {
 
     fn node(request: &Self::Request) -> Option<&Node>;
 
+    fn type_url(request: &Self::Request) -> &str;
+
     fn summary(response: &Self::Response) -> Summary<'_>;
 }
 
@@ -259,6 +265,10 @@ impl Protocol for SotwConnection {
         request.node.as_ref()
     }
 
+    fn type_url(request: &DiscoveryRequest) -> &str {
+        &request.type_url
+    }
+
     fn summary(response: &SotwResponse) -> Summary<'_> {
         Summary {
             type_url: &response.type_url,
@@ -276,6 +286,10 @@ impl Protocol for DeltaConnection {
 
     fn node(request: &DeltaDiscoveryRequest) -> Option<&Node> {
         request.node.as_ref()
+    }
+
+    fn type_url(request: &DeltaDiscoveryRequest) -> &str {
+        &request.type_url
     }
 
     fn summary(response: &DeltaResponse) -> Summary<'_> {
@@ -303,8 +317,9 @@ struct AdsStream<M: Protocol> {
     registry: Registry,
     /// The proxy's address, when the transport knows it.
     peer: Option<SocketAddr>,
-    /// The SPIFFE identity of the proxy's client certificate, which must match the node.
-    identity: Option<SpiffeId>,
+    /// What the connection offers to prove who the proxy is.
+    credentials: Credentials,
+    auth: XdsAuth,
     connected_at: SystemTime,
     /// Translations shared by all streams.
     cache: Arc<Cache>,
@@ -361,6 +376,15 @@ impl<M: Protocol> AdsStream<M> {
         (proxy, resources)
     }
 
+    /// The proxy a stream's first request names and the identity its connection proves; a
+    /// status to end the stream with if either fails.
+    async fn identify(&self, first: &M::Request) -> Result<(Proxy, Option<Verified>), Status> {
+        let verified = self.auth.authenticate(&self.credentials).await?;
+        let identity = verified.as_ref().map(|verified| &verified.identity);
+        let proxy = identify(M::node(first), identity)?;
+        Ok((proxy, verified))
+    }
+
     async fn run(mut self) {
         let mut stopped = self.stopped.clone();
         let first = tokio::select! {
@@ -378,15 +402,16 @@ impl<M: Protocol> AdsStream<M> {
                 return;
             }
         };
-        let parsed = match identify(M::node(&first), self.identity.as_ref()) {
-            Ok(proxy) => proxy,
-            Err(error) => {
-                let peer = self.peer.map(|peer| peer.to_string()).unwrap_or_default();
-                warn!(%peer, %error, "refusing ADS stream");
-                let _ = self.responses.send(Err(error.into())).await;
+        let peer = self.peer.map(|peer| peer.to_string()).unwrap_or_default();
+        let (mut parsed, verified) = match self.identify(&first).await {
+            Ok(identified) => identified,
+            Err(status) => {
+                warn!(%peer, error = status.message(), "refusing ADS stream");
+                let _ = self.responses.send(Err(status)).await;
                 return;
             }
         };
+        parsed.secret_access = self.auth.secret_access(verified.as_ref()).await;
         self.push_started = Instant::now();
         let (mut proxy, mut resources) = self.resources(&parsed).await;
         let mut state = M::new(resources.clone());
@@ -397,7 +422,24 @@ impl<M: Protocol> AdsStream<M> {
             proxy_id: proxy.id.clone(),
             connection: self.connection,
         };
-        info!(proxy = %proxy.id, connection = self.connection, delta = M::DELTA, "proxy connected");
+        let identity = verified.as_ref().map_or_else(
+            || "unauthenticated".to_string(),
+            |verified| verified.identity.to_string(),
+        );
+        info!(
+            proxy = %proxy.id,
+            connection = self.connection,
+            delta = M::DELTA,
+            %peer,
+            %identity,
+            secrets = proxy.secret_access.as_str(),
+            "proxy connected"
+        );
+        // Whether the log says why this stream gets fewer Secrets than it asks for.
+        let asks_for_secrets =
+            |request: &M::Request| M::type_url(request) == ResourceType::Secret.type_url();
+        let mut secrets_refusal_logged =
+            asks_for_secrets(&first) && log_secrets_refusal(&proxy, &identity);
 
         let expired = until(self.expires);
         tokio::pin!(expired);
@@ -437,6 +479,9 @@ impl<M: Protocol> AdsStream<M> {
                 request = self.requests.message() => match request {
                     Ok(Some(request)) => {
                         self.push_started = Instant::now();
+                        if !secrets_refusal_logged && asks_for_secrets(&request) {
+                            secrets_refusal_logged = log_secrets_refusal(&proxy, &identity);
+                        }
                         state.on_request(&request)
                     }
                     Ok(None) => break,
@@ -608,6 +653,31 @@ impl<M: Protocol> AdsStream<M> {
         };
         permit.send(Ok(response));
         Ok(())
+    }
+}
+
+/// Logs why a proxy asking for Secrets gets fewer than it asks for; whether it did.
+fn log_secrets_refusal(proxy: &Proxy, identity: &str) -> bool {
+    match proxy.secret_access {
+        SecretAccess::All => false,
+        SecretAccess::None => {
+            warn!(
+                proxy = %proxy.id,
+                "Secrets requested on a stream without a verified identity: none is served \
+                 (connect over TLS with a client certificate or a service account token)"
+            );
+            true
+        }
+        SecretAccess::CaOnly => {
+            warn!(
+                proxy = %proxy.id,
+                %identity,
+                namespace = %proxy.namespace,
+                "Secrets requested by an identity not allowed to read Secrets in its namespace: \
+                 only CA certificates are served"
+            );
+            true
+        }
     }
 }
 

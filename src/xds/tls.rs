@@ -223,9 +223,9 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 #[derive(Debug, Clone)]
 pub struct TlsPeer {
     pub address: SocketAddr,
-    /// The SPIFFE identity of the client certificate (its first `spiffe://` URI SAN), if it
-    /// presented one that has it.
-    pub identity: Option<SpiffeId>,
+    /// Whether the client presented a certificate (verified by the handshake), and if so the
+    /// SPIFFE identity it carries (its first `spiffe://` URI SAN).
+    pub certificate: Option<Option<SpiffeId>>,
 }
 
 /// One connection to the xDS port, handshake done.
@@ -323,13 +323,16 @@ async fn accept(
         tokio::spawn(async move {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => {
-                    let identity = stream
+                    let certificate = stream
                         .get_ref()
                         .1
                         .peer_certificates()
                         .and_then(|chain| chain.first())
-                        .and_then(|leaf| SpiffeId::of_certificate(leaf));
-                    let peer = TlsPeer { address, identity };
+                        .map(|leaf| SpiffeId::of_certificate(leaf));
+                    let peer = TlsPeer {
+                        address,
+                        certificate,
+                    };
                     let _ = connections.send(Ok(TlsConnection { stream, peer })).await;
                 }
                 Ok(Err(error)) => warn!(peer = %address, %error, "xDS TLS handshake failed"),
