@@ -71,6 +71,8 @@ pub struct ConnectedProxy {
     pub delta: bool,
     /// The proxy's address as the stream's TCP connection shows it, when known.
     pub peer: Option<SocketAddr>,
+    /// The identity the proxy proved on its connection (a SPIFFE id); `None`: unauthenticated.
+    pub identity: Option<String>,
     /// When the stream opened.
     pub connected_at: SystemTime,
     /// Per subscribed type, what was sent, ACKed and NACKed.

@@ -199,6 +199,7 @@ impl AdsService {
             registry: self.registry.clone(),
             peer: peer.address,
             credentials: peer.credentials,
+            identity: None,
             auth: self.options.auth.clone(),
             connected_at: SystemTime::now(),
             cache: self.cache.clone(),
@@ -319,6 +320,8 @@ struct AdsStream<M: Protocol> {
     peer: Option<SocketAddr>,
     /// What the connection offers to prove who the proxy is.
     credentials: Credentials,
+    /// The SPIFFE id it proved, once the first request is in.
+    identity: Option<String>,
     auth: XdsAuth,
     connected_at: SystemTime,
     /// Translations shared by all streams.
@@ -422,10 +425,8 @@ impl<M: Protocol> AdsStream<M> {
             proxy_id: proxy.id.clone(),
             connection: self.connection,
         };
-        let identity = verified.as_ref().map_or_else(
-            || "unauthenticated".to_string(),
-            |verified| verified.identity.to_string(),
-        );
+        self.identity = verified.map(|verified| verified.identity.to_string());
+        let identity = self.identity.as_deref().unwrap_or("unauthenticated").to_string();
         info!(
             proxy = %proxy.id,
             connection = self.connection,
@@ -618,6 +619,7 @@ impl<M: Protocol> AdsStream<M> {
             connection: self.connection,
             delta: M::DELTA,
             peer: self.peer,
+            identity: self.identity.clone(),
             connected_at: self.connected_at,
             types: state.status(),
         });
