@@ -6,7 +6,8 @@
 //!   ACKed, the last NACK and its error, and the resulting [`SyncState`]; SotW or delta.
 //! - `/debug/configz`: the inputs of the current build as loaded, each with its config errors.
 //! - `/debug/config_dump?proxyID=`: what one proxy gets, in the shape of Envoy's `/config_dump`.
-//! - `/debug/connections`: each ADS stream: proxy id, peer address, since when, protocol.
+//! - `/debug/connections`: each ADS stream: proxy id, peer address, proven identity and the
+//!   Secrets it may get, since when, protocol.
 //!
 //! The JSON shapes of syncz and connections are the types below; `rudder proxy-status` reads
 //! syncz through them.
