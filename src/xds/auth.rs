@@ -114,6 +114,15 @@ pub enum Method {
     Token,
 }
 
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Certificate => "certificate",
+            Method::Token => "token",
+        }
+    }
+}
+
 /// An identity proven on a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {

@@ -425,14 +425,22 @@ impl<M: Protocol> AdsStream<M> {
             proxy_id: proxy.id.clone(),
             connection: self.connection,
         };
+        let proven_by = verified
+            .as_ref()
+            .map_or("", |verified| verified.method.as_str());
         self.identity = verified.map(|verified| verified.identity.to_string());
-        let identity = self.identity.as_deref().unwrap_or("unauthenticated").to_string();
+        let identity = self
+            .identity
+            .as_deref()
+            .unwrap_or("unauthenticated")
+            .to_string();
         info!(
             proxy = %proxy.id,
             connection = self.connection,
             delta = M::DELTA,
             %peer,
             %identity,
+            proven_by,
             secrets = proxy.secret_access.as_str(),
             "proxy connected"
         );
