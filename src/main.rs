@@ -3,9 +3,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use rudder::admin::auth::DebugAuth;
+use rudder::admin::{AdminOptions, HttpTimeouts};
 use rudder::bootstrap::{
     AdsApiType, BootstrapOptions, ClientCertificate, XdsClientTls, bootstrap_json, node_metadata,
     parse_label,
@@ -67,9 +70,32 @@ enum Command {
         /// Where ADS (gRPC, state of the world) listens.
         #[arg(long, default_value = "0.0.0.0:15010")]
         xds_address: SocketAddr,
-        /// Where /ready, /metrics and /debug/config_dump listen.
+        /// Where /ready, /metrics and /debug/* listen. /ready and /metrics answer anyone;
+        /// /debug/* answers loopback callers, and others only with a bearer token.
         #[arg(long, default_value = "0.0.0.0:15014")]
         admin_address: SocketAddr,
+        /// A file holding a token that lets callers from other hosts read /debug/* with
+        /// `Authorization: Bearer TOKEN`; re-read when it changes. Without it, /debug/* answers
+        /// loopback callers only.
+        #[arg(long, value_name = "FILE")]
+        debug_token_file: Option<PathBuf>,
+        /// How many /debug requests do their work (translation, JSON) at once, on threads apart
+        /// from the ones serving xDS and /ready.
+        #[arg(long, default_value_t = rudder::admin::DEFAULT_DEBUG_CONCURRENCY as u32, value_parser = clap::value_parser!(u32).range(1..))]
+        debug_concurrency: u32,
+        /// How long a /debug request waits for one of the --debug-concurrency slots before it is
+        /// answered 503 with Retry-After (Go duration syntax).
+        #[arg(long, default_value = "1s")]
+        debug_queue_timeout: rudder::duration::Duration,
+        /// Close an admin connection whose request has not arrived whole this long after the
+        /// connection opened, or after the request's first byte (istiod's monitoring server:
+        /// 30s).
+        #[arg(long, default_value = "30s")]
+        admin_read_timeout: rudder::duration::Duration,
+        /// Close a kept-alive admin connection that sends and receives nothing for this long
+        /// (istiod's monitoring server: 90s).
+        #[arg(long, default_value = "90s")]
+        admin_idle_timeout: rudder::duration::Duration,
         /// Close xDS streams older than this (Go duration syntax) so proxies rebalance across replicas.
         #[arg(long, default_value = "30m")]
         max_connection_age: rudder::duration::Duration,
@@ -184,9 +210,13 @@ enum Command {
         Example:\n  rudder proxy-status --admin-address 127.0.0.1:15014"
     )]
     ProxyStatus {
-        /// rudder's admin address (HOST:PORT), where /debug/syncz is served.
+        /// rudder's admin address (HOST:PORT), where /debug/syncz is served. From the loopback
+        /// address no token is needed.
         #[arg(long, default_value = "127.0.0.1:15014")]
         admin_address: String,
+        /// Send the token in this file (rudder's --debug-token-file) as `Authorization: Bearer`.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
     },
 }
 
@@ -223,6 +253,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             lease_namespace,
             xds_address,
             admin_address,
+            debug_token_file,
+            debug_concurrency,
+            debug_queue_timeout,
+            admin_read_timeout,
+            admin_idle_timeout,
             max_connection_age,
             xds_send_timeout,
             debounce_after,
@@ -244,6 +279,23 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     .context("xDS TLS")?,
                 ),
                 _ => None,
+            };
+            anyhow::ensure!(
+                !admin_read_timeout.is_zero() && !admin_idle_timeout.is_zero(),
+                "--admin-read-timeout and --admin-idle-timeout must be more than 0s"
+            );
+            let mut debug_auth = DebugAuth::new(root_namespace.clone());
+            if let Some(path) = debug_token_file {
+                debug_auth = debug_auth.with_token_file(path)?;
+            }
+            let admin = AdminOptions {
+                auth: Arc::new(debug_auth),
+                debug_concurrency: debug_concurrency as usize,
+                debug_queue_timeout: debug_queue_timeout.0,
+                timeouts: HttpTimeouts {
+                    read: admin_read_timeout.0,
+                    idle: admin_idle_timeout.0,
+                },
             };
             let connection = match (kubeconfig, in_cluster) {
                 (Some(path), _) => Some(KubeConnection::Kubeconfig(path)),
@@ -271,6 +323,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     },
                     xds_address,
                     admin_address,
+                    admin,
                     xds: XdsOptions {
                         max_connection_age: max_connection_age.0,
                         push_concurrency: push_throttle as usize,
@@ -367,9 +420,22 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&dump)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::ProxyStatus { admin_address } => {
+        Command::ProxyStatus {
+            admin_address,
+            token_file,
+        } => {
+            let token = token_file
+                .map(|path| {
+                    std::fs::read_to_string(&path)
+                        .map(|token| token.trim().to_string())
+                        .with_context(|| format!("read --token-file {}", path.display()))
+                })
+                .transpose()?;
             let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
-            let streams = runtime.block_on(proxy_status::fetch(&admin_address))?;
+            let streams = runtime.block_on(proxy_status::fetch_authorized(
+                &admin_address,
+                token.as_deref(),
+            ))?;
             print!("{}", proxy_status::render(&streams));
             Ok(ExitCode::SUCCESS)
         }

@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 pub use debounce::Debounce;
 use debounce::Debouncer;
 
-use crate::admin::{AdminState, Readiness, serve_admin};
+use crate::admin::{AdminOptions, AdminState, Readiness, serve_admin};
 use crate::diagnostic::ConfigError;
 use crate::inputs::Inputs;
 use crate::metrics::Metrics;
@@ -40,6 +40,8 @@ pub struct ServeOptions {
     pub debounce: Debounce,
     pub xds_address: SocketAddr,
     pub admin_address: SocketAddr,
+    /// Who may read `/debug/*`, the debug work bound and the admin connections' timeouts.
+    pub admin: AdminOptions,
     pub xds: XdsOptions,
     /// meshConfig.rootNamespace: where the mesh-wide default Sidecar and DestinationRules live.
     pub root_namespace: String,
@@ -129,7 +131,7 @@ impl Server {
             registry: registry.clone(),
             readiness: readiness.clone(),
         };
-        let admin = serve_admin(admin_listener, admin, shutdown());
+        let admin = serve_admin(admin_listener, admin, options.admin.clone(), shutdown());
         let mut servers = vec![
             tasks
                 .spawn(async move { admin.await.context("admin server") })

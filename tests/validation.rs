@@ -326,6 +326,7 @@ async fn serve_keeps_the_last_good_version_and_reports_the_bad_one() {
         },
         xds_address: "127.0.0.1:0".parse().expect("address"),
         admin_address: "127.0.0.1:0".parse().expect("address"),
+        admin: rudder::admin::AdminOptions::default(),
         xds: XdsOptions::default(),
         root_namespace: rudder::model::DEFAULT_ROOT_NAMESPACE.to_string(),
     })
