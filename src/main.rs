@@ -42,6 +42,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once at startup: the size of `Serve`'s flags costs nothing worth boxing them for.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Serve Istio config from YAML directories and/or a Kubernetes cluster to Envoy over ADS.
     #[command(
@@ -52,6 +54,12 @@ enum Command {
         /// A directory of YAML/JSON config, read recursively and followed for changes (repeatable).
         #[arg(long = "config-dir")]
         config_dirs: Vec<PathBuf>,
+        /// A config file written in place applies once it stayed unchanged this long, so a file
+        /// is never applied half-written; files renamed into place and ConfigMap volume updates
+        /// apply at once. One still changing after --debounce-max is reported and keeps its last
+        /// good objects (Go duration syntax; 250ms is the delay istiod's file watcher waits).
+        #[arg(long, default_value = "250ms")]
+        file_quiet_period: rudder::duration::Duration,
         /// Watch the Kubernetes API server this kubeconfig points at.
         #[arg(long, conflicts_with = "in_cluster")]
         kubeconfig: Option<PathBuf>,
@@ -246,6 +254,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve {
             config_dirs,
+            file_quiet_period,
             kubeconfig,
             in_cluster,
             namespaces,
@@ -316,6 +325,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 let signal = shutdown_signal()?;
                 let server = Server::start(ServeOptions {
                     config_dirs,
+                    file_quiet_period: file_quiet_period.0,
                     kubernetes,
                     debounce: rudder::serve::Debounce {
                         quiet: debounce_after.0,

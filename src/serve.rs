@@ -27,7 +27,7 @@ use crate::diagnostic::ConfigError;
 use crate::inputs::Inputs;
 use crate::metrics::Metrics;
 use crate::model::{self, LastGood};
-use crate::source::file::FileWatcher;
+use crate::source::file::{FileWatcher, Settle};
 use crate::source::kube::{NamespaceFilter, SyncState};
 use crate::status::run_status_writer;
 use crate::xds::{Registry, Snapshot, XdsOptions, serve_xds};
@@ -35,6 +35,8 @@ use crate::xds::{Registry, Snapshot, XdsOptions, serve_xds};
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub config_dirs: Vec<PathBuf>,
+    /// How long a config file written in place must stay unchanged before it applies.
+    pub file_quiet_period: Duration,
     pub kubernetes: Option<KubernetesOptions>,
     /// How config changes are coalesced into builds (and so pushes).
     pub debounce: Debounce,
@@ -141,7 +143,12 @@ impl Server {
         let mut sources = Vec::new();
         if !options.config_dirs.is_empty() {
             let (inputs_tx, inputs) = watch::channel(Arc::new(Inputs::default()));
-            let watcher = FileWatcher::start(options.config_dirs.clone(), inputs_tx)
+            // A file that never settles is reported once a change would have been built anyway.
+            let settle = Settle {
+                quiet: options.file_quiet_period,
+                report_after: options.debounce.max.max(options.file_quiet_period * 2),
+            };
+            let watcher = FileWatcher::start(options.config_dirs.clone(), settle, inputs_tx)
                 .context("config directories")?;
             tasks.spawn(async move {
                 watcher.run().await;
