@@ -1,7 +1,7 @@
 //! The Kubernetes API server as an authority, as istiod uses it: a TokenReview says whose a
 //! service account token is, and a SubjectAccessReview whether a service account may list the
 //! Secrets of its namespace (istiod's `CredentialsController.Authorize`). Implements the traits
-//! of [`crate::xds::auth`]; decides nothing itself.
+//! of [`crate::xds::auth`] and the debug endpoints' [`TokenVerifier`]; decides nothing itself.
 //!
 //! Answers are cached for a minute (istiod's cache time), allowed and refused alike, so a
 //! reconnecting fleet costs the API server one review per service account, not one per stream.
@@ -17,6 +17,7 @@ use k8s_openapi::api::authorization::v1::{
 };
 use kube::api::{Api, PostParams};
 
+use crate::admin::auth::{Identity, TokenVerifier, VerifyError};
 use crate::xds::auth::{SecretReaders, ServiceAccount, TokenReviewer};
 
 /// How long an answer of the API server is reused (istiod's authorization cache time).
@@ -73,6 +74,19 @@ impl KubeTokenReviewer {
 impl TokenReviewer for KubeTokenReviewer {
     fn review<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<ServiceAccount, String>> {
         Box::pin(self.review_token(token))
+    }
+}
+
+/// The same review for callers of the debug endpoints, as istiod authenticates them.
+impl TokenVerifier for KubeTokenReviewer {
+    fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Identity, VerifyError>> {
+        Box::pin(async move {
+            let account = self.review_token(token).await.map_err(VerifyError)?;
+            Ok(Identity {
+                namespace: account.namespace,
+                service_account: account.name,
+            })
+        })
     }
 }
 

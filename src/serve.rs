@@ -127,6 +127,21 @@ impl Server {
         let xds_address = xds_listener.local_addr()?;
         let admin_address = admin_listener.local_addr()?;
 
+        // Made before the servers start (making it does not reach the API server): its
+        // TokenReviews authenticate proxies on the xDS port and callers of the debug endpoints.
+        let client = match &options.kubernetes {
+            Some(kubernetes) => Some(kubernetes.connection.client().await?),
+            None => None,
+        };
+        let token_reviewer = client.as_ref().map(|client| {
+            KubeTokenReviewer::new(client.clone(), vec![DEFAULT_TOKEN_AUDIENCE.to_string()])
+        });
+        let mut admin_options = options.admin.clone();
+        if let Some(reviewer) = &token_reviewer {
+            let auth = (*admin_options.auth).clone().with_verifier(reviewer.clone());
+            admin_options.auth = Arc::new(auth);
+        }
+
         let (snapshots_tx, snapshots) = watch::channel(Arc::new(Snapshot::default()));
         let admin = AdminState {
             snapshots: snapshots.clone(),
@@ -134,7 +149,7 @@ impl Server {
             registry: registry.clone(),
             readiness: readiness.clone(),
         };
-        let admin = serve_admin(admin_listener, admin, options.admin.clone(), shutdown());
+        let admin = serve_admin(admin_listener, admin, admin_options, shutdown());
         let mut servers = vec![
             tasks
                 .spawn(async move { admin.await.context("admin server") })
@@ -158,14 +173,10 @@ impl Server {
             sources.push(inputs);
         }
         let mut xds_options = options.xds.clone();
-        if let Some(kubernetes) = &options.kubernetes {
-            let client = kubernetes.connection.client().await?;
+        if let (Some(kubernetes), Some(client)) = (&options.kubernetes, client) {
             // Proxies may prove who they are with service account tokens, and RBAC decides
             // which identities may read Secrets, as with istiod.
-            xds_options.auth.tokens = Some(KubeTokenReviewer::new(
-                client.clone(),
-                vec![DEFAULT_TOKEN_AUDIENCE.to_string()],
-            ));
+            xds_options.auth.tokens = token_reviewer.map(|reviewer| reviewer as _);
             xds_options
                 .auth
                 .readers

@@ -74,9 +74,11 @@ pub enum Decision {
     Forbidden(String),
 }
 
-/// The debug endpoints' access check; cheap to share behind an `Arc`.
+/// The debug endpoints' access check; cheap to share behind an `Arc`, and to clone (to add a
+/// verifier once a Kubernetes client exists).
+#[derive(Clone)]
 pub struct DebugAuth {
-    token: Option<TokenFile>,
+    token: Option<Arc<TokenFile>>,
     verifier: Option<Arc<dyn TokenVerifier>>,
     /// Verified identities of this namespace may read every debug endpoint.
     system_namespace: String,
@@ -106,7 +108,7 @@ impl DebugAuth {
     /// Also accepts the token in `path` (surrounding whitespace trimmed). The file must hold one
     /// now; later it is re-read whenever its modification time, size or inode change.
     pub fn with_token_file(mut self, path: PathBuf) -> Result<DebugAuth, TokenFileError> {
-        self.token = Some(TokenFile::load(path)?);
+        self.token = Some(Arc::new(TokenFile::load(path)?));
         Ok(self)
     }
 
