@@ -10,6 +10,7 @@
 //! per snapshot for every proxy that gets the same config. Responses carry resources encoded once
 //! and shared ([`wire`]), written to the wire by a codec of rudder's own (`grpc`).
 
+mod accept;
 pub mod cache;
 mod closer;
 pub mod connection;
@@ -19,6 +20,7 @@ mod fixtures;
 mod grpc;
 pub mod hook;
 pub mod node;
+pub mod rate;
 pub mod server;
 pub mod sotw;
 pub mod spiffe;
@@ -37,10 +39,16 @@ use crate::model::Model;
 use crate::proxy::Proxy;
 use crate::translate::ResourceType;
 
-pub use connection::{Event, Nack, Outcome, StateMachine, TypeStatus};
+pub use connection::{Event, Nack, Outcome, Refused, StateMachine, TypeStatus};
 pub use delta::DeltaConnection;
 pub use hook::ResourcesHook;
-pub use server::{DEFAULT_MAX_CONNECTION_AGE, XdsError, XdsOptions, serve_xds};
+pub use rate::StreamRate;
+pub use server::{
+    DEFAULT_FIRST_REQUEST_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_KEEPALIVE_INTERVAL,
+    DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_MAX_CONNECTION_AGE, DEFAULT_MAX_REQUEST_SIZE,
+    DEFAULT_MAX_STREAMS_PER_CONNECTION, DEFAULT_MAX_SUBSCRIBED_NAMES, XdsError, XdsOptions,
+    serve_xds,
+};
 pub use sotw::SotwConnection;
 pub use tls::{TlsError, TlsFiles, XdsTls};
 

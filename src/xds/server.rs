@@ -14,6 +14,15 @@
 //! `watch` receiver, so when it reads again it gets the newest config, not every one in between.
 //! A proxy whose queue stays full for [`XdsOptions::send_timeout`], or that cannot take its
 //! closing status at its maximum age, has its connection closed ([`super::closer`]).
+//!
+//! Resources are bounded against hostile clients, each bound an [`XdsOptions`] field (a `rudder
+//! serve` flag): connections complete their handshake in time ([`super::accept`]); HTTP/2 caps
+//! the streams of a connection; new streams wait their turn at a rate ([`super::rate`]) and must
+//! send their first request in time; requests are capped in size ([`super::grpc`]) and in the
+//! names a stream keeps (the state machines count them). A stream that breaks a bound or sends
+//! what is no ADS request ends with a status saying why, is logged with its peer's address and
+//! counted in `rudder_xds_refused_total`; streams not yet identified count in
+//! `rudder_xds_unidentified_streams`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,25 +36,47 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 use tonic::Status;
-use tonic::transport::server::TcpIncoming;
 use tracing::{debug, info, warn};
 
+use super::accept::{self, Accepting, Plaintext};
 use super::cache::Cache;
 use super::closer::Closers;
-use super::connection::{Event, Outcome, StateMachine};
-use super::grpc::{Ads, AdsServer, Peer, Requests, Responses};
+use super::connection::{Event, Outcome, Refused, StateMachine};
+use super::grpc::{Ads, AdsServer, Limits, Peer, ReadError, Requests, Responses};
 use super::node::identify;
+use super::rate::{Limiter, StreamRate};
 use super::spiffe::SpiffeId;
-use super::tls::{XdsTls, incoming};
+use super::tls::XdsTls;
 use super::versions::ResourceSet;
 use super::wire::{DeltaResponse, SotwResponse, WireMessage};
 use super::{ConnectedProxy, DeltaConnection, Registry, ResourcesHook, Snapshot, SotwConnection};
-use crate::metrics::{Convergence, Metrics};
+use crate::metrics::{Convergence, Metrics, Refusal};
 use crate::proxy::Proxy;
 use crate::translate::ResourceType;
 
-/// Large enough for a full CDS/EDS of a big mesh; gRPC's 4 MiB default is not.
-const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+/// The largest response: large enough for a full CDS/EDS of a big mesh; gRPC's 4 MiB default is
+/// not. Requests have a bound of their own ([`XdsOptions::max_request_size`]).
+const MAX_RESPONSE_SIZE: usize = 64 * 1024 * 1024;
+
+/// istiod's `ISTIO_GPRC_MAXRECVMSGSIZE`.
+pub const DEFAULT_MAX_REQUEST_SIZE: usize = 4 * 1024 * 1024;
+
+/// Envoy opens one ADS stream per connection; istiod's `ISTIO_GPRC_MAXSTREAMS` (100000) lets one
+/// connection open as many streams as it takes to exhaust memory.
+pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 100;
+
+pub const DEFAULT_FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// istiod's `GRPC_KEEPALIVE_INTERVAL` and `GRPC_KEEPALIVE_TIMEOUT`.
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A sidecar subscribes by name to an EDS name per cluster and an RDS name per route
+/// configuration: 100000 serves a mesh of tens of thousands of services, and bounds what one
+/// stream holds of names it was given to some 10 MiB.
+pub const DEFAULT_MAX_SUBSCRIBED_NAMES: usize = 100_000;
 
 /// Responses a stream may queue before its task waits for the proxy to read.
 const RESPONSE_BUFFER: usize = 16;
@@ -84,6 +115,33 @@ pub struct XdsOptions {
     /// complete in time ends the stream too. `None`, istiod's default: no limit but the
     /// stream's maximum age.
     pub send_timeout: Option<Duration>,
+    /// The largest request, in bytes: one whose length prefix says more ends its stream with
+    /// `RESOURCE_EXHAUSTED` before any of it is buffered. Responses are not bound by it.
+    /// Default: 4 MiB, istiod's `ISTIO_GPRC_MAXRECVMSGSIZE`.
+    pub max_request_size: usize,
+    /// HTTP/2 streams a connection may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`);
+    /// HTTP/2 refuses more. Default: 100 (see [`DEFAULT_MAX_STREAMS_PER_CONNECTION`]).
+    pub max_streams_per_connection: u32,
+    /// A stream whose first request has not arrived this long after it opened ends with
+    /// `DEADLINE_EXCEEDED`. Default: 10 s.
+    pub first_request_timeout: Duration,
+    /// A connection that has not completed TLS (on a TLS port) and sent the HTTP/2 preface this
+    /// long after it was accepted is closed. Default: 10 s.
+    pub handshake_timeout: Duration,
+    /// How often an idle connection is pinged, and how long its answer may take before the
+    /// connection is closed. Default: 30 s and 10 s, istiod's `GRPC_KEEPALIVE_INTERVAL` and
+    /// `GRPC_KEEPALIVE_TIMEOUT`.
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+    /// The rate of new streams (istiod's `PILOT_MAX_REQUESTS_PER_SECOND`, with no burst): a new
+    /// stream waits up to a second for its turn, or ends with `RESOURCE_EXHAUSTED` (Envoy
+    /// retries with backoff). `None`: no limit. Default: istiod's automatic rate, 15 + 5 per
+    /// CPU, at most 100 a second.
+    pub stream_rate: Option<StreamRate>,
+    /// The names a stream may subscribe to (EDS, RDS, SDS), all types together: a request past
+    /// it ends the stream with `RESOURCE_EXHAUSTED`. Default: 100000 (see
+    /// [`DEFAULT_MAX_SUBSCRIBED_NAMES`]).
+    pub max_subscribed_names: usize,
 }
 
 impl Default for XdsOptions {
@@ -94,6 +152,14 @@ impl Default for XdsOptions {
             push_concurrency: DEFAULT_PUSH_CONCURRENCY,
             tls: None,
             send_timeout: None,
+            max_request_size: DEFAULT_MAX_REQUEST_SIZE,
+            max_streams_per_connection: DEFAULT_MAX_STREAMS_PER_CONNECTION,
+            first_request_timeout: DEFAULT_FIRST_REQUEST_TIMEOUT,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            stream_rate: Some(StreamRate::automatic_here()),
+            max_subscribed_names: DEFAULT_MAX_SUBSCRIBED_NAMES,
         }
     }
 }
@@ -120,40 +186,60 @@ pub async fn serve_xds(
 ) -> Result<(), XdsError> {
     let (stop, stopped) = watch::channel(false);
     let closers = Arc::new(Closers::default());
+    let rate = options
+        .stream_rate
+        .map_or("off".to_string(), |rate| rate.to_string());
+    info!(
+        max_message_size = options.max_request_size,
+        max_streams_per_connection = options.max_streams_per_connection,
+        max_streams_per_second = %rate,
+        max_subscribed_names = options.max_subscribed_names,
+        first_request_timeout = ?options.first_request_timeout,
+        handshake_timeout = ?options.handshake_timeout,
+        "xDS limits"
+    );
+    let accepting = Accepting {
+        timeout: options.handshake_timeout,
+        metrics: metrics.clone(),
+        closers: closers.clone(),
+    };
+    let limits = Limits {
+        request: options.max_request_size,
+        response: MAX_RESPONSE_SIZE,
+    };
     let service = AdsService {
         snapshots,
         metrics,
         registry,
         cache: Arc::new(Cache::new(options.resources_hook.clone())),
         pushes: Arc::new(Semaphore::new(options.push_concurrency.max(1))),
-        closers: closers.clone(),
+        closers,
+        limiter: options.stream_rate.map(|rate| Arc::new(Limiter::new(rate))),
         options,
         stopped,
         next_connection: AtomicU64::new(1),
     };
+    let mut router = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(service.options.keepalive_interval))
+        .http2_keepalive_timeout(Some(service.options.keepalive_timeout))
+        .max_concurrent_streams(service.options.max_streams_per_connection);
     let tls = service.options.tls.clone();
-    let server = AdsServer::new(service, MAX_MESSAGE_SIZE);
+    let router = router.add_service(AdsServer::new(service, limits));
     // ADS streams never end on their own; graceful shutdown would wait forever without `stop`.
     // Once the streams end, each connection gets a GOAWAY and closes.
     let shutdown = async move {
         shutdown.await;
         let _ = stop.send(true);
     };
-    let router = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .add_service(server);
     match tls {
         Some(tls) => {
+            let incoming = accept::incoming(listener, tls, accepting);
             router
-                .serve_with_incoming_shutdown(incoming(listener, tls, closers), shutdown)
+                .serve_with_incoming_shutdown(incoming, shutdown)
                 .await?;
         }
         None => {
-            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-            let incoming = tokio_stream::StreamExt::map(incoming, move |accepted| {
-                accepted.map(|connection| closers.wrap(connection))
-            });
+            let incoming = accept::incoming(listener, Plaintext, accepting);
             router
                 .serve_with_incoming_shutdown(incoming, shutdown)
                 .await?;
@@ -171,6 +257,8 @@ struct AdsService {
     pushes: Arc<Semaphore>,
     /// Closes the connections of proxies the server gives up on.
     closers: Arc<Closers>,
+    /// Spaces new streams (`XdsOptions::stream_rate`); `None`: no limit.
+    limiter: Option<Arc<Limiter>>,
     options: XdsOptions,
     stopped: watch::Receiver<bool>,
     next_connection: AtomicU64,
@@ -185,9 +273,19 @@ impl AdsService {
     ) -> Responses<M::Response> {
         let (responses, outgoing) = mpsc::channel(RESPONSE_BUFFER);
         let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        let opened = Instant::now();
         let stream = AdsStream::<M> {
             connection,
-            expires: expiry(Instant::now(), self.options.max_connection_age, connection),
+            expires: expiry(opened, self.options.max_connection_age, connection),
+            unidentified: Some(Unidentified::new(&self.metrics)),
+            opened,
+            first_request_timeout: self.options.first_request_timeout,
+            // Taken as the stream opens, before its task runs.
+            turn: match &self.limiter {
+                Some(limiter) => limiter.reserve(opened),
+                None => Some(opened),
+            },
+            max_names: self.options.max_subscribed_names,
             requests,
             responses,
             snapshots: self.snapshots.clone(),
@@ -295,6 +393,17 @@ struct AdsStream<M: Protocol> {
     connection: u64,
     /// When the stream reaches its maximum age.
     expires: Option<Instant>,
+    /// Counts the stream as unidentified until its first request identifies it.
+    unidentified: Option<Unidentified>,
+    /// When the stream opened.
+    opened: Instant,
+    /// `XdsOptions::first_request_timeout`.
+    first_request_timeout: Duration,
+    /// When the stream may read its first request, its turn in the rate of new streams;
+    /// `None`: refused, its turn was more than a second away.
+    turn: Option<Instant>,
+    /// `XdsOptions::max_subscribed_names`.
+    max_names: usize,
     requests: Requests<M::Request>,
     responses: mpsc::Sender<Result<M::Response, Status>>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
@@ -335,6 +444,33 @@ impl Drop for Registration {
     }
 }
 
+/// Counts a stream in `rudder_xds_unidentified_streams` until dropped: once its first request
+/// identified it, or however it ended.
+struct Unidentified(Arc<Metrics>);
+
+impl Unidentified {
+    fn new(metrics: &Arc<Metrics>) -> Unidentified {
+        metrics.unidentified_stream_opened();
+        Unidentified(metrics.clone())
+    }
+}
+
+impl Drop for Unidentified {
+    fn drop(&mut self) {
+        self.0.unidentified_stream_closed();
+    }
+}
+
+/// How a stream's wait for its first request ended, when not with one.
+enum Unopened {
+    /// It broke a bound or sent no valid request.
+    Refused(Refusal, Status),
+    /// The server is shutting down.
+    Stopped,
+    /// The proxy is gone.
+    Gone,
+}
+
 /// Why a stream stopped sending.
 enum End {
     /// The proxy is gone.
@@ -361,22 +497,60 @@ impl<M: Protocol> AdsStream<M> {
         (proxy, resources)
     }
 
-    async fn run(mut self) {
+    /// Waits for the stream's turn ([`XdsOptions::stream_rate`]), then for its first request,
+    /// until [`XdsOptions::first_request_timeout`] after it opened.
+    async fn first_request(&mut self) -> Result<M::Request, Unopened> {
         let mut stopped = self.stopped.clone();
-        let first = tokio::select! {
-            first = self.requests.message() => match first {
-                Ok(Some(request)) => request,
-                Ok(None) => return,
-                Err(status) => {
-                    debug!(%status, "ADS stream failed before its first request");
-                    return;
+        let timeout = self.first_request_timeout;
+        let deadline = self.opened + timeout;
+        let first = async {
+            let Some(turn) = self.turn else {
+                let status = Status::resource_exhausted(
+                    "request rate limit exceeded (--xds-max-streams-per-second)",
+                );
+                return Err(Unopened::Refused(Refusal::RateLimit, status));
+            };
+            tokio::time::sleep_until(turn).await;
+            let Ok(first) = tokio::time::timeout_at(deadline, self.requests.message()).await else {
+                let status = Status::deadline_exceeded(format!(
+                    "no request within {timeout:?} of opening the stream (--xds-first-request-timeout)"
+                ));
+                return Err(Unopened::Refused(Refusal::FirstRequestTimeout, status));
+            };
+            match first {
+                Ok(Some(request)) => Ok(request),
+                Ok(None) => Err(Unopened::Gone),
+                Err(ReadError::Refused { reason, status }) => {
+                    Err(Unopened::Refused(reason, status))
                 }
-            },
+                Err(ReadError::Transport(status)) => {
+                    debug!(peer = %self.peer_address(), %status, "ADS stream failed before its first request");
+                    Err(Unopened::Gone)
+                }
+            }
+        };
+        tokio::select! {
+            first = first => first,
             // A stream that never sends its first request must not hold shutdown up.
-            _ = stopped.wait_for(|stopped| *stopped) => {
-                let _ = self.responses.try_send(Err(Status::unavailable(SHUTTING_DOWN)));
+            _ = stopped.wait_for(|stopped| *stopped) => Err(Unopened::Stopped),
+        }
+    }
+
+    async fn run(mut self) {
+        let first = match self.first_request().await {
+            Ok(first) => first,
+            Err(Unopened::Refused(reason, status)) => {
+                let status = self.refusal(None, reason, status);
+                self.close_with(status).await;
                 return;
             }
+            Err(Unopened::Stopped) => {
+                let _ = self
+                    .responses
+                    .try_send(Err(Status::unavailable(SHUTTING_DOWN)));
+                return;
+            }
+            Err(Unopened::Gone) => return,
         };
         let parsed = match identify(M::node(&first), self.identity.as_ref()) {
             Ok(proxy) => proxy,
@@ -387,9 +561,11 @@ impl<M: Protocol> AdsStream<M> {
                 return;
             }
         };
+        self.unidentified = None;
         self.push_started = Instant::now();
         let (mut proxy, mut resources) = self.resources(&parsed).await;
         let mut state = M::new(resources.clone());
+        state.limit_names(self.max_names);
         self.metrics.proxy_connected();
         let _registration = Registration {
             registry: self.registry.clone(),
@@ -407,7 +583,17 @@ impl<M: Protocol> AdsStream<M> {
         let mut new_model = false;
         // Why the stream ends, if the proxy is to hear it.
         let mut closing = None;
+        // A request that ended the stream.
+        let mut refused = None;
         loop {
+            if let Some(Refused::TooManyNames { names, limit }) = outcome.refused.take() {
+                let status = Status::resource_exhausted(format!(
+                    "the stream would subscribe to {names} names, over the limit of {limit} \
+                     (--xds-max-subscribed-names)"
+                ));
+                closing = Some(self.refusal(Some(&proxy), Refusal::Subscriptions, status));
+                break;
+            }
             match self.deliver(&proxy, &state, outcome).await {
                 Ok(()) => {}
                 Err(End::Expired) => {
@@ -440,7 +626,12 @@ impl<M: Protocol> AdsStream<M> {
                         state.on_request(&request)
                     }
                     Ok(None) => break,
-                    Err(status) => {
+                    Err(ReadError::Refused { reason, status }) => {
+                        // Reported below, once the other branches' futures are gone.
+                        refused = Some((reason, status));
+                        break;
+                    }
+                    Err(ReadError::Transport(status)) => {
                         debug!(proxy = %proxy.id, %status, "ADS stream failed");
                         break;
                     }
@@ -478,14 +669,43 @@ impl<M: Protocol> AdsStream<M> {
                 }
             }
         }
+        if let Some((reason, status)) = refused {
+            closing = Some(self.refusal(Some(&proxy), reason, status));
+        }
         if let Some(status) = closing {
-            // A proxy that does not read may never make room for it: then its connection goes.
-            let sent = tokio::time::timeout(CLOSE_TIMEOUT, self.responses.send(Err(status))).await;
-            if sent.is_err() {
-                self.close_connection();
-            }
+            self.close_with(status).await;
         }
         info!(proxy = %proxy.id, connection = self.connection, "proxy disconnected");
+    }
+
+    /// A stream ending for breaking a bound or sending no valid request: counted, and logged
+    /// with the peer's address (and the proxy, once known). The status, for the client.
+    fn refusal(&self, proxy: Option<&Proxy>, reason: Refusal, status: Status) -> Status {
+        self.metrics.refused(reason);
+        let proxy = proxy.map_or("", |proxy| proxy.id.as_str());
+        warn!(
+            peer = %self.peer_address(),
+            proxy,
+            connection = self.connection,
+            code = ?status.code(),
+            reason = status.message(),
+            "ending ADS stream"
+        );
+        status
+    }
+
+    /// Ends the stream with `status`. A proxy that does not read may never make room for it:
+    /// then its connection goes.
+    async fn close_with(&self, status: Status) {
+        let sent = tokio::time::timeout(CLOSE_TIMEOUT, self.responses.send(Err(status))).await;
+        if sent.is_err() {
+            self.close_connection();
+        }
+    }
+
+    /// The proxy's address for logs; empty if the transport does not tell.
+    fn peer_address(&self) -> String {
+        self.peer.map(|peer| peer.to_string()).unwrap_or_default()
     }
 
     /// Logs and counts what happened, sends the responses and publishes the new state. Waiting
