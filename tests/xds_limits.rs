@@ -3,10 +3,11 @@
 //! hand where a client must break HTTP/2's own rules), so they send what no gRPC client would:
 //! the prefix of an oversize request, requests that do not decode, a stream without a request,
 //! streams past a connection's limit, connections that never finish their handshake (plaintext
-//! and TLS), streams faster than the rate, subscriptions past the limit. Each refusal reaches the
+//! and TLS, and more of them than rudder may open files), streams faster than the rate,
+//! subscriptions past the limit. Each refusal reaches the
 //! client as the status that names the bound (never OK), and is counted in
 //! `rudder_xds_refused_total`; stream refusals are logged with the client's address. Each test
-//! has its own rudder on 127.0.246.N (N 1 to 8).
+//! has its own rudder on 127.0.246.N (N 1 to 9).
 
 mod support;
 
@@ -50,11 +51,19 @@ struct Server {
 
 impl Server {
     fn start(host: u8, flags: &[&str]) -> Server {
+        Self::start_with_open_files(host, flags, None)
+    }
+
+    /// Like [`Server::start`], with at most `open_files` open files.
+    fn start_with_open_files(host: u8, flags: &[&str], open_files: Option<u32>) -> Server {
         let config = tempfile::tempdir().expect("a temporary directory");
         let address = format!("127.0.246.{host}:0");
         let mut args = vec!["--xds-address", &address, "--admin-address", &address];
         args.extend(flags);
-        let mut rudder = RudderProcess::start(config.path(), &args);
+        let mut rudder = match open_files {
+            Some(limit) => RudderProcess::start_with_open_files(config.path(), &args, limit),
+            None => RudderProcess::start(config.path(), &args),
+        };
         let (xds, admin) = rudder.addresses();
         Server {
             rudder,
@@ -413,6 +422,39 @@ async fn connections_without_a_handshake_in_time_are_closed() {
     let mut client = server.connect().await;
     let (_body, response) = open(&mut client, SOTW).await;
     assert_eq!(answer(response).await.status(), http::StatusCode::OK);
+}
+
+#[tokio::test]
+async fn silent_connections_past_the_open_file_limit_are_shed_and_logged() {
+    const OPEN_FILES: u32 = 128;
+    let flags = ["--xds-handshake-timeout", "1s"];
+    let mut server = Server::start_with_open_files(9, &flags, Some(OPEN_FILES));
+    // More silent connections than rudder may hold files: it cannot accept them all.
+    let mut silent = Vec::new();
+    for _ in 0..OPEN_FILES + 50 {
+        silent.push(server.dial().await);
+    }
+    let line = server
+        .rudder
+        .wait_for_line("accepting xDS connections fails", LIMIT);
+    assert!(
+        line.contains("failed="),
+        "the warning counts the failures: {line}"
+    );
+    // Each is closed at the handshake timeout, making room for the next; all are closed.
+    for connection in silent {
+        assert!(closed(connection).await, "a silent connection is closed");
+    }
+    // Served again, on both ports.
+    let mut client = server.connect().await;
+    let (_body, response) = open(&mut client, SOTW).await;
+    assert_eq!(answer(response).await.status(), http::StatusCode::OK);
+    server
+        .expect_metric(
+            "rudder_xds_refused_total{reason=\"handshake_timeout\"}",
+            f64::from(OPEN_FILES + 50),
+        )
+        .await;
 }
 
 #[tokio::test]

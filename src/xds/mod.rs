@@ -8,7 +8,9 @@
 //! Nothing here builds models or translates on its own schedule: models arrive through a
 //! `watch` channel and each connection asks the [`cache`] for its proxy's translation, made once
 //! per snapshot for every proxy that gets the same config. Responses carry resources encoded once
-//! and shared ([`wire`]), written to the wire by a codec of rudder's own (`grpc`).
+//! and shared ([`wire`]), written to the wire by a codec of rudder's own (`grpc`). What a client
+//! can make the server hold is bounded (see [`server`]): connections are accepted and given a
+//! time to handshake by `accept`, new streams are spaced by [`rate`].
 
 mod accept;
 pub mod cache;

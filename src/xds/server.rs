@@ -128,7 +128,7 @@ pub struct XdsOptions {
     /// A connection that has not completed TLS (on a TLS port) and sent the HTTP/2 preface this
     /// long after it was accepted is closed. Default: 10 s.
     pub handshake_timeout: Duration,
-    /// How often an idle connection is pinged, and how long its answer may take before the
+    /// How often each connection is pinged, and how long its answer may take before the
     /// connection is closed. Default: 30 s and 10 s, istiod's `GRPC_KEEPALIVE_INTERVAL` and
     /// `GRPC_KEEPALIVE_TIMEOUT`.
     pub keepalive_interval: Duration,

@@ -21,7 +21,22 @@ impl RudderProcess {
     /// `rudder serve --config-dir CONFIG_DIR` with `args` (its addresses among them), logging at
     /// `info` whatever `RUST_LOG` says.
     pub fn start(config_dir: &Path, args: &[&str]) -> RudderProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rudder"))
+        Self::spawn(Command::new(env!("CARGO_BIN_EXE_rudder")), config_dir, args)
+    }
+
+    /// Like [`RudderProcess::start`], with at most `limit` open files (soft and hard limit, so
+    /// rudder cannot raise it).
+    pub fn start_with_open_files(config_dir: &Path, args: &[&str], limit: u32) -> RudderProcess {
+        let mut shell = Command::new("sh");
+        shell
+            .arg("-c")
+            .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_rudder"));
+        Self::spawn(shell, config_dir, args)
+    }
+
+    fn spawn(mut command: Command, config_dir: &Path, args: &[&str]) -> RudderProcess {
+        let mut child = command
             .args(["serve", "--config-dir"])
             .arg(config_dir)
             .args(args)
