@@ -6,7 +6,8 @@
 //!   ACKed, the last NACK and its error, and the resulting [`SyncState`]; SotW or delta.
 //! - `/debug/configz`: the inputs of the current build as loaded, each with its config errors.
 //! - `/debug/config_dump?proxyID=`: what one proxy gets, in the shape of Envoy's `/config_dump`.
-//! - `/debug/connections`: each ADS stream: proxy id, peer address, since when, protocol.
+//! - `/debug/connections`: each ADS stream: proxy id, peer address, proven identity and the
+//!   Secrets it may get, since when, protocol.
 //!
 //! The JSON shapes of syncz and connections are the types below; `rudder proxy-status` reads
 //! syncz through them.
@@ -236,6 +237,10 @@ pub struct StreamConnection {
     pub connection: u64,
     /// The proxy's address as the TCP connection shows it, when known.
     pub peer: Option<String>,
+    /// The identity it proved (a SPIFFE id); `None`: unauthenticated.
+    pub identity: Option<String>,
+    /// The Secrets that identity may be sent: `none`, `ca-only` or `all`.
+    pub secrets: String,
     /// When the stream opened, RFC 3339 in UTC.
     pub connected_since: String,
     pub protocol: Protocol,
@@ -249,6 +254,8 @@ pub fn connections_view(registry: &Registry) -> Vec<StreamConnection> {
             proxy_id: connected.proxy.id.clone(),
             connection: connected.connection,
             peer: connected.peer.map(|peer| peer.to_string()),
+            identity: connected.identity.clone(),
+            secrets: connected.proxy.secret_access.as_str().to_string(),
             connected_since: rfc3339(connected.connected_at),
             protocol: Protocol::of(connected),
         })

@@ -27,6 +27,7 @@ pub mod duration;
 pub mod envoy_json;
 pub mod inputs;
 pub mod istio;
+pub mod kube_auth;
 pub mod metrics;
 pub mod model;
 pub mod proxy;

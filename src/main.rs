@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -12,11 +13,13 @@ use rudder::bootstrap::{
 };
 use rudder::envoy_json::config_dump;
 use rudder::model::{LastGood, build};
+use rudder::proxy::SecretAccess;
 use rudder::proxy_status;
 use rudder::serve::{KubeConnection, KubernetesOptions, ServeOptions, Server};
 use rudder::source::file::load_dirs;
 use rudder::source::kube::NamespaceFilter;
 use rudder::translate::translate;
+use rudder::xds::auth::{NamedReaders, ServiceAccount, XdsAuth};
 use rudder::xds::node;
 use rudder::xds::{
     DEFAULT_MAX_REQUEST_SIZE, DEFAULT_MAX_STREAMS_PER_CONNECTION, DEFAULT_MAX_SUBSCRIBED_NAMES,
@@ -106,6 +109,20 @@ enum Command {
         /// Require xDS clients to present a certificate signed by these CAs (PEM): mutual TLS.
         #[arg(long, value_name = "FILE", requires = "xds_tls_cert")]
         xds_tls_client_ca: Option<PathBuf>,
+        /// A service account (NAMESPACE/NAME, repeatable or comma-separated) allowed to be sent
+        /// the certificates and keys of its namespace's Secrets (gateway credentials) over SDS,
+        /// once its proxy proved that identity (mutual TLS with a SPIFFE certificate, or a
+        /// token). With Kubernetes, service accounts that RBAC lets list Secrets in their
+        /// namespace are allowed too (SubjectAccessReview, as istiod does).
+        #[arg(
+            long = "credential-reader",
+            value_name = "NAMESPACE/NAME",
+            value_delimiter = ','
+        )]
+        credential_readers: Vec<ServiceAccount>,
+        /// The trust domain of identities proven by a service account token (meshConfig.trustDomain).
+        #[arg(long, env = "TRUST_DOMAIN", default_value = "cluster.local")]
+        trust_domain: String,
         /// On SIGTERM or Ctrl-C, how long open connections get to close before rudder exits
         /// (Go duration syntax).
         #[arg(long, default_value = "5s")]
@@ -295,6 +312,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             xds_tls_cert,
             xds_tls_key,
             xds_tls_client_ca,
+            credential_readers,
+            trust_domain,
             shutdown_grace,
             xds_limits,
         } => {
@@ -341,6 +360,13 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                         push_concurrency: push_throttle as usize,
                         tls,
                         send_timeout: (!xds_send_timeout.is_zero()).then_some(xds_send_timeout.0),
+                        auth: XdsAuth {
+                            tokens: None,
+                            readers: vec![Arc::new(NamedReaders(
+                                credential_readers.into_iter().collect(),
+                            ))],
+                            trust_domain,
+                        },
                         ..XdsOptions::default()
                     }),
                     root_namespace,
@@ -426,7 +452,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             for error in &built.errors {
                 eprintln!("{error}");
             }
-            let proxy = node::parse(&node_id, &metadata)?.with_workload_labels(&built.model);
+            let mut proxy = node::parse(&node_id, &metadata)?.with_workload_labels(&built.model);
+            // Whoever runs this reads the Secrets' files already: show what a gateway allowed to
+            // read them gets (private keys are redacted in the dump).
+            proxy.secret_access = SecretAccess::All;
             let resources = translate(&built.model, &proxy);
             let dump = config_dump(&resources, |_| String::new())?;
             println!("{}", serde_json::to_string_pretty(&dump)?);

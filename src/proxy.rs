@@ -30,6 +30,33 @@ pub enum InterceptionMode {
     None,
 }
 
+/// Which credentials (SDS Secrets) a proxy may be sent, as decided by the xDS server from the
+/// identity it proved on its connection; parsing a node id grants nothing. istiod's rule: a
+/// proxy without a verified identity gets no Secret; a verified identity gets the CA bundles
+/// (`-cacert`, public) of its namespace, and its certificates and keys only if it is allowed to
+/// read Secrets there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord, Hash)]
+pub enum SecretAccess {
+    /// No verified identity: no Secret at all.
+    #[default]
+    None,
+    /// A verified identity that may not read its namespace's Secrets: CA certificates only.
+    CaOnly,
+    /// A verified identity allowed to read its namespace's Secrets: certificates and keys too.
+    All,
+}
+
+impl SecretAccess {
+    /// How logs and debug endpoints name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretAccess::None => "none",
+            SecretAccess::CaOnly => "ca-only",
+            SecretAccess::All => "all",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProxyError {
     #[error("node id {0:?} is not TYPE~IP~POD.NAMESPACE~NAMESPACE.svc.cluster.local")]
@@ -58,6 +85,9 @@ pub struct Proxy {
     pub dns_domain: String,
     /// Where the proxy runs; empty when unknown. Locality load balancing is relative to it.
     pub locality: Locality,
+    /// The Secrets it may be sent; [`SecretAccess::None`] until the xDS server verified who is
+    /// connected.
+    pub secret_access: SecretAccess,
 }
 
 impl Proxy {
@@ -134,6 +164,7 @@ impl Proxy {
             interception,
             dns_domain: dns_domain.to_string(),
             locality,
+            secret_access: SecretAccess::None,
         })
     }
 

@@ -25,6 +25,7 @@ use debounce::Debouncer;
 use crate::admin::{AdminState, Readiness, serve_admin};
 use crate::diagnostic::ConfigError;
 use crate::inputs::Inputs;
+use crate::kube_auth::{DEFAULT_TOKEN_AUDIENCE, KubeSecretReaders, KubeTokenReviewer};
 use crate::metrics::Metrics;
 use crate::model::{self, LastGood};
 use crate::source::file::FileWatcher;
@@ -147,8 +148,19 @@ impl Server {
             });
             sources.push(inputs);
         }
+        let mut xds_options = options.xds.clone();
         if let Some(kubernetes) = &options.kubernetes {
             let client = kubernetes.connection.client().await?;
+            // Proxies may prove who they are with service account tokens, and RBAC decides
+            // which identities may read Secrets, as with istiod.
+            xds_options.auth.tokens = Some(KubeTokenReviewer::new(
+                client.clone(),
+                vec![DEFAULT_TOKEN_AUDIENCE.to_string()],
+            ));
+            xds_options
+                .auth
+                .readers
+                .push(KubeSecretReaders::new(client.clone()));
             let mut source =
                 crate::source::kube::start(client.clone(), kubernetes.namespaces.clone())
                     .await
@@ -194,7 +206,7 @@ impl Server {
             snapshots,
             metrics,
             registry,
-            options.xds,
+            xds_options,
             shutdown(),
         );
         servers.push(

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use rudder::bootstrap::AdsApiType;
+use rudder::xds::TlsFiles;
 use support::certs::{TestCa, certificate_der, connector_trusting};
 use support::envoy_process::EnvoyProcess;
 use support::in_both_modes;
@@ -592,7 +593,8 @@ async fn https_ingress_with_certificate_files() {
 
 /// The README's "Ingress gateway with a stock Envoy", as written: `examples/ingress-gateway`,
 /// its `credential.sh` for the Secret, and an Envoy bootstrapped by `rudder bootstrap` with
-/// `--namespace` and `--label`; then the certificate is rotated the way the README says.
+/// `--namespace` and `--label`, reaching rudder over mutual TLS with the certificates of
+/// `xds-certs.sh`; then the certificate is rotated the way the README says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ingress_gateway_example_serves_https_and_rotates() {
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ingress-gateway");
@@ -614,8 +616,25 @@ async fn the_ingress_gateway_example_serves_https_and_rotates() {
         std::fs::read_to_string(&pem).expect("the issued certificate")
     };
     let _httpbin = Upstream::start("httpbin", "127.0.0.2:8000").await;
+    let secret = credential();
+    let xds_certs = std::process::Command::new(example.join("xds-certs.sh"))
+        .arg(certificates.path())
+        .output()
+        .expect("run examples/ingress-gateway/xds-certs.sh");
+    assert!(
+        xds_certs.status.success(),
+        "xds-certs.sh: {}",
+        String::from_utf8_lossy(&xds_certs.stderr)
+    );
+    let file = |name: &str| certificates.path().join(name);
+    let tls = TlsFiles {
+        certificate: file("xds.pem"),
+        private_key: file("xds-key.pem"),
+        client_ca: Some(file("ca.pem")),
+    };
     let control_plane =
-        ControlPlane::start_from(&example, &[("httpbin-credential.yaml", credential())]).await;
+        ControlPlane::start_from(&example, &[("httpbin-credential.yaml", secret)], tls).await;
+    let text = |name: &str| file(name).display().to_string();
     let bootstrap = std::process::Command::new(env!("CARGO_BIN_EXE_rudder"))
         .args([
             "bootstrap",
@@ -629,6 +648,14 @@ async fn the_ingress_gateway_example_serves_https_and_rotates() {
             "istio=ingressgateway",
             "--admin-address",
             "127.0.0.1:0",
+            "--xds-tls-ca",
+            &text("ca.pem"),
+            "--xds-tls-cert",
+            &text("gateway.pem"),
+            "--xds-tls-key",
+            &text("gateway-key.pem"),
+            "--xds-tls-server-name",
+            "localhost",
         ])
         .output()
         .expect("run rudder bootstrap");

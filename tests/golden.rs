@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use rudder::envoy_json::resources_to_json;
 use rudder::model::{LastGood, build};
-use rudder::proxy::Proxy;
+use rudder::proxy::{Proxy, SecretAccess};
 use rudder::source::file::load_dirs;
 use rudder::translate::{ResourceType, translate};
 use serde_json::Value;
@@ -50,7 +50,10 @@ fn proxy_of(case: &Path) -> Proxy {
         }
         Err(_) => (DEFAULT_PROXY.to_string(), Value::Null),
     };
-    Proxy::parse(&id, &metadata).expect("the case's proxy id parses")
+    let mut proxy = Proxy::parse(&id, &metadata).expect("the case's proxy id parses");
+    // Goldens show what a gateway allowed to read its namespace's Secrets gets.
+    proxy.secret_access = SecretAccess::All;
+    proxy
 }
 
 /// What a case produces: file name -> contents.

@@ -555,6 +555,11 @@ fn manifests_apply_to_a_real_api_server() {
                 "istio-system",
             ],
         ),
+        (true, &["create", "tokenreviews.authentication.k8s.io"]),
+        (
+            true,
+            &["create", "subjectaccessreviews.authorization.k8s.io"],
+        ),
         (false, &["create", "pods", "-n", "examples"]),
         (false, &["delete", "secrets", "-n", "examples"]),
         (false, &["list", "configmaps", "--all-namespaces"]),

@@ -295,6 +295,12 @@ async fn a_rejected_push_shows_and_recovers(api_type: AdsApiType, index: u8) {
         "{body}"
     );
     assert!(connection.connected_since.ends_with('Z'), "{body}");
+    // Plaintext: nothing proven, no Secret.
+    assert_eq!(
+        (connection.identity.as_deref(), connection.secrets.as_str()),
+        (None, "none"),
+        "{body}"
+    );
 }
 
 /// `/debug/configz` shows every input as loaded, with the errors of each object, and the errors

@@ -1,8 +1,11 @@
 //! Gateway credentials over SDS, as a proxy sees them on the wire: an in-process ADS client, in
-//! both ADS modes, against `serve_xds` serving a model built from YAML Secrets. A gateway gets
-//! the Secrets of its own namespace that it asks for, a rotated Secret arrives with a new
-//! version, a Secret that turns malformed is withdrawn (not served at its old key); sidecars and
-//! gateways of other namespaces get nothing; the debug endpoints never show a private key.
+//! both ADS modes, over mutual TLS with SPIFFE client certificates, against `serve_xds` serving
+//! a model built from YAML Secrets. A gateway whose identity may read its namespace's Secrets
+//! gets those it asks for, a rotated Secret arrives with a new version, a Secret that turns
+//! malformed is withdrawn (not served at its old key); an identity not allowed to read Secrets
+//! gets the CA bundles only; sidecars and gateways of other namespaces get nothing; a plaintext
+//! connection gets nothing whatever node it claims; a client certificate without a SPIFFE id is
+//! refused; a wildcard subscription gets nothing; the debug endpoints never show a private key.
 
 mod support;
 
@@ -23,12 +26,16 @@ use prost::Message;
 use rudder::admin::{AdminState, Readiness, serve_admin};
 use rudder::metrics::Metrics;
 use rudder::translate::ResourceType;
-use rudder::xds::{Registry, Snapshot, XdsOptions, serve_xds};
+use rudder::xds::auth::{NamedReaders, XdsAuth};
+use rudder::xds::{Registry, Snapshot, TlsFiles, XdsOptions, XdsTls, serve_xds};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tonic::Streaming;
 
-use support::ads::{delta_stream, snapshot, sotw_stream};
+use support::ads::{
+    XdsTlsClient, delta_stream, delta_stream_on, snapshot, sotw_stream, sotw_stream_on, tls_client,
+};
+use support::certs::TestCa;
 
 const GATEWAY: &str = "router~10.0.0.9~ingress-a.gw~gw.svc.cluster.local";
 const OTHER_GATEWAY: &str = "router~10.0.0.8~ingress-b.other~other.svc.cluster.local";
@@ -60,11 +67,47 @@ struct Rudder {
     xds: SocketAddr,
     admin: SocketAddr,
     snapshots: watch::Sender<Arc<Snapshot>>,
+    /// The CA of rudder's certificate and of the clients' (`None`: plaintext xDS).
+    ca: Option<TestCa>,
+    _dir: tempfile::TempDir,
     _shutdown: Vec<oneshot::Sender<()>>,
 }
 
 impl Rudder {
+    /// Serving mutual TLS, with `gw/ingress` allowed to read the Secrets of `gw`.
     async fn start(yaml: &str) -> Rudder {
+        Self::start_with(yaml, true).await
+    }
+
+    /// Serving plaintext xDS, with the same readers.
+    async fn start_plaintext(yaml: &str) -> Rudder {
+        Self::start_with(yaml, false).await
+    }
+
+    async fn start_with(yaml: &str, tls: bool) -> Rudder {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let ca = tls.then(|| {
+            let ca = TestCa::new(dir.path());
+            ca.issue_server("rudder", &["rudder.test"]);
+            ca
+        });
+        let options = XdsOptions {
+            tls: ca.as_ref().map(|ca| {
+                XdsTls::load(TlsFiles {
+                    certificate: ca.path("rudder.pem"),
+                    private_key: ca.path("rudder-key.pem"),
+                    client_ca: Some(ca.path("ca.pem")),
+                })
+                .expect("rudder's certificates load")
+            }),
+            auth: XdsAuth {
+                readers: vec![Arc::new(NamedReaders(
+                    ["gw/ingress".parse().unwrap()].into(),
+                ))],
+                ..XdsAuth::default()
+            },
+            ..XdsOptions::default()
+        };
         let (snapshots, receiver) = watch::channel(snapshot(yaml, 1));
         let registry = Registry::default();
         let metrics = Arc::new(Metrics::new());
@@ -78,7 +121,7 @@ impl Rudder {
             receiver.clone(),
             metrics.clone(),
             registry.clone(),
-            XdsOptions::default(),
+            options,
             async move {
                 let _ = xds_stopped.await;
             },
@@ -96,7 +139,32 @@ impl Rudder {
             xds: addresses.0,
             admin: addresses.1,
             snapshots,
+            ca,
+            _dir: dir,
             _shutdown: vec![stop_xds, stop_admin],
+        }
+    }
+
+    /// How a client presenting a certificate for `identity` (a URI SAN, or only a DNS name
+    /// when `None`) reaches this rudder's TLS port.
+    fn client_tls(&self, identity: Option<&str>) -> XdsTlsClient {
+        let ca = self.ca.as_ref().expect("rudder serves TLS");
+        let name = identity
+            .unwrap_or("dns-only")
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "-");
+        if !ca.path(&format!("{name}.pem")).exists() {
+            match identity {
+                Some(uri) => ca.issue_client_with_uri(&name, uri),
+                None => ca.issue_client(&name),
+            }
+        }
+        XdsTlsClient {
+            ca: ca.path("ca.pem"),
+            server_name: "rudder.test".into(),
+            certificate: Some((
+                ca.path(&format!("{name}.pem")),
+                ca.path(&format!("{name}-key.pem")),
+            )),
         }
     }
 
@@ -105,12 +173,51 @@ impl Rudder {
         self.snapshots.send_replace(snapshot(yaml, generation));
     }
 
+    /// A proxy `node_id` connecting with the SPIFFE id of its node's namespace and service
+    /// account `ingress` (or over plaintext, if rudder serves that).
     async fn connect(&self, node_id: &str, delta: bool) -> Client {
+        let namespace = node_id
+            .rsplit('~')
+            .next()
+            .and_then(|domain| domain.split('.').next())
+            .expect("a node id");
+        let identity = format!("spiffe://cluster.local/ns/{namespace}/sa/ingress");
+        self.connect_as(node_id, delta, Some(&identity))
+            .await
+            .expect("the stream opens")
+    }
+
+    /// A proxy `node_id` presenting a certificate for `identity` (see [`Rudder::client_tls`]).
+    async fn connect_as(
+        &self,
+        node_id: &str,
+        delta: bool,
+        identity: Option<&str>,
+    ) -> Result<Client, tonic::Status> {
         let node = Some(Node {
             id: node_id.to_string(),
             ..Default::default()
         });
-        if delta {
+        if self.ca.is_some() {
+            let mut client = tls_client(self.xds, &self.client_tls(identity), None).await;
+            return Ok(if delta {
+                let (requests, responses) = delta_stream_on(&mut client).await?;
+                Client::Delta {
+                    requests,
+                    responses,
+                    node,
+                }
+            } else {
+                let (requests, responses) = sotw_stream_on(&mut client).await?;
+                Client::Sotw {
+                    requests,
+                    responses,
+                    node,
+                    names: Vec::new(),
+                }
+            });
+        }
+        Ok(if delta {
             let (requests, responses) = delta_stream(self.xds).await;
             Client::Delta {
                 requests,
@@ -125,7 +232,7 @@ impl Rudder {
                 node,
                 names: Vec::new(),
             }
-        }
+        })
     }
 
     /// A GET on the admin server: (status, body).
@@ -253,6 +360,22 @@ impl Client {
                     removed: response.removed_resources,
                 }
             }
+        }
+    }
+
+    /// The status the stream ends with.
+    async fn failure(&mut self) -> tonic::Status {
+        let outcome = match self {
+            Client::Sotw { responses, .. } => tokio::time::timeout(WAIT, responses.message())
+                .await
+                .map(|message| message.map(|_| ())),
+            Client::Delta { responses, .. } => tokio::time::timeout(WAIT, responses.message())
+                .await
+                .map(|message| message.map(|_| ())),
+        };
+        match outcome {
+            Ok(Err(status)) => status,
+            other => panic!("the stream should have failed: {other:?}"),
         }
     }
 
@@ -388,9 +511,72 @@ async fn strangers(delta: bool) {
     }
 }
 
+in_both_modes!(plaintext_gets_no_secret_whatever_node_it_claims, plaintext);
+async fn plaintext(delta: bool) {
+    let rudder = Rudder::start_plaintext(&credential(CERT_PEM, KEY_PEM)).await;
+    let mut gateway = rudder.connect_as(GATEWAY, delta, None).await.unwrap();
+    gateway.subscribe(&[CERTIFICATE, CA]).await;
+    let answer = gateway.recv().await;
+    assert!(answer.secrets.is_empty(), "plaintext got {answer:?}");
+    gateway.assert_quiet().await;
+}
+
+in_both_modes!(
+    an_identity_not_allowed_to_read_secrets_gets_ca_only,
+    ca_only
+);
+async fn ca_only(delta: bool) {
+    let rudder = Rudder::start(&credential(CERT_PEM, KEY_PEM)).await;
+    let identity = Some("spiffe://cluster.local/ns/gw/sa/default");
+    let mut gateway = rudder.connect_as(GATEWAY, delta, identity).await.unwrap();
+    gateway.subscribe(&[CERTIFICATE, CA]).await;
+    let answer = gateway.recv().await;
+    assert_eq!(
+        answer.secrets.keys().collect::<Vec<_>>(),
+        [CA],
+        "{answer:?}"
+    );
+}
+
+in_both_modes!(a_certificate_without_spiffe_id_is_refused, dns_only);
+async fn dns_only(delta: bool) {
+    let rudder = Rudder::start(&credential(CERT_PEM, KEY_PEM)).await;
+    let mut gateway = rudder.connect_as(GATEWAY, delta, None).await.unwrap();
+    gateway.subscribe(&[CERTIFICATE, CA]).await;
+    let status = gateway.failure().await;
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("SPIFFE"), "{status:?}");
+}
+
+in_both_modes!(
+    a_certificate_of_another_namespace_is_refused,
+    other_namespace
+);
+async fn other_namespace(delta: bool) {
+    let rudder = Rudder::start(&credential(CERT_PEM, KEY_PEM)).await;
+    let identity = Some("spiffe://cluster.local/ns/other/sa/ingress");
+    let mut gateway = rudder.connect_as(GATEWAY, delta, identity).await.unwrap();
+    gateway.subscribe(&[CERTIFICATE, CA]).await;
+    let status = gateway.failure().await;
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+}
+
+#[tokio::test]
+async fn a_wildcard_subscription_gets_no_secret() {
+    let rudder = Rudder::start(&credential(CERT_PEM, KEY_PEM)).await;
+    let mut gateway = rudder.connect(GATEWAY, true).await;
+    gateway.subscribe(&["*"]).await;
+    let answer = gateway.recv().await;
+    assert!(answer.secrets.is_empty(), "a wildcard got {answer:?}");
+}
+
 #[tokio::test]
 async fn debug_endpoints_show_no_private_key() {
     let rudder = Rudder::start(&credential(CERT_PEM, KEY_PEM)).await;
+    // Dumped as connected, with the Secrets its identity may read.
+    let mut gateway = rudder.connect(GATEWAY, false).await;
+    gateway.subscribe(&[CERTIFICATE]).await;
+    gateway.recv().await;
     let (status, dump) = rudder
         .admin_get(&format!("/debug/config_dump?proxyID={GATEWAY}"))
         .await;

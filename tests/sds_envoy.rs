@@ -2,7 +2,9 @@
 //! Secret; a stock Envoy, identified as a gateway (`router`) of the Secret's namespace, has one
 //! static listener whose TLS context names `kubernetes://cred` over ADS. The listener warms on
 //! the Secret rudder sends and terminates TLS with it; editing the Secret's file reaches Envoy
-//! without a restart. Runs with state-of-the-world and with delta ADS. (Gateway listeners built
+//! without a restart. The gateway proves its identity to rudder with a SPIFFE client certificate
+//! (mutual TLS), without which it would get no Secret. Runs with state-of-the-world and with
+//! delta ADS. (Gateway listeners built
 //! from Gateway resources are the gateway tests' business.)
 
 mod support;
@@ -19,6 +21,7 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 
 use support::envoy_process::EnvoyProcess;
+use support::identity::{GATEWAY_SERVICE_ACCOUNT, MeshCa};
 use support::mesh::local_serve_options;
 
 const NODE_ID: &str = "router~127.0.0.1~ingress-a.gw~gw.svc.cluster.local";
@@ -47,14 +50,19 @@ fn free_port() -> u16 {
 
 /// Starts Envoy as the gateway, ADS to `server`, with a TLS listener on `port` that answers
 /// every HTTP request with [`GREETING`], using the certificate `kubernetes://cred`.
-fn start_gateway_envoy(server: &Server, api_type: AdsApiType, port: u16) -> EnvoyProcess {
+fn start_gateway_envoy(
+    server: &Server,
+    ca: &MeshCa,
+    api_type: AdsApiType,
+    port: u16,
+) -> EnvoyProcess {
     let mut bootstrap = bootstrap_json(&BootstrapOptions {
         node_id: NODE_ID.to_string(),
         xds_address: server.xds_address().to_string(),
         metadata: json!({"NAMESPACE": "gw"}),
         admin_address: "127.0.0.1:0".parse().expect("an address"),
         api_type,
-        xds_tls: None,
+        xds_tls: Some(ca.envoy_tls("gw", GATEWAY_SERVICE_ACCOUNT)),
     })
     .expect("a bootstrap");
     bootstrap["static_resources"]["listeners"] = json!([{
@@ -168,11 +176,12 @@ async fn rotation_reaches_envoy(api_type: AdsApiType) {
     std::fs::create_dir(&config).expect("a config directory");
     let secret_file = config.join("secret.yaml");
     std::fs::write(&secret_file, secret_yaml(CERT_PEM)).expect("write the Secret");
-    let server = Server::start(local_serve_options(vec![config]))
-        .await
-        .expect("rudder starts");
+    let ca = MeshCa::new();
+    let mut options = local_serve_options(vec![config]);
+    options.xds = ca.serve(options.xds);
+    let server = Server::start(options).await.expect("rudder starts");
     let port = free_port();
-    let envoy = start_gateway_envoy(&server, api_type, port);
+    let envoy = start_gateway_envoy(&server, &ca, api_type, port);
     until_served(port, 1, &envoy).await;
 
     // The Secret's chain now carries the CA too: Envoy presents both, same process.

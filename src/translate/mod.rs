@@ -74,6 +74,13 @@ impl ResourceType {
         matches!(self, ResourceType::Cluster | ResourceType::Listener)
     }
 
+    /// SDS resources are sent only to a subscription that names them: a wildcard subscription
+    /// (delta `*`) would hand a gateway every credential of its namespace, including those no
+    /// listener of it refers to. istiod answers a wildcard SDS subscription with nothing too.
+    pub fn by_name_only(self) -> bool {
+        self == ResourceType::Secret
+    }
+
     /// A short name for logs and metrics: `cds`, `eds`, `lds`, `rds`, `sds`.
     pub fn short_name(self) -> &'static str {
         match self {

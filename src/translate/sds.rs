@@ -13,7 +13,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
 };
 
 use crate::model::Model;
-use crate::proxy::{Proxy, ProxyKind};
+use crate::proxy::{Proxy, ProxyKind, SecretAccess};
 
 /// The prefix istiod gives Secret resources read from Kubernetes Secrets.
 const KUBERNETES_SECRET_PREFIX: &str = "kubernetes://";
@@ -30,14 +30,20 @@ pub fn ca_resource_name(credential_name: &str) -> String {
     format!("{KUBERNETES_SECRET_PREFIX}{credential_name}{CA_SUFFIX}")
 }
 
-/// The Secret resources `proxy` may fetch, by resource name: for a gateway (`router`), every
-/// credential of its own namespace (istiod's authorization for `kubernetes://` names: same
-/// namespace only); for sidecars, none. Envoy asks for them by name, so a gateway gets only
-/// those its listeners refer to.
+/// The Secret resources `proxy` may fetch, by resource name: for a gateway (`router`), the
+/// credentials of its own namespace that its [`SecretAccess`] allows (istiod's authorization for
+/// `kubernetes://` names: same namespace only; CA bundles to any verified identity of the
+/// namespace, certificates and keys only to one allowed to read its Secrets; nothing without a
+/// verified identity); for sidecars, none. Envoy asks for them by name, and a wildcard
+/// subscription gets none of them ([`ResourceType::by_name_only`]), so a gateway gets only those
+/// its listeners refer to.
+///
+/// [`ResourceType::by_name_only`]: crate::translate::ResourceType::by_name_only
 pub fn secrets(model: &Model, proxy: &Proxy) -> BTreeMap<String, Secret> {
-    if proxy.kind != ProxyKind::Router {
+    if proxy.kind != ProxyKind::Router || proxy.secret_access == SecretAccess::None {
         return BTreeMap::new();
     }
+    let keys = proxy.secret_access == SecretAccess::All;
     let namespace = proxy.namespace.clone();
     let own = (namespace.clone(), String::new())..;
     let mut secrets = BTreeMap::new();
@@ -53,15 +59,17 @@ pub fn secrets(model: &Model, proxy: &Proxy) -> BTreeMap<String, Secret> {
         .range(own)
         .take_while(|((ns, _), _)| *ns == namespace)
     {
-        let tls_certificate = TlsCertificate {
-            certificate_chain: Some(inline(&credential.certificate_chain)),
-            private_key: Some(inline(&credential.private_key)),
-            ..Default::default()
-        };
-        add(
-            certificate_resource_name(name),
-            Type::TlsCertificate(tls_certificate),
-        );
+        if keys {
+            let tls_certificate = TlsCertificate {
+                certificate_chain: Some(inline(&credential.certificate_chain)),
+                private_key: Some(inline(&credential.private_key)),
+                ..Default::default()
+            };
+            add(
+                certificate_resource_name(name),
+                Type::TlsCertificate(tls_certificate),
+            );
+        }
         if let Some(ca) = &credential.ca_certificate {
             let validation_context = CertificateValidationContext {
                 trusted_ca: Some(inline(ca)),
@@ -131,15 +139,20 @@ mod tests {
 
     fn proxy(kind: &str) -> Proxy {
         let id = format!("{kind}~10.0.0.1~pod.gw~gw.svc.cluster.local");
-        Proxy::parse(&id, &json!({"NAMESPACE": "gw"})).unwrap()
+        let mut proxy = Proxy::parse(&id, &json!({"NAMESPACE": "gw"})).unwrap();
+        proxy.secret_access = SecretAccess::All;
+        proxy
+    }
+
+    fn names(secrets: &BTreeMap<String, Secret>) -> Vec<&str> {
+        secrets.keys().map(String::as_str).collect()
     }
 
     #[test]
     fn a_gateway_gets_the_credentials_of_its_namespace_only() {
         let secrets = secrets(&model(), &proxy("router"));
-        let names: Vec<&str> = secrets.keys().map(String::as_str).collect();
         assert_eq!(
-            names,
+            names(&secrets),
             ["kubernetes://a", "kubernetes://a-cacert", "kubernetes://b"]
         );
         let Some(Type::TlsCertificate(tls)) = &secrets["kubernetes://a"].r#type else {
@@ -164,6 +177,18 @@ mod tests {
         assert_eq!(tls.certificate_chain, Some(inline("chain")));
         let redacted = Some(Specifier::InlineString(REDACTED.into()));
         assert_eq!(tls.private_key.as_ref().unwrap().specifier, redacted);
+    }
+
+    #[test]
+    fn what_a_gateway_gets_follows_its_secret_access() {
+        let mut gateway = proxy("router");
+        gateway.secret_access = SecretAccess::CaOnly;
+        assert_eq!(
+            names(&secrets(&model(), &gateway)),
+            ["kubernetes://a-cacert"]
+        );
+        gateway.secret_access = SecretAccess::None;
+        assert!(secrets(&model(), &gateway).is_empty());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use super::Snapshot;
 use super::hook::{self, ResourcesHook};
 use super::versions::{Interner, ResourceSet};
 use crate::model::{Locality, Model};
-use crate::proxy::{InterceptionMode, Proxy, ProxyKind};
+use crate::proxy::{InterceptionMode, Proxy, ProxyKind, SecretAccess};
 
 /// What a proxy's translation depends on besides the model.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -34,6 +34,7 @@ pub struct ProxyKey {
     interception: InterceptionMode,
     dns_domain: String,
     locality: Locality,
+    secret_access: SecretAccess,
     /// The proxy's own id, when a test hook may rewrite each proxy's translation differently.
     id: Option<String>,
 }
@@ -54,6 +55,7 @@ impl ProxyKey {
             interception,
             dns_domain,
             locality,
+            secret_access,
         } = proxy;
         ProxyKey {
             kind: *kind,
@@ -62,6 +64,7 @@ impl ProxyKey {
             interception: *interception,
             dns_domain: dns_domain.clone(),
             locality: locality.clone(),
+            secret_access: *secret_access,
             id: per_proxy.then(|| id.clone()),
         }
     }

@@ -100,7 +100,7 @@ impl Watch {
         }
         for name in &request.resource_names_subscribe {
             if name == WILDCARD {
-                self.wildcard = true;
+                self.wildcard = !ty.by_name_only();
                 continue;
             }
             let name = resources.name(name);

@@ -28,7 +28,7 @@ use tonic::metadata::GRPC_CONTENT_TYPE;
 use tonic::server::NamedService;
 use tonic::{Request, Status};
 
-use super::spiffe::SpiffeId;
+use super::auth::Credentials;
 use super::tls::TlsPeer;
 use super::wire::{DeltaResponse, SotwResponse, WireMessage};
 use crate::metrics::Refusal;
@@ -64,8 +64,8 @@ pub(super) trait Ads: Send + Sync + 'static {
 pub(super) struct Peer {
     /// The proxy's address, when the transport knows it.
     pub address: Option<SocketAddr>,
-    /// The SPIFFE identity of its client certificate (mutual TLS), if it has one.
-    pub identity: Option<SpiffeId>,
+    /// What it offers to prove its identity (`super::auth` decides what that proves).
+    pub credentials: Credentials,
 }
 
 /// The largest messages each way, in bytes.
@@ -74,6 +74,10 @@ pub(super) struct Limits {
     pub request: usize,
     pub response: usize,
 }
+
+/// The longest `authorization` header read: far beyond a Kubernetes token, so that a client
+/// cannot make rudder send megabytes to the API server.
+const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
 /// The `envoy.service.discovery.v3.AggregatedDiscoveryService` service.
 pub(super) struct AdsServer<T> {
@@ -136,9 +140,20 @@ impl<T: Ads> Service<http::Request<tonic::body::Body>> for AdsServer<T> {
 fn requests<Req>(request: http::Request<tonic::body::Body>, limit: usize) -> (Peer, Requests<Req>) {
     let request = Request::from_http(request);
     let tls = request.extensions().get::<TlsPeer>();
+    let token = request
+        .metadata()
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| value.len() <= MAX_TOKEN_BYTES)
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::to_string);
     let peer = Peer {
         address: request.remote_addr().or_else(|| tls.map(|tls| tls.address)),
-        identity: tls.and_then(|tls| tls.identity.clone()),
+        credentials: Credentials {
+            tls: tls.is_some(),
+            certificate: tls.and_then(|tls| tls.certificate.clone()),
+            token,
+        },
     };
     let requests = Requests {
         body: Mutex::new(request.into_inner()),

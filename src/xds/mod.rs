@@ -13,6 +13,7 @@
 //! time to handshake by `accept`, new streams are spaced by [`rate`].
 
 mod accept;
+pub mod auth;
 pub mod cache;
 mod closer;
 pub mod connection;
@@ -80,6 +81,8 @@ pub struct ConnectedProxy {
     pub delta: bool,
     /// The proxy's address as the stream's TCP connection shows it, when known.
     pub peer: Option<SocketAddr>,
+    /// The identity the proxy proved on its connection (a SPIFFE id); `None`: unauthenticated.
+    pub identity: Option<String>,
     /// When the stream opened.
     pub connected_at: SystemTime,
     /// Per subscribed type, what was sent, ACKed and NACKed.

@@ -39,19 +39,19 @@ use tonic::Status;
 use tracing::{debug, info, warn};
 
 use super::accept::{self, Accepting, Plaintext};
+use super::auth::{Credentials, Verified, XdsAuth};
 use super::cache::Cache;
 use super::closer::Closers;
 use super::connection::{Event, Outcome, Refused, StateMachine};
 use super::grpc::{Ads, AdsServer, Limits, Peer, ReadError, Requests, Responses};
 use super::node::identify;
 use super::rate::{Limiter, StreamRate};
-use super::spiffe::SpiffeId;
 use super::tls::XdsTls;
 use super::versions::ResourceSet;
 use super::wire::{DeltaResponse, SotwResponse, WireMessage};
 use super::{ConnectedProxy, DeltaConnection, Registry, ResourcesHook, Snapshot, SotwConnection};
 use crate::metrics::{Convergence, Metrics, Refusal};
-use crate::proxy::Proxy;
+use crate::proxy::{Proxy, SecretAccess};
 use crate::translate::ResourceType;
 
 /// The largest response: large enough for a full CDS/EDS of a big mesh; gRPC's 4 MiB default is
@@ -115,6 +115,8 @@ pub struct XdsOptions {
     /// complete in time ends the stream too. `None`, istiod's default: no limit but the
     /// stream's maximum age.
     pub send_timeout: Option<Duration>,
+    /// Who a stream's peer is and which Secrets it may read ([`super::auth`]).
+    pub auth: XdsAuth,
     /// The largest request, in bytes: one whose length prefix says more ends its stream with
     /// `RESOURCE_EXHAUSTED` before any of it is buffered. Responses are not bound by it.
     /// Default: 4 MiB, istiod's `ISTIO_GPRC_MAXRECVMSGSIZE`.
@@ -152,6 +154,7 @@ impl Default for XdsOptions {
             push_concurrency: DEFAULT_PUSH_CONCURRENCY,
             tls: None,
             send_timeout: None,
+            auth: XdsAuth::default(),
             max_request_size: DEFAULT_MAX_REQUEST_SIZE,
             max_streams_per_connection: DEFAULT_MAX_STREAMS_PER_CONNECTION,
             first_request_timeout: DEFAULT_FIRST_REQUEST_TIMEOUT,
@@ -293,7 +296,9 @@ impl AdsService {
             metrics: self.metrics.clone(),
             registry: self.registry.clone(),
             peer: peer.address,
-            identity: peer.identity,
+            credentials: peer.credentials,
+            identity: None,
+            auth: self.options.auth.clone(),
             connected_at: SystemTime::now(),
             cache: self.cache.clone(),
             pushes: self.pushes.clone(),
@@ -336,6 +341,8 @@ trait Protocol: StateMachine<Request: prost::Message + Default> {
 
     fn node(request: &Self::Request) -> Option<&Node>;
 
+    fn type_url(request: &Self::Request) -> &str;
+
     fn summary(response: &Self::Response) -> Summary<'_>;
 }
 
@@ -357,6 +364,10 @@ impl Protocol for SotwConnection {
         request.node.as_ref()
     }
 
+    fn type_url(request: &DiscoveryRequest) -> &str {
+        &request.type_url
+    }
+
     fn summary(response: &SotwResponse) -> Summary<'_> {
         Summary {
             type_url: &response.type_url,
@@ -374,6 +385,10 @@ impl Protocol for DeltaConnection {
 
     fn node(request: &DeltaDiscoveryRequest) -> Option<&Node> {
         request.node.as_ref()
+    }
+
+    fn type_url(request: &DeltaDiscoveryRequest) -> &str {
+        &request.type_url
     }
 
     fn summary(response: &DeltaResponse) -> Summary<'_> {
@@ -412,8 +427,11 @@ struct AdsStream<M: Protocol> {
     registry: Registry,
     /// The proxy's address, when the transport knows it.
     peer: Option<SocketAddr>,
-    /// The SPIFFE identity of the proxy's client certificate, which must match the node.
-    identity: Option<SpiffeId>,
+    /// What the connection offers to prove who the proxy is.
+    credentials: Credentials,
+    /// The SPIFFE id it proved, once the first request is in.
+    identity: Option<String>,
+    auth: XdsAuth,
     connected_at: SystemTime,
     /// Translations shared by all streams.
     cache: Arc<Cache>,
@@ -497,6 +515,15 @@ impl<M: Protocol> AdsStream<M> {
         (proxy, resources)
     }
 
+    /// The proxy a stream's first request names and the identity its connection proves; a
+    /// status to end the stream with if either fails.
+    async fn identify(&self, first: &M::Request) -> Result<(Proxy, Option<Verified>), Status> {
+        let verified = self.auth.authenticate(&self.credentials).await?;
+        let identity = verified.as_ref().map(|verified| &verified.identity);
+        let proxy = identify(M::node(first), identity)?;
+        Ok((proxy, verified))
+    }
+
     /// Waits for the stream's turn ([`XdsOptions::stream_rate`]), then for its first request,
     /// until [`XdsOptions::first_request_timeout`] after it opened.
     async fn first_request(&mut self) -> Result<M::Request, Unopened> {
@@ -552,16 +579,17 @@ impl<M: Protocol> AdsStream<M> {
             }
             Err(Unopened::Gone) => return,
         };
-        let parsed = match identify(M::node(&first), self.identity.as_ref()) {
-            Ok(proxy) => proxy,
-            Err(error) => {
-                let peer = self.peer.map(|peer| peer.to_string()).unwrap_or_default();
-                warn!(%peer, %error, "refusing ADS stream");
-                let _ = self.responses.send(Err(error.into())).await;
+        let peer = self.peer.map(|peer| peer.to_string()).unwrap_or_default();
+        let (mut parsed, verified) = match self.identify(&first).await {
+            Ok(identified) => identified,
+            Err(status) => {
+                warn!(%peer, error = status.message(), "refusing ADS stream");
+                let _ = self.responses.send(Err(status)).await;
                 return;
             }
         };
         self.unidentified = None;
+        parsed.secret_access = self.auth.secret_access(verified.as_ref()).await;
         self.push_started = Instant::now();
         let (mut proxy, mut resources) = self.resources(&parsed).await;
         let mut state = M::new(resources.clone());
@@ -573,7 +601,30 @@ impl<M: Protocol> AdsStream<M> {
             proxy_id: proxy.id.clone(),
             connection: self.connection,
         };
-        info!(proxy = %proxy.id, connection = self.connection, delta = M::DELTA, "proxy connected");
+        let proven_by = verified
+            .as_ref()
+            .map_or("", |verified| verified.method.as_str());
+        self.identity = verified.map(|verified| verified.identity.to_string());
+        let identity = self
+            .identity
+            .as_deref()
+            .unwrap_or("unauthenticated")
+            .to_string();
+        info!(
+            proxy = %proxy.id,
+            connection = self.connection,
+            delta = M::DELTA,
+            %peer,
+            %identity,
+            proven_by,
+            secrets = proxy.secret_access.as_str(),
+            "proxy connected"
+        );
+        // Whether the log says why this stream gets fewer Secrets than it asks for.
+        let asks_for_secrets =
+            |request: &M::Request| M::type_url(request) == ResourceType::Secret.type_url();
+        let mut secrets_refusal_logged =
+            asks_for_secrets(&first) && log_secrets_refusal(&proxy, &identity);
 
         let expired = until(self.expires);
         tokio::pin!(expired);
@@ -623,6 +674,9 @@ impl<M: Protocol> AdsStream<M> {
                 request = self.requests.message() => match request {
                     Ok(Some(request)) => {
                         self.push_started = Instant::now();
+                        if !secrets_refusal_logged && asks_for_secrets(&request) {
+                            secrets_refusal_logged = log_secrets_refusal(&proxy, &identity);
+                        }
                         state.on_request(&request)
                     }
                     Ok(None) => break,
@@ -793,6 +847,7 @@ impl<M: Protocol> AdsStream<M> {
             connection: self.connection,
             delta: M::DELTA,
             peer: self.peer,
+            identity: self.identity.clone(),
             connected_at: self.connected_at,
             types: state.status(),
         });
@@ -828,6 +883,31 @@ impl<M: Protocol> AdsStream<M> {
         };
         permit.send(Ok(response));
         Ok(())
+    }
+}
+
+/// Logs why a proxy asking for Secrets gets fewer than it asks for; whether it did.
+fn log_secrets_refusal(proxy: &Proxy, identity: &str) -> bool {
+    match proxy.secret_access {
+        SecretAccess::All => false,
+        SecretAccess::None => {
+            warn!(
+                proxy = %proxy.id,
+                "Secrets requested on a stream without a verified identity: none is served \
+                 (connect over TLS with a client certificate or a service account token)"
+            );
+            true
+        }
+        SecretAccess::CaOnly => {
+            warn!(
+                proxy = %proxy.id,
+                %identity,
+                namespace = %proxy.namespace,
+                "Secrets requested by an identity not allowed to read Secrets in its namespace: \
+                 only CA certificates are served"
+            );
+            true
+        }
     }
 }
 

@@ -212,9 +212,9 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 #[derive(Debug, Clone)]
 pub struct TlsPeer {
     pub address: SocketAddr,
-    /// The SPIFFE identity of the client certificate (its first `spiffe://` URI SAN), if it
-    /// presented one that has it.
-    pub identity: Option<SpiffeId>,
+    /// Whether the client presented a certificate (verified by the handshake), and if so the
+    /// SPIFFE identity it carries (its first `spiffe://` URI SAN).
+    pub certificate: Option<Option<SpiffeId>>,
 }
 
 /// One connection to the xDS port, handshake done.
@@ -285,13 +285,16 @@ impl Handshake for XdsTls {
             .accept(stream)
             .await
             .map_err(HandshakeError::Tls)?;
-        let identity = stream
+        let certificate = stream
             .get_ref()
             .1
             .peer_certificates()
             .and_then(|chain| chain.first())
-            .and_then(|leaf| SpiffeId::of_certificate(leaf));
-        let peer = TlsPeer { address, identity };
+            .map(|leaf| SpiffeId::of_certificate(leaf));
+        let peer = TlsPeer {
+            address,
+            certificate,
+        };
         let stream = Prefaced::read(stream).await?;
         Ok(TlsConnection { stream, peer })
     }

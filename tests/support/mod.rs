@@ -6,6 +6,7 @@ pub mod certs;
 pub mod cluster;
 pub mod envoy;
 pub mod envoy_process;
+pub mod identity;
 pub mod mesh;
 pub mod netns;
 pub mod pods;

@@ -8,22 +8,26 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::time::Duration;
 
-use rudder::bootstrap::AdsApiType;
+use rudder::bootstrap::{AdsApiType, XdsClientTls};
 use rudder::serve::Server;
+use rudder::xds::{TlsFiles, XdsTls};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::envoy_process::EnvoyProcess;
+use super::identity::{GATEWAY_SERVICE_ACCOUNT, MeshCa};
 use super::mesh::{local_serve_options, replace_file};
 use super::upstream::Echo;
 
 /// Where Istio installs its gateways, and where their credentials live.
 pub const ISTIO_SYSTEM: &str = "istio-system";
 
-/// rudder serving a config directory of its own.
+/// rudder serving a config directory of its own, over mutual TLS so that gateways may be sent
+/// their credentials (see [`MeshCa`]).
 pub struct ControlPlane {
     pub dir: tempfile::TempDir,
     pub server: Server,
+    pub ca: MeshCa,
 }
 
 impl ControlPlane {
@@ -33,11 +37,16 @@ impl ControlPlane {
         for (name, contents) in files {
             std::fs::write(dir.path().join(name), contents).expect("write a config file");
         }
-        Self::serve(dir).await
+        Self::serve(dir, None).await
     }
 
-    /// Starts rudder on a copy of the files of `source` (e.g. one of `examples/`), plus `files`.
-    pub async fn start_from(source: &Path, files: &[(&str, String)]) -> ControlPlane {
+    /// Starts rudder on a copy of the files of `source` (e.g. one of `examples/`), plus `files`,
+    /// serving xDS with the certificates `tls` names instead of the test CA's.
+    pub async fn start_from(
+        source: &Path,
+        files: &[(&str, String)],
+        tls: TlsFiles,
+    ) -> ControlPlane {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let entries = std::fs::read_dir(source)
             .unwrap_or_else(|error| panic!("read {}: {error}", source.display()));
@@ -50,14 +59,19 @@ impl ControlPlane {
         for (name, contents) in files {
             std::fs::write(dir.path().join(name), contents).expect("write a config file");
         }
-        Self::serve(dir).await
+        let tls = XdsTls::load(tls).expect("the xDS certificates load");
+        Self::serve(dir, Some(tls)).await
     }
 
-    async fn serve(dir: tempfile::TempDir) -> ControlPlane {
-        let server = Server::start(local_serve_options(vec![dir.path().to_path_buf()]))
-            .await
-            .expect("rudder starts");
-        ControlPlane { dir, server }
+    async fn serve(dir: tempfile::TempDir, tls: Option<XdsTls>) -> ControlPlane {
+        let ca = MeshCa::new();
+        let mut options = local_serve_options(vec![dir.path().to_path_buf()]);
+        options.xds = ca.serve(options.xds);
+        if let Some(tls) = tls {
+            options.xds.tls = Some(tls);
+        }
+        let server = Server::start(options).await.expect("rudder starts");
+        ControlPlane { dir, server, ca }
     }
 
     /// Replaces a config file (write aside, then rename).
@@ -81,7 +95,8 @@ impl ControlPlane {
             .map(|(k, v)| (k.to_string(), json!(v)))
             .collect();
         let metadata = json!({"NAMESPACE": ISTIO_SYSTEM, "LABELS": labels});
-        EnvoyProcess::start(&node_id, metadata, self.server.xds_address(), api_type)
+        let tls = self.ca.envoy_tls(ISTIO_SYSTEM, GATEWAY_SERVICE_ACCOUNT);
+        self.envoy(&node_id, metadata, api_type, tls)
     }
 
     /// A stock Envoy attached as the sidecar of `pod` (label `app: APP`) in `namespace`, without
@@ -100,7 +115,19 @@ impl ControlPlane {
             "INTERCEPTION_MODE": "NONE",
             "LABELS": {"app": app},
         });
-        EnvoyProcess::start(&node_id, metadata, self.server.xds_address(), api_type)
+        let tls = self.ca.envoy_tls(namespace, "default");
+        self.envoy(&node_id, metadata, api_type, tls)
+    }
+
+    fn envoy(
+        &self,
+        node_id: &str,
+        metadata: Value,
+        api_type: AdsApiType,
+        tls: XdsClientTls,
+    ) -> EnvoyProcess {
+        let address = self.server.xds_address().to_string();
+        EnvoyProcess::start_with_tls(node_id, metadata, &address, api_type, Some(tls))
     }
 
     /// What to print when a gateway does not do what a test expects: the config rudder rejected,
