@@ -15,14 +15,10 @@
 //! A proxy whose queue stays full for [`XdsOptions::send_timeout`], or that cannot take its
 //! closing status at its maximum age, has its connection closed ([`super::closer`]).
 //!
-//! Resources are bounded against hostile clients, each bound an [`XdsOptions`] field (a `rudder
-//! serve` flag): connections complete their handshake in time ([`super::accept`]); HTTP/2 caps
-//! the streams of a connection; new streams wait their turn at a rate ([`super::rate`]) and must
-//! send their first request in time; requests are capped in size ([`super::grpc`]) and in the
-//! names a stream keeps (the state machines count them). A stream that breaks a bound or sends
-//! what is no ADS request ends with a status saying why, is logged with its peer's address and
-//! counted in `rudder_xds_refused_total`; streams not yet identified count in
-//! `rudder_xds_unidentified_streams`.
+//! What a client can make the server hold is bounded, each bound an [`XdsOptions`] field (a
+//! `rudder serve` flag): handshakes (`super::accept`), streams per connection (HTTP/2), the rate
+//! of new streams and the wait for a first request (`admission`), request size (`super::grpc`)
+//! and names subscribed (the state machines).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -38,11 +34,12 @@ use tokio::time::Instant;
 use tonic::Status;
 use tracing::{debug, info, warn};
 
+use self::admission::{Unidentified, Unopened};
 use super::accept::{self, Accepting, Plaintext};
 use super::auth::{Credentials, Verified, XdsAuth};
 use super::cache::Cache;
 use super::closer::Closers;
-use super::connection::{Event, Outcome, Refused, StateMachine};
+use super::connection::{Event, Outcome, StateMachine};
 use super::grpc::{Ads, AdsServer, Limits, Peer, ReadError, Requests, Responses};
 use super::node::identify;
 use super::rate::{Limiter, StreamRate};
@@ -462,33 +459,6 @@ impl Drop for Registration {
     }
 }
 
-/// Counts a stream in `rudder_xds_unidentified_streams` until dropped: once its first request
-/// identified it, or however it ended.
-struct Unidentified(Arc<Metrics>);
-
-impl Unidentified {
-    fn new(metrics: &Arc<Metrics>) -> Unidentified {
-        metrics.unidentified_stream_opened();
-        Unidentified(metrics.clone())
-    }
-}
-
-impl Drop for Unidentified {
-    fn drop(&mut self) {
-        self.0.unidentified_stream_closed();
-    }
-}
-
-/// How a stream's wait for its first request ended, when not with one.
-enum Unopened {
-    /// It broke a bound or sent no valid request.
-    Refused(Refusal, Status),
-    /// The server is shutting down.
-    Stopped,
-    /// The proxy is gone.
-    Gone,
-}
-
 /// Why a stream stopped sending.
 enum End {
     /// The proxy is gone.
@@ -522,45 +492,6 @@ impl<M: Protocol> AdsStream<M> {
         let identity = verified.as_ref().map(|verified| &verified.identity);
         let proxy = identify(M::node(first), identity)?;
         Ok((proxy, verified))
-    }
-
-    /// Waits for the stream's turn ([`XdsOptions::stream_rate`]), then for its first request,
-    /// until [`XdsOptions::first_request_timeout`] after it opened.
-    async fn first_request(&mut self) -> Result<M::Request, Unopened> {
-        let mut stopped = self.stopped.clone();
-        let timeout = self.first_request_timeout;
-        let deadline = self.opened + timeout;
-        let first = async {
-            let Some(turn) = self.turn else {
-                let status = Status::resource_exhausted(
-                    "request rate limit exceeded (--xds-max-streams-per-second)",
-                );
-                return Err(Unopened::Refused(Refusal::RateLimit, status));
-            };
-            tokio::time::sleep_until(turn).await;
-            let Ok(first) = tokio::time::timeout_at(deadline, self.requests.message()).await else {
-                let status = Status::deadline_exceeded(format!(
-                    "no request within {timeout:?} of opening the stream (--xds-first-request-timeout)"
-                ));
-                return Err(Unopened::Refused(Refusal::FirstRequestTimeout, status));
-            };
-            match first {
-                Ok(Some(request)) => Ok(request),
-                Ok(None) => Err(Unopened::Gone),
-                Err(ReadError::Refused { reason, status }) => {
-                    Err(Unopened::Refused(reason, status))
-                }
-                Err(ReadError::Transport(status)) => {
-                    debug!(peer = %self.peer_address(), %status, "ADS stream failed before its first request");
-                    Err(Unopened::Gone)
-                }
-            }
-        };
-        tokio::select! {
-            first = first => first,
-            // A stream that never sends its first request must not hold shutdown up.
-            _ = stopped.wait_for(|stopped| *stopped) => Err(Unopened::Stopped),
-        }
     }
 
     async fn run(mut self) {
@@ -637,12 +568,8 @@ impl<M: Protocol> AdsStream<M> {
         // A request that ended the stream.
         let mut refused = None;
         loop {
-            if let Some(Refused::TooManyNames { names, limit }) = outcome.refused.take() {
-                let status = Status::resource_exhausted(format!(
-                    "the stream would subscribe to {names} names, over the limit of {limit} \
-                     (--xds-max-subscribed-names)"
-                ));
-                closing = Some(self.refusal(Some(&proxy), Refusal::Subscriptions, status));
+            if let Some(refused) = outcome.refused.take() {
+                closing = Some(self.refusal(Some(&proxy), Refusal::Subscriptions, refused.into()));
                 break;
             }
             match self.deliver(&proxy, &state, outcome).await {
@@ -730,36 +657,6 @@ impl<M: Protocol> AdsStream<M> {
             self.close_with(status).await;
         }
         info!(proxy = %proxy.id, connection = self.connection, "proxy disconnected");
-    }
-
-    /// A stream ending for breaking a bound or sending no valid request: counted, and logged
-    /// with the peer's address (and the proxy, once known). The status, for the client.
-    fn refusal(&self, proxy: Option<&Proxy>, reason: Refusal, status: Status) -> Status {
-        self.metrics.refused(reason);
-        let proxy = proxy.map_or("", |proxy| proxy.id.as_str());
-        warn!(
-            peer = %self.peer_address(),
-            proxy,
-            connection = self.connection,
-            code = ?status.code(),
-            reason = status.message(),
-            "ending ADS stream"
-        );
-        status
-    }
-
-    /// Ends the stream with `status`. A proxy that does not read may never make room for it:
-    /// then its connection goes.
-    async fn close_with(&self, status: Status) {
-        let sent = tokio::time::timeout(CLOSE_TIMEOUT, self.responses.send(Err(status))).await;
-        if sent.is_err() {
-            self.close_connection();
-        }
-    }
-
-    /// The proxy's address for logs; empty if the transport does not tell.
-    fn peer_address(&self) -> String {
-        self.peer.map(|peer| peer.to_string()).unwrap_or_default()
     }
 
     /// Logs and counts what happened, sends the responses and publishes the new state. Waiting
@@ -919,5 +816,6 @@ async fn until(deadline: Option<Instant>) {
     }
 }
 
+mod admission;
 #[cfg(test)]
 mod tests;
