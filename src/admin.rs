@@ -9,18 +9,29 @@
 //! - `/debug/connections`: each ADS stream: proxy id, peer address, proven identity and the
 //!   Secrets it may get, since when, protocol.
 //!
+//! `/ready` and `/metrics` answer anyone (probes, Prometheus). `/debug/*` answers loopback callers
+//! and authenticated ones only ([`auth`]), and runs on the blocking pool under a concurrency
+//! bound ([`work`]), so debug requests cannot slow xDS or `/ready`. Connections have read and
+//! idle timeouts ([`http`]).
+//!
 //! The JSON shapes of syncz and connections are the types below; `rudder proxy-status` reads
 //! syncz through them.
+
+pub mod auth;
+pub mod http;
+mod throttle;
+pub mod work;
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
-use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
@@ -35,6 +46,10 @@ use crate::proxy::Proxy;
 pub use crate::proxy_status::SyncState;
 use crate::translate::{self, ResourceType};
 use crate::xds::{ConnectedProxy, Registry, Snapshot, TypeStatus};
+use auth::{Caller, DebugAuth, Decision};
+pub use http::{HttpTimeouts, Peer};
+use throttle::LogThrottle;
+use work::DebugWork;
 
 /// Whether rudder is ready to serve: set once the config is loaded and xDS is listening.
 #[derive(Debug, Clone, Default)]
@@ -50,6 +65,7 @@ impl Readiness {
     }
 }
 
+/// What the endpoints read.
 #[derive(Debug, Clone)]
 pub struct AdminState {
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
@@ -58,38 +74,147 @@ pub struct AdminState {
     pub readiness: Readiness,
 }
 
+/// How the admin server protects itself and the rest of rudder.
+#[derive(Debug, Clone)]
+pub struct AdminOptions {
+    /// Who may read `/debug/*`.
+    pub auth: Arc<DebugAuth>,
+    /// How many debug requests do their work at once (`--debug-concurrency`).
+    pub debug_concurrency: usize,
+    /// How long a debug request waits for a free slot before a 503 (`--debug-queue-timeout`).
+    pub debug_queue_timeout: Duration,
+    pub timeouts: HttpTimeouts,
+}
+
+/// One debug request works at a time by default: a config dump of a large mesh is about a CPU
+/// second, and the manifest gives rudder two CPUs, so one stays for xDS whatever debug callers do.
+pub const DEFAULT_DEBUG_CONCURRENCY: usize = 1;
+/// Long enough for a person's or `istioctl`'s request to wait out another one's small dump; short
+/// enough that a flood is refused at once rather than held.
+pub const DEFAULT_DEBUG_QUEUE_TIMEOUT: Duration = Duration::from_secs(1);
+
+impl Default for AdminOptions {
+    /// Loopback callers only, in the system namespace `istio-system`.
+    fn default() -> AdminOptions {
+        AdminOptions {
+            auth: Arc::new(DebugAuth::new(crate::model::DEFAULT_ROOT_NAMESPACE)),
+            debug_concurrency: DEFAULT_DEBUG_CONCURRENCY,
+            debug_queue_timeout: DEFAULT_DEBUG_QUEUE_TIMEOUT,
+            timeouts: HttpTimeouts::default(),
+        }
+    }
+}
+
+/// The routes' state: what they read and how debug requests are checked and bounded.
+#[derive(Debug, Clone)]
+struct App {
+    state: AdminState,
+    auth: Arc<DebugAuth>,
+    work: DebugWork,
+}
+
+/// Refusals are logged at most once a second each; a client can cause them at will.
+static REFUSED: LogThrottle = LogThrottle::new(Duration::from_secs(1));
+static BUSY: LogThrottle = LogThrottle::new(Duration::from_secs(1));
+
 /// Serves the admin endpoints on `listener` until `shutdown` completes.
 pub async fn serve_admin(
     listener: TcpListener,
     state: AdminState,
+    options: AdminOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let app = App {
+        state,
+        auth: options.auth,
+        work: DebugWork::new(options.debug_concurrency, options.debug_queue_timeout),
+    };
+    let debug = Router::new()
+        .route("/config_dump", get(config_dump))
+        .route("/syncz", get(syncz))
+        .route("/configz", get(configz))
+        .route("/connections", get(connections))
+        // Its own, so that the check below covers unknown debug paths too.
+        .fallback(|| async { (StatusCode::NOT_FOUND, "no such debug endpoint\n") })
+        .layer(middleware::from_fn_with_state(app.clone(), authorize));
     let router = Router::new()
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
-        .route("/debug/config_dump", get(config_dump))
-        .route("/debug/syncz", get(syncz))
-        .route("/debug/configz", get(configz))
-        .route("/debug/connections", get(connections))
-        .with_state(state);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+        .nest("/debug", debug)
+        .with_state(app);
+    http::serve(listener, router, options.timeouts, shutdown).await
 }
 
-async fn ready(State(state): State<AdminState>) -> Response {
-    if state.readiness.is_ready() {
+/// Lets a debug request through to its route, or answers 401 or 403 with a one-line reason.
+async fn authorize(State(app): State<App>, request: Request, next: Next) -> Response {
+    let Some(Peer(peer)) = request.extensions().get::<Peer>().copied() else {
+        // Every connection sets it; without it nothing can be decided.
+        return (StatusCode::FORBIDDEN, "unknown peer\n").into_response();
+    };
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    let path = request.uri().path().to_string();
+    let (status, reason) = match app.auth.decide(peer.ip(), authorization).await {
+        Decision::Allowed(caller) => {
+            if caller != Caller::Local {
+                tracing::debug!(%peer, ?caller, path, "debug request authorized");
+            }
+            return next.run(request).await;
+        }
+        Decision::Unauthenticated(reason) => (StatusCode::UNAUTHORIZED, reason.to_string()),
+        Decision::Forbidden(reason) => (StatusCode::FORBIDDEN, reason),
+    };
+    if let Some(suppressed) = REFUSED.allow(Instant::now()) {
+        tracing::warn!(%peer, path, status = status.as_u16(), reason, suppressed, "debug request refused");
+    }
+    let mut response = (status, reason + "\n").into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+/// Runs `work` under the debug bound; over it, 503 with `Retry-After`.
+async fn bounded(
+    app: &App,
+    peer: Option<Peer>,
+    work: impl FnOnce() -> Response + Send + 'static,
+) -> Response {
+    match app.work.run(work).await {
+        Ok(response) => response,
+        Err(busy) => {
+            if let Some(suppressed) = BUSY.allow(Instant::now()) {
+                let peer = peer.map(|Peer(peer)| peer.to_string()).unwrap_or_default();
+                tracing::warn!(peer, suppressed, "{busy}");
+            }
+            let retry_after = busy.queue_timeout.as_secs().max(1);
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, retry_after.to_string())],
+                format!("{busy}\n"),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn ready(State(app): State<App>) -> Response {
+    if app.state.readiness.is_ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
     }
 }
 
-async fn metrics(State(state): State<AdminState>) -> Response {
+async fn metrics(State(app): State<App>) -> Response {
     let content_type = "text/plain; version=0.0.4; charset=utf-8";
     (
         [(header::CONTENT_TYPE, content_type)],
-        state.metrics.render(),
+        app.state.metrics.render(),
     )
         .into_response()
 }
@@ -103,12 +228,24 @@ struct DumpQuery {
 /// What a proxy gets from the current model, as Envoy's `/config_dump` would show it. A connected
 /// proxy is dumped as identified on its stream (metadata included) with the versions it was sent;
 /// any other node id is dumped as if it connected without metadata, with empty versions.
-async fn config_dump(State(state): State<AdminState>, Query(query): Query<DumpQuery>) -> Response {
+async fn config_dump(
+    State(app): State<App>,
+    peer: Option<axum::Extension<Peer>>,
+    Query(query): Query<DumpQuery>,
+) -> Response {
     let Some(proxy_id) = query.proxy_id.filter(|id| !id.is_empty()) else {
         return bad_request("missing ?proxyID= (the proxy's node id)".to_string());
     };
+    let state = app.state.clone();
+    bounded(&app, peer.map(|peer| peer.0), move || {
+        config_dump_of(&state, &proxy_id)
+    })
+    .await
+}
+
+fn config_dump_of(state: &AdminState, proxy_id: &str) -> Response {
     let snapshot = state.snapshots.borrow().clone();
-    let (proxy, versions) = match state.registry.get(&proxy_id) {
+    let (proxy, versions) = match state.registry.get(proxy_id) {
         Some(connected) => {
             let versions: BTreeMap<ResourceType, String> = connected
                 .types
@@ -117,7 +254,7 @@ async fn config_dump(State(state): State<AdminState>, Query(query): Query<DumpQu
                 .collect();
             (connected.proxy, versions)
         }
-        None => match Proxy::parse(&proxy_id, &Value::Null) {
+        None => match Proxy::parse(proxy_id, &Value::Null) {
             Ok(proxy) => (proxy.with_workload_labels(&snapshot.model), BTreeMap::new()),
             Err(error) => return bad_request(error.to_string()),
         },
@@ -367,17 +504,28 @@ fn object_json(object: &Object) -> Value {
     }
 }
 
-async fn syncz(State(state): State<AdminState>) -> Response {
-    json_body(&syncz_view(&state.registry))
+async fn syncz(State(app): State<App>, peer: Option<axum::Extension<Peer>>) -> Response {
+    let registry = app.state.registry.clone();
+    bounded(&app, peer.map(|peer| peer.0), move || {
+        json_body(&syncz_view(&registry))
+    })
+    .await
 }
 
-async fn connections(State(state): State<AdminState>) -> Response {
-    json_body(&connections_view(&state.registry))
+async fn connections(State(app): State<App>, peer: Option<axum::Extension<Peer>>) -> Response {
+    let registry = app.state.registry.clone();
+    bounded(&app, peer.map(|peer| peer.0), move || {
+        json_body(&connections_view(&registry))
+    })
+    .await
 }
 
-async fn configz(State(state): State<AdminState>) -> Response {
-    let snapshot = state.snapshots.borrow().clone();
-    json_response(&configz_view(&snapshot))
+async fn configz(State(app): State<App>, peer: Option<axum::Extension<Peer>>) -> Response {
+    let snapshot = app.state.snapshots.borrow().clone();
+    bounded(&app, peer.map(|peer| peer.0), move || {
+        json_response(&configz_view(&snapshot))
+    })
+    .await
 }
 
 fn json_body<T: Serialize>(body: &T) -> Response {
@@ -429,9 +577,14 @@ mod tests {
         };
         let readiness = state.readiness.clone();
         let (_shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(serve_admin(listener, state, async move {
-            let _ = stop.await;
-        }));
+        tokio::spawn(serve_admin(
+            listener,
+            state,
+            AdminOptions::default(),
+            async move {
+                let _ = stop.await;
+            },
+        ));
 
         assert_eq!(get(address, "/ready").await.0, 503);
         readiness.set_ready();

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use rudder::admin::auth::DebugAuth;
+use rudder::admin::{AdminOptions, HttpTimeouts};
 use rudder::bootstrap::{
     AdsApiType, BootstrapOptions, ClientCertificate, XdsClientTls, bootstrap_json, node_metadata,
     parse_label,
@@ -45,6 +47,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once at startup: the size of `Serve`'s flags costs nothing worth boxing them for.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Serve Istio config from YAML directories and/or a Kubernetes cluster to Envoy over ADS.
     #[command(
@@ -55,6 +59,12 @@ enum Command {
         /// A directory of YAML/JSON config, read recursively and followed for changes (repeatable).
         #[arg(long = "config-dir")]
         config_dirs: Vec<PathBuf>,
+        /// A config file written in place applies once it stayed unchanged this long, so a file
+        /// is never applied half-written; files renamed into place and ConfigMap volume updates
+        /// apply at once. One still changing after --debounce-max is reported and keeps its last
+        /// good objects (Go duration syntax; 250ms is the delay istiod's file watcher waits).
+        #[arg(long, default_value = "250ms")]
+        file_quiet_period: rudder::duration::Duration,
         /// Watch the Kubernetes API server this kubeconfig points at.
         #[arg(long, conflicts_with = "in_cluster")]
         kubeconfig: Option<PathBuf>,
@@ -73,9 +83,32 @@ enum Command {
         /// Where ADS (gRPC, state of the world) listens.
         #[arg(long, default_value = "0.0.0.0:15010")]
         xds_address: SocketAddr,
-        /// Where /ready, /metrics and /debug/config_dump listen.
+        /// Where /ready, /metrics and /debug/* listen. /ready and /metrics answer anyone;
+        /// /debug/* answers loopback callers, and others only with a bearer token.
         #[arg(long, default_value = "0.0.0.0:15014")]
         admin_address: SocketAddr,
+        /// A file holding a token that lets callers from other hosts read /debug/* with
+        /// `Authorization: Bearer TOKEN`; re-read when it changes. Without it, /debug/* answers
+        /// loopback callers only.
+        #[arg(long, value_name = "FILE")]
+        debug_token_file: Option<PathBuf>,
+        /// How many /debug requests do their work (translation, JSON) at once, on threads apart
+        /// from the ones serving xDS and /ready.
+        #[arg(long, default_value_t = rudder::admin::DEFAULT_DEBUG_CONCURRENCY as u32, value_parser = clap::value_parser!(u32).range(1..))]
+        debug_concurrency: u32,
+        /// How long a /debug request waits for one of the --debug-concurrency slots before it is
+        /// answered 503 with Retry-After (Go duration syntax).
+        #[arg(long, default_value = "1s")]
+        debug_queue_timeout: rudder::duration::Duration,
+        /// Close an admin connection whose request has not arrived whole this long after the
+        /// connection opened, or after the request's first byte (istiod's monitoring server:
+        /// 30s).
+        #[arg(long, default_value = "30s")]
+        admin_read_timeout: rudder::duration::Duration,
+        /// Close a kept-alive admin connection that sends and receives nothing for this long
+        /// (istiod's monitoring server: 90s).
+        #[arg(long, default_value = "90s")]
+        admin_idle_timeout: rudder::duration::Duration,
         /// Close xDS streams older than this (Go duration syntax) so proxies rebalance across replicas.
         #[arg(long, default_value = "30m")]
         max_connection_age: rudder::duration::Duration,
@@ -207,9 +240,13 @@ enum Command {
         Example:\n  rudder proxy-status --admin-address 127.0.0.1:15014"
     )]
     ProxyStatus {
-        /// rudder's admin address (HOST:PORT), where /debug/syncz is served.
+        /// rudder's admin address (HOST:PORT), where /debug/syncz is served. From the loopback
+        /// address no token is needed.
         #[arg(long, default_value = "127.0.0.1:15014")]
         admin_address: String,
+        /// Send the token in this file (rudder's --debug-token-file) as `Authorization: Bearer`.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
     },
 }
 
@@ -296,6 +333,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve {
             config_dirs,
+            file_quiet_period,
             kubeconfig,
             in_cluster,
             namespaces,
@@ -303,6 +341,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             lease_namespace,
             xds_address,
             admin_address,
+            debug_token_file,
+            debug_concurrency,
+            debug_queue_timeout,
+            admin_read_timeout,
+            admin_idle_timeout,
             max_connection_age,
             xds_send_timeout,
             debounce_after,
@@ -329,6 +372,23 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ),
                 _ => None,
             };
+            anyhow::ensure!(
+                !admin_read_timeout.is_zero() && !admin_idle_timeout.is_zero(),
+                "--admin-read-timeout and --admin-idle-timeout must be more than 0s"
+            );
+            let mut debug_auth = DebugAuth::new(root_namespace.clone());
+            if let Some(path) = debug_token_file {
+                debug_auth = debug_auth.with_token_file(path)?;
+            }
+            let admin = AdminOptions {
+                auth: Arc::new(debug_auth),
+                debug_concurrency: debug_concurrency as usize,
+                debug_queue_timeout: debug_queue_timeout.0,
+                timeouts: HttpTimeouts {
+                    read: admin_read_timeout.0,
+                    idle: admin_idle_timeout.0,
+                },
+            };
             let connection = match (kubeconfig, in_cluster) {
                 (Some(path), _) => Some(KubeConnection::Kubeconfig(path)),
                 (None, true) => Some(KubeConnection::InCluster),
@@ -348,6 +408,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 let signal = shutdown_signal()?;
                 let server = Server::start(ServeOptions {
                     config_dirs,
+                    file_quiet_period: file_quiet_period.0,
                     kubernetes,
                     debounce: rudder::serve::Debounce {
                         quiet: debounce_after.0,
@@ -355,6 +416,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     },
                     xds_address,
                     admin_address,
+                    admin,
                     xds: xds_limits.apply(XdsOptions {
                         max_connection_age: max_connection_age.0,
                         push_concurrency: push_throttle as usize,
@@ -461,9 +523,22 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&dump)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::ProxyStatus { admin_address } => {
+        Command::ProxyStatus {
+            admin_address,
+            token_file,
+        } => {
+            let token = token_file
+                .map(|path| {
+                    std::fs::read_to_string(&path)
+                        .map(|token| token.trim().to_string())
+                        .with_context(|| format!("read --token-file {}", path.display()))
+                })
+                .transpose()?;
             let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
-            let streams = runtime.block_on(proxy_status::fetch(&admin_address))?;
+            let streams = runtime.block_on(proxy_status::fetch_authorized(
+                &admin_address,
+                token.as_deref(),
+            ))?;
             print!("{}", proxy_status::render(&streams));
             Ok(ExitCode::SUCCESS)
         }

@@ -156,8 +156,17 @@ pub fn render(streams: &[StreamSync]) -> String {
 }
 
 /// The `/debug/syncz` of the rudder whose admin server is at `admin_address` (`HOST:PORT`, or a
-/// URL).
+/// URL), asked without a token: rudder answers it from a loopback address only.
 pub async fn fetch(admin_address: &str) -> anyhow::Result<Vec<StreamSync>> {
+    fetch_authorized(admin_address, None).await
+}
+
+/// [`fetch`], sending `token` as `Authorization: Bearer` when given (rudder's
+/// `--debug-token-file`).
+pub async fn fetch_authorized(
+    admin_address: &str,
+    token: Option<&str>,
+) -> anyhow::Result<Vec<StreamSync>> {
     use anyhow::Context;
     let base = if admin_address.contains("://") {
         admin_address.trim_end_matches('/').to_string()
@@ -169,17 +178,23 @@ pub async fn fetch(admin_address: &str) -> anyhow::Result<Vec<StreamSync>> {
         .timeout(std::time::Duration::from_secs(10))
         .build()
         .context("create an HTTP client")?;
-    let response = client
-        .get(&url)
-        .send()
-        .await
-        .with_context(|| format!("GET {url}"))?
-        .error_for_status()
-        .with_context(|| format!("GET {url}"))?;
+    let mut request = client.get(&url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.with_context(|| format!("GET {url}"))?;
+    let status = response.status();
     let body = response
         .text()
         .await
         .with_context(|| format!("read {url}"))?;
+    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+        anyhow::bail!(
+            "GET {url}: {status}: {} (run from rudder's host or Pod, or give --token-file)",
+            body.trim()
+        );
+    }
+    anyhow::ensure!(status.is_success(), "GET {url}: {status}: {}", body.trim());
     serde_json::from_str(&body).with_context(|| format!("{url} is not rudder's syncz"))
 }
 

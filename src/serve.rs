@@ -22,13 +22,13 @@ use tokio::task::JoinSet;
 pub use debounce::Debounce;
 use debounce::Debouncer;
 
-use crate::admin::{AdminState, Readiness, serve_admin};
+use crate::admin::{AdminOptions, AdminState, Readiness, serve_admin};
 use crate::diagnostic::ConfigError;
 use crate::inputs::Inputs;
 use crate::kube_auth::{DEFAULT_TOKEN_AUDIENCE, KubeSecretReaders, KubeTokenReviewer};
 use crate::metrics::Metrics;
 use crate::model::{self, LastGood};
-use crate::source::file::FileWatcher;
+use crate::source::file::{FileWatcher, Settle};
 use crate::source::kube::{NamespaceFilter, SyncState};
 use crate::status::run_status_writer;
 use crate::xds::{Registry, Snapshot, XdsOptions, serve_xds};
@@ -36,11 +36,15 @@ use crate::xds::{Registry, Snapshot, XdsOptions, serve_xds};
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub config_dirs: Vec<PathBuf>,
+    /// How long a config file written in place must stay unchanged before it applies.
+    pub file_quiet_period: Duration,
     pub kubernetes: Option<KubernetesOptions>,
     /// How config changes are coalesced into builds (and so pushes).
     pub debounce: Debounce,
     pub xds_address: SocketAddr,
     pub admin_address: SocketAddr,
+    /// Who may read `/debug/*`, the debug work bound and the admin connections' timeouts.
+    pub admin: AdminOptions,
     pub xds: XdsOptions,
     /// meshConfig.rootNamespace: where the mesh-wide default Sidecar and DestinationRules live.
     pub root_namespace: String,
@@ -130,7 +134,7 @@ impl Server {
             registry: registry.clone(),
             readiness: readiness.clone(),
         };
-        let admin = serve_admin(admin_listener, admin, shutdown());
+        let admin = serve_admin(admin_listener, admin, options.admin.clone(), shutdown());
         let mut servers = vec![
             tasks
                 .spawn(async move { admin.await.context("admin server") })
@@ -140,7 +144,12 @@ impl Server {
         let mut sources = Vec::new();
         if !options.config_dirs.is_empty() {
             let (inputs_tx, inputs) = watch::channel(Arc::new(Inputs::default()));
-            let watcher = FileWatcher::start(options.config_dirs.clone(), inputs_tx)
+            // A file that never settles is reported once a change would have been built anyway.
+            let settle = Settle {
+                quiet: options.file_quiet_period,
+                report_after: options.debounce.max.max(options.file_quiet_period * 2),
+            };
+            let watcher = FileWatcher::start(options.config_dirs.clone(), settle, inputs_tx)
                 .context("config directories")?;
             tasks.spawn(async move {
                 watcher.run().await;

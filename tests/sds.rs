@@ -132,9 +132,14 @@ impl Rudder {
             registry,
             readiness: Readiness::default(),
         };
-        tokio::spawn(serve_admin(admin, state, async move {
-            let _ = admin_stopped.await;
-        }));
+        tokio::spawn(serve_admin(
+            admin,
+            state,
+            rudder::admin::AdminOptions::default(),
+            async move {
+                let _ = admin_stopped.await;
+            },
+        ));
         Rudder {
             xds: addresses.0,
             admin: addresses.1,

@@ -319,6 +319,7 @@ async fn serve_keeps_the_last_good_version_and_reports_the_bad_one() {
     write_all(dir.path(), &[("good.yaml", GOOD)]);
     let server = Server::start(ServeOptions {
         config_dirs: vec![dir.path().to_path_buf()],
+        file_quiet_period: rudder::source::file::DEFAULT_QUIET_PERIOD,
         kubernetes: None,
         debounce: Debounce {
             quiet: Duration::from_millis(50),
@@ -326,6 +327,7 @@ async fn serve_keeps_the_last_good_version_and_reports_the_bad_one() {
         },
         xds_address: "127.0.0.1:0".parse().expect("address"),
         admin_address: "127.0.0.1:0".parse().expect("address"),
+        admin: rudder::admin::AdminOptions::default(),
         xds: XdsOptions::default(),
         root_namespace: rudder::model::DEFAULT_ROOT_NAMESPACE.to_string(),
     })

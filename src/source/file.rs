@@ -1,5 +1,6 @@
 //! The config-directory source: reads every `*.yaml`, `*.yml` and `*.json` file under a set of
-//! directories (recursively), decodes their documents into [`Inputs`], and follows changes.
+//! directories (recursively), decodes their documents into [`Inputs`], and follows changes
+//! ([`FileWatcher`]).
 //!
 //! It owns the per-file state: for each file, what its last successful parse decoded to. A file
 //! that stops parsing (or cannot be read) is reported once, at `FILE:LINE`, and keeps serving its
@@ -16,31 +17,36 @@
 //! - Every change rescans all roots rather than mapping events to paths: a config directory is
 //!   small, it stays correct under renames, atomic symlink swaps and directories created later,
 //!   and files whose bytes did not change are not parsed again.
+//! - Half-written files are never applied: a file rewritten in place is read while it is being
+//!   written, and a truncated YAML file often still parses (into fewer objects). While following
+//!   changes ([`Settle`]), a changed file applies only once its bytes stayed the same for the
+//!   quiet period (read, wait, read again), unless it arrived whole: renamed into place (the
+//!   watcher saw the rename and no write to the file after it) or reached through a symlink that
+//!   now points elsewhere (a ConfigMap volume's `..data` swap; the kubelet writes the new
+//!   directory completely before swapping). A file that never settles is reported after
+//!   [`Settle::report_after`] and its last good objects keep serving. Reads for `rudder validate`
+//!   and the first load at startup apply what they read.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
-use notify::event::{AccessKind, AccessMode};
-use notify::{EventKind, RecommendedWatcher, RecursiveMode};
-use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
-use tokio::sync::{mpsc, watch};
-
-use super::publish_if_changed;
 use crate::diagnostic::{ConfigError, Origin};
 use crate::inputs::yaml::{RawDocument, parse_documents};
 use crate::inputs::{Decoded, Entry, Inputs, ObjectKey, decode};
 
+mod settle;
+mod watch;
+
+use settle::{Apply, Pending};
+pub use settle::{DEFAULT_QUIET_PERIOD, Settle, path_key};
+pub use watch::FileWatcher;
+
 /// Namespaced objects without one land here, as with `kubectl apply`.
 const DEFAULT_NAMESPACE: &str = "default";
 const EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
-/// Gathers the events of one write (create, write, rename) into one rescan. Kept short: the
-/// serve loop's own debounce (`--debounce-after`) already turns a burst of rescans into one push,
-/// and every millisecond here adds to every file edit's time to reach the proxies.
-const DEBOUNCE: Duration = Duration::from_millis(20);
 
 /// Why following config directories could not start.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +55,8 @@ pub enum FileSourceError {
     Unreadable { path: PathBuf, source: io::Error },
     #[error("config directory {}: not a directory", path.display())]
     NotADirectory { path: PathBuf },
+    #[error("--file-quiet-period must be more than 0s")]
+    NoQuietPeriod,
     #[error("cannot start watching config directories: {0}")]
     Start(#[source] notify::Error),
     #[error("cannot watch {}: {source}", path.display())]
@@ -69,13 +77,17 @@ pub struct FileSource {
 
 #[derive(Debug, Clone, Default)]
 struct FileState {
-    /// The bytes last read, so that an unchanged file is not parsed again; `None` after a
+    /// The bytes last applied, so that an unchanged file is not parsed again; `None` after a
     /// failed read, so the next successful one is parsed.
     bytes: Option<Vec<u8>>,
+    /// What the path resolved to (symlinks followed) when its bytes were last applied.
+    resolved: Option<PathBuf>,
     /// What the documents of the last successful parse decoded to; `None` until one succeeds.
     last_good: Option<Vec<Document>>,
     /// Why the latest read or parse failed.
     error: Option<ConfigError>,
+    /// Bytes read that differ from the applied ones and wait to stay the same.
+    pending: Option<Pending>,
 }
 
 /// One document of a file, decoded.
@@ -110,8 +122,55 @@ impl FileSource {
         }
     }
 
-    /// Rescans every root and re-reads every file, parsing only those whose bytes changed.
+    /// Rescans every root and re-reads every file, parsing only those whose bytes changed, and
+    /// applies what it read.
     pub fn reload(&mut self) {
+        self.scan(Apply::AtOnce);
+    }
+
+    /// Rescans every root as [`FileSource::reload`] does, but a changed file applies only once
+    /// it settled (see the module's doc): `renamed` holds the files renamed into place since
+    /// the last scan (as [`path_key`]s), which apply at once.
+    pub fn rescan(&mut self, now: Instant, settle: Settle, renamed: &BTreeSet<PathBuf>) {
+        self.scan(Apply::Settling {
+            now,
+            settle,
+            renamed,
+        });
+    }
+
+    /// Re-reads only the files whose change waits to settle.
+    pub fn recheck(&mut self, now: Instant, settle: Settle) {
+        let renamed = BTreeSet::new();
+        let how = Apply::Settling {
+            now,
+            settle,
+            renamed: &renamed,
+        };
+        let waiting: Vec<PathBuf> = self
+            .files
+            .iter()
+            .filter(|(_, state)| state.pending.is_some())
+            .map(|(path, _)| path.clone())
+            .collect();
+        for path in waiting {
+            if let Some(state) = self.files.get_mut(&path)
+                && !refresh(&path, state, how)
+            {
+                self.files.remove(&path);
+            }
+        }
+    }
+
+    /// When a file waiting to settle is to be read again, if any is.
+    pub fn next_check(&self, settle: Settle) -> Option<Instant> {
+        self.files
+            .values()
+            .filter_map(|state| state.pending.as_ref()?.next_check(settle))
+            .min()
+    }
+
+    fn scan(&mut self, how: Apply<'_>) {
         let mut scan = Scan::default();
         for root in &self.roots {
             scan.root(root);
@@ -129,7 +188,7 @@ impl FileSource {
         self.files.retain(|path, _| scan.found.contains(path));
         for path in scan.found {
             let state = self.files.entry(path.clone()).or_default();
-            if !refresh(&path, state) {
+            if !refresh(&path, state, how) {
                 self.files.remove(&path);
             }
         }
@@ -144,6 +203,8 @@ impl FileSource {
         };
         for state in self.files.values() {
             inputs.problems.extend(state.error.iter().cloned());
+            let unsettled = state.pending.as_ref().and_then(|p| p.unsettled.as_ref());
+            inputs.problems.extend(unsettled.cloned());
             for document in state.last_good.iter().flatten() {
                 match document {
                     Document::Object(key, entry) => inputs.insert(key.clone(), entry.clone()),
@@ -155,8 +216,9 @@ impl FileSource {
     }
 }
 
-/// Re-reads one file into its state; false when the file is gone.
-fn refresh(path: &Path, state: &mut FileState) -> bool {
+/// Re-reads one file into its state, applying its bytes as `how` says; false when the file is
+/// gone.
+fn refresh(path: &Path, state: &mut FileState, how: Apply<'_>) -> bool {
     let bytes = match fs::read(path) {
         Ok(bytes) => bytes,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return false,
@@ -169,14 +231,47 @@ fn refresh(path: &Path, state: &mut FileState) -> bool {
         }
     };
     if state.bytes.as_ref() == Some(&bytes) {
+        // Back to what applies (or never changed): nothing waits.
+        state.pending = None;
         return true;
     }
-    state.parse(path, &bytes);
-    state.bytes = Some(bytes);
+    let resolved = fs::canonicalize(path).ok();
+    let Apply::Settling {
+        now,
+        settle,
+        renamed,
+    } = how
+    else {
+        state.apply(path, bytes, resolved);
+        return true;
+    };
+    let swapped = state.resolved.is_some() && resolved != state.resolved;
+    let renamed = path_key(path).is_some_and(|key| renamed.contains(&key));
+    if let Some(bytes) = settle::take(&mut state.pending, bytes, swapped || renamed, now, settle) {
+        state.apply(path, bytes, resolved);
+    } else if let Some(pending) = &mut state.pending
+        && pending.unsettled.is_none()
+        && now >= pending.first + settle.report_after
+    {
+        let message = format!(
+            "still being written: changed again within every {:?} (--file-quiet-period) for {:?}; its last good objects keep serving",
+            settle.quiet, settle.report_after
+        );
+        tracing::warn!(path = %path.display(), "config file {message}");
+        pending.unsettled = Some(ConfigError::new(message).at(origin(path, 1)));
+    }
     true
 }
 
 impl FileState {
+    /// Applies bytes read from the file (that resolved to `resolved`).
+    fn apply(&mut self, path: &Path, bytes: Vec<u8>, resolved: Option<PathBuf>) {
+        self.parse(path, &bytes);
+        self.bytes = Some(bytes);
+        self.resolved = resolved;
+        self.pending = None;
+    }
+
     /// Takes in a file's new bytes: their documents if they parse, else the error (the last good
     /// documents stay).
     fn parse(&mut self, path: &Path, bytes: &[u8]) {
@@ -325,112 +420,10 @@ fn is_config_file(path: &Path) -> bool {
         })
 }
 
-/// Follows config directories and publishes what they hold whenever it changes.
-pub struct FileWatcher {
-    source: FileSource,
-    changes: mpsc::Receiver<()>,
-    tx: watch::Sender<Arc<Inputs>>,
-    /// Dropping the debouncer ends the OS watches, so it lives as long as the watcher.
-    _debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
-}
-
-impl FileWatcher {
-    /// Checks that every dir exists, starts watching them (recursively), then reads them and
-    /// publishes the first `Inputs` before returning. The first read runs on the calling
-    /// thread; call this at startup, before serving.
-    pub fn start(
-        dirs: Vec<PathBuf>,
-        tx: watch::Sender<Arc<Inputs>>,
-    ) -> Result<Self, FileSourceError> {
-        for dir in &dirs {
-            match fs::metadata(dir) {
-                Ok(metadata) if metadata.is_dir() => {}
-                Ok(_) => return Err(FileSourceError::NotADirectory { path: dir.clone() }),
-                Err(source) => {
-                    return Err(FileSourceError::Unreadable {
-                        path: dir.clone(),
-                        source,
-                    });
-                }
-            }
-        }
-        // notify calls back on its own thread; a full channel already means "rescan pending".
-        let (changed, changes) = mpsc::channel(1);
-        let handler = move |result: DebounceEventResult| {
-            match result {
-                Ok(events) if !events.iter().any(|event| is_change(&event.kind)) => return,
-                Ok(_) => {}
-                // Errors can mean missed events (a queue overflow); a rescan recovers.
-                Err(errors) => {
-                    for error in errors {
-                        tracing::warn!(%error, "config directory watch error; rescanning");
-                    }
-                }
-            }
-            let _ = changed.try_send(());
-        };
-        let mut debouncer =
-            new_debouncer(DEBOUNCE, None, handler).map_err(FileSourceError::Start)?;
-        for dir in &dirs {
-            debouncer
-                .watch(dir, RecursiveMode::Recursive)
-                .map_err(|source| FileSourceError::Watch {
-                    path: dir.clone(),
-                    source,
-                })?;
-        }
-        // Watching starts before the first read, so no change can fall between the two.
-        let source = load_dirs(&dirs);
-        publish_if_changed(&tx, Arc::new(source.inputs()));
-        Ok(Self {
-            source,
-            changes,
-            tx,
-            _debouncer: debouncer,
-        })
-    }
-
-    /// Rescans after every burst of changes until every receiver of the channel is gone.
-    /// File I/O runs on tokio's blocking pool.
-    pub async fn run(mut self) {
-        loop {
-            tokio::select! {
-                change = self.changes.recv() => if change.is_none() { return },
-                () = self.tx.closed() => return,
-            }
-            let mut source = std::mem::take(&mut self.source);
-            let reloaded = tokio::task::spawn_blocking(move || {
-                source.reload();
-                let inputs = source.inputs();
-                (source, inputs)
-            })
-            .await;
-            match reloaded {
-                Ok((source, inputs)) => {
-                    self.source = source;
-                    publish_if_changed(&self.tx, Arc::new(inputs));
-                }
-                Err(error) => match error.try_into_panic() {
-                    Ok(panic) => std::panic::resume_unwind(panic),
-                    // The runtime is shutting down.
-                    Err(_) => return,
-                },
-            }
-        }
-    }
-}
-
-/// Our own reads show up as open and close events; rescanning on them would never stop.
-fn is_change(kind: &EventKind) -> bool {
-    match kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        EventKind::Access(_) => false,
-        _ => true,
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::inputs::Kind;
 
@@ -662,104 +655,64 @@ mod tests {
     }
 
     #[test]
-    fn watching_a_missing_dir_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let (tx, _rx) = watch::channel(Arc::new(Inputs::default()));
-        let error = FileWatcher::start(vec![dir.path().join("missing")], tx)
-            .err()
-            .unwrap();
-        assert!(
-            matches!(error, FileSourceError::Unreadable { .. }),
-            "{error}"
-        );
-    }
-
-    /// Waits until the published inputs define exactly `names`.
-    async fn published(rx: &mut watch::Receiver<Arc<Inputs>>, names: &[&str]) {
-        let want: Vec<ObjectKey> = names.iter().map(|name| key(name)).collect();
-        let wait = rx.wait_for(|inputs| inputs.entries.keys().cloned().collect::<Vec<_>>() == want);
-        let deadline = Duration::from_secs(1);
-        if tokio::time::timeout(deadline, wait).await.is_err() {
-            panic!(
-                "not published within {deadline:?}: {names:?}, have {:?}",
-                origins(&rx.borrow())
-            );
-        }
-    }
-
-    #[tokio::test]
-    async fn watcher_follows_creates_renames_new_dirs_and_deletes() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        write(d, "a.yaml", &service("a"));
-        let (tx, mut rx) = watch::channel(Arc::new(Inputs::default()));
-        let watcher = FileWatcher::start(vec![d.to_path_buf()], tx).unwrap();
-        assert_eq!(
-            rx.borrow_and_update()
+    fn a_changed_file_waits_for_its_quiet_period_unless_renamed_into_place() {
+        let settle = Settle {
+            quiet: Duration::from_millis(100),
+            report_after: Duration::from_secs(1),
+        };
+        let at = |start: Instant, millis: u64| start + Duration::from_millis(millis);
+        let names = |source: &FileSource| -> Vec<String> {
+            source
+                .inputs()
                 .entries
                 .keys()
-                .cloned()
-                .collect::<Vec<_>>(),
-            vec![key("a")]
-        );
-        let task = tokio::spawn(watcher.run());
-
-        write(d, "b.yaml", &service("b"));
-        published(&mut rx, &["a", "b"]).await;
-
-        // An editor's atomic save: write elsewhere, rename over the file.
-        write(d, ".b.yaml.swp", &service("b2"));
-        fs::rename(d.join(".b.yaml.swp"), d.join("b.yaml")).unwrap();
-        published(&mut rx, &["a", "b2"]).await;
-
-        fs::create_dir(d.join("later")).unwrap();
-        write(d, "later/c.yaml", &service("c"));
-        published(&mut rx, &["a", "b2", "c"]).await;
-
-        fs::remove_file(d.join("a.yaml")).unwrap();
-        published(&mut rx, &["b2", "c"]).await;
-
-        // An unchanged result is not published again.
-        write(d, "notes.txt", "not config");
-        write(d, "later/c.yaml", &service("c"));
-        tokio::time::sleep(DEBOUNCE * 3).await;
-        assert!(!rx.has_changed().unwrap());
-
-        drop(rx);
-        tokio::time::timeout(Duration::from_secs(1), task)
-            .await
-            .unwrap()
-            .unwrap();
-    }
-
-    /// The kubelet updates a ConfigMap volume by swapping the hidden `..data` symlink.
-    #[tokio::test]
-    async fn watcher_follows_a_configmap_volume_update() {
-        use std::os::unix::fs::symlink;
-
+                .map(|key| key.name.clone())
+                .collect()
+        };
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        write(d, "..v1/svc.yaml", &service("a"));
-        symlink("..v1", d.join("..data")).unwrap();
-        symlink("..data/svc.yaml", d.join("svc.yaml")).unwrap();
-        let (tx, mut rx) = watch::channel(Arc::new(Inputs::default()));
-        let watcher = FileWatcher::start(vec![d.to_path_buf()], tx).unwrap();
-        let origin = |inputs: &Inputs| {
-            origins(inputs)
-                .into_iter()
-                .map(|(_, at)| at)
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(
-            origin(&rx.borrow_and_update()),
-            vec![format!("{}:1", d.join("svc.yaml").display())]
-        );
-        tokio::spawn(watcher.run());
+        let a = write(d, "a.yaml", &service("a"));
+        let mut source = load_dirs(&[d.to_path_buf()]);
+        let start = Instant::now();
+        let none = BTreeSet::new();
 
-        write(d, "..v2/svc.yaml", &service("b"));
-        symlink("..v2", d.join("..data_tmp")).unwrap();
-        fs::rename(d.join("..data_tmp"), d.join("..data")).unwrap();
-        fs::remove_dir_all(d.join("..v1")).unwrap();
-        published(&mut rx, &["b"]).await;
+        // Written in place: read again after the quiet period, the same, then applied.
+        write(d, "a.yaml", &service("a2"));
+        source.rescan(start, settle, &none);
+        assert_eq!(names(&source), ["a"]);
+        assert_eq!(source.next_check(settle), Some(at(start, 100)));
+        source.recheck(at(start, 100), settle);
+        assert_eq!(names(&source), ["a2"]);
+        assert_eq!(source.next_check(settle), None);
+
+        // Renamed into place: applied at once.
+        write(d, "a.yaml", &service("a3"));
+        let renamed = BTreeSet::from([path_key(&a).unwrap()]);
+        source.rescan(at(start, 200), settle, &renamed);
+        assert_eq!(names(&source), ["a3"]);
+
+        // Never quiet for long enough: reported, and the last good objects keep serving.
+        for step in 0..=10 {
+            write(d, "a.yaml", &service(&format!("x{step}")));
+            source.rescan(at(start, 300 + step * 100), settle, &none);
+        }
+        assert_eq!(names(&source), ["a3"]);
+        let reported = problems(&source.inputs());
+        assert_eq!(reported.len(), 1, "{reported:?}");
+        assert!(
+            reported[0].starts_with(&format!("{}:1: still being written", a.display())),
+            "{reported:?}"
+        );
+        source.recheck(at(start, 1400), settle);
+        assert_eq!(names(&source), ["x10"]);
+        assert_eq!(problems(&source.inputs()), Vec::<String>::new());
+
+        // A new file written in place waits too; a deleted one goes at once.
+        write(d, "b.yaml", &service("b"));
+        source.rescan(at(start, 1500), settle, &none);
+        assert_eq!(names(&source), ["x10"]);
+        fs::remove_file(&a).unwrap();
+        source.rescan(at(start, 1600), settle, &none);
+        assert_eq!(names(&source), ["b"]);
     }
 }

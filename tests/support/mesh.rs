@@ -336,10 +336,12 @@ pub const JASON_EXACT: &str = "{exact: jason}";
 pub fn local_serve_options(config_dirs: Vec<PathBuf>) -> ServeOptions {
     ServeOptions {
         config_dirs,
+        file_quiet_period: rudder::source::file::DEFAULT_QUIET_PERIOD,
         kubernetes: None,
         debounce: rudder::serve::Debounce::default(),
         xds_address: "127.0.0.1:0".parse().expect("an address"),
         admin_address: "127.0.0.1:0".parse().expect("an address"),
+        admin: rudder::admin::AdminOptions::default(),
         xds: XdsOptions::default(),
         root_namespace: rudder::model::DEFAULT_ROOT_NAMESPACE.to_string(),
     }

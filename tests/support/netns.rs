@@ -1,7 +1,8 @@
 //! Test hosts: network namespaces this test run creates, joined to the host by a veth pair on a
 //! /24 of their own (`10.231.N.0/24`: the host side is `.1`, the namespace answers on `.2` and on
 //! any address added with [`TestHost::add_address`]). They give upstreams addresses that are not
-//! loopback, which Kubernetes requires of EndpointSlices, while traffic stays on this machine.
+//! loopback, which Kubernetes requires of EndpointSlices, and clients a source address that is
+//! not loopback ([`TestHost::connect`]), while traffic stays on this machine.
 //! Needs root and iproute2; everything is removed when the guard is dropped.
 
 use std::net::TcpListener;
@@ -98,6 +99,22 @@ impl TestHost {
         })
         .join()
         .expect("the binding thread")
+    }
+
+    /// A TCP connection to `address` opened from inside the namespace: its source is the
+    /// namespace's address, not loopback.
+    pub fn connect(&self, address: &str) -> std::net::TcpStream {
+        let path = format!("/var/run/netns/{}", self.namespace);
+        let address = address.to_string();
+        std::thread::spawn(move || {
+            let namespace = std::fs::File::open(&path).expect("open the network namespace");
+            nix::sched::setns(namespace.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                .expect("join the network namespace");
+            std::net::TcpStream::connect(&address)
+                .unwrap_or_else(|error| panic!("connect to {address} from the test host: {error}"))
+        })
+        .join()
+        .expect("the connecting thread")
     }
 }
 
