@@ -206,7 +206,12 @@ fn server(mode: &str) {
             receiver,
             Arc::new(Metrics::new()),
             registry.clone(),
-            XdsOptions::default(),
+            // Hundreds of clients connect at once and, unlike Envoy, do not retry a stream
+            // refused for the rate of new streams.
+            XdsOptions {
+                stream_rate: None,
+                ..XdsOptions::default()
+            },
             std::future::pending(),
         ));
         let mut children: Vec<Child> = Vec::new();

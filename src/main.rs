@@ -23,7 +23,10 @@ use rudder::source::kube::NamespaceFilter;
 use rudder::translate::translate;
 use rudder::xds::auth::{NamedReaders, ServiceAccount, XdsAuth};
 use rudder::xds::node;
-use rudder::xds::{TlsFiles, XdsOptions, XdsTls};
+use rudder::xds::{
+    DEFAULT_MAX_REQUEST_SIZE, DEFAULT_MAX_STREAMS_PER_CONNECTION, DEFAULT_MAX_SUBSCRIBED_NAMES,
+    StreamRate, TlsFiles, XdsOptions, XdsTls,
+};
 
 /// How long, after the servers stopped, what is left of the runtime may take to end.
 const RUNTIME_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(1);
@@ -157,6 +160,9 @@ enum Command {
         /// (Go duration syntax).
         #[arg(long, default_value = "5s")]
         shutdown_grace: rudder::duration::Duration,
+        /// Bounds on what xDS clients may make rudder hold.
+        #[command(flatten)]
+        xds_limits: Box<XdsLimits>,
     },
     /// Check config files or directories; print one line per problem and exit 1 if any is an
     /// error (warnings, for settings rudder does not support, are printed only).
@@ -244,6 +250,63 @@ enum Command {
     },
 }
 
+/// `rudder serve`'s bounds on what xDS clients may make rudder hold (README: Limits on the xDS
+/// port).
+#[derive(clap::Args)]
+struct XdsLimits {
+    /// The largest ADS request accepted, in bytes (istiod's ISTIO_GPRC_MAXRECVMSGSIZE): a
+    /// larger one ends its stream with RESOURCE_EXHAUSTED. Responses are not bound by it.
+    #[arg(long, env = "ISTIO_GPRC_MAXRECVMSGSIZE", default_value_t = DEFAULT_MAX_REQUEST_SIZE, value_parser = positive_usize)]
+    xds_max_message_size: usize,
+    /// HTTP/2 streams one xDS connection may have open at once; HTTP/2 refuses more (istiod's
+    /// ISTIO_GPRC_MAXSTREAMS, whose default is 100000; Envoy opens one ADS stream per
+    /// connection).
+    #[arg(long, env = "ISTIO_GPRC_MAXSTREAMS", default_value_t = DEFAULT_MAX_STREAMS_PER_CONNECTION, value_parser = clap::value_parser!(u32).range(1..))]
+    xds_max_streams_per_connection: u32,
+    /// End an ADS stream whose first request has not arrived this long after it opened
+    /// (DEADLINE_EXCEEDED; Go duration syntax).
+    #[arg(long, default_value = "10s", value_parser = positive_duration)]
+    xds_first_request_timeout: rudder::duration::Duration,
+    /// Close an xDS connection that has not completed TLS (with --xds-tls-cert) and sent the
+    /// HTTP/2 preface this long after it connected (Go duration syntax).
+    #[arg(long, default_value = "10s", value_parser = positive_duration)]
+    xds_handshake_timeout: rudder::duration::Duration,
+    /// Ping each xDS connection this often (Go duration syntax; istiod's
+    /// GRPC_KEEPALIVE_INTERVAL).
+    #[arg(long, env = "GRPC_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = positive_duration)]
+    xds_keepalive_interval: rudder::duration::Duration,
+    /// Close an xDS connection whose ping is not answered within this (istiod's
+    /// GRPC_KEEPALIVE_TIMEOUT).
+    #[arg(long, env = "GRPC_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    xds_keepalive_timeout: rudder::duration::Duration,
+    /// New ADS streams per second (istiod's PILOT_MAX_REQUESTS_PER_SECOND): a new stream
+    /// waits up to 1s for its turn, else ends with RESOURCE_EXHAUSTED and Envoy retries.
+    /// `auto` or 0: istiod's default, 15 + 5 per CPU, at most 100; `off`: no limit.
+    #[arg(long, env = "PILOT_MAX_REQUESTS_PER_SECOND", default_value = "auto", value_parser = parse_stream_rate)]
+    xds_max_streams_per_second: NewStreams,
+    /// The names one ADS stream may subscribe to (EDS, RDS, SDS), all types together: a
+    /// request past it ends the stream with RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = DEFAULT_MAX_SUBSCRIBED_NAMES, value_parser = positive_usize)]
+    xds_max_subscribed_names: usize,
+}
+
+impl XdsLimits {
+    /// `options` with these bounds.
+    fn apply(self, options: XdsOptions) -> XdsOptions {
+        XdsOptions {
+            max_request_size: self.xds_max_message_size,
+            max_streams_per_connection: self.xds_max_streams_per_connection,
+            first_request_timeout: self.xds_first_request_timeout.0,
+            handshake_timeout: self.xds_handshake_timeout.0,
+            keepalive_interval: self.xds_keepalive_interval.0,
+            keepalive_timeout: self.xds_keepalive_timeout.0,
+            stream_rate: self.xds_max_streams_per_second.0,
+            max_subscribed_names: self.xds_max_subscribed_names,
+            ..options
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = match log_filter(std::env::var("RUST_LOG").ok().as_deref(), &cli.log_level) {
@@ -295,7 +358,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             credential_readers,
             trust_domain,
             shutdown_grace,
+            xds_limits,
         } => {
+            raise_open_files_limit();
             let tls = match (xds_tls_cert, xds_tls_key) {
                 (Some(certificate), Some(private_key)) => Some(
                     XdsTls::load(TlsFiles {
@@ -352,7 +417,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     xds_address,
                     admin_address,
                     admin,
-                    xds: XdsOptions {
+                    xds: xds_limits.apply(XdsOptions {
                         max_connection_age: max_connection_age.0,
                         push_concurrency: push_throttle as usize,
                         tls,
@@ -365,7 +430,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                             trust_domain,
                         },
                         ..XdsOptions::default()
-                    },
+                    }),
                     root_namespace,
                 })
                 .await?;
@@ -500,6 +565,56 @@ fn log_filter(
         "--log-level {log_level:?} is not a log level (error, warn, info, debug, trace, off)"
     );
     EnvFilter::try_new(level).with_context(|| format!("--log-level {log_level:?}"))
+}
+
+/// `--xds-max-streams-per-second`: a rate, or none.
+#[derive(Debug, Clone, Copy)]
+struct NewStreams(Option<StreamRate>);
+
+fn parse_stream_rate(text: &str) -> Result<NewStreams, String> {
+    match text.trim() {
+        "off" => Ok(NewStreams(None)),
+        // 0 is istiod's "unset": its automatic rate.
+        "auto" | "0" => Ok(NewStreams(Some(StreamRate::automatic_here()))),
+        number => number
+            .parse()
+            .ok()
+            .and_then(StreamRate::per_second)
+            .map(|rate| NewStreams(Some(rate)))
+            .ok_or_else(|| format!("{text:?} is not a rate: give streams per second, auto or off")),
+    }
+}
+
+fn positive_usize(text: &str) -> Result<usize, String> {
+    match text.trim().parse() {
+        Ok(0) | Err(_) => Err(format!("{text:?} is not a positive whole number")),
+        Ok(number) => Ok(number),
+    }
+}
+
+fn positive_duration(text: &str) -> Result<rudder::duration::Duration, String> {
+    match text.parse::<rudder::duration::Duration>() {
+        Ok(duration) if duration.is_zero() => Err("must be more than 0".to_string()),
+        parsed => parsed.map_err(|error| error.to_string()),
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit, as Go's runtime does for istiod: each
+/// proxy holds a connection, and the default soft limit (often 1024) is a few hundred proxies
+/// away from refusing connections. Logs the limit in force.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft < hard
+        && let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!(%error, soft, hard, "cannot raise the open file limit");
+        return;
+    }
+    let limit = getrlimit(Resource::RLIMIT_NOFILE).map_or(soft, |(soft, _)| soft);
+    tracing::info!(limit, "open file limit");
 }
 
 fn parse_label_flag(label: &str) -> Result<(String, String), String> {

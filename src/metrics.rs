@@ -2,7 +2,8 @@
 //! Istio's dashboards and alerts work unchanged: connected proxies (`pilot_xds`), pushes, their
 //! time and size by xDS type, proxy convergence, rejections (NACKs), debounce and push triggers,
 //! services and virtual services in the model, and the process's CPU and memory. What istiod has
-//! no metric for is `rudder_*` (config errors, model builds). Owns its own registry (no global
+//! no metric for is `rudder_*` (config errors, model builds, xDS streams and connections refused
+//! or not yet identified). Owns its own registry (no global
 //! state) and renders it in the text format; the admin server exposes it. Recording only; no I/O
 //! beyond the process collector reading `/proc` when scraped.
 //!
@@ -117,6 +118,51 @@ impl PushTrigger {
     }
 }
 
+/// Why the xDS server refused a connection or ended a stream, as `rudder_xds_refused_total{reason}`
+/// labels it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Refusal {
+    /// A request over `--xds-max-message-size`.
+    MessageSize,
+    /// A request that is no valid ADS request (bad protobuf, too deep, not UTF-8, compressed, cut
+    /// short).
+    BadRequest,
+    /// No first request within `--xds-first-request-timeout`.
+    FirstRequestTimeout,
+    /// A connection without TLS and the HTTP/2 preface within `--xds-handshake-timeout`.
+    HandshakeTimeout,
+    /// A connection whose TLS handshake failed, or that is not HTTP/2.
+    HandshakeFailed,
+    /// A new stream beyond `--xds-max-streams-per-second`.
+    RateLimit,
+    /// A request taking a stream past `--xds-max-subscribed-names`.
+    Subscriptions,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 7] = [
+        Refusal::MessageSize,
+        Refusal::BadRequest,
+        Refusal::FirstRequestTimeout,
+        Refusal::HandshakeTimeout,
+        Refusal::HandshakeFailed,
+        Refusal::RateLimit,
+        Refusal::Subscriptions,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::MessageSize => "message_size",
+            Refusal::BadRequest => "bad_request",
+            Refusal::FirstRequestTimeout => "first_request_timeout",
+            Refusal::HandshakeTimeout => "handshake_timeout",
+            Refusal::HandshakeFailed => "handshake_failed",
+            Refusal::RateLimit => "rate_limit",
+            Refusal::Subscriptions => "subscriptions",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
@@ -148,6 +194,10 @@ pub struct Metrics {
     config_builds: IntCounter,
     /// `rudder_kube_synced{kind}`.
     kube_synced: IntGaugeVec,
+    /// `rudder_xds_unidentified_streams`.
+    unidentified_streams: IntGauge,
+    /// `rudder_xds_refused_total{reason}`.
+    refused: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -259,6 +309,20 @@ impl Metrics {
             &["kind"],
         )
         .expect(VALID);
+        let unidentified_streams = IntGauge::new(
+            "rudder_xds_unidentified_streams",
+            "ADS streams open that have not sent a valid first request yet (not in pilot_xds).",
+        )
+        .expect(VALID);
+        let refused = IntCounterVec::new(
+            Opts::new(
+                "rudder_xds_refused_total",
+                "xDS connections closed and ADS streams ended by rudder for breaking a limit or \
+                 the protocol, by reason.",
+            ),
+            &["reason"],
+        )
+        .expect(VALID);
 
         let registry = Registry::new();
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -280,6 +344,8 @@ impl Metrics {
             Box::new(config_errors.clone()),
             Box::new(config_builds.clone()),
             Box::new(kube_synced.clone()),
+            Box::new(unidentified_streams.clone()),
+            Box::new(refused.clone()),
             // process_cpu_seconds_total, process_resident_memory_bytes, open fds, ...
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
@@ -294,6 +360,9 @@ impl Metrics {
         }
         for trigger in PushTrigger::ALL {
             push_triggers.with_label_values(&[trigger.label()]);
+        }
+        for refusal in Refusal::ALL {
+            refused.with_label_values(&[refusal.label()]);
         }
         Metrics {
             registry,
@@ -311,6 +380,8 @@ impl Metrics {
             config_errors,
             config_builds,
             kube_synced,
+            unidentified_streams,
+            refused,
         }
     }
 
@@ -359,6 +430,21 @@ impl Metrics {
 
     pub fn proxy_disconnected(&self) {
         self.xds_clients.dec();
+    }
+
+    /// An ADS stream opened: unidentified until [`Metrics::unidentified_stream_closed`].
+    pub fn unidentified_stream_opened(&self) {
+        self.unidentified_streams.inc();
+    }
+
+    /// An unidentified ADS stream identified itself with a valid first request, or ended.
+    pub fn unidentified_stream_closed(&self) {
+        self.unidentified_streams.dec();
+    }
+
+    /// The xDS server refused a connection or ended a stream for `reason`.
+    pub fn refused(&self, reason: Refusal) {
+        self.refused.with_label_values(&[reason.label()]).inc();
     }
 
     /// One response of `ty` sent: counted, with its encoded size in bytes.
@@ -501,6 +587,10 @@ mod tests {
         );
         metrics.observe_debounce(Duration::from_millis(120));
         metrics.push_triggered(PushTrigger::Endpoint, 2);
+        metrics.unidentified_stream_opened();
+        metrics.unidentified_stream_opened();
+        metrics.unidentified_stream_closed();
+        metrics.refused(Refusal::MessageSize);
         let text = metrics.render();
         for line in [
             "# TYPE pilot_xds gauge",
@@ -528,6 +618,11 @@ mod tests {
             "pilot_proxy_convergence_time_count 0",
             "rudder_config_errors 3",
             "rudder_config_builds_total 1",
+            "# TYPE rudder_xds_unidentified_streams gauge",
+            "rudder_xds_unidentified_streams 1",
+            "# TYPE rudder_xds_refused_total counter",
+            "rudder_xds_refused_total{reason=\"message_size\"} 1",
+            "rudder_xds_refused_total{reason=\"handshake_timeout\"} 0",
         ] {
             assert!(has_line(&text, line), "missing {line:?} in\n{text}");
         }

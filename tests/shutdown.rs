@@ -4,17 +4,16 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
+use std::io::Write;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rudder::bootstrap::AdsApiType;
 use serde_json::json;
 use support::envoy_process::EnvoyProcess;
 use support::in_both_modes;
 use support::mesh::{Backend, NAMESPACE, NODE_ID, service_yaml, wait_until};
+use support::rudder_process::RudderProcess;
 use support::upstream::{Echo, Upstream};
 
 /// rudder's `--shutdown-grace` in these tests; it must exit before.
@@ -22,107 +21,18 @@ const GRACE: Duration = Duration::from_secs(5);
 
 in_both_modes!(sigterm_ends_streams_and_exits_zero_while_envoy_keeps_serving);
 
-/// The `rudder serve` process; killed if a test fails before it exits.
-struct Rudder {
-    child: Child,
-    /// Lines of its log, as they come.
-    log: mpsc::Receiver<String>,
-    /// Every line read so far.
-    seen: Vec<String>,
-}
-
-impl Rudder {
-    /// `rudder serve` of `config_dir`, with `--shutdown-grace` `grace`.
-    fn start(config_dir: &std::path::Path, grace: Duration) -> Rudder {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rudder"))
-            .args(["serve", "--config-dir"])
-            .arg(config_dir)
-            .args([
-                "--xds-address",
-                "127.0.0.1:0",
-                "--admin-address",
-                "127.0.0.1:0",
-            ])
-            .args(["--shutdown-grace", &format!("{}ms", grace.as_millis())])
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start rudder");
-        let stderr = child.stderr.take().expect("rudder's stderr");
-        let (lines, log) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if lines.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Rudder {
-            child,
-            log,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Reads the log until a line contains `text`; that line.
-    fn wait_for_line(&mut self, text: &str, limit: Duration) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(line) = self.seen.iter().find(|line| line.contains(text)) {
-                return line.clone();
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.log.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
-                Err(_) => panic!(
-                    "rudder never logged {text:?}; its log:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    /// Sends SIGTERM; how rudder exited and how long after, which must be less than `limit`.
-    fn terminate(&mut self, limit: Duration) -> (std::process::ExitStatus, Duration) {
-        let signalled = Instant::now();
-        let killed = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(killed.success());
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for rudder") {
-                return (status, signalled.elapsed());
-            }
-            if signalled.elapsed() > limit {
-                // Whatever it logged meanwhile, for the message.
-                self.seen.extend(self.log.try_iter());
-                panic!(
-                    "rudder still runs {limit:?} after SIGTERM; its log:\n{}",
-                    self.seen.join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// The xDS address from the `serving` line.
-    fn xds_address(&mut self) -> SocketAddr {
-        let line = self.wait_for_line("serving", Duration::from_secs(20));
-        line.split_whitespace()
-            .find_map(|field| field.strip_prefix("xds_address="))
-            .and_then(|address| address.parse().ok())
-            .unwrap_or_else(|| panic!("no xDS address in {line:?}"))
-    }
-}
-
-impl Drop for Rudder {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `rudder serve` of `config_dir` on loopback, with `--shutdown-grace` `grace`.
+fn start_rudder(config_dir: &std::path::Path, grace: Duration) -> RudderProcess {
+    let grace = format!("{}ms", grace.as_millis());
+    let args = [
+        "--xds-address",
+        "127.0.0.1:0",
+        "--admin-address",
+        "127.0.0.1:0",
+        "--shutdown-grace",
+        &grace,
+    ];
+    RudderProcess::start(config_dir, &args)
 }
 
 /// A GET of `web` through the sidecar's listener on `port`: the upstream that answered.
@@ -149,8 +59,8 @@ async fn sigterm_ends_streams_and_exits_zero_while_envoy_keeps_serving(api_type:
     let service = service_yaml("web", &format!("10.96.{net}.1"), port, &backends);
     std::fs::write(config.path().join("web.yaml"), service).expect("write the config");
 
-    let mut rudder = Rudder::start(config.path(), GRACE);
-    let xds_address = rudder.xds_address();
+    let mut rudder = start_rudder(config.path(), GRACE);
+    let (xds_address, _) = rudder.addresses();
     let metadata = json!({"NAMESPACE": NAMESPACE, "INTERCEPTION_MODE": "NONE"});
     let envoy = EnvoyProcess::start(NODE_ID, metadata, xds_address, api_type);
     let client = reqwest::Client::builder()
@@ -204,13 +114,19 @@ async fn sigterm_ends_streams_and_exits_zero_while_envoy_keeps_serving(api_type:
 }
 
 #[test]
-fn a_client_that_never_speaks_is_cut_off_after_the_grace() {
+fn a_client_silent_after_its_preface_is_cut_off_after_the_grace() {
     let config = tempfile::tempdir().expect("a temporary directory");
     let grace = Duration::from_millis(500);
-    let mut rudder = Rudder::start(config.path(), grace);
-    let xds_address = rudder.xds_address();
-    // Connected, but never sends the HTTP/2 preface: its connection cannot close gracefully.
-    let _silent = std::net::TcpStream::connect(xds_address).expect("connect to xDS");
+    let mut rudder = start_rudder(config.path(), grace);
+    let (xds_address, _) = rudder.addresses();
+    // Sent the HTTP/2 preface, then nothing (not even its SETTINGS, nor the answer to the
+    // GOAWAY's ping): its connection cannot close gracefully. (One that never sent the preface
+    // is still in its handshake, which shutdown ends at once.)
+    let mut silent = std::net::TcpStream::connect(xds_address).expect("connect to xDS");
+    silent
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .expect("send the preface");
+    let _never_spoke = std::net::TcpStream::connect(xds_address).expect("connect to xDS");
     std::thread::sleep(Duration::from_millis(100));
     // The grace, then at most a second for the runtime's leftovers, and slack for a busy machine.
     let (status, exit_time) = rudder.terminate(grace + Duration::from_secs(3));

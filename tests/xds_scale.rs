@@ -49,7 +49,12 @@ impl Server {
             receiver,
             Arc::new(Metrics::new()),
             registry.clone(),
-            options,
+            // These clients connect by the hundred at once and, unlike Envoy, do not retry a
+            // stream refused for the rate of new streams.
+            XdsOptions {
+                stream_rate: None,
+                ..options
+            },
             async move {
                 let _ = stop.await;
             },

@@ -61,6 +61,9 @@ impl RudderCommand {
             .arg(&self.config_dir)
             .args(["--xds-address", &self.xds.to_string()])
             .args(["--admin-address", &self.admin.to_string()])
+            // As istiod is run below: these clients connect by the thousand and, unlike Envoy, do
+            // not retry a stream refused for the rate of new streams.
+            .args(["--xds-max-streams-per-second", "off"])
             .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

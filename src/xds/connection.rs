@@ -14,7 +14,8 @@
 //! Rules both keep: responses go out in ADS order (CDS, EDS, LDS, RDS); EDS follows a CDS
 //! response even when unchanged, since Envoy warms clusters until it gets one; a request whose
 //! nonce is not the type's last is stale and its ACK or NACK is ignored; a rejected version is
-//! not sent again until the content changes.
+//! not sent again until the content changes; a request that would take the names a stream keeps
+//! past its limit ([`StateMachine::limit_names`]) is refused, and the stream is to end.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -71,14 +72,32 @@ pub enum Event {
     },
 }
 
-/// What to do after an input: send `responses` in order, report `events`.
+/// A request the stream does not take: the server ends the stream with a status saying why. The
+/// state machine may hold part of the refused request after it, so it is not used again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The request would have the stream keep `names` names, over its `limit`.
+    TooManyNames { names: usize, limit: usize },
+}
+
+/// What to do after an input: send `responses` in order, report `events`; or, if `refused`, end
+/// the stream (there are no responses then).
 #[derive(Debug, PartialEq)]
 pub struct Outcome<R> {
     pub responses: Vec<R>,
     pub events: Vec<Event>,
+    pub refused: Option<Refused>,
 }
 
 impl<R> Outcome<R> {
+    /// Refuses the request: the stream would keep `names` names, over `limit`.
+    pub fn too_many_names(names: usize, limit: usize) -> Outcome<R> {
+        Outcome {
+            refused: Some(Refused::TooManyNames { names, limit }),
+            ..Outcome::default()
+        }
+    }
+
     /// The type a request asks for, if rudder serves it; otherwise the request is reported as
     /// `UnknownType` and gets no answer.
     pub fn served_type(&mut self, type_url: &str) -> Option<crate::translate::ResourceType> {
@@ -97,6 +116,7 @@ impl<R> Default for Outcome<R> {
         Outcome {
             responses: Vec::new(),
             events: Vec::new(),
+            refused: None,
         }
     }
 }
@@ -108,6 +128,11 @@ pub trait StateMachine: Send + Sync + Sized + 'static {
 
     /// A stream for a proxy whose resources are `resources`; nothing is subscribed yet.
     fn new(resources: Arc<ResourceSet>) -> Self;
+
+    /// Refuses requests that would have the stream keep more than `limit` names the proxy gave,
+    /// all types together (none by default): names are kept for the stream's life, so a client
+    /// could otherwise grow a stream without bound, one request at a time.
+    fn limit_names(&mut self, limit: usize);
 
     /// Handles one request from the proxy.
     fn on_request(&mut self, request: &Self::Request) -> Outcome<Self::Response>;

@@ -19,6 +19,9 @@
 //!   response, whatever `initial_resource_versions` says.
 //! - A NACK marks the versions of the rejected response's resources: they are not sent again
 //!   (not even to follow CDS) until they change, or the proxy subscribes to them again.
+//! - The names a stream keeps are its explicit subscriptions, all types together: a request that
+//!   would take them past the stream's limit is refused. (What `initial_resource_versions` lists
+//!   beyond them is dropped by the response to that same request.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -41,6 +44,8 @@ pub struct DeltaConnection {
     /// yet (a reconnect's EDS request comes after its CDS response).
     warming: BTreeSet<String>,
     nonces: Nonces,
+    /// The most names the watches may subscribe to together.
+    max_names: usize,
 }
 
 /// Asks for every resource of a type, in `resource_names_subscribe`.
@@ -144,7 +149,12 @@ impl StateMachine for DeltaConnection {
             watches: BTreeMap::new(),
             warming: BTreeSet::new(),
             nonces: Nonces::default(),
+            max_names: usize::MAX,
         }
+    }
+
+    fn limit_names(&mut self, limit: usize) {
+        self.max_names = limit;
     }
 
     fn on_request(&mut self, request: &DeltaDiscoveryRequest) -> Outgoing {
@@ -177,6 +187,10 @@ impl StateMachine for DeltaConnection {
             Answer::Stale | Answer::Unanswered => {}
         }
         watch.subscribe(ty, request, first, resources);
+        let kept = self.watches.values().map(|watch| watch.names.len()).sum();
+        if kept > self.max_names {
+            return Outgoing::too_many_names(kept, self.max_names);
+        }
         self.push(ty, &mut outcome);
         outcome
     }

@@ -5,6 +5,12 @@
 //! freed once the request is read. tonic's codecs keep per-stream buffers the size of the
 //! largest message ever sent and received (a full CDS of a large mesh) for the stream's whole
 //! life, for every proxy.
+//!
+//! Requests are bounded by a size of their own (a proxy's requests are small; a response, the
+//! full config of a large mesh, is not): a request whose 5-byte prefix announces more is refused
+//! before any of it is buffered, and the buffer grows only with the bytes that arrive, so a
+//! prefix alone costs nothing. Every request that cannot be taken ends its stream with a status
+//! that says why ([`ReadError::Refused`]).
 
 use std::convert::Infallible;
 use std::marker::PhantomData;
@@ -25,6 +31,7 @@ use tonic::{Request, Status};
 use super::auth::Credentials;
 use super::tls::TlsPeer;
 use super::wire::{DeltaResponse, SotwResponse, WireMessage};
+use crate::metrics::Refusal;
 
 const SOTW_PATH: &str =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
@@ -61,6 +68,13 @@ pub(super) struct Peer {
     pub credentials: Credentials,
 }
 
+/// The largest messages each way, in bytes.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    pub request: usize,
+    pub response: usize,
+}
+
 /// The longest `authorization` header read: far beyond a Kubernetes token, so that a client
 /// cannot make rudder send megabytes to the API server.
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -68,14 +82,14 @@ const MAX_TOKEN_BYTES: usize = 16 * 1024;
 /// The `envoy.service.discovery.v3.AggregatedDiscoveryService` service.
 pub(super) struct AdsServer<T> {
     inner: Arc<T>,
-    max_message_size: usize,
+    limits: Limits,
 }
 
 impl<T> AdsServer<T> {
-    pub fn new(inner: T, max_message_size: usize) -> AdsServer<T> {
+    pub fn new(inner: T, limits: Limits) -> AdsServer<T> {
         AdsServer {
             inner: Arc::new(inner),
-            max_message_size,
+            limits,
         }
     }
 }
@@ -84,7 +98,7 @@ impl<T> Clone for AdsServer<T> {
     fn clone(&self) -> Self {
         AdsServer {
             inner: self.inner.clone(),
-            max_message_size: self.max_message_size,
+            limits: self.limits,
         }
     }
 }
@@ -103,15 +117,18 @@ impl<T: Ads> Service<http::Request<tonic::body::Body>> for AdsServer<T> {
     }
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
-        let limit = self.max_message_size;
+        let Limits {
+            request: limit,
+            response: response_limit,
+        } = self.limits;
         let response = match request.uri().path() {
             SOTW_PATH => {
                 let (peer, requests) = requests(request, limit);
-                respond(self.inner.sotw(peer, requests), limit)
+                respond(self.inner.sotw(peer, requests), response_limit)
             }
             DELTA_PATH => {
                 let (peer, requests) = requests(request, limit);
-                respond(self.inner.delta(peer, requests), limit)
+                respond(self.inner.delta(peer, requests), response_limit)
             }
             _ => Status::unimplemented("").into_http(),
         };
@@ -164,6 +181,23 @@ fn respond<Resp: WireMessage + Send + 'static>(
     response
 }
 
+/// Why the next request of a stream could not be read.
+#[derive(Debug)]
+pub(super) enum ReadError {
+    /// The client sent what the server does not take; the stream ends with `status`, which says
+    /// why.
+    Refused { reason: Refusal, status: Status },
+    /// The stream failed under the request (the client reset it, the connection broke): there is
+    /// no one to tell.
+    Transport(Status),
+}
+
+impl ReadError {
+    fn refused(reason: Refusal, status: Status) -> ReadError {
+        ReadError::Refused { reason, status }
+    }
+}
+
 /// The requests of one stream.
 pub(super) struct Requests<Req> {
     /// In a mutex only to be `Sync` (stream tasks hold `&self` across awaits); only ever used
@@ -179,7 +213,7 @@ pub(super) struct Requests<Req> {
 
 impl<Req: prost::Message + Default> Requests<Req> {
     /// The next request; `None` once the proxy closed its side of the stream.
-    pub async fn message(&mut self) -> Result<Option<Req>, Status> {
+    pub async fn message(&mut self) -> Result<Option<Req>, ReadError> {
         loop {
             if let Some(request) = self.decode()? {
                 return Ok(Some(request));
@@ -194,37 +228,46 @@ impl<Req: prost::Message + Default> Requests<Req> {
                         self.peak = self.peak.max(self.buf.len());
                     }
                 }
-                Some(Err(status)) => return Err(status),
+                Some(Err(status)) => return Err(ReadError::Transport(status)),
                 None if self.buf.is_empty() => return Ok(None),
-                None => return Err(Status::internal("the stream ended inside a message")),
+                None => {
+                    return Err(ReadError::refused(
+                        Refusal::BadRequest,
+                        Status::internal("the stream ended inside a request"),
+                    ));
+                }
             }
         }
     }
 
     /// Decodes the next message if all of it has arrived.
-    fn decode(&mut self) -> Result<Option<Req>, Status> {
+    fn decode(&mut self) -> Result<Option<Req>, ReadError> {
         let Some(prefix) = self.buf.get(..HEADER_SIZE) else {
             return Ok(None);
         };
         if prefix[0] != 0 {
-            return Err(Status::unimplemented(
-                "compressed requests are not supported",
+            return Err(ReadError::refused(
+                Refusal::BadRequest,
+                Status::unimplemented("compressed requests are not supported"),
             ));
         }
         let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
         if len > self.limit {
-            return Err(Status::resource_exhausted(format!(
-                "request of {len} bytes is over the limit of {}",
+            let status = Status::resource_exhausted(format!(
+                "request of {len} bytes is over the limit of {} bytes (--xds-max-message-size)",
                 self.limit
-            )));
+            ));
+            return Err(ReadError::refused(Refusal::MessageSize, status));
         }
+        // Not reserved ahead: the buffer grows as the bytes arrive, so that a prefix announcing a
+        // large request costs nothing until the request is sent.
         let Some(message) = self.buf.get(HEADER_SIZE..HEADER_SIZE + len) else {
-            self.buf.reserve(HEADER_SIZE + len - self.buf.len());
-            self.peak = self.peak.max(HEADER_SIZE + len);
             return Ok(None);
         };
-        let request = Req::decode(message)
-            .map_err(|error| Status::invalid_argument(format!("decode request: {error}")))?;
+        let request = Req::decode(message).map_err(|error| {
+            let status = Status::invalid_argument(format!("cannot decode the request: {error}"));
+            ReadError::refused(Refusal::BadRequest, status)
+        })?;
         self.buf.advance(HEADER_SIZE + len);
         if self.buf.is_empty() && self.peak > KEEP_BUFFER {
             self.buf = BytesMut::new();
@@ -366,26 +409,61 @@ mod tests {
         assert_eq!(requests.message().await.unwrap(), None);
     }
 
+    /// The refusal reading `chunks` ends with.
+    async fn refusal(chunks: Vec<Vec<u8>>, limit: usize) -> (Refusal, Status) {
+        match requests(chunks, limit).message().await {
+            Err(ReadError::Refused { reason, status }) => (reason, status),
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
     #[tokio::test]
     async fn bad_requests_end_the_stream() {
         let mut compressed = framed(&request(1));
         compressed[0] = 1;
-        let status = requests(vec![compressed], 1024)
-            .message()
-            .await
-            .unwrap_err();
+        let (reason, status) = refusal(vec![compressed], 1024).await;
+        assert_eq!(reason, Refusal::BadRequest);
         assert_eq!(status.code(), tonic::Code::Unimplemented);
 
-        let status = requests(vec![framed(&request(100))], 64)
-            .message()
-            .await
-            .unwrap_err();
+        let (reason, status) = refusal(vec![framed(&request(100))], 64).await;
+        assert_eq!(reason, Refusal::MessageSize);
         assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert!(
+            status
+                .message()
+                .contains("limit of 64 bytes (--xds-max-message-size)"),
+            "{status:?}"
+        );
 
         let mut truncated = framed(&request(1));
         truncated.pop();
-        let status = requests(vec![truncated], 1024).message().await.unwrap_err();
+        let (reason, status) = refusal(vec![truncated], 1024).await;
+        assert_eq!(reason, Refusal::BadRequest);
         assert_eq!(status.code(), tonic::Code::Internal);
+
+        // Field 4 (`type_url`, a string) holding bytes that are not UTF-8.
+        let not_utf8 = vec![0, 0, 0, 0, 4, 0x22, 2, 0xff, 0xfe];
+        let (reason, status) = refusal(vec![not_utf8], 1024).await;
+        assert_eq!(reason, Refusal::BadRequest);
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().contains("UTF-8"), "{status:?}");
+    }
+
+    #[tokio::test]
+    async fn a_prefix_alone_allocates_nothing() {
+        // The prefix of a request at the limit, and its first bytes.
+        let mut chunk = vec![0];
+        chunk.extend_from_slice(&(1u32 << 20).to_be_bytes());
+        chunk.extend_from_slice(&[0; 100]);
+        let mut requests = requests(vec![chunk], 1 << 20);
+        // The body has no more: the stream ends inside the request.
+        let ended = requests.message().await;
+        assert!(matches!(ended, Err(ReadError::Refused { .. })), "{ended:?}");
+        assert!(
+            requests.buf.capacity() < 1 << 16,
+            "{}",
+            requests.buf.capacity()
+        );
     }
 
     #[test]

@@ -8,8 +8,11 @@
 //! Nothing here builds models or translates on its own schedule: models arrive through a
 //! `watch` channel and each connection asks the [`cache`] for its proxy's translation, made once
 //! per snapshot for every proxy that gets the same config. Responses carry resources encoded once
-//! and shared ([`wire`]), written to the wire by a codec of rudder's own (`grpc`).
+//! and shared ([`wire`]), written to the wire by a codec of rudder's own (`grpc`). What a client
+//! can make the server hold is bounded (see [`server`]): connections are accepted and given a
+//! time to handshake by `accept`, new streams are spaced by [`rate`].
 
+mod accept;
 pub mod auth;
 pub mod cache;
 mod closer;
@@ -20,6 +23,7 @@ mod fixtures;
 mod grpc;
 pub mod hook;
 pub mod node;
+pub mod rate;
 pub mod server;
 pub mod sotw;
 pub mod spiffe;
@@ -38,10 +42,16 @@ use crate::model::Model;
 use crate::proxy::Proxy;
 use crate::translate::ResourceType;
 
-pub use connection::{Event, Nack, Outcome, StateMachine, TypeStatus};
+pub use connection::{Event, Nack, Outcome, Refused, StateMachine, TypeStatus};
 pub use delta::DeltaConnection;
 pub use hook::ResourcesHook;
-pub use server::{DEFAULT_MAX_CONNECTION_AGE, XdsError, XdsOptions, serve_xds};
+pub use rate::StreamRate;
+pub use server::{
+    DEFAULT_FIRST_REQUEST_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_KEEPALIVE_INTERVAL,
+    DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_MAX_CONNECTION_AGE, DEFAULT_MAX_REQUEST_SIZE,
+    DEFAULT_MAX_STREAMS_PER_CONNECTION, DEFAULT_MAX_SUBSCRIBED_NAMES, XdsError, XdsOptions,
+    serve_xds,
+};
 pub use sotw::SotwConnection;
 pub use tls::{TlsError, TlsFiles, XdsTls};
 

@@ -14,6 +14,11 @@
 //! `watch` receiver, so when it reads again it gets the newest config, not every one in between.
 //! A proxy whose queue stays full for [`XdsOptions::send_timeout`], or that cannot take its
 //! closing status at its maximum age, has its connection closed ([`super::closer`]).
+//!
+//! What a client can make the server hold is bounded, each bound an [`XdsOptions`] field (a
+//! `rudder serve` flag): handshakes (`super::accept`), streams per connection (HTTP/2), the rate
+//! of new streams and the wait for a first request (`admission`), request size (`super::grpc`)
+//! and names subscribed (the state machines).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,25 +32,48 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 use tonic::Status;
-use tonic::transport::server::TcpIncoming;
 use tracing::{debug, info, warn};
 
+use self::admission::{Unidentified, Unopened};
+use super::accept::{self, Accepting, Plaintext};
 use super::auth::{Credentials, Verified, XdsAuth};
 use super::cache::Cache;
 use super::closer::Closers;
 use super::connection::{Event, Outcome, StateMachine};
-use super::grpc::{Ads, AdsServer, Peer, Requests, Responses};
+use super::grpc::{Ads, AdsServer, Limits, Peer, ReadError, Requests, Responses};
 use super::node::identify;
-use super::tls::{XdsTls, incoming};
+use super::rate::{Limiter, StreamRate};
+use super::tls::XdsTls;
 use super::versions::ResourceSet;
 use super::wire::{DeltaResponse, SotwResponse, WireMessage};
 use super::{ConnectedProxy, DeltaConnection, Registry, ResourcesHook, Snapshot, SotwConnection};
-use crate::metrics::{Convergence, Metrics};
+use crate::metrics::{Convergence, Metrics, Refusal};
 use crate::proxy::{Proxy, SecretAccess};
 use crate::translate::ResourceType;
 
-/// Large enough for a full CDS/EDS of a big mesh; gRPC's 4 MiB default is not.
-const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+/// The largest response: large enough for a full CDS/EDS of a big mesh; gRPC's 4 MiB default is
+/// not. Requests have a bound of their own ([`XdsOptions::max_request_size`]).
+const MAX_RESPONSE_SIZE: usize = 64 * 1024 * 1024;
+
+/// istiod's `ISTIO_GPRC_MAXRECVMSGSIZE`.
+pub const DEFAULT_MAX_REQUEST_SIZE: usize = 4 * 1024 * 1024;
+
+/// Envoy opens one ADS stream per connection; istiod's `ISTIO_GPRC_MAXSTREAMS` (100000) lets one
+/// connection open as many streams as it takes to exhaust memory.
+pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 100;
+
+pub const DEFAULT_FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// istiod's `GRPC_KEEPALIVE_INTERVAL` and `GRPC_KEEPALIVE_TIMEOUT`.
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A sidecar subscribes by name to an EDS name per cluster and an RDS name per route
+/// configuration: 100000 serves a mesh of tens of thousands of services, and bounds what one
+/// stream holds of names it was given to some 10 MiB.
+pub const DEFAULT_MAX_SUBSCRIBED_NAMES: usize = 100_000;
 
 /// Responses a stream may queue before its task waits for the proxy to read.
 const RESPONSE_BUFFER: usize = 16;
@@ -86,6 +114,33 @@ pub struct XdsOptions {
     pub send_timeout: Option<Duration>,
     /// Who a stream's peer is and which Secrets it may read ([`super::auth`]).
     pub auth: XdsAuth,
+    /// The largest request, in bytes: one whose length prefix says more ends its stream with
+    /// `RESOURCE_EXHAUSTED` before any of it is buffered. Responses are not bound by it.
+    /// Default: 4 MiB, istiod's `ISTIO_GPRC_MAXRECVMSGSIZE`.
+    pub max_request_size: usize,
+    /// HTTP/2 streams a connection may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`);
+    /// HTTP/2 refuses more. Default: 100 (see [`DEFAULT_MAX_STREAMS_PER_CONNECTION`]).
+    pub max_streams_per_connection: u32,
+    /// A stream whose first request has not arrived this long after it opened ends with
+    /// `DEADLINE_EXCEEDED`. Default: 10 s.
+    pub first_request_timeout: Duration,
+    /// A connection that has not completed TLS (on a TLS port) and sent the HTTP/2 preface this
+    /// long after it was accepted is closed. Default: 10 s.
+    pub handshake_timeout: Duration,
+    /// How often each connection is pinged, and how long its answer may take before the
+    /// connection is closed. Default: 30 s and 10 s, istiod's `GRPC_KEEPALIVE_INTERVAL` and
+    /// `GRPC_KEEPALIVE_TIMEOUT`.
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+    /// The rate of new streams (istiod's `PILOT_MAX_REQUESTS_PER_SECOND`, with no burst): a new
+    /// stream waits up to a second for its turn, or ends with `RESOURCE_EXHAUSTED` (Envoy
+    /// retries with backoff). `None`: no limit. Default: istiod's automatic rate, 15 + 5 per
+    /// CPU, at most 100 a second.
+    pub stream_rate: Option<StreamRate>,
+    /// The names a stream may subscribe to (EDS, RDS, SDS), all types together: a request past
+    /// it ends the stream with `RESOURCE_EXHAUSTED`. Default: 100000 (see
+    /// [`DEFAULT_MAX_SUBSCRIBED_NAMES`]).
+    pub max_subscribed_names: usize,
 }
 
 impl Default for XdsOptions {
@@ -97,6 +152,14 @@ impl Default for XdsOptions {
             tls: None,
             send_timeout: None,
             auth: XdsAuth::default(),
+            max_request_size: DEFAULT_MAX_REQUEST_SIZE,
+            max_streams_per_connection: DEFAULT_MAX_STREAMS_PER_CONNECTION,
+            first_request_timeout: DEFAULT_FIRST_REQUEST_TIMEOUT,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            stream_rate: Some(StreamRate::automatic_here()),
+            max_subscribed_names: DEFAULT_MAX_SUBSCRIBED_NAMES,
         }
     }
 }
@@ -123,40 +186,60 @@ pub async fn serve_xds(
 ) -> Result<(), XdsError> {
     let (stop, stopped) = watch::channel(false);
     let closers = Arc::new(Closers::default());
+    let rate = options
+        .stream_rate
+        .map_or("off".to_string(), |rate| rate.to_string());
+    info!(
+        max_message_size = options.max_request_size,
+        max_streams_per_connection = options.max_streams_per_connection,
+        max_streams_per_second = %rate,
+        max_subscribed_names = options.max_subscribed_names,
+        first_request_timeout = ?options.first_request_timeout,
+        handshake_timeout = ?options.handshake_timeout,
+        "xDS limits"
+    );
+    let accepting = Accepting {
+        timeout: options.handshake_timeout,
+        metrics: metrics.clone(),
+        closers: closers.clone(),
+    };
+    let limits = Limits {
+        request: options.max_request_size,
+        response: MAX_RESPONSE_SIZE,
+    };
     let service = AdsService {
         snapshots,
         metrics,
         registry,
         cache: Arc::new(Cache::new(options.resources_hook.clone())),
         pushes: Arc::new(Semaphore::new(options.push_concurrency.max(1))),
-        closers: closers.clone(),
+        closers,
+        limiter: options.stream_rate.map(|rate| Arc::new(Limiter::new(rate))),
         options,
         stopped,
         next_connection: AtomicU64::new(1),
     };
+    let mut router = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(service.options.keepalive_interval))
+        .http2_keepalive_timeout(Some(service.options.keepalive_timeout))
+        .max_concurrent_streams(service.options.max_streams_per_connection);
     let tls = service.options.tls.clone();
-    let server = AdsServer::new(service, MAX_MESSAGE_SIZE);
+    let router = router.add_service(AdsServer::new(service, limits));
     // ADS streams never end on their own; graceful shutdown would wait forever without `stop`.
     // Once the streams end, each connection gets a GOAWAY and closes.
     let shutdown = async move {
         shutdown.await;
         let _ = stop.send(true);
     };
-    let router = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .add_service(server);
     match tls {
         Some(tls) => {
+            let incoming = accept::incoming(listener, tls, accepting);
             router
-                .serve_with_incoming_shutdown(incoming(listener, tls, closers), shutdown)
+                .serve_with_incoming_shutdown(incoming, shutdown)
                 .await?;
         }
         None => {
-            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-            let incoming = tokio_stream::StreamExt::map(incoming, move |accepted| {
-                accepted.map(|connection| closers.wrap(connection))
-            });
+            let incoming = accept::incoming(listener, Plaintext, accepting);
             router
                 .serve_with_incoming_shutdown(incoming, shutdown)
                 .await?;
@@ -174,6 +257,8 @@ struct AdsService {
     pushes: Arc<Semaphore>,
     /// Closes the connections of proxies the server gives up on.
     closers: Arc<Closers>,
+    /// Spaces new streams (`XdsOptions::stream_rate`); `None`: no limit.
+    limiter: Option<Arc<Limiter>>,
     options: XdsOptions,
     stopped: watch::Receiver<bool>,
     next_connection: AtomicU64,
@@ -188,9 +273,19 @@ impl AdsService {
     ) -> Responses<M::Response> {
         let (responses, outgoing) = mpsc::channel(RESPONSE_BUFFER);
         let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        let opened = Instant::now();
         let stream = AdsStream::<M> {
             connection,
-            expires: expiry(Instant::now(), self.options.max_connection_age, connection),
+            expires: expiry(opened, self.options.max_connection_age, connection),
+            unidentified: Some(Unidentified::new(&self.metrics)),
+            opened,
+            first_request_timeout: self.options.first_request_timeout,
+            // Taken as the stream opens, before its task runs.
+            turn: match &self.limiter {
+                Some(limiter) => limiter.reserve(opened),
+                None => Some(opened),
+            },
+            max_names: self.options.max_subscribed_names,
             requests,
             responses,
             snapshots: self.snapshots.clone(),
@@ -310,6 +405,17 @@ struct AdsStream<M: Protocol> {
     connection: u64,
     /// When the stream reaches its maximum age.
     expires: Option<Instant>,
+    /// Counts the stream as unidentified until its first request identifies it.
+    unidentified: Option<Unidentified>,
+    /// When the stream opened.
+    opened: Instant,
+    /// `XdsOptions::first_request_timeout`.
+    first_request_timeout: Duration,
+    /// When the stream may read its first request, its turn in the rate of new streams;
+    /// `None`: refused, its turn was more than a second away.
+    turn: Option<Instant>,
+    /// `XdsOptions::max_subscribed_names`.
+    max_names: usize,
     requests: Requests<M::Request>,
     responses: mpsc::Sender<Result<M::Response, Status>>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
@@ -389,21 +495,20 @@ impl<M: Protocol> AdsStream<M> {
     }
 
     async fn run(mut self) {
-        let mut stopped = self.stopped.clone();
-        let first = tokio::select! {
-            first = self.requests.message() => match first {
-                Ok(Some(request)) => request,
-                Ok(None) => return,
-                Err(status) => {
-                    debug!(%status, "ADS stream failed before its first request");
-                    return;
-                }
-            },
-            // A stream that never sends its first request must not hold shutdown up.
-            _ = stopped.wait_for(|stopped| *stopped) => {
-                let _ = self.responses.try_send(Err(Status::unavailable(SHUTTING_DOWN)));
+        let first = match self.first_request().await {
+            Ok(first) => first,
+            Err(Unopened::Refused(reason, status)) => {
+                let status = self.refusal(None, reason, status);
+                self.close_with(status).await;
                 return;
             }
+            Err(Unopened::Stopped) => {
+                let _ = self
+                    .responses
+                    .try_send(Err(Status::unavailable(SHUTTING_DOWN)));
+                return;
+            }
+            Err(Unopened::Gone) => return,
         };
         let peer = self.peer.map(|peer| peer.to_string()).unwrap_or_default();
         let (mut parsed, verified) = match self.identify(&first).await {
@@ -414,10 +519,12 @@ impl<M: Protocol> AdsStream<M> {
                 return;
             }
         };
+        self.unidentified = None;
         parsed.secret_access = self.auth.secret_access(verified.as_ref()).await;
         self.push_started = Instant::now();
         let (mut proxy, mut resources) = self.resources(&parsed).await;
         let mut state = M::new(resources.clone());
+        state.limit_names(self.max_names);
         self.metrics.proxy_connected();
         let _registration = Registration {
             registry: self.registry.clone(),
@@ -458,7 +565,13 @@ impl<M: Protocol> AdsStream<M> {
         let mut new_model = false;
         // Why the stream ends, if the proxy is to hear it.
         let mut closing = None;
+        // A request that ended the stream.
+        let mut refused = None;
         loop {
+            if let Some(refused) = outcome.refused.take() {
+                closing = Some(self.refusal(Some(&proxy), Refusal::Subscriptions, refused.into()));
+                break;
+            }
             match self.deliver(&proxy, &state, outcome).await {
                 Ok(()) => {}
                 Err(End::Expired) => {
@@ -494,7 +607,12 @@ impl<M: Protocol> AdsStream<M> {
                         state.on_request(&request)
                     }
                     Ok(None) => break,
-                    Err(status) => {
+                    Err(ReadError::Refused { reason, status }) => {
+                        // Reported below, once the other branches' futures are gone.
+                        refused = Some((reason, status));
+                        break;
+                    }
+                    Err(ReadError::Transport(status)) => {
                         debug!(proxy = %proxy.id, %status, "ADS stream failed");
                         break;
                     }
@@ -532,12 +650,11 @@ impl<M: Protocol> AdsStream<M> {
                 }
             }
         }
+        if let Some((reason, status)) = refused {
+            closing = Some(self.refusal(Some(&proxy), reason, status));
+        }
         if let Some(status) = closing {
-            // A proxy that does not read may never make room for it: then its connection goes.
-            let sent = tokio::time::timeout(CLOSE_TIMEOUT, self.responses.send(Err(status))).await;
-            if sent.is_err() {
-                self.close_connection();
-            }
+            self.close_with(status).await;
         }
         info!(proxy = %proxy.id, connection = self.connection, "proxy disconnected");
     }
@@ -699,5 +816,6 @@ async fn until(deadline: Option<Instant>) {
     }
 }
 
+mod admission;
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,9 @@
 //! resource until a response names it again. Once the proxy has ACKed what it was sent, a change
 //! sends only the resources whose content differs from what it holds, so one edited endpoint
 //! costs one ClusterLoadAssignment, not all of them (as istiod's incremental EDS pushes).
+//!
+//! The names a stream keeps are those of its EDS and RDS subscriptions (CDS and LDS keep none):
+//! a request that would take them past the stream's limit is refused.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -24,6 +27,8 @@ pub struct SotwConnection {
     resources: Arc<ResourceSet>,
     watches: BTreeMap<ResourceType, Watch>,
     nonces: Nonces,
+    /// The most names the watches may hold together.
+    max_names: usize,
 }
 
 #[derive(Debug, Default)]
@@ -59,7 +64,12 @@ impl StateMachine for SotwConnection {
             resources,
             watches: BTreeMap::new(),
             nonces: Nonces::default(),
+            max_names: usize::MAX,
         }
+    }
+
+    fn limit_names(&mut self, limit: usize) {
+        self.max_names = limit;
     }
 
     fn on_request(&mut self, request: &DiscoveryRequest) -> Outgoing {
@@ -67,11 +77,16 @@ impl StateMachine for SotwConnection {
         let Some(ty) = outcome.served_type(&request.type_url) else {
             return outcome;
         };
-        let names = (!ty.is_wildcard()).then(|| {
+        let names: Option<BTreeSet<Name>> = (!ty.is_wildcard()).then(|| {
             let resources = self.resources.of(ty);
             let names = request.resource_names.iter();
             names.map(|name| resources.name(name)).collect()
         });
+        // The request's names replace the type's, whether or not it turns out stale.
+        let kept = self.names_but(ty) + names.as_ref().map_or(0, BTreeSet::len);
+        if kept > self.max_names {
+            return Outcome::too_many_names(kept, self.max_names);
+        }
         if !request.response_nonce.is_empty() && !self.watches.contains_key(&ty) {
             // An answer to a response this stream never sent.
             outcome.events.push(Event::Stale {
@@ -117,6 +132,15 @@ impl StateMachine for SotwConnection {
 }
 
 impl SotwConnection {
+    /// The names the watches of every type but `ty` hold.
+    fn names_but(&self, ty: ResourceType) -> usize {
+        let others = self.watches.iter().filter(|(watched, _)| **watched != ty);
+        others
+            .filter_map(|(_, watch)| watch.names.as_ref())
+            .map(BTreeSet::len)
+            .sum()
+    }
+
     /// Sends `ty` if `reason` warrants it, then EDS if CDS went out.
     fn push(&mut self, ty: ResourceType, reason: Reason, outcome: &mut Outgoing) {
         if self.push_one(ty, reason, outcome) && ty == ResourceType::Cluster {
@@ -198,7 +222,7 @@ impl SotwConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::xds::connection::Nack;
+    use crate::xds::connection::{Nack, Refused};
     use crate::xds::fixtures::{
         A, B, CREDENTIAL, cla, cluster, error, listener, name_of, resources, route, secret,
     };
@@ -535,6 +559,31 @@ mod tests {
         changed.listeners.clear();
         let outcome = conn.on_resources(changed.into());
         assert_eq!(outcome, Outcome::default());
+    }
+
+    #[test]
+    fn names_past_the_limit_are_refused() {
+        let mut conn = SotwConnection::new(resources().into());
+        conn.limit_names(3);
+        // Wildcard types keep no names, whatever the request lists.
+        let cds = request(ResourceType::Cluster, &["x", "y", "z", "w"], "", "");
+        assert_eq!(conn.on_request(&cds).refused, None);
+        let eds = conn.on_request(&request(ResourceType::Endpoint, &[A, B], "", ""));
+        assert_eq!(eds.refused, None);
+        // Duplicates count once; a type's new names replace its old ones.
+        let rds = request(ResourceType::Route, &["80", "80"], "", "");
+        assert_eq!(conn.on_request(&rds).refused, None);
+        let eds = &eds.responses[0];
+        let fewer = request(ResourceType::Endpoint, &[A], &eds.version_info, &eds.nonce);
+        assert_eq!(conn.on_request(&fewer).refused, None);
+        let more = request(ResourceType::Route, &["80", "9080"], "", "");
+        assert_eq!(conn.on_request(&more).refused, None);
+
+        let over = request(ResourceType::Route, &["80", "9080", "443"], "", "");
+        let outcome = conn.on_request(&over);
+        let refused = Refused::TooManyNames { names: 4, limit: 3 };
+        assert_eq!(outcome, Outgoing::too_many_names(4, 3));
+        assert_eq!(outcome.refused, Some(refused));
     }
 
     #[test]

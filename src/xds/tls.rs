@@ -1,42 +1,31 @@
 //! TLS on the xDS port, like istiod's 15012: the server certificate and key rudder presents, and
 //! optionally a client CA whose certificates clients must present (mutual TLS; others are refused
 //! during the handshake). Owns reading those files, re-reading them when they change (so that a
-//! rotation by cert-manager or the kubelet needs no restart), and the handshakes. Must not decide
-//! anything about xDS: the server only learns who connected ([`TlsPeer`]).
+//! rotation by cert-manager or the kubelet needs no restart), and the TLS handshake of each
+//! connection the accept loop ([`super::accept`]) hands it. Must not decide anything about xDS:
+//! the server only learns who connected ([`TlsPeer`]).
 
-use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 use tracing::{info, warn};
 
-use super::closer::{ClosableStream, Closers};
+use super::accept::{Handshake, HandshakeError, Prefaced};
+use super::closer::ClosableStream;
 use super::spiffe::SpiffeId;
-
-/// A client that has not finished its handshake by then is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Finished handshakes waiting for the server to take them.
-const HANDSHAKES_QUEUED: usize = 64;
-
-/// How long accepting pauses after the listener fails (e.g. out of file descriptors).
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Where the xDS port's certificates are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,7 +219,7 @@ pub struct TlsPeer {
 
 /// One connection to the xDS port, handshake done.
 pub(super) struct TlsConnection {
-    stream: TlsStream<ClosableStream>,
+    stream: Prefaced<TlsStream<ClosableStream>>,
     peer: TlsPeer,
 }
 
@@ -282,63 +271,32 @@ impl AsyncWrite for TlsConnection {
     }
 }
 
-/// The connections to `listener` whose handshake succeeded. Handshakes run side by side, so a
-/// slow or silent client holds up no one; failed ones are logged with the client's address.
-/// Listening stops once the stream is dropped.
-pub(super) fn incoming(
-    listener: TcpListener,
-    tls: XdsTls,
-    closers: Arc<Closers>,
-) -> ReceiverStream<Result<TlsConnection, Infallible>> {
-    let (connections, incoming) = mpsc::channel(HANDSHAKES_QUEUED);
-    tokio::spawn(accept(listener, tls, closers, connections));
-    ReceiverStream::new(incoming)
-}
+/// TLS with the certificates the files hold now, then the HTTP/2 preface inside it.
+impl Handshake for XdsTls {
+    type Connection = TlsConnection;
 
-async fn accept(
-    listener: TcpListener,
-    tls: XdsTls,
-    closers: Arc<Closers>,
-    connections: mpsc::Sender<Result<TlsConnection, Infallible>>,
-) {
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = connections.closed() => return,
+    async fn handshake(
+        &self,
+        stream: ClosableStream,
+        address: SocketAddr,
+    ) -> Result<TlsConnection, HandshakeError> {
+        let stream = self
+            .acceptor()
+            .accept(stream)
+            .await
+            .map_err(HandshakeError::Tls)?;
+        let certificate = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|leaf| SpiffeId::of_certificate(leaf));
+        let peer = TlsPeer {
+            address,
+            certificate,
         };
-        let (stream, address) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                warn!(%error, "accepting an xDS connection failed");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
-        // Pushes are small writes that must not wait for more.
-        let _ = stream.set_nodelay(true);
-        // Wrapped before the handshake, so a proxy that stops reading can be cut off here too.
-        let stream = closers.wrap(stream);
-        let acceptor = tls.acceptor();
-        let connections = connections.clone();
-        tokio::spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => {
-                    let certificate = stream
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|chain| chain.first())
-                        .map(|leaf| SpiffeId::of_certificate(leaf));
-                    let peer = TlsPeer {
-                        address,
-                        certificate,
-                    };
-                    let _ = connections.send(Ok(TlsConnection { stream, peer })).await;
-                }
-                Ok(Err(error)) => warn!(peer = %address, %error, "xDS TLS handshake failed"),
-                Err(_) => warn!(peer = %address, "xDS TLS handshake timed out"),
-            }
-        });
+        let stream = Prefaced::read(stream).await?;
+        Ok(TlsConnection { stream, peer })
     }
 }
 

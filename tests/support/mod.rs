@@ -1,4 +1,4 @@
-//! Shared by the integration tests: real Envoy, real upstreams, rudder in-process.
+//! Shared by the integration tests: real Envoy, real upstreams, rudder in-process or as a process.
 #![allow(dead_code)] // Each test binary uses part of the support code.
 
 pub mod ads;
@@ -11,6 +11,7 @@ pub mod mesh;
 pub mod netns;
 pub mod pods;
 pub mod router;
+pub mod rudder_process;
 pub mod upstream;
 
 /// Runs each test body (an `async fn(AdsApiType)`) once per ADS protocol: `sotw::NAME` and

@@ -458,3 +458,35 @@ fn unknown_types_are_reported() {
     assert!(matches!(outcome.events[..], [Event::UnknownType { .. }]));
     assert!(conn.status().is_empty());
 }
+
+#[test]
+fn subscriptions_past_the_limit_are_refused() {
+    let mut conn = DeltaConnection::new(resources().into());
+    conn.limit_names(3);
+    // Wildcard types keep no names; nor do the versions a reconnecting proxy says it has.
+    let cds = DeltaDiscoveryRequest {
+        initial_resource_versions: (0..10).map(|i| (format!("c{i}"), "1".into())).collect(),
+        ..subscribe(ResourceType::Cluster, &["x", "y", "z", "w"])
+    };
+    assert_eq!(conn.on_request(&cds).refused, None);
+    assert_eq!(
+        conn.on_request(&subscribe(ResourceType::Endpoint, &[A, B]))
+            .refused,
+        None
+    );
+    // Names subscribed again count once; `*` is no name; unsubscribing makes room.
+    let again = subscribe(ResourceType::Endpoint, &[A, "*"]);
+    assert_eq!(conn.on_request(&again).refused, None);
+    assert_eq!(
+        conn.on_request(&unsubscribe(ResourceType::Endpoint, &[B]))
+            .refused,
+        None
+    );
+    let rds = subscribe(ResourceType::Route, &["80", "9080"]);
+    assert_eq!(conn.on_request(&rds).refused, None);
+
+    // Subscriptions add up across requests and types.
+    let outcome = conn.on_request(&subscribe(ResourceType::Secret, &[CREDENTIAL]));
+    assert_eq!(outcome, Outgoing::too_many_names(4, 3));
+    assert!(outcome.responses.is_empty());
+}
