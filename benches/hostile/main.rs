@@ -6,8 +6,8 @@
 //! cargo bench --bench hostile -- [--attack NAME]... [--services N] [--no-cgroup] [--list]
 //! ```
 //! Every attack runs by default; `--attack` (repeatable) picks some, `--list` names them.
-//! `--services` replaces each attack's generated mesh size (5,000 for the debug dumps, 50 for
-//! the rest). rudder runs in a memory cgroup of its own limited to 2 GiB, as
+//! `--services` replaces each attack's generated mesh size (2,000 for the debug dumps, 50 for
+//! the rest; `benches/support/mesh.rs`). rudder runs in a memory cgroup of its own limited to 2 GiB, as
 //! `manifests/rudder.yaml` sets, when the machine allows one (root, cgroup v1), so running out
 //! of memory kills rudder and not the machine; `--no-cgroup` only samples its RSS. The binary
 //! is `$RUDDER_BIN`, else `$CARGO_TARGET_DIR/release/rudder`, else `target/release/rudder`.

@@ -305,9 +305,9 @@ impl Row {
             "| {} | {} | {} | {} | {} | {} | {} | {} of {} | {} | {} |",
             self.attack.name(),
             self.services,
-            mib(self.rss_before),
-            mib(self.peak_rss),
-            mib(self.rss_after),
+            mib_or_gone(self.rss_before),
+            mib_or_gone(self.peak_rss),
+            mib_or_gone(self.rss_after),
             edits(&self.unattacked),
             edits(&self.attacked),
             self.failed_requests,
@@ -344,6 +344,15 @@ fn edits(edits: &[Option<Duration>]) -> String {
         show(times[times.len() / 2]),
         show(times[times.len() - 1])
     )
+}
+
+/// `-` where there was no process to measure (not started, or gone).
+fn mib_or_gone(bytes: u64) -> String {
+    if bytes == 0 {
+        "-".to_string()
+    } else {
+        mib(bytes)
+    }
 }
 
 pub fn mib(bytes: u64) -> String {

@@ -144,7 +144,8 @@ const FLOOD_CONNECTIONS: usize = 8;
 
 pub async fn flood(scene: &Scene, context: &Context, mut window: Window) -> Findings {
     let per_second = context.scale.pick(2000, 1000);
-    // Before the edits are timed, and at most while they are.
+    // From a second before the edits are timed until they are done, at least 10 s (3 s quick),
+    // at most 120 s (60 s).
     let warm_up = Duration::from_secs(1);
     let longest = context
         .scale
@@ -163,6 +164,10 @@ pub async fn flood(scene: &Scene, context: &Context, mut window: Window) -> Find
     }
     tokio::time::sleep(warm_up).await;
     window.hold().await;
+    let least = context
+        .scale
+        .pick(Duration::from_secs(10), Duration::from_secs(3));
+    tokio::time::sleep(least.saturating_sub(started.elapsed())).await;
     stop.store(true, Ordering::SeqCst);
     let mut skipped = 0;
     let mut broken = Vec::new();
