@@ -25,9 +25,9 @@ enum Usage<'a> {
     Server {
         dns_names: &'a [&'a str],
     },
-    /// With a URI SAN, such as a SPIFFE id, when given.
+    /// With a subject alternative name (`URI:spiffe://...`, `DNS:name`), when given.
     Client {
-        uri: Option<&'a str>,
+        san: Option<&'a str>,
     },
 }
 
@@ -57,13 +57,41 @@ impl TestCa {
 
     /// Issues `NAME.pem` and `NAME-key.pem`, a client certificate.
     pub fn issue_client(&self, name: &str) {
-        self.issue(name, Usage::Client { uri: None });
+        self.issue(name, Usage::Client { san: None });
     }
 
     /// Issues `NAME.pem` and `NAME-key.pem`, a client certificate with `uri` as its URI SAN
     /// (e.g. a SPIFFE id `spiffe://cluster.local/ns/NS/sa/SA`).
     pub fn issue_client_with_uri(&self, name: &str, uri: &str) {
-        self.issue(name, Usage::Client { uri: Some(uri) });
+        let san = format!("URI:{uri}");
+        self.issue(name, Usage::Client { san: Some(&san) });
+    }
+
+    /// Issues `NAME.pem` and `NAME-key.pem`, a client certificate whose only SAN is the DNS
+    /// name `dns_name` (no SPIFFE identity).
+    pub fn issue_client_with_dns(&self, name: &str, dns_name: &str) {
+        let san = format!("DNS:{dns_name}");
+        self.issue(name, Usage::Client { san: Some(&san) });
+    }
+
+    /// A TLS connector that trusts this CA and presents `NAME.pem` as its client certificate.
+    pub fn client_connector(&self, name: &str) -> tokio_rustls::TlsConnector {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let certificates: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(self.path(&format!("{name}.pem")))
+                .expect("read the client certificate")
+                .collect::<Result<_, _>>()
+                .expect("parse the client certificate");
+        let key = PrivateKeyDer::from_pem_file(self.path(&format!("{name}-key.pem")))
+            .expect("the client key");
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(self.roots())
+            .with_client_auth_cert(certificates, key)
+            .expect("a client config");
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        tokio_rustls::TlsConnector::from(Arc::new(config))
     }
 
     /// The path of a file in the CA's directory (`ca.pem`, `NAME.pem`, `NAME-key.pem`).
@@ -149,8 +177,8 @@ impl TestCa {
                     names.join(",")
                 )
             }
-            Usage::Client { uri } => {
-                let san = uri.map(|uri| format!("subjectAltName=URI:{uri}\n"));
+            Usage::Client { san } => {
+                let san = san.map(|san| format!("subjectAltName={san}\n"));
                 format!("extendedKeyUsage=clientAuth\n{}", san.unwrap_or_default())
             }
         };
