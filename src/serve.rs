@@ -138,7 +138,9 @@ impl Server {
         });
         let mut admin_options = options.admin.clone();
         if let Some(reviewer) = &token_reviewer {
-            let auth = (*admin_options.auth).clone().with_verifier(reviewer.clone());
+            let auth = (*admin_options.auth)
+                .clone()
+                .with_verifier(reviewer.clone());
             admin_options.auth = Arc::new(auth);
         }
 

@@ -48,6 +48,11 @@ pub use watch::FileWatcher;
 const DEFAULT_NAMESPACE: &str = "default";
 const EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
 
+/// How soon a file or directory that could not be read (out of file descriptors, say) is tried
+/// again: no event will say when reading would work, and until then its last good objects serve
+/// while an edit of it waits.
+const READ_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Why following config directories could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum FileSourceError {
@@ -73,6 +78,8 @@ pub struct FileSource {
     files: BTreeMap<PathBuf, FileState>,
     /// Roots and directories that could not be listed on the last scan.
     problems: Vec<ConfigError>,
+    /// When to scan again because a file or directory could not be read; `None` if all could.
+    retry_at: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -86,6 +93,8 @@ struct FileState {
     last_good: Option<Vec<Document>>,
     /// Why the latest read or parse failed.
     error: Option<ConfigError>,
+    /// The latest read failed (not for want of the file): it is to be tried again.
+    unreadable: bool,
     /// Bytes read that differ from the applied ones and wait to stay the same.
     pending: Option<Pending>,
 }
@@ -139,7 +148,8 @@ impl FileSource {
         });
     }
 
-    /// Re-reads only the files whose change waits to settle.
+    /// Re-reads the files whose change waits to settle; everything, if a read failed and is due
+    /// to be tried again.
     pub fn recheck(&mut self, now: Instant, settle: Settle) {
         let renamed = BTreeSet::new();
         let how = Apply::Settling {
@@ -147,6 +157,10 @@ impl FileSource {
             settle,
             renamed: &renamed,
         };
+        if self.retry_at.is_some_and(|due| due <= now) {
+            self.scan(how);
+            return;
+        }
         let waiting: Vec<PathBuf> = self
             .files
             .iter()
@@ -162,11 +176,13 @@ impl FileSource {
         }
     }
 
-    /// When a file waiting to settle is to be read again, if any is.
+    /// When a file waiting to settle, or one that could not be read, is to be read again, if
+    /// any is.
     pub fn next_check(&self, settle: Settle) -> Option<Instant> {
         self.files
             .values()
             .filter_map(|state| state.pending.as_ref()?.next_check(settle))
+            .chain(self.retry_at)
             .min()
     }
 
@@ -193,6 +209,8 @@ impl FileSource {
             }
         }
         self.problems = scan.problems;
+        let failed = !scan.unlisted.is_empty() || self.files.values().any(|state| state.unreadable);
+        self.retry_at = failed.then(|| Instant::now() + READ_RETRY);
     }
 
     /// What the files hold: files in path order, each with its last good documents.
@@ -220,10 +238,14 @@ impl FileSource {
 /// gone.
 fn refresh(path: &Path, state: &mut FileState, how: Apply<'_>) -> bool {
     let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
+        Ok(bytes) => {
+            state.unreadable = false;
+            bytes
+        }
         Err(error) if error.kind() == io::ErrorKind::NotFound => return false,
         Err(error) => {
             tracing::warn!(path = %path.display(), %error, "cannot read config file");
+            state.unreadable = true;
             state.bytes = None;
             state.error =
                 Some(ConfigError::new(format!("cannot read: {error}")).at(origin(path, 1)));
