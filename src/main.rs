@@ -25,7 +25,7 @@ use rudder::xds::auth::{NamedReaders, ServiceAccount, XdsAuth};
 use rudder::xds::node;
 use rudder::xds::{
     DEFAULT_MAX_REQUEST_SIZE, DEFAULT_MAX_STREAMS_PER_CONNECTION, DEFAULT_MAX_SUBSCRIBED_NAMES,
-    StreamRate, TlsFiles, XdsOptions, XdsTls,
+    DEFAULT_MAX_UNFINISHED_REQUEST_BYTES, StreamRate, TlsFiles, XdsOptions, XdsTls,
 };
 
 /// How long, after the servers stopped, what is left of the runtime may take to end.
@@ -258,6 +258,12 @@ struct XdsLimits {
     /// larger one ends its stream with RESOURCE_EXHAUSTED. Responses are not bound by it.
     #[arg(long, env = "ISTIO_GPRC_MAXRECVMSGSIZE", default_value_t = DEFAULT_MAX_REQUEST_SIZE, value_parser = positive_usize)]
     xds_max_message_size: usize,
+    /// Bytes of ADS requests received but not yet whole that all streams together may hold; a
+    /// stream whose next bytes do not fit ends with RESOURCE_EXHAUSTED. Without it, streams
+    /// each holding an unfinished request just under --xds-max-message-size add up without
+    /// bound.
+    #[arg(long, default_value_t = DEFAULT_MAX_UNFINISHED_REQUEST_BYTES, value_parser = positive_usize)]
+    xds_max_unfinished_request_bytes: usize,
     /// HTTP/2 streams one xDS connection may have open at once; HTTP/2 refuses more (istiod's
     /// ISTIO_GPRC_MAXSTREAMS, whose default is 100000; Envoy opens one ADS stream per
     /// connection).
@@ -295,6 +301,7 @@ impl XdsLimits {
     fn apply(self, options: XdsOptions) -> XdsOptions {
         XdsOptions {
             max_request_size: self.xds_max_message_size,
+            max_unfinished_request_bytes: self.xds_max_unfinished_request_bytes,
             max_streams_per_connection: self.xds_max_streams_per_connection,
             first_request_timeout: self.xds_first_request_timeout.0,
             handshake_timeout: self.xds_handshake_timeout.0,

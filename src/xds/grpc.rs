@@ -16,6 +16,7 @@ use std::convert::Infallible;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 
@@ -75,6 +76,38 @@ pub(super) struct Limits {
     pub response: usize,
 }
 
+/// The bytes of requests received but not yet whole, across every stream of the server, and the
+/// most they may add up to. A stream may hold one unfinished request for as long as it lives, so
+/// without a shared bound many streams each holding one just under the size limit would add up
+/// to any amount of memory.
+#[derive(Debug)]
+pub(super) struct Unfinished {
+    bytes: AtomicUsize,
+    budget: usize,
+}
+
+impl Unfinished {
+    pub fn new(budget: usize) -> Arc<Unfinished> {
+        Arc::new(Unfinished {
+            bytes: AtomicUsize::new(0),
+            budget,
+        })
+    }
+
+    /// Counts `more` bytes if they fit the budget.
+    fn charge(&self, more: usize) -> bool {
+        self.bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(more).filter(|total| *total <= self.budget)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, less: usize) {
+        self.bytes.fetch_sub(less, Ordering::AcqRel);
+    }
+}
+
 /// The longest `authorization` header read: far beyond a Kubernetes token, so that a client
 /// cannot make rudder send megabytes to the API server.
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -83,13 +116,15 @@ const MAX_TOKEN_BYTES: usize = 16 * 1024;
 pub(super) struct AdsServer<T> {
     inner: Arc<T>,
     limits: Limits,
+    unfinished: Arc<Unfinished>,
 }
 
 impl<T> AdsServer<T> {
-    pub fn new(inner: T, limits: Limits) -> AdsServer<T> {
+    pub fn new(inner: T, limits: Limits, unfinished: Arc<Unfinished>) -> AdsServer<T> {
         AdsServer {
             inner: Arc::new(inner),
             limits,
+            unfinished,
         }
     }
 }
@@ -99,6 +134,7 @@ impl<T> Clone for AdsServer<T> {
         AdsServer {
             inner: self.inner.clone(),
             limits: self.limits,
+            unfinished: self.unfinished.clone(),
         }
     }
 }
@@ -123,11 +159,11 @@ impl<T: Ads> Service<http::Request<tonic::body::Body>> for AdsServer<T> {
         } = self.limits;
         let response = match request.uri().path() {
             SOTW_PATH => {
-                let (peer, requests) = requests(request, limit);
+                let (peer, requests) = requests(request, limit, &self.unfinished);
                 respond(self.inner.sotw(peer, requests), response_limit)
             }
             DELTA_PATH => {
-                let (peer, requests) = requests(request, limit);
+                let (peer, requests) = requests(request, limit, &self.unfinished);
                 respond(self.inner.delta(peer, requests), response_limit)
             }
             _ => Status::unimplemented("").into_http(),
@@ -137,7 +173,11 @@ impl<T: Ads> Service<http::Request<tonic::body::Body>> for AdsServer<T> {
 }
 
 /// Who is calling, and the stream of requests.
-fn requests<Req>(request: http::Request<tonic::body::Body>, limit: usize) -> (Peer, Requests<Req>) {
+fn requests<Req>(
+    request: http::Request<tonic::body::Body>,
+    limit: usize,
+    unfinished: &Arc<Unfinished>,
+) -> (Peer, Requests<Req>) {
     let request = Request::from_http(request);
     let tls = request.extensions().get::<TlsPeer>();
     let token = request
@@ -160,6 +200,8 @@ fn requests<Req>(request: http::Request<tonic::body::Body>, limit: usize) -> (Pe
         buf: BytesMut::new(),
         peak: 0,
         limit,
+        unfinished: unfinished.clone(),
+        charged: 0,
         request: PhantomData,
     };
     (peer, requests)
@@ -208,10 +250,36 @@ pub(super) struct Requests<Req> {
     /// The most `buf` held since it was last allocated.
     peak: usize,
     limit: usize,
+    /// The server's budget for unfinished requests, and what this stream's `buf` counts in it.
+    unfinished: Arc<Unfinished>,
+    charged: usize,
     request: PhantomData<fn() -> Req>,
 }
 
+impl<Req> Drop for Requests<Req> {
+    fn drop(&mut self) {
+        self.unfinished.release(self.charged);
+    }
+}
+
 impl<Req: prost::Message + Default> Requests<Req> {
+    /// Counts what `buf` holds in the server's budget; refuses the stream if it does not fit.
+    fn account(&mut self) -> Result<(), ReadError> {
+        let held = self.buf.len();
+        if held < self.charged {
+            self.unfinished.release(self.charged - held);
+        } else if !self.unfinished.charge(held - self.charged) {
+            let status = Status::resource_exhausted(format!(
+                "the server holds its limit of {} bytes of requests not yet whole \
+                 (--xds-max-unfinished-request-bytes); send requests whole",
+                self.unfinished.budget
+            ));
+            return Err(ReadError::refused(Refusal::MessageSize, status));
+        }
+        self.charged = held;
+        Ok(())
+    }
+
     /// The next request; `None` once the proxy closed its side of the stream.
     pub async fn message(&mut self) -> Result<Option<Req>, ReadError> {
         loop {
@@ -226,6 +294,7 @@ impl<Req: prost::Message + Default> Requests<Req> {
                     if let Ok(data) = frame.into_data() {
                         self.buf.extend_from_slice(&data);
                         self.peak = self.peak.max(self.buf.len());
+                        self.account()?;
                     }
                 }
                 Some(Err(status)) => return Err(ReadError::Transport(status)),
@@ -273,6 +342,7 @@ impl<Req: prost::Message + Default> Requests<Req> {
             self.buf = BytesMut::new();
             self.peak = 0;
         }
+        self.account()?;
         Ok(Some(request))
     }
 }
@@ -364,13 +434,58 @@ mod tests {
     }
 
     fn requests(chunks: Vec<Vec<u8>>, limit: usize) -> Requests<DiscoveryRequest> {
+        sharing(chunks, limit, &Unfinished::new(usize::MAX))
+    }
+
+    /// Requests whose unfinished bytes count in `unfinished`.
+    fn sharing(
+        chunks: Vec<Vec<u8>>,
+        limit: usize,
+        unfinished: &Arc<Unfinished>,
+    ) -> Requests<DiscoveryRequest> {
         Requests {
             body: Mutex::new(tonic::body::Body::new(Chunks(chunks.into()))),
             buf: BytesMut::new(),
             peak: 0,
             limit,
+            unfinished: unfinished.clone(),
+            charged: 0,
             request: PhantomData,
         }
+    }
+
+    #[tokio::test]
+    async fn unfinished_requests_of_all_streams_share_one_budget() {
+        let unfinished = Unfinished::new(100);
+        // A prefix announcing 200 bytes (under the size limit), and 75 of them.
+        let mut partial = vec![0, 0, 0, 0, 200];
+        partial.extend([0; 75]);
+        let mut first = sharing(vec![], 1000, &unfinished);
+        first.buf.extend_from_slice(&partial);
+        assert!(first.account().is_ok());
+        let mut second = sharing(vec![], 1000, &unfinished);
+        second.buf.extend_from_slice(&partial[..40]);
+        let Err(ReadError::Refused { status, .. }) = second.account() else {
+            panic!("the second stream's bytes do not fit");
+        };
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert!(
+            status
+                .message()
+                .contains("--xds-max-unfinished-request-bytes"),
+            "{status:?}"
+        );
+        // The first stream's bytes go back to the budget when it ends.
+        drop(first);
+        assert!(second.account().is_ok());
+        assert_eq!(unfinished.bytes.load(Ordering::Acquire), 40);
+        drop(second);
+        // A request that arrives whole counts only until it is decoded.
+        let whole = framed(&request(1));
+        assert!(whole.len() <= 100);
+        let mut third = sharing(vec![whole], 1000, &unfinished);
+        assert!(third.message().await.unwrap().is_some());
+        assert_eq!(unfinished.bytes.load(Ordering::Acquire), 0);
     }
 
     fn framed(request: &DiscoveryRequest) -> Vec<u8> {

@@ -40,7 +40,7 @@ use super::auth::{Credentials, Verified, XdsAuth};
 use super::cache::Cache;
 use super::closer::Closers;
 use super::connection::{Event, Outcome, StateMachine};
-use super::grpc::{Ads, AdsServer, Limits, Peer, ReadError, Requests, Responses};
+use super::grpc::{Ads, AdsServer, Limits, Peer, ReadError, Requests, Responses, Unfinished};
 use super::node::identify;
 use super::rate::{Limiter, StreamRate};
 use super::tls::XdsTls;
@@ -57,6 +57,11 @@ const MAX_RESPONSE_SIZE: usize = 64 * 1024 * 1024;
 
 /// istiod's `ISTIO_GPRC_MAXRECVMSGSIZE`.
 pub const DEFAULT_MAX_REQUEST_SIZE: usize = 4 * 1024 * 1024;
+
+/// Bytes of requests not yet whole that all streams together may hold: 64 requests of the
+/// largest size. Envoy sends each request whole at once; a proxy's EDS subscription of a large
+/// mesh is a few MiB.
+pub const DEFAULT_MAX_UNFINISHED_REQUEST_BYTES: usize = 64 * DEFAULT_MAX_REQUEST_SIZE;
 
 /// Envoy opens one ADS stream per connection; istiod's `ISTIO_GPRC_MAXSTREAMS` (100000) lets one
 /// connection open as many streams as it takes to exhaust memory.
@@ -118,6 +123,10 @@ pub struct XdsOptions {
     /// `RESOURCE_EXHAUSTED` before any of it is buffered. Responses are not bound by it.
     /// Default: 4 MiB, istiod's `ISTIO_GPRC_MAXRECVMSGSIZE`.
     pub max_request_size: usize,
+    /// Bytes of requests received but not yet whole that all streams together may hold; a
+    /// stream whose next bytes do not fit ends with `RESOURCE_EXHAUSTED`. Default:
+    /// [`DEFAULT_MAX_UNFINISHED_REQUEST_BYTES`].
+    pub max_unfinished_request_bytes: usize,
     /// HTTP/2 streams a connection may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`);
     /// HTTP/2 refuses more. Default: 100 (see [`DEFAULT_MAX_STREAMS_PER_CONNECTION`]).
     pub max_streams_per_connection: u32,
@@ -153,6 +162,7 @@ impl Default for XdsOptions {
             send_timeout: None,
             auth: XdsAuth::default(),
             max_request_size: DEFAULT_MAX_REQUEST_SIZE,
+            max_unfinished_request_bytes: DEFAULT_MAX_UNFINISHED_REQUEST_BYTES,
             max_streams_per_connection: DEFAULT_MAX_STREAMS_PER_CONNECTION,
             first_request_timeout: DEFAULT_FIRST_REQUEST_TIMEOUT,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
@@ -191,6 +201,7 @@ pub async fn serve_xds(
         .map_or("off".to_string(), |rate| rate.to_string());
     info!(
         max_message_size = options.max_request_size,
+        max_unfinished_request_bytes = options.max_unfinished_request_bytes,
         max_streams_per_connection = options.max_streams_per_connection,
         max_streams_per_second = %rate,
         max_subscribed_names = options.max_subscribed_names,
@@ -224,7 +235,8 @@ pub async fn serve_xds(
         .http2_keepalive_timeout(Some(service.options.keepalive_timeout))
         .max_concurrent_streams(service.options.max_streams_per_connection);
     let tls = service.options.tls.clone();
-    let router = router.add_service(AdsServer::new(service, limits));
+    let unfinished = Unfinished::new(service.options.max_unfinished_request_bytes);
+    let router = router.add_service(AdsServer::new(service, limits, unfinished));
     // ADS streams never end on their own; graceful shutdown would wait forever without `stop`.
     // Once the streams end, each connection gets a GOAWAY and closes.
     let shutdown = async move {
