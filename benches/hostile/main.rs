@@ -13,7 +13,8 @@
 //! is `$RUDDER_BIN`, else `$CARGO_TARGET_DIR/release/rudder`, else `target/release/rudder`.
 //! rudder keeps its own defaults for every bound (see `flags.rs`). A row's outcome is
 //! `refused`, `bounded` or `survived`, or `FAILED (...)` with every reason: rudder died, peak
-//! RSS above its RSS before the attack + 256 MiB, an edit under attack slower than twice the
+//! RSS above its RSS before the attack + 256 MiB (+ 768 MiB for the debug dumps: one dump of
+//! the whole mesh in flight), an edit under attack slower than twice the
 //! slowest unattacked one (at least 1 s), a request through the Envoy failed, or what the
 //! attack itself checks. The exit status is 1 if any row failed.
 

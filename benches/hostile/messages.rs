@@ -40,30 +40,10 @@ pub async fn big(scene: &Scene, context: &Context, count: usize, mut window: Win
     let first = xds::sotw(Some(node), ResourceType::Endpoint, Vec::new());
     let (request, names) = xds::framed_with_names(&first, 0, size);
     let bytes = request.len();
-    let attempts = (0..count).map(|n| {
-        let request = request.clone();
-        async move {
-            let (connection, mut stream) = stream(scene, n + 1, SOTW_PATH).await?;
-            let sent = raw::send_all(&mut stream.body, request, false, SEND_LIMIT).await;
-            let mut ending = raw::watch(stream.response, ANSWER_WAIT, 1).await;
-            if let Err(error) = sent
-                && ending.status.is_none()
-            {
-                ending.error.get_or_insert(error);
-            }
-            Ok::<_, String>((connection, stream.body, ending))
-        }
-    });
-    let results = futures::future::join_all(attempts).await;
-    // The streams (and what rudder holds for them) stay while the edits are timed.
-    window.hold().await;
-    let mut endings = Vec::new();
-    for result in results {
-        match result {
-            Ok((_connection, _body, ending)) => endings.push(ending),
-            Err(error) => return Findings::broken(error),
-        }
-    }
+    let endings = match send_on_streams(scene, 1..=count, request, &mut window).await {
+        Ok(endings) => endings,
+        Err(error) => return Findings::broken(error),
+    };
     judge_refusals(
         &endings,
         format!(
@@ -74,6 +54,37 @@ pub async fn big(scene: &Scene, context: &Context, count: usize, mut window: Win
         &format!("a {bytes}-byte request"),
         context.bounds.value(XDS_MAX_MESSAGE_SIZE),
     )
+}
+
+/// Sends `bytes` on a SotW stream from each of the attacker's addresses `addresses` (a
+/// connection each), at once, and watches for each stream's answer; the streams (and what rudder
+/// holds for them) stay open while the window's edits are timed. How each stream ended.
+async fn send_on_streams(
+    scene: &Scene,
+    addresses: impl Iterator<Item = usize>,
+    bytes: Bytes,
+    window: &mut Window,
+) -> Result<Vec<Ending>, String> {
+    let attempts = addresses.map(|n| {
+        let bytes = bytes.clone();
+        async move {
+            let (connection, mut stream) = stream(scene, n, SOTW_PATH).await?;
+            let sent = raw::send_all(&mut stream.body, bytes, false, SEND_LIMIT).await;
+            let mut ending = raw::watch(stream.response, ANSWER_WAIT, 1).await;
+            if let Err(error) = sent
+                && ending.status.is_none()
+            {
+                ending.error.get_or_insert(error);
+            }
+            Ok::<_, String>((connection, stream.body, ending))
+        }
+    });
+    let results = futures::future::join_all(attempts).await;
+    window.hold().await;
+    results
+        .into_iter()
+        .map(|result| result.map(|(_connection, _body, ending)| ending))
+        .collect()
 }
 
 /// Refused if every stream ended with a status other than OK and a message.
@@ -106,29 +117,10 @@ pub async fn unfinished(scene: &Scene, mut window: Window) -> Findings {
     start.extend_from_slice(&ANNOUNCED.to_be_bytes());
     start.resize(raw::PREFIX + SENT, 0x0a);
     let start = Bytes::from(start);
-    let attempts = (0..STREAMS).map(|n| {
-        let start = start.clone();
-        async move {
-            let (connection, mut stream) = stream(scene, n, SOTW_PATH).await?;
-            let sent = raw::send_all(&mut stream.body, start, false, SEND_LIMIT).await;
-            let mut ending = raw::watch(stream.response, ANSWER_WAIT, 1).await;
-            if let Err(error) = sent
-                && ending.status.is_none()
-            {
-                ending.error.get_or_insert(error);
-            }
-            Ok::<_, String>((connection, stream.body, ending))
-        }
-    });
-    let results = futures::future::join_all(attempts).await;
-    window.hold().await;
-    let mut endings = Vec::new();
-    for result in results {
-        match result {
-            Ok((_connection, _body, ending)) => endings.push(ending),
-            Err(error) => return Findings::broken(error),
-        }
-    }
+    let endings = match send_on_streams(scene, 0..STREAMS, start, &mut window).await {
+        Ok(endings) => endings,
+        Err(error) => return Findings::broken(error),
+    };
     judge_refusals(
         &endings,
         format!(

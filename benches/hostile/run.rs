@@ -67,9 +67,20 @@ impl RunSpec {
             edits: scale.pick(5, 3),
             edit_limit: scale.pick(Duration::from_secs(60), Duration::from_secs(20)),
             edit_floor: Duration::from_secs(1),
-            rss_allowance: scale.pick(256, 128) << 20,
+            rss_allowance: rss_allowance(attack, scale),
         }
     }
+}
+
+/// How much RSS an attack may add: 256 MiB (128 MiB quick), and for the debug dumps what one
+/// `config_dump` of a proxy that sees the whole mesh holds while it is built (one at a time, by
+/// `--debug-concurrency`): measured at +452 MiB for 2,000 services, so 768 MiB at bench size.
+fn rss_allowance(attack: Attack, scale: Scale) -> u64 {
+    let mib = match attack {
+        Attack::DebugDump16 | Attack::DebugDump40 => scale.pick(768, 128),
+        _ => scale.pick(256, 128),
+    };
+    mib << 20
 }
 
 /// What the attack needs besides the scene.

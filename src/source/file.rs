@@ -449,18 +449,21 @@ mod tests {
     use super::*;
     use crate::inputs::Kind;
 
-    fn service(name: &str) -> String {
+    /// Shared with the watcher's tests.
+    pub(super) fn service(name: &str) -> String {
         format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n")
     }
 
-    fn write(dir: &Path, relative: &str, text: &str) -> PathBuf {
+    /// Shared with the watcher's tests.
+    pub(super) fn write(dir: &Path, relative: &str, text: &str) -> PathBuf {
         let path = dir.join(relative);
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(&path, text).unwrap();
         path
     }
 
-    fn key(name: &str) -> ObjectKey {
+    /// Shared with the watcher's tests.
+    pub(super) fn key(name: &str) -> ObjectKey {
         ObjectKey::new(Kind::Service, "default", name)
     }
 

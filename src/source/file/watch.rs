@@ -209,25 +209,10 @@ fn is_change(kind: &EventKind) -> bool {
 #[cfg(test)]
 mod tests {
     use std::io::Write;
-    use std::path::Path;
 
     use super::*;
     use crate::inputs::{Kind, Object, ObjectKey};
-
-    fn service(name: &str) -> String {
-        format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n")
-    }
-
-    fn write(dir: &Path, relative: &str, text: &str) -> PathBuf {
-        let path = dir.join(relative);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(&path, text).unwrap();
-        path
-    }
-
-    fn key(name: &str) -> ObjectKey {
-        ObjectKey::new(Kind::Service, "default", name)
-    }
+    use crate::source::file::tests::{key, service, write};
 
     fn names(inputs: &Inputs) -> Vec<String> {
         inputs.entries.keys().map(|key| key.name.clone()).collect()
