@@ -34,21 +34,20 @@ use tokio::time::Instant;
 use tonic::Status;
 use tracing::{debug, info, warn};
 
-use self::admission::{Unidentified, Unopened};
+use self::admission::{Unidentified, Unopened, log_secrets_refusal};
 use super::accept::{self, Accepting, Plaintext};
-use super::auth::{Credentials, Verified, XdsAuth};
+use super::auth::{Credentials, XdsAuth};
 use super::cache::Cache;
 use super::closer::Closers;
 use super::connection::{Event, Outcome, StateMachine};
 use super::grpc::{Ads, AdsServer, Limits, Peer, ReadError, Requests, Responses, Unfinished};
-use super::node::identify;
 use super::rate::{Limiter, StreamRate};
 use super::tls::XdsTls;
 use super::versions::ResourceSet;
 use super::wire::{DeltaResponse, SotwResponse, WireMessage};
 use super::{ConnectedProxy, DeltaConnection, Registry, ResourcesHook, Snapshot, SotwConnection};
 use crate::metrics::{Convergence, Metrics, Refusal};
-use crate::proxy::{Proxy, SecretAccess};
+use crate::proxy::Proxy;
 use crate::translate::ResourceType;
 
 /// The largest response: large enough for a full CDS/EDS of a big mesh; gRPC's 4 MiB default is
@@ -497,15 +496,6 @@ impl<M: Protocol> AdsStream<M> {
         (proxy, resources)
     }
 
-    /// The proxy a stream's first request names and the identity its connection proves; a
-    /// status to end the stream with if either fails.
-    async fn identify(&self, first: &M::Request) -> Result<(Proxy, Option<Verified>), Status> {
-        let verified = self.auth.authenticate(&self.credentials).await?;
-        let identity = verified.as_ref().map(|verified| &verified.identity);
-        let proxy = identify(M::node(first), identity)?;
-        Ok((proxy, verified))
-    }
-
     async fn run(mut self) {
         let first = match self.first_request().await {
             Ok(first) => first,
@@ -792,31 +782,6 @@ impl<M: Protocol> AdsStream<M> {
         };
         permit.send(Ok(response));
         Ok(())
-    }
-}
-
-/// Logs why a proxy asking for Secrets gets fewer than it asks for; whether it did.
-fn log_secrets_refusal(proxy: &Proxy, identity: &str) -> bool {
-    match proxy.secret_access {
-        SecretAccess::All => false,
-        SecretAccess::None => {
-            warn!(
-                proxy = %proxy.id,
-                "Secrets requested on a stream without a verified identity: none is served \
-                 (connect over TLS with a client certificate or a service account token)"
-            );
-            true
-        }
-        SecretAccess::CaOnly => {
-            warn!(
-                proxy = %proxy.id,
-                %identity,
-                namespace = %proxy.namespace,
-                "Secrets requested by an identity not allowed to read Secrets in its namespace: \
-                 only CA certificates are served"
-            );
-            true
-        }
     }
 }
 

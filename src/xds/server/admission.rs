@@ -3,8 +3,11 @@
 //! [`XdsOptions::first_request_timeout`], counted in `rudder_xds_unidentified_streams` until that
 //! request identifies it. A stream that breaks a bound, then or later, ends with a status that
 //! names the bound; the refusal is counted in `rudder_xds_refused_total` and logged with the
-//! peer's address. Owns only these steps of the stream's task ([`super::AdsStream`]); what the
-//! bounds are is decided elsewhere (the limiter, the request reader, the state machines).
+//! peer's address. The first request then names the proxy, and the connection's credentials
+//! prove (or not) who it is ([`crate::xds::auth`]); a stream asking for Secrets its identity may
+//! not have says why once in the log. Owns only these steps of the stream's task
+//! ([`super::AdsStream`]); what the bounds are is decided elsewhere (the limiter, the request
+//! reader, the state machines), and who may read what in `auth`.
 //!
 //! [`XdsOptions::stream_rate`]: super::XdsOptions::stream_rate
 //! [`XdsOptions::first_request_timeout`]: super::XdsOptions::first_request_timeout
@@ -16,9 +19,11 @@ use tracing::{debug, warn};
 
 use super::{AdsStream, CLOSE_TIMEOUT, Protocol};
 use crate::metrics::{Metrics, Refusal};
-use crate::proxy::Proxy;
+use crate::proxy::{Proxy, SecretAccess};
+use crate::xds::auth::Verified;
 use crate::xds::connection::Refused;
 use crate::xds::grpc::ReadError;
+use crate::xds::node::identify;
 
 /// Counts a stream in `rudder_xds_unidentified_streams` until dropped: once its first request
 /// identified it, or however it ended.
@@ -60,6 +65,18 @@ impl From<Refused> for Status {
 }
 
 impl<M: Protocol> AdsStream<M> {
+    /// The proxy a stream's first request names and the identity its connection proves; a
+    /// status to end the stream with if either fails.
+    pub(super) async fn identify(
+        &self,
+        first: &M::Request,
+    ) -> Result<(Proxy, Option<Verified>), Status> {
+        let verified = self.auth.authenticate(&self.credentials).await?;
+        let identity = verified.as_ref().map(|verified| &verified.identity);
+        let proxy = identify(M::node(first), identity)?;
+        Ok((proxy, verified))
+    }
+
     /// Waits for the stream's turn (`XdsOptions::stream_rate`), then for its first request,
     /// until `XdsOptions::first_request_timeout` after it opened.
     pub(super) async fn first_request(&mut self) -> Result<M::Request, Unopened> {
@@ -127,5 +144,30 @@ impl<M: Protocol> AdsStream<M> {
     /// The proxy's address for logs; empty if the transport does not tell.
     pub(super) fn peer_address(&self) -> String {
         self.peer.map(|peer| peer.to_string()).unwrap_or_default()
+    }
+}
+
+/// Logs why a proxy asking for Secrets gets fewer than it asks for; whether it did.
+pub(super) fn log_secrets_refusal(proxy: &Proxy, identity: &str) -> bool {
+    match proxy.secret_access {
+        SecretAccess::All => false,
+        SecretAccess::None => {
+            warn!(
+                proxy = %proxy.id,
+                "Secrets requested on a stream without a verified identity: none is served \
+                 (connect over TLS with a client certificate or a service account token)"
+            );
+            true
+        }
+        SecretAccess::CaOnly => {
+            warn!(
+                proxy = %proxy.id,
+                %identity,
+                namespace = %proxy.namespace,
+                "Secrets requested by an identity not allowed to read Secrets in its namespace: \
+                 only CA certificates are served"
+            );
+            true
+        }
     }
 }
