@@ -182,26 +182,16 @@ pub async fn delta_stream(
     mpsc::Sender<DeltaDiscoveryRequest>,
     Streaming<DeltaDiscoveryResponse>,
 ) {
-    let (requests, outgoing) = mpsc::channel(8);
-    let responses = client(xds)
-        .await
-        .delta_aggregated_resources(ReceiverStream::new(outgoing))
+    delta_stream_on(&mut client(xds).await)
         .await
         .expect("a delta stream")
-        .into_inner();
-    (requests, responses)
 }
 
 /// A new state-of-the-world ADS stream to the xDS server at `xds`.
 pub async fn sotw_stream(
     xds: SocketAddr,
 ) -> (mpsc::Sender<DiscoveryRequest>, Streaming<DiscoveryResponse>) {
-    let (requests, outgoing) = mpsc::channel(8);
-    let responses = client(xds)
-        .await
-        .stream_aggregated_resources(ReceiverStream::new(outgoing))
+    sotw_stream_on(&mut client(xds).await)
         .await
         .expect("a stream")
-        .into_inner();
-    (requests, responses)
 }
