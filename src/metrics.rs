@@ -15,153 +15,27 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::inputs::{Inputs, Kind};
+use crate::inputs::Inputs;
 use crate::model::Model;
 use crate::translate::ResourceType;
 
-/// istiod's buckets for `pilot_xds_push_time` and `pilot_debounce_time` (seconds).
+mod labels;
+mod runtime;
+
+pub use labels::{PushTrigger, Refusal};
+
+/// istiod's buckets for `pilot_xds_push_time`, `pilot_xds_send_time` and `pilot_debounce_time`
+/// (seconds).
 const PUSH_TIME_BUCKETS: &[f64] = &[0.01, 0.1, 1.0, 3.0, 5.0, 10.0, 20.0, 30.0];
 /// istiod's buckets for `pilot_proxy_convergence_time` (seconds).
 const CONVERGENCE_BUCKETS: &[f64] = &[0.1, 0.5, 1.0, 3.0, 5.0, 10.0, 20.0, 30.0];
 /// istiod's buckets for `pilot_xds_config_size_bytes`: 10K, 1M, 4M (gRPC's default limit), 10M,
 /// 40M.
 const CONFIG_SIZE_BUCKETS: &[f64] = &[1.0, 10e3, 1e6, 4e6, 10e6, 40e6];
-
-/// Why a push was started, as istiod labels `pilot_push_triggers{type}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum PushTrigger {
-    /// Endpoints changed (EndpointSlices, Pods, WorkloadEntries).
-    Endpoint,
-    /// Istio config changed (VirtualService, DestinationRule, Gateway, Sidecar, unreadable files).
-    Config,
-    /// Services changed (Service, ServiceEntry).
-    Service,
-    /// A proxy changed (reconnected, new metadata).
-    Proxy,
-    /// Everything must be recomputed.
-    Global,
-    /// A Namespace changed.
-    Namespace,
-    /// A Secret changed.
-    Secret,
-    /// A push for no known reason.
-    Unknown,
-}
-
-impl PushTrigger {
-    pub const ALL: [PushTrigger; 8] = [
-        PushTrigger::Endpoint,
-        PushTrigger::Config,
-        PushTrigger::Service,
-        PushTrigger::Proxy,
-        PushTrigger::Global,
-        PushTrigger::Namespace,
-        PushTrigger::Secret,
-        PushTrigger::Unknown,
-    ];
-
-    /// istiod's label value (`model.TriggerReason`).
-    pub fn label(self) -> &'static str {
-        match self {
-            PushTrigger::Endpoint => "endpoint",
-            PushTrigger::Config => "config",
-            PushTrigger::Service => "service",
-            PushTrigger::Proxy => "proxy",
-            PushTrigger::Global => "global",
-            PushTrigger::Namespace => "namespace",
-            PushTrigger::Secret => "secret",
-            PushTrigger::Unknown => "unknown",
-        }
-    }
-
-    /// The trigger a change of an object of `kind` is.
-    pub fn of_kind(kind: Kind) -> PushTrigger {
-        match kind {
-            Kind::EndpointSlice | Kind::Pod | Kind::WorkloadEntry => PushTrigger::Endpoint,
-            Kind::Service | Kind::ServiceEntry => PushTrigger::Service,
-            Kind::Namespace => PushTrigger::Namespace,
-            Kind::Secret => PushTrigger::Secret,
-            Kind::Node => PushTrigger::Global,
-            // VirtualService, DestinationRule, Gateway, Sidecar, and kinds added later.
-            _ => PushTrigger::Config,
-        }
-    }
-
-    /// What changed from `before` to `after`, by trigger: one per object added, removed or
-    /// changed (or refused differently), and one `config` if the problems that belong to no
-    /// object changed.
-    pub fn between(before: &Inputs, after: &Inputs) -> BTreeMap<PushTrigger, u64> {
-        let mut triggers = BTreeMap::new();
-        let mut count = |kind: Kind| *triggers.entry(PushTrigger::of_kind(kind)).or_insert(0) += 1;
-        for (key, entry) in &after.entries {
-            if before
-                .entries
-                .get(key)
-                .is_none_or(|old| old.object != entry.object)
-            {
-                count(key.kind);
-            }
-        }
-        for key in before.entries.keys() {
-            if !after.entries.contains_key(key) {
-                count(key.kind);
-            }
-        }
-        if before.problems != after.problems {
-            *triggers.entry(PushTrigger::Config).or_insert(0) += 1;
-        }
-        triggers
-    }
-}
-
-/// Why the xDS server refused a connection or ended a stream, as `rudder_xds_refused_total{reason}`
-/// labels it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Refusal {
-    /// A request over `--xds-max-message-size`.
-    MessageSize,
-    /// A request that is no valid ADS request (bad protobuf, too deep, not UTF-8, compressed, cut
-    /// short).
-    BadRequest,
-    /// No first request within `--xds-first-request-timeout`.
-    FirstRequestTimeout,
-    /// A connection without TLS and the HTTP/2 preface within `--xds-handshake-timeout`.
-    HandshakeTimeout,
-    /// A connection whose TLS handshake failed, or that is not HTTP/2.
-    HandshakeFailed,
-    /// A new stream beyond `--xds-max-streams-per-second`.
-    RateLimit,
-    /// A request taking a stream past `--xds-max-subscribed-names`.
-    Subscriptions,
-}
-
-impl Refusal {
-    pub const ALL: [Refusal; 7] = [
-        Refusal::MessageSize,
-        Refusal::BadRequest,
-        Refusal::FirstRequestTimeout,
-        Refusal::HandshakeTimeout,
-        Refusal::HandshakeFailed,
-        Refusal::RateLimit,
-        Refusal::Subscriptions,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Refusal::MessageSize => "message_size",
-            Refusal::BadRequest => "bad_request",
-            Refusal::FirstRequestTimeout => "first_request_timeout",
-            Refusal::HandshakeTimeout => "handshake_timeout",
-            Refusal::HandshakeFailed => "handshake_failed",
-            Refusal::RateLimit => "rate_limit",
-            Refusal::Subscriptions => "subscriptions",
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -198,6 +72,19 @@ pub struct Metrics {
     unidentified_streams: IntGauge,
     /// `rudder_xds_refused_total{reason}`.
     refused: IntCounterVec,
+    /// `pilot_xds_send_time`.
+    send_time: Histogram,
+    /// `pilot_xds_write_timeout`.
+    write_timeouts: IntCounter,
+    /// `pilot_xds_expired_nonce`.
+    expired_nonces: IntCounter,
+    /// `pilot_k8s_cfg_events{type,event}`.
+    config_events: IntCounterVec,
+    /// `pilot_k8s_reg_events{type,event}`.
+    registry_events: IntCounterVec,
+    /// `istiod_uptime_seconds`, set when rendered.
+    uptime: Gauge,
+    started: Instant,
 }
 
 impl Default for Metrics {
@@ -324,6 +211,67 @@ impl Metrics {
         )
         .expect(VALID);
 
+        let send_time = Histogram::with_opts(histogram(
+            "pilot_xds_send_time",
+            "Total time in seconds Pilot takes to send generated configuration.",
+            PUSH_TIME_BUCKETS,
+        ))
+        .expect(VALID);
+        let write_timeouts = IntCounter::new(
+            "pilot_xds_write_timeout",
+            "Pilot XDS response write timeouts.",
+        )
+        .expect(VALID);
+        let expired_nonces = IntCounter::new(
+            "pilot_xds_expired_nonce",
+            "Total number of XDS requests with an expired nonce.",
+        )
+        .expect(VALID);
+        // istiod counts responses it failed to generate. rudder's translation has no failure
+        // path (bad config is refused before it), so this stays 0; it is there so that alerts
+        // written on it evaluate.
+        let internal_errors = IntCounter::new(
+            "pilot_total_xds_internal_errors",
+            "Total number of internal XDS errors in pilot.",
+        )
+        .expect(VALID);
+        let config_events = IntCounterVec::new(
+            Opts::new(
+                "pilot_k8s_cfg_events",
+                "Events from k8s config: Istio objects added, updated, deleted, by kind.",
+            ),
+            &["type", "event"],
+        )
+        .expect(VALID);
+        let registry_events = IntCounterVec::new(
+            Opts::new(
+                "pilot_k8s_reg_events",
+                "Events from k8s registry: Services added, updated, updated unchanged, deleted.",
+            ),
+            &["type", "event"],
+        )
+        .expect(VALID);
+        let uptime = Gauge::new(
+            "istiod_uptime_seconds",
+            "Current istiod server uptime in seconds",
+        )
+        .expect(VALID);
+        // istiod's build gauges: one series, value 1, whose labels say the version.
+        let version = env!("CARGO_PKG_VERSION");
+        let build = GaugeVec::new(
+            Opts::new("istio_build", "Istio component build info"),
+            &["component", "tag"],
+        )
+        .expect(VALID);
+        build.with_label_values(&["pilot", version]).set(1.0);
+        let info = GaugeVec::new(
+            Opts::new("pilot_info", "Pilot version and build information."),
+            &["version"],
+        )
+        .expect(VALID);
+        info.with_label_values(&[&format!("rudder-{version}")])
+            .set(1.0);
+
         let registry = Registry::new();
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(xds_clients.clone()),
@@ -346,6 +294,17 @@ impl Metrics {
             Box::new(kube_synced.clone()),
             Box::new(unidentified_streams.clone()),
             Box::new(refused.clone()),
+            Box::new(send_time.clone()),
+            Box::new(write_timeouts.clone()),
+            Box::new(expired_nonces.clone()),
+            Box::new(internal_errors),
+            Box::new(config_events.clone()),
+            Box::new(registry_events.clone()),
+            Box::new(uptime.clone()),
+            Box::new(build),
+            Box::new(info),
+            // go_goroutines, go_memstats_heap_*: what stands for them in rudder.
+            Box::new(runtime::RuntimeCollector::new()),
             // process_cpu_seconds_total, process_resident_memory_bytes, open fds, ...
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
@@ -382,6 +341,13 @@ impl Metrics {
             kube_synced,
             unidentified_streams,
             refused,
+            send_time,
+            write_timeouts,
+            expired_nonces,
+            config_events,
+            registry_events,
+            uptime,
+            started: Instant::now(),
         }
     }
 
@@ -478,8 +444,43 @@ impl Metrics {
             .inc();
     }
 
+    /// How long sending one response took (`pilot_xds_send_time`): from handing it to the
+    /// stream until the stream took it.
+    pub fn observe_send_time(&self, took: Duration) {
+        self.send_time.observe(took.as_secs_f64());
+    }
+
+    /// A proxy did not read its config within the send timeout (`pilot_xds_write_timeout`).
+    pub fn write_timed_out(&self) {
+        self.write_timeouts.inc();
+    }
+
+    /// A request answered a nonce the stream no longer expects (`pilot_xds_expired_nonce`).
+    pub fn nonce_expired(&self) {
+        self.expired_nonces.inc();
+    }
+
+    /// Adds `count` Kubernetes watch events of `event` (`add`, `update`, `updatesame`,
+    /// `delete`) on `kind`: Istio config kinds count in `pilot_k8s_cfg_events{type=KIND}`,
+    /// Services in `pilot_k8s_reg_events{type="Services"}`, as istiod counts its informer
+    /// events; other registry kinds are not counted, as istiod does not count them either.
+    pub fn kube_events(&self, kind: &str, event: &str, count: u64) {
+        match kind {
+            "Service" => self
+                .registry_events
+                .with_label_values(&["Services", event])
+                .inc_by(count),
+            "Namespace" | "Node" | "Pod" | "Secret" | "EndpointSlice" | "ConfigMap" => {}
+            _ => self
+                .config_events
+                .with_label_values(&[kind, event])
+                .inc_by(count),
+        }
+    }
+
     /// All metrics in the Prometheus text format.
     pub fn render(&self) -> String {
+        self.uptime.set(self.started.elapsed().as_secs_f64());
         TextEncoder::new()
             .encode_to_string(&self.registry.gather())
             .unwrap_or_else(|error| {
@@ -554,155 +555,4 @@ impl Convergence {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::diagnostic::Origin;
-    use crate::inputs::{Entry, FieldError, ObjectKey};
-
-    fn has_line(text: &str, line: &str) -> bool {
-        text.lines().any(|l| l == line)
-    }
-
-    /// The value of the one sample of `name` (with its labels, as rendered).
-    fn sample(text: &str, name: &str) -> f64 {
-        text.lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
-            .parse()
-            .unwrap()
-    }
-
-    #[test]
-    fn renders_istiod_names() {
-        let metrics = Metrics::new();
-        metrics.record_build(&Model::default(), 3);
-        metrics.proxy_connected();
-        metrics.proxy_connected();
-        metrics.proxy_disconnected();
-        metrics.pushed(ResourceType::Cluster, 2_000);
-        metrics.observe_push_time(ResourceType::Cluster, Duration::from_millis(50));
-        metrics.rejected(
-            ResourceType::Route,
-            "sidecar~1.2.3.4~a.b~b.svc.cluster.local",
-        );
-        metrics.observe_debounce(Duration::from_millis(120));
-        metrics.push_triggered(PushTrigger::Endpoint, 2);
-        metrics.unidentified_stream_opened();
-        metrics.unidentified_stream_opened();
-        metrics.unidentified_stream_closed();
-        metrics.refused(Refusal::MessageSize);
-        let text = metrics.render();
-        for line in [
-            "# TYPE pilot_xds gauge",
-            "pilot_xds 1",
-            "# TYPE pilot_xds_pushes counter",
-            "pilot_xds_pushes{type=\"cds\"} 1",
-            "pilot_xds_pushes{type=\"eds\"} 0",
-            "# TYPE pilot_total_xds_rejects counter",
-            "pilot_total_xds_rejects{type=\"rds\"} 1",
-            "pilot_total_xds_rejects{type=\"cds\"} 0",
-            "# TYPE pilot_xds_rds_reject gauge",
-            "pilot_xds_rds_reject{node=\"sidecar~1.2.3.4~a.b~b.svc.cluster.local\"} 1",
-            "# TYPE pilot_xds_push_time histogram",
-            "pilot_xds_push_time_bucket{type=\"cds\",le=\"0.01\"} 0",
-            "pilot_xds_push_time_bucket{type=\"cds\",le=\"0.1\"} 1",
-            "pilot_xds_config_size_bytes_bucket{type=\"cds\",le=\"10000\"} 1",
-            "pilot_xds_config_size_bytes_sum{type=\"cds\"} 2000",
-            "pilot_debounce_time_bucket{le=\"1\"} 1",
-            "pilot_debounce_time_count 1",
-            "pilot_push_triggers{type=\"endpoint\"} 2",
-            "pilot_push_triggers{type=\"config\"} 0",
-            "pilot_services 0",
-            "pilot_virt_services 0",
-            "# TYPE pilot_proxy_convergence_time histogram",
-            "pilot_proxy_convergence_time_count 0",
-            "rudder_config_errors 3",
-            "rudder_config_builds_total 1",
-            "# TYPE rudder_xds_unidentified_streams gauge",
-            "rudder_xds_unidentified_streams 1",
-            "# TYPE rudder_xds_refused_total counter",
-            "rudder_xds_refused_total{reason=\"message_size\"} 1",
-            "rudder_xds_refused_total{reason=\"handshake_timeout\"} 0",
-        ] {
-            assert!(has_line(&text, line), "missing {line:?} in\n{text}");
-        }
-        for name in ["process_cpu_seconds_total", "process_resident_memory_bytes"] {
-            assert!(sample(&text, name) >= 0.0);
-        }
-    }
-
-    #[test]
-    fn convergence_is_measured_from_the_change_to_the_ack() {
-        let metrics = Metrics::new();
-        let convergence = Convergence::default();
-        let count =
-            |metrics: &Metrics| sample(&metrics.render(), "pilot_proxy_convergence_time_count");
-        // A change seen before the stream opened counts from the stream's start.
-        let long_ago = Instant::now().checked_sub(Duration::from_secs(3600));
-        convergence.sent(ResourceType::Cluster, long_ago);
-        convergence.acked(ResourceType::Cluster, &metrics);
-        assert_eq!(count(&metrics), 1.0);
-        let sum = sample(&metrics.render(), "pilot_proxy_convergence_time_sum");
-        assert!(sum < 60.0, "measured from the stream's start: {sum}");
-        // Each response is measured once; a second ACK (or an ACK of nothing) adds nothing.
-        convergence.acked(ResourceType::Cluster, &metrics);
-        convergence.acked(ResourceType::Route, &metrics);
-        assert_eq!(count(&metrics), 1.0);
-        // A NACK drops it; an unknown origin is not measured.
-        convergence.sent(ResourceType::Listener, Some(Instant::now()));
-        convergence.rejected(ResourceType::Listener);
-        convergence.acked(ResourceType::Listener, &metrics);
-        convergence.sent(ResourceType::Endpoint, Some(Instant::now()));
-        convergence.sent(ResourceType::Endpoint, None);
-        convergence.acked(ResourceType::Endpoint, &metrics);
-        assert_eq!(count(&metrics), 1.0);
-    }
-
-    fn entry(object: Result<crate::inputs::Object, FieldError>) -> Entry {
-        Entry {
-            origin: Origin::Kubernetes,
-            object,
-        }
-    }
-
-    fn refused(message: &str) -> Result<crate::inputs::Object, FieldError> {
-        Err(FieldError {
-            field: "spec".into(),
-            message: message.into(),
-        })
-    }
-
-    #[test]
-    fn triggers_count_changed_objects_by_kind() {
-        let key = |kind, name: &str| ObjectKey::new(kind, "default", name);
-        let mut before = Inputs::default();
-        before.insert(key(Kind::VirtualService, "kept"), entry(refused("a")));
-        before.insert(key(Kind::VirtualService, "changed"), entry(refused("a")));
-        before.insert(key(Kind::EndpointSlice, "gone"), entry(refused("a")));
-        let mut after = Inputs::default();
-        after.insert(key(Kind::VirtualService, "kept"), entry(refused("a")));
-        after.insert(key(Kind::VirtualService, "changed"), entry(refused("b")));
-        after.insert(key(Kind::Service, "new"), entry(refused("a")));
-        after
-            .problems
-            .push(crate::diagnostic::ConfigError::new("x"));
-        let triggers = PushTrigger::between(&before, &after);
-        assert_eq!(
-            triggers,
-            BTreeMap::from([
-                (PushTrigger::Endpoint, 1),
-                (PushTrigger::Config, 2),
-                (PushTrigger::Service, 1),
-            ])
-        );
-        assert!(PushTrigger::between(&after, &after).is_empty());
-
-        let metrics = Metrics::new();
-        metrics.record_triggers(&before, &after);
-        let text = metrics.render();
-        assert!(
-            has_line(&text, "pilot_push_triggers{type=\"config\"} 2"),
-            "{text}"
-        );
-    }
-}
+mod tests;

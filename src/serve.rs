@@ -29,7 +29,7 @@ use crate::kube_auth::{DEFAULT_TOKEN_AUDIENCE, KubeSecretReaders, KubeTokenRevie
 use crate::metrics::Metrics;
 use crate::model::{self, LastGood};
 use crate::source::file::{FileWatcher, Settle};
-use crate::source::kube::{NamespaceFilter, SyncState};
+use crate::source::kube::{KubeEvents, NamespaceFilter, SyncState};
 use crate::status::run_status_writer;
 use crate::xds::{Registry, Snapshot, XdsOptions, serve_xds};
 
@@ -201,10 +201,11 @@ impl Server {
                 source.statuses.clone(),
             );
             let sync_reports = report_kube_sync(source.sync_state.clone(), metrics.clone());
+            let event_reports = report_kube_events(source.events.clone(), metrics.clone());
             tasks.spawn(async move {
                 // The source's watches live as long as this task.
                 let _source = source;
-                tokio::join!(writer, sync_reports);
+                tokio::join!(writer, sync_reports, event_reports);
                 Ok(())
             });
         }
@@ -442,6 +443,24 @@ async fn report_kube_sync(mut state: watch::Receiver<SyncState>, metrics: Arc<Me
         let kinds = state.borrow_and_update().clone();
         metrics.record_kube_sync(kinds);
         if state.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Mirrors the Kubernetes watches' object events into `pilot_k8s_cfg_events` and
+/// `pilot_k8s_reg_events`, for as long as the source runs: the source's counts are cumulative,
+/// so each change adds what grew since the last one.
+async fn report_kube_events(mut events: watch::Receiver<KubeEvents>, metrics: Arc<Metrics>) {
+    let mut reported = KubeEvents::new();
+    loop {
+        let counts = events.borrow_and_update().clone();
+        for (&(kind, event), &count) in &counts {
+            let before = reported.get(&(kind, event)).copied().unwrap_or_default();
+            metrics.kube_events(kind, event, count.saturating_sub(before));
+        }
+        reported = counts;
+        if events.changed().await.is_err() {
             return;
         }
     }

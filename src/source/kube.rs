@@ -85,6 +85,12 @@ pub type Statuses = BTreeMap<ObjectKey, Value>;
 /// Whether each watched kind is in step with the API server: listed, and its watch up since.
 pub type SyncState = BTreeMap<&'static str, bool>;
 
+/// How many object events the watches reported, by kind and event (`add`, `update`,
+/// `updatesame`, `delete`), since the source started: counted as informers count them, a relist
+/// counting each object it brings once. Cumulative, so a reader adds what grew since it last
+/// looked.
+pub type KubeEvents = BTreeMap<(&'static str, &'static str), u64>;
+
 /// A running Kubernetes source.
 pub struct KubeSource {
     pub inputs: watch::Receiver<Arc<Inputs>>,
@@ -93,6 +99,8 @@ pub struct KubeSource {
     pub synced: watch::Receiver<bool>,
     /// Which kinds are in sync now.
     pub sync_state: watch::Receiver<SyncState>,
+    /// The object events seen so far.
+    pub events: watch::Receiver<KubeEvents>,
     /// The watches end when this is dropped.
     _tasks: JoinSet<()>,
 }
@@ -187,6 +195,7 @@ pub async fn start(client: Client, filter: NamespaceFilter) -> Result<KubeSource
     let (statuses_tx, statuses) = watch::channel(Arc::new(Statuses::new()));
     let (synced_tx, synced) = watch::channel(false);
     let (sync_state_tx, sync_state) = watch::channel(SyncState::new());
+    let (events_tx, events) = watch::channel(KubeEvents::new());
     // Counts completed lists: one kind listing again means the API server is back, and the
     // kinds still waiting out their backoff retry at once instead of each on its own schedule.
     let (lists_tx, _) = watch::channel(0u64);
@@ -205,6 +214,7 @@ pub async fn start(client: Client, filter: NamespaceFilter) -> Result<KubeSource
         statuses: statuses_tx,
         synced: synced_tx,
         sync_state: sync_state_tx,
+        events: events_tx,
     };
     tasks.spawn(store.run(updates, publish));
     Ok(KubeSource {
@@ -212,6 +222,7 @@ pub async fn start(client: Client, filter: NamespaceFilter) -> Result<KubeSource
         statuses,
         synced,
         sync_state,
+        events,
         _tasks: tasks,
     })
 }

@@ -589,6 +589,7 @@ impl<M: Protocol> AdsStream<M> {
                     break;
                 }
                 Err(End::SendTimeout) => {
+                    self.metrics.write_timed_out();
                     warn!(
                         proxy = %proxy.id,
                         connection = self.connection,
@@ -692,6 +693,7 @@ impl<M: Protocol> AdsStream<M> {
                     );
                 }
                 Event::Stale { ty, nonce } => {
+                    self.metrics.nonce_expired();
                     let ty = ty.short_name();
                     debug!(proxy = %proxy.id, r#type = ty, nonce, "ignoring stale ACK/NACK");
                 }
@@ -730,7 +732,9 @@ impl<M: Protocol> AdsStream<M> {
                     "push"
                 );
             }
+            let sending = Instant::now();
             self.send(response).await?;
+            self.metrics.observe_send_time(sending.elapsed());
             if let Some(ty) = ty {
                 self.metrics
                     .observe_push_time(ty, self.push_started.elapsed());

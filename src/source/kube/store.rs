@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
-use super::{NamespaceFilter, Statuses, SyncState};
+use super::{KubeEvents, NamespaceFilter, Statuses, SyncState};
 use crate::inputs::{Entry, Inputs, ObjectKey};
 use crate::source::publish_if_changed;
 
@@ -67,6 +67,8 @@ pub(super) struct Store {
     /// nothing is published (see [`RELIST_HOLD`]).
     hold_until: Option<Instant>,
     kinds: BTreeMap<&'static str, BTreeMap<ObjectKey, Stored>>,
+    /// Every object event seen so far, as an informer reports them (see [`KubeEvents`]).
+    events: KubeEvents,
 }
 
 /// Where the store publishes.
@@ -75,6 +77,7 @@ pub(super) struct Publish {
     pub(super) statuses: watch::Sender<Arc<Statuses>>,
     pub(super) synced: watch::Sender<bool>,
     pub(super) sync_state: watch::Sender<SyncState>,
+    pub(super) events: watch::Sender<KubeEvents>,
 }
 
 impl Store {
@@ -90,13 +93,19 @@ impl Store {
     fn apply(&mut self, update: Update) {
         match update {
             Update::Changed(kind, Change::Applied(stored)) => {
-                self.kinds
-                    .entry(kind)
-                    .or_default()
-                    .insert(stored.key.clone(), stored);
+                let objects = self.kinds.entry(kind).or_default();
+                let event = match objects.get(&stored.key) {
+                    None => "add",
+                    Some(old) if *old == stored => "updatesame",
+                    Some(_) => "update",
+                };
+                objects.insert(stored.key.clone(), stored);
+                self.count(kind, event, 1);
             }
             Update::Changed(kind, Change::Deleted(key)) => {
-                self.kinds.entry(kind).or_default().remove(&key);
+                if self.kinds.entry(kind).or_default().remove(&key).is_some() {
+                    self.count(kind, "delete", 1);
+                }
             }
             Update::Listed(kind, objects) => {
                 if let Some(since) = self.out_of_sync.remove(kind) {
@@ -112,10 +121,11 @@ impl Store {
                         self.hold_until = Some(Instant::now() + RELIST_HOLD);
                     }
                 }
-                let objects = objects
+                let objects: BTreeMap<ObjectKey, Stored> = objects
                     .into_iter()
                     .map(|stored| (stored.key.clone(), stored))
                     .collect();
+                self.count_relist(kind, &objects);
                 self.kinds.insert(kind, objects);
                 self.synced.insert(kind);
             }
@@ -135,6 +145,36 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// Counts `count` events of one kind.
+    fn count(&mut self, kind: &'static str, event: &'static str, count: u64) {
+        if count > 0 {
+            *self.events.entry((kind, event)).or_default() += count;
+        }
+    }
+
+    /// Counts a (re)list of `kind` as the events an informer reports for it: objects new to the
+    /// store are added, those it had are updated (unchanged or not), those gone are deleted.
+    fn count_relist(&mut self, kind: &'static str, listed: &BTreeMap<ObjectKey, Stored>) {
+        let (mut added, mut same, mut updated, mut deleted) = (0, 0, 0, 0);
+        let known = self.kinds.get(kind);
+        for (key, stored) in listed {
+            match known.and_then(|objects| objects.get(key)) {
+                None => added += 1,
+                Some(old) if old == stored => same += 1,
+                Some(_) => updated += 1,
+            }
+        }
+        for key in known.into_iter().flat_map(BTreeMap::keys) {
+            if !listed.contains_key(key) {
+                deleted += 1;
+            }
+        }
+        self.count(kind, "add", added);
+        self.count(kind, "updatesame", same);
+        self.count(kind, "update", updated);
+        self.count(kind, "delete", deleted);
     }
 
     fn sync_state(&self) -> SyncState {
@@ -222,6 +262,7 @@ impl Store {
                 }
             }
             publish_if_changed(&publish.sync_state, self.sync_state());
+            publish_if_changed(&publish.events, self.events.clone());
             // Until every kind is listed, the mesh is half-loaded: publish nothing.
             if !self.is_synced() || self.hold_until.is_some() {
                 continue;
@@ -275,6 +316,43 @@ mod tests {
         // After a watch error the watcher relists; what the list no longer has goes away.
         store.apply(Update::Listed("VirtualService", vec![vs("b", "three")]));
         assert_eq!(names(&store.inputs()), ["VirtualService b/three"]);
+    }
+
+    #[test]
+    fn events_are_counted_as_an_informer_reports_them() {
+        let mut store = store(NamespaceFilter::default());
+        store.apply(Update::Listed(
+            "VirtualService",
+            vec![vs("a", "one"), vs("a", "two")],
+        ));
+        store.apply(Update::Changed(
+            "VirtualService",
+            Change::Applied(vs("a", "one")),
+        ));
+        let mut changed = vs("a", "two");
+        changed.status = Some(json!({"observedGeneration": "2"}));
+        store.apply(Update::Changed("VirtualService", Change::Applied(changed)));
+        store.apply(Update::Changed(
+            "VirtualService",
+            Change::Deleted(vs("a", "one").key),
+        ));
+        // Deleting what is not there is no event.
+        store.apply(Update::Changed(
+            "VirtualService",
+            Change::Deleted(vs("a", "gone").key),
+        ));
+        // A relist: `two` is still there (unchanged), `three` is new.
+        let mut two = vs("a", "two");
+        two.status = Some(json!({"observedGeneration": "2"}));
+        store.apply(Update::Listed(
+            "VirtualService",
+            vec![two, vs("b", "three")],
+        ));
+        let counts = |event| store.events.get(&("VirtualService", event)).copied();
+        assert_eq!(counts("add"), Some(3));
+        assert_eq!(counts("updatesame"), Some(2));
+        assert_eq!(counts("update"), Some(1));
+        assert_eq!(counts("delete"), Some(1));
     }
 
     #[test]
