@@ -198,6 +198,8 @@ pub struct Metrics {
     unidentified_streams: IntGauge,
     /// `rudder_xds_refused_total{reason}`.
     refused: IntCounterVec,
+    /// `rudder_untranslated_objects{kind}`.
+    untranslated: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -323,6 +325,15 @@ impl Metrics {
             &["reason"],
         )
         .expect(VALID);
+        let untranslated = IntGaugeVec::new(
+            Opts::new(
+                "rudder_untranslated_objects",
+                "Objects present of an Istio kind rudder does not translate yet (their config is \
+                 not applied: an AuthorizationPolicy is not enforced), by kind.",
+            ),
+            &["kind"],
+        )
+        .expect(VALID);
 
         let registry = Registry::new();
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -346,6 +357,7 @@ impl Metrics {
             Box::new(kube_synced.clone()),
             Box::new(unidentified_streams.clone()),
             Box::new(refused.clone()),
+            Box::new(untranslated.clone()),
             // process_cpu_seconds_total, process_resident_memory_bytes, open fds, ...
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
@@ -363,6 +375,9 @@ impl Metrics {
         }
         for refusal in Refusal::ALL {
             refused.with_label_values(&[refusal.label()]);
+        }
+        for kind in Kind::untranslated() {
+            untranslated.with_label_values(&[kind.name()]);
         }
         Metrics {
             registry,
@@ -382,6 +397,17 @@ impl Metrics {
             kube_synced,
             unidentified_streams,
             refused,
+            untranslated,
+        }
+    }
+
+    /// Records how many objects of each kind rudder does not translate `inputs` hold.
+    pub fn record_untranslated(&self, inputs: &Inputs) {
+        for kind in Kind::untranslated() {
+            let count = inputs.of_kind(kind).count();
+            self.untranslated
+                .with_label_values(&[kind.name()])
+                .set(saturating(count));
         }
     }
 
