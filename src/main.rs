@@ -13,8 +13,8 @@ use rudder::bootstrap::{
     AdsApiType, BootstrapOptions, ClientCertificate, XdsClientTls, bootstrap_json, node_metadata,
     parse_label,
 };
-use rudder::envoy_json::config_dump;
 use rudder::diagnostic::ConfigError;
+use rudder::envoy_json::config_dump;
 use rudder::model::{LastGood, UnknownHosts, build, build_with, has_registry};
 use rudder::proxy::SecretAccess;
 use rudder::proxy_status;
@@ -168,13 +168,15 @@ enum Command {
     /// Check config files or directories, as `serve` reads them: print one line per problem,
     /// `FILE:LINE: Kind namespace/name: field: message`, warnings with `warning: ` before the
     /// message.
-    #[command(after_help = "Exit status: 0 when there is no error (warnings, such as settings or kinds rudder \
+    #[command(
+        after_help = "Exit status: 0 when there is no error (warnings, such as settings or kinds rudder \
         does not translate, are printed only); 1 when any problem is an error; 2 for a command-line \
         mistake; 3 when there are warnings but no error and --fail-on-warnings is given.\n\n\
         Without any Service or ServiceEntry among PATHS, rules are checked alone, as \
         `istioctl validate` checks them: a destination host that is no known service is a \
         warning instead of an error.\n\n\
-        Example:\n  rudder validate examples/bookinfo my-rules.yaml")]
+        Example:\n  rudder validate examples/bookinfo my-rules.yaml"
+    )]
     Validate {
         /// Files or directories.
         #[arg(required = true)]

@@ -484,9 +484,11 @@ spec:
     assert_eq!(code, Some(0), "{lines:#?}");
     assert_eq!(
         lines,
-        ["rules.yaml:8: VirtualService shop/web: spec.http[0].route[0].destination.host: warning: \
+        [
+            "rules.yaml:8: VirtualService shop/web: spec.http[0].route[0].destination.host: warning: \
           web.shop.svc.cluster.local is not a known service (no Services or ServiceEntries were \
-          given: checked alone)"]
+          given: checked alone)"
+        ]
     );
 
     let typo = rules.replace("timeout: 5s", "timeuot: 5s");
@@ -511,9 +513,8 @@ spec:
     let (code, lines) = validate(dir.path());
     assert_eq!(code, Some(1), "{lines:#?}");
     assert!(
-        lines
-            .iter()
-            .any(|line| line.contains("nowhere.shop.svc.cluster.local is not a known service; not applied")),
+        lines.iter().any(|line| line
+            .contains("nowhere.shop.svc.cluster.local is not a known service; not applied")),
         "{lines:#?}"
     );
 }
@@ -567,7 +568,10 @@ async fn serve_refuses_unknown_fields_and_lists_untranslated_objects() {
         .collect();
     assert_eq!(
         listed,
-        [("AuthorizationPolicy", "deny-all"), ("PeerAuthentication", "strict")]
+        [
+            ("AuthorizationPolicy", "deny-all"),
+            ("PeerAuthentication", "strict")
+        ]
     );
     assert!(
         configz["untranslated"][0]["effect"]
@@ -588,7 +592,10 @@ async fn serve_refuses_unknown_fields_and_lists_untranslated_objects() {
         dir.path(),
         &[(
             "good.yaml",
-            &GOOD.replace("route: [{destination", "timeuot: 1s\n    route: [{destination"),
+            &GOOD.replace(
+                "route: [{destination",
+                "timeuot: 1s\n    route: [{destination",
+            ),
         )],
     );
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -614,7 +621,9 @@ async fn serve_refuses_unknown_fields_and_lists_untranslated_objects() {
         ),
         "{error}"
     );
-    let dump = get("/debug/config_dump?proxyID=sidecar~127.0.0.1~client.shop~shop.svc.cluster.local").await;
+    let dump =
+        get("/debug/config_dump?proxyID=sidecar~127.0.0.1~client.shop~shop.svc.cluster.local")
+            .await;
     assert!(dump.contains("/good"), "{dump}");
     server.stop().await;
 }

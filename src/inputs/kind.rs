@@ -212,18 +212,46 @@ mod tests {
     fn types_map_to_kinds_by_group_and_version() {
         let cases = [
             ("v1", "Service", Some(Kind::Service)),
-            ("discovery.k8s.io/v1", "EndpointSlice", Some(Kind::EndpointSlice)),
-            ("networking.istio.io/v1alpha3", "VirtualService", Some(Kind::VirtualService)),
-            ("security.istio.io/v1", "AuthorizationPolicy", Some(Kind::AuthorizationPolicy)),
-            ("security.istio.io/v1beta1", "PeerAuthentication", Some(Kind::PeerAuthentication)),
-            ("networking.istio.io/v1alpha3", "EnvoyFilter", Some(Kind::EnvoyFilter)),
-            ("telemetry.istio.io/v1alpha1", "Telemetry", Some(Kind::Telemetry)),
+            (
+                "discovery.k8s.io/v1",
+                "EndpointSlice",
+                Some(Kind::EndpointSlice),
+            ),
+            (
+                "networking.istio.io/v1alpha3",
+                "VirtualService",
+                Some(Kind::VirtualService),
+            ),
+            (
+                "security.istio.io/v1",
+                "AuthorizationPolicy",
+                Some(Kind::AuthorizationPolicy),
+            ),
+            (
+                "security.istio.io/v1beta1",
+                "PeerAuthentication",
+                Some(Kind::PeerAuthentication),
+            ),
+            (
+                "networking.istio.io/v1alpha3",
+                "EnvoyFilter",
+                Some(Kind::EnvoyFilter),
+            ),
+            (
+                "telemetry.istio.io/v1alpha1",
+                "Telemetry",
+                Some(Kind::Telemetry),
+            ),
             ("networking.istio.io/v2", "VirtualService", None),
             ("security.istio.io/v1", "VirtualService", None),
             ("v1", "ConfigMap", None),
         ];
         for (api_version, kind, expected) in cases {
-            assert_eq!(Kind::from_type(api_version, kind), expected, "{api_version} {kind}");
+            assert_eq!(
+                Kind::from_type(api_version, kind),
+                expected,
+                "{api_version} {kind}"
+            );
         }
     }
 
@@ -254,7 +282,10 @@ mod tests {
         )
         .expect("README.md");
         for kind in Kind::untranslated() {
-            let row = format!("| {kind} | {} |", kind.untranslated_effect().unwrap_or_default());
+            let row = format!(
+                "| {kind} | {} |",
+                kind.untranslated_effect().unwrap_or_default()
+            );
             assert!(readme.contains(&row), "README.md lacks the row\n{row}");
         }
     }

@@ -23,12 +23,15 @@ fn misspelled_fields_are_refused_with_the_nearest_known_one() {
         check(Kind::VirtualService, vs),
         Err("spec.http[1].timeuot: unknown field (did you mean timeout?)".into())
     );
-    let dr = json!({"spec": {"trafficPolicy": {"connectionPool": {"tcp": {"max_connections": 1}}}}});
+    let dr =
+        json!({"spec": {"trafficPolicy": {"connectionPool": {"tcp": {"max_connections": 1}}}}});
     assert_eq!(
         check(Kind::DestinationRule, dr),
-        Err("spec.trafficPolicy.connectionPool.tcp.max_connections: unknown field \
+        Err(
+            "spec.trafficPolicy.connectionPool.tcp.max_connections: unknown field \
              (did you mean maxConnections?)"
-            .into())
+                .into()
+        )
     );
     let far = json!({"spec": {"selector": {}, "action": "DENY", "colour": "red"}});
     assert_eq!(
@@ -43,7 +46,10 @@ fn misspelled_fields_are_refused_with_the_nearest_known_one() {
     let headers = json!({"spec": {"http": [{"match": [{"headers": {"x-user": {"exakt": "a"}}}]}]}});
     assert_eq!(
         check(Kind::VirtualService, headers),
-        Err("spec.http[0].match[0].headers[x-user].exakt: unknown field (did you mean exact?)".into())
+        Err(
+            "spec.http[0].match[0].headers[x-user].exakt: unknown field (did you mean exact?)"
+                .into()
+        )
     );
 }
 
@@ -54,7 +60,10 @@ fn open_and_kubernetes_values_are_not_looked_into() {
     assert_eq!(check(Kind::EnvoyFilter, envoy_filter), Ok(()));
     let labels = json!({"spec": {"subsets": [{"name": "v1", "labels": {"any-label": "x"}}]}});
     assert_eq!(check(Kind::DestinationRule, labels), Ok(()));
-    assert_eq!(check(Kind::Service, json!({"spec": {"bogus": 1}, "extra": 2})), Ok(()));
+    assert_eq!(
+        check(Kind::Service, json!({"spec": {"bogus": 1}, "extra": 2})),
+        Ok(())
+    );
 }
 
 #[test]
@@ -94,7 +103,10 @@ fn rudder_reads_no_field_istio_lacks() {
     use crate::istio;
     let schemas = [
         (Kind::VirtualService, spec_schema::<istio::VirtualService>()),
-        (Kind::DestinationRule, spec_schema::<istio::DestinationRule>()),
+        (
+            Kind::DestinationRule,
+            spec_schema::<istio::DestinationRule>(),
+        ),
         (Kind::ServiceEntry, spec_schema::<istio::ServiceEntry>()),
         (Kind::WorkloadEntry, spec_schema::<istio::WorkloadEntry>()),
         (Kind::Sidecar, spec_schema::<istio::Sidecar>()),
@@ -102,7 +114,12 @@ fn rudder_reads_no_field_istio_lacks() {
     ];
     let mut missing = Vec::new();
     for (kind, schema) in schemas {
-        paths(&schema, &istio_specs()[kind.name()], &format!("{kind} spec"), &mut missing);
+        paths(
+            &schema,
+            &istio_specs()[kind.name()],
+            &format!("{kind} spec"),
+            &mut missing,
+        );
     }
     assert!(missing.is_empty(), "not in Istio's CRDs: {missing:?}");
 }
@@ -121,12 +138,17 @@ fn every_istio_kind_has_a_field_tree() {
 /// `RUDDER_UPDATE_ISTIO_FIELDS=1` rewrites it.
 #[test]
 fn the_field_tree_is_istios() {
-    let crds = std::fs::read_to_string(istio_api_dir().join("kubernetes/customresourcedefinitions.gen.yaml"))
-        .expect("read Istio's CRDs");
+    let crds = std::fs::read_to_string(
+        istio_api_dir().join("kubernetes/customresourcedefinitions.gen.yaml"),
+    )
+    .expect("read Istio's CRDs");
     let mut trees: BTreeMap<String, Node> = BTreeMap::new();
     for document in parse_documents(&crds).expect("Istio's CRDs parse") {
         let spec = &document.value["spec"];
-        let kind = spec["names"]["kind"].as_str().expect("a CRD names its kind").to_string();
+        let kind = spec["names"]["kind"]
+            .as_str()
+            .expect("a CRD names its kind")
+            .to_string();
         for version in spec["versions"].as_array().into_iter().flatten() {
             let schema = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
             let tree = node_of(schema);
@@ -137,8 +159,10 @@ fn the_field_tree_is_istios() {
             trees.insert(kind.clone(), merged);
         }
     }
-    let generated: serde_json::Map<String, Value> =
-        trees.iter().map(|(kind, node)| (kind.clone(), to_json(node))).collect();
+    let generated: serde_json::Map<String, Value> = trees
+        .iter()
+        .map(|(kind, node)| (kind.clone(), to_json(node)))
+        .collect();
     let text = serde_json::to_string_pretty(&generated).expect("JSON") + "\n";
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/inputs/istio_fields.json");
     if std::env::var_os("RUDDER_UPDATE_ISTIO_FIELDS").is_some() {
@@ -158,7 +182,10 @@ fn istio_api_dir() -> PathBuf {
         .current_dir(std::env::temp_dir())
         .output()
         .expect("run go (the Go toolchain is needed to fetch Istio's CRDs)");
-    assert!(output.status.success(), "go mod download {ISTIO_API}: {output:?}");
+    assert!(
+        output.status.success(),
+        "go mod download {ISTIO_API}: {output:?}"
+    );
     let info: Value = serde_json::from_slice(&output.stdout).expect("go mod download -json");
     PathBuf::from(info["Dir"].as_str().expect("the module's directory"))
 }
@@ -176,7 +203,10 @@ fn node_of(schema: &Value) -> Node {
     }
     if let Some(properties) = schema["properties"].as_object() {
         return Node::Fields(
-            properties.iter().map(|(name, property)| (name.clone(), node_of(property))).collect(),
+            properties
+                .iter()
+                .map(|(name, property)| (name.clone(), node_of(property)))
+                .collect(),
         );
     }
     if schema["additionalProperties"].is_object() {

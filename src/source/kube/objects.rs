@@ -222,7 +222,11 @@ pub(super) mod tests {
         let policy = json!({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
             "metadata": {"name": "p"}, "spec": {"action": "DENY"}, "status": {}});
         assert_eq!(
-            prune(Some(Kind::AuthorizationPolicy), "AuthorizationPolicy", policy),
+            prune(
+                Some(Kind::AuthorizationPolicy),
+                "AuthorizationPolicy",
+                policy
+            ),
             json!({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
                 "metadata": {"name": "p"}})
         );

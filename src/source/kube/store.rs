@@ -378,11 +378,17 @@ mod tests {
     fn kinds_only_reported_never_hold_publication_up() {
         let mut store = store(NamespaceFilter::default());
         // Forbidden by RBAC: the kind never lists.
-        store.apply(Update::Failed("AuthorizationPolicy", "403 forbidden".into()));
+        store.apply(Update::Failed(
+            "AuthorizationPolicy",
+            "403 forbidden".into(),
+        ));
         store.apply(Update::Missing("Namespace"));
         store.apply(Update::Listed("VirtualService", vec![vs("a", "one")]));
         assert!(store.is_synced());
-        store.apply(Update::Failed("VirtualService", "connection refused".into()));
+        store.apply(Update::Failed(
+            "VirtualService",
+            "connection refused".into(),
+        ));
         store.apply(Update::Listed("VirtualService", vec![vs("a", "two")]));
         assert_eq!(store.hold_until, None);
         let policy = stored(
