@@ -266,6 +266,8 @@ pub fn build_with(inputs: &Inputs, previous: &LastGood, unknown_hosts: UnknownHo
         resolved_destination_rules(admission.accepted(Kind::DestinationRule), dns_domain);
     let destination_rules = merged_by_host(&all_destination_rules);
 
+    // Warnings of VirtualServices that are admitted all the same (unknown hosts, when rules are
+    // checked alone), gathered beside the admission, whose check returns one verdict.
     let host_warnings = std::cell::RefCell::new(Vec::new());
     admission.admit(Kind::VirtualService, |object| match object {
         Object::VirtualService(vs) => {
