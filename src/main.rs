@@ -15,7 +15,7 @@ use rudder::bootstrap::{
 };
 use rudder::diagnostic::ConfigError;
 use rudder::envoy_json::config_dump;
-use rudder::model::{LastGood, UnknownHosts, build, build_with, has_registry};
+use rudder::model::{LastGood, UnknownReferences, build, build_with, has_registry};
 use rudder::proxy::SecretAccess;
 use rudder::proxy_status;
 use rudder::serve::{KubeConnection, KubernetesOptions, ServeOptions, Server};
@@ -173,8 +173,8 @@ enum Command {
         does not translate, are printed only); 1 when any problem is an error; 2 for a command-line \
         mistake; 3 when there are warnings but no error and --fail-on-warnings is given.\n\n\
         Without any Service or ServiceEntry among PATHS, rules are checked alone, as \
-        `istioctl validate` checks them: a destination host that is no known service is a \
-        warning instead of an error.\n\n\
+        `istioctl validate` checks them: a destination that refers to no known service or \
+        subset is a warning instead of an error.\n\n\
         Example:\n  rudder validate examples/bookinfo my-rules.yaml"
     )]
     Validate {
@@ -467,16 +467,16 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             fail_on_warnings,
         } => {
             let inputs = load_dirs(&paths).inputs();
-            let unknown_hosts = if has_registry(&inputs) {
-                UnknownHosts::Refuse
+            let unknown_references = if has_registry(&inputs) {
+                UnknownReferences::Refuse
             } else {
                 eprintln!(
                     "rudder: no Service or ServiceEntry given: rules are checked alone, and \
-                     destination hosts that are no known service are warnings"
+                     destinations that refer to no known service or subset are warnings"
                 );
-                UnknownHosts::Warn
+                UnknownReferences::Warn
             };
-            let built = build_with(&inputs, &LastGood::default(), unknown_hosts);
+            let built = build_with(&inputs, &LastGood::default(), unknown_references);
             for error in &built.errors {
                 println!("{error}");
             }

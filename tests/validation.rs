@@ -491,6 +491,22 @@ spec:
         ]
     );
 
+    // A subset no DestinationRule among the rules defines: also a warning (its DestinationRule
+    // may live elsewhere; `istioctl validate` checks no reference).
+    let other_subset = rules.replace("subset: v1, port", "subset: v9, port");
+    write_all(dir.path(), &[("rules.yaml", &other_subset)]);
+    let (code, lines) = validate(dir.path());
+    assert_eq!(code, Some(0), "{lines:#?}");
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some(
+            "rules.yaml:8: VirtualService shop/web: spec.http[0].route[0].destination.subset: \
+             warning: subset \"v9\" is not defined by any DestinationRule for \
+             web.shop.svc.cluster.local (no Services or ServiceEntries were given: checked alone)"
+        ),
+        "{lines:#?}"
+    );
+
     let typo = rules.replace("timeout: 5s", "timeuot: 5s");
     write_all(dir.path(), &[("rules.yaml", &typo)]);
     let (code, lines) = validate(dir.path());

@@ -10,7 +10,7 @@ use super::destination_rule::destination_rule_warnings;
 use super::kubernetes::{Pods, PodsByName, node_localities, services, workload, workloads};
 use super::service_entry::add_service_entries;
 use super::validate::{
-    UnknownHosts, validate_destination_rule, validate_endpoint_slice, validate_gateway,
+    UnknownReferences, validate_destination_rule, validate_endpoint_slice, validate_gateway,
     validate_service, validate_service_entry, validate_sidecar, validate_virtual_service,
     validate_workload_entry,
 };
@@ -167,7 +167,7 @@ impl Admission<'_> {
 
 /// Builds a Model from `inputs`; `previous` is the `last_good` of the build before (or default).
 pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
-    build_with(inputs, previous, UnknownHosts::Refuse)
+    build_with(inputs, previous, UnknownReferences::Refuse)
 }
 
 /// Whether `inputs` hold any registry object (a Service or ServiceEntry) that rules' hosts
@@ -179,9 +179,13 @@ pub fn has_registry(inputs: &Inputs) -> bool {
         .any(|key| matches!(key.kind, Kind::Service | Kind::ServiceEntry))
 }
 
-/// [`build`], with destination hosts that are no known service reported as `unknown_hosts`
-/// says.
-pub fn build_with(inputs: &Inputs, previous: &LastGood, unknown_hosts: UnknownHosts) -> Built {
+/// [`build`], with destinations that refer to no known service or subset reported as
+/// `unknown_references` says.
+pub fn build_with(
+    inputs: &Inputs,
+    previous: &LastGood,
+    unknown_references: UnknownReferences,
+) -> Built {
     let mut admission = Admission {
         inputs,
         previous,
@@ -266,9 +270,9 @@ pub fn build_with(inputs: &Inputs, previous: &LastGood, unknown_hosts: UnknownHo
         resolved_destination_rules(admission.accepted(Kind::DestinationRule), dns_domain);
     let destination_rules = merged_by_host(&all_destination_rules);
 
-    // Warnings of VirtualServices that are admitted all the same (unknown hosts, when rules are
-    // checked alone), gathered beside the admission, whose check returns one verdict.
-    let host_warnings = std::cell::RefCell::new(Vec::new());
+    // Warnings of VirtualServices that are admitted all the same (unknown references, when rules
+    // are checked alone), gathered beside the admission, whose check returns one verdict.
+    let reference_warnings = std::cell::RefCell::new(Vec::new());
     admission.admit(Kind::VirtualService, |object| match object {
         Object::VirtualService(vs) => {
             let resolved = virtual_service::resolve(vs, dns_domain);
@@ -278,9 +282,9 @@ pub fn build_with(inputs: &Inputs, previous: &LastGood, unknown_hosts: UnknownHo
                 &resolved,
                 &services,
                 &destination_rules,
-                unknown_hosts,
+                unknown_references,
             )?;
-            host_warnings.borrow_mut().extend(
+            reference_warnings.borrow_mut().extend(
                 warnings
                     .into_iter()
                     .map(|FieldError { field, message }| (key.clone(), field, message)),
@@ -289,7 +293,7 @@ pub fn build_with(inputs: &Inputs, previous: &LastGood, unknown_hosts: UnknownHo
         }
         _ => Ok(()),
     });
-    admission.warn(host_warnings.into_inner());
+    admission.warn(reference_warnings.into_inner());
     let (virtual_services, delegation_errors) =
         virtual_service::virtual_services(admission.accepted(Kind::VirtualService), dns_domain);
     // Delegations that lead nowhere are reported on the root, where its file says it.

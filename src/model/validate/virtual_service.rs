@@ -22,31 +22,32 @@ use crate::istio::{self, StringMatch};
 use crate::model::virtual_service::{host_subset_of, hosts_match};
 use crate::model::{DestinationRule, MESH_GATEWAY, Service, VirtualService};
 
-/// How a destination host that is no known service is reported.
+/// How a destination that refers to no known service, or to a subset no DestinationRule
+/// defines, is reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum UnknownHosts {
+pub enum UnknownReferences {
     /// The VirtualService is refused: with the registry at hand, such a route leads nowhere.
     #[default]
     Refuse,
     /// A warning, the rest of the checks go on: the rules are validated alone, without the
-    /// Services and ServiceEntries they route to (as `istioctl validate` checks them).
+    /// Services and ServiceEntries they route to (`istioctl validate` checks no reference).
     Warn,
 }
 
 /// `spec` is the object as written (for field paths); `resolved` has its hosts expanded. The first
-/// problem found is reported, with the field that holds it; with [`UnknownHosts::Warn`], the
-/// destinations that are no known service are returned, as warnings.
+/// problem found is reported, with the field that holds it; with [`UnknownReferences::Warn`], the
+/// destinations that refer to no known service or subset are returned, as warnings.
 pub fn validate_virtual_service(
     spec: &istio::VirtualService,
     resolved: &VirtualService,
     services: &BTreeMap<String, Service>,
     destination_rules: &BTreeMap<String, DestinationRule>,
-    unknown_hosts: UnknownHosts,
+    unknown_references: UnknownReferences,
 ) -> Result<Vec<FieldError>, FieldError> {
     let references = References {
         services,
         destination_rules,
-        unknown_hosts,
+        unknown_references,
         warnings: RefCell::new(Vec::new()),
     };
     validate_with(spec, resolved, &references)?;
@@ -103,9 +104,25 @@ fn validate_with(
 struct References<'a> {
     services: &'a BTreeMap<String, Service>,
     destination_rules: &'a BTreeMap<String, DestinationRule>,
-    unknown_hosts: UnknownHosts,
-    /// Unknown hosts found, with [`UnknownHosts::Warn`].
+    unknown_references: UnknownReferences,
+    /// Unknown references found, with [`UnknownReferences::Warn`].
     warnings: RefCell<Vec<FieldError>>,
+}
+
+impl References<'_> {
+    /// A reference at `field` that leads nowhere: an error, or a warning kept aside.
+    fn unknown(&self, field: String, message: String) -> Result<(), FieldError> {
+        match self.unknown_references {
+            UnknownReferences::Refuse => Err(invalid(field, message)),
+            UnknownReferences::Warn => {
+                self.warnings.borrow_mut().push(invalid(
+                    field,
+                    message + " (no Services or ServiceEntries were given: checked alone)",
+                ));
+                Ok(())
+            }
+        }
+    }
 }
 
 fn validate_vs_hosts(hosts: &[String], applies_to_mesh: bool) -> Result<(), FieldError> {
@@ -433,13 +450,7 @@ fn validate_destination(
     let service = references.services.get(&destination.host);
     if service.is_none() {
         let message = format!("{} is not a known service", destination.host);
-        match references.unknown_hosts {
-            UnknownHosts::Refuse => return Err(invalid(format!("{at}.host"), message)),
-            UnknownHosts::Warn => references.warnings.borrow_mut().push(invalid(
-                format!("{at}.host"),
-                message + " (no Services or ServiceEntries were given: checked alone)",
-            )),
-        }
+        references.unknown(format!("{at}.host"), message)?;
     }
     if let (Some(service), Some(port)) = (service, destination.port.map(|port| port.number)) {
         let known = u16::try_from(port).ok().and_then(|port| service.port(port));
@@ -456,13 +467,11 @@ fn validate_destination(
             .get(&destination.host)
             .is_some_and(|rule| rule.subset(subset).is_some());
         if !defined {
-            return Err(invalid(
-                format!("{at}.subset"),
-                format!(
-                    "subset {subset:?} is not defined by any DestinationRule for {}",
-                    destination.host
-                ),
-            ));
+            let message = format!(
+                "subset {subset:?} is not defined by any DestinationRule for {}",
+                destination.host
+            );
+            references.unknown(format!("{at}.subset"), message)?;
         }
     }
     Ok(())
