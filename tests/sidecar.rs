@@ -56,7 +56,7 @@ async fn active_clusters(mesh: &Mesh) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn registry_only_blocks_unknown_references_and_known_services_still_work() {
+async fn registry_only_blocks_unknown_hosts_and_known_services_still_work() {
     let port = 19236;
     let _reviews = Upstream::start("reviews", &format!("{}:{port}", ip(1))).await;
     let files = [
