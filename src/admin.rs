@@ -4,7 +4,8 @@
 //! Debug endpoints, all JSON and deterministic (sorted by proxy id and stream, or by object):
 //! - `/debug/syncz`: per stream and type, the version and nonce last sent, the version last
 //!   ACKed, the last NACK and its error, and the resulting [`SyncState`]; SotW or delta.
-//! - `/debug/configz`: the inputs of the current build as loaded, each with its config errors.
+//! - `/debug/configz`: the inputs of the current build as loaded, each with its config errors,
+//!   and the objects of kinds rudder does not translate (`untranslated`).
 //! - `/debug/config_dump?proxyID=`: what one proxy gets, in the shape of Envoy's `/config_dump`.
 //! - `/debug/connections`: each ADS stream: proxy id, peer address, proven identity and the
 //!   Secrets it may get, since when, protocol.
@@ -40,7 +41,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::envoy_json;
-use crate::inputs::{IstioObject, Object, ObjectKey};
+use crate::inputs::{Inputs, IstioObject, Kind, Object, ObjectKey};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 pub use crate::proxy_status::SyncState;
@@ -447,7 +448,24 @@ pub fn configz_view(snapshot: &Snapshot) -> Value {
         "generation": snapshot.generation,
         "objects": objects,
         "errors": errors,
+        "untranslated": untranslated_view(&snapshot.inputs),
     })
+}
+
+/// The objects of Istio kinds rudder does not translate yet, with what that means for traffic.
+fn untranslated_view(inputs: &Inputs) -> Vec<Value> {
+    Kind::untranslated()
+        .flat_map(|kind| inputs.of_kind(kind))
+        .map(|(key, entry)| {
+            json!({
+                "kind": key.kind.name(),
+                "namespace": key.namespace,
+                "name": key.name,
+                "origin": entry.origin.to_string(),
+                "effect": key.kind.untranslated_effect(),
+            })
+        })
+        .collect()
 }
 
 /// An input object as JSON; Secrets show their name, labels and the names of their keys only.
@@ -501,6 +519,18 @@ fn object_json(object: &Object) -> Value {
         Object::VirtualService(object) => istio(object),
         Object::Gateway(object) => istio(object),
         Object::Sidecar(object) => istio(object),
+        Object::Untranslated(object) => {
+            let metadata = &object.metadata;
+            json!({
+                "metadata": {
+                    "name": metadata.name,
+                    "namespace": metadata.namespace,
+                    "labels": metadata.labels,
+                    "annotations": metadata.annotations,
+                    "creationTimestamp": metadata.creation_timestamp,
+                },
+            })
+        }
     }
 }
 
@@ -627,7 +657,7 @@ mod tests {
         let configz: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(
             configz,
-            json!({"generation": 0, "objects": [], "errors": []})
+            json!({"generation": 0, "objects": [], "errors": [], "untranslated": []})
         );
     }
 
@@ -640,7 +670,7 @@ mod tests {
     #[test]
     fn configz_lists_objects_with_their_errors() {
         use crate::diagnostic::{ConfigError, Origin};
-        use crate::inputs::{Entry, FieldError, Inputs, Kind};
+        use crate::inputs::{Entry, FieldError};
         let key = ObjectKey::new(Kind::VirtualService, "default", "broken");
         let mut inputs = Inputs::default();
         inputs.insert(
@@ -676,6 +706,7 @@ mod tests {
                     "object": null,
                 }],
                 "errors": ["VirtualService default/broken: spec.http: bad", "unreadable"],
+                "untranslated": [],
             })
         );
     }

@@ -13,8 +13,9 @@ use rudder::bootstrap::{
     AdsApiType, BootstrapOptions, ClientCertificate, XdsClientTls, bootstrap_json, node_metadata,
     parse_label,
 };
+use rudder::diagnostic::ConfigError;
 use rudder::envoy_json::config_dump;
-use rudder::model::{LastGood, build};
+use rudder::model::{LastGood, UnknownReferences, build, build_with, has_registry};
 use rudder::proxy::SecretAccess;
 use rudder::proxy_status;
 use rudder::serve::{KubeConnection, KubernetesOptions, ServeOptions, Server};
@@ -164,13 +165,25 @@ enum Command {
         #[command(flatten)]
         xds_limits: Box<XdsLimits>,
     },
-    /// Check config files or directories; print one line per problem and exit 1 if any is an
-    /// error (warnings, for settings rudder does not support, are printed only).
-    #[command(after_help = "Example:\n  rudder validate examples/bookinfo my-rules.yaml")]
+    /// Check config files or directories, as `serve` reads them: print one line per problem,
+    /// `FILE:LINE: Kind namespace/name: field: message`, warnings with `warning: ` before the
+    /// message.
+    #[command(
+        after_help = "Exit status: 0 when there is no error (warnings, such as settings or kinds rudder \
+        does not translate, are printed only); 1 when any problem is an error; 2 for a command-line \
+        mistake; 3 when there are warnings but no error and --fail-on-warnings is given.\n\n\
+        Without any Service or ServiceEntry among PATHS, rules are checked alone, as \
+        `istioctl validate` checks them: a destination that refers to no known service or \
+        subset is a warning instead of an error.\n\n\
+        Example:\n  rudder validate examples/bookinfo my-rules.yaml"
+    )]
     Validate {
         /// Files or directories.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Exit 3 when there are warnings and no error (errors exit 1 still).
+        #[arg(long)]
+        fail_on_warnings: bool,
     },
     /// Print an Envoy bootstrap (YAML) that connects a stock Envoy to rudder.
     #[command(
@@ -449,17 +462,25 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             served?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Validate { paths } => {
-            let built = build(&load_dirs(&paths).inputs(), &LastGood::default());
+        Command::Validate {
+            paths,
+            fail_on_warnings,
+        } => {
+            let inputs = load_dirs(&paths).inputs();
+            let unknown_references = if has_registry(&inputs) {
+                UnknownReferences::Refuse
+            } else {
+                eprintln!(
+                    "rudder: no Service or ServiceEntry given: rules are checked alone, and \
+                     destinations that refer to no known service or subset are warnings"
+                );
+                UnknownReferences::Warn
+            };
+            let built = build_with(&inputs, &LastGood::default(), unknown_references);
             for error in &built.errors {
                 println!("{error}");
             }
-            // Warnings (settings rudder does not support) are printed but do not fail.
-            Ok(if built.errors.iter().all(|error| error.is_warning()) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(validate_exit_code(&built.errors, fail_on_warnings))
         }
         Command::Bootstrap {
             node_id,
@@ -549,6 +570,18 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             print!("{}", proxy_status::render(&streams));
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// `rudder validate`'s exit status (see its `--help`): 1 for any error; 3 for warnings only
+/// with `--fail-on-warnings`; else 0.
+fn validate_exit_code(problems: &[ConfigError], fail_on_warnings: bool) -> ExitCode {
+    if problems.iter().any(|problem| !problem.is_warning()) {
+        ExitCode::FAILURE
+    } else if fail_on_warnings && !problems.is_empty() {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -19,7 +19,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::inputs::Inputs;
+use crate::inputs::{Inputs, Kind};
 use crate::model::Model;
 use crate::translate::ResourceType;
 
@@ -85,6 +85,8 @@ pub struct Metrics {
     /// `istiod_uptime_seconds`, set when rendered.
     uptime: Gauge,
     started: Instant,
+    /// `rudder_untranslated_objects{kind}`.
+    untranslated: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -210,6 +212,15 @@ impl Metrics {
             &["reason"],
         )
         .expect(VALID);
+        let untranslated = IntGaugeVec::new(
+            Opts::new(
+                "rudder_untranslated_objects",
+                "Objects present of an Istio kind rudder does not translate yet (their config is \
+                 not applied: an AuthorizationPolicy is not enforced), by kind.",
+            ),
+            &["kind"],
+        )
+        .expect(VALID);
 
         let send_time = Histogram::with_opts(histogram(
             "pilot_xds_send_time",
@@ -305,6 +316,7 @@ impl Metrics {
             Box::new(info),
             // go_goroutines, go_memstats_heap_*: what stands for them in rudder.
             Box::new(runtime::RuntimeCollector::new()),
+            Box::new(untranslated.clone()),
             // process_cpu_seconds_total, process_resident_memory_bytes, open fds, ...
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
@@ -322,6 +334,9 @@ impl Metrics {
         }
         for refusal in Refusal::ALL {
             refused.with_label_values(&[refusal.label()]);
+        }
+        for kind in Kind::untranslated() {
+            untranslated.with_label_values(&[kind.name()]);
         }
         Metrics {
             registry,
@@ -348,6 +363,17 @@ impl Metrics {
             registry_events,
             uptime,
             started: Instant::now(),
+            untranslated,
+        }
+    }
+
+    /// Records how many objects of each kind rudder does not translate `inputs` hold.
+    pub fn record_untranslated(&self, inputs: &Inputs) {
+        for kind in Kind::untranslated() {
+            let count = inputs.of_kind(kind).count();
+            self.untranslated
+                .with_label_values(&[kind.name()])
+                .set(saturating(count));
         }
     }
 

@@ -344,6 +344,7 @@ impl Pipeline {
         }
         self.reported = current;
         metrics.record_build(&built.model, built.errors.len());
+        metrics.record_untranslated(inputs);
         let inputs = Arc::new(inputs.clone());
         if self.generation > 0 {
             metrics.record_triggers(&self.inputs, &inputs);

@@ -140,7 +140,7 @@ async fn apply(client: &Client, resources: &mut BTreeMap<Kind, ApiResource>, pat
     let kind = patch.object.kind;
     let resource = match resources.get(&kind) {
         Some(resource) => resource.clone(),
-        None => match crate::source::kube::istio_resource(client, kind.name()).await {
+        None => match crate::source::kube::istio_resource(client, kind).await {
             Some(resource) => resources.entry(kind).or_insert(resource).clone(),
             None => return,
         },

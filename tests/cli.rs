@@ -63,6 +63,26 @@ fn validate_takes_single_files() {
     );
 }
 
+/// The exit statuses are documented where users look: 0 clean, 1 errors, 2 a command-line
+/// mistake, 3 warnings only with `--fail-on-warnings`.
+#[test]
+fn validate_documents_and_keeps_its_exit_statuses() {
+    let help = rudder(&["validate", "--help"]);
+    let text = String::from_utf8_lossy(&help.stdout);
+    for status in [
+        "0 when there is no error",
+        "1 when any problem is an error",
+        "2 for a command-line",
+        "3 when there are warnings",
+    ] {
+        assert!(text.contains(status), "{status:?} not in\n{text}");
+    }
+    let clean = rudder(&["validate", "--fail-on-warnings", "examples/bookinfo"]);
+    assert_eq!(clean.status.code(), Some(0));
+    let mistake = rudder(&["validate", "--no-such-flag", "examples/bookinfo"]);
+    assert_eq!(mistake.status.code(), Some(2));
+}
+
 #[test]
 fn bootstrap_is_accepted_by_envoy() {
     let output = rudder(&[

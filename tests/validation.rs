@@ -380,3 +380,266 @@ async fn serve_keeps_the_last_good_version_and_reports_the_bad_one() {
     assert!(dump.contains("/good") && !dump.contains("([a-z"), "{dump}");
     server.stop().await;
 }
+
+/// `rudder validate` on PATHS with extra flags: the exit code and the lines, with `dir` left out
+/// of the paths.
+fn validate_with(dir: &Path, flags: &[&str]) -> (Option<i32>, Vec<String>) {
+    let mut args = vec!["validate", dir.to_str().expect("a UTF-8 path")];
+    args.extend(flags);
+    let output = rudder(&args);
+    let prefix = format!("{}/", dir.display());
+    let lines = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| line.replacen(&prefix, "", 1))
+        .collect();
+    (output.status.code(), lines)
+}
+
+/// A deny-all AuthorizationPolicy and a STRICT PeerAuthentication.
+const SECURITY: &str = "\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-all, namespace: shop}
+spec: {action: DENY, rules: [{}]}
+---
+apiVersion: security.istio.io/v1beta1
+kind: PeerAuthentication
+metadata: {name: strict, namespace: shop}
+spec: {mtls: {mode: STRICT}}
+";
+
+/// Objects of kinds rudder does not translate are warnings saying what they mean for traffic:
+/// exit 0, or 3 with `--fail-on-warnings`; with an error beside them, 1.
+#[test]
+fn untranslated_kinds_are_warnings_saying_what_they_mean_for_traffic() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    write_all(
+        dir.path(),
+        &[("good.yaml", GOOD), ("security.yaml", SECURITY)],
+    );
+    let (code, lines) = validate(dir.path());
+    assert_eq!(code, Some(0), "{lines:#?}");
+    assert_eq!(
+        lines,
+        [
+            "security.yaml:1: AuthorizationPolicy shop/deny-all: warning: not translated by rudder \
+             yet; NOT enforced: sidecars and gateways get no RBAC filter, so every request is let \
+             through, including those it would deny (DENY rules, or ALLOW rules that leave them out)",
+            "security.yaml:6: PeerAuthentication shop/strict: warning: not translated by rudder \
+             yet; NOT enforced: proxies get no Istio mutual TLS, so a STRICT mode does not refuse \
+             plaintext connections",
+        ]
+    );
+    assert_eq!(
+        validate_with(dir.path(), &["--fail-on-warnings"]).0,
+        Some(3)
+    );
+
+    // A clean config is clean with the flag too; an error fails with 1 either way.
+    let clean = tempfile::tempdir().expect("a temporary directory");
+    write_all(clean.path(), &[("good.yaml", GOOD)]);
+    assert_eq!(
+        validate_with(clean.path(), &["--fail-on-warnings"]),
+        (Some(0), Vec::new())
+    );
+    let bad = SECURITY.replace("action: DENY", "actoin: DENY");
+    write_all(dir.path(), &[("security.yaml", &bad)]);
+    let (code, lines) = validate_with(dir.path(), &["--fail-on-warnings"]);
+    assert_eq!(code, Some(1), "{lines:#?}");
+    assert!(
+        lines.contains(
+            &"security.yaml:1: AuthorizationPolicy shop/deny-all: spec.actoin: unknown field (did \
+              you mean action?); not applied"
+                .to_string()
+        ),
+        "{lines:#?}"
+    );
+}
+
+/// Rules without the Services they route to are checked alone, as `istioctl validate` does:
+/// unknown destination hosts are warnings; a misspelled field is an error naming its path and
+/// the field meant.
+#[test]
+fn rules_alone_are_checked_like_istioctl_validate() {
+    let rules = "\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: web, namespace: shop}
+spec:
+  host: web
+  subsets: [{name: v1, labels: {version: v1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web, namespace: shop}
+spec:
+  hosts: [web]
+  http:
+  - timeout: 5s
+    route: [{destination: {host: web, subset: v1, port: {number: 80}}}]
+";
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    write_all(dir.path(), &[("rules.yaml", rules)]);
+    let (code, lines) = validate(dir.path());
+    assert_eq!(code, Some(0), "{lines:#?}");
+    assert_eq!(
+        lines,
+        [
+            "rules.yaml:8: VirtualService shop/web: spec.http[0].route[0].destination.host: warning: \
+          web.shop.svc.cluster.local is not a known service (no Services or ServiceEntries were \
+          given: checked alone)"
+        ]
+    );
+
+    // A subset no DestinationRule among the rules defines: also a warning (its DestinationRule
+    // may live elsewhere; `istioctl validate` checks no reference).
+    let other_subset = rules.replace("subset: v1, port", "subset: v9, port");
+    write_all(dir.path(), &[("rules.yaml", &other_subset)]);
+    let (code, lines) = validate(dir.path());
+    assert_eq!(code, Some(0), "{lines:#?}");
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some(
+            "rules.yaml:8: VirtualService shop/web: spec.http[0].route[0].destination.subset: \
+             warning: subset \"v9\" is not defined by any DestinationRule for \
+             web.shop.svc.cluster.local (no Services or ServiceEntries were given: checked alone)"
+        ),
+        "{lines:#?}"
+    );
+
+    let typo = rules.replace("timeout: 5s", "timeuot: 5s");
+    write_all(dir.path(), &[("rules.yaml", &typo)]);
+    let (code, lines) = validate(dir.path());
+    assert_eq!(code, Some(1), "{lines:#?}");
+    assert!(
+        lines.contains(
+            &"rules.yaml:8: VirtualService shop/web: spec.http[0].timeuot: unknown field (did you \
+              mean timeout?); not applied"
+                .to_string()
+        ),
+        "{lines:#?}"
+    );
+
+    // With the registry given, a host that is no service is an error, as `serve` treats it.
+    let stray = "apiVersion: networking.istio.io/v1\nkind: VirtualService\n\
+                 metadata: {name: stray, namespace: shop}\n\
+                 spec:\n  hosts: [stray]\n  http:\n  - route: [{destination: {host: nowhere}}]\n";
+    let with_registry = format!("{GOOD}---\n{stray}");
+    write_all(dir.path(), &[("rules.yaml", &with_registry)]);
+    let (code, lines) = validate(dir.path());
+    assert_eq!(code, Some(1), "{lines:#?}");
+    assert!(
+        lines.iter().any(|line| line
+            .contains("nowhere.shop.svc.cluster.local is not a known service; not applied")),
+        "{lines:#?}"
+    );
+}
+
+/// `serve` refuses an object with a field Istio's API does not have, as the API server would:
+/// the last good version stays in force; objects of kinds rudder does not translate are listed
+/// in `/debug/configz` and counted in `rudder_untranslated_objects`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_refuses_unknown_fields_and_lists_untranslated_objects() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    write_all(
+        dir.path(),
+        &[("good.yaml", GOOD), ("security.yaml", SECURITY)],
+    );
+    let server = Server::start(ServeOptions {
+        config_dirs: vec![dir.path().to_path_buf()],
+        file_quiet_period: rudder::source::file::DEFAULT_QUIET_PERIOD,
+        kubernetes: None,
+        debounce: Debounce {
+            quiet: Duration::from_millis(50),
+            max: Duration::from_millis(200),
+        },
+        xds_address: "127.0.0.1:0".parse().expect("address"),
+        admin_address: "127.0.0.1:0".parse().expect("address"),
+        admin: rudder::admin::AdminOptions::default(),
+        xds: XdsOptions::default(),
+        root_namespace: rudder::model::DEFAULT_ROOT_NAMESPACE.to_string(),
+    })
+    .await
+    .expect("rudder starts");
+    let admin = server.admin_address();
+    let get = |path: &'static str| async move {
+        reqwest::get(format!("http://{admin}{path}"))
+            .await
+            .expect("admin answers")
+            .text()
+            .await
+            .expect("a body")
+    };
+    let configz: Value = serde_json::from_str(&get("/debug/configz").await).expect("JSON");
+    let listed: Vec<(&str, &str)> = configz["untranslated"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|o| {
+            (
+                o["kind"].as_str().unwrap_or_default(),
+                o["name"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("AuthorizationPolicy", "deny-all"),
+            ("PeerAuthentication", "strict")
+        ]
+    );
+    assert!(
+        configz["untranslated"][0]["effect"]
+            .as_str()
+            .is_some_and(|effect| effect.starts_with("NOT enforced")),
+        "{configz}"
+    );
+    let metrics = get("/metrics").await;
+    for line in [
+        "rudder_untranslated_objects{kind=\"AuthorizationPolicy\"} 1",
+        "rudder_untranslated_objects{kind=\"PeerAuthentication\"} 1",
+        "rudder_untranslated_objects{kind=\"EnvoyFilter\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
+
+    write_all(
+        dir.path(),
+        &[(
+            "good.yaml",
+            &GOOD.replace(
+                "route: [{destination",
+                "timeuot: 1s\n    route: [{destination",
+            ),
+        )],
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let error = loop {
+        let configz: Value = serde_json::from_str(&get("/debug/configz").await).expect("JSON");
+        let found = configz["errors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .find(|error| error.contains("VirtualService shop/web"))
+            .map(str::to_string);
+        if let Some(error) = found {
+            break error;
+        }
+        assert!(Instant::now() < deadline, "no error reported: {configz}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        error.ends_with(
+            "good.yaml:15: VirtualService shop/web: spec.http[0].timeuot: unknown field (did you \
+             mean timeout?); the last valid version stays in force"
+        ),
+        "{error}"
+    );
+    let dump =
+        get("/debug/config_dump?proxyID=sidecar~127.0.0.1~client.shop~shop.svc.cluster.local")
+            .await;
+    assert!(dump.contains("/good"), "{dump}");
+    server.stop().await;
+}

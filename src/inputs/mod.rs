@@ -4,7 +4,11 @@
 //! model can fall back to that object's last good version instead of dropping it.
 //! This module knows object shapes only: no cross-object checks, no Envoy, no I/O.
 
+pub mod fields;
+mod kind;
 pub mod yaml;
+
+pub use kind::{Api, EXTENSIONS_GROUP, Handling, Kind, SECURITY_GROUP, TELEMETRY_GROUP};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,77 +21,6 @@ use serde_json::Value;
 
 use crate::diagnostic::{ConfigError, Origin};
 use crate::istio;
-
-/// The kinds rudder reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Kind {
-    Namespace,
-    Node,
-    Secret,
-    Service,
-    Pod,
-    EndpointSlice,
-    WorkloadEntry,
-    ServiceEntry,
-    DestinationRule,
-    VirtualService,
-    Gateway,
-    Sidecar,
-}
-
-impl Kind {
-    /// The kind for an `apiVersion` and `kind` pair, if rudder reads it.
-    pub fn from_type(api_version: &str, kind: &str) -> Option<Kind> {
-        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-        match (group, version, kind) {
-            ("", "v1", "Namespace") => Some(Kind::Namespace),
-            ("", "v1", "Node") => Some(Kind::Node),
-            ("", "v1", "Secret") => Some(Kind::Secret),
-            ("", "v1", "Service") => Some(Kind::Service),
-            ("", "v1", "Pod") => Some(Kind::Pod),
-            ("discovery.k8s.io", "v1", "EndpointSlice") => Some(Kind::EndpointSlice),
-            (istio::NETWORKING_GROUP, v, kind) if istio::NETWORKING_VERSIONS.contains(&v) => {
-                match kind {
-                    "VirtualService" => Some(Kind::VirtualService),
-                    "DestinationRule" => Some(Kind::DestinationRule),
-                    "Gateway" => Some(Kind::Gateway),
-                    "ServiceEntry" => Some(Kind::ServiceEntry),
-                    "WorkloadEntry" => Some(Kind::WorkloadEntry),
-                    "Sidecar" => Some(Kind::Sidecar),
-                    _ => None,
-                }
-            }
-            _ => None,
-        }
-    }
-
-    pub fn is_namespaced(self) -> bool {
-        !matches!(self, Kind::Namespace | Kind::Node)
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Namespace => "Namespace",
-            Kind::Node => "Node",
-            Kind::Secret => "Secret",
-            Kind::Service => "Service",
-            Kind::Pod => "Pod",
-            Kind::EndpointSlice => "EndpointSlice",
-            Kind::WorkloadEntry => "WorkloadEntry",
-            Kind::ServiceEntry => "ServiceEntry",
-            Kind::DestinationRule => "DestinationRule",
-            Kind::VirtualService => "VirtualService",
-            Kind::Gateway => "Gateway",
-            Kind::Sidecar => "Sidecar",
-        }
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// Identifies one object; `namespace` is empty for cluster-scoped kinds.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -151,6 +84,15 @@ pub enum Object {
     VirtualService(Box<IstioObject<istio::VirtualService>>),
     Gateway(Box<IstioObject<istio::Gateway>>),
     Sidecar(Box<IstioObject<istio::Sidecar>>),
+    /// An object of an Istio kind rudder does not translate yet ([`Kind::untranslated`]): only
+    /// what identifies it is kept, to report it.
+    Untranslated(Box<UntranslatedObject>),
+}
+
+/// What rudder keeps of an object whose kind it does not translate.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct UntranslatedObject {
+    pub metadata: Metadata,
 }
 
 /// A field of an object that does not fit the schema.
@@ -192,6 +134,13 @@ impl Inputs {
             return;
         }
         self.entries.insert(key, entry);
+    }
+
+    /// The entries of one kind, in key order.
+    pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = (&ObjectKey, &Entry)> {
+        self.entries
+            .range(ObjectKey::new(kind, "", "")..)
+            .take_while(move |(key, _)| key.kind == kind)
     }
 
     /// Everything several sources hold; an object defined by two sources is reported and the
@@ -237,9 +186,30 @@ impl From<DecodeError> for ConfigError {
     }
 }
 
+/// What [`decode_with`] does with fields Istio's API does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownFields {
+    /// The object is refused, naming the field ([`fields`]), as `istioctl validate` and the API
+    /// server's strict field validation refuse it: config files.
+    Refuse,
+    /// They are ignored: objects the API server has already held to the CRD's schema (which
+    /// knows the fields of the Istio release installed, maybe newer than rudder's list).
+    Ignore,
+}
+
+/// Decodes one raw object from a file, refusing fields Istio's API does not have. See
+/// [`decode_with`].
+pub fn decode(value: Value, default_namespace: &str) -> Result<Decoded, DecodeError> {
+    decode_with(value, default_namespace, UnknownFields::Refuse)
+}
+
 /// Decodes one raw object. `default_namespace` applies to namespaced kinds without one, as
 /// `kubectl apply` does with `default`.
-pub fn decode(value: Value, default_namespace: &str) -> Result<Decoded, DecodeError> {
+pub fn decode_with(
+    value: Value,
+    default_namespace: &str,
+    unknown_fields: UnknownFields,
+) -> Result<Decoded, DecodeError> {
     let text = |field: &str| {
         value
             .get(field)
@@ -287,6 +257,11 @@ pub fn decode(value: Value, default_namespace: &str) -> Result<Decoded, DecodeEr
         (true, namespace) => namespace.to_string(),
     };
     let key = ObjectKey::new(kind, namespace.clone(), name);
+    if unknown_fields == UnknownFields::Refuse
+        && let Err(error) = fields::check_unknown_fields(kind, &value)
+    {
+        return Ok(Decoded::Object(key, Err(error)));
+    }
     let object = decode_object(kind, value).map(|object| with_namespace(object, &namespace));
     Ok(Decoded::Object(key, object))
 }
@@ -305,6 +280,15 @@ fn decode_object(kind: Kind, value: Value) -> Result<Object, FieldError> {
         Kind::VirtualService => Object::VirtualService(typed(value)?),
         Kind::Gateway => Object::Gateway(typed(value)?),
         Kind::Sidecar => Object::Sidecar(typed(value)?),
+        Kind::AuthorizationPolicy
+        | Kind::PeerAuthentication
+        | Kind::RequestAuthentication
+        | Kind::EnvoyFilter
+        | Kind::ProxyConfig
+        | Kind::WorkloadGroup
+        | Kind::Telemetry
+        | Kind::WasmPlugin
+        | Kind::TrafficExtension => Object::Untranslated(typed(value)?),
     })
 }
 
@@ -332,6 +316,7 @@ fn with_namespace(mut object: Object, namespace: &str) -> Object {
         Object::VirtualService(o) => &mut o.metadata.namespace,
         Object::Gateway(o) => &mut o.metadata.namespace,
         Object::Sidecar(o) => &mut o.metadata.namespace,
+        Object::Untranslated(o) => &mut o.metadata.namespace,
     };
     *slot = Some(namespace.to_string());
     object

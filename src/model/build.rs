@@ -10,8 +10,9 @@ use super::destination_rule::destination_rule_warnings;
 use super::kubernetes::{Pods, PodsByName, node_localities, services, workload, workloads};
 use super::service_entry::add_service_entries;
 use super::validate::{
-    validate_destination_rule, validate_endpoint_slice, validate_gateway, validate_service,
-    validate_service_entry, validate_sidecar, validate_virtual_service, validate_workload_entry,
+    UnknownReferences, validate_destination_rule, validate_endpoint_slice, validate_gateway,
+    validate_service, validate_service_entry, validate_sidecar, validate_virtual_service,
+    validate_workload_entry,
 };
 use super::{DEFAULT_DNS_DOMAIN, DEFAULT_ROOT_NAMESPACE, DestinationRule, ExportTo, Model};
 use super::{credential, virtual_service};
@@ -123,6 +124,25 @@ impl Admission<'_> {
         }
     }
 
+    /// Reports each object of an Istio kind rudder does not translate, with what that means for
+    /// traffic; a malformed one (an unknown field, say) is reported as such too.
+    fn warn_untranslated(&mut self) {
+        for kind in Kind::untranslated() {
+            self.admit(kind, |_| Ok(()));
+            let Some(effect) = kind.untranslated_effect() else {
+                continue;
+            };
+            for (key, entry) in self.inputs.of_kind(kind) {
+                self.errors.push(
+                    ConfigError::new(format!("not translated by rudder yet; {effect}"))
+                        .at(entry.origin.clone())
+                        .on(key.clone())
+                        .warning(),
+                );
+            }
+        }
+    }
+
     /// Reports warnings about objects that stay in force as written: what gateway servers lose
     /// although their Gateway is valid ([`super::gateway::server_warnings`]), and references
     /// that lead nowhere or collide ([`super::references`]).
@@ -147,6 +167,25 @@ impl Admission<'_> {
 
 /// Builds a Model from `inputs`; `previous` is the `last_good` of the build before (or default).
 pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
+    build_with(inputs, previous, UnknownReferences::Refuse)
+}
+
+/// Whether `inputs` hold any registry object (a Service or ServiceEntry) that rules' hosts
+/// could refer to. `rudder validate` checks rules alone when they hold none.
+pub fn has_registry(inputs: &Inputs) -> bool {
+    inputs
+        .entries
+        .keys()
+        .any(|key| matches!(key.kind, Kind::Service | Kind::ServiceEntry))
+}
+
+/// [`build`], with destinations that refer to no known service or subset reported as
+/// `unknown_references` says.
+pub fn build_with(
+    inputs: &Inputs,
+    previous: &LastGood,
+    unknown_references: UnknownReferences,
+) -> Built {
     let mut admission = Admission {
         inputs,
         previous,
@@ -231,13 +270,30 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
         resolved_destination_rules(admission.accepted(Kind::DestinationRule), dns_domain);
     let destination_rules = merged_by_host(&all_destination_rules);
 
+    // Warnings of VirtualServices that are admitted all the same (unknown references, when rules
+    // are checked alone), gathered beside the admission, whose check returns one verdict.
+    let reference_warnings = std::cell::RefCell::new(Vec::new());
     admission.admit(Kind::VirtualService, |object| match object {
         Object::VirtualService(vs) => {
             let resolved = virtual_service::resolve(vs, dns_domain);
-            validate_virtual_service(&vs.spec, &resolved, &services, &destination_rules)
+            let key = ObjectKey::new(Kind::VirtualService, &resolved.namespace, &vs.metadata.name);
+            let warnings = validate_virtual_service(
+                &vs.spec,
+                &resolved,
+                &services,
+                &destination_rules,
+                unknown_references,
+            )?;
+            reference_warnings.borrow_mut().extend(
+                warnings
+                    .into_iter()
+                    .map(|FieldError { field, message }| (key.clone(), field, message)),
+            );
+            Ok(())
         }
         _ => Ok(()),
     });
+    admission.warn(reference_warnings.into_inner());
     let (virtual_services, delegation_errors) =
         virtual_service::virtual_services(admission.accepted(Kind::VirtualService), dns_domain);
     // Delegations that lead nowhere are reported on the root, where its file says it.
@@ -256,6 +312,7 @@ pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
         }));
 
     admission.warn_unsupported();
+    admission.warn_untranslated();
     admission.warn(super::gateway::server_warnings(
         &gateways,
         &credentials,

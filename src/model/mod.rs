@@ -19,7 +19,8 @@ mod validate;
 pub mod virtual_service;
 
 pub(crate) use build::merged_by_host as merged_destination_rules;
-pub use build::{Built, LastGood, build};
+pub use build::{Built, LastGood, build, build_with, has_registry};
+pub use validate::UnknownReferences;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

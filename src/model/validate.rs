@@ -17,7 +17,7 @@ pub use kubernetes::{validate_endpoint_slice, validate_service};
 pub use service_entry::{validate_service_entry, validate_workload_entry};
 pub use sidecar::validate_sidecar;
 pub(crate) use syntax::UNIX_PREFIX;
-pub use virtual_service::validate_virtual_service;
+pub use virtual_service::{UnknownReferences, validate_virtual_service};
 
 use std::collections::BTreeSet;
 

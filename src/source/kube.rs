@@ -5,7 +5,9 @@
 //! publishes; objects are pruned and decoded as they arrive (`objects`). After any watch failure the
 //! kind is relisted, as client-go's reflector does, and the first kind to list again wakes the others
 //! (an API server back from an outage answers them all). An Istio kind whose CRD is not installed is
-//! reported once and treated as empty (and looked for again later).
+//! reported once and treated as empty (and looked for again later). Every Istio kind is watched,
+//! those rudder does not translate too, so their objects can be reported ([`Kind::untranslated`]);
+//! publication never waits for those.
 //!
 //! It must not judge objects: a malformed object is an entry with its field error, and the model
 //! decides what to do with it, exactly as for files.
@@ -27,20 +29,9 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::inputs::{Inputs, ObjectKey};
-use crate::istio::{NETWORKING_GROUP, NETWORKING_VERSIONS};
+use crate::inputs::{Inputs, Kind, ObjectKey};
 use objects::store_object;
 use store::{Change, Publish, Store, Stored, Update};
-
-/// The Istio kinds rudder watches, in `networking.istio.io`.
-pub const ISTIO_KINDS: [&str; 6] = [
-    "VirtualService",
-    "DestinationRule",
-    "Gateway",
-    "ServiceEntry",
-    "WorkloadEntry",
-    "Sidecar",
-];
 
 /// How often to look again for an Istio CRD that is not installed.
 const CRD_RETRY: Duration = Duration::from_secs(30);
@@ -121,8 +112,8 @@ enum Locate {
         fields: Option<String>,
         labels: Option<String>,
     },
-    /// An Istio CRD: the first served of v1, v1beta1, v1alpha3.
-    Istio,
+    /// An Istio CRD: the first served of the kind's versions.
+    Istio(Kind),
 }
 
 fn builtin<K: Resource<DynamicType = ()>>() -> Locate {
@@ -164,7 +155,10 @@ fn watched_kinds(filter: &NamespaceFilter) -> Vec<Watched> {
             },
         ),
     ];
-    kinds.extend(ISTIO_KINDS.iter().map(|kind| watched(kind, Locate::Istio)));
+    // Every Istio kind, translated or not: objects of kinds rudder does not translate are
+    // read to be reported.
+    let istio = Kind::ALL.iter().filter(|kind| kind.is_istio());
+    kinds.extend(istio.map(|&kind| watched(kind.name(), Locate::Istio(kind))));
     kinds
 }
 
@@ -208,7 +202,16 @@ pub async fn start(client: Client, filter: NamespaceFilter) -> Result<KubeSource
             lists_tx.clone(),
         ));
     }
-    let store = Store::new(filter, kinds.iter().map(|watched| watched.kind).collect());
+    // Kinds rudder does not translate do not hold publication up: their objects change no
+    // proxy's config, and a cluster whose RBAC does not let rudder list them must still be
+    // served.
+    let (informational, expected): (Vec<&Watched>, Vec<&Watched>) = kinds.iter().partition(
+        |watched| matches!(watched.locate, Locate::Istio(kind) if kind.untranslated_effect().is_some()),
+    );
+    let names = |kinds: Vec<&Watched>| -> BTreeSet<&'static str> {
+        kinds.iter().map(|watched| watched.kind).collect()
+    };
+    let store = Store::new(filter, names(expected), names(informational));
     let publish = Publish {
         inputs: inputs_tx,
         statuses: statuses_tx,
@@ -240,7 +243,7 @@ async fn watch_kind(
             fields,
             labels,
         } => (resource.clone(), fields.clone(), labels.clone()),
-        Locate::Istio => match wait_for_crd(&client, watched.kind, &updates).await {
+        Locate::Istio(kind) => match wait_for_crd(&client, *kind, &updates).await {
             Some(resource) => (resource, None, None),
             None => return,
         },
@@ -322,35 +325,45 @@ async fn watch_kind(
 /// missing (empty) and looked for every [`CRD_RETRY`]. `None` if the store has stopped.
 async fn wait_for_crd(
     client: &Client,
-    kind: &'static str,
+    kind: Kind,
     updates: &mpsc::Sender<Update>,
 ) -> Option<ApiResource> {
     let mut reported = false;
     loop {
         if let Some(resource) = istio_resource(client, kind).await {
             if reported {
-                tracing::info!(kind, "the CRD is installed now");
+                tracing::info!(kind = kind.name(), "the CRD is installed now");
             }
             return Some(resource);
         }
         if !reported {
-            tracing::warn!(
-                kind,
-                "the CRD is not installed (networking.istio.io/{{v1,v1beta1,v1alpha3}}); \
-                 treating the kind as empty and checking again every {}s",
+            let api = kind.api();
+            let message = format!(
+                "the CRD is not installed ({}/{{{}}}); treating the kind as empty and checking \
+                 again every {}s",
+                api.group,
+                api.versions.join(","),
                 CRD_RETRY.as_secs()
             );
-            updates.send(Update::Missing(kind)).await.ok()?;
+            // Without the CRD there is no object of the kind to miss: only the kinds rudder
+            // translates are worth a warning.
+            if kind.untranslated_effect().is_some() {
+                tracing::debug!(kind = kind.name(), "{message}");
+            } else {
+                tracing::warn!(kind = kind.name(), "{message}");
+            }
+            updates.send(Update::Missing(kind.name())).await.ok()?;
             reported = true;
         }
         tokio::time::sleep(CRD_RETRY).await;
     }
 }
 
-/// The API resource of an Istio kind: the first of rudder's versions the cluster serves.
-pub async fn istio_resource(client: &Client, kind: &str) -> Option<ApiResource> {
-    for version in NETWORKING_VERSIONS {
-        let gvk = GroupVersionKind::gvk(NETWORKING_GROUP, version, kind);
+/// The API resource of an Istio kind: the first of its versions the cluster serves.
+pub async fn istio_resource(client: &Client, kind: Kind) -> Option<ApiResource> {
+    let api = kind.api();
+    for version in api.versions {
+        let gvk = GroupVersionKind::gvk(api.group, version, kind.name());
         if let Ok((resource, _)) = kube::discovery::pinned_kind(client, &gvk).await {
             return Some(resource);
         }

@@ -4,6 +4,7 @@
 //! label selectors and `exportTo`), and references that lead nowhere (a destination, mirror or
 //! subset that does not exist). The first problem is reported, with the field that holds it.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::http_route_policy::{
@@ -21,18 +22,43 @@ use crate::istio::{self, StringMatch};
 use crate::model::virtual_service::{host_subset_of, hosts_match};
 use crate::model::{DestinationRule, MESH_GATEWAY, Service, VirtualService};
 
+/// How a destination that refers to no known service, or to a subset no DestinationRule
+/// defines, is reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnknownReferences {
+    /// The VirtualService is refused: with the registry at hand, such a route leads nowhere.
+    #[default]
+    Refuse,
+    /// A warning, the rest of the checks go on: the rules are validated alone, without the
+    /// Services and ServiceEntries they route to (`istioctl validate` checks no reference).
+    Warn,
+}
+
 /// `spec` is the object as written (for field paths); `resolved` has its hosts expanded. The first
-/// problem found is reported, with the field that holds it.
+/// problem found is reported, with the field that holds it; with [`UnknownReferences::Warn`], the
+/// destinations that refer to no known service or subset are returned, as warnings.
 pub fn validate_virtual_service(
     spec: &istio::VirtualService,
     resolved: &VirtualService,
     services: &BTreeMap<String, Service>,
     destination_rules: &BTreeMap<String, DestinationRule>,
-) -> Result<(), FieldError> {
+    unknown_references: UnknownReferences,
+) -> Result<Vec<FieldError>, FieldError> {
     let references = References {
         services,
         destination_rules,
+        unknown_references,
+        warnings: RefCell::new(Vec::new()),
     };
+    validate_with(spec, resolved, &references)?;
+    Ok(references.warnings.into_inner())
+}
+
+fn validate_with(
+    spec: &istio::VirtualService,
+    resolved: &VirtualService,
+    references: &References<'_>,
+) -> Result<(), FieldError> {
     // A VirtualService without hosts is a delegate: only a root's `http[].delegate` uses it.
     let delegate = spec.hosts.is_empty();
     if delegate {
@@ -61,15 +87,15 @@ pub fn validate_virtual_service(
     }
     for (i, (route, resolved_route)) in spec.http.iter().zip(&resolved.http).enumerate() {
         let at = format!("spec.http[{i}]");
-        validate_http_route(route, resolved_route, &at, delegate, &references)?;
+        validate_http_route(route, resolved_route, &at, delegate, references)?;
     }
     for (i, (route, resolved_route)) in spec.tls.iter().zip(&resolved.tls).enumerate() {
         let at = format!("spec.tls[{i}]");
-        validate_tls_route(route, resolved_route, &spec.hosts, &at, &references)?;
+        validate_tls_route(route, resolved_route, &spec.hosts, &at, references)?;
     }
     for (i, (route, resolved_route)) in spec.tcp.iter().zip(&resolved.tcp).enumerate() {
         let at = format!("spec.tcp[{i}]");
-        validate_tcp_route(route, resolved_route, &at, &references)?;
+        validate_tcp_route(route, resolved_route, &at, references)?;
     }
     validate_export_to(&spec.export_to, &resolved.namespace, false)
 }
@@ -78,6 +104,25 @@ pub fn validate_virtual_service(
 struct References<'a> {
     services: &'a BTreeMap<String, Service>,
     destination_rules: &'a BTreeMap<String, DestinationRule>,
+    unknown_references: UnknownReferences,
+    /// Unknown references found, with [`UnknownReferences::Warn`].
+    warnings: RefCell<Vec<FieldError>>,
+}
+
+impl References<'_> {
+    /// A reference at `field` that leads nowhere: an error, or a warning kept aside.
+    fn unknown(&self, field: String, message: String) -> Result<(), FieldError> {
+        match self.unknown_references {
+            UnknownReferences::Refuse => Err(invalid(field, message)),
+            UnknownReferences::Warn => {
+                self.warnings.borrow_mut().push(invalid(
+                    field,
+                    message + " (no Services or ServiceEntries were given: checked alone)",
+                ));
+                Ok(())
+            }
+        }
+    }
 }
 
 fn validate_vs_hosts(hosts: &[String], applies_to_mesh: bool) -> Result<(), FieldError> {
@@ -402,13 +447,12 @@ fn validate_destination(
     if destination.host.is_empty() {
         return Err(invalid(format!("{at}.host"), "host is required"));
     }
-    let Some(service) = references.services.get(&destination.host) else {
-        return Err(invalid(
-            format!("{at}.host"),
-            format!("{} is not a known service", destination.host),
-        ));
-    };
-    if let Some(port) = destination.port.map(|port| port.number) {
+    let service = references.services.get(&destination.host);
+    if service.is_none() {
+        let message = format!("{} is not a known service", destination.host);
+        references.unknown(format!("{at}.host"), message)?;
+    }
+    if let (Some(service), Some(port)) = (service, destination.port.map(|port| port.number)) {
         let known = u16::try_from(port).ok().and_then(|port| service.port(port));
         if known.is_none() {
             return Err(invalid(
@@ -423,13 +467,11 @@ fn validate_destination(
             .get(&destination.host)
             .is_some_and(|rule| rule.subset(subset).is_some());
         if !defined {
-            return Err(invalid(
-                format!("{at}.subset"),
-                format!(
-                    "subset {subset:?} is not defined by any DestinationRule for {}",
-                    destination.host
-                ),
-            ));
+            let message = format!(
+                "subset {subset:?} is not defined by any DestinationRule for {}",
+                destination.host
+            );
+            references.unknown(format!("{at}.subset"), message)?;
         }
     }
     Ok(())

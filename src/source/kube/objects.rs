@@ -9,8 +9,7 @@ use serde_json::Value;
 
 use super::store::Stored;
 use crate::diagnostic::Origin;
-use crate::inputs::{Decoded, Entry, decode};
-use crate::istio::NETWORKING_GROUP;
+use crate::inputs::{Decoded, Entry, Kind, UnknownFields, decode_with};
 use crate::model::credential::{GENERIC_CERTIFICATE, GENERIC_KEY, SECRET_DATA_KEYS};
 
 /// Prunes and decodes one object from the API server; `None` if it cannot even be keyed
@@ -31,11 +30,15 @@ pub(super) fn store_object(resource: &ApiResource, object: DynamicObject) -> Opt
         );
         fields.insert("kind".into(), Value::String(resource.kind.clone()));
     }
-    let status = (resource.group == NETWORKING_GROUP)
-        .then(|| value.get("status").cloned().unwrap_or(Value::Null));
+    let kind = Kind::from_type(&resource.api_version, &resource.kind);
+    // Statuses are written on the objects rudder translates only.
+    let status = kind
+        .filter(|kind| kind.is_istio() && kind.untranslated_effect().is_none())
+        .map(|_| value.get("status").cloned().unwrap_or(Value::Null));
     let labels = object.metadata.labels.clone().unwrap_or_default();
-    let value = prune(&resource.kind, value);
-    match decode(value, "default") {
+    let value = prune(kind, &resource.kind, value);
+    // The API server held the object to its CRD's schema already.
+    match decode_with(value, "default", UnknownFields::Ignore) {
         Ok(Decoded::Object(key, object)) => Some(Stored {
             key,
             entry: Entry {
@@ -54,8 +57,9 @@ pub(super) fn store_object(resource: &ApiResource, object: DynamicObject) -> Opt
     }
 }
 
-/// Keeps only what rudder reads of an object, so memory holds little more than the config.
-fn prune(kind: &str, mut value: Value) -> Value {
+/// Keeps only what rudder reads of an object (`kind` as written, `known` if rudder knows it), so
+/// memory holds little more than the config.
+fn prune(known: Option<Kind>, kind: &str, mut value: Value) -> Value {
     let Some(object) = value.as_object_mut() else {
         return value;
     };
@@ -89,11 +93,11 @@ fn prune(kind: &str, mut value: Value) -> Value {
         "Service" => {
             object.remove("status");
         }
-        _ if object
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .is_some_and(|v| v.starts_with(NETWORKING_GROUP)) =>
-        {
+        // Of a kind rudder does not translate, only what names the object is reported.
+        _ if known.is_some_and(|kind| kind.untranslated_effect().is_some()) => {
+            object.retain(|field, _| matches!(field.as_str(), "apiVersion" | "kind" | "metadata"));
+        }
+        _ if known.is_some_and(Kind::is_istio) => {
             // The status is kept apart, for the status writer; the model reads the spec.
             object.remove("status");
         }
@@ -189,7 +193,7 @@ pub(super) mod tests {
             "status": {"podIP": "10.0.0.1", "conditions": [{"type": "Ready"}]},
         });
         assert_eq!(
-            prune("Pod", pod),
+            prune(Some(Kind::Pod), "Pod", pod),
             json!({
                 "apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": "p", "annotations": {"keep": "me"}},
@@ -200,17 +204,31 @@ pub(super) mod tests {
         let secret =
             json!({"kind": "Secret", "data": {"tls.crt": "a", "tls.key": "b", "password": "c"}});
         assert_eq!(
-            prune("Secret", secret)["data"],
+            prune(Some(Kind::Secret), "Secret", secret)["data"],
             json!({"tls.crt": "a", "tls.key": "b"})
         );
         let generic = json!({"kind": "Secret", "metadata": {"name": "g", "annotations": {"a": "b"}},
             "data": {"cert": "a", "key": "b", "cacert": "c", "token": "d"}});
         assert_eq!(
-            prune("Secret", generic),
+            prune(Some(Kind::Secret), "Secret", generic),
             json!({"kind": "Secret", "metadata": {"name": "g"},
                 "data": {"cert": "a", "key": "b", "cacert": "c"}})
         );
         let api_key = json!({"kind": "Secret", "data": {"key": "s3cr3t", "ca.crt": "c"}});
-        assert_eq!(prune("Secret", api_key)["data"], json!({"ca.crt": "c"}));
+        assert_eq!(
+            prune(Some(Kind::Secret), "Secret", api_key)["data"],
+            json!({"ca.crt": "c"})
+        );
+        let policy = json!({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": "p"}, "spec": {"action": "DENY"}, "status": {}});
+        assert_eq!(
+            prune(
+                Some(Kind::AuthorizationPolicy),
+                "AuthorizationPolicy",
+                policy
+            ),
+            json!({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+                "metadata": {"name": "p"}})
+        );
     }
 }

@@ -58,7 +58,11 @@ pub(super) struct Stored {
 #[derive(Debug, Default)]
 pub(super) struct Store {
     filter: NamespaceFilter,
+    /// Kinds that must be listed before anything is published.
     expected: BTreeSet<&'static str>,
+    /// Kinds watched only to report their objects (Istio kinds rudder does not translate): shown
+    /// in [`SyncState`], but publication never waits for them.
+    informational: BTreeSet<&'static str>,
     /// Kinds listed at least once.
     synced: BTreeSet<&'static str>,
     /// Kinds whose watch is down, since when.
@@ -81,13 +85,26 @@ pub(super) struct Publish {
 }
 
 impl Store {
-    /// An empty store for `filter`, waiting for the `expected` kinds to be listed.
-    pub(super) fn new(filter: NamespaceFilter, expected: BTreeSet<&'static str>) -> Store {
+    /// An empty store for `filter`, waiting for the `expected` kinds to be listed; the
+    /// `informational` ones are published as they come.
+    pub(super) fn new(
+        filter: NamespaceFilter,
+        expected: BTreeSet<&'static str>,
+        informational: BTreeSet<&'static str>,
+    ) -> Store {
         Store {
             filter,
             expected,
+            informational,
             ..Store::default()
         }
+    }
+
+    /// Whether a kind publication waits for is out of sync.
+    fn expected_out_of_sync(&self) -> bool {
+        self.out_of_sync
+            .keys()
+            .any(|kind| self.expected.contains(kind))
     }
 
     fn apply(&mut self, update: Update) {
@@ -115,9 +132,12 @@ impl Store {
                         out_of_sync_secs = since.elapsed().as_secs_f64(),
                         "relisted from the API server; in sync again"
                     );
-                    if self.out_of_sync.is_empty() {
+                    if !self.expected_out_of_sync() {
                         self.hold_until = None;
-                    } else if self.hold_until.is_none() && self.is_synced() {
+                    } else if self.hold_until.is_none()
+                        && self.is_synced()
+                        && self.expected.contains(kind)
+                    {
                         self.hold_until = Some(Instant::now() + RELIST_HOLD);
                     }
                 }
@@ -135,12 +155,22 @@ impl Store {
             }
             Update::Failed(kind, error) => {
                 if !self.out_of_sync.contains_key(kind) {
-                    tracing::warn!(
-                        kind,
-                        %error,
-                        "lost the watch on the API server; serving the objects last listed \
-                         until it answers again"
-                    );
+                    if self.informational.contains(kind) {
+                        // Forbidden by RBAC, most often: a manifest from before rudder read it.
+                        tracing::warn!(
+                            kind,
+                            %error,
+                            "cannot watch a kind rudder does not translate; its objects are not \
+                             reported until the watch works"
+                        );
+                    } else {
+                        tracing::warn!(
+                            kind,
+                            %error,
+                            "lost the watch on the API server; serving the objects last listed \
+                             until it answers again"
+                        );
+                    }
                     self.out_of_sync.insert(kind, Instant::now());
                 }
             }
@@ -180,6 +210,7 @@ impl Store {
     fn sync_state(&self) -> SyncState {
         self.expected
             .iter()
+            .chain(&self.informational)
             .map(|&kind| {
                 let in_sync = self.synced.contains(kind) && !self.out_of_sync.contains_key(kind);
                 (kind, in_sync)
@@ -252,7 +283,11 @@ impl Store {
                 }
                 Some(None) => return,
                 None => {
-                    let waiting: Vec<_> = self.out_of_sync.keys().collect();
+                    let waiting: Vec<_> = self
+                        .out_of_sync
+                        .keys()
+                        .filter(|kind| self.expected.contains(*kind))
+                        .collect();
                     tracing::warn!(
                         ?waiting,
                         "kinds still not relisted after {}s; publishing the others",
@@ -295,7 +330,11 @@ mod tests {
     }
 
     fn store(filter: NamespaceFilter) -> Store {
-        Store::new(filter, ["Namespace", "VirtualService"].into())
+        Store::new(
+            filter,
+            ["Namespace", "VirtualService"].into(),
+            ["AuthorizationPolicy"].into(),
+        )
     }
 
     #[test]
@@ -360,7 +399,12 @@ mod tests {
         let mut store = store(NamespaceFilter::default());
         store.apply(Update::Missing("Namespace"));
         store.apply(Update::Listed("VirtualService", vec![vs("a", "one")]));
-        let in_sync = SyncState::from([("Namespace", true), ("VirtualService", true)]);
+        // AuthorizationPolicy is not listed (its CRD may be missing), and holds nothing up.
+        let in_sync = SyncState::from([
+            ("AuthorizationPolicy", false),
+            ("Namespace", true),
+            ("VirtualService", true),
+        ]);
         assert_eq!(store.sync_state(), in_sync);
 
         store.apply(Update::Failed(
@@ -373,7 +417,11 @@ mod tests {
         ));
         assert_eq!(
             store.sync_state(),
-            SyncState::from([("Namespace", true), ("VirtualService", false)])
+            SyncState::from([
+                ("AuthorizationPolicy", false),
+                ("Namespace", true),
+                ("VirtualService", false)
+            ])
         );
         assert!(store.is_synced(), "listed once: the mesh stays published");
         assert_eq!(names(&store.inputs()), ["VirtualService a/one"]);
@@ -402,6 +450,37 @@ mod tests {
         );
         store.apply(Update::Listed("Namespace", Vec::new()));
         assert_eq!(store.hold_until, None);
+    }
+
+    #[test]
+    fn kinds_only_reported_never_hold_publication_up() {
+        let mut store = store(NamespaceFilter::default());
+        // Forbidden by RBAC: the kind never lists.
+        store.apply(Update::Failed(
+            "AuthorizationPolicy",
+            "403 forbidden".into(),
+        ));
+        store.apply(Update::Missing("Namespace"));
+        store.apply(Update::Listed("VirtualService", vec![vs("a", "one")]));
+        assert!(store.is_synced());
+        store.apply(Update::Failed(
+            "VirtualService",
+            "connection refused".into(),
+        ));
+        store.apply(Update::Listed("VirtualService", vec![vs("a", "two")]));
+        assert_eq!(store.hold_until, None);
+        let policy = stored(
+            "AuthorizationPolicy",
+            "security.istio.io/v1",
+            "a",
+            "deny-all",
+            json!({}),
+        );
+        store.apply(Update::Listed("AuthorizationPolicy", vec![policy]));
+        assert_eq!(
+            names(&store.inputs()),
+            ["VirtualService a/two", "AuthorizationPolicy a/deny-all"]
+        );
     }
 
     #[test]
