@@ -3,9 +3,9 @@
 //! accepts: unknown fields are ignored and enums keep values they do not know as `Unknown`.
 //! This module only describes shapes; resolving names and validating references is the model's job.
 //!
-//! The types also describe the CustomResourceDefinitions rudder installs (see [`crate::crd`]):
-//! every spec type derives [`schemars::JsonSchema`], and that schema is what the API server
-//! validates objects against.
+//! Every spec type derives [`schemars::JsonSchema`]: the coverage table's tests
+//! (`src/coverage/tests.rs`) compare the fields the types read with the table, and the table with
+//! Istio's own CRDs, so a field Istio has cannot go without a status.
 
 mod destination_rule;
 mod gateway;

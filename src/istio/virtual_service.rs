@@ -53,8 +53,8 @@ pub struct HttpRoute {
     pub mirror: Option<Destination>,
     /// Destinations to mirror HTTP traffic to, each with its own percentage.
     pub mirrors: Vec<HttpMirrorPolicy>,
-    /// Deprecated: use `mirrorPercentage`. (Istio's JSON name is `mirror_percent`;
-    /// `mirrorPercent` is read too.)
+    /// Deprecated: use `mirrorPercentage`. (Istio's JSON name is `mirror_percent`; its CRDs
+    /// have `mirrorPercent` as well, which is read too.)
     #[serde(rename = "mirror_percent", alias = "mirrorPercent")]
     pub mirror_percent: Option<u32>,
     /// Percentage of the traffic to be mirrored by the `mirror` field.
@@ -137,6 +137,8 @@ pub struct HttpRedirect {
     pub scheme: Option<String>,
     /// The HTTP status code to use in the redirect response (default 301).
     pub redirect_code: Option<u32>,
+    /// Replace the matched prefix of the path with this value.
+    pub prefix_rewrite: Option<String>,
 }
 
 /// `HTTPRedirect.derivePort`.
