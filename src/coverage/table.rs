@@ -420,7 +420,7 @@ static VIRTUAL_SERVICE: &[Field] = &[
             node("mirror", S, DESTINATION),
             node("mirrorPercentage", S, PERCENT),
             leaf("mirror_percent", S),
-            // The same field: Istio's CRDs have both spellings, rudder reads both.
+            // The same field as Istio's CRDs spell it too; `mirror_percent` wins when both are set.
             leaf("mirrorPercent", S),
             node(
                 "mirrors[]",
