@@ -289,10 +289,16 @@ async fn read_by_rudder(server: &Server) -> BTreeMap<String, Value> {
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|o| o["namespace"] == NAMESPACE && KINDS.contains(&o["kind"].as_str().unwrap_or("")))
+        .filter(|o| {
+            o["namespace"] == NAMESPACE && KINDS.contains(&o["kind"].as_str().unwrap_or(""))
+        })
         .map(|o| {
             (
-                format!("{}/{}", o["kind"].as_str().unwrap_or(""), o["name"].as_str().unwrap_or("")),
+                format!(
+                    "{}/{}",
+                    o["kind"].as_str().unwrap_or(""),
+                    o["name"].as_str().unwrap_or("")
+                ),
                 o["refused"].clone(),
             )
         })
@@ -363,7 +369,14 @@ fn check_over_helm(version: &str) {
     let readme = ["apply", "--server-side", "-f", "-"];
     for owner in [
         &["create", "--field-manager", "helm", "-f", "-"][..],
-        &["apply", "--server-side", "--field-manager", "helm", "-f", "-"],
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager",
+            "helm",
+            "-f",
+            "-",
+        ],
     ] {
         if owner[0] == "apply" {
             cluster.apply_crds(owner, &yaml);

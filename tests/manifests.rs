@@ -511,11 +511,15 @@ fn manifests_apply_to_a_real_api_server() {
         .find(|doc| doc["kind"] == "Service" && doc["metadata"]["name"] == "istiod")
         .expect("the manifest has the Service istiod")["spec"]["selector"]
         .clone();
-    let service: Value = serde_json::from_str(
-        &cluster.ok(&["get", "-n", "istio-system", "service/istiod", "-o", "json"], ""),
-    )
+    let service: Value = serde_json::from_str(&cluster.ok(
+        &["get", "-n", "istio-system", "service/istiod", "-o", "json"],
+        "",
+    ))
     .unwrap();
-    assert_eq!(service["spec"]["selector"], wanted, "the leftover Service's selector");
+    assert_eq!(
+        service["spec"]["selector"], wanted,
+        "the leftover Service's selector"
+    );
     for (allowed, args) in [
         (true, &["list", "pods", "--all-namespaces"][..]),
         (true, &["watch", "services", "--all-namespaces"]),
@@ -619,7 +623,13 @@ fn manifests_apply_to_a_real_api_server() {
     // Deleting rudder deletes rudder, not the namespace nor its other contents.
     cluster.ok(&["delete", "--wait=true", "-f", "-"], &rudder);
     let phase = cluster.ok(
-        &["get", "namespace", "istio-system", "-o", "jsonpath={.status.phase}"],
+        &[
+            "get",
+            "namespace",
+            "istio-system",
+            "-o",
+            "jsonpath={.status.phase}",
+        ],
         "",
     );
     assert_eq!(phase, "Active");

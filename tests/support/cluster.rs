@@ -142,7 +142,11 @@ impl DevCluster {
             .write_all(stdin.as_bytes());
         // kubectl stops reading at the first document it refuses; its stderr says why.
         if let Err(error) = written {
-            assert_eq!(error.kind(), std::io::ErrorKind::BrokenPipe, "write to kubectl: {error}");
+            assert_eq!(
+                error.kind(),
+                std::io::ErrorKind::BrokenPipe,
+                "write to kubectl: {error}"
+            );
         }
         child.wait_with_output().expect("kubectl runs")
     }

@@ -181,7 +181,13 @@ fn rules(schema: &Value) -> impl Iterator<Item = &str> {
 fn exclusive_groups(schema: &Value) -> Vec<Vec<String>> {
     let mut groups: Vec<Vec<String>> = Vec::new();
     let mut one_ofs = vec![&schema["oneOf"]];
-    one_ofs.extend(schema["allOf"].as_array().into_iter().flatten().map(|s| &s["oneOf"]));
+    one_ofs.extend(
+        schema["allOf"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| &s["oneOf"]),
+    );
     for one_of in one_ofs {
         let group: Vec<String> = one_of
             .as_array()
