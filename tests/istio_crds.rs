@@ -13,7 +13,8 @@
 //!   creates them and as Helm 4 applies them) gives no conflict and loses nothing: an existing
 //!   DestinationRule keeps `http2KeepAlive`;
 //! - a kind whose CRD is missing, or serves none of v1, v1beta1, v1alpha3, is empty while the
-//!   others are read; a CRD serving only v1alpha3 is read through it;
+//!   others are read, and is read once its CRD is installed; a CRD serving only v1alpha3 is read
+//!   through it;
 //! - status writing starts once the Lease's namespace appears.
 //!
 //! Needs `kubectl`, Go (first builds of kube-apiserver; the first fetch of each `istio.io/api`
@@ -478,6 +479,43 @@ async fn missing_crds_and_other_versions() {
         .await
         .expect("admin answers");
     assert_eq!(ready.status(), 200);
+
+    // A CRD installed later is found (rudder looks again every 30 s). /debug/configz shows the
+    // inputs of the last build that changed the model, so a ServiceEntry selects the
+    // WorkloadEntry: reading it gives the service an endpoint.
+    cluster.ok(
+        &["create", "-f", "-"],
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\n\
+         metadata: {name: late, namespace: every-field}\n\
+         spec: {hosts: [late.example.com], location: MESH_INTERNAL, resolution: STATIC,\n\
+         ports: [{number: 80, name: http, protocol: HTTP}], workloadSelector: {labels: {app: late}}}\n",
+    );
+    let installed_at = Instant::now();
+    cluster.apply_crds(
+        &["apply", "--server-side", "-f", "-"],
+        &crds["WorkloadEntry"].to_string(),
+    );
+    cluster.ok(
+        &["create", "-f", "-"],
+        "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\n\
+         metadata: {name: late, namespace: every-field}\n\
+         spec: {address: 10.0.0.1, labels: {app: late}}\n",
+    );
+    let found = wait_until(Duration::from_secs(45), || async {
+        read_by_rudder(&server)
+            .await
+            .contains_key("WorkloadEntry/late")
+    })
+    .await;
+    assert!(
+        found.is_some(),
+        "the WorkloadEntry CRD installed later: {:?}",
+        read_by_rudder(&server).await
+    );
+    eprintln!(
+        "a CRD installed later was read after {:?}",
+        installed_at.elapsed()
+    );
     server.stop().await;
 }
 
