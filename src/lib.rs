@@ -21,7 +21,6 @@
 pub mod admin;
 pub mod bootstrap;
 pub mod coverage;
-pub mod crd;
 pub mod diagnostic;
 pub mod duration;
 pub mod envoy_json;

@@ -1,7 +1,9 @@
 //! Validation feedback in the cluster: an Istio object rudder rejects gets a status saying why,
 //! in the fields istiod uses (`status.conditions` and `status.validationMessages`), and loses it
 //! once it is valid again. Only the replica holding the `rudder-status` Lease writes; every
-//! replica serves xDS.
+//! replica serves xDS. The Lease's namespace may not exist when rudder starts (rudder run outside
+//! the cluster, the namespace created later): joining the election is retried until it works, so
+//! statuses are written from the moment the namespace appears.
 //!
 //! What to write is decided by a pure function of the current errors and the statuses the objects
 //! carry ([`status_patches`]); the writer task only applies the difference, so a status write
@@ -9,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
@@ -26,6 +29,8 @@ pub const LEASE_NAME: &str = "rudder-status";
 /// Istio's analysis code for a config that fails validation.
 const SCHEMA_VALIDATION_ERROR: (&str, &str) = ("IST0106", "SchemaValidationError");
 const CONDITION: &str = "Accepted";
+/// How long to wait before trying to join the election again (creating the Lease failed).
+const ELECTION_RETRY: Duration = Duration::from_secs(5);
 
 /// The status fields rudder owns on one object, as a JSON merge patch of `status`.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,9 +98,8 @@ pub async fn run_status_writer(
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     mut statuses: watch::Receiver<Arc<Statuses>>,
 ) {
-    let mut leading = match elect(client.clone(), &lease_namespace).await {
-        Some(leading) => leading,
-        None => return,
+    let Some(mut leading) = elect(client.clone(), &lease_namespace, &mut snapshots).await else {
+        return;
     };
     let mut resources: BTreeMap<Kind, ApiResource> = BTreeMap::new();
     loop {
@@ -114,24 +118,46 @@ pub async fn run_status_writer(
     }
 }
 
-/// Joins the election; the receiver says whether this replica leads.
-async fn elect(client: Client, namespace: &str) -> Option<watch::Receiver<bool>> {
-    let manager = LeaseManagerBuilder::new(client, LEASE_NAME)
-        .with_namespace(namespace)
-        .with_duration(15)
-        .with_grace(5)
-        .build()
-        .await;
-    match manager {
-        Ok(manager) => {
-            let (leading, task) = manager.watch().await;
-            // The election runs as long as the receiver lives; its end needs no handling.
-            drop(task);
-            Some(leading)
+/// Joins the election, trying again every [`ELECTION_RETRY`] until it works; the receiver says
+/// whether this replica leads. `None` once the snapshot channel closes (rudder is stopping).
+async fn elect(
+    client: Client,
+    namespace: &str,
+    snapshots: &mut watch::Receiver<Arc<Snapshot>>,
+) -> Option<watch::Receiver<bool>> {
+    let mut failed = false;
+    loop {
+        let manager = LeaseManagerBuilder::new(client.clone(), LEASE_NAME)
+            .with_namespace(namespace)
+            .with_duration(15)
+            .with_grace(5)
+            .build()
+            .await;
+        match manager {
+            Ok(manager) => {
+                if failed {
+                    tracing::info!(namespace, "joined the status writer election");
+                }
+                let (leading, task) = manager.watch().await;
+                // The election runs as long as the receiver lives; its end needs no handling.
+                drop(task);
+                return Some(leading);
+            }
+            Err(error) if !failed => {
+                tracing::warn!(
+                    %error,
+                    namespace,
+                    "cannot join the status writer election (does the namespace exist?); no status \
+                     is written until it works, trying again every {}s",
+                    ELECTION_RETRY.as_secs()
+                );
+                failed = true;
+            }
+            Err(error) => tracing::debug!(%error, namespace, "still cannot join the election"),
         }
-        Err(error) => {
-            tracing::error!(%error, namespace, "cannot join the status writer election; no status will be written");
-            None
+        tokio::select! {
+            () = tokio::time::sleep(ELECTION_RETRY) => {}
+            changed = snapshots.changed() => if changed.is_err() { return None },
         }
     }
 }

@@ -103,6 +103,11 @@ static CONNECTION_POOL: &[Field] = &[
             leaf("h2UpgradePolicy", S),
             leaf("useClientProtocol", S),
             leaf("maxConcurrentStreams", S),
+            node(
+                "http2KeepAlive",
+                N,
+                &[leaf("interval", N), leaf("timeout", N)],
+            ),
         ],
     ),
 ];
@@ -151,6 +156,16 @@ static LOAD_BALANCER: &[Field] = &[
             leaf("aggression", S),
         ],
     ),
+    node(
+        "zoneAwareLbSetting",
+        N,
+        &[
+            leaf("enabled", N),
+            node("failover[]", N, &[leaf("from", N), leaf("to", N)]),
+            leaf("failoverPriority[]", N),
+            leaf("minClusterSize", N),
+        ],
+    ),
 ];
 
 static OUTLIER_DETECTION: &[Field] = &[
@@ -169,6 +184,7 @@ static OUTLIER_DETECTION: &[Field] = &[
     leaf("baseEjectionTime", S),
     leaf("maxEjectionPercent", S),
     leaf("minHealthPercent", S),
+    leaf("outlierDetectionHttpErrorCodes[]", N),
 ];
 
 fn is_istio_mutual(value: &Value) -> bool {
@@ -230,7 +246,11 @@ static TRAFFIC_POLICY: &[Field] = &[
     node(
         "retryBudget",
         N,
-        &[leaf("percent", N), leaf("minRetryConcurrency", N)],
+        &[
+            leaf("percent", N),
+            leaf("minRetryConcurrency", N),
+            leaf("budgetInterval", N),
+        ],
     ),
 ];
 
@@ -271,6 +291,7 @@ static SERVER_TLS: &[Field] = &[
     leaf("minProtocolVersion", N),
     leaf("maxProtocolVersion", N),
     leaf("cipherSuites[]", N),
+    leaf("insecureSkipVerify", N),
 ];
 
 // ---- kinds ----
@@ -322,6 +343,7 @@ static VIRTUAL_SERVICE: &[Field] = &[
                     leaf("derivePort", S),
                     leaf("scheme", S),
                     leaf("redirectCode", S),
+                    leaf("prefixRewrite", N),
                 ],
             ),
             node(
@@ -398,6 +420,8 @@ static VIRTUAL_SERVICE: &[Field] = &[
             node("mirror", S, DESTINATION),
             node("mirrorPercentage", S, PERCENT),
             leaf("mirror_percent", S),
+            // The same field as Istio's CRDs spell it too; `mirror_percent` wins when both are set.
+            leaf("mirrorPercent", S),
             node(
                 "mirrors[]",
                 S,
@@ -591,6 +615,7 @@ static GATEWAY_TLS: &[Field] = &[
     leaf("minProtocolVersion", S),
     leaf("maxProtocolVersion", S),
     leaf("cipherSuites[]", S),
+    leaf("insecureSkipVerify", N),
 ];
 
 static GATEWAY: &[Field] = &[

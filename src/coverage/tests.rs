@@ -1,12 +1,11 @@
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
 use super::*;
-use crate::crd::spec_schema;
 use crate::inputs::{Decoded, decode};
-use crate::istio;
+use crate::istio::{self, spec_schema as type_schema};
 
 /// Every field path of an OpenAPI schema, written as the table writes them.
 fn schema_paths(schema: &Value, at: &str, out: &mut BTreeSet<String>) {
@@ -37,25 +36,31 @@ fn table_paths(fields: &[Field], at: &str, out: &mut BTreeSet<String>) {
 
 fn schema_of(kind: Kind) -> Value {
     match kind {
-        Kind::VirtualService => spec_schema::<istio::VirtualService>(),
-        Kind::DestinationRule => spec_schema::<istio::DestinationRule>(),
-        Kind::ServiceEntry => spec_schema::<istio::ServiceEntry>(),
-        Kind::WorkloadEntry => spec_schema::<istio::WorkloadEntry>(),
-        Kind::Sidecar => spec_schema::<istio::Sidecar>(),
-        Kind::Gateway => spec_schema::<istio::Gateway>(),
+        Kind::VirtualService => type_schema::<istio::VirtualService>(),
+        Kind::DestinationRule => type_schema::<istio::DestinationRule>(),
+        Kind::ServiceEntry => type_schema::<istio::ServiceEntry>(),
+        Kind::WorkloadEntry => type_schema::<istio::WorkloadEntry>(),
+        Kind::Sidecar => type_schema::<istio::Sidecar>(),
+        Kind::Gateway => type_schema::<istio::Gateway>(),
         other => panic!("{other} has no Istio schema"),
     }
 }
 
+/// The table's paths for `kind`.
+fn table_paths_of(fields: &[Field]) -> BTreeSet<String> {
+    let mut paths = BTreeSet::new();
+    table_paths(fields, "spec", &mut paths);
+    paths
+}
+
 #[test]
-fn every_field_of_every_istio_kind_has_a_status() {
+fn every_field_rudder_reads_has_a_status() {
     let kinds: Vec<Kind> = table::KINDS.iter().map(|(kind, _)| *kind).collect();
     assert_eq!(kinds.len(), 6, "the six Istio networking kinds");
     for (kind, fields) in table::KINDS {
         let mut from_schema = BTreeSet::new();
         schema_paths(&schema_of(*kind), "spec", &mut from_schema);
-        let mut from_table = BTreeSet::new();
-        table_paths(fields, "spec", &mut from_table);
+        let from_table = table_paths_of(fields);
         let missing: Vec<&String> = from_schema.difference(&from_table).collect();
         let unknown: Vec<&String> = from_table.difference(&from_schema).collect();
         assert!(
@@ -63,6 +68,61 @@ fn every_field_of_every_istio_kind_has_a_status() {
             "{kind}: fields without a status in src/coverage/table.rs: {missing:?}; \
              listed but not in the type: {unknown:?}"
         );
+    }
+}
+
+/// Istio's CRDs of the version rudder is compared with: the file `$RUDDER_ISTIO_CRDS` names
+/// (scripts/test fetches it first), or what `scripts/istio-crds --path` fetches (Go and the Go
+/// module proxy the first time, then cached).
+fn istio_crds_file() -> PathBuf {
+    if let Some(path) = std::env::var_os("RUDDER_ISTIO_CRDS") {
+        return PathBuf::from(path);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = std::process::Command::new(root.join("scripts/istio-crds"))
+        .arg("--path")
+        .output()
+        .expect("run scripts/istio-crds");
+    assert!(
+        output.status.success(),
+        "scripts/istio-crds --path failed (set RUDDER_ISTIO_CRDS to a copy of Istio's CRDs):\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+}
+
+#[test]
+fn every_field_of_istios_crds_has_a_status() {
+    let path = istio_crds_file();
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    let crds: Vec<Value> = serde_saphyr::from_multiple(&text).expect("Istio's CRDs are YAML");
+    for (kind, fields) in table::KINDS {
+        let crd = crds
+            .iter()
+            .find(|crd| {
+                crd["spec"]["group"] == istio::NETWORKING_GROUP
+                    && crd["spec"]["names"]["kind"] == kind.name()
+            })
+            .unwrap_or_else(|| panic!("{}: no CRD of {kind}", path.display()));
+        let from_table = table_paths_of(fields);
+        let versions = crd["spec"]["versions"].as_array().expect("versions");
+        assert!(!versions.is_empty(), "{kind}: no versions");
+        // Every version Istio serves has one schema; each is checked all the same.
+        for version in versions {
+            let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
+            let mut from_istio = BTreeSet::new();
+            schema_paths(spec, "spec", &mut from_istio);
+            let missing: Vec<&String> = from_istio.difference(&from_table).collect();
+            let unknown: Vec<&String> = from_table.difference(&from_istio).collect();
+            assert!(
+                missing.is_empty() && unknown.is_empty(),
+                "{kind} {}: fields of Istio's CRD ({}) without a status in \
+                 src/coverage/table.rs: {missing:?}; listed but not in Istio's CRD: {unknown:?}",
+                version["name"],
+                path.display()
+            );
+        }
     }
 }
 
@@ -182,4 +242,19 @@ fn the_readme_lists_shared_groups_once() {
     ));
     assert!(section.contains("| `spec.inboundConnectionPool.tcp.maxConnections` | not yet |"));
     assert!(section.contains("| `spec.tcp[].match[].sourceSubnet` | not yet |"));
+}
+
+#[test]
+fn fields_of_newer_istio_releases_are_read_and_reported() {
+    let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: a}\n\
+              spec:\n  host: a\n  trafficPolicy:\n    connectionPool:\n      http:\n        \
+              http2KeepAlive: {interval: 10s, timeout: 2s}\n    outlierDetection:\n      \
+              consecutive5xxErrors: 3\n      outlierDetectionHttpErrorCodes: [503]\n";
+    assert_eq!(
+        warnings(dr),
+        [
+            "spec.trafficPolicy.connectionPool.http.http2KeepAlive: not supported by rudder yet; ignored",
+            "spec.trafficPolicy.outlierDetection.outlierDetectionHttpErrorCodes: not supported by rudder yet; ignored",
+        ]
+    );
 }

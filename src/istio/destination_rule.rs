@@ -80,6 +80,8 @@ pub struct LoadBalancerSettings {
     pub warmup_duration_secs: Option<Duration>,
     /// Slow start for new endpoints.
     pub warmup: Option<WarmupConfiguration>,
+    /// Zone-aware load balancing (Istio 1.29 and later).
+    pub zone_aware_lb_setting: Option<ZoneAwareLbSetting>,
 }
 
 /// `LoadBalancerSettings.simple`; values rudder does not know are kept as `Unknown`, as istiod
@@ -168,6 +170,20 @@ pub struct LocalityLbSetting {
     pub enabled: Option<bool>,
 }
 
+/// Envoy's zone-aware load balancing, as Istio's `LoadBalancerSettings.zoneAwareLbSetting`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ZoneAwareLbSetting {
+    /// Enable zone-aware load balancing.
+    pub enabled: Option<bool>,
+    /// The region traffic fails over to when endpoints in the local region become unhealthy.
+    pub failover: Vec<LocalityFailover>,
+    /// An ordered list of labels used to sort endpoints for priority based load balancing.
+    pub failover_priority: Vec<String>,
+    /// The fewest hosts in the local region for zone-aware load balancing to apply.
+    pub min_cluster_size: Option<u32>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct LocalityDistribute {
@@ -251,6 +267,18 @@ pub struct HttpSettings {
     pub use_client_protocol: Option<bool>,
     /// The maximum number of concurrent streams allowed for a peer on one HTTP/2 connection.
     pub max_concurrent_streams: Option<i32>,
+    /// HTTP/2 PING frames on upstream connections.
+    pub http2_keep_alive: Option<Http2KeepAlive>,
+}
+
+/// `ConnectionPoolSettings.http.http2KeepAlive`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Http2KeepAlive {
+    /// How often to send an HTTP/2 PING frame.
+    pub interval: Option<Duration>,
+    /// How long to wait for the answer to a PING before closing the connection.
+    pub timeout: Option<Duration>,
 }
 
 /// `ConnectionPoolSettings.http.h2UpgradePolicy`.
@@ -286,6 +314,8 @@ pub struct OutlierDetection {
     pub max_ejection_percent: Option<i32>,
     /// Outlier detection is enabled as long as this percentage of hosts is healthy.
     pub min_health_percent: Option<i32>,
+    /// The HTTP response codes counted as errors by outlier detection.
+    pub outlier_detection_http_error_codes: Vec<u32>,
 }
 
 /// TLS settings for connections to the upstream service.
@@ -360,6 +390,8 @@ pub struct RetryBudget {
     pub percent: Option<f64>,
     /// The minimum retry concurrency allowed for the retry budget.
     pub min_retry_concurrency: Option<u32>,
+    /// The window of requests the budget is computed over.
+    pub budget_interval: Option<Duration>,
 }
 
 #[cfg(test)]

@@ -71,6 +71,8 @@ pub struct ServerTlsSettings {
     pub max_protocol_version: Option<TlsProtocol>,
     /// If specified, only support the specified cipher list.
     pub cipher_suites: Vec<String>,
+    /// Accept client certificates that fail verification.
+    pub insecure_skip_verify: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]

@@ -3,9 +3,9 @@
 //! accepts: unknown fields are ignored and enums keep values they do not know as `Unknown`.
 //! This module only describes shapes; resolving names and validating references is the model's job.
 //!
-//! The types also describe the CustomResourceDefinitions rudder installs (see [`crate::crd`]):
-//! every spec type derives [`schemars::JsonSchema`], and that schema is what the API server
-//! validates objects against.
+//! Every spec type derives [`schemars::JsonSchema`]: the coverage table's tests
+//! (`src/coverage/tests.rs`) compare the fields the types read with the table, and the table with
+//! Istio's own CRDs, so a field Istio has cannot go without a status.
 
 mod destination_rule;
 mod gateway;
@@ -128,4 +128,20 @@ mod tests {
             serde_json::from_value(serde_json::json!({"labels": {"app": "a"}})).unwrap();
         assert_eq!(selector.labels["app"], "a");
     }
+}
+
+/// The OpenAPI v3 schema of one of rudder's Istio spec types, made structural as the API server
+/// wants CRD schemas (fields of `oneOf` branches become properties), so that tests can compare its
+/// field paths with those of Istio's CRDs.
+#[cfg(test)]
+pub(crate) fn spec_schema<T: schemars::JsonSchema>() -> serde_json::Value {
+    schemars::generate::SchemaSettings::openapi3()
+        .with(|settings| settings.inline_subschemas = true)
+        .with_transform(schemars::transform::AddNullable::default())
+        .with_transform(kube_core::schema::StructuralSchemaRewriter)
+        .with_transform(kube_core::schema::OptionalEnum)
+        .with_transform(kube_core::schema::OptionalIntOrString)
+        .into_generator()
+        .into_root_schema_for::<T>()
+        .to_value()
 }

@@ -53,16 +53,32 @@ pub struct HttpRoute {
     pub mirror: Option<Destination>,
     /// Destinations to mirror HTTP traffic to, each with its own percentage.
     pub mirrors: Vec<HttpMirrorPolicy>,
-    /// Deprecated: use `mirrorPercentage`. (Istio's JSON name is `mirror_percent`;
-    /// `mirrorPercent` is read too.)
-    #[serde(rename = "mirror_percent", alias = "mirrorPercent")]
+    /// Deprecated: use `mirrorPercentage`. Istio's JSON name for it; see
+    /// [`HttpRoute::legacy_mirror_percent`].
+    #[serde(rename = "mirror_percent")]
     pub mirror_percent: Option<u32>,
+    /// `mirror_percent` as Istio's CRDs spell it too (they have both properties, so an object
+    /// may carry both).
+    #[serde(rename = "mirrorPercent")]
+    pub mirror_percent_camel_case: Option<u32>,
     /// Percentage of the traffic to be mirrored by the `mirror` field.
     pub mirror_percentage: Option<Percent>,
     /// Cross-Origin Resource Sharing policy (CORS).
     pub cors_policy: Option<CorsPolicy>,
     /// Header manipulation rules.
     pub headers: Option<Headers>,
+}
+
+impl HttpRoute {
+    /// The deprecated mirror percentage under either of its names, `mirror_percent` first, with
+    /// the name it was read under.
+    pub fn legacy_mirror_percent(&self) -> Option<(u32, &'static str)> {
+        match (self.mirror_percent, self.mirror_percent_camel_case) {
+            (Some(percent), _) => Some((percent, "mirror_percent")),
+            (None, Some(percent)) => Some((percent, "mirrorPercent")),
+            (None, None) => None,
+        }
+    }
 }
 
 /// Conditions on a request; all given conditions must hold.
@@ -137,6 +153,8 @@ pub struct HttpRedirect {
     pub scheme: Option<String>,
     /// The HTTP status code to use in the redirect response (default 301).
     pub redirect_code: Option<u32>,
+    /// Replace the matched prefix of the path with this value.
+    pub prefix_rewrite: Option<String>,
 }
 
 /// `HTTPRedirect.derivePort`.
@@ -629,6 +647,19 @@ tcp:
         );
         assert_eq!(vs.tls[0].matches[0].sni_hosts, ["login.bookinfo.com"]);
         assert_eq!(vs.tcp[0].route[0].destination.port.unwrap().number, 5555);
+    }
+
+    #[test]
+    fn both_spellings_of_mirror_percent_are_read() {
+        let route = |fields: serde_json::Value| -> HttpRoute {
+            serde_json::from_value(fields).expect("an HTTP route")
+        };
+        let camel = route(serde_json::json!({"mirrorPercent": 7}));
+        assert_eq!(camel.legacy_mirror_percent(), Some((7, "mirrorPercent")));
+        // Istio's CRDs have both properties; the proto's JSON name wins.
+        let both = route(serde_json::json!({"mirror_percent": 5, "mirrorPercent": 7}));
+        assert_eq!(both.legacy_mirror_percent(), Some((5, "mirror_percent")));
+        assert_eq!(route(serde_json::json!({})).legacy_mirror_percent(), None);
     }
 
     #[test]

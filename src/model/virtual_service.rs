@@ -214,6 +214,7 @@ fn merge_http_route(root: &istio::HttpRoute, leaf: &istio::HttpRoute) -> Option<
         fault,
         mirror,
         mirror_percent,
+        mirror_percent_camel_case,
         mirror_percentage,
         cors_policy,
         headers

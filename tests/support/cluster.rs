@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::istio_crds;
 use super::netns::TestHost;
 
 fn root() -> &'static Path {
@@ -81,12 +82,31 @@ impl DevCluster {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    /// Applies rudder's Istio CRDs (manifests/crds.yaml) and waits until they are served.
+    /// Installs Istio's own CRDs of the version `hack/istiod/go.mod` pins, as the README says
+    /// (`scripts/istio-crds | kubectl apply --server-side -f -`), and waits until they are served.
     pub fn install_istio_crds(&self) {
-        let crds = std::fs::read_to_string(root().join("manifests/crds.yaml"))
-            .expect("manifests/crds.yaml");
-        // The CRDs are too large for client-side apply's annotation, as with Istio's own.
-        self.ok(&["apply", "--server-side", "-f", "-"], &crds);
+        self.install_istio_crds_of(&istio_crds::pinned());
+    }
+
+    /// [`DevCluster::install_istio_crds`] for another `istio.io/api` version.
+    pub fn install_istio_crds_of(&self, version: &str) {
+        self.apply_crds(
+            &["apply", "--server-side", "-f", "-"],
+            &istio_crds::yaml(version),
+        );
+    }
+
+    /// Runs kubectl with CRDs as its input, then waits until every CRD is served. Unlike
+    /// [`DevCluster::ok`], warnings pass: Istio's own CRDs of some releases make the API server
+    /// warn (1.22's `format: binary`), and they are Istio's to fix.
+    pub fn apply_crds(&self, args: &[&str], crds: &str) -> String {
+        let output = self.kubectl(args, crds);
+        assert!(
+            output.status.success(),
+            "kubectl {}:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
         self.ok(
             &[
                 "wait",
@@ -98,6 +118,7 @@ impl DevCluster {
             ],
             "",
         );
+        String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
     /// Runs kubectl against this cluster with `stdin` as its input.
@@ -114,12 +135,19 @@ impl DevCluster {
             .unwrap_or_else(|error| {
                 panic!("cannot run {program} (install kubectl or set KUBECTL): {error}")
             });
-        child
+        let written = child
             .stdin
             .take()
             .expect("stdin is piped")
-            .write_all(stdin.as_bytes())
-            .expect("write to kubectl");
+            .write_all(stdin.as_bytes());
+        // kubectl stops reading at the first document it refuses; its stderr says why.
+        if let Err(error) = written {
+            assert_eq!(
+                error.kind(),
+                std::io::ErrorKind::BrokenPipe,
+                "write to kubectl: {error}"
+            );
+        }
         child.wait_with_output().expect("kubectl runs")
     }
 

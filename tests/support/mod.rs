@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod envoy;
 pub mod envoy_process;
 pub mod identity;
+pub mod istio_crds;
 pub mod mesh;
 pub mod netns;
 pub mod pods;

@@ -99,8 +99,8 @@ fn rudder_reads_no_field_istio_lacks() {
             }
         }
     }
-    use crate::crd::spec_schema;
     use crate::istio;
+    use crate::istio::spec_schema;
     let schemas = [
         (Kind::VirtualService, spec_schema::<istio::VirtualService>()),
         (

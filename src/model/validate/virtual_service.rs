@@ -220,11 +220,11 @@ fn validate_http_route(
     if let Some(fault) = &route.fault {
         validate_fault(fault, &format!("{at}.fault"))?;
     }
-    if let Some(percent) = route.mirror_percent
+    if let Some((percent, name)) = route.legacy_mirror_percent()
         && percent > 100
     {
         return Err(invalid(
-            format!("{at}.mirror_percent"),
+            format!("{at}.{name}"),
             format!("{percent} is more than 100"),
         ));
     }

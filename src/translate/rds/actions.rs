@@ -418,7 +418,8 @@ fn mirror_policies(http: &istio::HttpRoute, model: &Model, port: u16) -> Vec<Req
         };
     let mut policies = Vec::new();
     if let Some(mirror) = &http.mirror {
-        let fraction = match (&http.mirror_percentage, http.mirror_percent) {
+        let legacy = http.legacy_mirror_percent().map(|(percent, _)| percent);
+        let fraction = match (&http.mirror_percentage, legacy) {
             (Some(percentage), _) => {
                 (percentage.value > 0.0).then(|| percent_in_millionths(percentage))
             }
