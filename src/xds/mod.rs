@@ -17,6 +17,7 @@ pub mod auth;
 pub mod cache;
 mod closer;
 pub mod connection;
+pub mod debug;
 pub mod delta;
 #[cfg(test)]
 mod fixtures;
@@ -83,10 +84,24 @@ pub struct ConnectedProxy {
     pub peer: Option<SocketAddr>,
     /// The identity the proxy proved on its connection (a SPIFFE id); `None`: unauthenticated.
     pub identity: Option<String>,
+    /// What its node says of itself beyond the proxy model (cluster id, Istio version).
+    pub node: debug::NodeInfo,
     /// When the stream opened.
     pub connected_at: SystemTime,
     /// Per subscribed type, what was sent, ACKed and NACKed.
     pub types: BTreeMap<ResourceType, TypeStatus>,
+}
+
+/// Why [`Registry::find`] found no proxy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FindError {
+    /// istiod's words, which istioctl looks for to try the next replica.
+    #[error(
+        "Proxy not connected to this Pilot instance. It may be connected to another instance. ({0:?})"
+    )]
+    NotConnected(String),
+    #[error("{query:?} names more than one connected proxy: {}", ids.join(", "))]
+    Ambiguous { query: String, ids: Vec<String> },
 }
 
 /// The proxies connected to this server, shared by the xDS server (which writes) and admin.
@@ -108,6 +123,38 @@ impl Registry {
             .filter(|connected| connected.proxy.id == proxy_id)
             .max_by_key(|connected| connected.connection)
             .cloned()
+    }
+
+    /// The connected proxy a debug request names, as istiod resolves `proxyID`: the full node
+    /// id, or the `POD.NAMESPACE` part of it, or the Pod name alone (istioctl's short forms).
+    /// A short form that fits proxies of more than one id is ambiguous, and finds none.
+    pub fn find(&self, proxy_id: &str) -> Result<ConnectedProxy, FindError> {
+        if let Some(connected) = self.get(proxy_id) {
+            return Ok(connected);
+        }
+        let connections = self.lock();
+        let fits = |connected: &&ConnectedProxy| {
+            let proxy = &connected.proxy;
+            let pod_part = proxy.id.split('~').nth(2).unwrap_or_default();
+            pod_part == proxy_id
+                || format!("{}.{}", proxy.pod_name, proxy.namespace) == proxy_id
+                || (!proxy.pod_name.is_empty() && proxy.pod_name == proxy_id)
+        };
+        let mut found: Vec<&ConnectedProxy> = connections.values().filter(fits).collect();
+        // The newest stream of each proxy, as `get`.
+        found.sort_by(|a, b| (&a.proxy.id, a.connection).cmp(&(&b.proxy.id, b.connection)));
+        let ids: std::collections::BTreeSet<&str> = found
+            .iter()
+            .map(|connected| connected.proxy.id.as_str())
+            .collect();
+        match (found.last(), ids.len()) {
+            (Some(connected), 1) => Ok((*connected).clone()),
+            (None, _) => Err(FindError::NotConnected(proxy_id.to_string())),
+            _ => Err(FindError::Ambiguous {
+                query: proxy_id.to_string(),
+                ids: ids.into_iter().map(str::to_string).collect(),
+            }),
+        }
     }
 
     fn update(&self, connected: ConnectedProxy) {
