@@ -192,7 +192,7 @@ fn istioctl_reads_rudder() {
             &client_ca,
         ],
     );
-    let (xds, _) = tls.addresses();
+    let (xds, tls_admin) = tls.addresses();
     let xds = xds.to_string();
     let bench = envoy(&ca, &xds, BENCH_PROXY, "bench", AdsApiType::Grpc);
     let _shop = envoy(&ca, &xds, SHOP_PROXY, "shop", AdsApiType::DeltaGrpc);
@@ -364,7 +364,7 @@ fn istioctl_reads_rudder() {
             "127.0.0.1:0",
         ],
     );
-    let (plain_xds, _) = plaintext.addresses();
+    let (plain_xds, plain_admin) = plaintext.addresses();
     let plain_xds = plain_xds.to_string();
     let run = istioctl.run(
         "proxy-status-plaintext",
@@ -385,4 +385,27 @@ fn istioctl_reads_rudder() {
         run.stderr
     );
     assert!(run.took < Duration::from_secs(10), "took {:?}", run.took);
+
+    // rudder's own proxy-status over two replicas: the streams of both, each row's replica named.
+    let output = Command::new(env!("CARGO_BIN_EXE_rudder"))
+        .args(["proxy-status", "--admin-address", &tls_admin.to_string()])
+        .args(["--admin-address", &plain_admin.to_string()])
+        .output()
+        .expect("run rudder proxy-status");
+    let table = String::from_utf8_lossy(&output.stdout);
+    eprintln!("$ rudder proxy-status (two replicas)\n{table}");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(table.starts_with("NAME "), "{table}");
+    assert!(
+        table.lines().next().unwrap_or_default().contains("ISTIOD"),
+        "{table}"
+    );
+    for name in ["svc-0-v1.bench", "web-1.shop"] {
+        let line = row(&table, name).unwrap_or_else(|| panic!("{name} in\n{table}"));
+        assert!(line.contains(&tls_admin.to_string()), "{line}");
+    }
 }

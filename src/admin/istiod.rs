@@ -365,3 +365,95 @@ pub fn endpointz_view(model: &Model) -> Value {
     }
     json!(by_host)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::Proxy;
+    use crate::xds::debug::NodeInfo;
+    use std::time::SystemTime;
+
+    fn stream(id: &str, types: BTreeMap<ResourceType, TypeStatus>) -> ConnectedProxy {
+        ConnectedProxy {
+            proxy: Proxy::parse(id, &Value::Null).unwrap(),
+            connection: 7,
+            delta: false,
+            peer: Some("10.0.0.1:4000".parse().unwrap()),
+            identity: None,
+            node: NodeInfo {
+                cluster_id: "east".into(),
+                istio_version: String::new(),
+            },
+            connected_at: SystemTime::UNIX_EPOCH,
+            types,
+        }
+    }
+
+    #[test]
+    fn syncz_and_adsz_have_istiods_shapes() {
+        let registry = Registry::default();
+        let synced = TypeStatus {
+            sent: Some("v1".into()),
+            nonce: Some("3".into()),
+            acked: Some("v1".into()),
+            nack: None,
+        };
+        let stale = TypeStatus {
+            sent: Some("v2".into()),
+            nonce: Some("4".into()),
+            acked: Some("v1".into()),
+            nack: None,
+        };
+        registry.update(stream(
+            "sidecar~10.0.0.1~web-1.shop~shop.svc.cluster.local",
+            [
+                (ResourceType::Cluster, synced),
+                (ResourceType::Endpoint, stale),
+            ]
+            .into(),
+        ));
+        registry.update(stream(
+            "router~10.0.0.9~gw-1.edge~edge.svc.cluster.local",
+            BTreeMap::new(),
+        ));
+        assert_eq!(
+            syncz_view(&registry, Some("shop")),
+            json!([{
+                "cluster_id": "east",
+                "proxy": "web-1.shop",
+                "proxy_type": "sidecar",
+                "cluster_sent": "3",
+                "cluster_acked": "3",
+                "endpoint_sent": "4",
+                "resources": {
+                    "type.googleapis.com/envoy.config.cluster.v3.Cluster": {"sent": "3", "acked": "3"},
+                    "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment": {"sent": "4"},
+                },
+            }])
+        );
+        assert_eq!(syncz_view(&registry, None).as_array().unwrap().len(), 2);
+        let adsz = adsz_all(&registry);
+        assert_eq!(adsz["totalClients"], 2);
+        assert_eq!(adsz["clients"][0]["connectionId"], "gw-1.edge-7");
+        assert_eq!(adsz["clients"][1]["address"], "10.0.0.1:4000");
+        assert_eq!(
+            adsz["clients"][1]["metadata"],
+            json!({"NAMESPACE": "shop", "CLUSTER_ID": "east"})
+        );
+        assert_eq!(adsz["clients"][1]["locality"], json!({}));
+    }
+
+    #[test]
+    fn list_names_every_endpoint_but_itself() {
+        let list = list_view();
+        let names: Vec<&str> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(names.contains(&"syncz") && names.contains(&"config_dump"));
+        assert!(!names.contains(&"list"));
+        assert!(index_html().contains("<a href=\"/debug/registryz\">"));
+    }
+}

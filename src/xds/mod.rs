@@ -157,7 +157,7 @@ impl Registry {
         }
     }
 
-    fn update(&self, connected: ConnectedProxy) {
+    pub(crate) fn update(&self, connected: ConnectedProxy) {
         let key = (connected.proxy.id.clone(), connected.connection);
         self.lock().insert(key, connected);
     }
@@ -171,5 +171,58 @@ impl Registry {
         self.connections
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    /// A registered stream of the proxy `id`.
+    pub(crate) fn connected(id: &str, connection: u64) -> ConnectedProxy {
+        ConnectedProxy {
+            proxy: Proxy::parse(id, &Value::Null).expect("a node id"),
+            connection,
+            delta: false,
+            peer: None,
+            identity: None,
+            node: debug::NodeInfo::default(),
+            connected_at: SystemTime::UNIX_EPOCH,
+            types: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn finds_proxies_by_istiods_short_forms() {
+        let registry = Registry::default();
+        let web = "sidecar~10.0.0.1~web-1.shop~shop.svc.cluster.local";
+        registry.update(connected(web, 1));
+        registry.update(connected(web, 3));
+        registry.update(connected(
+            "sidecar~10.0.0.2~web-1.other~other.svc.cluster.local",
+            2,
+        ));
+        for query in [web, "web-1.shop"] {
+            let found = registry.find(query).expect("found");
+            assert_eq!((found.proxy.id.as_str(), found.connection), (web, 3));
+        }
+        // The Pod name alone fits two proxies: ambiguous, not a guess.
+        assert!(matches!(
+            registry.find("web-1"),
+            Err(FindError::Ambiguous { ids, .. }) if ids.len() == 2
+        ));
+        let missing = registry.find("db-0.shop").expect_err("not connected");
+        assert!(
+            missing
+                .to_string()
+                .contains("Proxy not connected to this Pilot instance")
+        );
+        registry.remove(web, 1);
+        registry.remove(web, 3);
+        assert_eq!(
+            registry.find("web-1").expect("now one").proxy.namespace,
+            "other"
+        );
     }
 }

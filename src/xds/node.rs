@@ -420,4 +420,33 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn istioctls_node_is_a_debug_client_even_without_an_ip() {
+        let spiffe = |namespace: &str| SpiffeId {
+            trust_domain: "cluster.local".into(),
+            namespace: namespace.into(),
+            service_account: "default".into(),
+        };
+        // What istioctl sends on a host with only loopback: no IP in the id.
+        let istioctl = node(
+            "sidecar~~test-1.istio-system~istio-system.svc.cluster.local",
+            vec![
+                ("NAMESPACE", Kind::StringValue("istio-system".into())),
+                ("SERVICE_ACCOUNT", Kind::StringValue("default".into())),
+                ("GENERATOR", Kind::StringValue("event".into())),
+            ],
+        );
+        assert!(identify(Some(&istioctl), None).is_err());
+        let client = identify_debug_client(Some(&istioctl), Some(&spiffe("istio-system"))).unwrap();
+        assert_eq!(client.namespace, "istio-system");
+        // istioctl x internal-debug's id names no namespace.
+        let internal = node("debug~0.0.0.0~istioctl~cluster.local", vec![]);
+        let client = identify_debug_client(Some(&internal), Some(&spiffe("shop"))).unwrap();
+        assert_eq!(client.namespace, "");
+        // An identity of another namespace than the one claimed is refused, as for proxies.
+        let refused = identify_debug_client(Some(&istioctl), Some(&spiffe("shop"))).unwrap_err();
+        assert_eq!(Status::from(refused).code(), tonic::Code::PermissionDenied);
+        assert!(identify_debug_client(Some(&node("", vec![])), None).is_err());
+    }
 }

@@ -77,9 +77,12 @@ impl<M: Protocol> AdsStream<M> {
                 );
                 let resources = self.debug_resources(&asked.type_url, names, &scope, snapshot);
                 let resources = resources.await;
-                let control_plane = (asked.type_url == SYNCZ_TYPE)
-                    .then(|| debug::control_plane_identifier().to_string())
-                    .unwrap_or_default();
+                // istiod names itself on syncz responses only.
+                let control_plane = if asked.type_url == SYNCZ_TYPE {
+                    debug::control_plane_identifier().to_string()
+                } else {
+                    String::new()
+                };
                 let response = SotwResponse {
                     version_info: self.snapshots.borrow().generation.to_string(),
                     resources: resources.iter().map(EncodedAny::new).collect(),
