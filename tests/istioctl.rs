@@ -9,7 +9,10 @@
 //! - `istioctl proxy-status POD.NAMESPACE --file DUMP` compares Envoy's own config dump with
 //!   rudder's `istio.io/debug/config_dump` of the proxy named by istiod's short form: they match;
 //! - over plaintext, refused at once with istiod's `authentication required` (istiod 1.31 answers
-//!   the same), so the plaintext port shows nobody the list of proxies.
+//!   the same), so the plaintext port shows nobody the list of proxies;
+//! - `istioctl x precheck` and `istioctl analyze`, which read the cluster only, find nothing wrong
+//!   with rudder's CRDs and manifest installed;
+//! - and `rudder proxy-status` over two replicas.
 //!
 //! Every output is printed and kept under `CARGO_TARGET_TMPDIR/istioctl/`. istioctl wants an API
 //! server even with `--xds-address`, so a dev cluster (`scripts/dev-cluster`) runs beside.
@@ -385,6 +388,23 @@ fn istioctl_reads_rudder() {
         run.stderr
     );
     assert!(run.took < Duration::from_secs(10), "took {:?}", run.took);
+
+    // precheck and analyze read the cluster only (neither asks the control plane): with Istio's
+    // CRDs as rudder installs them and rudder's manifest applied, they find nothing wrong.
+    let manifest = |name: &str| std::fs::read_to_string(root().join(name)).expect("a manifest");
+    cluster.ok(
+        &["apply", "--server-side", "-f", "-"],
+        &manifest("manifests/crds.yaml"),
+    );
+    cluster.ok(&["apply", "-f", "-"], &manifest("manifests/rudder.yaml"));
+    let run = istioctl.run("x-precheck", &["x", "precheck"]);
+    assert!(run.success, "{}{}", run.stdout, run.stderr);
+    // istioctl prints its verdicts on stderr.
+    assert!(run.stderr.contains("No issues found"), "{}", run.stderr);
+    let run = istioctl.run("analyze", &["analyze", "--all-namespaces"]);
+    assert!(run.success, "{}{}", run.stdout, run.stderr);
+    let said = run.stdout + &run.stderr;
+    assert!(!said.contains("Error"), "{said}");
 
     // rudder's own proxy-status over two replicas: the streams of both, each row's replica named.
     let output = Command::new(env!("CARGO_BIN_EXE_rudder"))
