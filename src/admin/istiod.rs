@@ -5,7 +5,8 @@
 //!
 //! Where rudder does not keep what istiod shows, the field is left out rather than made up:
 //! istiod's syncz nonces are rudder's (a type is ACKed when its last nonce is, so `*_acked` is
-//! the nonce sent once the proxy ACKed it, else absent), and `sentTime` is not kept.
+//! the nonce sent once the proxy ACKed it, else absent), adsz has no `watches` (rudder's registry
+//! keeps no subscribed names), and registryz has no Kubernetes Service labels.
 
 use std::collections::BTreeMap;
 
@@ -144,6 +145,9 @@ pub fn syncz_view(registry: &Registry, namespace: Option<&str>) -> Value {
                             resource.insert(key.to_string(), json!(value));
                         }
                     }
+                    if let Some(sent_at) = connected.sent_at.get(ty) {
+                        resource.insert("sentTime".to_string(), json!(nanos_rfc3339(*sent_at)));
+                    }
                     if let Some(nack) = &type_status.nack {
                         resource.insert("lastError".to_string(), json!(nack.message));
                     }
@@ -157,6 +161,13 @@ pub fn syncz_view(registry: &Registry, namespace: Option<&str>) -> Value {
         })
         .collect();
     json!(statuses)
+}
+
+/// A time as Go's JSON writes it: RFC 3339 in UTC, nanoseconds without trailing zeros.
+fn nanos_rfc3339(time: std::time::SystemTime) -> String {
+    jiff::Timestamp::try_from(time)
+        .map(|timestamp| timestamp.to_string())
+        .unwrap_or_default()
 }
 
 /// (nonce sent, nonce ACKed) of one type: the ACKed nonce is the sent one once the proxy ACKed
@@ -385,6 +396,7 @@ mod tests {
                 istio_version: String::new(),
             },
             connected_at: SystemTime::UNIX_EPOCH,
+            sent_at: [(ResourceType::Cluster, SystemTime::UNIX_EPOCH)].into(),
             types,
         }
     }
@@ -426,7 +438,7 @@ mod tests {
                 "cluster_acked": "3",
                 "endpoint_sent": "4",
                 "resources": {
-                    "type.googleapis.com/envoy.config.cluster.v3.Cluster": {"sent": "3", "acked": "3"},
+                    "type.googleapis.com/envoy.config.cluster.v3.Cluster": {"sent": "3", "acked": "3", "sentTime": "1970-01-01T00:00:00Z"},
                     "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment": {"sent": "4"},
                 },
             }])

@@ -165,7 +165,11 @@ pub fn client_config(connected: &ConnectedProxy) -> ClientConfig {
     let mut configs: Vec<client_config::GenericXdsConfig> = connected
         .types
         .iter()
-        .map(|(ty, status)| generic_config(*ty, status))
+        .map(|(ty, status)| {
+            let mut config = generic_config(*ty, status);
+            config.last_updated = connected.sent_at.get(ty).map(|sent| timestamp(*sent));
+            config
+        })
         .collect();
     configs.sort_by(|a, b| a.type_url.cmp(&b.type_url));
     ClientConfig {
@@ -286,6 +290,16 @@ pub fn config_dump(resources: &Resources, version_of: impl Fn(ResourceType) -> S
 /// (its `Proxy.ID`); any other id as it is.
 pub fn istio_proxy_id(node_id: &str) -> &str {
     crate::proxy_status::proxy_name(node_id)
+}
+
+fn timestamp(time: std::time::SystemTime) -> envoy_types::pb::google::protobuf::Timestamp {
+    let since_epoch = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    envoy_types::pb::google::protobuf::Timestamp {
+        seconds: i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(since_epoch.subsec_nanos()).unwrap_or(0),
+    }
 }
 
 fn any<M: Message + Name>(message: &M) -> Any {

@@ -90,6 +90,8 @@ pub struct ConnectedProxy {
     pub connected_at: SystemTime,
     /// Per subscribed type, what was sent, ACKed and NACKed.
     pub types: BTreeMap<ResourceType, TypeStatus>,
+    /// Per type, when the last response was sent.
+    pub sent_at: BTreeMap<ResourceType, SystemTime>,
 }
 
 /// Why [`Registry::find`] found no proxy.
@@ -190,6 +192,7 @@ mod tests {
             node: debug::NodeInfo::default(),
             connected_at: SystemTime::UNIX_EPOCH,
             types: BTreeMap::new(),
+            sent_at: BTreeMap::new(),
         }
     }
 

@@ -20,10 +20,11 @@
 //! of new streams and the wait for a first request (`admission`), request size (`super::grpc`)
 //! and names subscribed (the state machines).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
@@ -322,6 +323,7 @@ impl AdsService {
             closers: self.closers.clone(),
             send_timeout: self.options.send_timeout,
             convergence: Convergence::default(),
+            sent_at: Mutex::default(),
             push_started: Instant::now(),
         };
         tokio::spawn(stream.run());
@@ -394,6 +396,8 @@ struct AdsStream<M: Protocol> {
     send_timeout: Option<Duration>,
     /// Per type, when the config of the last response was seen, until the proxy ACKs it.
     convergence: Convergence,
+    /// Per type, when the last response was queued (syncz's `sentTime`, CSDS `last_updated`).
+    sent_at: Mutex<BTreeMap<ResourceType, SystemTime>>,
     /// When the work behind the outcome being delivered started (`pilot_xds_push_time`).
     push_started: Instant,
 }
@@ -658,6 +662,10 @@ impl<M: Protocol> AdsStream<M> {
             if let Some(ty) = ty {
                 self.metrics.pushed(ty, summary.bytes);
                 self.convergence.sent(ty, seen);
+                self.sent_at
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(ty, SystemTime::now());
                 let removed = match summary.removed {
                     0 => String::new(),
                     n => format!(", {n} removed"),
@@ -698,6 +706,11 @@ impl<M: Protocol> AdsStream<M> {
             node: self.node.clone(),
             connected_at: self.connected_at,
             types: state.status(),
+            sent_at: self
+                .sent_at
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
         });
         Ok(())
     }
