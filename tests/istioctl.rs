@@ -8,6 +8,7 @@
 //! - with an identity of another namespace, only the proxies of that namespace;
 //! - `istioctl proxy-status POD.NAMESPACE --file DUMP` compares Envoy's own config dump with
 //!   rudder's `istio.io/debug/config_dump` of the proxy named by istiod's short form: they match;
+//!   an identity of another namespace gets no dump of it;
 //! - over plaintext, refused at once with istiod's `authentication required` (istiod 1.31 answers
 //!   the same), so the plaintext port shows nobody the list of proxies;
 //! - `istioctl x precheck` and `istioctl analyze`, which read the cluster only, find nothing wrong
@@ -171,6 +172,7 @@ fn istioctl_reads_rudder() {
         ("envoy-shop", "shop"),
         ("istioctl-system", "istio-system"),
         ("istioctl-bench", "bench"),
+        ("istioctl-shop", "shop"),
     ] {
         ca.issue_client_with_uri(
             name,
@@ -210,6 +212,7 @@ fn istioctl_reads_rudder() {
     };
     let system_certs = cert_dir(&ca, dir.path(), "istioctl-system");
     let bench_certs = cert_dir(&ca, dir.path(), "istioctl-bench");
+    let shop_certs = cert_dir(&ca, dir.path(), "istioctl-shop");
     let over_tls = |certs: &Path| -> Vec<String> {
         [
             "--xds-address",
@@ -356,6 +359,32 @@ fn istioctl_reads_rudder() {
     for line in ["Clusters Match", "Listeners Match", "Routes Match"] {
         assert!(run.stdout.contains(line), "{line} in:\n{}", run.stdout);
     }
+
+    // Another namespace's identity gets no dump of it: istiod's empty answer, nothing to compare.
+    let run = istioctl.run(
+        "proxy-status-diff-out-of-scope",
+        &strs(&args(
+            &[
+                "proxy-status",
+                "svc-0-v1.bench",
+                "--file",
+                &dump,
+                "-i",
+                "shop",
+            ],
+            &shop_certs,
+        )),
+    );
+    assert!(
+        !run.success && !run.stdout.contains("Match"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains("unable to find config dump"),
+        "{}",
+        run.stderr
+    );
 
     // Plaintext: istiod's refusal, at once.
     let mut plaintext = RudderProcess::start(
