@@ -2,11 +2,15 @@
 //! published snapshot, the xDS registry and the metrics, and never changes what proxies are sent.
 //!
 //! Debug endpoints, all JSON and deterministic (sorted by proxy id and stream, or by object):
-//! - `/debug/syncz`: per stream and type, the version and nonce last sent, the version last
+//! - istiod's, in istiod's shapes, for the tools that read them ([`istiod`]): `/debug/syncz`,
+//!   `/debug/adsz`, `/debug/registryz`, `/debug/endpointz`, `/debug/clusterz`, `/debug/list`
+//!   and the `/debug` index.
+//! - `/debug/config_dump?proxyID=`: what one proxy gets, in the shape of Envoy's `/config_dump`;
+//!   the id may be istiod's short forms of a connected proxy (`POD.NAMESPACE`, `POD`).
+//! - `/debug/streamz`: per stream and type, the version and nonce last sent, the version last
 //!   ACKed, the last NACK and its error, and the resulting [`SyncState`]; SotW or delta.
 //! - `/debug/configz`: the inputs of the current build as loaded, each with its config errors,
 //!   and the objects of kinds rudder does not translate (`untranslated`).
-//! - `/debug/config_dump?proxyID=`: what one proxy gets, in the shape of Envoy's `/config_dump`.
 //! - `/debug/connections`: each ADS stream: proxy id, peer address, proven identity and the
 //!   Secrets it may get, since when, protocol.
 //!
@@ -15,11 +19,12 @@
 //! bound ([`work`]), so debug requests cannot slow xDS or `/ready`. Connections have read and
 //! idle timeouts ([`http`]).
 //!
-//! The JSON shapes of syncz and connections are the types below; `rudder proxy-status` reads
-//! syncz through them.
+//! The JSON shapes of streamz and connections are the types below; `rudder proxy-status` reads
+//! streamz through them.
 
 pub mod auth;
 pub mod http;
+pub mod istiod;
 mod throttle;
 pub mod work;
 
@@ -46,7 +51,7 @@ use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 pub use crate::proxy_status::SyncState;
 use crate::translate::{self, ResourceType};
-use crate::xds::{ConnectedProxy, Registry, Snapshot, TypeStatus};
+use crate::xds::{ConnectedProxy, FindError, Registry, Snapshot, TypeStatus};
 use auth::{Caller, DebugAuth, Decision};
 pub use http::{HttpTimeouts, Peer};
 use throttle::LogThrottle;
@@ -131,8 +136,21 @@ pub async fn serve_admin(
         work: DebugWork::new(options.debug_concurrency, options.debug_queue_timeout),
     };
     let debug = Router::new()
+        .route("/", get(index))
+        .route(
+            "/list",
+            get(|| async { json_response(&istiod::list_view()) }),
+        )
         .route("/config_dump", get(config_dump))
         .route("/syncz", get(syncz))
+        .route("/streamz", get(streamz))
+        .route("/adsz", get(adsz))
+        .route("/registryz", get(registryz))
+        .route("/endpointz", get(endpointz))
+        .route(
+            "/clusterz",
+            get(|| async { json_response(&istiod::clusterz_view()) }),
+        )
         .route("/configz", get(configz))
         .route("/connections", get(connections))
         // Its own, so that the check below covers unknown debug paths too.
@@ -246,8 +264,8 @@ async fn config_dump(
 
 fn config_dump_of(state: &AdminState, proxy_id: &str) -> Response {
     let snapshot = state.snapshots.borrow().clone();
-    let (proxy, versions) = match state.registry.get(proxy_id) {
-        Some(connected) => {
+    let (proxy, versions) = match state.registry.find(proxy_id) {
+        Ok(connected) => {
             let versions: BTreeMap<ResourceType, String> = connected
                 .types
                 .into_iter()
@@ -255,8 +273,13 @@ fn config_dump_of(state: &AdminState, proxy_id: &str) -> Response {
                 .collect();
             (connected.proxy, versions)
         }
-        None => match Proxy::parse(proxy_id, &Value::Null) {
+        Err(error @ FindError::Ambiguous { .. }) => return bad_request(error.to_string()),
+        Err(error @ FindError::NotConnected(_)) => match Proxy::parse(proxy_id, &Value::Null) {
             Ok(proxy) => (proxy.with_workload_labels(&snapshot.model), BTreeMap::new()),
+            // Not a node id: a short form of no connected proxy, answered as istiod does.
+            Err(_) if !proxy_id.contains('~') => {
+                return (StatusCode::NOT_FOUND, format!("{error}\n")).into_response();
+            }
             Err(error) => return bad_request(error.to_string()),
         },
     };
@@ -534,12 +557,65 @@ fn object_json(object: &Object) -> Value {
     }
 }
 
-async fn syncz(State(app): State<App>, peer: Option<axum::Extension<Peer>>) -> Response {
+async fn streamz(State(app): State<App>, peer: Option<axum::Extension<Peer>>) -> Response {
     let registry = app.state.registry.clone();
     bounded(&app, peer.map(|peer| peer.0), move || {
         json_body(&syncz_view(&registry))
     })
     .await
+}
+
+#[derive(Debug, Deserialize)]
+struct NamespaceQuery {
+    namespace: Option<String>,
+}
+
+async fn syncz(
+    State(app): State<App>,
+    peer: Option<axum::Extension<Peer>>,
+    Query(query): Query<NamespaceQuery>,
+) -> Response {
+    let registry = app.state.registry.clone();
+    bounded(&app, peer.map(|peer| peer.0), move || {
+        let namespace = query.namespace.filter(|ns| !ns.is_empty());
+        json_response(&istiod::syncz_view(&registry, namespace.as_deref()))
+    })
+    .await
+}
+
+async fn adsz(State(app): State<App>, Query(query): Query<DumpQuery>) -> Response {
+    let registry = &app.state.registry;
+    match query.proxy_id.filter(|id| !id.is_empty()) {
+        None => json_response(&istiod::adsz_all(registry)),
+        Some(id) => match registry.find(&id) {
+            Ok(connected) => json_response(&istiod::adsz_view(&[connected])),
+            Err(error) => (StatusCode::NOT_FOUND, format!("{error}\n")).into_response(),
+        },
+    }
+}
+
+async fn registryz(State(app): State<App>, peer: Option<axum::Extension<Peer>>) -> Response {
+    let snapshot = app.state.snapshots.borrow().clone();
+    bounded(&app, peer.map(|peer| peer.0), move || {
+        json_response(&istiod::registryz_view(&snapshot.model))
+    })
+    .await
+}
+
+async fn endpointz(State(app): State<App>, peer: Option<axum::Extension<Peer>>) -> Response {
+    let snapshot = app.state.snapshots.borrow().clone();
+    bounded(&app, peer.map(|peer| peer.0), move || {
+        json_response(&istiod::endpointz_view(&snapshot.model))
+    })
+    .await
+}
+
+async fn index() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        istiod::index_html(),
+    )
+        .into_response()
 }
 
 async fn connections(State(app): State<App>, peer: Option<axum::Extension<Peer>>) -> Response {
@@ -636,7 +712,7 @@ mod tests {
 
         assert_eq!(get(address, "/debug/config_dump").await.0, 400);
         let (status, body) = get(address, "/debug/config_dump?proxyID=nonsense").await;
-        assert_eq!(status, 400);
+        assert_eq!(status, 404);
         assert!(body.contains("nonsense"), "{body}");
         let id = "sidecar~10.0.0.1~app.default~default.svc.cluster.local";
         let (status, body) = get(address, &format!("/debug/config_dump?proxyID={id}")).await;
@@ -647,6 +723,28 @@ mod tests {
         assert_eq!(
             get(address, "/debug/syncz").await,
             (200, "[]\n".to_string())
+        );
+        assert_eq!(
+            get(address, "/debug/streamz").await,
+            (200, "[]\n".to_string())
+        );
+        let (status, index) = get(address, "/debug").await;
+        assert_eq!(status, 200);
+        for (path, _) in istiod::ENDPOINTS {
+            assert!(
+                index.contains(path),
+                "{path} missing from the index:\n{index}"
+            );
+        }
+        let (status, list) = get(address, "/debug/list").await;
+        assert_eq!(status, 200);
+        assert!(list.contains("\"syncz\""), "{list}");
+        // A short form of no connected proxy: istiod's 404.
+        assert_eq!(
+            get(address, "/debug/config_dump?proxyID=app.default")
+                .await
+                .0,
+            404
         );
         assert_eq!(
             get(address, "/debug/connections").await,

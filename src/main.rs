@@ -250,13 +250,26 @@ enum Command {
     #[command(
         after_help = "Each type is SYNCED (the proxy ACKed the last version sent), STALE (sent, not ACKed yet),\n\
         NOT SENT, or ERROR (the proxy rejected it; Envoy's message follows the row).\n\n\
+        With several replicas (--admin-address repeated, or found with --kubeconfig / --in-cluster\n\
+        as the ready endpoints of rudder's Service), their streams are merged and an ISTIOD column\n\
+        names each row's replica.\n\n\
         Example:\n  rudder proxy-status --admin-address 127.0.0.1:15014"
     )]
     ProxyStatus {
-        /// rudder's admin address (HOST:PORT), where /debug/syncz is served. From the loopback
-        /// address no token is needed.
+        /// rudder's admin address (HOST:PORT), where /debug/streamz is served; repeat it for
+        /// several replicas. From the loopback address no token is needed.
         #[arg(long, default_value = "127.0.0.1:15014")]
-        admin_address: String,
+        admin_address: Vec<String>,
+        /// Ask every ready replica behind --service, found with this kubeconfig (their Pod
+        /// addresses must be reachable from here; give --token-file unless on their host).
+        #[arg(long, conflicts_with = "in_cluster")]
+        kubeconfig: Option<PathBuf>,
+        /// Ask every ready replica behind --service, found with the Pod's service account.
+        #[arg(long)]
+        in_cluster: bool,
+        /// rudder's Service (NAMESPACE/NAME) whose ready endpoints are the replicas.
+        #[arg(long, default_value = "istio-system/istiod")]
+        service: String,
         /// Send the token in this file (rudder's --debug-token-file) as `Authorization: Bearer`.
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
@@ -553,6 +566,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::ProxyStatus {
             admin_address,
+            kubeconfig,
+            in_cluster,
+            service,
             token_file,
         } => {
             let token = token_file
@@ -563,12 +579,50 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 })
                 .transpose()?;
             let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
-            let streams = runtime.block_on(proxy_status::fetch_authorized(
-                &admin_address,
-                token.as_deref(),
-            ))?;
-            print!("{}", proxy_status::render(&streams));
-            Ok(ExitCode::SUCCESS)
+            let connection = match (kubeconfig, in_cluster) {
+                (Some(path), _) => Some(KubeConnection::Kubeconfig(path)),
+                (None, true) => Some(KubeConnection::InCluster),
+                (None, false) => None,
+            };
+            let replicas = match connection {
+                Some(connection) => {
+                    let (namespace, name) = service
+                        .split_once('/')
+                        .context("--service is NAMESPACE/NAME")?;
+                    runtime.block_on(async {
+                        let client = connection.client().await?;
+                        proxy_status::replicas(client, namespace, name).await
+                    })?
+                }
+                None => admin_address
+                    .into_iter()
+                    .map(|address| proxy_status::Replica {
+                        name: address.clone(),
+                        admin_address: address,
+                    })
+                    .collect(),
+            };
+            let mut read = Vec::new();
+            let mut failed = false;
+            for replica in replicas {
+                let fetched = runtime.block_on(proxy_status::fetch_authorized(
+                    &replica.admin_address,
+                    token.as_deref(),
+                ));
+                match fetched {
+                    Ok(streams) => read.push((replica.name, streams)),
+                    Err(error) => {
+                        eprintln!("replica {}: {error:#}", replica.name);
+                        failed = true;
+                    }
+                }
+            }
+            print!("{}", proxy_status::render_replicas(&read));
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
     }
 }

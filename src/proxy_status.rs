@@ -1,8 +1,10 @@
 //! `rudder proxy-status`: the sync state of every connected proxy, as `istioctl proxy-status`
-//! shows it. [`fetch`] reads `/debug/syncz` from a running rudder's admin port; [`render`] (pure)
-//! turns it into the table: one row per ADS stream with NAME, CDS, LDS, EDS, RDS and PROTOCOL,
-//! each type `SYNCED`, `STALE` (sent, not ACKed yet), `NOT SENT` or `ERROR` (the proxy rejected the
-//! last version sent), and under a row the error of each rejected type.
+//! shows it. [`fetch`] reads `/debug/streamz` from a running rudder's admin port, [`replicas`]
+//! finds every ready replica behind rudder's Service; [`render`] and [`render_replicas`] (pure)
+//! turn what they read into the table: one row per ADS stream with NAME, CDS, LDS, EDS, RDS,
+//! (ISTIOD, the replica, when there are several) and PROTOCOL, each type `SYNCED`, `STALE` (sent,
+//! not ACKed yet), `NOT SENT` or `ERROR` (the proxy rejected the last version sent), and under a
+//! row the error of each rejected type.
 
 use serde::{Deserialize, Serialize};
 
@@ -65,27 +67,56 @@ pub fn proxy_name(proxy_id: &str) -> &str {
     }
 }
 
-/// The proxy-status table of `streams` (as `/debug/syncz` returns them): a header, then a row per
-/// stream sorted by name, each rejected type's error indented under its row. A name held by two
-/// streams (Envoy reconnecting) gets the stream number: `NAME #N`.
+/// The proxy-status table of `streams` (as `/debug/streamz` returns them): a header, then a row
+/// per stream sorted by name, each rejected type's error indented under its row. A name held by
+/// two streams (Envoy reconnecting) gets the stream number: `NAME #N`.
 pub fn render(streams: &[StreamSync]) -> String {
-    let mut sorted: Vec<&StreamSync> = streams.iter().collect();
-    sorted.sort_by(|a, b| {
-        (proxy_name(&a.proxy_id), &a.proxy_id, a.connection).cmp(&(
-            proxy_name(&b.proxy_id),
-            &b.proxy_id,
-            b.connection,
-        ))
+    render_rows(streams.iter().map(|stream| (None, stream)).collect())
+}
+
+/// The table of the streams of several replicas, `(replica, streams)`: with more than one, an
+/// ISTIOD column (istioctl's name for it) says which replica holds each stream.
+pub fn render_replicas(replicas: &[(String, Vec<StreamSync>)]) -> String {
+    if let [(_, streams)] = replicas {
+        return render(streams);
+    }
+    render_rows(
+        replicas
+            .iter()
+            .flat_map(|(replica, streams)| {
+                streams
+                    .iter()
+                    .map(move |stream| (Some(replica.as_str()), stream))
+            })
+            .collect(),
+    )
+}
+
+fn render_rows(mut sorted: Vec<(Option<&str>, &StreamSync)>) -> String {
+    let replicas = sorted.iter().any(|(replica, _)| replica.is_some());
+    sorted.sort_by(|(replica_a, a), (replica_b, b)| {
+        (
+            proxy_name(&a.proxy_id),
+            &a.proxy_id,
+            replica_a,
+            a.connection,
+        )
+            .cmp(&(
+                proxy_name(&b.proxy_id),
+                &b.proxy_id,
+                replica_b,
+                b.connection,
+            ))
     });
     let shared = |name: &str| {
         sorted
             .iter()
-            .filter(|stream| proxy_name(&stream.proxy_id) == name)
+            .filter(|(_, stream)| proxy_name(&stream.proxy_id) == name)
             .count()
             > 1
     };
     let mut rows: Vec<(Vec<String>, Vec<String>)> = Vec::new();
-    for stream in &sorted {
+    for (replica, stream) in &sorted {
         let name = proxy_name(&stream.proxy_id);
         let mut cells = vec![if shared(name) {
             format!("{name} #{}", stream.connection)
@@ -117,13 +148,18 @@ pub fn render(streams: &[StreamSync]) -> String {
                 errors.extend(lines.map(|line| format!("  {line}")));
             }
         }
+        if replicas {
+            cells.push(replica.unwrap_or_default().to_string());
+        }
         cells.push(stream.protocol.display_name().to_string());
         rows.push((cells, errors));
     }
 
+    let replica_column: &[&str] = if replicas { &["ISTIOD"] } else { &[] };
     let header: Vec<String> = ["NAME"]
         .into_iter()
         .chain(TYPE_COLUMNS.iter().map(|(header, _)| *header))
+        .chain(replica_column.iter().copied())
         .chain(["PROTOCOL"])
         .map(str::to_string)
         .collect();
@@ -155,7 +191,78 @@ pub fn render(streams: &[StreamSync]) -> String {
     table
 }
 
-/// The `/debug/syncz` of the rudder whose admin server is at `admin_address` (`HOST:PORT`, or a
+/// One rudder replica's admin server, as [`replicas`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replica {
+    /// Its Pod's name, else its address.
+    pub name: String,
+    /// `IP:PORT` of its admin server.
+    pub admin_address: String,
+}
+
+/// The admin port of the Service's EndpointSlices: the port named `http-monitoring` (istiod's
+/// name for 15014).
+pub const ADMIN_PORT_NAME: &str = "http-monitoring";
+
+/// Every ready replica behind the Service `namespace/service` (its EndpointSlices' ready
+/// endpoints, at their `http-monitoring` port), in name order.
+pub async fn replicas(
+    client: kube::Client,
+    namespace: &str,
+    service: &str,
+) -> anyhow::Result<Vec<Replica>> {
+    use anyhow::Context;
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let slices: kube::Api<EndpointSlice> = kube::Api::namespaced(client, namespace);
+    let selector = format!("kubernetes.io/service-name={service}");
+    let listed = slices
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await
+        .with_context(|| format!("list the EndpointSlices of Service {namespace}/{service}"))?;
+    let mut found = std::collections::BTreeMap::new();
+    for slice in listed.items {
+        let port = slice
+            .ports
+            .iter()
+            .flatten()
+            .find(|port| port.name.as_deref() == Some(ADMIN_PORT_NAME))
+            .and_then(|port| port.port);
+        let Some(port) = port else { continue };
+        for endpoint in slice.endpoints.iter().flatten() {
+            let ready = endpoint
+                .conditions
+                .as_ref()
+                .and_then(|conditions| conditions.ready)
+                .unwrap_or(true);
+            let Some(address) = endpoint.addresses.first().filter(|_| ready) else {
+                continue;
+            };
+            let admin_address = match address.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V6(ip)) => format!("[{ip}]:{port}"),
+                _ => format!("{address}:{port}"),
+            };
+            let name = endpoint
+                .target_ref
+                .as_ref()
+                .and_then(|target| target.name.clone())
+                .unwrap_or_else(|| admin_address.clone());
+            found.insert(
+                name.clone(),
+                Replica {
+                    name,
+                    admin_address,
+                },
+            );
+        }
+    }
+    anyhow::ensure!(
+        !found.is_empty(),
+        "Service {namespace}/{service} has no ready endpoint with a port named {ADMIN_PORT_NAME}"
+    );
+    Ok(found.into_values().collect())
+}
+
+/// The `/debug/streamz` of the rudder whose admin server is at `admin_address` (`HOST:PORT`, or a
 /// URL), asked without a token: rudder answers it from a loopback address only.
 pub async fn fetch(admin_address: &str) -> anyhow::Result<Vec<StreamSync>> {
     fetch_authorized(admin_address, None).await
@@ -173,7 +280,7 @@ pub async fn fetch_authorized(
     } else {
         format!("http://{admin_address}")
     };
-    let url = format!("{base}/debug/syncz");
+    let url = format!("{base}/debug/streamz");
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
         .build()
@@ -195,7 +302,7 @@ pub async fn fetch_authorized(
         );
     }
     anyhow::ensure!(status.is_success(), "GET {url}: {status}: {}", body.trim());
-    serde_json::from_str(&body).with_context(|| format!("{url} is not rudder's syncz"))
+    serde_json::from_str(&body).with_context(|| format!("{url} is not rudder's streamz"))
 }
 
 #[cfg(test)]
@@ -323,6 +430,30 @@ ratings.default   ERROR    STALE    SYNCED   NOT SENT   Delta
             .collect();
         assert_eq!(names, ["details.default #2", "details.default #4"]);
         assert_eq!(render(&[]), "NAME   CDS   LDS   EDS   RDS   PROTOCOL\n");
+    }
+
+    #[test]
+    fn an_istiod_column_tells_replicas_apart() {
+        let id = "sidecar~10.0.0.1~details.default~default.svc.cluster.local";
+        let synced = || sync(Some("v"), Some("v"), None);
+        let all = |sync: fn() -> TypeSync| ["cds", "lds", "eds", "rds"].map(|ty| (ty, sync()));
+        let one = vec![stream(id, 1, Protocol::Sotw, &all(synced))];
+        let other = "sidecar~10.0.0.2~ratings.default~default.svc.cluster.local";
+        let two = vec![stream(other, 5, Protocol::Delta, &all(synced))];
+        // One replica: the table as before.
+        assert_eq!(
+            render_replicas(&[("rudder-a".into(), one.clone())]),
+            render(&one)
+        );
+        let expected = "\
+NAME              CDS      LDS      EDS      RDS      ISTIOD     PROTOCOL
+details.default   SYNCED   SYNCED   SYNCED   SYNCED   rudder-a   SotW
+ratings.default   SYNCED   SYNCED   SYNCED   SYNCED   rudder-b   Delta
+";
+        assert_eq!(
+            render_replicas(&[("rudder-b".into(), two), ("rudder-a".into(), one)]),
+            expected
+        );
     }
 
     #[test]

@@ -66,7 +66,7 @@ pub enum KubeConnection {
 }
 
 impl KubeConnection {
-    async fn client(&self) -> anyhow::Result<kube::Client> {
+    pub async fn client(&self) -> anyhow::Result<kube::Client> {
         let config = match self {
             KubeConnection::Kubeconfig(path) => {
                 let kubeconfig = Kubeconfig::read_from(path)

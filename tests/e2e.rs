@@ -155,20 +155,20 @@ async fn header_routing_and_every_host_form(api_type: AdsApiType) {
     // Unknown hosts go to the passthrough cluster, which has nowhere to go here.
     assert!(mesh.upstream_of("unknown.example.com", &[]).await != "details");
 
-    // Envoy ACKed every type, which /debug/syncz shows in both modes.
+    // Envoy ACKed every type, which /debug/streamz shows in both modes.
     let synced = mesh
         .wait_until(PROPAGATION_LIMIT, || async {
-            all_acked(&mesh.admin("/debug/syncz").await)
+            all_acked(&mesh.admin("/debug/streamz").await)
         })
         .await;
     assert!(
         synced.is_some(),
         "not every type ACKed:\n{}",
-        mesh.admin("/debug/syncz").await
+        mesh.admin("/debug/streamz").await
     );
 }
 
-/// Whether /debug/syncz shows one proxy that ACKed what it was sent of all four types.
+/// Whether /debug/streamz shows one proxy that ACKed what it was sent of all four types.
 fn all_acked(syncz: &str) -> bool {
     let proxies: Value = serde_json::from_str(syncz).expect("syncz is JSON");
     let [proxy] = proxies.as_array().map(Vec::as_slice).unwrap_or_default() else {

@@ -67,6 +67,48 @@ fn the_manifest_holds_no_namespace_and_no_crd() {
 }
 
 /// Whether rudder's ServiceAccount may do this (`kubectl auth can-i` arguments).
+/// istioctl finds the control plane's Pods by `app=istiod` (and a revision by `istio.io/rev`);
+/// the Deployment, its Pods and the Service carry istiod's labels, while selectors use a label of
+/// rudder's own, so that a leftover istiod's Pods are never selected.
+#[test]
+fn control_plane_carries_istiods_labels() {
+    let objects: Vec<Value> =
+        serde_saphyr::from_multiple(&std::fs::read_to_string(root().join(RUDDER)).unwrap())
+            .unwrap();
+    let find = |kind: &str, name: &str| {
+        objects
+            .iter()
+            .find(|object| object["kind"] == kind && object["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("{kind} {name} in {RUDDER}"))
+    };
+    let deployment = find("Deployment", "rudder");
+    let service = find("Service", "istiod");
+    let pod_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    for labels in [
+        &deployment["metadata"]["labels"],
+        pod_labels,
+        &service["metadata"]["labels"],
+    ] {
+        assert_eq!(labels["app"], "istiod", "{labels}");
+        assert_eq!(labels["istio.io/rev"], "default", "{labels}");
+    }
+    let selects_pods = |selector: &Value| {
+        let selector = selector.as_object().expect("a selector");
+        assert!(
+            !selector.contains_key("app"),
+            "{selector:?} selects istiod's Pods too"
+        );
+        selector
+            .iter()
+            .all(|(key, value)| &pod_labels[key] == value)
+    };
+    assert!(selects_pods(&deployment["spec"]["selector"]["matchLabels"]));
+    assert!(selects_pods(&service["spec"]["selector"]));
+    assert!(selects_pods(
+        &find("PodDisruptionBudget", "rudder")["spec"]["selector"]["matchLabels"]
+    ));
+}
+
 fn rudder_can(cluster: &DevCluster, args: &[&str]) -> bool {
     let mut all = vec!["auth", "can-i", "--as", SERVICE_ACCOUNT];
     all.extend_from_slice(args);

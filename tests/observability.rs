@@ -436,5 +436,5 @@ fn proxy_status_without_a_server_says_so() {
     );
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("/debug/syncz"), "{stderr}");
+    assert!(stderr.contains("/debug/streamz"), "{stderr}");
 }

@@ -17,6 +17,7 @@ pub mod auth;
 pub mod cache;
 mod closer;
 pub mod connection;
+pub mod debug;
 pub mod delta;
 #[cfg(test)]
 mod fixtures;
@@ -83,10 +84,26 @@ pub struct ConnectedProxy {
     pub peer: Option<SocketAddr>,
     /// The identity the proxy proved on its connection (a SPIFFE id); `None`: unauthenticated.
     pub identity: Option<String>,
+    /// What its node says of itself beyond the proxy model (cluster id, Istio version).
+    pub node: debug::NodeInfo,
     /// When the stream opened.
     pub connected_at: SystemTime,
     /// Per subscribed type, what was sent, ACKed and NACKed.
     pub types: BTreeMap<ResourceType, TypeStatus>,
+    /// Per type, when the last response was sent.
+    pub sent_at: BTreeMap<ResourceType, SystemTime>,
+}
+
+/// Why [`Registry::find`] found no proxy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FindError {
+    /// istiod's words, which istioctl looks for to try the next replica.
+    #[error(
+        "Proxy not connected to this Pilot instance. It may be connected to another instance. ({0:?})"
+    )]
+    NotConnected(String),
+    #[error("{query:?} names more than one connected proxy: {}", ids.join(", "))]
+    Ambiguous { query: String, ids: Vec<String> },
 }
 
 /// The proxies connected to this server, shared by the xDS server (which writes) and admin.
@@ -110,7 +127,39 @@ impl Registry {
             .cloned()
     }
 
-    fn update(&self, connected: ConnectedProxy) {
+    /// The connected proxy a debug request names, as istiod resolves `proxyID`: the full node
+    /// id, or the `POD.NAMESPACE` part of it, or the Pod name alone (istioctl's short forms).
+    /// A short form that fits proxies of more than one id is ambiguous, and finds none.
+    pub fn find(&self, proxy_id: &str) -> Result<ConnectedProxy, FindError> {
+        if let Some(connected) = self.get(proxy_id) {
+            return Ok(connected);
+        }
+        let connections = self.lock();
+        let fits = |connected: &&ConnectedProxy| {
+            let proxy = &connected.proxy;
+            let pod_part = proxy.id.split('~').nth(2).unwrap_or_default();
+            pod_part == proxy_id
+                || format!("{}.{}", proxy.pod_name, proxy.namespace) == proxy_id
+                || (!proxy.pod_name.is_empty() && proxy.pod_name == proxy_id)
+        };
+        let mut found: Vec<&ConnectedProxy> = connections.values().filter(fits).collect();
+        // The newest stream of each proxy, as `get`.
+        found.sort_by(|a, b| (&a.proxy.id, a.connection).cmp(&(&b.proxy.id, b.connection)));
+        let ids: std::collections::BTreeSet<&str> = found
+            .iter()
+            .map(|connected| connected.proxy.id.as_str())
+            .collect();
+        match (found.last(), ids.len()) {
+            (Some(connected), 1) => Ok((*connected).clone()),
+            (None, _) => Err(FindError::NotConnected(proxy_id.to_string())),
+            _ => Err(FindError::Ambiguous {
+                query: proxy_id.to_string(),
+                ids: ids.into_iter().map(str::to_string).collect(),
+            }),
+        }
+    }
+
+    pub(crate) fn update(&self, connected: ConnectedProxy) {
         let key = (connected.proxy.id.clone(), connected.connection);
         self.lock().insert(key, connected);
     }
@@ -124,5 +173,59 @@ impl Registry {
         self.connections
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    /// A registered stream of the proxy `id`.
+    pub(crate) fn connected(id: &str, connection: u64) -> ConnectedProxy {
+        ConnectedProxy {
+            proxy: Proxy::parse(id, &Value::Null).expect("a node id"),
+            connection,
+            delta: false,
+            peer: None,
+            identity: None,
+            node: debug::NodeInfo::default(),
+            connected_at: SystemTime::UNIX_EPOCH,
+            types: BTreeMap::new(),
+            sent_at: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn finds_proxies_by_istiods_short_forms() {
+        let registry = Registry::default();
+        let web = "sidecar~10.0.0.1~web-1.shop~shop.svc.cluster.local";
+        registry.update(connected(web, 1));
+        registry.update(connected(web, 3));
+        registry.update(connected(
+            "sidecar~10.0.0.2~web-1.other~other.svc.cluster.local",
+            2,
+        ));
+        for query in [web, "web-1.shop"] {
+            let found = registry.find(query).expect("found");
+            assert_eq!((found.proxy.id.as_str(), found.connection), (web, 3));
+        }
+        // The Pod name alone fits two proxies: ambiguous, not a guess.
+        assert!(matches!(
+            registry.find("web-1"),
+            Err(FindError::Ambiguous { ids, .. }) if ids.len() == 2
+        ));
+        let missing = registry.find("db-0.shop").expect_err("not connected");
+        assert!(
+            missing
+                .to_string()
+                .contains("Proxy not connected to this Pilot instance")
+        );
+        registry.remove(web, 1);
+        registry.remove(web, 3);
+        assert_eq!(
+            registry.find("web-1").expect("now one").proxy.namespace,
+            "other"
+        );
     }
 }

@@ -90,6 +90,66 @@ pub fn identify(node: Option<&Node>, identity: Option<&SpiffeId>) -> Result<Prox
 
 /// A node id and its metadata (JSON), checked, as a [`Proxy`].
 pub fn parse(id: &str, metadata: &Value) -> Result<Proxy, NodeError> {
+    check_id(id)?;
+    check_metadata(metadata)?;
+    Ok(Proxy::parse(id, metadata)?)
+}
+
+/// A client asking for Istio's debug types (istioctl), not a proxy: nothing is translated for
+/// it, so its id need not be a proxy's. istioctl sends `sidecar~IP~test-1.NS~NS.svc.cluster.local`
+/// with an empty IP on a host with only loopback, and `debug~0.0.0.0~istioctl~cluster.local`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DebugClient {
+    pub id: String,
+    /// The namespace it claims: metadata `NAMESPACE`, else the `POD.NAMESPACE` part of its id;
+    /// empty when it claims none.
+    pub namespace: String,
+}
+
+/// Checks a debug client's node as a proxy's is checked (id, metadata types, and the identity
+/// against the namespace and service account it claims, as istiod's `checkConnectionIdentity`),
+/// without requiring an id that names a proxy.
+pub fn identify_debug_client(
+    node: Option<&Node>,
+    identity: Option<&SpiffeId>,
+) -> Result<DebugClient, NodeError> {
+    let node = node.ok_or(NodeError::Missing)?;
+    check_id(&node.id)?;
+    let metadata = node.metadata.as_ref().map_or(Value::Null, struct_to_json);
+    check_metadata(&metadata)?;
+    let text = |key: &str| {
+        metadata
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|text| !text.is_empty())
+    };
+    let from_id = || {
+        let parts: Vec<&str> = node.id.split('~').collect();
+        match parts[..] {
+            [_, _, pod, _] => pod.split_once('.').map(|(_, namespace)| namespace),
+            _ => None,
+        }
+    };
+    let namespace = text("NAMESPACE").or_else(from_id).unwrap_or_default();
+    if let Some(identity) = identity {
+        let service_account = text("SERVICE_ACCOUNT");
+        let matches = (namespace.is_empty() || identity.namespace == namespace)
+            && service_account.is_none_or(|sa| sa == identity.service_account);
+        if !matches {
+            return Err(NodeError::Unauthorized {
+                identity: identity.to_string(),
+                namespace: namespace.to_string(),
+                service_account: service_account.map(str::to_string),
+            });
+        }
+    }
+    Ok(DebugClient {
+        id: node.id.clone(),
+        namespace: namespace.to_string(),
+    })
+}
+
+fn check_id(id: &str) -> Result<(), NodeError> {
     if id.is_empty() {
         return Err(NodeError::EmptyId);
     }
@@ -99,8 +159,7 @@ pub fn parse(id: &str, metadata: &Value) -> Result<Proxy, NodeError> {
     if !id.bytes().all(|byte| byte.is_ascii_graphic()) {
         return Err(NodeError::IdNotPrintable(id.to_string()));
     }
-    check_metadata(metadata)?;
-    Ok(Proxy::parse(id, metadata)?)
+    Ok(())
 }
 
 fn check_metadata(metadata: &Value) -> Result<(), NodeError> {
@@ -360,5 +419,34 @@ mod tests {
                 status.message()
             );
         }
+    }
+
+    #[test]
+    fn istioctls_node_is_a_debug_client_even_without_an_ip() {
+        let spiffe = |namespace: &str| SpiffeId {
+            trust_domain: "cluster.local".into(),
+            namespace: namespace.into(),
+            service_account: "default".into(),
+        };
+        // What istioctl sends on a host with only loopback: no IP in the id.
+        let istioctl = node(
+            "sidecar~~test-1.istio-system~istio-system.svc.cluster.local",
+            vec![
+                ("NAMESPACE", Kind::StringValue("istio-system".into())),
+                ("SERVICE_ACCOUNT", Kind::StringValue("default".into())),
+                ("GENERATOR", Kind::StringValue("event".into())),
+            ],
+        );
+        assert!(identify(Some(&istioctl), None).is_err());
+        let client = identify_debug_client(Some(&istioctl), Some(&spiffe("istio-system"))).unwrap();
+        assert_eq!(client.namespace, "istio-system");
+        // istioctl x internal-debug's id names no namespace.
+        let internal = node("debug~0.0.0.0~istioctl~cluster.local", vec![]);
+        let client = identify_debug_client(Some(&internal), Some(&spiffe("shop"))).unwrap();
+        assert_eq!(client.namespace, "");
+        // An identity of another namespace than the one claimed is refused, as for proxies.
+        let refused = identify_debug_client(Some(&istioctl), Some(&spiffe("shop"))).unwrap_err();
+        assert_eq!(Status::from(refused).code(), tonic::Code::PermissionDenied);
+        assert!(identify_debug_client(Some(&node("", vec![])), None).is_err());
     }
 }

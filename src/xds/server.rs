@@ -20,13 +20,13 @@
 //! of new streams and the wait for a first request (`admission`), request size (`super::grpc`)
 //! and names subscribed (the state machines).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -39,12 +39,13 @@ use super::accept::{self, Accepting, Plaintext};
 use super::auth::{Credentials, XdsAuth};
 use super::cache::Cache;
 use super::closer::Closers;
-use super::connection::{Event, Outcome, StateMachine};
+use super::connection::{Event, Outcome};
+use super::debug::NodeInfo;
 use super::grpc::{Ads, AdsServer, Limits, Peer, ReadError, Requests, Responses, Unfinished};
 use super::rate::{Limiter, StreamRate};
 use super::tls::XdsTls;
 use super::versions::ResourceSet;
-use super::wire::{DeltaResponse, SotwResponse, WireMessage};
+use super::wire::{DeltaResponse, SotwResponse};
 use super::{ConnectedProxy, DeltaConnection, Registry, ResourcesHook, Snapshot, SotwConnection};
 use crate::metrics::{Convergence, Metrics, Refusal};
 use crate::proxy::Proxy;
@@ -87,6 +88,10 @@ pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(30 * 60);
 
 /// istiod's default `PILOT_PUSH_THROTTLE`.
 pub const DEFAULT_PUSH_CONCURRENCY: usize = 100;
+
+/// Debug config dumps (`istio.io/debug/config_dump`) made at once, all streams together: each is
+/// a translation, like the admin port's dumps, which take one at a time by default.
+const DEBUG_DUMP_CONCURRENCY: usize = 1;
 
 /// How long a closing stream waits to queue its closing status for a proxy that does not read.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -223,6 +228,7 @@ pub async fn serve_xds(
         registry,
         cache: Arc::new(Cache::new(options.resources_hook.clone())),
         pushes: Arc::new(Semaphore::new(options.push_concurrency.max(1))),
+        debug_dumps: Arc::new(Semaphore::new(DEBUG_DUMP_CONCURRENCY)),
         closers,
         limiter: options.stream_rate.map(|rate| Arc::new(Limiter::new(rate))),
         options,
@@ -266,6 +272,8 @@ struct AdsService {
     cache: Arc<Cache>,
     /// One permit per push being prepared (`XdsOptions::push_concurrency`).
     pushes: Arc<Semaphore>,
+    /// One permit per debug config dump being made ([`DEBUG_DUMP_CONCURRENCY`]).
+    debug_dumps: Arc<Semaphore>,
     /// Closes the connections of proxies the server gives up on.
     closers: Arc<Closers>,
     /// Spaces new streams (`XdsOptions::stream_rate`); `None`: no limit.
@@ -310,9 +318,12 @@ impl AdsService {
             connected_at: SystemTime::now(),
             cache: self.cache.clone(),
             pushes: self.pushes.clone(),
+            debug_dumps: self.debug_dumps.clone(),
+            node: NodeInfo::default(),
             closers: self.closers.clone(),
             send_timeout: self.options.send_timeout,
             convergence: Convergence::default(),
+            sent_at: Mutex::default(),
             push_started: Instant::now(),
         };
         tokio::spawn(stream.run());
@@ -340,75 +351,6 @@ fn expiry(start: Instant, max_age: Duration, connection: u64) -> Option<Instant>
     let jitter = xxhash_rust::xxh3::xxh3_64(&connection.to_le_bytes()) % 1000;
     let age = max_age.saturating_sub(max_age / 10_000 * u32::try_from(jitter).unwrap_or(0));
     start.checked_add(age)
-}
-
-/// What the stream task needs of a protocol, beyond its state machine: the node in a request,
-/// and what to log of a response.
-trait Protocol: StateMachine<Request: prost::Message + Default> {
-    const DELTA: bool;
-
-    fn node(request: &Self::Request) -> Option<&Node>;
-
-    fn type_url(request: &Self::Request) -> &str;
-
-    fn summary(response: &Self::Response) -> Summary<'_>;
-}
-
-/// A response, for logs and metrics.
-struct Summary<'a> {
-    type_url: &'a str,
-    version: &'a str,
-    nonce: &'a str,
-    resources: usize,
-    removed: usize,
-    /// Encoded size.
-    bytes: usize,
-}
-
-impl Protocol for SotwConnection {
-    const DELTA: bool = false;
-
-    fn node(request: &DiscoveryRequest) -> Option<&Node> {
-        request.node.as_ref()
-    }
-
-    fn type_url(request: &DiscoveryRequest) -> &str {
-        &request.type_url
-    }
-
-    fn summary(response: &SotwResponse) -> Summary<'_> {
-        Summary {
-            type_url: &response.type_url,
-            version: &response.version_info,
-            nonce: &response.nonce,
-            resources: response.resources.len(),
-            removed: 0,
-            bytes: response.encoded_len(),
-        }
-    }
-}
-
-impl Protocol for DeltaConnection {
-    const DELTA: bool = true;
-
-    fn node(request: &DeltaDiscoveryRequest) -> Option<&Node> {
-        request.node.as_ref()
-    }
-
-    fn type_url(request: &DeltaDiscoveryRequest) -> &str {
-        &request.type_url
-    }
-
-    fn summary(response: &DeltaResponse) -> Summary<'_> {
-        Summary {
-            type_url: &response.type_url,
-            version: &response.system_version_info,
-            nonce: &response.nonce,
-            resources: response.resources.len(),
-            removed: response.removed_resources.len(),
-            bytes: response.encoded_len(),
-        }
-    }
 }
 
 /// One ADS stream's task.
@@ -445,11 +387,17 @@ struct AdsStream<M: Protocol> {
     cache: Arc<Cache>,
     /// Bounds the pushes being prepared at once.
     pushes: Arc<Semaphore>,
+    /// Bounds the debug config dumps being made at once.
+    debug_dumps: Arc<Semaphore>,
+    /// What the proxy's node says of itself that the registry shows, once known.
+    node: NodeInfo,
     closers: Arc<Closers>,
     /// `XdsOptions::send_timeout`.
     send_timeout: Option<Duration>,
     /// Per type, when the config of the last response was seen, until the proxy ACKs it.
     convergence: Convergence,
+    /// Per type, when the last response was queued (syncz's `sentTime`, CSDS `last_updated`).
+    sent_at: Mutex<BTreeMap<ResourceType, SystemTime>>,
     /// When the work behind the outcome being delivered started (`pilot_xds_push_time`).
     push_started: Instant,
 }
@@ -512,6 +460,10 @@ impl<M: Protocol> AdsStream<M> {
             }
             Err(Unopened::Gone) => return,
         };
+        if M::debug_request(&first).is_some() {
+            return self.run_debug(first).await;
+        }
+        self.node = NodeInfo::of(M::node(&first));
         let peer = self.peer.map(|peer| peer.to_string()).unwrap_or_default();
         let (mut parsed, verified) = match self.identify(&first).await {
             Ok(identified) => identified,
@@ -712,6 +664,10 @@ impl<M: Protocol> AdsStream<M> {
             if let Some(ty) = ty {
                 self.metrics.pushed(ty, summary.bytes);
                 self.convergence.sent(ty, seen);
+                self.sent_at
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(ty, SystemTime::now());
                 let removed = match summary.removed {
                     0 => String::new(),
                     n => format!(", {n} removed"),
@@ -751,8 +707,14 @@ impl<M: Protocol> AdsStream<M> {
             delta: M::DELTA,
             peer: self.peer,
             identity: self.identity.clone(),
+            node: self.node.clone(),
             connected_at: self.connected_at,
             types: state.status(),
+            sent_at: self
+                .sent_at
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
         });
         Ok(())
     }
@@ -798,5 +760,8 @@ async fn until(deadline: Option<Instant>) {
 }
 
 mod admission;
+mod debug_stream;
+mod protocol;
+use protocol::Protocol;
 #[cfg(test)]
 mod tests;

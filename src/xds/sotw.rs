@@ -213,6 +213,7 @@ impl SotwConnection {
             resources,
             type_url: ty.type_url().to_string(),
             nonce: nonce.clone(),
+            control_plane: String::new(),
         });
         watch.acks.sent(nonce, version);
         true

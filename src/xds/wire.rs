@@ -48,6 +48,8 @@ pub struct SotwResponse {
     pub resources: Vec<EncodedAny>,
     pub type_url: String,
     pub nonce: String,
+    /// `control_plane.identifier`; empty: no `control_plane` (istiod sets it on debug syncz only).
+    pub control_plane: String,
 }
 
 /// A delta response (`DeltaDiscoveryResponse`).
@@ -88,6 +90,8 @@ const SOTW_VERSION_INFO: u32 = 1;
 const SOTW_RESOURCES: u32 = 2;
 const SOTW_TYPE_URL: u32 = 4;
 const SOTW_NONCE: u32 = 5;
+const SOTW_CONTROL_PLANE: u32 = 6;
+const CONTROL_PLANE_IDENTIFIER: u32 = 1;
 const DELTA_SYSTEM_VERSION_INFO: u32 = 1;
 const DELTA_RESOURCES: u32 = 2;
 const DELTA_TYPE_URL: u32 = 4;
@@ -131,6 +135,12 @@ impl WireMessage for SotwResponse {
         }
         put_string(SOTW_TYPE_URL, &self.type_url, buf);
         put_string(SOTW_NONCE, &self.nonce, buf);
+        if !self.control_plane.is_empty() {
+            let inner = string_len(CONTROL_PLANE_IDENTIFIER, &self.control_plane);
+            encode_key(SOTW_CONTROL_PLANE, WireType::LengthDelimited, buf);
+            encode_varint(inner as u64, buf);
+            put_string(CONTROL_PLANE_IDENTIFIER, &self.control_plane, buf);
+        }
     }
 
     fn encoded_len(&self) -> usize {
@@ -142,6 +152,14 @@ impl WireMessage for SotwResponse {
                 .sum::<usize>()
             + string_len(SOTW_TYPE_URL, &self.type_url)
             + string_len(SOTW_NONCE, &self.nonce)
+            + if self.control_plane.is_empty() {
+                0
+            } else {
+                delimited_len(
+                    SOTW_CONTROL_PLANE,
+                    string_len(CONTROL_PLANE_IDENTIFIER, &self.control_plane),
+                )
+            }
     }
 }
 
@@ -229,12 +247,16 @@ mod tests {
             resources: vec![EncodedAny::new(&any("a")), EncodedAny::new(&any("b"))],
             type_url: "t".into(),
             nonce: "7".into(),
+            control_plane: "{\"Component\":\"istiod\"}".into(),
         };
         let expected = DiscoveryResponse {
             version_info: "v1".into(),
             resources: vec![any("a"), any("b")],
             type_url: "t".into(),
             nonce: "7".into(),
+            control_plane: Some(envoy_types::pb::envoy::config::core::v3::ControlPlane {
+                identifier: "{\"Component\":\"istiod\"}".into(),
+            }),
             ..Default::default()
         };
         assert_eq!(response.encode_to_vec(), expected.encode_to_vec());

@@ -1,6 +1,7 @@
 //! The ADS server against a tonic client: serving, refusing, closing and shutting down streams.
 
 use super::*;
+use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client as ads;
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryResponse, DiscoveryResponse};
 use tokio_stream::wrappers::ReceiverStream;
