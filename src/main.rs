@@ -268,7 +268,7 @@ enum Command {
         #[arg(long)]
         in_cluster: bool,
         /// rudder's Service (NAMESPACE/NAME) whose ready endpoints are the replicas.
-        #[arg(long, default_value = "istio-system/istiod")]
+        #[arg(long, default_value = "istio-system/istiod-rudder")]
         service: String,
         /// Send the token in this file (rudder's --debug-token-file) as `Authorization: Bearer`.
         #[arg(long, value_name = "FILE")]

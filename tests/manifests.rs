@@ -19,17 +19,19 @@ use serde_json::{Value, json};
 use support::cluster::DevCluster;
 
 const RUDDER: &str = "manifests/rudder.yaml";
+/// The Service `istiod` for rudder, for clusters where istiod does not run.
+const ISTIOD_SERVICE: &str = "manifests/istiod-service.yaml";
 const SERVICE_ACCOUNT: &str = "system:serviceaccount:istio-system:rudder";
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `kubectl apply` as the README applies the manifest: server-side, so that the Service's
-/// selector (an atomic map) replaces one left by an Istio install instead of merging with it,
-/// taking over the fields its previous owner set.
+/// `kubectl apply` as the README applies the manifests: server-side, so that a Service's
+/// selector (an atomic map) replaces one left by an Istio install instead of merging with it
+/// (manifests/istiod-service.yaml adds `--force-conflicts` to take the fields over).
 fn apply_as_readme<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec!["apply", "--server-side", "--force-conflicts"];
+    let mut args = vec!["apply", "--server-side"];
     args.extend_from_slice(extra);
     args.extend(["-f", "-"]);
     args
@@ -81,17 +83,33 @@ fn control_plane_carries_istiods_labels() {
             .find(|object| object["kind"] == kind && object["metadata"]["name"] == name)
             .unwrap_or_else(|| panic!("{kind} {name} in {RUDDER}"))
     };
-    let deployment = find("Deployment", "rudder");
-    let service = find("Service", "istiod");
+    let deployment = find("Deployment", "istiod-rudder");
+    let service = find("Service", "istiod-rudder");
+    let istiod_service: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(root().join(ISTIOD_SERVICE)).unwrap())
+            .unwrap();
+    assert_eq!(istiod_service["metadata"]["name"], "istiod");
     let pod_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    // A revision of the control plane, as Istio labels one: istioctl (`--revision rudder`) and
+    // the dashboards find it; istiod's own Service (`app: istiod, istio: pilot`) does not
+    // select it.
     for labels in [
         &deployment["metadata"]["labels"],
         pod_labels,
         &service["metadata"]["labels"],
+        &istiod_service["metadata"]["labels"],
     ] {
         assert_eq!(labels["app"], "istiod", "{labels}");
-        assert_eq!(labels["istio.io/rev"], "default", "{labels}");
+        assert_eq!(labels["istio.io/rev"], "rudder", "{labels}");
+        assert!(
+            labels.get("istio").is_none(),
+            "{labels}: istiod's Service selects it"
+        );
     }
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["name"], "discovery",
+        "the container Istio's dashboard reads"
+    );
     let selects_pods = |selector: &Value| {
         let selector = selector.as_object().expect("a selector");
         assert!(
@@ -104,6 +122,7 @@ fn control_plane_carries_istiods_labels() {
     };
     assert!(selects_pods(&deployment["spec"]["selector"]["matchLabels"]));
     assert!(selects_pods(&service["spec"]["selector"]));
+    assert!(selects_pods(&istiod_service["spec"]["selector"]));
     assert!(selects_pods(
         &find("PodDisruptionBudget", "rudder")["spec"]["selector"]["matchLabels"]
     ));
@@ -401,8 +420,8 @@ fn manifests_apply_to_a_real_api_server() {
     for object in [
         "serviceaccount/rudder",
         "clusterrole.rbac.authorization.k8s.io/rudder",
-        "deployment.apps/rudder",
-        "service/istiod",
+        "deployment.apps/istiod-rudder",
+        "service/istiod-rudder",
     ] {
         assert!(dry_run.contains(object), "{object} in:\n{dry_run}");
     }
@@ -547,12 +566,22 @@ fn manifests_apply_to_a_real_api_server() {
     // rudder's permissions, for real: what it needs, and no more.
     cluster.ok(&apply_as_readme(&[]), &rudder);
 
-    // The Service selects rudder's Pods only: its selector is the manifest's, not a merge.
-    let wanted = rudder_manifest()
-        .into_iter()
-        .find(|doc| doc["kind"] == "Service" && doc["metadata"]["name"] == "istiod")
-        .expect("the manifest has the Service istiod")["spec"]["selector"]
-        .clone();
+    // Beside it, rudder's Service leaves istiod's alone.
+    let leftover: Value = serde_json::from_str(&cluster.ok(
+        &["get", "-n", "istio-system", "service/istiod", "-o", "json"],
+        "",
+    ))
+    .unwrap();
+    assert_eq!(
+        leftover["spec"]["selector"],
+        json!({"app": "istiod", "istio": "pilot"})
+    );
+
+    // The name `istiod` for rudder, once istiod is gone: the selector is the file's, not a merge.
+    let istiod_service = std::fs::read_to_string(root().join(ISTIOD_SERVICE)).unwrap();
+    cluster.ok(&apply_as_readme(&["--force-conflicts"]), &istiod_service);
+    let wanted =
+        serde_saphyr::from_str::<Value>(&istiod_service).unwrap()["spec"]["selector"].clone();
     let service: Value = serde_json::from_str(&cluster.ok(
         &["get", "-n", "istio-system", "service/istiod", "-o", "json"],
         "",
@@ -676,6 +705,9 @@ fn manifests_apply_to_a_real_api_server() {
     );
     assert_eq!(phase, "Active");
     cluster.ok(&["get", "-n", "istio-system", "secret/cacerts"], "");
-    let gone = cluster.kubectl(&["get", "-n", "istio-system", "deployment/rudder"], "");
+    let gone = cluster.kubectl(
+        &["get", "-n", "istio-system", "deployment/istiod-rudder"],
+        "",
+    );
     assert!(!gone.status.success(), "the Deployment is deleted");
 }
