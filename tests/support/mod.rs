@@ -10,6 +10,7 @@ pub mod identity;
 pub mod mesh;
 pub mod netns;
 pub mod pods;
+pub mod readme;
 pub mod router;
 pub mod rudder_process;
 pub mod upstream;
