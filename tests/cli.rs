@@ -449,3 +449,45 @@ fn serve_with_a_config_dir_ignores_kubeconfig() {
     rudder.wait_for_line("serving", START_LIMIT);
     assert!(!rudder.log().contains("kubeconfig"), "{}", rudder.log());
 }
+
+/// The README's table of contents lists its `##` and `###` headings, in order, each linking to
+/// the anchor GitHub gives it; the documents it links to in docs/ exist.
+#[test]
+fn the_readme_contents_list_every_section() {
+    let readme = readme::readme();
+    let mut in_code = false;
+    let mut headings = Vec::new();
+    for line in readme.lines() {
+        if line.starts_with("```") {
+            in_code = !in_code;
+        } else if !in_code && let Some(rest) = line.strip_prefix("##") {
+            let (depth, title) = match rest.strip_prefix("# ") {
+                Some(title) => (1, title),
+                None => (0, rest.trim_start()),
+            };
+            if title != "Contents" {
+                let anchor: String = title
+                    .to_lowercase()
+                    .chars()
+                    .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+                    .map(|c| if c == ' ' { '-' } else { c })
+                    .collect();
+                headings.push(format!("{}- [{title}](#{anchor})", "  ".repeat(depth)));
+            }
+        }
+    }
+    let contents = readme
+        .split_once("## Contents\n\n")
+        .and_then(|(_, rest)| rest.split_once("\n\n"))
+        .map(|(list, _)| list.lines().map(str::to_string).collect::<Vec<_>>())
+        .expect("README.md has a \"## Contents\" list");
+    assert_eq!(contents, headings);
+    for document in ["docs/coverage.md", "docs/tests.md"] {
+        assert!(readme.contains(&format!("]({document})")), "{document}");
+        assert!(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(document)
+                .is_file()
+        );
+    }
+}
