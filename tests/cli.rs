@@ -491,3 +491,33 @@ fn the_readme_contents_list_every_section() {
         );
     }
 }
+
+/// `serve` on config with mistakes says at startup how many errors and warnings it found, and
+/// logs each one, as `rudder validate` prints them.
+#[test]
+fn serve_counts_the_config_errors_it_logged_at_startup() {
+    let mut rudder = RudderProcess::start(
+        Path::new("testdata/golden/invalid-objects/input"),
+        &[
+            "--xds-address",
+            "127.0.0.1:0",
+            "--admin-address",
+            "127.0.0.1:0",
+        ],
+    );
+    let loaded = rudder.wait_for_line("loaded config", START_LIMIT);
+    let count = |name: &str| -> usize {
+        loaded
+            .split_whitespace()
+            .find_map(|field| field.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {loaded:?}"))
+    };
+    let (errors, warnings) = (count("errors"), count("warnings"));
+    assert!(errors > 0, "{loaded}");
+    let logged = rudder
+        .log()
+        .lines()
+        .filter(|line| line.contains("config error: "))
+        .count();
+    assert_eq!(logged, errors + warnings, "{}", rudder.log());
+}
