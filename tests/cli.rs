@@ -521,3 +521,38 @@ fn serve_counts_the_config_errors_it_logged_at_startup() {
         .count();
     assert_eq!(logged, errors + warnings, "{}", rudder.log());
 }
+
+/// On a terminal (a pseudo-terminal from util-linux's `script`) the text log has colour codes,
+/// unless `NO_COLOR` is set. rudder stops at once here (its config directory does not exist),
+/// after its first log line.
+#[test]
+fn logs_are_coloured_on_a_terminal_unless_no_color() {
+    let on_terminal = |no_colour: Option<&str>| {
+        let command = format!(
+            "{} serve --config-dir /nonexistent/config --xds-address 127.0.0.1:0 \
+             --admin-address 127.0.0.1:0",
+            env!("CARGO_BIN_EXE_rudder")
+        );
+        let mut script = Command::new("script");
+        script
+            .args(["-qec", &command, "/dev/null"])
+            .env_remove("NO_COLOR")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null());
+        if let Some(value) = no_colour {
+            script.env("NO_COLOR", value);
+        }
+        let output = script.output().expect("run script (util-linux)");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let coloured = on_terminal(None);
+    assert!(
+        coloured.contains("open file limit") && coloured.contains("\u{1b}["),
+        "{coloured:?}"
+    );
+    let plain = on_terminal(Some("1"));
+    assert!(
+        plain.contains("open file limit") && !plain.contains('\u{1b}'),
+        "{plain:?}"
+    );
+}
