@@ -2,7 +2,8 @@
 //! rendered as canonical proto3 JSON (config dumps, golden files, bootstraps) with prost-reflect.
 //!
 //! The `.proto` sources are the ones the `envoy-types` crate ships; `cargo metadata` tells where
-//! that crate's sources are, so no protos are vendored and no `protoc` is needed.
+//! that crate's sources are, so no protos are vendored and no `protoc` is needed. The build needs
+//! only the packages it downloads itself (see [`envoy_types_proto_dir`]).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -33,12 +34,34 @@ const ROOTS: &[&str] = &[
     "envoy/service/discovery/v3/discovery.proto",
 ];
 
+/// Where the sources of the `envoy-types` package this build uses are.
+///
+/// `cargo metadata` on rudder's own manifest would need every package of Cargo.lock on disk,
+/// dev-dependencies included, which a plain `cargo build` (or `cargo run`) never downloads. So
+/// this asks about a probe package of its own instead, written to OUT_DIR, whose one dependency is
+/// `envoy-types`, locked by a copy of rudder's Cargo.lock: its graph is `envoy-types` and that
+/// crate's own dependencies, which this build has downloaded already. Run from rudder's directory,
+/// cargo reads the same configuration (source replacement, vendored sources, offline mode) as the
+/// build does.
 fn envoy_types_proto_dir() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let manifest_dir =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let target = std::env::var("TARGET").expect("cargo sets TARGET");
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let probe = out.join("envoy-types-probe");
+    std::fs::create_dir_all(probe.join("src")).expect("create the probe package");
+    std::fs::write(probe.join("Cargo.toml"), PROBE_MANIFEST).expect("write the probe manifest");
+    std::fs::write(probe.join("src/lib.rs"), "").expect("write the probe library");
+    // Without rudder's lock the probe could resolve another envoy-types than the one built.
+    // Copied as text, not as a file: cargo rewrites the probe's copy, even when the original is
+    // read-only.
+    if let Ok(lock) = std::fs::read_to_string(manifest_dir.join("Cargo.lock")) {
+        std::fs::write(probe.join("Cargo.lock"), lock).expect("write the probe's Cargo.lock");
+    }
     // Filtering by platform keeps cargo from wanting crates this build never downloaded.
     let output = Command::new(cargo)
+        .current_dir(&manifest_dir)
         .args([
             "metadata",
             "--format-version",
@@ -48,7 +71,7 @@ fn envoy_types_proto_dir() -> PathBuf {
         ])
         .arg(target)
         .arg("--manifest-path")
-        .arg(PathBuf::from(manifest).join("Cargo.toml"))
+        .arg(probe.join("Cargo.toml"))
         .output()
         .expect("run cargo metadata");
     assert!(
@@ -71,8 +94,24 @@ fn envoy_types_proto_dir() -> PathBuf {
         .join("proto")
 }
 
+/// The probe package of [`envoy_types_proto_dir`]: any version, since the copied Cargo.lock
+/// pins the one rudder builds with. `[workspace]` keeps it out of any workspace above OUT_DIR.
+const PROBE_MANIFEST: &str = r#"[package]
+name = "rudder-envoy-types-probe"
+version = "0.0.0"
+edition = "2024"
+publish = false
+
+[dependencies]
+envoy-types = "*"
+
+[workspace]
+"#;
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    // Another envoy-types version ships other protos.
+    println!("cargo:rerun-if-changed=Cargo.lock");
     let protos = envoy_types_proto_dir();
     let includes = [
         "data-plane-api",

@@ -1,7 +1,7 @@
 //! Istio API coverage: one table ([`table`]) of every field of the Istio networking kinds with
 //! what rudder does with it (supported, partial, not yet, ignored, refused), and what is derived from it:
 //! the warnings for objects that set fields rudder does not carry out ([`unsupported_settings`]),
-//! and the README's "Istio API coverage" section ([`readme_section`]). Tests check the table
+//! and the coverage document, docs/coverage.md ([`document`]). Tests check the table
 //! against the types' JSON schemas, so a field without a status cannot be added unnoticed.
 //!
 //! This module says nothing about whether an object is valid (that is `model::validate`) and
@@ -161,31 +161,33 @@ fn is_set(value: &Value) -> bool {
     }
 }
 
-/// The README heading the generated section goes under.
-pub const README_HEADING: &str = "## Istio API coverage";
+/// Where [`document`] is kept, from the repository's root.
+pub const DOCUMENT_PATH: &str = "docs/coverage.md";
 
-/// The body of the README's "Istio API coverage" section (everything after its heading), as
-/// markdown: one table per kind, every field with its status. A group of fields used in several
-/// places is listed at its first place and referred to from the others.
-pub fn readme_section() -> String {
+/// The coverage document (docs/coverage.md), as markdown: one table per kind, every field with
+/// its status. A group of fields used in several places is listed at its first place and referred
+/// to from the others.
+pub fn document() -> String {
     let mut out = String::from(
-        "\nGenerated from `src/coverage/table.rs`, the table `rudder validate` and `serve` warn from:\n\
-         a field marked *not yet* or *ignored*, or the unsupported part of a *partial* one, is\n\
-         reported once as a warning naming the object and the field, and the rest of the object\n\
-         applies; an object that sets a *refused* field is not applied. Regenerate with\n\
-         `RUDDER_UPDATE_README=1 cargo test --lib coverage`.\n",
+        "# Istio API coverage\n\n\
+         What rudder does with each field of the Istio networking kinds (back to the\n\
+         [README](../README.md)). Generated from `src/coverage/table.rs`, the table\n\
+         `rudder validate` and `serve` warn from: a field marked *not yet* or *ignored*, or the\n\
+         unsupported part of a *partial* one, is reported once as a warning naming the object and\n\
+         the field, and the rest of the object applies; an object that sets a *refused* field is\n\
+         not applied. Regenerate with `RUDDER_UPDATE_COVERAGE=1 cargo test --lib coverage`.\n",
     );
     for (kind, fields) in table::KINDS {
         let _ = write!(out, "\n### {kind}\n\n| field | status |\n| --- | --- |\n");
         let mut listed = BTreeMap::new();
-        readme_rows(fields, "spec", false, &mut listed, &mut out);
+        rows(fields, "spec", false, &mut listed, &mut out);
     }
     out
 }
 
 /// Appends one row per field under `at`; `listed` maps a shared group (by address) to the path it
 /// was listed under. Under a field that is not supported at all, every field is marked *not yet*.
-fn readme_rows(
+fn rows(
     fields: &'static [Field],
     at: &str,
     parent_not_yet: bool,
@@ -217,7 +219,7 @@ fn readme_rows(
                 if !not_yet && !field.fields.is_empty() {
                     listed.insert(group, path.clone());
                 }
-                readme_rows(field.fields, &path, not_yet, listed, out);
+                rows(field.fields, &path, not_yet, listed, out);
             }
         }
     }

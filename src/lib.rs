@@ -18,15 +18,18 @@
 //! shape, shared by all proxies of that shape) and pushes what changed. `admin` serves readiness, metrics and config dumps; `status` reports
 //! rejected objects back to the cluster.
 
+pub mod address;
 pub mod admin;
 pub mod bootstrap;
 pub mod coverage;
+pub mod demo;
 pub mod diagnostic;
 pub mod duration;
 pub mod envoy_json;
 pub mod inputs;
 pub mod istio;
 pub mod kube_auth;
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod proxy;

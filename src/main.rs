@@ -1,4 +1,5 @@
-//! The `rudder` command line: `serve`, `validate`, `bootstrap`, `translate` and `proxy-status`.
+//! The `rudder` command line: `serve`, `validate`, `bootstrap`, `translate`, `proxy-status` and
+//! `demo-backends`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use rudder::address::{parse_connect_address, parse_listen_address};
 use rudder::admin::auth::DebugAuth;
 use rudder::admin::{AdminOptions, HttpTimeouts};
 use rudder::bootstrap::{
@@ -15,10 +17,11 @@ use rudder::bootstrap::{
 };
 use rudder::diagnostic::ConfigError;
 use rudder::envoy_json::config_dump;
+use rudder::logging::{LogFormat, log_filter};
 use rudder::model::{LastGood, UnknownReferences, build, build_with, has_registry};
 use rudder::proxy::SecretAccess;
 use rudder::proxy_status;
-use rudder::serve::{KubeConnection, KubernetesOptions, ServeOptions, Server};
+use rudder::serve::{KubeConnection, KubernetesOptions, ServeOptions, Server, kubeconfig};
 use rudder::source::file::load_dirs;
 use rudder::source::kube::NamespaceFilter;
 use rudder::translate::translate;
@@ -43,6 +46,10 @@ struct Cli {
     /// `info,rudder::xds=debug`. RUST_LOG, when set, wins.
     #[arg(long, global = true, default_value = "info")]
     log_level: String,
+    /// Log lines as text, or as one JSON object each (timestamp, level, target, message and
+    /// fields). Colour codes only when stderr is a terminal and NO_COLOR is unset.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -66,7 +73,9 @@ enum Command {
         /// good objects (Go duration syntax; 250ms is the delay istiod's file watcher waits).
         #[arg(long, default_value = "250ms")]
         file_quiet_period: rudder::duration::Duration,
-        /// Watch the Kubernetes API server this kubeconfig points at.
+        /// Watch the Kubernetes API server this kubeconfig points at. Without --config-dir,
+        /// --kubeconfig or --in-cluster, rudder watches the cluster kubectl would: the files in
+        /// KUBECONFIG (merged as kubectl merges them), else ~/.kube/config.
         #[arg(long, conflicts_with = "in_cluster")]
         kubeconfig: Option<PathBuf>,
         /// Watch the Kubernetes API server of the cluster rudder runs in (service account).
@@ -81,12 +90,14 @@ enum Command {
         /// Namespace of the Lease that elects the replica writing object statuses.
         #[arg(long, env = "POD_NAMESPACE", default_value = "istio-system")]
         lease_namespace: String,
-        /// Where ADS (gRPC, state of the world) listens.
-        #[arg(long, default_value = "0.0.0.0:15010")]
+        /// Where ADS (gRPC, state of the world and delta) listens: IP:PORT, or :PORT for every
+        /// interface.
+        #[arg(long, default_value = "0.0.0.0:15010", value_parser = listen_address)]
         xds_address: SocketAddr,
-        /// Where /ready, /metrics and /debug/* listen. /ready and /metrics answer anyone;
-        /// /debug/* answers loopback callers, and others only with a bearer token.
-        #[arg(long, default_value = "0.0.0.0:15014")]
+        /// Where /ready, /metrics and /debug/* listen (IP:PORT, or :PORT for every interface).
+        /// /ready and /metrics answer anyone; /debug/* answers loopback callers, and others only
+        /// with a bearer token.
+        #[arg(long, default_value = "0.0.0.0:15014", value_parser = listen_address)]
         admin_address: SocketAddr,
         /// A file holding a token that lets callers from other hosts read /debug/* with
         /// `Authorization: Bearer TOKEN`; re-read when it changes. Without it, /debug/* answers
@@ -193,8 +204,8 @@ enum Command {
         /// Istio node id: TYPE~IP~POD.NAMESPACE~NAMESPACE.svc.cluster.local
         #[arg(long)]
         node_id: String,
-        /// rudder's xDS address, HOST:PORT.
-        #[arg(long, default_value = "istiod.istio-system.svc:15010")]
+        /// rudder's xDS address, HOST:PORT (:PORT is this host, 127.0.0.1).
+        #[arg(long, default_value = "istiod.istio-system.svc:15010", value_parser = connect_address)]
         xds_address: String,
         /// Node metadata as a JSON object (NAMESPACE, LABELS, INTERCEPTION_MODE, ...).
         #[arg(long)]
@@ -206,8 +217,8 @@ enum Command {
         /// match); wins over the same label in --metadata.
         #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label_flag)]
         labels: Vec<(String, String)>,
-        /// Envoy's admin address.
-        #[arg(long, default_value = "127.0.0.1:15000")]
+        /// Envoy's admin address (IP:PORT, or :PORT for every interface).
+        #[arg(long, default_value = "127.0.0.1:15000", value_parser = listen_address)]
         admin_address: SocketAddr,
         /// Use delta xDS (`DELTA_GRPC`, Istio's default) instead of state of the world.
         #[arg(long)]
@@ -256,9 +267,9 @@ enum Command {
         Example:\n  rudder proxy-status --admin-address 127.0.0.1:15014"
     )]
     ProxyStatus {
-        /// rudder's admin address (HOST:PORT), where /debug/streamz is served; repeat it for
-        /// several replicas. From the loopback address no token is needed.
-        #[arg(long, default_value = "127.0.0.1:15014")]
+        /// rudder's admin address (HOST:PORT, :PORT for this host, or a URL), where
+        /// /debug/streamz is served; repeat it for several replicas. From the loopback address no token is needed.
+        #[arg(long, default_value = "127.0.0.1:15014", value_parser = admin_url_or_address)]
         admin_address: Vec<String>,
         /// Ask every ready replica behind --service, found with this kubeconfig (their Pod
         /// addresses must be reachable from here; give --token-file unless on their host).
@@ -273,6 +284,16 @@ enum Command {
         /// Send the token in this file (rudder's --debug-token-file) as `Authorization: Bearer`.
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
+    },
+    /// Stand-in workloads for a config directory: an HTTP server on every endpoint address of
+    /// its services, answering each request with the service, version and Pod it stands for.
+    #[command(
+        after_help = "Example (the README's quickstart):\n  rudder demo-backends --config-dir examples/bookinfo"
+    )]
+    DemoBackends {
+        /// A config directory (repeatable).
+        #[arg(long = "config-dir", required = true)]
+        config_dirs: Vec<PathBuf>,
     },
 }
 
@@ -349,10 +370,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    rudder::logging::init(filter, cli.log_format);
     match run(cli.command) {
         Ok(code) => code,
         Err(error) => {
@@ -425,6 +443,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let connection = match (kubeconfig, in_cluster) {
                 (Some(path), _) => Some(KubeConnection::Kubeconfig(path)),
                 (None, true) => Some(KubeConnection::InCluster),
+                // No source named at all: the cluster kubectl would talk to, if there is one.
+                (None, false)
+                    if config_dirs.is_empty() && kubeconfig::default_kubeconfig_exists() =>
+                {
+                    Some(KubeConnection::Default)
+                }
                 (None, false) => None,
             };
             let kubernetes = connection.map(|connection| KubernetesOptions {
@@ -624,6 +648,16 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::DemoBackends { config_dirs } => {
+            let built = build(&load_dirs(&config_dirs).inputs(), &LastGood::default());
+            for error in &built.errors {
+                eprintln!("{error}");
+            }
+            let backends = rudder::demo::backends(&built.model);
+            let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
+            runtime.block_on(rudder::demo::serve_backends(backends))?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -639,26 +673,21 @@ fn validate_exit_code(problems: &[ConfigError], fail_on_warnings: bool) -> ExitC
     }
 }
 
-/// The log filter: `RUST_LOG` when it is set (and valid), else `--log-level`: a level (`error`,
-/// `warn`, `info`, `debug`, `trace`, `off`) or a filter with targets (`info,rudder::xds=debug`).
-fn log_filter(
-    rust_log: Option<&str>,
-    log_level: &str,
-) -> anyhow::Result<tracing_subscriber::EnvFilter> {
-    use tracing_subscriber::EnvFilter;
-    if let Some(value) = rust_log.filter(|value| !value.trim().is_empty()) {
-        match EnvFilter::try_new(value) {
-            Ok(filter) => return Ok(filter),
-            Err(error) => eprintln!("rudder: ignoring RUST_LOG={value:?}: {error}"),
-        }
+fn listen_address(text: &str) -> Result<SocketAddr, String> {
+    parse_listen_address(text).map_err(|error| error.to_string())
+}
+
+fn connect_address(text: &str) -> Result<String, String> {
+    parse_connect_address(text).map_err(|error| error.to_string())
+}
+
+/// `rudder proxy-status --admin-address`: a URL as it is, else an address to connect to.
+fn admin_url_or_address(text: &str) -> Result<String, String> {
+    if text.contains("://") {
+        Ok(text.to_string())
+    } else {
+        connect_address(text)
     }
-    let level = log_level.trim();
-    let is_level = level.eq_ignore_ascii_case("off") || level.parse::<tracing::Level>().is_ok();
-    anyhow::ensure!(
-        is_level || level.contains(['=', ',']),
-        "--log-level {log_level:?} is not a log level (error, warn, info, debug, trace, off)"
-    );
-    EnvFilter::try_new(level).with_context(|| format!("--log-level {log_level:?}"))
 }
 
 /// `--xds-max-streams-per-second`: a rate, or none.

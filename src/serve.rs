@@ -6,6 +6,8 @@
 //! no config logic.
 
 pub mod debounce;
+pub mod kubeconfig;
+pub mod summary;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -62,6 +64,9 @@ pub struct KubernetesOptions {
 #[derive(Debug, Clone)]
 pub enum KubeConnection {
     Kubeconfig(PathBuf),
+    /// The kubeconfig kubectl would use: the files in `KUBECONFIG` (merged as kubectl merges
+    /// them), else `~/.kube/config`.
+    Default,
     InCluster,
 }
 
@@ -74,6 +79,13 @@ impl KubeConnection {
                 kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
                     .await
                     .with_context(|| format!("use kubeconfig {}", path.display()))?
+            }
+            KubeConnection::Default => {
+                let kubeconfig = kubeconfig::read_default_kubeconfig()
+                    .context("read the kubeconfig ($KUBECONFIG, else ~/.kube/config)")?;
+                kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                    .await
+                    .context("use the kubeconfig ($KUBECONFIG, else ~/.kube/config)")?
             }
             KubeConnection::InCluster => {
                 kube::Config::incluster().context("read the in-cluster service account config")?
@@ -103,7 +115,7 @@ impl Server {
     pub async fn start(options: ServeOptions) -> anyhow::Result<Server> {
         anyhow::ensure!(
             !options.config_dirs.is_empty() || options.kubernetes.is_some(),
-            "no config source: give --config-dir, --kubeconfig or --in-cluster"
+            "no config source: give --config-dir, --kubeconfig or --in-cluster, or set KUBECONFIG"
         );
         let (stop, stopped) = watch::channel(false);
         let shutdown = move || {
@@ -215,6 +227,15 @@ impl Server {
             ..Pipeline::default()
         };
         let first = pipeline.rebuild(&merged(&sources), &metrics, std::time::Instant::now());
+        let (errors, warnings) = summary::error_counts(&first.errors);
+        // Each of them was logged by the build, as `config error: ...`.
+        tracing::info!(
+            objects = %summary::object_counts(&first.inputs),
+            errors,
+            warnings,
+            "loaded config"
+        );
+        let attach = summary::attach_command(&first.model, xds_address, options.xds.tls.is_some());
         snapshots_tx.send_replace(Arc::new(first));
         tasks.spawn(run_pipeline(
             pipeline,
@@ -239,6 +260,17 @@ impl Server {
         );
         readiness.set_ready();
         tracing::info!(%xds_address, %admin_address, "serving");
+        tracing::info!(
+            "connect proxies on this host to xDS at {} ({}); /ready, /metrics and /debug/* are at http://{}",
+            summary::local_address(xds_address),
+            if options.xds.tls.is_some() {
+                "TLS"
+            } else {
+                "plaintext"
+            },
+            summary::local_address(admin_address)
+        );
+        tracing::info!("attach a stock Envoy on this host with: {attach}");
         Ok(Server {
             xds_address,
             admin_address,

@@ -1,9 +1,9 @@
 //! The coverage table itself: every field of the six Istio networking kinds with what rudder does
-//! with it. Data only; the walk, the README rendering and the checks against the schemas are in
+//! with it. Data only; the walk, the docs/coverage.md rendering and the checks against the schemas are in
 //! the parent module. A field named `name[]` is a list, `name{}` a map whose values have fields;
 //! maps of plain values (labels) are plain fields.
 //!
-//! Groups used in several places are `static` so that the README lists their fields once and
+//! Groups used in several places are `static` so that docs/coverage.md lists their fields once and
 //! refers to that place from the others.
 
 use serde_json::Value;
@@ -29,7 +29,7 @@ const fn node(name: &'static str, status: Status, fields: &'static [Field]) -> F
     }
 }
 
-/// The kinds with a table, in README order, each with its spec's fields.
+/// The kinds with a table, in docs/coverage.md order, each with its spec's fields.
 pub(super) static KINDS: &[(crate::inputs::Kind, &[Field])] = &[
     (crate::inputs::Kind::VirtualService, VIRTUAL_SERVICE),
     (crate::inputs::Kind::DestinationRule, DESTINATION_RULE),

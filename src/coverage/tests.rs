@@ -126,30 +126,19 @@ fn every_field_of_istios_crds_has_a_status() {
     }
 }
 
-/// The section of README.md under [`README_HEADING`], up to the next `## ` heading.
-fn readme_parts(readme: &str) -> Option<(&str, &str, &str)> {
-    let start = readme.find(&format!("{README_HEADING}\n"))? + README_HEADING.len() + 1;
-    let end = readme[start..]
-        .find("\n## ")
-        .map_or(readme.len(), |i| start + i + 1);
-    Some((&readme[..start], &readme[start..end], &readme[end..]))
-}
-
 #[test]
-fn the_readme_coverage_section_is_generated_from_the_table() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
-    let readme = std::fs::read_to_string(&path).expect("README.md");
-    let (before, section, after) =
-        readme_parts(&readme).expect("README.md has an \"## Istio API coverage\" section");
-    let generated = format!("{}\n", readme_section());
-    if std::env::var_os("RUDDER_UPDATE_README").is_some() {
-        std::fs::write(&path, format!("{before}{generated}{after}")).expect("write README.md");
+fn the_coverage_document_is_generated_from_the_table() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DOCUMENT_PATH);
+    let generated = document();
+    if std::env::var_os("RUDDER_UPDATE_COVERAGE").is_some() {
+        std::fs::write(&path, &generated).expect("write docs/coverage.md");
         return;
     }
+    let kept = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
-        section == generated,
-        "README.md's \"Istio API coverage\" section differs from the table; regenerate it with \
-         RUDDER_UPDATE_README=1 cargo test --lib coverage"
+        kept == generated,
+        "docs/coverage.md differs from the table; regenerate it with \
+         RUDDER_UPDATE_COVERAGE=1 cargo test --lib coverage"
     );
 }
 
@@ -235,8 +224,8 @@ fn gateway_fields_without_effect_warn() {
 }
 
 #[test]
-fn the_readme_lists_shared_groups_once() {
-    let section = readme_section();
+fn the_document_lists_shared_groups_once() {
+    let section = document();
     assert!(section.contains(
         "| `spec.subsets[].trafficPolicy` | supported; its fields as under `spec.trafficPolicy` |"
     ));

@@ -11,6 +11,7 @@ pub mod istio_crds;
 pub mod mesh;
 pub mod netns;
 pub mod pods;
+pub mod readme;
 pub mod router;
 pub mod rudder_process;
 pub mod upstream;

@@ -21,7 +21,25 @@ impl RudderProcess {
     /// `rudder serve --config-dir CONFIG_DIR` with `args` (its addresses among them), logging at
     /// `info` whatever `RUST_LOG` says.
     pub fn start(config_dir: &Path, args: &[&str]) -> RudderProcess {
-        Self::spawn(Command::new(env!("CARGO_BIN_EXE_rudder")), config_dir, args)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rudder"));
+        command
+            .arg("serve")
+            .arg("--config-dir")
+            .arg(config_dir)
+            .env("NO_COLOR", "1");
+        Self::spawn(command, args)
+    }
+
+    /// `rudder serve` with only `args`, and `env` set (`KUBECONFIG` and `NO_COLOR` only if `env`
+    /// sets them).
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> RudderProcess {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rudder"));
+        command
+            .arg("serve")
+            .env_remove("KUBECONFIG")
+            .env_remove("NO_COLOR")
+            .envs(env.iter().copied());
+        Self::spawn(command, args)
     }
 
     /// Like [`RudderProcess::start`], with at most `limit` open files (soft and hard limit, so
@@ -31,16 +49,17 @@ impl RudderProcess {
         shell
             .arg("-c")
             .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
-            .arg(env!("CARGO_BIN_EXE_rudder"));
-        Self::spawn(shell, config_dir, args)
-    }
-
-    fn spawn(mut command: Command, config_dir: &Path, args: &[&str]) -> RudderProcess {
-        let mut child = command
+            .arg(env!("CARGO_BIN_EXE_rudder"))
             .args(["serve", "--config-dir"])
             .arg(config_dir)
+            .env("NO_COLOR", "1");
+        Self::spawn(shell, args)
+    }
+
+    /// Runs `command` (`rudder serve` and its first arguments) with `args` after them.
+    fn spawn(mut command: Command, args: &[&str]) -> RudderProcess {
+        let mut child = command
             .args(args)
-            .env("NO_COLOR", "1")
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
