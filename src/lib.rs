@@ -28,6 +28,7 @@ pub mod envoy_json;
 pub mod inputs;
 pub mod istio;
 pub mod kube_auth;
+pub mod mesh_config;
 pub mod metrics;
 pub mod model;
 pub mod proxy;

@@ -1,6 +1,6 @@
 //! CDS: one `outbound|PORT||HOST` cluster per service port, one `outbound|PORT|SUBSET|HOST` per
 //! DestinationRule subset, and the `BlackHoleCluster` and `PassthroughCluster` every sidecar has.
-//! Cluster defaults are istiod's: 10s connect timeout, LEAST_REQUEST, circuit breakers wide open,
+//! Cluster defaults are istiod's: the mesh config's connect timeout (10s), LEAST_REQUEST, circuit breakers wide open,
 //! HTTP/2 upstream for http2 and grpc ports; the DestinationRule's traffic policy for the port and
 //! subset applies on top (see `cluster_policy`).
 //!
@@ -32,12 +32,9 @@ use super::{
     BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, ads_config_source, any, outbound_cluster_name,
     proto_duration,
 };
+use crate::mesh_config::MeshConfig;
 use crate::model::{DestinationRule, Model, Protocol, Resolution, Service, ServicePort};
 use crate::proxy::{Proxy, ProxyKind};
-
-pub(super) const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// The mesh default `dnsRefreshRate`; Envoy honours the records' TTL as well.
-const DNS_REFRESH_RATE: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub fn clusters(model: &Model, proxy: &Proxy) -> BTreeMap<String, Cluster> {
     let mut clusters = BTreeMap::new();
@@ -60,7 +57,7 @@ pub fn clusters(model: &Model, proxy: &Proxy) -> BTreeMap<String, Cluster> {
             }
         }
     }
-    for cluster in [blackhole_cluster(), passthrough_cluster()] {
+    for cluster in [blackhole_cluster(&model.mesh), passthrough_cluster(&model.mesh)] {
         clusters.insert(cluster.name.clone(), cluster);
     }
     clusters
@@ -85,7 +82,7 @@ fn outbound_cluster(model: &Model, proxy: &Proxy, target: &Target<'_>) -> Option
     } = *target;
     let name = outbound_cluster_name(port.port, subset, &service.hostname);
     let mut cluster = Cluster {
-        connect_timeout: Some(proto_duration(CONNECT_TIMEOUT)),
+        connect_timeout: Some(proto_duration(model.mesh.connect_timeout.0)),
         lb_policy: LbPolicy::LeastRequest as i32,
         circuit_breakers: Some(wide_open_circuit_breakers()),
         ..Default::default()
@@ -111,7 +108,7 @@ fn outbound_cluster(model: &Model, proxy: &Proxy, target: &Target<'_>) -> Option
                 return None;
             }
             cluster.load_assignment = Some(assignment);
-            set_dns_options(&mut cluster, proxy);
+            set_dns_options(&mut cluster, proxy, &model.mesh);
             if service.resolution == Resolution::Dns {
                 DiscoveryType::StrictDns
             } else {
@@ -146,8 +143,8 @@ fn outbound_cluster(model: &Model, proxy: &Proxy, target: &Target<'_>) -> Option
         // `setUpstreamProtocol`; gateways do not sniff).
         builder.use_downstream_protocol();
     }
-    let policy = cluster_policy(rule, port.port, subset);
-    apply_traffic_policy(&mut builder, &policy);
+    let policy = cluster_policy(rule, port.port, subset).with_mesh(&model.mesh);
+    apply_traffic_policy(&mut builder, &policy, port.protocol);
     Some(builder.build())
 }
 
@@ -169,9 +166,9 @@ fn keep_first_endpoint(assignment: &mut ClusterLoadAssignment) {
 /// They are the cluster fields istiod sets, deprecated in favour of a DNS cluster extension that
 /// Envoy still reads them from.
 #[allow(deprecated)]
-fn set_dns_options(cluster: &mut Cluster, proxy: &Proxy) {
+fn set_dns_options(cluster: &mut Cluster, proxy: &Proxy, mesh: &MeshConfig) {
     cluster.dns_lookup_family = dns_lookup_family(proxy) as i32;
-    cluster.dns_refresh_rate = Some(proto_duration(DNS_REFRESH_RATE));
+    cluster.dns_refresh_rate = Some(proto_duration(mesh.dns_refresh_rate.0));
     cluster.respect_dns_ttl = true;
 }
 
@@ -194,23 +191,23 @@ pub(super) fn wide_open_circuit_breakers() -> CircuitBreakers {
 }
 
 /// Traffic with nowhere to go: a static cluster without endpoints.
-fn blackhole_cluster() -> Cluster {
+fn blackhole_cluster(mesh: &MeshConfig) -> Cluster {
     Cluster {
         name: BLACKHOLE_CLUSTER.to_string(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
-        connect_timeout: Some(proto_duration(CONNECT_TIMEOUT)),
+        connect_timeout: Some(proto_duration(mesh.connect_timeout.0)),
         ..Default::default()
     }
 }
 
 /// Traffic to destinations outside the registry: forwarded to the address the client dialled.
-pub(super) fn passthrough_cluster() -> Cluster {
+pub(super) fn passthrough_cluster(mesh: &MeshConfig) -> Cluster {
     Cluster {
         name: PASSTHROUGH_CLUSTER.to_string(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(
             DiscoveryType::OriginalDst as i32,
         )),
-        connect_timeout: Some(proto_duration(CONNECT_TIMEOUT)),
+        connect_timeout: Some(proto_duration(mesh.connect_timeout.0)),
         lb_policy: LbPolicy::ClusterProvided as i32,
         circuit_breakers: Some(wide_open_circuit_breakers()),
         typed_extension_protocol_options: [(

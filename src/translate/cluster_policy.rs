@@ -62,7 +62,8 @@ use crate::istio::{
     LoadBalancerSettings, LocalityLbSetting, OutlierDetection, PortTrafficPolicy, SimpleLb,
     TrafficPolicy,
 };
-use crate::model::{DestinationRule, Model};
+use crate::mesh_config::MeshConfig;
+use crate::model::{DestinationRule, Model, Protocol};
 
 pub(super) const HTTP_PROTOCOL_OPTIONS: &str =
     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
@@ -79,7 +80,7 @@ const DEFAULT_WARMUP_MINIMUM_PERCENT: f64 = 10.0;
 const UNSETTABLE_RUNTIME_KEY: &str = "(";
 
 /// istiod's mesh-wide default (`localityLbSetting: {enabled: true}`), which applies to rules
-/// that do not set their own.
+/// that do not set their own when no mesh config is at hand.
 static MESH_LOCALITY_LB_SETTING: LocalityLbSetting = LocalityLbSetting {
     distribute: Vec::new(),
     failover: Vec::new(),
@@ -94,6 +95,8 @@ pub(super) struct ClusterPolicy<'m> {
     pub connection_pool: Option<&'m ConnectionPoolSettings>,
     pub outlier_detection: Option<&'m OutlierDetection>,
     pub tls: Option<&'m ClientTlsSettings>,
+    /// The mesh config whose defaults fill in what the rule leaves out (see [`Self::with_mesh`]).
+    pub mesh: Option<&'m MeshConfig>,
 }
 
 impl<'m> ClusterPolicy<'m> {
@@ -103,6 +106,7 @@ impl<'m> ClusterPolicy<'m> {
             connection_pool: policy.connection_pool.as_ref(),
             outlier_detection: policy.outlier_detection.as_ref(),
             tls: policy.tls.as_ref(),
+            mesh: None,
         }
     }
 
@@ -112,20 +116,40 @@ impl<'m> ClusterPolicy<'m> {
             connection_pool: policy.connection_pool.as_ref(),
             outlier_detection: policy.outlier_detection.as_ref(),
             tls: policy.tls.as_ref(),
+            mesh: None,
         }
     }
 
+    /// The policy with the mesh config's defaults for what the rule leaves out, as istiod's
+    /// `applyDefaultTrafficPolicy` fills them in once port-level settings are resolved:
+    /// `defaultTrafficPolicy`'s connection pool and outlier detection (each replaced whole by the
+    /// rule's), and the mesh's `localityLbSetting`, `tcpKeepalive` and `h2UpgradePolicy`.
+    pub fn with_mesh(mut self, mesh: &'m MeshConfig) -> Self {
+        let baseline = &mesh.default_traffic_policy;
+        self.connection_pool = self
+            .connection_pool
+            .or(baseline.connection_pool.as_ref());
+        self.outlier_detection = self
+            .outlier_detection
+            .or(baseline.outlier_detection.as_ref());
+        self.mesh = Some(mesh);
+        self
+    }
+
     /// The locality load-balancing setting in force: the rule's, unless it turns locality
-    /// load balancing off, else the mesh default.
+    /// load balancing off, else the mesh's (istiod's `GetEffectiveLbSetting`).
     pub fn locality_lb_setting(&self) -> Option<&'m LocalityLbSetting> {
-        match self
+        let setting = match self
             .load_balancer
             .and_then(|lb| lb.locality_lb_setting.as_ref())
         {
-            Some(setting) if setting.enabled == Some(false) => None,
-            Some(setting) => Some(setting),
-            None => Some(&MESH_LOCALITY_LB_SETTING),
-        }
+            Some(setting) => setting,
+            None => match self.mesh {
+                Some(mesh) => mesh.locality_lb_setting.as_ref()?,
+                None => &MESH_LOCALITY_LB_SETTING,
+            },
+        };
+        (setting.enabled != Some(false)).then_some(setting)
     }
 
     pub fn consistent_hash(&self) -> Option<&'m ConsistentHashLb> {
@@ -287,14 +311,29 @@ fn explicit(config: explicit_http_config::ProtocolConfig) -> UpstreamProtocolOpt
     })
 }
 
-/// Applies a merged policy to an outbound cluster, in istiod's order.
-pub(super) fn apply_traffic_policy(builder: &mut ClusterBuilder, policy: &ClusterPolicy<'_>) {
-    let no_pool = ConnectionPoolSettings::default();
-    let pool = policy.connection_pool.unwrap_or(&no_pool);
-    if should_upgrade_to_http2(pool) {
+/// Applies a merged policy to an outbound cluster of a `protocol` port, in istiod's order.
+pub(super) fn apply_traffic_policy(
+    builder: &mut ClusterBuilder,
+    policy: &ClusterPolicy<'_>,
+    protocol: Protocol,
+) {
+    let mesh_upgrades = policy.mesh.is_some_and(|mesh| mesh.h2_upgrade);
+    if should_upgrade_to_http2(policy.connection_pool, mesh_upgrades, protocol) {
         builder.set_http2();
     }
-    apply_connection_pool(builder, pool);
+    if let Some(pool) = policy.connection_pool {
+        apply_connection_pool(builder, pool);
+        // istiod sets keepalive only on clusters with a connection pool: the mesh's first, then
+        // the rule's attribute by attribute.
+        set_keepalive(
+            &mut builder.cluster,
+            policy.mesh.and_then(|mesh| mesh.tcp_keepalive.as_ref()),
+        );
+        set_keepalive(
+            &mut builder.cluster,
+            pool.tcp.as_ref().and_then(|tcp| tcp.tcp_keepalive.as_ref()),
+        );
+    }
     apply_outlier_detection(&mut builder.cluster, policy.outlier_detection);
     apply_load_balancer(&mut builder.cluster, policy);
     apply_tls(builder, policy.tls);
@@ -310,13 +349,50 @@ fn is_original_dst(cluster: &Cluster) -> bool {
         ))
 }
 
-/// istiod's `shouldH2Upgrade` with the mesh default (DO_NOT_UPGRADE): only an explicit UPGRADE
-/// upgrades, and never with `useClientProtocol`.
-fn should_upgrade_to_http2(pool: &ConnectionPoolSettings) -> bool {
-    pool.http.as_ref().is_some_and(|http| {
-        http.use_client_protocol != Some(true)
-            && http.h2_upgrade_policy == Some(H2UpgradePolicy::Upgrade)
-    })
+/// istiod's `shouldH2Upgrade`: never with `useClientProtocol`; the rule's UPGRADE or
+/// DO_NOT_UPGRADE decides; else the mesh's `h2UpgradePolicy`, for HTTP ports only (a sniffed
+/// port keeps the client's protocol).
+fn should_upgrade_to_http2(
+    pool: Option<&ConnectionPoolSettings>,
+    mesh_upgrades: bool,
+    protocol: Protocol,
+) -> bool {
+    if let Some(http) = pool.and_then(|pool| pool.http.as_ref()) {
+        if http.use_client_protocol == Some(true) {
+            return false;
+        }
+        match http.h2_upgrade_policy {
+            Some(H2UpgradePolicy::Upgrade) => return true,
+            Some(H2UpgradePolicy::DoNotUpgrade) => return false,
+            _ => {}
+        }
+    }
+    mesh_upgrades && protocol.is_http()
+}
+
+/// istiod's `setKeepAliveSettings`: SO_KEEPALIVE on, and each attribute given replaces what is
+/// there.
+fn set_keepalive(cluster: &mut Cluster, keepalive: Option<&crate::istio::TcpKeepalive>) {
+    let Some(keepalive) = keepalive else {
+        return;
+    };
+    let seconds = |duration: crate::duration::Duration| UInt32Value {
+        value: u32::try_from(duration.0.as_secs()).unwrap_or(u32::MAX),
+    };
+    let tcp = cluster
+        .upstream_connection_options
+        .get_or_insert_with(UpstreamConnectionOptions::default)
+        .tcp_keepalive
+        .get_or_insert_with(TcpKeepalive::default);
+    if let Some(probes) = keepalive.probes.filter(|probes| *probes > 0) {
+        tcp.keepalive_probes = Some(UInt32Value { value: probes });
+    }
+    if let Some(time) = keepalive.time {
+        tcp.keepalive_time = Some(seconds(time));
+    }
+    if let Some(interval) = keepalive.interval {
+        tcp.keepalive_interval = Some(seconds(interval));
+    }
 }
 
 fn positive(value: Option<i32>) -> Option<UInt32Value> {
@@ -371,22 +447,6 @@ fn apply_connection_pool(builder: &mut ClusterBuilder, pool: &ConnectionPoolSett
         max_connection_duration = tcp.max_connection_duration;
         if idle_timeout.is_none() {
             idle_timeout = tcp.idle_timeout;
-        }
-        if let Some(keepalive) = &tcp.tcp_keepalive {
-            let seconds = |duration: crate::duration::Duration| UInt32Value {
-                value: u32::try_from(duration.0.as_secs()).unwrap_or(u32::MAX),
-            };
-            cluster.upstream_connection_options = Some(UpstreamConnectionOptions {
-                tcp_keepalive: Some(TcpKeepalive {
-                    keepalive_probes: keepalive
-                        .probes
-                        .filter(|probes| *probes > 0)
-                        .map(|value| UInt32Value { value }),
-                    keepalive_time: keepalive.time.map(seconds),
-                    keepalive_interval: keepalive.interval.map(seconds),
-                }),
-                ..Default::default()
-            });
         }
     }
     cluster.circuit_breakers = Some(CircuitBreakers {

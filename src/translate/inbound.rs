@@ -52,21 +52,19 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::r#type::v3::Int32Range;
 use envoy_types::pb::google::protobuf::{BoolValue, Duration as ProtoDuration, UInt32Value};
 
-use super::cds::{
-    CONNECT_TIMEOUT, passthrough_cluster, use_downstream_protocol, wide_open_circuit_breakers,
-};
+use super::cds::{passthrough_cluster, use_downstream_protocol, wide_open_circuit_breakers};
 use super::cluster_policy::ClusterBuilder;
 use super::eds::socket_address;
 use super::lds::{http_connection_manager, tcp_proxy_filter};
 use super::rds::{prefix_match, route_action_defaults};
 use super::{BLACKHOLE_CLUSTER, proto_duration, typed_config};
+use crate::mesh_config::MeshConfig;
 use crate::model::sidecar::IngressEndpoint;
 use crate::model::{Model, Protocol};
 use crate::proxy::{InterceptionMode, Proxy, ProxyKind};
 use ports::{InboundPort, WILDCARD, inbound_ports, intercepted};
 
 const VIRTUAL_INBOUND: &str = "virtualInbound";
-const VIRTUAL_INBOUND_PORT: u16 = 15006;
 pub const INBOUND_PASSTHROUGH_CLUSTER: &str = "InboundPassthroughCluster";
 /// The source addresses of Envoy's connections to its own workload; istio-init's rules let
 /// traffic from them through instead of redirecting it back to Envoy.
@@ -95,7 +93,7 @@ pub(super) fn listeners(model: &Model, proxy: &Proxy) -> Vec<Listener> {
         ports.into_iter().partition(|(_, port)| port.bind_to_port);
     let mut listeners: Vec<Listener> = bound.values().map(bound_listener).collect();
     if proxy.kind == ProxyKind::Sidecar && intercepted(proxy) {
-        listeners.push(virtual_inbound(proxy, &redirected));
+        listeners.push(virtual_inbound(proxy, &redirected, &model.mesh));
     }
     listeners
 }
@@ -122,12 +120,17 @@ fn bound_listener(port: &InboundPort) -> Listener {
 }
 
 /// `virtualInbound`, with the chains of the ports that do not bind for real.
-fn virtual_inbound(proxy: &Proxy, ports: &BTreeMap<u16, InboundPort>) -> Listener {
+fn virtual_inbound(
+    proxy: &Proxy,
+    ports: &BTreeMap<u16, InboundPort>,
+    mesh: &MeshConfig,
+) -> Listener {
+    let virtual_inbound_port = mesh.proxy_inbound_listen_port;
     let mut filter_chains = vec![FilterChain {
         name: format!("{VIRTUAL_INBOUND}-blackhole"),
         filter_chain_match: Some(FilterChainMatch {
             destination_port: Some(UInt32Value {
-                value: u32::from(VIRTUAL_INBOUND_PORT),
+                value: u32::from(virtual_inbound_port),
             }),
             ..Default::default()
         }),
@@ -178,9 +181,11 @@ fn virtual_inbound(proxy: &Proxy, ports: &BTreeMap<u16, InboundPort>) -> Listene
 
     Listener {
         name: VIRTUAL_INBOUND.to_string(),
-        address: Some(socket_address(WILDCARD.to_string(), VIRTUAL_INBOUND_PORT)),
+        address: Some(socket_address(WILDCARD.to_string(), virtual_inbound_port)),
         filter_chains,
         listener_filters,
+        // istiod's: how long sniffing may wait (0, the default, waits as long as it takes).
+        listener_filters_timeout: Some(proto_duration(mesh.protocol_detection_timeout.0)),
         continue_on_listener_filters_timeout: true,
         transparent: tproxy.then_some(BoolValue { value: true }),
         traffic_direction: TrafficDirection::Inbound as i32,
@@ -336,9 +341,9 @@ pub(super) fn clusters(model: &Model, proxy: &Proxy) -> Vec<Cluster> {
     let bind = passthrough_bind(proxy);
     let mut clusters: Vec<Cluster> = inbound_ports(model, proxy)
         .values()
-        .map(|port| inbound_cluster(port, proxy, &bind))
+        .map(|port| inbound_cluster(port, proxy, &bind, &model.mesh))
         .collect();
-    let mut passthrough = passthrough_cluster();
+    let mut passthrough = passthrough_cluster(&model.mesh);
     passthrough.name = INBOUND_PASSTHROUGH_CLUSTER.to_string();
     passthrough.upstream_bind_config = Some(bind);
     clusters.push(passthrough);
@@ -347,11 +352,16 @@ pub(super) fn clusters(model: &Model, proxy: &Proxy) -> Vec<Cluster> {
 
 /// To the application: at the original destination on the target port, or where the Sidecar's
 /// `defaultEndpoint` says.
-fn inbound_cluster(port: &InboundPort, proxy: &Proxy, bind: &BindConfig) -> Cluster {
+fn inbound_cluster(
+    port: &InboundPort,
+    proxy: &Proxy,
+    bind: &BindConfig,
+    mesh: &MeshConfig,
+) -> Cluster {
     let name = inbound_cluster_name(port.port);
     let mut cluster = Cluster {
         name: name.clone(),
-        connect_timeout: Some(proto_duration(CONNECT_TIMEOUT)),
+        connect_timeout: Some(proto_duration(mesh.connect_timeout.0)),
         circuit_breakers: Some(wide_open_circuit_breakers()),
         ..Default::default()
     };

@@ -62,7 +62,6 @@ use sniffing::sniffed_listener;
 
 const VIRTUAL_OUTBOUND: &str = "virtualOutbound";
 const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
-const VIRTUAL_OUTBOUND_PORT: u16 = 15001;
 
 /// The listeners, and the names of the route configurations they refer to.
 pub fn listeners(scope: &Scope, proxy: &Proxy) -> (BTreeMap<String, Listener>, BTreeSet<String>) {
@@ -72,7 +71,7 @@ pub fn listeners(scope: &Scope, proxy: &Proxy) -> (BTreeMap<String, Listener>, B
         egress_listeners(listener, proxy, &mut built);
     }
     if proxy.interception != InterceptionMode::None {
-        let listener = virtual_outbound(scope.outbound_policy);
+        let listener = virtual_outbound(scope.outbound_policy, scope.model().mesh.proxy_listen_port);
         built.listeners.insert(listener.name.clone(), listener);
     }
     (built.listeners, built.routes)
@@ -96,9 +95,9 @@ fn egress_listeners(scope: &ListenerScope, proxy: &Proxy, built: &mut Built) {
         .as_deref()
         .unwrap_or(if bind { "127.0.0.1" } else { "0.0.0.0" });
 
-    // Under interception 15001 is virtualOutbound's own port; a service listener there would
-    // duplicate its address, which Envoy rejects.
-    let usable = |port: u16| bind || port != VIRTUAL_OUTBOUND_PORT;
+    // Under interception virtualOutbound has its own port (15001); a service listener there
+    // would duplicate its address, which Envoy rejects.
+    let usable = |port: u16| bind || port != model.mesh.proxy_listen_port;
     let http_ports: BTreeSet<u16> = model
         .services
         .values()
@@ -164,7 +163,13 @@ fn egress_listeners(scope: &ListenerScope, proxy: &Proxy, built: &mut Built) {
                     // or not is told per connection.
                     None if port.protocol == Protocol::Unspecified && address != wildcard => {
                         let route_name = format!("{}:{}", service.hostname, port.port);
-                        let listener = sniffed_listener(&address, port.port, chains, &route_name);
+                        let listener = sniffed_listener(
+                            &address,
+                            port.port,
+                            chains,
+                            &route_name,
+                            model.mesh.protocol_detection_timeout,
+                        );
                         built.routes.insert(route_name);
                         listener
                     }
@@ -670,13 +675,14 @@ fn tls_filter_chains(
 
 /// Receives every redirected outbound connection and hands it to the listener for its original
 /// destination; what no listener claims passes through (ALLOW_ANY) or goes to the black hole
-/// (REGISTRY_ONLY). Connections to 15001 itself would loop, so they go to the black hole.
-fn virtual_outbound(policy: OutboundPolicy) -> Listener {
+/// (REGISTRY_ONLY). Connections to its own `port` (the mesh config's `proxyListenPort`, 15001)
+/// would loop, so they go to the black hole.
+fn virtual_outbound(policy: OutboundPolicy, port: u16) -> Listener {
     let blackhole = FilterChain {
         name: "virtualOutbound-blackhole".to_string(),
         filter_chain_match: Some(FilterChainMatch {
             destination_port: Some(UInt32Value {
-                value: u32::from(VIRTUAL_OUTBOUND_PORT),
+                value: u32::from(port),
             }),
             ..Default::default()
         }),
@@ -695,7 +701,7 @@ fn virtual_outbound(policy: OutboundPolicy) -> Listener {
     };
     Listener {
         name: VIRTUAL_OUTBOUND.to_string(),
-        address: Some(socket_address("0.0.0.0".to_string(), VIRTUAL_OUTBOUND_PORT)),
+        address: Some(socket_address("0.0.0.0".to_string(), port)),
         filter_chains: vec![blackhole],
         default_filter_chain: Some(passthrough),
         use_original_dst: Some(BoolValue { value: true }),
