@@ -383,9 +383,8 @@ impl Field {
         }
         Some(match self.status {
             Status::Supported => return None,
-            Status::Partial(note) | Status::NotYet(note) => {
-                format!("not carried out by rudder yet ({note}); ignored")
-            }
+            Status::Partial(note) => format!("partly carried out by rudder: {note}"),
+            Status::NotYet(note) => format!("not carried out by rudder yet ({note}); ignored"),
             Status::NotApplicable(note) => format!("ignored: {note}"),
         })
     }

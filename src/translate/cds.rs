@@ -25,7 +25,8 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_optio
 use envoy_types::pb::google::protobuf::UInt32Value;
 
 use super::cluster_policy::{
-    ClusterBuilder, HTTP_PROTOCOL_OPTIONS, apply_traffic_policy, cluster_policy, default_thresholds,
+    ClusterBuilder, HTTP_PROTOCOL_OPTIONS, apply_mesh_connection_pool, apply_traffic_policy,
+    cluster_policy, default_thresholds,
 };
 use super::eds::load_assignment;
 use super::{
@@ -57,7 +58,10 @@ pub fn clusters(model: &Model, proxy: &Proxy) -> BTreeMap<String, Cluster> {
             }
         }
     }
-    for cluster in [blackhole_cluster(&model.mesh), passthrough_cluster(&model.mesh)] {
+    for cluster in [
+        blackhole_cluster(&model.mesh),
+        outbound_passthrough_cluster(&model.mesh),
+    ] {
         clusters.insert(cluster.name.clone(), cluster);
     }
     clusters
@@ -218,6 +222,22 @@ pub(super) fn passthrough_cluster(mesh: &MeshConfig) -> Cluster {
         .collect(),
         ..Default::default()
     }
+}
+
+/// `PassthroughCluster` as the outbound side has it: capped by the mesh config's baseline
+/// connection pool (and its TCP keepalive), as istiod's `buildDefaultPassthroughCluster` does;
+/// the baseline outlier detection does not apply to a cluster with no pool of hosts.
+fn outbound_passthrough_cluster(mesh: &MeshConfig) -> Cluster {
+    let mut cluster = passthrough_cluster(mesh);
+    cluster
+        .typed_extension_protocol_options
+        .remove(HTTP_PROTOCOL_OPTIONS);
+    let mut builder = ClusterBuilder {
+        cluster,
+        http_options: Some(use_downstream_protocol()),
+    };
+    apply_mesh_connection_pool(&mut builder, mesh);
+    builder.build()
 }
 
 /// Upstream HTTP in whichever version the client spoke (istiod's `setUseDownstreamProtocol`),

@@ -370,6 +370,23 @@ fn should_upgrade_to_http2(
     mesh_upgrades && protocol.is_http()
 }
 
+/// The mesh config's baseline connection pool (an empty one when there is none) and TCP
+/// keepalive, for a cluster no DestinationRule applies to (`PassthroughCluster`).
+pub(super) fn apply_mesh_connection_pool(builder: &mut ClusterBuilder, mesh: &MeshConfig) {
+    let empty = ConnectionPoolSettings::default();
+    let pool = mesh
+        .default_traffic_policy
+        .connection_pool
+        .as_ref()
+        .unwrap_or(&empty);
+    apply_connection_pool(builder, pool);
+    set_keepalive(&mut builder.cluster, mesh.tcp_keepalive.as_ref());
+    set_keepalive(
+        &mut builder.cluster,
+        pool.tcp.as_ref().and_then(|tcp| tcp.tcp_keepalive.as_ref()),
+    );
+}
+
 /// istiod's `setKeepAliveSettings`: SO_KEEPALIVE on, and each attribute given replaces what is
 /// there.
 fn set_keepalive(cluster: &mut Cluster, keepalive: Option<&crate::istio::TcpKeepalive>) {

@@ -95,9 +95,13 @@ fn egress_listeners(scope: &ListenerScope, proxy: &Proxy, built: &mut Built) {
         .as_deref()
         .unwrap_or(if bind { "127.0.0.1" } else { "0.0.0.0" });
 
-    // Under interception virtualOutbound has its own port (15001); a service listener there
-    // would duplicate its address, which Envoy rejects.
-    let usable = |port: u16| bind || port != model.mesh.proxy_listen_port;
+    // Under interception virtualOutbound and virtualInbound have their own ports (the mesh
+    // config's, 15001 and 15006); a service listener there would duplicate their address, which
+    // Envoy rejects (istiod's `conflictWithReservedListener` leaves it out too).
+    let usable = |port: u16| {
+        bind || (port != model.mesh.proxy_listen_port
+            && port != model.mesh.proxy_inbound_listen_port)
+    };
     let http_ports: BTreeSet<u16> = model
         .services
         .values()
