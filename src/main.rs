@@ -550,7 +550,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             let settings = rudder::model::Settings {
                 dns_domain: domain,
-                mesh_defaults: rudder::mesh_config::MeshConfig::with_root_namespace(&root_namespace),
+                mesh_defaults: rudder::mesh_config::MeshConfig::with_root_namespace(
+                    &root_namespace,
+                ),
             };
             let built = rudder::model::build_with(&inputs, &LastGood::default(), &settings);
             for error in &built.errors {

@@ -26,12 +26,12 @@ use crate::admin::{AdminOptions, AdminState, Readiness, serve_admin};
 use crate::diagnostic::ConfigError;
 use crate::inputs::Inputs;
 use crate::kube_auth::{DEFAULT_TOKEN_AUDIENCE, KubeSecretReaders, KubeTokenReviewer};
-use crate::metrics::Metrics;
 use crate::mesh_config::MeshConfig;
+use crate::metrics::Metrics;
 use crate::model::{self, LastGood, Settings};
 use crate::source::file::{FileWatcher, Settle};
-use crate::source::mesh::MeshFile;
 use crate::source::kube::{NamespaceFilter, SyncState};
+use crate::source::mesh::MeshFile;
 use crate::status::run_status_writer;
 use crate::xds::{Registry, Snapshot, XdsOptions, serve_xds};
 

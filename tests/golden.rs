@@ -13,8 +13,8 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use rudder::envoy_json::resources_to_json;
 use rudder::diagnostic::Origin;
+use rudder::envoy_json::resources_to_json;
 use rudder::inputs::MeshConfigText;
 use rudder::model::{LastGood, Settings, build_with};
 use rudder::proxy::{Proxy, SecretAccess};

@@ -64,7 +64,12 @@ async fn served(server: &Server) -> Served {
         .as_array()
         .into_iter()
         .flatten()
-        .flat_map(|config| config["dynamic_active_clusters"].as_array().into_iter().flatten())
+        .flat_map(|config| {
+            config["dynamic_active_clusters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+        })
         .map(|entry| &entry["cluster"]);
     let web_connect_timeout = clusters
         .into_iter()
@@ -146,7 +151,11 @@ async fn the_istio_config_map_applies_live_and_a_bad_edit_keeps_the_last_good_on
     let start = Instant::now();
     let expected_error = "kubernetes: ConfigMap istio-system/istio: data.mesh.connectTimeout: \
                           7200s must be from 1ms to 1h; the last valid mesh config stays in force";
-    while !config_errors(&server).await.iter().any(|e| e == expected_error) {
+    while !config_errors(&server)
+        .await
+        .iter()
+        .any(|e| e == expected_error)
+    {
         assert!(
             start.elapsed() < LIMIT,
             "the refused edit was not reported: {:?}",
@@ -175,7 +184,10 @@ async fn the_istio_config_map_applies_live_and_a_bad_edit_keeps_the_last_good_on
         .iter()
         .any(|e| e.starts_with("kubernetes: ConfigMap istio-system/istio: data.mesh: "))
     {
-        assert!(start.elapsed() < LIMIT, "the unparsable edit was not reported");
+        assert!(
+            start.elapsed() < LIMIT,
+            "the unparsable edit was not reported"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(served(&server).await, facts("allow_any", "4s"));
@@ -200,8 +212,11 @@ async fn a_mesh_config_file_applies_and_is_followed() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let config = dir.path().join("config");
     std::fs::create_dir(&config).expect("config dir");
-    std::fs::write(config.join("web.yaml"), SERVICE.replace("ports:", "clusterIP: 10.96.0.1, ports:"))
-        .expect("write the service");
+    std::fs::write(
+        config.join("web.yaml"),
+        SERVICE.replace("ports:", "clusterIP: 10.96.0.1, ports:"),
+    )
+    .expect("write the service");
     let mesh = dir.path().join("mesh.yaml");
     std::fs::write(&mesh, "outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n").expect("write mesh");
     let server = Server::start(ServeOptions {

@@ -237,8 +237,7 @@ async fn the_main_mesh_config_fields_shape_envoy_as_istiod_does() {
     assert_eq!(reference["web.connect_timeout"], "3s", "{reference:#}");
     assert_eq!(reference["catch_all.name"], "block_all", "{reference:#}");
     assert_eq!(
-        rudder,
-        reference,
+        rudder, reference,
         "rudder (left) and istiod (right) differ:\nrudder: {rudder:#}\nistiod: {reference:#}"
     );
 }

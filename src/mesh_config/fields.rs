@@ -159,25 +159,46 @@ pub const FIELDS: &[Field] = &[
     entry(
         "outboundTrafficPolicy",
         Object,
-        Status::Partial("`ALLOW_ANY_DYNAMIC_DNS` and `tls` are not carried out (treated as `ALLOW_ANY`)"),
+        Status::Partial(
+            "`ALLOW_ANY_DYNAMIC_DNS` and `tls` are not carried out (treated as `ALLOW_ANY`)",
+        ),
         Uses(uses_dynamic_dns),
     ),
     entry("inboundTrafficPolicy", Object, SUPPORTED, Never),
     entry(
         "configSources",
         Objects,
-        Status::NotApplicable("rudder reads config from files or the Kubernetes API server (`--config-dir`, `--kubeconfig`)"),
+        Status::NotApplicable(
+            "rudder reads config from files or the Kubernetes API server (`--config-dir`, `--kubeconfig`)",
+        ),
         Never,
     ),
-    entry("enableAutoMtls", Bool, Status::NotYet(SECURITY), NotDefault("true")),
+    entry(
+        "enableAutoMtls",
+        Bool,
+        Status::NotYet(SECURITY),
+        NotDefault("true"),
+    ),
     entry(
         "trustDomain",
         Shape::String,
-        Status::NotYet("mutual TLS and workload identity, issue 20 (`--trust-domain` sets the trust domain of tokens)"),
+        Status::NotYet(
+            "mutual TLS and workload identity, issue 20 (`--trust-domain` sets the trust domain of tokens)",
+        ),
         NotDefault("\"cluster.local\""),
     ),
-    entry("trustDomainAliases", Strings, Status::NotYet(SECURITY), NotDefault("[]")),
-    entry("caCertificates", Objects, Status::NotYet(SECURITY), NotDefault("[]")),
+    entry(
+        "trustDomainAliases",
+        Strings,
+        Status::NotYet(SECURITY),
+        NotDefault("[]"),
+    ),
+    entry(
+        "caCertificates",
+        Objects,
+        Status::NotYet(SECURITY),
+        NotDefault("[]"),
+    ),
     entry("defaultServiceExportTo", Strings, SUPPORTED, Never),
     entry("defaultVirtualServiceExportTo", Strings, SUPPORTED, Never),
     entry("defaultDestinationRuleExportTo", Strings, SUPPORTED, Never),
@@ -217,7 +238,9 @@ pub const FIELDS: &[Field] = &[
     entry(
         "serviceSettings",
         Objects,
-        Status::NotApplicable("`clusterLocal` keeps traffic in its cluster; rudder serves one cluster"),
+        Status::NotApplicable(
+            "`clusterLocal` keeps traffic in its cluster; rudder serves one cluster",
+        ),
         Never,
     ),
     entry(
@@ -235,7 +258,9 @@ pub const FIELDS: &[Field] = &[
     entry(
         "verifyCertificateAtClient",
         Bool,
-        Status::NotApplicable("deprecated; DestinationRule TLS without `caCertificates` trusts the system CA bundle, as with it set"),
+        Status::NotApplicable(
+            "deprecated; DestinationRule TLS without `caCertificates` trusts the system CA bundle, as with it set",
+        ),
         Never,
     ),
     entry("ca", Object, Status::NotYet(SECURITY), NotDefault("null")),
@@ -264,7 +289,12 @@ pub const FIELDS: &[Field] = &[
         Never,
     ),
     entry("defaultHttpRetryPolicy", Object, SUPPORTED, Never),
-    entry("meshMTLS", Object, Status::NotYet(SECURITY), NotDefault("null")),
+    entry(
+        "meshMTLS",
+        Object,
+        Status::NotYet(SECURITY),
+        NotDefault("null"),
+    ),
     entry(
         "tlsDefaults",
         Object,

@@ -14,8 +14,8 @@
 
 pub mod fields;
 
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::duration::Duration;
@@ -288,26 +288,41 @@ fn port(name: &str, value: &Value) -> Result<u16, MeshConfigError> {
     u16::try_from(number)
         .ok()
         .filter(|port| *port != 0)
-        .ok_or_else(|| problem(name, format!("port number {number} must be in the range 1..65535")))
+        .ok_or_else(|| {
+            problem(
+                name,
+                format!("port number {number} must be in the range 1..65535"),
+            )
+        })
 }
 
 /// What istiod's `ValidateMeshConfig` refuses among the fields rudder reads, and what Envoy
 /// would refuse of them.
 fn validate(config: &MeshConfig) -> Result<(), MeshConfigError> {
     let timeout = config.connect_timeout.0;
-    if timeout < std::time::Duration::from_millis(1) || timeout > std::time::Duration::from_secs(3600)
+    if timeout < std::time::Duration::from_millis(1)
+        || timeout > std::time::Duration::from_secs(3600)
     {
         return Err(problem(
             "connectTimeout",
-            format!("{config_timeout} must be from 1ms to 1h", config_timeout = config.connect_timeout),
+            format!(
+                "{config_timeout} must be from 1ms to 1h",
+                config_timeout = config.connect_timeout
+            ),
         ));
     }
     for (name, duration) in [
         ("connectTimeout", config.connect_timeout),
-        ("protocolDetectionTimeout", config.protocol_detection_timeout),
+        (
+            "protocolDetectionTimeout",
+            config.protocol_detection_timeout,
+        ),
     ] {
         if duration.0.subsec_nanos() % 1_000_000 != 0 {
-            return Err(problem(name, "only durations to ms precision are supported"));
+            return Err(problem(
+                name,
+                "only durations to ms precision are supported",
+            ));
         }
     }
     if config.dns_refresh_rate.0 < std::time::Duration::from_millis(1) {

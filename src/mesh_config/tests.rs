@@ -41,7 +41,10 @@ fn an_empty_mesh_config_is_istiods_defaults() {
         Some(true)
     );
     assert_eq!(
-        (defaults.proxy_listen_port, defaults.proxy_inbound_listen_port),
+        (
+            defaults.proxy_listen_port,
+            defaults.proxy_inbound_listen_port
+        ),
         (15001, 15006)
     );
 }
@@ -122,10 +125,7 @@ fn an_outbound_policy_without_mode_is_istios_zero_value_registry_only() {
 #[test]
 fn locality_load_balancing_can_be_turned_off_mesh_wide() {
     let off = config("localityLbSetting: {enabled: false}");
-    assert_eq!(
-        off.locality_lb_setting.and_then(|s| s.enabled),
-        Some(false)
-    );
+    assert_eq!(off.locality_lb_setting.and_then(|s| s.enabled), Some(false));
 }
 
 #[test]
@@ -173,16 +173,46 @@ fn fields_not_carried_out_warn_only_when_they_differ_from_istiods_default() {
 fn wrong_types_are_refused_naming_the_field() {
     let cases = [
         ("connectTimeout: 5", "connectTimeout: 5 is not a duration"),
-        ("connectTimeout: five", "connectTimeout: \"five\" is not a duration"),
-        ("defaultServiceExportTo: '*'", "defaultServiceExportTo: \"*\" is not a list of strings"),
-        ("enableTracing: 'yes'", "enableTracing: \"yes\" is not true or false"),
-        ("proxyListenPort: 1.5", "proxyListenPort: 1.5 is not a 32-bit integer"),
-        ("h2UpgradePolicy: ALWAYS", "h2UpgradePolicy: \"ALWAYS\" is not one of DO_NOT_UPGRADE, UPGRADE"),
-        ("outboundTrafficPolicy: REGISTRY_ONLY", "outboundTrafficPolicy: \"REGISTRY_ONLY\" is not a mapping"),
-        ("outboundTrafficPolicy: {mode: BLOCK}", "outboundTrafficPolicy.mode: unknown variant `BLOCK`"),
-        ("tcpKeepalive: {probes: -1}", "tcpKeepalive.probes: invalid value"),
-        ("extensionProviders: {name: x}", "extensionProviders: {\"name\":\"x\"} is not a list of mappings"),
-        ("- connectTimeout: 1s", "a mesh config is a mapping of field names"),
+        (
+            "connectTimeout: five",
+            "connectTimeout: \"five\" is not a duration",
+        ),
+        (
+            "defaultServiceExportTo: '*'",
+            "defaultServiceExportTo: \"*\" is not a list of strings",
+        ),
+        (
+            "enableTracing: 'yes'",
+            "enableTracing: \"yes\" is not true or false",
+        ),
+        (
+            "proxyListenPort: 1.5",
+            "proxyListenPort: 1.5 is not a 32-bit integer",
+        ),
+        (
+            "h2UpgradePolicy: ALWAYS",
+            "h2UpgradePolicy: \"ALWAYS\" is not one of DO_NOT_UPGRADE, UPGRADE",
+        ),
+        (
+            "outboundTrafficPolicy: REGISTRY_ONLY",
+            "outboundTrafficPolicy: \"REGISTRY_ONLY\" is not a mapping",
+        ),
+        (
+            "outboundTrafficPolicy: {mode: BLOCK}",
+            "outboundTrafficPolicy.mode: unknown variant `BLOCK`",
+        ),
+        (
+            "tcpKeepalive: {probes: -1}",
+            "tcpKeepalive.probes: invalid value",
+        ),
+        (
+            "extensionProviders: {name: x}",
+            "extensionProviders: {\"name\":\"x\"} is not a list of mappings",
+        ),
+        (
+            "- connectTimeout: 1s",
+            "a mesh config is a mapping of field names",
+        ),
         ("connectTimeout: [1s", "line 1"),
     ];
     for (yaml, expected) in cases {
@@ -197,12 +227,30 @@ fn wrong_types_are_refused_naming_the_field() {
 #[test]
 fn values_istiods_validation_refuses_are_refused() {
     let cases = [
-        ("connectTimeout: 0s", "connectTimeout: 0s must be from 1ms to 1h"),
-        ("connectTimeout: 2h", "connectTimeout: 7200s must be from 1ms to 1h"),
-        ("connectTimeout: 1500us", "connectTimeout: only durations to ms precision"),
-        ("protocolDetectionTimeout: 1500us", "protocolDetectionTimeout: only durations to ms"),
-        ("proxyListenPort: 0", "proxyListenPort: port number 0 must be in the range 1..65535"),
-        ("proxyInboundListenPort: 70000", "proxyInboundListenPort: port number 70000"),
+        (
+            "connectTimeout: 0s",
+            "connectTimeout: 0s must be from 1ms to 1h",
+        ),
+        (
+            "connectTimeout: 2h",
+            "connectTimeout: 7200s must be from 1ms to 1h",
+        ),
+        (
+            "connectTimeout: 1500us",
+            "connectTimeout: only durations to ms precision",
+        ),
+        (
+            "protocolDetectionTimeout: 1500us",
+            "protocolDetectionTimeout: only durations to ms",
+        ),
+        (
+            "proxyListenPort: 0",
+            "proxyListenPort: port number 0 must be in the range 1..65535",
+        ),
+        (
+            "proxyInboundListenPort: 70000",
+            "proxyInboundListenPort: port number 70000",
+        ),
         (
             "localityLbSetting: {distribute: [{from: a, to: {b: 100}}], failover: [{from: a, to: b}]}",
             "localityLbSetting: distribute and failover exclude each other",
@@ -219,7 +267,10 @@ fn values_istiods_validation_refuses_are_refused() {
             "defaultTrafficPolicy: {outlierDetection: {maxEjectionPercent: 140}}",
             "defaultTrafficPolicy.outlierDetection.maxEjectionPercent",
         ),
-        ("defaultHttpRetryPolicy: {attempts: -1}", "defaultHttpRetryPolicy.attempts"),
+        (
+            "defaultHttpRetryPolicy: {attempts: -1}",
+            "defaultHttpRetryPolicy.attempts",
+        ),
         ("dnsRefreshRate: 0s", "dnsRefreshRate: must be at least 1ms"),
     ];
     for (yaml, expected) in cases {
@@ -270,7 +321,11 @@ fn every_field_name_is_known_once() {
             fields::Status::Supported | fields::Status::Partial(_)
         );
         let read = HONOURED.contains(&field.name);
-        assert_eq!(honoured, read, "{}: status and parsing disagree", field.name);
+        assert_eq!(
+            honoured, read,
+            "{}: status and parsing disagree",
+            field.name
+        );
     }
 }
 

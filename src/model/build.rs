@@ -279,12 +279,11 @@ pub fn build_with(inputs: &Inputs, previous: &LastGood, settings: &Settings) -> 
         }
         _ => Ok(()),
     });
-    let (virtual_services, delegation_errors) =
-        virtual_service::virtual_services(
-            admission.accepted(Kind::VirtualService),
-            dns_domain,
-            &mesh.default_virtual_service_export_to,
-        );
+    let (virtual_services, delegation_errors) = virtual_service::virtual_services(
+        admission.accepted(Kind::VirtualService),
+        dns_domain,
+        &mesh.default_virtual_service_export_to,
+    );
     // Delegations that lead nowhere are reported on the root, where its file says it.
     admission
         .errors

@@ -45,7 +45,10 @@ pub(super) fn resolve(
             });
             errors.push(report(text, "mesh", error));
             let in_force = previous.cloned();
-            (in_force.clone().unwrap_or_else(|| defaults.clone()), in_force)
+            (
+                in_force.clone().unwrap_or_else(|| defaults.clone()),
+                in_force,
+            )
         }
     }
 }

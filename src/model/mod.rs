@@ -20,11 +20,11 @@ mod validate;
 pub mod virtual_service;
 
 pub(crate) use build::merged_by_host as merged_destination_rules;
+pub use build::{Built, LastGood, Settings, build, build_with};
 pub(crate) use destination_rule::{
     validate_connection_pool, validate_locality_lb_setting, validate_outlier_detection,
 };
 pub(crate) use validate::validate_retries;
-pub use build::{Built, LastGood, Settings, build, build_with};
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

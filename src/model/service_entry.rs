@@ -465,7 +465,13 @@ mod tests {
                 named_ports: BTreeMap::new(),
             },
         );
-        add_service_entries(&mut services, entries.iter(), &workload_entries, &workloads, &[]);
+        add_service_entries(
+            &mut services,
+            entries.iter(),
+            &workload_entries,
+            &workloads,
+            &[],
+        );
         services
     }
 

@@ -11,8 +11,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
-use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
@@ -94,10 +94,11 @@ impl MeshFile {
                 source,
             })?;
         // Watching starts before the first read, so no change falls between the two.
-        let text = std::fs::read_to_string(&path).map_err(|source| MeshSourceError::Unreadable {
-            path: path.clone(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|source| MeshSourceError::Unreadable {
+                path: path.clone(),
+                source,
+            })?;
         let (tx, rx) = watch::channel(file_inputs(&path, text));
         Ok((
             MeshFile {
@@ -172,8 +173,7 @@ pub async fn watch_config_map(
     MeshSourceError,
 > {
     let api: Api<ConfigMap> = Api::namespaced(client, &namespace);
-    let config =
-        watcher::Config::default().fields(&format!("metadata.name={CONFIG_MAP_NAME}"));
+    let config = watcher::Config::default().fields(&format!("metadata.name={CONFIG_MAP_NAME}"));
     let mut events = watcher::watcher(api, config).default_backoff().boxed();
     let (tx, rx) = watch::channel(Arc::new(Inputs::default()));
     let mut listing: Option<Option<ConfigMap>> = None;

@@ -126,9 +126,7 @@ impl<'m> ClusterPolicy<'m> {
     /// rule's), and the mesh's `localityLbSetting`, `tcpKeepalive` and `h2UpgradePolicy`.
     pub fn with_mesh(mut self, mesh: &'m MeshConfig) -> Self {
         let baseline = &mesh.default_traffic_policy;
-        self.connection_pool = self
-            .connection_pool
-            .or(baseline.connection_pool.as_ref());
+        self.connection_pool = self.connection_pool.or(baseline.connection_pool.as_ref());
         self.outlier_detection = self
             .outlier_detection
             .or(baseline.outlier_detection.as_ref());

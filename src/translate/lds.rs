@@ -71,7 +71,8 @@ pub fn listeners(scope: &Scope, proxy: &Proxy) -> (BTreeMap<String, Listener>, B
         egress_listeners(listener, proxy, &mut built);
     }
     if proxy.interception != InterceptionMode::None {
-        let listener = virtual_outbound(scope.outbound_policy, scope.model().mesh.proxy_listen_port);
+        let listener =
+            virtual_outbound(scope.outbound_policy, scope.model().mesh.proxy_listen_port);
         built.listeners.insert(listener.name.clone(), listener);
     }
     (built.listeners, built.routes)
