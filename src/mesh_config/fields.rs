@@ -384,6 +384,18 @@ impl Shape {
         }
     }
 
+    /// An enum given by number as its name (the names are listed in the enum's order), so it
+    /// decodes as the name would.
+    pub fn by_name(self, value: Value) -> Value {
+        match (self, &value) {
+            (Shape::Enum(names), Value::Number(number)) => number
+                .as_u64()
+                .and_then(|n| names.get(usize::try_from(n).ok()?))
+                .map_or(value, |name| Value::String((*name).to_string())),
+            _ => value,
+        }
+    }
+
     fn describe(self) -> String {
         match self {
             Shape::Bool => "true or false".to_string(),

@@ -160,6 +160,7 @@ pub fn parse(text: &str, defaults: &MeshConfig) -> Result<Parsed, MeshConfigErro
             continue;
         }
         field.shape.check(field.name, &value)?;
+        let value = field.shape.by_name(value);
         if let Some(message) = field.warning(&value) {
             warnings.push(problem(field.name, message));
         }

@@ -87,6 +87,7 @@ fn each_honoured_field_replaces_its_default() {
         (5, Some("5xx"))
     );
     assert!(mesh.h2_upgrade);
+    assert!(config("h2UpgradePolicy: 1").h2_upgrade, "an enum by number");
     // A setting present replaces the default whole: `enabled` is no longer set.
     let locality = mesh.locality_lb_setting.expect("locality setting");
     assert_eq!(

@@ -161,7 +161,9 @@ fn config_map_inputs(config_map: Option<&ConfigMap>, namespace: &str) -> Arc<Inp
 
 /// Watches the `istio` ConfigMap of `namespace`; returns once it has been listed (so the first
 /// build already uses it), with the task that follows it. Watch failures are retried with
-/// kube-rs's backoff, and what was last seen stays in force meanwhile.
+/// kube-rs's backoff, and what was last seen stays in force meanwhile. When RBAC forbids reading
+/// it, waiting would keep rudder from ever serving: it starts on istiod's defaults, says so, and
+/// keeps trying.
 pub async fn watch_config_map(
     client: kube::Client,
     namespace: String,
@@ -186,6 +188,18 @@ pub async fn watch_config_map(
                 if apply_event(event, &mut listing, &mut current) {
                     break;
                 }
+            }
+            Some(Err(watcher::Error::InitialListFailed(kube::Error::Api(status))))
+                if status.code == 403 =>
+            {
+                tracing::error!(
+                    namespace,
+                    error = %status.message,
+                    "may not read ConfigMap {namespace}/{CONFIG_MAP_NAME} (grant get, list and \
+                     watch on configmaps there); istiod's default mesh config applies until it \
+                     can be read"
+                );
+                break;
             }
             Some(Err(error)) => {
                 tracing::warn!(%error, namespace, "cannot list the mesh config ConfigMap; retrying");
