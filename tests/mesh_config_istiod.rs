@@ -2,8 +2,10 @@
 //! same config directory with the same mesh config to a stock Envoy, and what each Envoy
 //! accepted (its `/config_dump`) must agree on what those fields shape: connect timeouts, DNS
 //! refresh, TCP keepalive, HTTP/2 upgrade, the baseline connection pool and outlier detection,
-//! the default retry policy, and REGISTRY_ONLY's catch-all virtual host. istiod runs without
-//! Kubernetes, so the services are ServiceEntries.
+//! the default retry policy, REGISTRY_ONLY, the default `exportTo` of services, VirtualServices
+//! and DestinationRules, the root namespace's Sidecar, the virtual listeners' ports and the
+//! protocol detection timeout. istiod runs without Kubernetes, so the services are
+//! ServiceEntries.
 
 mod support;
 
@@ -20,6 +22,10 @@ use support::mesh::local_serve_options;
 const NODE: &str = "sidecar~127.0.0.1~client.default~default.svc.cluster.local";
 const WEB_PORT: u16 = 19871;
 const API_PORT: u16 = 19872;
+/// proxyListenPort and proxyInboundListenPort: Envoy binds them (the two Envoys run one after
+/// the other).
+const OUTBOUND_PORT: u16 = 19873;
+const INBOUND_PORT: u16 = 19874;
 
 const MESH: &str = "\
 # Without Istio's CA neither side has mutual TLS; istiod would add it otherwise.
@@ -34,8 +40,22 @@ defaultTrafficPolicy:
     tcp: {maxConnections: 100}
   outlierDetection: {consecutive5xxErrors: 7, interval: 20s}
 defaultHttpRetryPolicy: {attempts: 4, retryOn: 'gateway-error,connect-failure', perTryTimeout: 2s}
+defaultServiceExportTo: [.]
+defaultVirtualServiceExportTo: [.]
+defaultDestinationRuleExportTo: [.]
+rootNamespace: mesh-root
+proxyListenPort: 19873
+proxyInboundListenPort: 19874
+protocolDetectionTimeout: 1s
 ";
 
+/// `default` has `web` (HTTP, STATIC) and `api.example.com` (DNS); `other` has `hidden`, which
+/// takes the default exportTo (its own namespace only), and `shared`, which exports itself, with
+/// a DestinationRule and a VirtualService that take the default and stay in `other`. The root
+/// namespace's Sidecar applies to every namespace without one and leaves `unlisted` out. The
+/// mesh-wide PeerAuthentication (which rudder does not read) keeps istiod from adding inbound
+/// mutual TLS chains, whose certificates only istio-agent serves: without it, a stock Envoy's
+/// listeners would wait for them forever.
 fn config() -> String {
     format!(
         "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\n\
@@ -48,7 +68,34 @@ fn config() -> String {
          metadata: {{name: api, namespace: default}}\n\
          spec:\n  hosts: [api.example.com]\n\
          \x20 ports: [{{number: {API_PORT}, name: tcp, protocol: TCP}}]\n\
-         \x20 location: MESH_EXTERNAL\n  resolution: DNS\n"
+         \x20 location: MESH_EXTERNAL\n  resolution: DNS\n---\n\
+         apiVersion: networking.istio.io/v1\nkind: ServiceEntry\n\
+         metadata: {{name: unlisted, namespace: default}}\n\
+         spec:\n  hosts: [unlisted.mesh.test]\n  addresses: [10.96.7.2]\n\
+         \x20 ports: [{{number: {WEB_PORT}, name: http, protocol: HTTP}}]\n\
+         \x20 resolution: STATIC\n  endpoints: [{{address: 10.1.7.2}}]\n---\n\
+         apiVersion: networking.istio.io/v1\nkind: ServiceEntry\n\
+         metadata: {{name: hidden, namespace: other}}\n\
+         spec:\n  hosts: [hidden.mesh.test]\n  addresses: [10.96.7.3]\n\
+         \x20 ports: [{{number: {WEB_PORT}, name: http, protocol: HTTP}}]\n\
+         \x20 resolution: STATIC\n  endpoints: [{{address: 10.1.7.3}}]\n---\n\
+         apiVersion: networking.istio.io/v1\nkind: ServiceEntry\n\
+         metadata: {{name: shared, namespace: other}}\n\
+         spec:\n  hosts: [shared.mesh.test]\n  addresses: [10.96.7.4]\n  exportTo: ['*']\n\
+         \x20 ports: [{{number: {WEB_PORT}, name: http, protocol: HTTP}}]\n\
+         \x20 resolution: STATIC\n  endpoints: [{{address: 10.1.7.4}}]\n---\n\
+         apiVersion: networking.istio.io/v1\nkind: DestinationRule\n\
+         metadata: {{name: shared, namespace: other}}\n\
+         spec:\n  host: shared.mesh.test\n  trafficPolicy: {{loadBalancer: {{simple: RANDOM}}}}\n---\n\
+         apiVersion: networking.istio.io/v1\nkind: VirtualService\n\
+         metadata: {{name: shared, namespace: other}}\n\
+         spec:\n  hosts: [shared.mesh.test]\n\
+         \x20 http: [{{timeout: 7s, route: [{{destination: {{host: shared.mesh.test}}}}]}}]\n---\n\
+         apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n\
+         metadata: {{name: default, namespace: mesh-root}}\nspec: {{mtls: {{mode: DISABLE}}}}\n---\n\
+         apiVersion: networking.istio.io/v1\nkind: Sidecar\n\
+         metadata: {{name: default, namespace: mesh-root}}\n\
+         spec:\n  egress: [{{hosts: ['./web.mesh.test', './api.example.com', 'other/*']}}]\n"
     )
 }
 
@@ -100,7 +147,7 @@ impl Drop for Istiod {
 async fn config_dump(xds: std::net::SocketAddr) -> Value {
     let metadata = json!({
         "NAMESPACE": "default",
-        "INTERCEPTION_MODE": "NONE",
+        "INTERCEPTION_MODE": "REDIRECT",
         "LABELS": {"app": "client"},
     });
     let envoy = EnvoyProcess::start(NODE, metadata, xds, AdsApiType::Grpc);
@@ -113,14 +160,18 @@ async fn config_dump(xds: std::net::SocketAddr) -> Value {
             .await
             .expect("JSON");
         let text = dump.to_string();
+        let active = |name: &str| !active_listener(&dump, name).is_null();
         if text.contains(&format!("outbound|{WEB_PORT}||web.mesh.test"))
             && text.contains(&format!("\"name\":\"{WEB_PORT}\""))
+            && active("virtualOutbound")
+            && active("virtualInbound")
         {
             return dump;
         }
         assert!(
             Instant::now() < deadline,
-            "Envoy never got the web cluster and routes; its log:\n{}",
+            "Envoy never got the web cluster, routes and virtual listeners; its log:\n{}\n\
+             its config dump: {dump:#}",
             envoy.log()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -145,6 +196,31 @@ fn cluster<'d>(dump: &'d Value, name: &str) -> &'d Value {
     clusters(dump)
         .find(|cluster| cluster["name"] == name)
         .unwrap_or_else(|| panic!("no cluster {name}"))
+}
+
+/// Where a listener sends connections no other chain matches: its default chain (rudder) or its
+/// chain that matches anything (istiod's `virtualOutbound-catchall-tcp`).
+fn catch_all_cluster(listener: &Value) -> &Value {
+    let chains = listener["filter_chains"].as_array().into_iter().flatten();
+    let chain = match listener.get("default_filter_chain") {
+        Some(chain) => chain,
+        None => chains
+            .into_iter()
+            .find(|chain| chain.get("filter_chain_match").is_none())
+            .unwrap_or(&Value::Null),
+    };
+    &chain["filters"][0]["typed_config"]["cluster"]
+}
+
+/// The listener `name` as Envoy uses it; null while it is missing or warming.
+fn active_listener<'d>(dump: &'d Value, name: &str) -> &'d Value {
+    dump["configs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|config| config["dynamic_listeners"].as_array().into_iter().flatten())
+        .find(|entry| entry["name"] == name)
+        .map_or(&Value::Null, |entry| &entry["active_state"]["listener"])
 }
 
 fn route_config<'d>(dump: &'d Value, name: &str) -> &'d Value {
@@ -190,7 +266,30 @@ fn facts(dump: &Value) -> Value {
         .expect("a virtual host for web.mesh.test");
     let retry = &web_host["routes"][0]["route"]["retry_policy"];
     let last_host = virtual_hosts.last().expect("virtual hosts");
+    let shared_host = virtual_hosts
+        .iter()
+        .find(|host| {
+            host["domains"]
+                .as_array()
+                .is_some_and(|domains| domains.iter().any(|d| d == "shared.mesh.test"))
+        })
+        .expect("a virtual host for shared.mesh.test");
+    let mut outbound: Vec<&str> = clusters(dump)
+        .filter_map(|cluster| cluster["name"].as_str())
+        .filter(|name| name.starts_with("outbound|"))
+        .collect();
+    outbound.sort_unstable();
+    let shared = cluster(dump, &format!("outbound|{WEB_PORT}||shared.mesh.test"));
+    let virtual_outbound = active_listener(dump, "virtualOutbound");
+    let virtual_inbound = active_listener(dump, "virtualInbound");
     json!({
+        "outbound clusters": outbound,
+        "shared.lb_policy": shared["lb_policy"],
+        "shared.route_timeout": shared_host["routes"][0]["route"]["timeout"],
+        "virtualOutbound.port": virtual_outbound["address"]["socket_address"]["port_value"],
+        "virtualOutbound.unknown": catch_all_cluster(virtual_outbound),
+        "virtualInbound.port": virtual_inbound["address"]["socket_address"]["port_value"],
+        "virtualInbound.listener_filters_timeout": virtual_inbound["listener_filters_timeout"],
         "web.connect_timeout": web["connect_timeout"],
         "web.keepalive": web["upstream_connection_options"],
         "web.http2": upgraded(web),
@@ -236,6 +335,14 @@ async fn the_main_mesh_config_fields_shape_envoy_as_istiod_does() {
     // The mesh config took effect at all (not both on the same defaults).
     assert_eq!(reference["web.connect_timeout"], "3s", "{reference:#}");
     assert_eq!(reference["catch_all.name"], "block_all", "{reference:#}");
+    assert_eq!(
+        reference["virtualOutbound.port"], OUTBOUND_PORT,
+        "{reference:#}"
+    );
+    assert_eq!(
+        reference["virtualInbound.port"], INBOUND_PORT,
+        "{reference:#}"
+    );
     assert_eq!(
         rudder, reference,
         "rudder (left) and istiod (right) differ:\nrudder: {rudder:#}\nistiod: {reference:#}"
