@@ -4,7 +4,7 @@
 //! refresh, TCP keepalive, HTTP/2 upgrade, the baseline connection pool and outlier detection,
 //! the default retry policy, REGISTRY_ONLY, the default `exportTo` of services, VirtualServices
 //! and DestinationRules, the root namespace's Sidecar, the virtual listeners' ports and the
-//! protocol detection timeout. istiod runs without Kubernetes, so the services are
+//! protocol detection timeout, path normalization. istiod runs without Kubernetes, so the services are
 //! ServiceEntries.
 
 mod support;
@@ -47,6 +47,7 @@ rootNamespace: mesh-root
 proxyListenPort: 19873
 proxyInboundListenPort: 19874
 protocolDetectionTimeout: 1s
+pathNormalization: {normalization: DECODE_AND_MERGE_SLASHES}
 ";
 
 /// `default` has `web` (HTTP, STATIC) and `api.example.com` (DNS); `other` has `hidden`, which
@@ -282,7 +283,12 @@ fn facts(dump: &Value) -> Value {
     let shared = cluster(dump, &format!("outbound|{WEB_PORT}||shared.mesh.test"));
     let virtual_outbound = active_listener(dump, "virtualOutbound");
     let virtual_inbound = active_listener(dump, "virtualInbound");
+    let web_listener = active_listener(dump, &format!("0.0.0.0_{WEB_PORT}"));
+    let manager = &web_listener["filter_chains"][0]["filters"][0]["typed_config"];
     json!({
+        "web listener.normalize_path": manager["normalize_path"],
+        "web listener.merge_slashes": manager["merge_slashes"],
+        "web listener.escaped_slashes": manager["path_with_escaped_slashes_action"],
         "outbound clusters": outbound,
         "shared.lb_policy": shared["lb_policy"],
         "shared.route_timeout": shared_host["routes"][0]["route"]["timeout"],

@@ -282,12 +282,7 @@ pub const FIELDS: &[Field] = &[
         Status::NotYet("use `--namespaces` and `--namespace-selector`"),
         NotDefault("[]"),
     ),
-    entry(
-        "pathNormalization",
-        Object,
-        Status::NotYet("paths get Envoy's `normalize_path` (istiod's default, BASE)"),
-        Never,
-    ),
+    entry("pathNormalization", Object, SUPPORTED, Never),
     entry("defaultHttpRetryPolicy", Object, SUPPORTED, Never),
     entry(
         "meshMTLS",

@@ -58,6 +58,24 @@ pub struct MeshConfig {
     pub proxy_inbound_listen_port: u16,
     /// Connection pool and outlier detection for clusters whose DestinationRule sets none.
     pub default_traffic_policy: DefaultTrafficPolicy,
+    /// How HTTP connection managers normalize request paths.
+    pub path_normalization: PathNormalization,
+}
+
+/// `pathNormalization.normalization`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PathNormalization {
+    /// RFC 3986 normalization (`DEFAULT` is this too).
+    #[default]
+    #[serde(alias = "DEFAULT")]
+    Base,
+    /// Paths as they come.
+    None,
+    /// BASE, and consecutive slashes merged.
+    MergeSlashes,
+    /// MERGE_SLASHES, after decoding escaped slashes (`%2F`, `%5C`).
+    DecodeAndMergeSlashes,
 }
 
 /// `inboundTrafficPolicy.mode`.
@@ -102,6 +120,7 @@ impl Default for MeshConfig {
             proxy_listen_port: 15001,
             proxy_inbound_listen_port: 15006,
             default_traffic_policy: DefaultTrafficPolicy::default(),
+            path_normalization: PathNormalization::Base,
         }
     }
 }
@@ -277,6 +296,14 @@ fn apply(config: &mut MeshConfig, name: &str, value: Value) -> Result<(), MeshCo
         "proxyListenPort" => config.proxy_listen_port = port(name, &value)?,
         "proxyInboundListenPort" => config.proxy_inbound_listen_port = port(name, &value)?,
         "defaultTrafficPolicy" => config.default_traffic_policy = typed(name, value)?,
+        "pathNormalization" => {
+            #[derive(Deserialize, Default)]
+            #[serde(default)]
+            struct Paths {
+                normalization: PathNormalization,
+            }
+            config.path_normalization = typed::<Paths>(name, value)?.normalization;
+        }
         _ => {}
     }
     Ok(())

@@ -88,6 +88,14 @@ fn each_honoured_field_replaces_its_default() {
     );
     assert!(mesh.h2_upgrade);
     assert!(config("h2UpgradePolicy: 1").h2_upgrade, "an enum by number");
+    assert_eq!(
+        config("pathNormalization: {normalization: MERGE_SLASHES}").path_normalization,
+        PathNormalization::MergeSlashes
+    );
+    assert_eq!(
+        config("pathNormalization: {normalization: DEFAULT}").path_normalization,
+        PathNormalization::Base
+    );
     // A setting present replaces the default whole: `enabled` is no longer set.
     let locality = mesh.locality_lb_setting.expect("locality setting");
     assert_eq!(
@@ -331,7 +339,8 @@ fn every_field_name_is_known_once() {
 }
 
 /// The fields `apply` reads.
-const HONOURED: [&str; 16] = [
+const HONOURED: [&str; 17] = [
+    "pathNormalization",
     "proxyListenPort",
     "proxyInboundListenPort",
     "connectTimeout",

@@ -58,7 +58,7 @@ use super::eds::socket_address;
 use super::lds::{http_connection_manager, tcp_proxy_filter};
 use super::rds::{prefix_match, route_action_defaults};
 use super::{BLACKHOLE_CLUSTER, proto_duration, typed_config};
-use crate::mesh_config::MeshConfig;
+use crate::mesh_config::{MeshConfig, PathNormalization};
 use crate::model::sidecar::IngressEndpoint;
 use crate::model::{Model, Protocol};
 use crate::proxy::{InterceptionMode, Proxy, ProxyKind};
@@ -91,7 +91,11 @@ pub(super) fn listeners(model: &Model, proxy: &Proxy) -> Vec<Listener> {
     let ports = inbound_ports(model, proxy);
     let (bound, redirected): (BTreeMap<u16, InboundPort>, BTreeMap<u16, InboundPort>) =
         ports.into_iter().partition(|(_, port)| port.bind_to_port);
-    let mut listeners: Vec<Listener> = bound.values().map(bound_listener).collect();
+    let paths = model.mesh.path_normalization;
+    let mut listeners: Vec<Listener> = bound
+        .values()
+        .map(|port| bound_listener(port, paths))
+        .collect();
     if proxy.kind == ProxyKind::Sidecar && intercepted(proxy) {
         listeners.push(virtual_inbound(proxy, &redirected, &model.mesh));
     }
@@ -100,7 +104,7 @@ pub(super) fn listeners(model: &Model, proxy: &Proxy) -> Vec<Listener> {
 
 /// A port's own listener, on its bind address: no original destination to read, and sniffing
 /// only when the port's protocol is not declared.
-fn bound_listener(port: &InboundPort) -> Listener {
+fn bound_listener(port: &InboundPort, paths: PathNormalization) -> Listener {
     let mut listener_filters = Vec::new();
     if port.protocol == Protocol::Unspecified {
         listener_filters.push(listener_filter(
@@ -111,7 +115,7 @@ fn bound_listener(port: &InboundPort) -> Listener {
     Listener {
         name: chain_name(port),
         address: Some(socket_address(port.bind.clone(), port.port)),
-        filter_chains: port_chains(port),
+        filter_chains: port_chains(port, paths),
         listener_filters,
         continue_on_listener_filters_timeout: true,
         traffic_direction: TrafficDirection::Inbound as i32,
@@ -138,12 +142,13 @@ fn virtual_inbound(
         ..Default::default()
     }];
     for port in ports.values() {
-        filter_chains.extend(port_chains(port));
+        filter_chains.extend(port_chains(port, mesh.path_normalization));
     }
     filter_chains.push(FilterChain {
         name: format!("{VIRTUAL_INBOUND}-catchall-http"),
         filter_chain_match: Some(http_match(None)),
         filters: vec![http_filter(
+            mesh.path_normalization,
             INBOUND_PASSTHROUGH_CLUSTER.to_string(),
             passthrough_route_config(),
         )],
@@ -233,13 +238,14 @@ fn declared_ports_predicate(
 }
 
 /// The chains of one inbound port: HTTP, TCP, or both told apart by sniffing.
-fn port_chains(port: &InboundPort) -> Vec<FilterChain> {
+fn port_chains(port: &InboundPort, paths: PathNormalization) -> Vec<FilterChain> {
     let name = chain_name(port);
     let cluster = inbound_cluster_name(port.port);
     let http = || FilterChain {
         name: name.clone(),
         filter_chain_match: Some(http_match(Some(port.port))),
         filters: vec![http_filter(
+            paths,
             format!("inbound_{name}"),
             inbound_route_config(port),
         )],
@@ -285,8 +291,12 @@ fn http_match(port: Option<u16>) -> FilterChainMatch {
     }
 }
 
-fn http_filter(stat_prefix: String, routes: RouteConfiguration) -> Filter {
-    http_connection_manager(stat_prefix, RouteSpecifier::RouteConfig(routes))
+fn http_filter(
+    paths: PathNormalization,
+    stat_prefix: String,
+    routes: RouteConfiguration,
+) -> Filter {
+    http_connection_manager(paths, stat_prefix, RouteSpecifier::RouteConfig(routes))
 }
 
 /// istiod's `BuildDefaultHTTPInboundRoute`: everything to the application, no timeout and no

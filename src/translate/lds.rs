@@ -54,6 +54,7 @@ use super::{
     BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, ads_config_source, outbound_cluster_name, typed_config,
 };
 use crate::istio;
+use crate::mesh_config::{MeshConfig, PathNormalization};
 use crate::model::sidecar::OutboundPolicy;
 use crate::model::virtual_service::{for_sidecar, hosts_match};
 use crate::model::{MESH_GATEWAY, Model, Protocol, Service, VirtualService};
@@ -112,7 +113,7 @@ fn egress_listeners(scope: &ListenerScope, proxy: &Proxy, built: &mut Built) {
         .collect();
     for &port in &http_ports {
         let route_name = port.to_string();
-        let listener = http_listener(wildcard, port, &route_name, bind);
+        let listener = http_listener(wildcard, port, &route_name, bind, &model.mesh);
         if built.listeners.contains_key(&listener.name) {
             continue;
         }
@@ -168,13 +169,8 @@ fn egress_listeners(scope: &ListenerScope, proxy: &Proxy, built: &mut Built) {
                     // or not is told per connection.
                     None if port.protocol == Protocol::Unspecified && address != wildcard => {
                         let route_name = format!("{}:{}", service.hostname, port.port);
-                        let listener = sniffed_listener(
-                            &address,
-                            port.port,
-                            chains,
-                            &route_name,
-                            model.mesh.protocol_detection_timeout,
-                        );
+                        let listener =
+                            sniffed_listener(&address, port.port, chains, &route_name, &model.mesh);
                         built.routes.insert(route_name);
                         listener
                     }
@@ -292,17 +288,24 @@ fn listener(address: &str, port: u16, filter_chains: Vec<FilterChain>, bind: boo
     }
 }
 
-fn http_listener(address: &str, port: u16, route_name: &str, bind: bool) -> Listener {
+fn http_listener(
+    address: &str,
+    port: u16,
+    route_name: &str,
+    bind: bool,
+    mesh: &MeshConfig,
+) -> Listener {
     let chain = FilterChain {
-        filters: vec![rds_connection_manager(address, port, route_name)],
+        filters: vec![rds_connection_manager(address, port, route_name, mesh)],
         ..Default::default()
     };
     listener(address, port, vec![chain], bind)
 }
 
 /// The connection manager of an outbound HTTP chain, its routes over RDS.
-fn rds_connection_manager(address: &str, port: u16, route_name: &str) -> Filter {
+fn rds_connection_manager(address: &str, port: u16, route_name: &str, mesh: &MeshConfig) -> Filter {
     http_connection_manager(
+        mesh.path_normalization,
         format!("outbound_{}", listener_name(address, port)),
         RouteSpecifier::Rds(Rds {
             config_source: Some(ads_config_source()),
@@ -313,8 +316,12 @@ fn rds_connection_manager(address: &str, port: u16, route_name: &str) -> Filter 
 
 /// An HTTP connection manager with istiod's filters and defaults, its routes from `routes`
 /// (RDS outbound, inline inbound).
-pub(super) fn http_connection_manager(stat_prefix: String, routes: RouteSpecifier) -> Filter {
-    connection_manager_filter(&connection_manager(stat_prefix, routes))
+pub(super) fn http_connection_manager(
+    paths: PathNormalization,
+    stat_prefix: String,
+    routes: RouteSpecifier,
+) -> Filter {
+    connection_manager_filter(&connection_manager(paths, stat_prefix, routes))
 }
 
 pub(super) fn connection_manager_filter(manager: &HttpConnectionManager) -> Filter {
@@ -325,7 +332,9 @@ pub(super) fn connection_manager_filter(manager: &HttpConnectionManager) -> Filt
 }
 
 /// The connection manager [`http_connection_manager`] wraps, for callers that adjust it.
+/// `paths` is the mesh config's path normalization (istiod's `buildHTTPConnectionManager`).
 pub(super) fn connection_manager(
+    paths: PathNormalization,
     stat_prefix: String,
     routes: RouteSpecifier,
 ) -> HttpConnectionManager {
@@ -345,8 +354,18 @@ pub(super) fn connection_manager(
         route_specifier: Some(routes),
         http_filters,
         use_remote_address: Some(BoolValue { value: false }),
-        normalize_path: Some(BoolValue { value: true }),
-        path_with_escaped_slashes_action: PathWithEscapedSlashesAction::KeepUnchanged as i32,
+        normalize_path: Some(BoolValue {
+            value: paths != PathNormalization::None,
+        }),
+        merge_slashes: matches!(
+            paths,
+            PathNormalization::MergeSlashes | PathNormalization::DecodeAndMergeSlashes
+        ),
+        path_with_escaped_slashes_action: if paths == PathNormalization::DecodeAndMergeSlashes {
+            PathWithEscapedSlashesAction::UnescapeAndForward
+        } else {
+            PathWithEscapedSlashesAction::KeepUnchanged
+        } as i32,
         upgrade_configs: vec![UpgradeConfig {
             upgrade_type: "websocket".to_string(),
             ..Default::default()

@@ -105,7 +105,11 @@ fn filter_chains(
         };
         route_names.insert(route.clone());
         return vec![FilterChain {
-            filters: vec![gateway_connection_manager(default_stat_prefix, route)],
+            filters: vec![gateway_connection_manager(
+                default_stat_prefix,
+                route,
+                model.mesh.path_normalization,
+            )],
             ..Default::default()
         }];
     }
@@ -126,7 +130,11 @@ fn filter_chains(
             chains.push(FilterChain {
                 filter_chain_match: sni_match(server.sni_hosts()),
                 transport_socket: terminating_socket(server),
-                filters: vec![gateway_connection_manager(stat_prefix, route)],
+                filters: vec![gateway_connection_manager(
+                    stat_prefix,
+                    route,
+                    model.mesh.path_normalization,
+                )],
                 ..Default::default()
             });
         } else if server.tls.is_none() || !server.is_passthrough() {
@@ -184,8 +192,13 @@ fn terminating_socket(server: &Server) -> Option<TransportSocket> {
 
 /// istiod's `buildGatewayConnectionManager`: the client address is the connection's, and client
 /// certificate details are set afresh (`SANITIZE_SET`).
-fn gateway_connection_manager(stat_prefix: String, route: &str) -> Filter {
+fn gateway_connection_manager(
+    stat_prefix: String,
+    route: &str,
+    paths: crate::mesh_config::PathNormalization,
+) -> Filter {
     let mut manager = connection_manager(
+        paths,
         stat_prefix,
         RouteSpecifier::Rds(Rds {
             config_source: Some(ads_config_source()),

@@ -25,7 +25,7 @@ pub(super) fn sniffed_listener(
     port: u16,
     tcp_chains: Vec<FilterChain>,
     route_name: &str,
-    detection_timeout: crate::duration::Duration,
+    mesh: &crate::mesh_config::MeshConfig,
 ) -> Listener {
     let (catch_all, mut filter_chains): (Vec<FilterChain>, Vec<FilterChain>) = tcp_chains
         .into_iter()
@@ -39,7 +39,7 @@ pub(super) fn sniffed_listener(
             transport_protocol: "raw_buffer".to_string(),
             ..Default::default()
         }),
-        filters: vec![rds_connection_manager(address, port, route_name)],
+        filters: vec![rds_connection_manager(address, port, route_name, mesh)],
         ..Default::default()
     });
     let inspector = |name: &str, config: Option<Any>| ListenerFilter {
@@ -58,7 +58,7 @@ pub(super) fn sniffed_listener(
     ];
     // The mesh config's protocolDetectionTimeout (0 by default: none); a connection whose
     // protocol is not detected in time goes on as TCP.
-    sniffed.listener_filters_timeout = Some(proto_duration(detection_timeout.0));
+    sniffed.listener_filters_timeout = Some(proto_duration(mesh.protocol_detection_timeout.0));
     sniffed.continue_on_listener_filters_timeout = true;
     sniffed
 }
