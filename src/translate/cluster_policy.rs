@@ -32,9 +32,8 @@ use envoy_types::pb::envoy::config::cluster::v3::{
     CircuitBreakers, Cluster, OutlierDetection as EnvoyOutlierDetection, UpstreamConnectionOptions,
 };
 use envoy_types::pb::envoy::config::core::v3::{
-    DataSource, Http1ProtocolOptions, Http2ProtocolOptions, HttpProtocolOptions as CommonOptions,
-    RuntimeDouble, TcpKeepalive, TransportSocket, UpstreamHttpProtocolOptions, data_source,
-    transport_socket,
+    Http1ProtocolOptions, Http2ProtocolOptions, HttpProtocolOptions as CommonOptions,
+    RuntimeDouble, TcpKeepalive,
 };
 use envoy_types::pb::envoy::config::route::v3::Route;
 use envoy_types::pb::envoy::config::route::v3::route::Action;
@@ -42,32 +41,27 @@ use envoy_types::pb::envoy::config::route::v3::route_action::hash_policy::{
     ConnectionProperties, Cookie, CookieAttribute, Header, PolicySpecifier, QueryParameter,
 };
 use envoy_types::pb::envoy::config::route::v3::route_action::{ClusterSpecifier, HashPolicy};
-use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::common_tls_context::ValidationContextType;
-use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::tls_parameters::TlsProtocol;
-use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    CertificateValidationContext, CommonTlsContext, TlsCertificate, TlsParameters,
-    UpstreamTlsContext,
-};
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
     ExplicitHttpConfig, UpstreamProtocolOptions, UseDownstreamHttpConfig, explicit_http_config,
 };
-use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
 use envoy_types::pb::envoy::r#type::v3::Percent;
 use envoy_types::pb::google::protobuf::{UInt32Value, UInt64Value};
 
+mod tls;
+
 use super::{any, proto_duration};
 use crate::istio::{
-    ClientTlsMode, ClientTlsSettings, ConnectionPoolSettings, ConsistentHashLb, H2UpgradePolicy,
+    ClientTlsSettings, ConnectionPoolSettings, ConsistentHashLb, H2UpgradePolicy,
     LoadBalancerSettings, LocalityLbSetting, OutlierDetection, PortTrafficPolicy, SimpleLb,
     TrafficPolicy,
 };
 use crate::mesh_config::MeshConfig;
 use crate::model::{DestinationRule, Model, Protocol};
+use tls::apply_tls;
 
 pub(super) const HTTP_PROTOCOL_OPTIONS: &str =
     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
-const TLS_TRANSPORT_SOCKET: &str = "envoy.transport_sockets.tls";
 /// What istio-agent trusts when `caCertificates` is empty ("system"): the distribution's CA
 /// bundle, at its path on Debian and Ubuntu (Istio's proxy image).
 pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -655,96 +649,6 @@ fn apply_consistent_hash_lb(cluster: &mut Cluster, hash: &ConsistentHashLb) {
     }
 }
 
-fn file(path: &str) -> DataSource {
-    DataSource {
-        specifier: Some(data_source::Specifier::Filename(path.to_string())),
-        ..Default::default()
-    }
-}
-
-fn non_empty(value: &Option<String>) -> Option<&str> {
-    value.as_deref().filter(|value| !value.is_empty())
-}
-
-/// SIMPLE and MUTUAL with certificate files; other modes leave the cluster plaintext (DISABLE by
-/// asking, ISTIO_MUTUAL and `credentialName` because rudder cannot serve them; both are reported
-/// when the rule is read).
-fn apply_tls(builder: &mut ClusterBuilder, tls: Option<&ClientTlsSettings>) {
-    let Some(tls) = tls else {
-        return;
-    };
-    let mutual = match tls.mode {
-        Some(ClientTlsMode::Simple) => false,
-        Some(ClientTlsMode::Mutual) => true,
-        _ => return,
-    };
-    if non_empty(&tls.credential_name).is_some() {
-        return;
-    }
-    let insecure = tls.insecure_skip_verify == Some(true);
-    let sni = non_empty(&tls.sni).unwrap_or_default().to_string();
-    // Without an SNI, the request's host is sent, and checked against the certificate unless
-    // names to check are given or checks are off (istiod's `setAutoSniAndAutoSanValidation`).
-    let auto_sni = sni.is_empty();
-    let auto_san_validation = auto_sni && tls.subject_alt_names.is_empty() && !insecure;
-    if auto_sni || auto_san_validation {
-        let options = builder.http_options.get_or_insert_default();
-        let upstream = options
-            .upstream_http_protocol_options
-            .get_or_insert_with(UpstreamHttpProtocolOptions::default);
-        upstream.auto_sni |= auto_sni;
-        upstream.auto_san_validation |= auto_san_validation;
-    }
-    let mut common = CommonTlsContext {
-        tls_params: Some(TlsParameters {
-            tls_minimum_protocol_version: TlsProtocol::TlSv12 as i32,
-            tls_maximum_protocol_version: TlsProtocol::TlSv13 as i32,
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    if mutual {
-        common.tls_certificates.push(TlsCertificate {
-            certificate_chain: non_empty(&tls.client_certificate).map(file),
-            private_key: non_empty(&tls.private_key).map(file),
-            ..Default::default()
-        });
-    }
-    let validation = if insecure {
-        CertificateValidationContext::default()
-    } else {
-        #[allow(deprecated)]
-        CertificateValidationContext {
-            trusted_ca: Some(file(
-                non_empty(&tls.ca_certificates).unwrap_or(SYSTEM_CA_BUNDLE),
-            )),
-            match_subject_alt_names: tls
-                .subject_alt_names
-                .iter()
-                .map(|name| StringMatcher {
-                    match_pattern: Some(string_matcher::MatchPattern::Exact(name.clone())),
-                    ..Default::default()
-                })
-                .collect(),
-            crl: non_empty(&tls.ca_crl).map(file),
-            ..Default::default()
-        }
-    };
-    common.validation_context_type = Some(ValidationContextType::ValidationContext(validation));
-    if builder.is_http2() {
-        common.alpn_protocols = vec!["h2".to_string()];
-    }
-    let context = UpstreamTlsContext {
-        common_tls_context: Some(common),
-        sni,
-        ..Default::default()
-    };
-    builder.cluster.transport_socket = Some(TransportSocket {
-        name: TLS_TRANSPORT_SOCKET.to_string(),
-        config_type: Some(transport_socket::ConfigType::TypedConfig(any(&context))),
-    });
-}
-
 /// The route hash policy for a cluster whose merged load balancer hashes consistently.
 fn hash_policy(model: &Model, cluster_name: &str) -> Option<HashPolicy> {
     let hash = policy_of_cluster(model, cluster_name).consistent_hash()?;
@@ -814,61 +718,4 @@ pub(super) fn add_hash_policies<'r>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::istio;
-
-    fn rule(yaml: &str) -> DestinationRule {
-        let spec: istio::DestinationRule = serde_saphyr::from_str(yaml).expect("the rule parses");
-        DestinationRule {
-            name: "r".into(),
-            namespace: "default".into(),
-            host: spec.host.clone(),
-            traffic_policy: spec.traffic_policy,
-            subsets: spec.subsets,
-            export_to: crate::model::ExportTo::Public,
-        }
-    }
-
-    fn lb(policy: &ClusterPolicy<'_>) -> Option<SimpleLb> {
-        policy.load_balancer.and_then(|lb| lb.simple)
-    }
-
-    #[test]
-    fn subset_over_port_level_over_top_level() {
-        let rule = rule(
-            "host: a\ntrafficPolicy:\n  loadBalancer: {simple: RANDOM}\n  outlierDetection: {consecutive5xxErrors: 1}\n  portLevelSettings:\n  - port: {number: 80}\n    loadBalancer: {simple: ROUND_ROBIN}\nsubsets:\n- name: v1\n  trafficPolicy: {loadBalancer: {simple: LEAST_REQUEST}}\n- name: v2\n  trafficPolicy:\n    tls: {mode: SIMPLE}\n    portLevelSettings:\n    - port: {number: 81}\n      connectionPool: {tcp: {maxConnections: 1}}\n",
-        );
-        // The top level applies to other ports.
-        let top = cluster_policy(Some(&rule), 8080, "");
-        assert_eq!(lb(&top), Some(SimpleLb::Random));
-        assert!(top.outlier_detection.is_some());
-        // A port-level entry replaces the top level whole: no outlier detection on port 80.
-        let port = cluster_policy(Some(&rule), 80, "");
-        assert_eq!(lb(&port), Some(SimpleLb::RoundRobin));
-        assert!(port.outlier_detection.is_none());
-        // A subset's part replaces the merged part; the rest stays.
-        let v1 = cluster_policy(Some(&rule), 80, "v1");
-        assert_eq!(lb(&v1), Some(SimpleLb::LeastRequest));
-        assert!(v1.outlier_detection.is_none());
-        let v1_other_port = cluster_policy(Some(&rule), 8080, "v1");
-        assert!(v1_other_port.outlier_detection.is_some());
-        // A subset's port-level entry replaces all four parts.
-        let v2 = cluster_policy(Some(&rule), 81, "v2");
-        assert!(v2.tls.is_none());
-        assert!(v2.load_balancer.is_none());
-        assert!(v2.connection_pool.is_some());
-        let v2_other_port = cluster_policy(Some(&rule), 8080, "v2");
-        assert!(v2_other_port.tls.is_some());
-        assert_eq!(lb(&v2_other_port), Some(SimpleLb::Random));
-    }
-
-    #[test]
-    fn cluster_names_parse() {
-        assert_eq!(
-            parse_outbound_cluster_name("outbound|9080|v1|reviews.default.svc.cluster.local"),
-            Some((9080, "v1", "reviews.default.svc.cluster.local"))
-        );
-        assert_eq!(parse_outbound_cluster_name("PassthroughCluster"), None);
-    }
-}
+mod tests;
