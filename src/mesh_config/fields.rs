@@ -290,12 +290,7 @@ pub const FIELDS: &[Field] = &[
         Status::NotYet(SECURITY),
         NotDefault("null"),
     ),
-    entry(
-        "tlsDefaults",
-        Object,
-        Status::NotYet("gateway and DestinationRule TLS keep their own defaults"),
-        NotDefault("null"),
-    ),
+    entry("tlsDefaults", Object, SUPPORTED, Never),
     entry("defaultTrafficPolicy", Object, SUPPORTED, Never),
     entry(
         "serviceEntryVisibility",

@@ -60,6 +60,32 @@ pub struct MeshConfig {
     pub default_traffic_policy: DefaultTrafficPolicy,
     /// How HTTP connection managers normalize request paths.
     pub path_normalization: PathNormalization,
+    /// TLS parameters for gateway servers and DestinationRule TLS (not ISTIO_MUTUAL).
+    pub tls_defaults: TlsDefaults,
+}
+
+/// `tlsDefaults`: what gateway servers (SIMPLE, MUTUAL) start from before their own settings,
+/// and the curves and cipher suites of DestinationRule TLS (istiod applies the minimum version
+/// to servers only).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TlsDefaults {
+    pub min_protocol_version: MinTlsVersion,
+    pub ecdh_curves: Vec<String>,
+    pub cipher_suites: Vec<String>,
+}
+
+/// `TLSConfig.minProtocolVersion`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum MinTlsVersion {
+    /// Envoy's own choice.
+    #[default]
+    TlsAuto,
+    #[serde(rename = "TLSV1_2")]
+    TlsV1_2,
+    #[serde(rename = "TLSV1_3")]
+    TlsV1_3,
 }
 
 /// `pathNormalization.normalization`.
@@ -121,6 +147,7 @@ impl Default for MeshConfig {
             proxy_inbound_listen_port: 15006,
             default_traffic_policy: DefaultTrafficPolicy::default(),
             path_normalization: PathNormalization::Base,
+            tls_defaults: TlsDefaults::default(),
         }
     }
 }
@@ -296,6 +323,7 @@ fn apply(config: &mut MeshConfig, name: &str, value: Value) -> Result<(), MeshCo
         "proxyListenPort" => config.proxy_listen_port = port(name, &value)?,
         "proxyInboundListenPort" => config.proxy_inbound_listen_port = port(name, &value)?,
         "defaultTrafficPolicy" => config.default_traffic_policy = typed(name, value)?,
+        "tlsDefaults" => config.tls_defaults = typed(name, value)?,
         "pathNormalization" => {
             #[derive(Deserialize, Default)]
             #[serde(default)]

@@ -96,6 +96,12 @@ fn each_honoured_field_replaces_its_default() {
         config("pathNormalization: {normalization: DEFAULT}").path_normalization,
         PathNormalization::Base
     );
+    let tls =
+        config("tlsDefaults: {minProtocolVersion: TLSV1_3, ecdhCurves: [P-256]}").tls_defaults;
+    assert_eq!(
+        (tls.min_protocol_version, tls.ecdh_curves),
+        (MinTlsVersion::TlsV1_3, vec!["P-256".to_string()])
+    );
     // A setting present replaces the default whole: `enabled` is no longer set.
     let locality = mesh.locality_lb_setting.expect("locality setting");
     assert_eq!(
@@ -339,7 +345,8 @@ fn every_field_name_is_known_once() {
 }
 
 /// The fields `apply` reads.
-const HONOURED: [&str; 17] = [
+const HONOURED: [&str; 18] = [
+    "tlsDefaults",
     "pathNormalization",
     "proxyListenPort",
     "proxyInboundListenPort",

@@ -328,7 +328,11 @@ pub(super) fn apply_traffic_policy(
     }
     apply_outlier_detection(&mut builder.cluster, policy.outlier_detection);
     apply_load_balancer(&mut builder.cluster, policy);
-    apply_tls(builder, policy.tls);
+    apply_tls(
+        builder,
+        policy.tls,
+        policy.mesh.map(|mesh| &mesh.tls_defaults),
+    );
     if is_original_dst(&builder.cluster) {
         builder.cluster.lb_policy = LbPolicy::ClusterProvided as i32;
     }

@@ -16,6 +16,7 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher}
 
 use super::{ClusterBuilder, SYSTEM_CA_BUNDLE};
 use crate::istio::{ClientTlsMode, ClientTlsSettings};
+use crate::mesh_config::TlsDefaults;
 use crate::translate::any;
 
 const TLS_TRANSPORT_SOCKET: &str = "envoy.transport_sockets.tls";
@@ -34,7 +35,12 @@ fn non_empty(value: &Option<String>) -> Option<&str> {
 /// SIMPLE and MUTUAL with certificate files; other modes leave the cluster plaintext (DISABLE by
 /// asking, ISTIO_MUTUAL and `credentialName` because rudder cannot serve them; both are reported
 /// when the rule is read).
-pub(super) fn apply_tls(builder: &mut ClusterBuilder, tls: Option<&ClientTlsSettings>) {
+/// The mesh config's `tlsDefaults` give the curves and cipher suites (istiod's `applyTLSDefaults`).
+pub(super) fn apply_tls(
+    builder: &mut ClusterBuilder,
+    tls: Option<&ClientTlsSettings>,
+    defaults: Option<&TlsDefaults>,
+) {
     let Some(tls) = tls else {
         return;
     };
@@ -64,6 +70,10 @@ pub(super) fn apply_tls(builder: &mut ClusterBuilder, tls: Option<&ClientTlsSett
         tls_params: Some(TlsParameters {
             tls_minimum_protocol_version: TlsProtocol::TlSv12 as i32,
             tls_maximum_protocol_version: TlsProtocol::TlSv13 as i32,
+            ecdh_curves: defaults.map(|d| d.ecdh_curves.clone()).unwrap_or_default(),
+            cipher_suites: defaults
+                .map(|d| d.cipher_suites.clone())
+                .unwrap_or_default(),
             ..Default::default()
         }),
         ..Default::default()

@@ -39,6 +39,7 @@ use super::lds::{
 use super::scope::Scope;
 use super::{ads_config_source, any, outbound_cluster_name};
 use crate::istio::ServerTlsMode;
+use crate::mesh_config::MeshConfig;
 use crate::model::gateway::{MergedGateway, MergedPort, MergedServer, Server, credential_problem};
 use crate::model::virtual_service::{bound_to, hosts_match};
 use crate::model::{Model, VirtualService};
@@ -129,7 +130,7 @@ fn filter_chains(
             let stat_prefix = server.name.clone().unwrap_or(default_stat_prefix.clone());
             chains.push(FilterChain {
                 filter_chain_match: sni_match(server.sni_hosts()),
-                transport_socket: terminating_socket(server),
+                transport_socket: terminating_socket(server, &model.mesh),
                 filters: vec![gateway_connection_manager(
                     stat_prefix,
                     route,
@@ -149,7 +150,7 @@ fn filter_chains(
                     None
                 },
                 transport_socket: if terminating {
-                    terminating_socket(server)
+                    terminating_socket(server, &model.mesh)
                 } else {
                     None
                 },
@@ -182,8 +183,8 @@ fn sni_match(hosts: Vec<String>) -> Option<FilterChainMatch> {
     })
 }
 
-fn terminating_socket(server: &Server) -> Option<TransportSocket> {
-    let context = tls::downstream_tls_context(server.tls.as_ref()?);
+fn terminating_socket(server: &Server, mesh: &MeshConfig) -> Option<TransportSocket> {
+    let context = tls::downstream_tls_context(server.tls.as_ref()?, &mesh.tls_defaults);
     Some(TransportSocket {
         name: "envoy.transport_sockets.tls".to_string(),
         config_type: Some(transport_socket::ConfigType::TypedConfig(any(&context))),
