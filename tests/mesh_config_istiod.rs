@@ -3,9 +3,9 @@
 //! accepted (its `/config_dump`) must agree on what those fields shape: connect timeouts, DNS
 //! refresh, TCP keepalive, HTTP/2 upgrade, the baseline connection pool and outlier detection,
 //! the default retry policy, REGISTRY_ONLY, the default `exportTo` of services, VirtualServices
-//! and DestinationRules, the root namespace's Sidecar, the virtual listeners' ports and the
-//! protocol detection timeout, path normalization. istiod runs without Kubernetes, so the services are
-//! ServiceEntries.
+//! and DestinationRules, the root namespace's Sidecar, the virtual listeners' ports, the
+//! protocol detection timeout, path normalization and outbound clusters' stat names. istiod runs
+//! without Kubernetes, so the services are ServiceEntries.
 
 mod support;
 
@@ -48,6 +48,7 @@ proxyListenPort: 19873
 proxyInboundListenPort: 19874
 protocolDetectionTimeout: 1s
 pathNormalization: {normalization: DECODE_AND_MERGE_SLASHES}
+outboundClusterStatName: '%SERVICE%_%SERVICE_PORT%_%SERVICE_PORT_NAME%_%SUBSET_NAME%'
 ";
 
 /// `default` has `web` (HTTP, STATIC) and `api.example.com` (DNS); `other` has `hidden`, which
@@ -297,6 +298,7 @@ fn facts(dump: &Value) -> Value {
         "virtualInbound.port": virtual_inbound["address"]["socket_address"]["port_value"],
         "virtualInbound.listener_filters_timeout": virtual_inbound["listener_filters_timeout"],
         "web.connect_timeout": web["connect_timeout"],
+        "web.alt_stat_name": web["alt_stat_name"],
         "web.keepalive": web["upstream_connection_options"],
         "web.http2": upgraded(web),
         "web.max_connections": web["circuit_breakers"]["thresholds"][0]["max_connections"],
@@ -341,6 +343,11 @@ async fn the_main_mesh_config_fields_shape_envoy_as_istiod_does() {
     // The mesh config took effect at all (not both on the same defaults).
     assert_eq!(reference["web.connect_timeout"], "3s", "{reference:#}");
     assert_eq!(reference["catch_all.name"], "block_all", "{reference:#}");
+    assert_eq!(
+        reference["web.alt_stat_name"],
+        format!("web.mesh.test_{WEB_PORT}_http_;"),
+        "{reference:#}"
+    );
     assert_eq!(
         reference["virtualOutbound.port"], OUTBOUND_PORT,
         "{reference:#}"

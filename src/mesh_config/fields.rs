@@ -226,8 +226,10 @@ pub const FIELDS: &[Field] = &[
     entry(
         "outboundClusterStatName",
         Shape::String,
-        Status::NotYet("clusters keep Envoy's stat names"),
-        NotDefault("\"\""),
+        Status::Partial(
+            "TCP proxies keep the cluster name as their stat prefix (clusters take the pattern)",
+        ),
+        Uses(is_set),
     ),
     entry(
         "certificates",
@@ -299,6 +301,11 @@ pub const FIELDS: &[Field] = &[
         NotDefault("null"),
     ),
 ];
+
+/// A string field that is not empty.
+fn is_set(value: &Value) -> bool {
+    value.as_str().is_some_and(|text| !text.is_empty())
+}
 
 /// `outboundTrafficPolicy` asks for what rudder does not build: dynamic DNS forwarding.
 fn uses_dynamic_dns(value: &Value) -> bool {

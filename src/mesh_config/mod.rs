@@ -62,6 +62,9 @@ pub struct MeshConfig {
     pub path_normalization: PathNormalization,
     /// TLS parameters for gateway servers and DestinationRule TLS (not ISTIO_MUTUAL).
     pub tls_defaults: TlsDefaults,
+    /// The pattern of outbound clusters' stat names (`%SERVICE%`, `%SERVICE_PORT%`, ...);
+    /// empty: Envoy names stats after the cluster.
+    pub outbound_cluster_stat_name: String,
 }
 
 /// `tlsDefaults`: what gateway servers (SIMPLE, MUTUAL) start from before their own settings,
@@ -148,6 +151,7 @@ impl Default for MeshConfig {
             default_traffic_policy: DefaultTrafficPolicy::default(),
             path_normalization: PathNormalization::Base,
             tls_defaults: TlsDefaults::default(),
+            outbound_cluster_stat_name: String::new(),
         }
     }
 }
@@ -324,6 +328,7 @@ fn apply(config: &mut MeshConfig, name: &str, value: Value) -> Result<(), MeshCo
         "proxyInboundListenPort" => config.proxy_inbound_listen_port = port(name, &value)?,
         "defaultTrafficPolicy" => config.default_traffic_policy = typed(name, value)?,
         "tlsDefaults" => config.tls_defaults = typed(name, value)?,
+        "outboundClusterStatName" => config.outbound_cluster_stat_name = typed(name, value)?,
         "pathNormalization" => {
             #[derive(Deserialize, Default)]
             #[serde(default)]

@@ -345,7 +345,8 @@ fn every_field_name_is_known_once() {
 }
 
 /// The fields `apply` reads.
-const HONOURED: [&str; 18] = [
+const HONOURED: [&str; 19] = [
+    "outboundClusterStatName",
     "tlsDefaults",
     "pathNormalization",
     "proxyListenPort",

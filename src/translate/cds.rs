@@ -34,7 +34,7 @@ use super::{
     proto_duration,
 };
 use crate::mesh_config::MeshConfig;
-use crate::model::{DestinationRule, Model, Protocol, Resolution, Service, ServicePort};
+use crate::model::{DestinationRule, Model, Protocol, Registry, Resolution, Service, ServicePort};
 use crate::proxy::{Proxy, ProxyKind};
 
 pub fn clusters(model: &Model, proxy: &Proxy) -> BTreeMap<String, Cluster> {
@@ -149,7 +149,32 @@ fn outbound_cluster(model: &Model, proxy: &Proxy, target: &Target<'_>) -> Option
     }
     let policy = cluster_policy(rule, port.port, subset).with_mesh(&model.mesh);
     apply_traffic_policy(&mut builder, &policy, port.protocol);
+    let pattern = &model.mesh.outbound_cluster_stat_name;
+    if !pattern.is_empty() {
+        // istiod's `DelimitedStatsPrefix`: Envoy's stats of the cluster go under this name.
+        builder.cluster.alt_stat_name = stat_name(pattern, service, port, subset) + ";";
+    }
     Some(builder.build())
+}
+
+/// istiod's `BuildStatPrefix`: the mesh config's pattern with the service's names filled in
+/// (Kubernetes services by `name.namespace` and `name`, others by their host).
+fn stat_name(pattern: &str, service: &Service, port: &ServicePort, subset: &str) -> String {
+    let (short, name) = match service.registry {
+        Registry::Kubernetes => (
+            format!("{}.{}", service.name, service.namespace),
+            service.name.clone(),
+        ),
+        Registry::ServiceEntry => (service.hostname.clone(), service.hostname.clone()),
+    };
+    pattern
+        .replace("%SERVICE%", &short)
+        .replace("%SERVICE_NAME%", &name)
+        .replace("%SERVICE_FQDN%", &service.hostname)
+        .replace("%SUBSET_NAME%", subset)
+        .replace("%TARGET_PORT%", "0")
+        .replace("%SERVICE_PORT%", &port.port.to_string())
+        .replace("%SERVICE_PORT_NAME%", &port.name)
 }
 
 /// LOGICAL_DNS clusters take exactly one endpoint (Envoy refuses more): the first.
