@@ -30,6 +30,7 @@ pub mod inputs;
 pub mod istio;
 pub mod kube_auth;
 pub mod logging;
+pub mod mesh_config;
 pub mod metrics;
 pub mod model;
 pub mod proxy;

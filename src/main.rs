@@ -144,6 +144,14 @@ enum Command {
         /// every namespace without one of its own; its exported DestinationRules apply mesh-wide.
         #[arg(long, env = "ROOT_NAMESPACE", default_value = rudder::model::DEFAULT_ROOT_NAMESPACE)]
         root_namespace: String,
+        /// The DNS suffix of Kubernetes services, NAME.NAMESPACE.svc.DOMAIN (istiod's --domain).
+        #[arg(long, default_value = rudder::model::DEFAULT_DNS_DOMAIN)]
+        domain: String,
+        /// A mesh config file (the `mesh` key of istiod's `istio` ConfigMap; istiod's
+        /// --meshConfig), followed as it changes. Without it, rudder watching a cluster reads the
+        /// `istio` ConfigMap of the control-plane namespace (--lease-namespace, $POD_NAMESPACE).
+        #[arg(long, value_name = "FILE")]
+        mesh_config: Option<PathBuf>,
         /// Serve xDS over TLS with this certificate chain (PEM), like istiod's 15012. Re-read
         /// when the file changes.
         #[arg(long, value_name = "FILE", requires = "xds_tls_key")]
@@ -256,6 +264,12 @@ enum Command {
         /// every namespace without one of its own; its exported DestinationRules apply mesh-wide.
         #[arg(long, env = "ROOT_NAMESPACE", default_value = rudder::model::DEFAULT_ROOT_NAMESPACE)]
         root_namespace: String,
+        /// The DNS suffix of Kubernetes services (istiod's --domain).
+        #[arg(long, default_value = rudder::model::DEFAULT_DNS_DOMAIN)]
+        domain: String,
+        /// A mesh config file (the `mesh` key of istiod's `istio` ConfigMap).
+        #[arg(long, value_name = "FILE")]
+        mesh_config: Option<PathBuf>,
     },
     /// Show the sync state of every proxy connected to a running rudder, like `istioctl proxy-status`.
     #[command(
@@ -403,6 +417,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             debounce_max,
             push_throttle,
             root_namespace,
+            domain,
+            mesh_config,
             xds_tls_cert,
             xds_tls_key,
             xds_tls_client_ca,
@@ -457,6 +473,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     names: namespaces.into_iter().collect(),
                     selector: namespace_selector,
                 },
+                control_plane_namespace: lease_namespace.clone(),
                 lease_namespace,
             });
             let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
@@ -489,6 +506,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                         ..XdsOptions::default()
                     }),
                     root_namespace,
+                    dns_domain: domain,
+                    mesh_config_file: mesh_config,
                 })
                 .await?;
                 server.run_until(signal, shutdown_grace.0).await
@@ -513,7 +532,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 );
                 UnknownReferences::Warn
             };
-            let built = build_with(&inputs, &LastGood::default(), unknown_references);
+            let settings = rudder::model::Settings {
+                unknown_references,
+                ..rudder::model::Settings::default()
+            };
+            let built = build_with(&inputs, &LastGood::default(), &settings);
             for error in &built.errors {
                 println!("{error}");
             }
@@ -572,10 +595,29 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             node_id,
             metadata,
             root_namespace,
+            domain,
+            mesh_config,
         } => {
             let metadata = parse_metadata(metadata.as_deref())?;
-            let mut built = build(&load_dirs(&config_dirs).inputs(), &LastGood::default());
-            built.model.root_namespace = root_namespace;
+            let mut inputs = load_dirs(&config_dirs).inputs();
+            if let Some(path) = mesh_config {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("read --mesh-config {}", path.display()))?;
+                inputs.mesh_config = Some(rudder::inputs::MeshConfigText {
+                    origin: rudder::diagnostic::Origin::File { path, line: 1 },
+                    holder: String::new(),
+                    mesh: Some(text),
+                    networks: None,
+                });
+            }
+            let settings = rudder::model::Settings {
+                dns_domain: domain,
+                mesh_defaults: rudder::mesh_config::MeshConfig::with_root_namespace(
+                    &root_namespace,
+                ),
+                ..rudder::model::Settings::default()
+            };
+            let built = rudder::model::build_with(&inputs, &LastGood::default(), &settings);
             for error in &built.errors {
                 eprintln!("{error}");
             }

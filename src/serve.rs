@@ -28,10 +28,12 @@ use crate::admin::{AdminOptions, AdminState, Readiness, serve_admin};
 use crate::diagnostic::ConfigError;
 use crate::inputs::Inputs;
 use crate::kube_auth::{DEFAULT_TOKEN_AUDIENCE, KubeSecretReaders, KubeTokenReviewer};
+use crate::mesh_config::MeshConfig;
 use crate::metrics::Metrics;
-use crate::model::{self, LastGood};
+use crate::model::{self, LastGood, Settings};
 use crate::source::file::{FileWatcher, Settle};
 use crate::source::kube::{KubeEvents, NamespaceFilter, SyncState};
+use crate::source::mesh::MeshFile;
 use crate::status::run_status_writer;
 use crate::xds::{Registry, Snapshot, XdsOptions, serve_xds};
 
@@ -48,8 +50,14 @@ pub struct ServeOptions {
     /// Who may read `/debug/*`, the debug work bound and the admin connections' timeouts.
     pub admin: AdminOptions,
     pub xds: XdsOptions,
-    /// meshConfig.rootNamespace: where the mesh-wide default Sidecar and DestinationRules live.
+    /// The default of meshConfig.rootNamespace: where the mesh-wide default Sidecar and
+    /// DestinationRules live unless the mesh config says otherwise.
     pub root_namespace: String,
+    /// The DNS suffix of Kubernetes services (`--domain`, istiod's flag).
+    pub dns_domain: String,
+    /// A mesh config file (`--mesh-config`), followed as it changes; without it, the `istio`
+    /// ConfigMap of the control-plane namespace when rudder watches a cluster.
+    pub mesh_config_file: Option<PathBuf>,
 }
 
 /// How to reach the Kubernetes API and what to read from it.
@@ -59,6 +67,8 @@ pub struct KubernetesOptions {
     pub namespaces: NamespaceFilter,
     /// Where the status writer's Lease lives.
     pub lease_namespace: String,
+    /// Where the `istio` ConfigMap (the mesh config) is read from.
+    pub control_plane_namespace: String,
 }
 
 #[derive(Debug, Clone)]
@@ -186,6 +196,15 @@ impl Server {
             });
             sources.push(inputs);
         }
+        if let Some(path) = &options.mesh_config_file {
+            let (file, inputs) = MeshFile::start(path.clone(), options.file_quiet_period)
+                .context("--mesh-config")?;
+            tasks.spawn(async move {
+                file.run().await;
+                Ok(())
+            });
+            sources.push(inputs);
+        }
         let mut xds_options = options.xds.clone();
         if let (Some(kubernetes), Some(client)) = (&options.kubernetes, client) {
             // Proxies may prove who they are with service account tokens, and RBAC decides
@@ -206,6 +225,20 @@ impl Server {
                 .await
                 .context("the Kubernetes source stopped before it synced")?;
             sources.push(source.inputs.clone());
+            // A --mesh-config file stands in for the ConfigMap, as istiod's --meshConfig does.
+            if options.mesh_config_file.is_none() {
+                let (follow, inputs) = crate::source::mesh::watch_config_map(
+                    client.clone(),
+                    kubernetes.control_plane_namespace.clone(),
+                )
+                .await
+                .context("mesh config ConfigMap")?;
+                tasks.spawn(async move {
+                    follow.await;
+                    Ok(())
+                });
+                sources.push(inputs);
+            }
             let writer = run_status_writer(
                 client,
                 kubernetes.lease_namespace.clone(),
@@ -223,7 +256,11 @@ impl Server {
         }
 
         let mut pipeline = Pipeline {
-            root_namespace: Some(options.root_namespace.clone()),
+            settings: Settings {
+                dns_domain: options.dns_domain.clone(),
+                mesh_defaults: MeshConfig::with_root_namespace(&options.root_namespace),
+                ..Settings::default()
+            },
             ..Pipeline::default()
         };
         let first = pipeline.rebuild(&merged(&sources), &metrics, std::time::Instant::now());
@@ -349,8 +386,8 @@ struct Pipeline {
     generation: u64,
     /// The inputs of the last build.
     inputs: Arc<Inputs>,
-    /// Replaces the model's default root namespace.
-    root_namespace: Option<String>,
+    /// rudder's flags that shape the model (`--domain`, `--root-namespace`).
+    settings: Settings,
 }
 
 impl Pipeline {
@@ -361,10 +398,7 @@ impl Pipeline {
         metrics: &Metrics,
         seen: std::time::Instant,
     ) -> Snapshot {
-        let mut built = model::build(inputs, &self.last_good);
-        if let Some(root_namespace) = &self.root_namespace {
-            built.model.root_namespace.clone_from(root_namespace);
-        }
+        let built = model::build_with(inputs, &self.last_good, &self.settings);
         self.last_good = built.last_good;
         let current: BTreeSet<ConfigError> = built.errors.iter().cloned().collect();
         // Each problem is logged once when it appears and once when it is gone, not per build.

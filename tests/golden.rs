@@ -1,5 +1,6 @@
 //! Golden tests: every directory under `testdata/golden/` is a case. Its `input/` is a config
-//! directory, `proxy.yaml` (optional) names the proxy (`id` and `metadata`), and `expected/` holds
+//! directory, `proxy.yaml` (optional) names the proxy (`id` and `metadata`), `mesh.yaml`
+//! (optional) is the mesh config, `domain.txt` (optional) the `--domain`, and `expected/` holds
 //! one JSON file per xDS type plus `errors.txt` (`secrets.json` only when the proxy gets Secrets;
 //! private keys show as `[redacted]` there, while Envoy validates the real ones). Every case's
 //! resources must also pass `envoy --mode validate`.
@@ -12,8 +13,10 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use rudder::diagnostic::Origin;
 use rudder::envoy_json::resources_to_json;
-use rudder::model::{LastGood, build};
+use rudder::inputs::MeshConfigText;
+use rudder::model::{LastGood, Settings, build_with};
 use rudder::proxy::{Proxy, SecretAccess};
 use rudder::source::file::load_dirs;
 use rudder::translate::{ResourceType, translate};
@@ -59,7 +62,24 @@ fn proxy_of(case: &Path) -> Proxy {
 /// What a case produces: file name -> contents.
 fn outputs(case: &Path) -> (BTreeMap<String, String>, rudder::translate::Resources) {
     let source = load_dirs(&[case.join("input")]);
-    let built = build(&source.inputs(), &LastGood::default());
+    let mut inputs = source.inputs();
+    let mesh = case.join("mesh.yaml");
+    if let Ok(text) = std::fs::read_to_string(&mesh) {
+        inputs.mesh_config = Some(MeshConfigText {
+            origin: Origin::File {
+                path: mesh,
+                line: 1,
+            },
+            holder: String::new(),
+            mesh: Some(text),
+            networks: None,
+        });
+    }
+    let mut settings = Settings::default();
+    if let Ok(domain) = std::fs::read_to_string(case.join("domain.txt")) {
+        settings.dns_domain = domain.trim().to_string();
+    }
+    let built = build_with(&inputs, &LastGood::default(), &settings);
     let proxy = proxy_of(case).with_workload_labels(&built.model);
     let resources = translate(&built.model, &proxy);
     let mut files = BTreeMap::new();

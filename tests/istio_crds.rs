@@ -268,6 +268,7 @@ fn kubernetes(cluster: &DevCluster, lease_namespace: &str) -> ServeOptions {
             connection: KubeConnection::Kubeconfig(cluster.kubeconfig.clone()),
             namespaces: NamespaceFilter::default(),
             lease_namespace: lease_namespace.to_string(),
+            control_plane_namespace: "istio-system".to_string(),
         }),
         ..local_serve_options(Vec::new())
     }

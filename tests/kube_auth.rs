@@ -111,6 +111,7 @@ async fn tokens_and_rbac_decide_who_gets_keys() {
             connection: KubeConnection::Kubeconfig(cluster.kubeconfig.clone()),
             namespaces: NamespaceFilter::default(),
             lease_namespace: "istio-system".to_string(),
+            control_plane_namespace: "istio-system".to_string(),
         }),
         ..local_serve_options(Vec::new())
     };

@@ -139,6 +139,7 @@ async fn untranslated_objects_in_the_cluster_are_reported() {
             connection: KubeConnection::Kubeconfig(cluster.kubeconfig.clone()),
             namespaces: NamespaceFilter::default(),
             lease_namespace: "istio-system".to_string(),
+            control_plane_namespace: "istio-system".to_string(),
         }),
         ..local_serve_options(Vec::new())
     })

@@ -84,6 +84,7 @@ async fn kubectl_apply_reaches_envoy() {
         connection: KubeConnection::Kubeconfig(cluster.kubeconfig.clone()),
         namespaces: NamespaceFilter::default(),
         lease_namespace: "istio-system".to_string(),
+        control_plane_namespace: "istio-system".to_string(),
     };
     let started = Instant::now();
     let server = Server::start(ServeOptions {

@@ -656,6 +656,28 @@ fn manifests_apply_to_a_real_api_server() {
         (false, &["create", "pods", "-n", "examples"]),
         (false, &["delete", "secrets", "-n", "examples"]),
         (false, &["list", "configmaps", "--all-namespaces"]),
+        // The mesh config, and no other ConfigMap.
+        (true, &["watch", "configmaps/istio", "-n", "istio-system"]),
+        (true, &["list", "configmaps/istio", "-n", "istio-system"]),
+        (false, &["get", "configmaps/other", "-n", "istio-system"]),
+        // Kinds rudder reports but does not translate: read, never written.
+        (
+            true,
+            &[
+                "watch",
+                "authorizationpolicies.security.istio.io",
+                "--all-namespaces",
+            ],
+        ),
+        (
+            false,
+            &[
+                "update",
+                "authorizationpolicies.security.istio.io",
+                "-n",
+                "examples",
+            ],
+        ),
         (
             false,
             &[

@@ -330,6 +330,8 @@ async fn serve_keeps_the_last_good_version_and_reports_the_bad_one() {
         admin: rudder::admin::AdminOptions::default(),
         xds: XdsOptions::default(),
         root_namespace: rudder::model::DEFAULT_ROOT_NAMESPACE.to_string(),
+        dns_domain: rudder::model::DEFAULT_DNS_DOMAIN.to_string(),
+        mesh_config_file: None,
     })
     .await
     .expect("rudder starts");
@@ -558,6 +560,8 @@ async fn serve_refuses_unknown_fields_and_lists_untranslated_objects() {
         admin: rudder::admin::AdminOptions::default(),
         xds: XdsOptions::default(),
         root_namespace: rudder::model::DEFAULT_ROOT_NAMESPACE.to_string(),
+        dns_domain: rudder::model::DEFAULT_DNS_DOMAIN.to_string(),
+        mesh_config_file: None,
     })
     .await
     .expect("rudder starts");

@@ -117,6 +117,23 @@ pub struct Inputs {
     pub entries: BTreeMap<ObjectKey, Entry>,
     /// Problems that belong to no single object: unreadable files, duplicates, missing names.
     pub problems: Vec<ConfigError>,
+    /// The mesh config as its source holds it (`--mesh-config`, or the `istio` ConfigMap);
+    /// `None` when there is none, which means istiod's defaults.
+    pub mesh_config: Option<MeshConfigText>,
+}
+
+/// The text of a mesh config, not yet judged (`model::build` parses it, and keeps the last
+/// good one in force when it is refused).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeshConfigText {
+    pub origin: Origin,
+    /// What holds the text, as messages name it: `ConfigMap istio-system/istio` (whose keys are
+    /// `data.mesh` and `data.meshNetworks`); empty for a file, which `origin` names.
+    pub holder: String,
+    /// The `mesh` key (or the file's text); `None` when the ConfigMap has no `mesh` key.
+    pub mesh: Option<String>,
+    /// The `meshNetworks` key, when there is one.
+    pub networks: Option<String>,
 }
 
 impl Inputs {
@@ -149,6 +166,11 @@ impl Inputs {
         let mut merged = Inputs::default();
         for source in sources {
             merged.problems.extend(source.problems.iter().cloned());
+            // One source gives the mesh config (`--mesh-config` wins over the ConfigMap: serve
+            // starts only one of them).
+            if merged.mesh_config.is_none() {
+                merged.mesh_config.clone_from(&source.mesh_config);
+            }
             for (key, entry) in &source.entries {
                 merged.insert(key.clone(), entry.clone());
             }

@@ -14,16 +14,42 @@ use super::validate::{
     validate_service, validate_service_entry, validate_sidecar, validate_virtual_service,
     validate_workload_entry,
 };
-use super::{DEFAULT_DNS_DOMAIN, DEFAULT_ROOT_NAMESPACE, DestinationRule, ExportTo, Model};
+use super::{DEFAULT_DNS_DOMAIN, DestinationRule, ExportTo, Model};
 use super::{credential, virtual_service};
 use crate::coverage::unsupported_settings;
 use crate::diagnostic::ConfigError;
 use crate::inputs::{Entry, FieldError, Inputs, IstioObject, Kind, Object, ObjectKey};
+use crate::mesh_config::MeshConfig;
 
 /// The last version of every object that was valid when it was seen.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LastGood {
     objects: BTreeMap<ObjectKey, Object>,
+    /// The last mesh config that was accepted; `None` while none was.
+    mesh: Option<MeshConfig>,
+}
+
+/// What a build takes besides its inputs: rudder's own flags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The DNS suffix of Kubernetes services, `name.namespace.svc.DOMAIN` (istiod's `--domain`).
+    pub dns_domain: String,
+    /// What a mesh config is read over, and what applies without one: istiod's defaults, with
+    /// `--root-namespace`'s root namespace.
+    pub mesh_defaults: MeshConfig,
+    /// Whether a destination that refers to no known service or subset is an error (`serve`) or
+    /// a warning (`rudder validate` on rules alone).
+    pub unknown_references: UnknownReferences,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            dns_domain: DEFAULT_DNS_DOMAIN.to_string(),
+            mesh_defaults: MeshConfig::default(),
+            unknown_references: UnknownReferences::Refuse,
+        }
+    }
 }
 
 /// The outcome of one build.
@@ -165,9 +191,10 @@ impl Admission<'_> {
     }
 }
 
-/// Builds a Model from `inputs`; `previous` is the `last_good` of the build before (or default).
+/// Builds a Model from `inputs` with the default [`Settings`]; `previous` is the `last_good` of
+/// the build before (or default).
 pub fn build(inputs: &Inputs, previous: &LastGood) -> Built {
-    build_with(inputs, previous, UnknownReferences::Refuse)
+    build_with(inputs, previous, &Settings::default())
 }
 
 /// Whether `inputs` hold any registry object (a Service or ServiceEntry) that rules' hosts
@@ -179,20 +206,25 @@ pub fn has_registry(inputs: &Inputs) -> bool {
         .any(|key| matches!(key.kind, Kind::Service | Kind::ServiceEntry))
 }
 
-/// [`build`], with destinations that refer to no known service or subset reported as
-/// `unknown_references` says.
-pub fn build_with(
-    inputs: &Inputs,
-    previous: &LastGood,
-    unknown_references: UnknownReferences,
-) -> Built {
+/// Builds a Model from `inputs`; `previous` is the `last_good` of the build before (or default).
+pub fn build_with(inputs: &Inputs, previous: &LastGood, settings: &Settings) -> Built {
+    let mut errors = inputs.problems.clone();
+    let (mesh, accepted_mesh) = super::mesh::resolve(
+        inputs,
+        previous.mesh.as_ref(),
+        &settings.mesh_defaults,
+        &mut errors,
+    );
     let mut admission = Admission {
         inputs,
         previous,
-        accepted: LastGood::default(),
-        errors: inputs.problems.clone(),
+        accepted: LastGood {
+            objects: BTreeMap::new(),
+            mesh: accepted_mesh,
+        },
+        errors,
     };
-    let dns_domain = DEFAULT_DNS_DOMAIN;
+    let dns_domain = settings.dns_domain.as_str();
     // Kinds the model does not read yet are admitted too, so their decoding errors are reported.
     let unchecked = [Kind::Namespace, Kind::Node, Kind::Pod];
     for kind in unchecked {
@@ -244,6 +276,7 @@ pub fn build_with(
             by_name: &pods_by_name,
         },
         dns_domain,
+        &mesh.default_service_export_to,
     );
 
     admission.admit(Kind::WorkloadEntry, |object| match object {
@@ -260,6 +293,7 @@ pub fn build_with(
         admission.accepted(Kind::ServiceEntry),
         &workload_entries,
         &workloads,
+        &mesh.default_service_export_to,
     );
 
     admission.admit(Kind::DestinationRule, |object| match object {
@@ -267,7 +301,7 @@ pub fn build_with(
         _ => Ok(()),
     });
     let all_destination_rules =
-        resolved_destination_rules(admission.accepted(Kind::DestinationRule), dns_domain);
+        resolved_destination_rules(admission.accepted(Kind::DestinationRule), dns_domain, &mesh);
     let destination_rules = merged_by_host(&all_destination_rules);
 
     // Warnings of VirtualServices that are admitted all the same (unknown references, when rules
@@ -275,14 +309,15 @@ pub fn build_with(
     let reference_warnings = std::cell::RefCell::new(Vec::new());
     admission.admit(Kind::VirtualService, |object| match object {
         Object::VirtualService(vs) => {
-            let resolved = virtual_service::resolve(vs, dns_domain);
+            let resolved =
+                virtual_service::resolve(vs, dns_domain, &mesh.default_virtual_service_export_to);
             let key = ObjectKey::new(Kind::VirtualService, &resolved.namespace, &vs.metadata.name);
             let warnings = validate_virtual_service(
                 &vs.spec,
                 &resolved,
                 &services,
                 &destination_rules,
-                unknown_references,
+                settings.unknown_references,
             )?;
             reference_warnings.borrow_mut().extend(
                 warnings
@@ -294,8 +329,11 @@ pub fn build_with(
         _ => Ok(()),
     });
     admission.warn(reference_warnings.into_inner());
-    let (virtual_services, delegation_errors) =
-        virtual_service::virtual_services(admission.accepted(Kind::VirtualService), dns_domain);
+    let (virtual_services, delegation_errors) = virtual_service::virtual_services(
+        admission.accepted(Kind::VirtualService),
+        dns_domain,
+        &mesh.default_virtual_service_export_to,
+    );
     // Delegations that lead nowhere are reported on the root, where its file says it.
     admission
         .errors
@@ -338,7 +376,8 @@ pub fn build_with(
             virtual_services: virtual_services.into_iter().map(Arc::new).collect(),
             workloads,
             sidecars,
-            root_namespace: DEFAULT_ROOT_NAMESPACE.to_string(),
+            root_namespace: mesh.root_namespace.clone(),
+            mesh: Arc::new(mesh),
             credentials,
             gateways,
         },
@@ -381,6 +420,7 @@ pub(crate) fn in_precedence_order<'a, Spec>(
 fn resolved_destination_rules<'a>(
     objects: impl Iterator<Item = &'a Object>,
     dns_domain: &str,
+    mesh: &MeshConfig,
 ) -> Vec<DestinationRule> {
     let rules = in_precedence_order(objects, |object| match object {
         Object::DestinationRule(rule) => Some(rule.as_ref()),
@@ -396,7 +436,11 @@ fn resolved_destination_rules<'a>(
                 host: resolve_host(&rule.spec.host, namespace, dns_domain),
                 traffic_policy: rule.spec.traffic_policy.clone(),
                 subsets: rule.spec.subsets.clone(),
-                export_to: ExportTo::from_entries(&rule.spec.export_to, namespace),
+                export_to: ExportTo::from_entries_or(
+                    &rule.spec.export_to,
+                    &mesh.default_destination_rule_export_to,
+                    namespace,
+                ),
             }
         })
         .collect()

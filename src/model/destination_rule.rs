@@ -328,7 +328,10 @@ fn is_prime(x: u64) -> bool {
     true
 }
 
-fn validate_locality_lb_setting(setting: &LocalityLbSetting, at: &str) -> Result<(), FieldError> {
+pub(crate) fn validate_locality_lb_setting(
+    setting: &LocalityLbSetting,
+    at: &str,
+) -> Result<(), FieldError> {
     if !setting.distribute.is_empty() && !setting.failover.is_empty() {
         return Err(invalid(
             at,
@@ -457,7 +460,10 @@ fn validate_localities(localities: &[&str], at: &str) -> Result<(), FieldError> 
     Ok(())
 }
 
-fn validate_connection_pool(pool: &ConnectionPoolSettings, at: &str) -> Result<(), FieldError> {
+pub(crate) fn validate_connection_pool(
+    pool: &ConnectionPoolSettings,
+    at: &str,
+) -> Result<(), FieldError> {
     if let Some(http) = &pool.http {
         let at = format!("{at}.http");
         let numbers = [
@@ -518,7 +524,10 @@ fn validate_connection_pool(pool: &ConnectionPoolSettings, at: &str) -> Result<(
     Ok(())
 }
 
-fn validate_outlier_detection(outlier: &OutlierDetection, at: &str) -> Result<(), FieldError> {
+pub(crate) fn validate_outlier_detection(
+    outlier: &OutlierDetection,
+    at: &str,
+) -> Result<(), FieldError> {
     if let Some(interval) = outlier.interval {
         validate_duration(interval, &format!("{at}.interval"))?;
     }

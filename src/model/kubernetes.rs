@@ -146,13 +146,14 @@ pub(super) fn services<'a>(
     slices: impl Iterator<Item = &'a Object>,
     pods: &Pods<'_>,
     dns_domain: &str,
+    default_export_to: &[String],
 ) -> BTreeMap<String, Service> {
     let mut by_host = BTreeMap::new();
     for object in services {
         let Object::Service(service) = object else {
             continue;
         };
-        let service = service_model(service, dns_domain);
+        let service = service_model(service, dns_domain, default_export_to);
         by_host.insert(service.hostname.clone(), service);
     }
     for object in slices {
@@ -182,7 +183,7 @@ pub(super) fn services<'a>(
 /// The Service annotation that sets a Kubernetes Service's `exportTo` (comma-separated).
 const EXPORT_TO_ANNOTATION: &str = "networking.istio.io/exportTo";
 
-fn service_model(service: &KubeService, dns_domain: &str) -> Service {
+fn service_model(service: &KubeService, dns_domain: &str, default_export_to: &[String]) -> Service {
     let name = service.metadata.name.clone().unwrap_or_default();
     let namespace = namespace_of(&service.metadata.namespace).to_string();
     let spec = service.spec.clone().unwrap_or_default();
@@ -226,14 +227,17 @@ fn service_model(service: &KubeService, dns_domain: &str) -> Service {
         .annotations
         .as_ref()
         .and_then(|annotations| annotations.get(EXPORT_TO_ANNOTATION))
-        .map_or(ExportTo::Public, |value| {
-            let entries: Vec<&str> = value
-                .split(',')
-                .map(str::trim)
-                .filter(|entry| !entry.is_empty())
-                .collect();
-            ExportTo::from_entries(&entries, &namespace)
-        });
+        .map_or_else(
+            || ExportTo::from_entries_or(&[] as &[&str], default_export_to, &namespace),
+            |value| {
+                let entries: Vec<&str> = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|entry| !entry.is_empty())
+                    .collect();
+                ExportTo::from_entries_or(&entries, default_export_to, &namespace)
+            },
+        );
     Service {
         hostname: format!("{name}.{namespace}.svc.{dns_domain}"),
         name,

@@ -12,6 +12,7 @@ pub mod credential;
 mod destination_rule;
 pub mod gateway;
 mod kubernetes;
+mod mesh;
 mod references;
 mod service_entry;
 pub mod sidecar;
@@ -19,8 +20,12 @@ mod validate;
 pub mod virtual_service;
 
 pub(crate) use build::merged_by_host as merged_destination_rules;
-pub use build::{Built, LastGood, build, build_with, has_registry};
+pub use build::{Built, LastGood, Settings, build, build_with, has_registry};
+pub(crate) use destination_rule::{
+    validate_connection_pool, validate_locality_lb_setting, validate_outlier_detection,
+};
 pub use validate::UnknownReferences;
+pub(crate) use validate::validate_retries;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -320,6 +325,23 @@ impl ExportTo {
     /// istiod's reading of `exportTo` entries: none given, or `*` among them, is public; `.` is
     /// `namespace`; `~` alone exports to no namespace.
     pub fn from_entries<S: AsRef<str>>(entries: &[S], namespace: &str) -> ExportTo {
+        Self::from_entries_or(entries, &[] as &[&str], namespace)
+    }
+
+    /// [`ExportTo::from_entries`], with `default` (the mesh config's default for the object's
+    /// kind, read the same way) standing in when the object gives no entries.
+    pub fn from_entries_or<S: AsRef<str>, D: AsRef<str>>(
+        entries: &[S],
+        default: &[D],
+        namespace: &str,
+    ) -> ExportTo {
+        if entries.is_empty() {
+            return Self::read(default, namespace);
+        }
+        Self::read(entries, namespace)
+    }
+
+    fn read<S: AsRef<str>>(entries: &[S], namespace: &str) -> ExportTo {
         if entries.is_empty() || entries.iter().any(|entry| entry.as_ref() == "*") {
             return ExportTo::Public;
         }
@@ -397,6 +419,8 @@ pub struct Model {
     /// meshConfig.rootNamespace: its Sidecar without selector is the mesh-wide default, its
     /// exported DestinationRules apply mesh-wide.
     pub root_namespace: String,
+    /// The mesh config in force (the last one accepted), which translation reads.
+    pub mesh: Arc<crate::mesh_config::MeshConfig>,
     /// TLS material of Secrets, for gateway servers' `credentialName`.
     pub credentials: credential::Credentials,
     /// In precedence order: oldest first, then namespace and name.

@@ -28,6 +28,7 @@ pub(super) fn add_service_entries<'a>(
     entries: impl Iterator<Item = &'a Object>,
     workload_entries: &[&'a Object],
     workloads: &BTreeMap<IpAddr, Workload>,
+    default_export_to: &[String],
 ) {
     let workload_entries: Vec<&IstioObject<WorkloadEntry>> = workload_entries
         .iter()
@@ -46,6 +47,7 @@ pub(super) fn add_service_entries<'a>(
         ),
         pods: &pods,
         workload_entries: &workload_entries,
+        default_export_to,
     };
     let ordered = in_precedence_order(entries, |object| match object {
         Object::ServiceEntry(entry) => Some(entry.as_ref()),
@@ -114,6 +116,8 @@ struct Selectable<'a> {
     pod_index: LabelIndex<'a>,
     workload_entries: &'a [&'a IstioObject<WorkloadEntry>],
     entry_index: LabelIndex<'a>,
+    /// meshConfig.defaultServiceExportTo, for entries without `exportTo`.
+    default_export_to: &'a [String],
 }
 
 /// Positions of labelled items by namespace, and by namespace, label key and value. Without it
@@ -252,7 +256,11 @@ fn entry_services(entry: &IstioObject<ServiceEntry>, selectable: &Selectable<'_>
                 resolution,
                 mesh_external: spec.location != Some(Location::MeshInternal),
                 passthrough_target_ports: passthrough_target_ports.clone(),
-                export_to: ExportTo::from_entries(&spec.export_to, namespace),
+                export_to: ExportTo::from_entries_or(
+                    &spec.export_to,
+                    selectable.default_export_to,
+                    namespace,
+                ),
             }
         })
         .collect()
@@ -457,7 +465,13 @@ mod tests {
                 named_ports: BTreeMap::new(),
             },
         );
-        add_service_entries(&mut services, entries.iter(), &workload_entries, &workloads);
+        add_service_entries(
+            &mut services,
+            entries.iter(),
+            &workload_entries,
+            &workloads,
+            &[],
+        );
         services
     }
 
@@ -643,7 +657,7 @@ mod tests {
         ];
         let mut workloads = BTreeMap::new();
         workloads.clear();
-        add_service_entries(&mut services, entries.iter(), &[], &workloads);
+        add_service_entries(&mut services, entries.iter(), &[], &workloads, &[]);
 
         let web = &services["web.default.svc.cluster.local"];
         assert_eq!(web.registry, Registry::Kubernetes);

@@ -13,6 +13,7 @@ mod syntax;
 mod virtual_service;
 
 pub use gateway::validate_gateway;
+pub(crate) use http_route_policy::validate_retries;
 pub use kubernetes::{validate_endpoint_slice, validate_service};
 pub use service_entry::{validate_service_entry, validate_workload_entry};
 pub use sidecar::validate_sidecar;

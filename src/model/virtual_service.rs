@@ -23,7 +23,11 @@ fn namespace_of(namespace: &Option<String>) -> &str {
 
 /// A VirtualService with its hosts, gateways, destinations and `exportTo` resolved (delegates are
 /// not merged yet).
-pub(crate) fn resolve(vs: &IstioObject<istio::VirtualService>, dns_domain: &str) -> VirtualService {
+pub(crate) fn resolve(
+    vs: &IstioObject<istio::VirtualService>,
+    dns_domain: &str,
+    default_export_to: &[String],
+) -> VirtualService {
     let namespace = namespace_of(&vs.metadata.namespace);
     let resolve = |host: &str| resolve_host(host, namespace, dns_domain);
     let gateways = if vs.spec.gateways.is_empty() {
@@ -82,7 +86,7 @@ pub(crate) fn resolve(vs: &IstioObject<istio::VirtualService>, dns_domain: &str)
         http,
         tls,
         tcp,
-        export_to: ExportTo::from_entries(&vs.spec.export_to, namespace),
+        export_to: ExportTo::from_entries_or(&vs.spec.export_to, default_export_to, namespace),
     }
 }
 
@@ -100,6 +104,7 @@ fn resolve_gateway(gateway: &str, namespace: &str) -> String {
 pub(crate) fn virtual_services<'a>(
     objects: impl Iterator<Item = &'a Object>,
     dns_domain: &str,
+    default_export_to: &[String],
 ) -> (Vec<VirtualService>, Vec<ConfigError>) {
     let mut ordered: Vec<&IstioObject<istio::VirtualService>> = objects
         .filter_map(|object| match object {
@@ -110,7 +115,7 @@ pub(crate) fn virtual_services<'a>(
     ordered.sort_by_key(|vs| precedence_key(vs));
     let (delegates, roots): (Vec<VirtualService>, Vec<VirtualService>) = ordered
         .iter()
-        .map(|vs| resolve(vs, dns_domain))
+        .map(|vs| resolve(vs, dns_domain, default_export_to))
         .partition(|vs| vs.hosts.is_empty());
     let delegates: BTreeMap<(&str, &str), &VirtualService> = delegates
         .iter()

@@ -4,6 +4,7 @@
 
 pub mod file;
 pub mod kube;
+pub mod mesh;
 
 use tokio::sync::watch;
 

@@ -1,6 +1,6 @@
 //! CDS: one `outbound|PORT||HOST` cluster per service port, one `outbound|PORT|SUBSET|HOST` per
 //! DestinationRule subset, and the `BlackHoleCluster` and `PassthroughCluster` every sidecar has.
-//! Cluster defaults are istiod's: 10s connect timeout, LEAST_REQUEST, circuit breakers wide open,
+//! Cluster defaults are istiod's: the mesh config's connect timeout (10s), LEAST_REQUEST, circuit breakers wide open,
 //! HTTP/2 upstream for http2 and grpc ports; the DestinationRule's traffic policy for the port and
 //! subset applies on top (see `cluster_policy`).
 //!
@@ -25,19 +25,17 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_optio
 use envoy_types::pb::google::protobuf::UInt32Value;
 
 use super::cluster_policy::{
-    ClusterBuilder, HTTP_PROTOCOL_OPTIONS, apply_traffic_policy, cluster_policy, default_thresholds,
+    ClusterBuilder, HTTP_PROTOCOL_OPTIONS, apply_mesh_connection_pool, apply_traffic_policy,
+    cluster_policy, default_thresholds,
 };
 use super::eds::load_assignment;
 use super::{
     BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, ads_config_source, any, outbound_cluster_name,
     proto_duration,
 };
-use crate::model::{DestinationRule, Model, Protocol, Resolution, Service, ServicePort};
+use crate::mesh_config::MeshConfig;
+use crate::model::{DestinationRule, Model, Protocol, Registry, Resolution, Service, ServicePort};
 use crate::proxy::{Proxy, ProxyKind};
-
-pub(super) const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// The mesh default `dnsRefreshRate`; Envoy honours the records' TTL as well.
-const DNS_REFRESH_RATE: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub fn clusters(model: &Model, proxy: &Proxy) -> BTreeMap<String, Cluster> {
     let mut clusters = BTreeMap::new();
@@ -60,7 +58,10 @@ pub fn clusters(model: &Model, proxy: &Proxy) -> BTreeMap<String, Cluster> {
             }
         }
     }
-    for cluster in [blackhole_cluster(), passthrough_cluster()] {
+    for cluster in [
+        blackhole_cluster(&model.mesh),
+        outbound_passthrough_cluster(&model.mesh),
+    ] {
         clusters.insert(cluster.name.clone(), cluster);
     }
     clusters
@@ -85,7 +86,7 @@ fn outbound_cluster(model: &Model, proxy: &Proxy, target: &Target<'_>) -> Option
     } = *target;
     let name = outbound_cluster_name(port.port, subset, &service.hostname);
     let mut cluster = Cluster {
-        connect_timeout: Some(proto_duration(CONNECT_TIMEOUT)),
+        connect_timeout: Some(proto_duration(model.mesh.connect_timeout.0)),
         lb_policy: LbPolicy::LeastRequest as i32,
         circuit_breakers: Some(wide_open_circuit_breakers()),
         ..Default::default()
@@ -111,7 +112,7 @@ fn outbound_cluster(model: &Model, proxy: &Proxy, target: &Target<'_>) -> Option
                 return None;
             }
             cluster.load_assignment = Some(assignment);
-            set_dns_options(&mut cluster, proxy);
+            set_dns_options(&mut cluster, proxy, &model.mesh);
             if service.resolution == Resolution::Dns {
                 DiscoveryType::StrictDns
             } else {
@@ -146,9 +147,34 @@ fn outbound_cluster(model: &Model, proxy: &Proxy, target: &Target<'_>) -> Option
         // `setUpstreamProtocol`; gateways do not sniff).
         builder.use_downstream_protocol();
     }
-    let policy = cluster_policy(rule, port.port, subset);
-    apply_traffic_policy(&mut builder, &policy);
+    let policy = cluster_policy(rule, port.port, subset).with_mesh(&model.mesh);
+    apply_traffic_policy(&mut builder, &policy, port.protocol);
+    let pattern = &model.mesh.outbound_cluster_stat_name;
+    if !pattern.is_empty() {
+        // istiod's `DelimitedStatsPrefix`: Envoy's stats of the cluster go under this name.
+        builder.cluster.alt_stat_name = stat_name(pattern, service, port, subset) + ";";
+    }
     Some(builder.build())
+}
+
+/// istiod's `BuildStatPrefix`: the mesh config's pattern with the service's names filled in
+/// (Kubernetes services by `name.namespace` and `name`, others by their host).
+fn stat_name(pattern: &str, service: &Service, port: &ServicePort, subset: &str) -> String {
+    let (short, name) = match service.registry {
+        Registry::Kubernetes => (
+            format!("{}.{}", service.name, service.namespace),
+            service.name.clone(),
+        ),
+        Registry::ServiceEntry => (service.hostname.clone(), service.hostname.clone()),
+    };
+    pattern
+        .replace("%SERVICE%", &short)
+        .replace("%SERVICE_NAME%", &name)
+        .replace("%SERVICE_FQDN%", &service.hostname)
+        .replace("%SUBSET_NAME%", subset)
+        .replace("%TARGET_PORT%", "0")
+        .replace("%SERVICE_PORT%", &port.port.to_string())
+        .replace("%SERVICE_PORT_NAME%", &port.name)
 }
 
 /// LOGICAL_DNS clusters take exactly one endpoint (Envoy refuses more): the first.
@@ -169,9 +195,9 @@ fn keep_first_endpoint(assignment: &mut ClusterLoadAssignment) {
 /// They are the cluster fields istiod sets, deprecated in favour of a DNS cluster extension that
 /// Envoy still reads them from.
 #[allow(deprecated)]
-fn set_dns_options(cluster: &mut Cluster, proxy: &Proxy) {
+fn set_dns_options(cluster: &mut Cluster, proxy: &Proxy, mesh: &MeshConfig) {
     cluster.dns_lookup_family = dns_lookup_family(proxy) as i32;
-    cluster.dns_refresh_rate = Some(proto_duration(DNS_REFRESH_RATE));
+    cluster.dns_refresh_rate = Some(proto_duration(mesh.dns_refresh_rate.0));
     cluster.respect_dns_ttl = true;
 }
 
@@ -194,23 +220,23 @@ pub(super) fn wide_open_circuit_breakers() -> CircuitBreakers {
 }
 
 /// Traffic with nowhere to go: a static cluster without endpoints.
-fn blackhole_cluster() -> Cluster {
+fn blackhole_cluster(mesh: &MeshConfig) -> Cluster {
     Cluster {
         name: BLACKHOLE_CLUSTER.to_string(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
-        connect_timeout: Some(proto_duration(CONNECT_TIMEOUT)),
+        connect_timeout: Some(proto_duration(mesh.connect_timeout.0)),
         ..Default::default()
     }
 }
 
 /// Traffic to destinations outside the registry: forwarded to the address the client dialled.
-pub(super) fn passthrough_cluster() -> Cluster {
+pub(super) fn passthrough_cluster(mesh: &MeshConfig) -> Cluster {
     Cluster {
         name: PASSTHROUGH_CLUSTER.to_string(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(
             DiscoveryType::OriginalDst as i32,
         )),
-        connect_timeout: Some(proto_duration(CONNECT_TIMEOUT)),
+        connect_timeout: Some(proto_duration(mesh.connect_timeout.0)),
         lb_policy: LbPolicy::ClusterProvided as i32,
         circuit_breakers: Some(wide_open_circuit_breakers()),
         typed_extension_protocol_options: [(
@@ -221,6 +247,22 @@ pub(super) fn passthrough_cluster() -> Cluster {
         .collect(),
         ..Default::default()
     }
+}
+
+/// `PassthroughCluster` as the outbound side has it: capped by the mesh config's baseline
+/// connection pool (and its TCP keepalive), as istiod's `buildDefaultPassthroughCluster` does;
+/// the baseline outlier detection does not apply to a cluster with no pool of hosts.
+fn outbound_passthrough_cluster(mesh: &MeshConfig) -> Cluster {
+    let mut cluster = passthrough_cluster(mesh);
+    cluster
+        .typed_extension_protocol_options
+        .remove(HTTP_PROTOCOL_OPTIONS);
+    let mut builder = ClusterBuilder {
+        cluster,
+        http_options: Some(use_downstream_protocol()),
+    };
+    apply_mesh_connection_pool(&mut builder, mesh);
+    builder.build()
 }
 
 /// Upstream HTTP in whichever version the client spoke (istiod's `setUseDownstreamProtocol`),

@@ -32,9 +32,8 @@ use envoy_types::pb::envoy::config::cluster::v3::{
     CircuitBreakers, Cluster, OutlierDetection as EnvoyOutlierDetection, UpstreamConnectionOptions,
 };
 use envoy_types::pb::envoy::config::core::v3::{
-    DataSource, Http1ProtocolOptions, Http2ProtocolOptions, HttpProtocolOptions as CommonOptions,
-    RuntimeDouble, TcpKeepalive, TransportSocket, UpstreamHttpProtocolOptions, data_source,
-    transport_socket,
+    Http1ProtocolOptions, Http2ProtocolOptions, HttpProtocolOptions as CommonOptions,
+    RuntimeDouble, TcpKeepalive,
 };
 use envoy_types::pb::envoy::config::route::v3::Route;
 use envoy_types::pb::envoy::config::route::v3::route::Action;
@@ -42,31 +41,27 @@ use envoy_types::pb::envoy::config::route::v3::route_action::hash_policy::{
     ConnectionProperties, Cookie, CookieAttribute, Header, PolicySpecifier, QueryParameter,
 };
 use envoy_types::pb::envoy::config::route::v3::route_action::{ClusterSpecifier, HashPolicy};
-use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::common_tls_context::ValidationContextType;
-use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::tls_parameters::TlsProtocol;
-use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    CertificateValidationContext, CommonTlsContext, TlsCertificate, TlsParameters,
-    UpstreamTlsContext,
-};
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
     ExplicitHttpConfig, UpstreamProtocolOptions, UseDownstreamHttpConfig, explicit_http_config,
 };
-use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
 use envoy_types::pb::envoy::r#type::v3::Percent;
 use envoy_types::pb::google::protobuf::{UInt32Value, UInt64Value};
 
+mod tls;
+
 use super::{any, proto_duration};
 use crate::istio::{
-    ClientTlsMode, ClientTlsSettings, ConnectionPoolSettings, ConsistentHashLb, H2UpgradePolicy,
+    ClientTlsSettings, ConnectionPoolSettings, ConsistentHashLb, H2UpgradePolicy,
     LoadBalancerSettings, LocalityLbSetting, OutlierDetection, PortTrafficPolicy, SimpleLb,
     TrafficPolicy,
 };
-use crate::model::{DestinationRule, Model};
+use crate::mesh_config::MeshConfig;
+use crate::model::{DestinationRule, Model, Protocol};
+use tls::apply_tls;
 
 pub(super) const HTTP_PROTOCOL_OPTIONS: &str =
     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
-const TLS_TRANSPORT_SOCKET: &str = "envoy.transport_sockets.tls";
 /// What istio-agent trusts when `caCertificates` is empty ("system"): the distribution's CA
 /// bundle, at its path on Debian and Ubuntu (Istio's proxy image).
 pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -79,7 +74,7 @@ const DEFAULT_WARMUP_MINIMUM_PERCENT: f64 = 10.0;
 const UNSETTABLE_RUNTIME_KEY: &str = "(";
 
 /// istiod's mesh-wide default (`localityLbSetting: {enabled: true}`), which applies to rules
-/// that do not set their own.
+/// that do not set their own when no mesh config is at hand.
 static MESH_LOCALITY_LB_SETTING: LocalityLbSetting = LocalityLbSetting {
     distribute: Vec::new(),
     failover: Vec::new(),
@@ -94,6 +89,8 @@ pub(super) struct ClusterPolicy<'m> {
     pub connection_pool: Option<&'m ConnectionPoolSettings>,
     pub outlier_detection: Option<&'m OutlierDetection>,
     pub tls: Option<&'m ClientTlsSettings>,
+    /// The mesh config whose defaults fill in what the rule leaves out (see [`Self::with_mesh`]).
+    pub mesh: Option<&'m MeshConfig>,
 }
 
 impl<'m> ClusterPolicy<'m> {
@@ -103,6 +100,7 @@ impl<'m> ClusterPolicy<'m> {
             connection_pool: policy.connection_pool.as_ref(),
             outlier_detection: policy.outlier_detection.as_ref(),
             tls: policy.tls.as_ref(),
+            mesh: None,
         }
     }
 
@@ -112,20 +110,38 @@ impl<'m> ClusterPolicy<'m> {
             connection_pool: policy.connection_pool.as_ref(),
             outlier_detection: policy.outlier_detection.as_ref(),
             tls: policy.tls.as_ref(),
+            mesh: None,
         }
     }
 
+    /// The policy with the mesh config's defaults for what the rule leaves out, as istiod's
+    /// `applyDefaultTrafficPolicy` fills them in once port-level settings are resolved:
+    /// `defaultTrafficPolicy`'s connection pool and outlier detection (each replaced whole by the
+    /// rule's), and the mesh's `localityLbSetting`, `tcpKeepalive` and `h2UpgradePolicy`.
+    pub fn with_mesh(mut self, mesh: &'m MeshConfig) -> Self {
+        let baseline = &mesh.default_traffic_policy;
+        self.connection_pool = self.connection_pool.or(baseline.connection_pool.as_ref());
+        self.outlier_detection = self
+            .outlier_detection
+            .or(baseline.outlier_detection.as_ref());
+        self.mesh = Some(mesh);
+        self
+    }
+
     /// The locality load-balancing setting in force: the rule's, unless it turns locality
-    /// load balancing off, else the mesh default.
+    /// load balancing off, else the mesh's (istiod's `GetEffectiveLbSetting`).
     pub fn locality_lb_setting(&self) -> Option<&'m LocalityLbSetting> {
-        match self
+        let setting = match self
             .load_balancer
             .and_then(|lb| lb.locality_lb_setting.as_ref())
         {
-            Some(setting) if setting.enabled == Some(false) => None,
-            Some(setting) => Some(setting),
-            None => Some(&MESH_LOCALITY_LB_SETTING),
-        }
+            Some(setting) => setting,
+            None => match self.mesh {
+                Some(mesh) => mesh.locality_lb_setting.as_ref()?,
+                None => &MESH_LOCALITY_LB_SETTING,
+            },
+        };
+        (setting.enabled != Some(false)).then_some(setting)
     }
 
     pub fn consistent_hash(&self) -> Option<&'m ConsistentHashLb> {
@@ -287,17 +303,36 @@ fn explicit(config: explicit_http_config::ProtocolConfig) -> UpstreamProtocolOpt
     })
 }
 
-/// Applies a merged policy to an outbound cluster, in istiod's order.
-pub(super) fn apply_traffic_policy(builder: &mut ClusterBuilder, policy: &ClusterPolicy<'_>) {
-    let no_pool = ConnectionPoolSettings::default();
-    let pool = policy.connection_pool.unwrap_or(&no_pool);
-    if should_upgrade_to_http2(pool) {
+/// Applies a merged policy to an outbound cluster of a `protocol` port, in istiod's order.
+pub(super) fn apply_traffic_policy(
+    builder: &mut ClusterBuilder,
+    policy: &ClusterPolicy<'_>,
+    protocol: Protocol,
+) {
+    let mesh_upgrades = policy.mesh.is_some_and(|mesh| mesh.h2_upgrade);
+    if should_upgrade_to_http2(policy.connection_pool, mesh_upgrades, protocol) {
         builder.set_http2();
     }
-    apply_connection_pool(builder, pool);
+    if let Some(pool) = policy.connection_pool {
+        apply_connection_pool(builder, pool);
+        // istiod sets keepalive only on clusters with a connection pool: the mesh's first, then
+        // the rule's attribute by attribute.
+        set_keepalive(
+            &mut builder.cluster,
+            policy.mesh.and_then(|mesh| mesh.tcp_keepalive.as_ref()),
+        );
+        set_keepalive(
+            &mut builder.cluster,
+            pool.tcp.as_ref().and_then(|tcp| tcp.tcp_keepalive.as_ref()),
+        );
+    }
     apply_outlier_detection(&mut builder.cluster, policy.outlier_detection);
     apply_load_balancer(&mut builder.cluster, policy);
-    apply_tls(builder, policy.tls);
+    apply_tls(
+        builder,
+        policy.tls,
+        policy.mesh.map(|mesh| &mesh.tls_defaults),
+    );
     if is_original_dst(&builder.cluster) {
         builder.cluster.lb_policy = LbPolicy::ClusterProvided as i32;
     }
@@ -310,13 +345,67 @@ fn is_original_dst(cluster: &Cluster) -> bool {
         ))
 }
 
-/// istiod's `shouldH2Upgrade` with the mesh default (DO_NOT_UPGRADE): only an explicit UPGRADE
-/// upgrades, and never with `useClientProtocol`.
-fn should_upgrade_to_http2(pool: &ConnectionPoolSettings) -> bool {
-    pool.http.as_ref().is_some_and(|http| {
-        http.use_client_protocol != Some(true)
-            && http.h2_upgrade_policy == Some(H2UpgradePolicy::Upgrade)
-    })
+/// istiod's `shouldH2Upgrade`: never with `useClientProtocol`; the rule's UPGRADE or
+/// DO_NOT_UPGRADE decides; else the mesh's `h2UpgradePolicy`, for HTTP ports only (a sniffed
+/// port keeps the client's protocol).
+fn should_upgrade_to_http2(
+    pool: Option<&ConnectionPoolSettings>,
+    mesh_upgrades: bool,
+    protocol: Protocol,
+) -> bool {
+    if let Some(http) = pool.and_then(|pool| pool.http.as_ref()) {
+        if http.use_client_protocol == Some(true) {
+            return false;
+        }
+        match http.h2_upgrade_policy {
+            Some(H2UpgradePolicy::Upgrade) => return true,
+            Some(H2UpgradePolicy::DoNotUpgrade) => return false,
+            _ => {}
+        }
+    }
+    mesh_upgrades && protocol.is_http()
+}
+
+/// The mesh config's baseline connection pool (an empty one when there is none) and TCP
+/// keepalive, for a cluster no DestinationRule applies to (`PassthroughCluster`).
+pub(super) fn apply_mesh_connection_pool(builder: &mut ClusterBuilder, mesh: &MeshConfig) {
+    let empty = ConnectionPoolSettings::default();
+    let pool = mesh
+        .default_traffic_policy
+        .connection_pool
+        .as_ref()
+        .unwrap_or(&empty);
+    apply_connection_pool(builder, pool);
+    set_keepalive(&mut builder.cluster, mesh.tcp_keepalive.as_ref());
+    set_keepalive(
+        &mut builder.cluster,
+        pool.tcp.as_ref().and_then(|tcp| tcp.tcp_keepalive.as_ref()),
+    );
+}
+
+/// istiod's `setKeepAliveSettings`: SO_KEEPALIVE on, and each attribute given replaces what is
+/// there.
+fn set_keepalive(cluster: &mut Cluster, keepalive: Option<&crate::istio::TcpKeepalive>) {
+    let Some(keepalive) = keepalive else {
+        return;
+    };
+    let seconds = |duration: crate::duration::Duration| UInt32Value {
+        value: u32::try_from(duration.0.as_secs()).unwrap_or(u32::MAX),
+    };
+    let tcp = cluster
+        .upstream_connection_options
+        .get_or_insert_with(UpstreamConnectionOptions::default)
+        .tcp_keepalive
+        .get_or_insert_with(TcpKeepalive::default);
+    if let Some(probes) = keepalive.probes.filter(|probes| *probes > 0) {
+        tcp.keepalive_probes = Some(UInt32Value { value: probes });
+    }
+    if let Some(time) = keepalive.time {
+        tcp.keepalive_time = Some(seconds(time));
+    }
+    if let Some(interval) = keepalive.interval {
+        tcp.keepalive_interval = Some(seconds(interval));
+    }
 }
 
 fn positive(value: Option<i32>) -> Option<UInt32Value> {
@@ -371,22 +460,6 @@ fn apply_connection_pool(builder: &mut ClusterBuilder, pool: &ConnectionPoolSett
         max_connection_duration = tcp.max_connection_duration;
         if idle_timeout.is_none() {
             idle_timeout = tcp.idle_timeout;
-        }
-        if let Some(keepalive) = &tcp.tcp_keepalive {
-            let seconds = |duration: crate::duration::Duration| UInt32Value {
-                value: u32::try_from(duration.0.as_secs()).unwrap_or(u32::MAX),
-            };
-            cluster.upstream_connection_options = Some(UpstreamConnectionOptions {
-                tcp_keepalive: Some(TcpKeepalive {
-                    keepalive_probes: keepalive
-                        .probes
-                        .filter(|probes| *probes > 0)
-                        .map(|value| UInt32Value { value }),
-                    keepalive_time: keepalive.time.map(seconds),
-                    keepalive_interval: keepalive.interval.map(seconds),
-                }),
-                ..Default::default()
-            });
         }
     }
     cluster.circuit_breakers = Some(CircuitBreakers {
@@ -580,96 +653,6 @@ fn apply_consistent_hash_lb(cluster: &mut Cluster, hash: &ConsistentHashLb) {
     }
 }
 
-fn file(path: &str) -> DataSource {
-    DataSource {
-        specifier: Some(data_source::Specifier::Filename(path.to_string())),
-        ..Default::default()
-    }
-}
-
-fn non_empty(value: &Option<String>) -> Option<&str> {
-    value.as_deref().filter(|value| !value.is_empty())
-}
-
-/// SIMPLE and MUTUAL with certificate files; other modes leave the cluster plaintext (DISABLE by
-/// asking, ISTIO_MUTUAL and `credentialName` because rudder cannot serve them; both are reported
-/// when the rule is read).
-fn apply_tls(builder: &mut ClusterBuilder, tls: Option<&ClientTlsSettings>) {
-    let Some(tls) = tls else {
-        return;
-    };
-    let mutual = match tls.mode {
-        Some(ClientTlsMode::Simple) => false,
-        Some(ClientTlsMode::Mutual) => true,
-        _ => return,
-    };
-    if non_empty(&tls.credential_name).is_some() {
-        return;
-    }
-    let insecure = tls.insecure_skip_verify == Some(true);
-    let sni = non_empty(&tls.sni).unwrap_or_default().to_string();
-    // Without an SNI, the request's host is sent, and checked against the certificate unless
-    // names to check are given or checks are off (istiod's `setAutoSniAndAutoSanValidation`).
-    let auto_sni = sni.is_empty();
-    let auto_san_validation = auto_sni && tls.subject_alt_names.is_empty() && !insecure;
-    if auto_sni || auto_san_validation {
-        let options = builder.http_options.get_or_insert_default();
-        let upstream = options
-            .upstream_http_protocol_options
-            .get_or_insert_with(UpstreamHttpProtocolOptions::default);
-        upstream.auto_sni |= auto_sni;
-        upstream.auto_san_validation |= auto_san_validation;
-    }
-    let mut common = CommonTlsContext {
-        tls_params: Some(TlsParameters {
-            tls_minimum_protocol_version: TlsProtocol::TlSv12 as i32,
-            tls_maximum_protocol_version: TlsProtocol::TlSv13 as i32,
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    if mutual {
-        common.tls_certificates.push(TlsCertificate {
-            certificate_chain: non_empty(&tls.client_certificate).map(file),
-            private_key: non_empty(&tls.private_key).map(file),
-            ..Default::default()
-        });
-    }
-    let validation = if insecure {
-        CertificateValidationContext::default()
-    } else {
-        #[allow(deprecated)]
-        CertificateValidationContext {
-            trusted_ca: Some(file(
-                non_empty(&tls.ca_certificates).unwrap_or(SYSTEM_CA_BUNDLE),
-            )),
-            match_subject_alt_names: tls
-                .subject_alt_names
-                .iter()
-                .map(|name| StringMatcher {
-                    match_pattern: Some(string_matcher::MatchPattern::Exact(name.clone())),
-                    ..Default::default()
-                })
-                .collect(),
-            crl: non_empty(&tls.ca_crl).map(file),
-            ..Default::default()
-        }
-    };
-    common.validation_context_type = Some(ValidationContextType::ValidationContext(validation));
-    if builder.is_http2() {
-        common.alpn_protocols = vec!["h2".to_string()];
-    }
-    let context = UpstreamTlsContext {
-        common_tls_context: Some(common),
-        sni,
-        ..Default::default()
-    };
-    builder.cluster.transport_socket = Some(TransportSocket {
-        name: TLS_TRANSPORT_SOCKET.to_string(),
-        config_type: Some(transport_socket::ConfigType::TypedConfig(any(&context))),
-    });
-}
-
 /// The route hash policy for a cluster whose merged load balancer hashes consistently.
 fn hash_policy(model: &Model, cluster_name: &str) -> Option<HashPolicy> {
     let hash = policy_of_cluster(model, cluster_name).consistent_hash()?;
@@ -739,61 +722,4 @@ pub(super) fn add_hash_policies<'r>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::istio;
-
-    fn rule(yaml: &str) -> DestinationRule {
-        let spec: istio::DestinationRule = serde_saphyr::from_str(yaml).expect("the rule parses");
-        DestinationRule {
-            name: "r".into(),
-            namespace: "default".into(),
-            host: spec.host.clone(),
-            traffic_policy: spec.traffic_policy,
-            subsets: spec.subsets,
-            export_to: crate::model::ExportTo::Public,
-        }
-    }
-
-    fn lb(policy: &ClusterPolicy<'_>) -> Option<SimpleLb> {
-        policy.load_balancer.and_then(|lb| lb.simple)
-    }
-
-    #[test]
-    fn subset_over_port_level_over_top_level() {
-        let rule = rule(
-            "host: a\ntrafficPolicy:\n  loadBalancer: {simple: RANDOM}\n  outlierDetection: {consecutive5xxErrors: 1}\n  portLevelSettings:\n  - port: {number: 80}\n    loadBalancer: {simple: ROUND_ROBIN}\nsubsets:\n- name: v1\n  trafficPolicy: {loadBalancer: {simple: LEAST_REQUEST}}\n- name: v2\n  trafficPolicy:\n    tls: {mode: SIMPLE}\n    portLevelSettings:\n    - port: {number: 81}\n      connectionPool: {tcp: {maxConnections: 1}}\n",
-        );
-        // The top level applies to other ports.
-        let top = cluster_policy(Some(&rule), 8080, "");
-        assert_eq!(lb(&top), Some(SimpleLb::Random));
-        assert!(top.outlier_detection.is_some());
-        // A port-level entry replaces the top level whole: no outlier detection on port 80.
-        let port = cluster_policy(Some(&rule), 80, "");
-        assert_eq!(lb(&port), Some(SimpleLb::RoundRobin));
-        assert!(port.outlier_detection.is_none());
-        // A subset's part replaces the merged part; the rest stays.
-        let v1 = cluster_policy(Some(&rule), 80, "v1");
-        assert_eq!(lb(&v1), Some(SimpleLb::LeastRequest));
-        assert!(v1.outlier_detection.is_none());
-        let v1_other_port = cluster_policy(Some(&rule), 8080, "v1");
-        assert!(v1_other_port.outlier_detection.is_some());
-        // A subset's port-level entry replaces all four parts.
-        let v2 = cluster_policy(Some(&rule), 81, "v2");
-        assert!(v2.tls.is_none());
-        assert!(v2.load_balancer.is_none());
-        assert!(v2.connection_pool.is_some());
-        let v2_other_port = cluster_policy(Some(&rule), 8080, "v2");
-        assert!(v2_other_port.tls.is_some());
-        assert_eq!(lb(&v2_other_port), Some(SimpleLb::Random));
-    }
-
-    #[test]
-    fn cluster_names_parse() {
-        assert_eq!(
-            parse_outbound_cluster_name("outbound|9080|v1|reviews.default.svc.cluster.local"),
-            Some((9080, "v1", "reviews.default.svc.cluster.local"))
-        );
-        assert_eq!(parse_outbound_cluster_name("PassthroughCluster"), None);
-    }
-}
+mod tests;

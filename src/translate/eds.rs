@@ -56,7 +56,7 @@ pub(super) fn load_assignment(
     if groups.is_empty() {
         return assignment;
     }
-    let policy = cluster_policy(rule, port, subset);
+    let policy = cluster_policy(rule, port, subset).with_mesh(&model.mesh);
     assignment.endpoints = match policy.locality_lb_setting() {
         Some(setting) => {
             locality::apply(groups, proxy, setting, policy.outlier_detection.is_some())

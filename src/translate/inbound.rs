@@ -52,21 +52,19 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::r#type::v3::Int32Range;
 use envoy_types::pb::google::protobuf::{BoolValue, Duration as ProtoDuration, UInt32Value};
 
-use super::cds::{
-    CONNECT_TIMEOUT, passthrough_cluster, use_downstream_protocol, wide_open_circuit_breakers,
-};
+use super::cds::{passthrough_cluster, use_downstream_protocol, wide_open_circuit_breakers};
 use super::cluster_policy::ClusterBuilder;
 use super::eds::socket_address;
 use super::lds::{http_connection_manager, tcp_proxy_filter};
 use super::rds::{prefix_match, route_action_defaults};
 use super::{BLACKHOLE_CLUSTER, proto_duration, typed_config};
+use crate::mesh_config::{MeshConfig, PathNormalization};
 use crate::model::sidecar::IngressEndpoint;
 use crate::model::{Model, Protocol};
 use crate::proxy::{InterceptionMode, Proxy, ProxyKind};
 use ports::{InboundPort, WILDCARD, inbound_ports, intercepted};
 
 const VIRTUAL_INBOUND: &str = "virtualInbound";
-const VIRTUAL_INBOUND_PORT: u16 = 15006;
 pub const INBOUND_PASSTHROUGH_CLUSTER: &str = "InboundPassthroughCluster";
 /// The source addresses of Envoy's connections to its own workload; istio-init's rules let
 /// traffic from them through instead of redirecting it back to Envoy.
@@ -93,16 +91,20 @@ pub(super) fn listeners(model: &Model, proxy: &Proxy) -> Vec<Listener> {
     let ports = inbound_ports(model, proxy);
     let (bound, redirected): (BTreeMap<u16, InboundPort>, BTreeMap<u16, InboundPort>) =
         ports.into_iter().partition(|(_, port)| port.bind_to_port);
-    let mut listeners: Vec<Listener> = bound.values().map(bound_listener).collect();
+    let paths = model.mesh.path_normalization;
+    let mut listeners: Vec<Listener> = bound
+        .values()
+        .map(|port| bound_listener(port, paths))
+        .collect();
     if proxy.kind == ProxyKind::Sidecar && intercepted(proxy) {
-        listeners.push(virtual_inbound(proxy, &redirected));
+        listeners.push(virtual_inbound(proxy, &redirected, &model.mesh));
     }
     listeners
 }
 
 /// A port's own listener, on its bind address: no original destination to read, and sniffing
 /// only when the port's protocol is not declared.
-fn bound_listener(port: &InboundPort) -> Listener {
+fn bound_listener(port: &InboundPort, paths: PathNormalization) -> Listener {
     let mut listener_filters = Vec::new();
     if port.protocol == Protocol::Unspecified {
         listener_filters.push(listener_filter(
@@ -113,7 +115,7 @@ fn bound_listener(port: &InboundPort) -> Listener {
     Listener {
         name: chain_name(port),
         address: Some(socket_address(port.bind.clone(), port.port)),
-        filter_chains: port_chains(port),
+        filter_chains: port_chains(port, paths),
         listener_filters,
         continue_on_listener_filters_timeout: true,
         traffic_direction: TrafficDirection::Inbound as i32,
@@ -122,12 +124,17 @@ fn bound_listener(port: &InboundPort) -> Listener {
 }
 
 /// `virtualInbound`, with the chains of the ports that do not bind for real.
-fn virtual_inbound(proxy: &Proxy, ports: &BTreeMap<u16, InboundPort>) -> Listener {
+fn virtual_inbound(
+    proxy: &Proxy,
+    ports: &BTreeMap<u16, InboundPort>,
+    mesh: &MeshConfig,
+) -> Listener {
+    let virtual_inbound_port = mesh.proxy_inbound_listen_port;
     let mut filter_chains = vec![FilterChain {
         name: format!("{VIRTUAL_INBOUND}-blackhole"),
         filter_chain_match: Some(FilterChainMatch {
             destination_port: Some(UInt32Value {
-                value: u32::from(VIRTUAL_INBOUND_PORT),
+                value: u32::from(virtual_inbound_port),
             }),
             ..Default::default()
         }),
@@ -135,12 +142,13 @@ fn virtual_inbound(proxy: &Proxy, ports: &BTreeMap<u16, InboundPort>) -> Listene
         ..Default::default()
     }];
     for port in ports.values() {
-        filter_chains.extend(port_chains(port));
+        filter_chains.extend(port_chains(port, mesh.path_normalization));
     }
     filter_chains.push(FilterChain {
         name: format!("{VIRTUAL_INBOUND}-catchall-http"),
         filter_chain_match: Some(http_match(None)),
         filters: vec![http_filter(
+            mesh.path_normalization,
             INBOUND_PASSTHROUGH_CLUSTER.to_string(),
             passthrough_route_config(),
         )],
@@ -178,9 +186,11 @@ fn virtual_inbound(proxy: &Proxy, ports: &BTreeMap<u16, InboundPort>) -> Listene
 
     Listener {
         name: VIRTUAL_INBOUND.to_string(),
-        address: Some(socket_address(WILDCARD.to_string(), VIRTUAL_INBOUND_PORT)),
+        address: Some(socket_address(WILDCARD.to_string(), virtual_inbound_port)),
         filter_chains,
         listener_filters,
+        // istiod's: how long sniffing may wait (0, the default, waits as long as it takes).
+        listener_filters_timeout: Some(proto_duration(mesh.protocol_detection_timeout.0)),
         continue_on_listener_filters_timeout: true,
         transparent: tproxy.then_some(BoolValue { value: true }),
         traffic_direction: TrafficDirection::Inbound as i32,
@@ -228,13 +238,14 @@ fn declared_ports_predicate(
 }
 
 /// The chains of one inbound port: HTTP, TCP, or both told apart by sniffing.
-fn port_chains(port: &InboundPort) -> Vec<FilterChain> {
+fn port_chains(port: &InboundPort, paths: PathNormalization) -> Vec<FilterChain> {
     let name = chain_name(port);
     let cluster = inbound_cluster_name(port.port);
     let http = || FilterChain {
         name: name.clone(),
         filter_chain_match: Some(http_match(Some(port.port))),
         filters: vec![http_filter(
+            paths,
             format!("inbound_{name}"),
             inbound_route_config(port),
         )],
@@ -280,8 +291,12 @@ fn http_match(port: Option<u16>) -> FilterChainMatch {
     }
 }
 
-fn http_filter(stat_prefix: String, routes: RouteConfiguration) -> Filter {
-    http_connection_manager(stat_prefix, RouteSpecifier::RouteConfig(routes))
+fn http_filter(
+    paths: PathNormalization,
+    stat_prefix: String,
+    routes: RouteConfiguration,
+) -> Filter {
+    http_connection_manager(paths, stat_prefix, RouteSpecifier::RouteConfig(routes))
 }
 
 /// istiod's `BuildDefaultHTTPInboundRoute`: everything to the application, no timeout and no
@@ -336,9 +351,9 @@ pub(super) fn clusters(model: &Model, proxy: &Proxy) -> Vec<Cluster> {
     let bind = passthrough_bind(proxy);
     let mut clusters: Vec<Cluster> = inbound_ports(model, proxy)
         .values()
-        .map(|port| inbound_cluster(port, proxy, &bind))
+        .map(|port| inbound_cluster(port, proxy, &bind, &model.mesh))
         .collect();
-    let mut passthrough = passthrough_cluster();
+    let mut passthrough = passthrough_cluster(&model.mesh);
     passthrough.name = INBOUND_PASSTHROUGH_CLUSTER.to_string();
     passthrough.upstream_bind_config = Some(bind);
     clusters.push(passthrough);
@@ -347,11 +362,16 @@ pub(super) fn clusters(model: &Model, proxy: &Proxy) -> Vec<Cluster> {
 
 /// To the application: at the original destination on the target port, or where the Sidecar's
 /// `defaultEndpoint` says.
-fn inbound_cluster(port: &InboundPort, proxy: &Proxy, bind: &BindConfig) -> Cluster {
+fn inbound_cluster(
+    port: &InboundPort,
+    proxy: &Proxy,
+    bind: &BindConfig,
+    mesh: &MeshConfig,
+) -> Cluster {
     let name = inbound_cluster_name(port.port);
     let mut cluster = Cluster {
         name: name.clone(),
-        connect_timeout: Some(proto_duration(CONNECT_TIMEOUT)),
+        connect_timeout: Some(proto_duration(mesh.connect_timeout.0)),
         circuit_breakers: Some(wide_open_circuit_breakers()),
         ..Default::default()
     };

@@ -54,6 +54,7 @@ use super::{
     BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, ads_config_source, outbound_cluster_name, typed_config,
 };
 use crate::istio;
+use crate::mesh_config::{MeshConfig, PathNormalization};
 use crate::model::sidecar::OutboundPolicy;
 use crate::model::virtual_service::{for_sidecar, hosts_match};
 use crate::model::{MESH_GATEWAY, Model, Protocol, Service, VirtualService};
@@ -62,7 +63,6 @@ use sniffing::sniffed_listener;
 
 const VIRTUAL_OUTBOUND: &str = "virtualOutbound";
 const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
-const VIRTUAL_OUTBOUND_PORT: u16 = 15001;
 
 /// The listeners, and the names of the route configurations they refer to.
 pub fn listeners(scope: &Scope, proxy: &Proxy) -> (BTreeMap<String, Listener>, BTreeSet<String>) {
@@ -72,7 +72,8 @@ pub fn listeners(scope: &Scope, proxy: &Proxy) -> (BTreeMap<String, Listener>, B
         egress_listeners(listener, proxy, &mut built);
     }
     if proxy.interception != InterceptionMode::None {
-        let listener = virtual_outbound(scope.outbound_policy);
+        let listener =
+            virtual_outbound(scope.outbound_policy, scope.model().mesh.proxy_listen_port);
         built.listeners.insert(listener.name.clone(), listener);
     }
     (built.listeners, built.routes)
@@ -96,9 +97,13 @@ fn egress_listeners(scope: &ListenerScope, proxy: &Proxy, built: &mut Built) {
         .as_deref()
         .unwrap_or(if bind { "127.0.0.1" } else { "0.0.0.0" });
 
-    // Under interception 15001 is virtualOutbound's own port; a service listener there would
-    // duplicate its address, which Envoy rejects.
-    let usable = |port: u16| bind || port != VIRTUAL_OUTBOUND_PORT;
+    // Under interception virtualOutbound and virtualInbound have their own ports (the mesh
+    // config's, 15001 and 15006); a service listener there would duplicate their address, which
+    // Envoy rejects (istiod's `conflictWithReservedListener` leaves it out too).
+    let usable = |port: u16| {
+        bind || (port != model.mesh.proxy_listen_port
+            && port != model.mesh.proxy_inbound_listen_port)
+    };
     let http_ports: BTreeSet<u16> = model
         .services
         .values()
@@ -108,7 +113,7 @@ fn egress_listeners(scope: &ListenerScope, proxy: &Proxy, built: &mut Built) {
         .collect();
     for &port in &http_ports {
         let route_name = port.to_string();
-        let listener = http_listener(wildcard, port, &route_name, bind);
+        let listener = http_listener(wildcard, port, &route_name, bind, &model.mesh);
         if built.listeners.contains_key(&listener.name) {
             continue;
         }
@@ -164,7 +169,8 @@ fn egress_listeners(scope: &ListenerScope, proxy: &Proxy, built: &mut Built) {
                     // or not is told per connection.
                     None if port.protocol == Protocol::Unspecified && address != wildcard => {
                         let route_name = format!("{}:{}", service.hostname, port.port);
-                        let listener = sniffed_listener(&address, port.port, chains, &route_name);
+                        let listener =
+                            sniffed_listener(&address, port.port, chains, &route_name, &model.mesh);
                         built.routes.insert(route_name);
                         listener
                     }
@@ -282,17 +288,24 @@ fn listener(address: &str, port: u16, filter_chains: Vec<FilterChain>, bind: boo
     }
 }
 
-fn http_listener(address: &str, port: u16, route_name: &str, bind: bool) -> Listener {
+fn http_listener(
+    address: &str,
+    port: u16,
+    route_name: &str,
+    bind: bool,
+    mesh: &MeshConfig,
+) -> Listener {
     let chain = FilterChain {
-        filters: vec![rds_connection_manager(address, port, route_name)],
+        filters: vec![rds_connection_manager(address, port, route_name, mesh)],
         ..Default::default()
     };
     listener(address, port, vec![chain], bind)
 }
 
 /// The connection manager of an outbound HTTP chain, its routes over RDS.
-fn rds_connection_manager(address: &str, port: u16, route_name: &str) -> Filter {
+fn rds_connection_manager(address: &str, port: u16, route_name: &str, mesh: &MeshConfig) -> Filter {
     http_connection_manager(
+        mesh.path_normalization,
         format!("outbound_{}", listener_name(address, port)),
         RouteSpecifier::Rds(Rds {
             config_source: Some(ads_config_source()),
@@ -303,8 +316,12 @@ fn rds_connection_manager(address: &str, port: u16, route_name: &str) -> Filter 
 
 /// An HTTP connection manager with istiod's filters and defaults, its routes from `routes`
 /// (RDS outbound, inline inbound).
-pub(super) fn http_connection_manager(stat_prefix: String, routes: RouteSpecifier) -> Filter {
-    connection_manager_filter(&connection_manager(stat_prefix, routes))
+pub(super) fn http_connection_manager(
+    paths: PathNormalization,
+    stat_prefix: String,
+    routes: RouteSpecifier,
+) -> Filter {
+    connection_manager_filter(&connection_manager(paths, stat_prefix, routes))
 }
 
 pub(super) fn connection_manager_filter(manager: &HttpConnectionManager) -> Filter {
@@ -315,7 +332,9 @@ pub(super) fn connection_manager_filter(manager: &HttpConnectionManager) -> Filt
 }
 
 /// The connection manager [`http_connection_manager`] wraps, for callers that adjust it.
+/// `paths` is the mesh config's path normalization (istiod's `buildHTTPConnectionManager`).
 pub(super) fn connection_manager(
+    paths: PathNormalization,
     stat_prefix: String,
     routes: RouteSpecifier,
 ) -> HttpConnectionManager {
@@ -335,8 +354,18 @@ pub(super) fn connection_manager(
         route_specifier: Some(routes),
         http_filters,
         use_remote_address: Some(BoolValue { value: false }),
-        normalize_path: Some(BoolValue { value: true }),
-        path_with_escaped_slashes_action: PathWithEscapedSlashesAction::KeepUnchanged as i32,
+        normalize_path: Some(BoolValue {
+            value: paths != PathNormalization::None,
+        }),
+        merge_slashes: matches!(
+            paths,
+            PathNormalization::MergeSlashes | PathNormalization::DecodeAndMergeSlashes
+        ),
+        path_with_escaped_slashes_action: if paths == PathNormalization::DecodeAndMergeSlashes {
+            PathWithEscapedSlashesAction::UnescapeAndForward
+        } else {
+            PathWithEscapedSlashesAction::KeepUnchanged
+        } as i32,
         upgrade_configs: vec![UpgradeConfig {
             upgrade_type: "websocket".to_string(),
             ..Default::default()
@@ -670,13 +699,14 @@ fn tls_filter_chains(
 
 /// Receives every redirected outbound connection and hands it to the listener for its original
 /// destination; what no listener claims passes through (ALLOW_ANY) or goes to the black hole
-/// (REGISTRY_ONLY). Connections to 15001 itself would loop, so they go to the black hole.
-fn virtual_outbound(policy: OutboundPolicy) -> Listener {
+/// (REGISTRY_ONLY). Connections to its own `port` (the mesh config's `proxyListenPort`, 15001)
+/// would loop, so they go to the black hole.
+fn virtual_outbound(policy: OutboundPolicy, port: u16) -> Listener {
     let blackhole = FilterChain {
         name: "virtualOutbound-blackhole".to_string(),
         filter_chain_match: Some(FilterChainMatch {
             destination_port: Some(UInt32Value {
-                value: u32::from(VIRTUAL_OUTBOUND_PORT),
+                value: u32::from(port),
             }),
             ..Default::default()
         }),
@@ -695,7 +725,7 @@ fn virtual_outbound(policy: OutboundPolicy) -> Listener {
     };
     Listener {
         name: VIRTUAL_OUTBOUND.to_string(),
-        address: Some(socket_address("0.0.0.0".to_string(), VIRTUAL_OUTBOUND_PORT)),
+        address: Some(socket_address("0.0.0.0".to_string(), port)),
         filter_chains: vec![blackhole],
         default_filter_chain: Some(passthrough),
         use_original_dst: Some(BoolValue { value: true }),

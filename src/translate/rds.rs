@@ -157,7 +157,10 @@ fn route_configuration(
         wrappers.push(Wrapper {
             plain_hosts: Vec::new(),
             services: vec![service],
-            routes: vec![default_route(cluster)],
+            routes: vec![default_route(
+                cluster,
+                model.mesh.default_http_retry_policy.as_ref(),
+            )],
         });
     }
 
@@ -332,7 +335,7 @@ fn cluster_domain_parts<'h>(host: &'h str, dns_domain: &str) -> Option<(&'h str,
 fn unknown_host(policy: OutboundPolicy) -> VirtualHost {
     let (name, route) = match policy {
         OutboundPolicy::AllowAny => {
-            let mut route = default_route(PASSTHROUGH_CLUSTER.to_string());
+            let mut route = default_route(PASSTHROUGH_CLUSTER.to_string(), None);
             if let Some(Action::Route(action)) = &mut route.action {
                 action.retry_policy = None;
             }
@@ -362,15 +365,16 @@ fn unknown_host(policy: OutboundPolicy) -> VirtualHost {
     }
 }
 
-/// istiod's route for a service without a VirtualService.
-fn default_route(cluster: String) -> Route {
+/// istiod's route for a service without a VirtualService, with the mesh config's
+/// `defaultHttpRetryPolicy` (`retries`; istiod's built-in policy when it is unset).
+fn default_route(cluster: String, retries: Option<&crate::istio::HttpRetry>) -> Route {
     Route {
         name: "default".to_string(),
         r#match: Some(matching::prefix_match("/")),
         action: Some(Action::Route(
             envoy_types::pb::envoy::config::route::v3::RouteAction {
                 cluster_specifier: Some(ClusterSpecifier::Cluster(cluster)),
-                ..actions::route_action_defaults(None, Some(actions::default_retry_policy()))
+                ..actions::route_action_defaults(None, actions::retry_policy(retries))
             },
         )),
         ..Default::default()

@@ -170,9 +170,13 @@ pub fn scope(model: &Model, proxy: &Proxy) -> Scope {
     Scope {
         listeners,
         union,
+        // A Sidecar's own policy wins, else the mesh config's (which gateways do not take).
         outbound_policy: sidecar
             .and_then(|sidecar| sidecar.outbound_policy)
-            .unwrap_or_default(),
+            .unwrap_or(match proxy.kind {
+                ProxyKind::Router => OutboundPolicy::default(),
+                _ => model.mesh.outbound_traffic_policy,
+            }),
     }
 }
 
@@ -191,6 +195,7 @@ fn scoped_model(
         workloads: BTreeMap::new(),
         sidecars: Vec::new(),
         root_namespace: model.root_namespace.clone(),
+        mesh: model.mesh.clone(),
         credentials: Default::default(),
         gateways: Vec::new(),
     }

@@ -140,6 +140,7 @@ impl Mesh {
             connection: KubeConnection::Kubeconfig(kubeconfig.to_path_buf()),
             namespaces: NamespaceFilter::default(),
             lease_namespace: "istio-system".to_string(),
+            control_plane_namespace: "istio-system".to_string(),
         };
         let dir = tempfile::tempdir().expect("a temporary directory");
         Self::launch(
@@ -344,5 +345,7 @@ pub fn local_serve_options(config_dirs: Vec<PathBuf>) -> ServeOptions {
         admin: rudder::admin::AdminOptions::default(),
         xds: XdsOptions::default(),
         root_namespace: rudder::model::DEFAULT_ROOT_NAMESPACE.to_string(),
+        dns_domain: rudder::model::DEFAULT_DNS_DOMAIN.to_string(),
+        mesh_config_file: None,
     }
 }

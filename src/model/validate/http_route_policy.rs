@@ -318,7 +318,7 @@ const RETRY_ON: &[&str] = &[
     "unavailable",
 ];
 
-pub(super) fn validate_retries(retries: &istio::HttpRetry, at: &str) -> Result<(), FieldError> {
+pub(crate) fn validate_retries(retries: &istio::HttpRetry, at: &str) -> Result<(), FieldError> {
     if retries.attempts < 0 {
         return Err(invalid(
             format!("{at}.attempts"),

@@ -39,6 +39,7 @@ use super::lds::{
 use super::scope::Scope;
 use super::{ads_config_source, any, outbound_cluster_name};
 use crate::istio::ServerTlsMode;
+use crate::mesh_config::MeshConfig;
 use crate::model::gateway::{MergedGateway, MergedPort, MergedServer, Server, credential_problem};
 use crate::model::virtual_service::{bound_to, hosts_match};
 use crate::model::{Model, VirtualService};
@@ -105,7 +106,11 @@ fn filter_chains(
         };
         route_names.insert(route.clone());
         return vec![FilterChain {
-            filters: vec![gateway_connection_manager(default_stat_prefix, route)],
+            filters: vec![gateway_connection_manager(
+                default_stat_prefix,
+                route,
+                model.mesh.path_normalization,
+            )],
             ..Default::default()
         }];
     }
@@ -125,8 +130,12 @@ fn filter_chains(
             let stat_prefix = server.name.clone().unwrap_or(default_stat_prefix.clone());
             chains.push(FilterChain {
                 filter_chain_match: sni_match(server.sni_hosts()),
-                transport_socket: terminating_socket(server),
-                filters: vec![gateway_connection_manager(stat_prefix, route)],
+                transport_socket: terminating_socket(server, &model.mesh),
+                filters: vec![gateway_connection_manager(
+                    stat_prefix,
+                    route,
+                    model.mesh.path_normalization,
+                )],
                 ..Default::default()
             });
         } else if server.tls.is_none() || !server.is_passthrough() {
@@ -141,7 +150,7 @@ fn filter_chains(
                     None
                 },
                 transport_socket: if terminating {
-                    terminating_socket(server)
+                    terminating_socket(server, &model.mesh)
                 } else {
                     None
                 },
@@ -174,8 +183,8 @@ fn sni_match(hosts: Vec<String>) -> Option<FilterChainMatch> {
     })
 }
 
-fn terminating_socket(server: &Server) -> Option<TransportSocket> {
-    let context = tls::downstream_tls_context(server.tls.as_ref()?);
+fn terminating_socket(server: &Server, mesh: &MeshConfig) -> Option<TransportSocket> {
+    let context = tls::downstream_tls_context(server.tls.as_ref()?, &mesh.tls_defaults);
     Some(TransportSocket {
         name: "envoy.transport_sockets.tls".to_string(),
         config_type: Some(transport_socket::ConfigType::TypedConfig(any(&context))),
@@ -184,8 +193,13 @@ fn terminating_socket(server: &Server) -> Option<TransportSocket> {
 
 /// istiod's `buildGatewayConnectionManager`: the client address is the connection's, and client
 /// certificate details are set afresh (`SANITIZE_SET`).
-fn gateway_connection_manager(stat_prefix: String, route: &str) -> Filter {
+fn gateway_connection_manager(
+    stat_prefix: String,
+    route: &str,
+    paths: crate::mesh_config::PathNormalization,
+) -> Filter {
     let mut manager = connection_manager(
+        paths,
         stat_prefix,
         RouteSpecifier::Rds(Rds {
             config_source: Some(ads_config_source()),

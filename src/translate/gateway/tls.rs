@@ -24,6 +24,7 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher}
 use envoy_types::pb::google::protobuf::BoolValue;
 
 use crate::istio::{ServerTlsMode, ServerTlsSettings, TlsProtocol};
+use crate::mesh_config::{MinTlsVersion, TlsDefaults};
 use crate::model::gateway::is_known_cipher_suite;
 use crate::translate::ads_config_source;
 use crate::translate::sds::{ca_resource_name, certificate_resource_name};
@@ -31,11 +32,15 @@ use crate::translate::sds::{ca_resource_name, certificate_resource_name};
 /// What istiod offers in ALPN on gateway TLS listeners.
 const ALPN_HTTP: [&str; 2] = ["h2", "http/1.1"];
 
-pub(super) fn downstream_tls_context(tls: &ServerTlsSettings) -> DownstreamTlsContext {
+/// `defaults` is the mesh config's `tlsDefaults`, which the server's own settings override.
+pub(super) fn downstream_tls_context(
+    tls: &ServerTlsSettings,
+    defaults: &TlsDefaults,
+) -> DownstreamTlsContext {
     let mutual = tls.mode == Some(ServerTlsMode::Mutual);
     let mut common = CommonTlsContext {
         alpn_protocols: ALPN_HTTP.iter().map(ToString::to_string).collect(),
-        tls_params: tls_parameters(tls),
+        tls_params: tls_parameters(tls, defaults),
         ..Default::default()
     };
     let client_checks = CertificateValidationContext {
@@ -116,8 +121,9 @@ fn subject_alt_name_matchers(names: &[String]) -> Vec<SubjectAltNameMatcher> {
         .collect()
 }
 
-/// istiod's `applyServerTLSSettings`: only what is set; known cipher suites once each, in order.
-fn tls_parameters(tls: &ServerTlsSettings) -> Option<TlsParameters> {
+/// istiod's `applyDownstreamTLSDefaults`, then `applyServerTLSSettings`: the mesh's defaults,
+/// then what the server sets (known cipher suites once each, in order) over them.
+fn tls_parameters(tls: &ServerTlsSettings, defaults: &TlsDefaults) -> Option<TlsParameters> {
     let version = |protocol: Option<TlsProtocol>| match protocol {
         Some(TlsProtocol::TlsV1_0) => EnvoyTlsProtocol::TlSv10,
         Some(TlsProtocol::TlsV1_1) => EnvoyTlsProtocol::TlSv11,
@@ -131,10 +137,23 @@ fn tls_parameters(tls: &ServerTlsSettings) -> Option<TlsParameters> {
             cipher_suites.push(suite.clone());
         }
     }
+    let mesh_minimum = match defaults.min_protocol_version {
+        MinTlsVersion::TlsAuto => EnvoyTlsProtocol::TlsAuto,
+        MinTlsVersion::TlsV1_2 => EnvoyTlsProtocol::TlSv12,
+        MinTlsVersion::TlsV1_3 => EnvoyTlsProtocol::TlSv13,
+    };
+    let minimum = match version(tls.min_protocol_version) {
+        EnvoyTlsProtocol::TlsAuto => mesh_minimum,
+        set => set,
+    };
+    if cipher_suites.is_empty() {
+        cipher_suites.clone_from(&defaults.cipher_suites);
+    }
     let parameters = TlsParameters {
-        tls_minimum_protocol_version: version(tls.min_protocol_version) as i32,
+        tls_minimum_protocol_version: minimum as i32,
         tls_maximum_protocol_version: version(tls.max_protocol_version) as i32,
         cipher_suites,
+        ecdh_curves: defaults.ecdh_curves.clone(),
         ..Default::default()
     };
     (parameters != TlsParameters::default()).then_some(parameters)

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::mesh_config::InboundPolicy;
 use crate::model::sidecar::IngressEndpoint;
 use crate::model::{Model, Protocol, Workload};
 use crate::proxy::{InterceptionMode, Proxy, ProxyKind};
@@ -14,10 +15,17 @@ use crate::translate::scope::sidecar_for;
 
 /// The wildcard address inbound listeners and chains are named after.
 pub(super) const WILDCARD: &str = "0.0.0.0";
-/// Ports of Envoy's own listeners (virtualOutbound, virtualInbound, health, Prometheus): a
-/// wildcard-bound inbound port there would clash with them (istiod's
-/// `conflictWithReservedListener`).
-const RESERVED_PORTS: [u16; 4] = [15001, 15006, 15021, 15090];
+/// Ports of Envoy's own health and Prometheus listeners.
+const AGENT_PORTS: [u16; 2] = [15021, 15090];
+
+/// Whether a wildcard-bound inbound port would clash with a listener of Envoy's own
+/// (virtualOutbound and virtualInbound at the mesh config's ports, health, Prometheus), as
+/// istiod's `conflictWithReservedListener` says.
+fn reserved(model: &Model, port: u16) -> bool {
+    port == model.mesh.proxy_listen_port
+        || port == model.mesh.proxy_inbound_listen_port
+        || AGENT_PORTS.contains(&port)
+}
 
 /// A port of the proxy's own workload that receives traffic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +69,7 @@ pub(super) fn inbound_ports(model: &Model, proxy: &Proxy) -> BTreeMap<u16, Inbou
                     .bind
                     .clone()
                     .unwrap_or_else(|| WILDCARD.to_string());
-                if bind == WILDCARD && RESERVED_PORTS.contains(&listener.port) {
+                if bind == WILDCARD && reserved(model, listener.port) {
                     continue;
                 }
                 ports.entry(listener.port).or_insert_with(|| InboundPort {
@@ -99,7 +107,7 @@ fn service_ports(model: &Model, proxy: &Proxy) -> BTreeMap<u16, InboundPort> {
             let Some(port) = workload.target_port(service_port) else {
                 continue;
             };
-            if RESERVED_PORTS.contains(&port) {
+            if reserved(model, port) {
                 continue;
             }
             ports.entry(port).or_insert_with(|| InboundPort {
@@ -109,11 +117,24 @@ fn service_ports(model: &Model, proxy: &Proxy) -> BTreeMap<u16, InboundPort> {
                 service_port: service_port.port,
                 bind: WILDCARD.to_string(),
                 bind_to_port: false,
-                endpoint: IngressEndpoint::OriginalDestination { port },
+                endpoint: service_endpoint(model, proxy, port),
             });
         }
     }
     ports
+}
+
+/// Where a Service port's traffic goes: to the address it was sent to, or with
+/// `inboundTrafficPolicy: LOCALHOST` to the application on loopback (`::1` for an IPv6-only
+/// proxy, as istiod's `getWildcardsAndLocalHost`).
+fn service_endpoint(model: &Model, proxy: &Proxy, port: u16) -> IngressEndpoint {
+    match model.mesh.inbound_traffic_policy {
+        InboundPolicy::Passthrough => IngressEndpoint::OriginalDestination { port },
+        InboundPolicy::Localhost => IngressEndpoint::Loopback {
+            ipv6: !proxy.ips.is_empty() && proxy.ips.iter().all(std::net::IpAddr::is_ipv6),
+            port,
+        },
+    }
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ pub(super) fn sniffed_listener(
     port: u16,
     tcp_chains: Vec<FilterChain>,
     route_name: &str,
+    mesh: &crate::mesh_config::MeshConfig,
 ) -> Listener {
     let (catch_all, mut filter_chains): (Vec<FilterChain>, Vec<FilterChain>) = tcp_chains
         .into_iter()
@@ -38,7 +39,7 @@ pub(super) fn sniffed_listener(
             transport_protocol: "raw_buffer".to_string(),
             ..Default::default()
         }),
-        filters: vec![rds_connection_manager(address, port, route_name)],
+        filters: vec![rds_connection_manager(address, port, route_name, mesh)],
         ..Default::default()
     });
     let inspector = |name: &str, config: Option<Any>| ListenerFilter {
@@ -55,9 +56,9 @@ pub(super) fn sniffed_listener(
             typed_config(&HttpInspector::default()),
         ),
     ];
-    // istiod's default protocol detection timeout: none, and a connection whose protocol is not
-    // detected goes on as TCP.
-    sniffed.listener_filters_timeout = Some(proto_duration(std::time::Duration::ZERO));
+    // The mesh config's protocolDetectionTimeout (0 by default: none); a connection whose
+    // protocol is not detected in time goes on as TCP.
+    sniffed.listener_filters_timeout = Some(proto_duration(mesh.protocol_detection_timeout.0));
     sniffed.continue_on_listener_filters_timeout = true;
     sniffed
 }

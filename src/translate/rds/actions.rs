@@ -251,7 +251,12 @@ pub(super) fn action(
     }
     let mut action = route_action_defaults(
         http.timeout.map(|t| t.0),
-        retry_policy(http.retries.as_ref()),
+        // A rule without `retries` gets the mesh config's default policy, as in istiod.
+        retry_policy(
+            http.retries
+                .as_ref()
+                .or(model.mesh.default_http_retry_policy.as_ref()),
+        ),
     );
     let mut authority = authority;
     if let Some(rewrite) = &http.rewrite {
