@@ -105,6 +105,22 @@ impl JsonSchema for Duration {
     }
 }
 
+/// The OpenAPI v3 schema of one of rudder's Istio spec types, made structural as the API server
+/// wants CRD schemas (fields of `oneOf` branches become properties), so that tests can compare its
+/// field paths with those of Istio's CRDs.
+#[cfg(test)]
+pub(crate) fn spec_schema<T: schemars::JsonSchema>() -> serde_json::Value {
+    schemars::generate::SchemaSettings::openapi3()
+        .with(|settings| settings.inline_subschemas = true)
+        .with_transform(schemars::transform::AddNullable::default())
+        .with_transform(kube_core::schema::StructuralSchemaRewriter)
+        .with_transform(kube_core::schema::OptionalEnum)
+        .with_transform(kube_core::schema::OptionalIntOrString)
+        .into_generator()
+        .into_root_schema_for::<T>()
+        .to_value()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,20 +144,4 @@ mod tests {
             serde_json::from_value(serde_json::json!({"labels": {"app": "a"}})).unwrap();
         assert_eq!(selector.labels["app"], "a");
     }
-}
-
-/// The OpenAPI v3 schema of one of rudder's Istio spec types, made structural as the API server
-/// wants CRD schemas (fields of `oneOf` branches become properties), so that tests can compare its
-/// field paths with those of Istio's CRDs.
-#[cfg(test)]
-pub(crate) fn spec_schema<T: schemars::JsonSchema>() -> serde_json::Value {
-    schemars::generate::SchemaSettings::openapi3()
-        .with(|settings| settings.inline_subschemas = true)
-        .with_transform(schemars::transform::AddNullable::default())
-        .with_transform(kube_core::schema::StructuralSchemaRewriter)
-        .with_transform(kube_core::schema::OptionalEnum)
-        .with_transform(kube_core::schema::OptionalIntOrString)
-        .into_generator()
-        .into_root_schema_for::<T>()
-        .to_value()
 }
