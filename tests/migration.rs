@@ -40,17 +40,34 @@ metadata: {name: deny-all, namespace: shop}
 spec: {}
 ";
 
-/// The README's sh block that runs `needle`, as written.
+/// The README's sh block that runs `needle`, as written (blocks inside list items are indented;
+/// the fence's indentation is taken off every line).
 fn readme_block(needle: &str) -> String {
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
         .expect("README.md");
-    readme
-        .split("```sh\n")
-        .skip(1)
-        .filter_map(|rest| rest.split_once("\n```").map(|(block, _)| block))
+    let mut blocks = Vec::new();
+    let mut current: Option<(usize, Vec<&str>)> = None;
+    for line in readme.lines() {
+        match &mut current {
+            None => {
+                if line.trim_start() == "```sh" {
+                    current = Some((line.len() - line.trim_start().len(), Vec::new()));
+                }
+            }
+            Some((indent, lines)) => {
+                if line.trim() == "```" {
+                    blocks.push(lines.join("\n"));
+                    current = None;
+                } else {
+                    lines.push(line.get(*indent..).unwrap_or_default());
+                }
+            }
+        }
+    }
+    blocks
+        .into_iter()
         .find(|block| block.contains(needle))
         .unwrap_or_else(|| panic!("README.md has no sh block with {needle:?}"))
-        .to_string()
 }
 
 #[test]
