@@ -8,7 +8,7 @@ use rudder::bootstrap::AdsApiType;
 
 use crate::server::ServerProcess;
 use crate::sidecar::{
-    Net, Reviews, Traffic, reviews_upstream, sidecar_metadata, sidecar_synced, syncz,
+    Net, Reviews, Traffic, reviews_upstream, sidecar_metadata, sidecar_synced, streamz,
 };
 use crate::support::envoy_process::EnvoyProcess;
 use crate::support::in_both_modes;
@@ -60,7 +60,7 @@ async fn killed_under_traffic_and_restarted(api_type: AdsApiType) {
     // Envoy retries its stream with a jittered backoff: when it comes back is its business; how
     // long rudder then takes is rudder's.
     let reconnected = wait_until(LIMIT, || async {
-        syncz(admin)
+        streamz(admin)
             .await
             .iter()
             .any(|stream| stream.proxy_id == NODE_ID)

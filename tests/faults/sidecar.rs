@@ -1,7 +1,7 @@
 //! What the Envoy fault tests share: a config directory with `reviews` (v1 and v2 on loopback
 //! upstreams) and its routing rules, a stock Envoy sidecar of it, requests sent through that
 //! sidecar without pause while a test breaks the control plane, and rudder's view of the
-//! sidecar's sync state (`/debug/syncz`).
+//! sidecar's sync state (`/debug/streamz`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -184,9 +184,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// rudder's `/debug/syncz` at `admin`; empty while it does not answer.
-pub async fn syncz(admin: SocketAddr) -> Vec<StreamSync> {
-    let Ok(response) = reqwest::get(format!("http://{admin}/debug/syncz")).await else {
+/// rudder's `/debug/streamz` at `admin`; empty while it does not answer.
+pub async fn streamz(admin: SocketAddr) -> Vec<StreamSync> {
+    let Ok(response) = reqwest::get(format!("http://{admin}/debug/streamz")).await else {
         return Vec::new();
     };
     response.json().await.unwrap_or_default()
@@ -195,7 +195,7 @@ pub async fn syncz(admin: SocketAddr) -> Vec<StreamSync> {
 /// Whether the sidecar has a stream to the rudder at `admin` on which it ACKed the last
 /// response of every type.
 pub async fn sidecar_synced(admin: SocketAddr) -> bool {
-    syncz(admin).await.iter().any(|stream| {
+    streamz(admin).await.iter().any(|stream| {
         stream.proxy_id == NODE_ID
             && TYPES.iter().all(|ty| {
                 stream

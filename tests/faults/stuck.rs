@@ -18,7 +18,7 @@ use crate::ads_client::{self, Received};
 use crate::harness;
 use crate::mesh::{self, ServiceShape};
 use crate::server::ServerProcess;
-use crate::sidecar::syncz;
+use crate::sidecar::streamz;
 use crate::support::mesh::wait_until;
 
 /// Large enough that one CDS response is far beyond the stuck client's 64 KiB window.
@@ -106,7 +106,7 @@ async fn a_stuck_proxy_delays_no_one_and_is_dropped_after_the_send_timeout() {
         "the healthy proxies never got their config"
     );
     let stuck_connected = || async {
-        syncz(admin)
+        streamz(admin)
             .await
             .iter()
             .any(|stream| stream.proxy_id == STUCK_ID)
@@ -180,7 +180,7 @@ async fn a_stuck_proxy_delays_no_one_and_is_dropped_after_the_send_timeout() {
         dropped_after_edit
     );
     // The healthy proxies are all still there.
-    let streams = syncz(admin).await;
+    let streams = streamz(admin).await;
     assert_eq!(streams.len(), healthy.len(), "{streams:?}");
     let failures = failures.lock().unwrap_or_else(PoisonError::into_inner);
     assert!(failures.is_empty(), "{failures:?}");
