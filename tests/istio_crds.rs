@@ -25,8 +25,7 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use rudder::serve::{KubeConnection, KubernetesOptions, ServeOptions, Server};
-use rudder::source::kube::NamespaceFilter;
+use rudder::serve::{KubernetesOptions, ServeOptions, Server};
 use serde_json::{Value, json};
 use support::cluster::DevCluster;
 use support::istio_crds::{self, KINDS};
@@ -265,10 +264,8 @@ fn namespace(name: &str) -> String {
 fn kubernetes(cluster: &DevCluster, lease_namespace: &str) -> ServeOptions {
     ServeOptions {
         kubernetes: Some(KubernetesOptions {
-            connection: KubeConnection::Kubeconfig(cluster.kubeconfig.clone()),
-            namespaces: NamespaceFilter::default(),
             lease_namespace: lease_namespace.to_string(),
-            control_plane_namespace: "istio-system".to_string(),
+            ..cluster.kubernetes_options()
         }),
         ..local_serve_options(Vec::new())
     }

@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
-use rudder::serve::{KubeConnection, KubernetesOptions, ServeOptions, Server};
-use rudder::source::kube::NamespaceFilter;
+use rudder::serve::{ServeOptions, Server};
 use rudder::translate::ResourceType;
 use rudder::xds::{TlsFiles, XdsTls};
 use support::ads::{XdsTlsClient, sotw_stream_on, tls_client};
@@ -107,12 +106,7 @@ async fn tokens_and_rbac_decide_who_gets_keys() {
     };
 
     let mut options = ServeOptions {
-        kubernetes: Some(KubernetesOptions {
-            connection: KubeConnection::Kubeconfig(cluster.kubeconfig.clone()),
-            namespaces: NamespaceFilter::default(),
-            lease_namespace: "istio-system".to_string(),
-            control_plane_namespace: "istio-system".to_string(),
-        }),
+        kubernetes: Some(cluster.kubernetes_options()),
         ..local_serve_options(Vec::new())
     };
     // TLS without client certificates: tokens are how proxies prove who they are.

@@ -7,41 +7,25 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rudder::serve::{KubeConnection, KubernetesOptions, ServeOptions, Server};
-use rudder::source::kube::NamespaceFilter;
+use rudder::serve::{ServeOptions, Server};
 use serde_json::Value;
 use support::cluster::DevCluster;
 use support::mesh::local_serve_options;
 
-/// The `istio.io/api` release whose CRDs are installed (the one `hack/istiod/go.mod` pins).
-const ISTIO_API: &str = "istio.io/api@v1.31.1";
 const PROPAGATION_LIMIT: Duration = Duration::from_secs(10);
 
-/// Istio's own CRDs of `kinds`, as YAML documents, from the Go module cache (downloaded from the
-/// module proxy if needed).
+/// The CRDs of `kinds` only, from Istio's pinned CRDs (`support::istio_crds`).
 fn istio_crds(kinds: &[&str]) -> String {
-    let output = Command::new("go")
-        .args(["mod", "download", "-json", ISTIO_API])
-        .current_dir(std::env::temp_dir())
-        .output()
-        .expect("run go (needed to fetch Istio's CRDs)");
-    assert!(output.status.success(), "go mod download: {output:?}");
-    let info: Value = serde_json::from_slice(&output.stdout).expect("JSON");
-    let dir = PathBuf::from(info["Dir"].as_str().expect("the module's directory"));
-    let all = std::fs::read_to_string(dir.join("kubernetes/customresourcedefinitions.gen.yaml"))
-        .expect("Istio's CRDs");
-    let wanted: Vec<String> = all
+    let all = support::istio_crds::yaml(&support::istio_crds::pinned());
+    let wanted: Vec<&str> = all
         .split("\n---\n")
         .filter(|document| {
             kinds
                 .iter()
                 .any(|kind| document.contains(&format!("\n    kind: {kind}\n")))
         })
-        .map(str::to_string)
         .collect();
     assert_eq!(wanted.len(), kinds.len(), "one CRD per kind");
     wanted.join("\n---\n")
@@ -117,30 +101,14 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn untranslated_objects_in_the_cluster_are_reported() {
     let cluster = DevCluster::up("untranslated");
-    cluster.ok(
+    cluster.apply_crds(
         &["apply", "--server-side", "-f", "-"],
         &istio_crds(&["AuthorizationPolicy", "PeerAuthentication"]),
-    );
-    cluster.ok(
-        &[
-            "wait",
-            "--for",
-            "condition=established",
-            "crd",
-            "--all",
-            "--timeout=60s",
-        ],
-        "",
     );
     cluster.apply(DENY_ALL);
 
     let server = Server::start(ServeOptions {
-        kubernetes: Some(KubernetesOptions {
-            connection: KubeConnection::Kubeconfig(cluster.kubeconfig.clone()),
-            namespaces: NamespaceFilter::default(),
-            lease_namespace: "istio-system".to_string(),
-            control_plane_namespace: "istio-system".to_string(),
-        }),
+        kubernetes: Some(cluster.kubernetes_options()),
         ..local_serve_options(Vec::new())
     })
     .await

@@ -9,8 +9,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use rudder::serve::{KubeConnection, KubernetesOptions, ServeOptions, Server};
-use rudder::source::kube::NamespaceFilter;
+use rudder::serve::{ServeOptions, Server};
 use support::certs::TestCa;
 use support::cluster::{DevCluster, workloads};
 use support::mesh::{JASON_EXACT, Mesh, local_serve_options, reviews_rules_matching};
@@ -80,12 +79,7 @@ async fn kubectl_apply_reaches_envoy() {
     ));
 
     // Without the Istio CRDs, their kinds are empty and rudder still becomes ready.
-    let kubernetes = KubernetesOptions {
-        connection: KubeConnection::Kubeconfig(cluster.kubeconfig.clone()),
-        namespaces: NamespaceFilter::default(),
-        lease_namespace: "istio-system".to_string(),
-        control_plane_namespace: "istio-system".to_string(),
-    };
+    let kubernetes = cluster.kubernetes_options();
     let started = Instant::now();
     let server = Server::start(ServeOptions {
         kubernetes: Some(kubernetes),

@@ -9,8 +9,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use rudder::serve::{KubeConnection, KubernetesOptions, ServeOptions, Server};
-use rudder::source::kube::NamespaceFilter;
+use rudder::serve::{ServeOptions, Server};
 use serde_json::Value;
 use support::cluster::DevCluster;
 use support::mesh::local_serve_options;
@@ -125,12 +124,7 @@ async fn the_istio_config_map_applies_live_and_a_bad_edit_keeps_the_last_good_on
         "outboundTrafficPolicy:\n  mode: REGISTRY_ONLY\nconnectTimeout: 3s",
     ));
     let server = Server::start(ServeOptions {
-        kubernetes: Some(KubernetesOptions {
-            connection: KubeConnection::Kubeconfig(cluster.kubeconfig.clone()),
-            namespaces: NamespaceFilter::default(),
-            lease_namespace: "istio-system".to_string(),
-            control_plane_namespace: "istio-system".to_string(),
-        }),
+        kubernetes: Some(cluster.kubernetes_options()),
         ..local_serve_options(Vec::new())
     })
     .await

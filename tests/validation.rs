@@ -311,14 +311,10 @@ fn unsupported_fields_are_warnings_that_do_not_fail() {
     );
 }
 
-/// `serve` keeps the last good version of an object that turns bad, and reports why in
-/// `/debug/configz`; fixing it applies the fix.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_keeps_the_last_good_version_and_reports_the_bad_one() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    write_all(dir.path(), &[("good.yaml", GOOD)]);
-    let server = Server::start(ServeOptions {
-        config_dirs: vec![dir.path().to_path_buf()],
+/// `rudder serve` on `dir` alone, on free loopback ports, with a short debounce.
+fn serve_options(dir: &std::path::Path) -> ServeOptions {
+    ServeOptions {
+        config_dirs: vec![dir.to_path_buf()],
         file_quiet_period: rudder::source::file::DEFAULT_QUIET_PERIOD,
         kubernetes: None,
         debounce: Debounce {
@@ -332,9 +328,18 @@ async fn serve_keeps_the_last_good_version_and_reports_the_bad_one() {
         root_namespace: rudder::model::DEFAULT_ROOT_NAMESPACE.to_string(),
         dns_domain: rudder::model::DEFAULT_DNS_DOMAIN.to_string(),
         mesh_config_file: None,
-    })
-    .await
-    .expect("rudder starts");
+    }
+}
+
+/// `serve` keeps the last good version of an object that turns bad, and reports why in
+/// `/debug/configz`; fixing it applies the fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_keeps_the_last_good_version_and_reports_the_bad_one() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    write_all(dir.path(), &[("good.yaml", GOOD)]);
+    let server = Server::start(serve_options(dir.path()))
+        .await
+        .expect("rudder starts");
     let admin = server.admin_address();
     let get = |path: String| async move {
         reqwest::get(format!("http://{admin}{path}"))
@@ -547,24 +552,9 @@ async fn serve_refuses_unknown_fields_and_lists_untranslated_objects() {
         dir.path(),
         &[("good.yaml", GOOD), ("security.yaml", SECURITY)],
     );
-    let server = Server::start(ServeOptions {
-        config_dirs: vec![dir.path().to_path_buf()],
-        file_quiet_period: rudder::source::file::DEFAULT_QUIET_PERIOD,
-        kubernetes: None,
-        debounce: Debounce {
-            quiet: Duration::from_millis(50),
-            max: Duration::from_millis(200),
-        },
-        xds_address: "127.0.0.1:0".parse().expect("address"),
-        admin_address: "127.0.0.1:0".parse().expect("address"),
-        admin: rudder::admin::AdminOptions::default(),
-        xds: XdsOptions::default(),
-        root_namespace: rudder::model::DEFAULT_ROOT_NAMESPACE.to_string(),
-        dns_domain: rudder::model::DEFAULT_DNS_DOMAIN.to_string(),
-        mesh_config_file: None,
-    })
-    .await
-    .expect("rudder starts");
+    let server = Server::start(serve_options(dir.path()))
+        .await
+        .expect("rudder starts");
     let admin = server.admin_address();
     let get = |path: &'static str| async move {
         reqwest::get(format!("http://{admin}{path}"))

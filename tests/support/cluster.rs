@@ -19,6 +19,17 @@ pub struct DevCluster {
 }
 
 impl DevCluster {
+    /// How `rudder serve` watches this cluster: every namespace, with `istio-system` as the
+    /// control plane's namespace (mesh config, status Lease).
+    pub fn kubernetes_options(&self) -> rudder::serve::KubernetesOptions {
+        rudder::serve::KubernetesOptions {
+            connection: rudder::serve::KubeConnection::Kubeconfig(self.kubeconfig.clone()),
+            namespaces: rudder::source::kube::NamespaceFilter::default(),
+            lease_namespace: "istio-system".to_string(),
+            control_plane_namespace: "istio-system".to_string(),
+        }
+    }
+
     /// Starts a cluster; `name` tells its run dir apart in /tmp.
     pub fn up(name: &str) -> DevCluster {
         let nanos = SystemTime::now()
