@@ -46,7 +46,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::envoy_json;
-use crate::inputs::{Inputs, IstioObject, Kind, Object, ObjectKey};
+use crate::inputs::{Inputs, IstioObject, Kind, Metadata, Object, ObjectKey};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 pub use crate::proxy_status::SyncState;
@@ -493,18 +493,17 @@ fn untranslated_view(inputs: &Inputs) -> Vec<Value> {
 
 /// An input object as JSON; Secrets show their name, labels and the names of their keys only.
 fn object_json(object: &Object) -> Value {
-    fn istio<S: Serialize>(object: &IstioObject<S>) -> Value {
-        let metadata = &object.metadata;
+    fn metadata(metadata: &Metadata) -> Value {
         json!({
-            "metadata": {
-                "name": metadata.name,
-                "namespace": metadata.namespace,
-                "labels": metadata.labels,
-                "annotations": metadata.annotations,
-                "creationTimestamp": metadata.creation_timestamp,
-            },
-            "spec": object.spec,
+            "name": metadata.name,
+            "namespace": metadata.namespace,
+            "labels": metadata.labels,
+            "annotations": metadata.annotations,
+            "creationTimestamp": metadata.creation_timestamp,
         })
+    }
+    fn istio<S: Serialize>(object: &IstioObject<S>) -> Value {
+        json!({"metadata": metadata(&object.metadata), "spec": object.spec})
     }
     fn value<T: Serialize>(object: &T) -> Value {
         serde_json::to_value(object).unwrap_or_else(|error| json!({"error": error.to_string()}))
@@ -543,16 +542,7 @@ fn object_json(object: &Object) -> Value {
         Object::Gateway(object) => istio(object),
         Object::Sidecar(object) => istio(object),
         Object::Untranslated(object) => {
-            let metadata = &object.metadata;
-            json!({
-                "metadata": {
-                    "name": metadata.name,
-                    "namespace": metadata.namespace,
-                    "labels": metadata.labels,
-                    "annotations": metadata.annotations,
-                    "creationTimestamp": metadata.creation_timestamp,
-                },
-            })
+            json!({"metadata": metadata(&object.metadata)})
         }
     }
 }

@@ -311,6 +311,37 @@ fn unsupported_fields_are_warnings_that_do_not_fail() {
     );
 }
 
+/// The body of rudder's admin endpoint `path` at `admin`.
+async fn admin_get(admin: std::net::SocketAddr, path: &str) -> String {
+    reqwest::get(format!("http://{admin}{path}"))
+        .await
+        .expect("admin answers")
+        .text()
+        .await
+        .expect("a body")
+}
+
+/// The first error in `/debug/configz` at `admin` that contains `needle`, once there is one
+/// (within 10 s).
+async fn reported_error(admin: std::net::SocketAddr, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let configz: Value =
+            serde_json::from_str(&admin_get(admin, "/debug/configz").await).expect("JSON");
+        let found = configz["errors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .find(|error| error.contains(needle));
+        if let Some(error) = found {
+            return error.to_string();
+        }
+        assert!(Instant::now() < deadline, "no error reported: {configz}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// `rudder serve` on `dir` alone, on free loopback ports, with a short debounce.
 fn serve_options(dir: &std::path::Path) -> ServeOptions {
     ServeOptions {
@@ -341,14 +372,7 @@ async fn serve_keeps_the_last_good_version_and_reports_the_bad_one() {
         .await
         .expect("rudder starts");
     let admin = server.admin_address();
-    let get = |path: String| async move {
-        reqwest::get(format!("http://{admin}{path}"))
-            .await
-            .expect("admin answers")
-            .text()
-            .await
-            .expect("a body")
-    };
+    let get = |path: String| async move { admin_get(admin, &path).await };
     let routes = || get(format!("/debug/config_dump?proxyID={NODE_ID}"));
     assert!(routes().await.contains("/good"));
 
@@ -359,23 +383,7 @@ async fn serve_keeps_the_last_good_version_and_reports_the_bad_one() {
             &GOOD.replace("prefix: /good", "regex: '([a-z'"),
         )],
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let error = loop {
-        let configz: Value =
-            serde_json::from_str(&get("/debug/configz".to_string()).await).expect("JSON");
-        let found = configz["errors"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .find(|error| error.contains("VirtualService shop/web"))
-            .map(str::to_string);
-        if let Some(error) = found {
-            break error;
-        }
-        assert!(Instant::now() < deadline, "no error reported: {configz}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let error = reported_error(admin, "VirtualService shop/web").await;
     assert!(
         error.ends_with(
             "good.yaml:15: VirtualService shop/web: spec.http[0].match[0].uri.regex: invalid RE2 \
@@ -556,14 +564,7 @@ async fn serve_refuses_unknown_fields_and_lists_untranslated_objects() {
         .await
         .expect("rudder starts");
     let admin = server.admin_address();
-    let get = |path: &'static str| async move {
-        reqwest::get(format!("http://{admin}{path}"))
-            .await
-            .expect("admin answers")
-            .text()
-            .await
-            .expect("a body")
-    };
+    let get = |path: &'static str| async move { admin_get(admin, path).await };
     let configz: Value = serde_json::from_str(&get("/debug/configz").await).expect("JSON");
     let listed: Vec<(&str, &str)> = configz["untranslated"]
         .as_array()
@@ -608,22 +609,7 @@ async fn serve_refuses_unknown_fields_and_lists_untranslated_objects() {
             ),
         )],
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let error = loop {
-        let configz: Value = serde_json::from_str(&get("/debug/configz").await).expect("JSON");
-        let found = configz["errors"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .find(|error| error.contains("VirtualService shop/web"))
-            .map(str::to_string);
-        if let Some(error) = found {
-            break error;
-        }
-        assert!(Instant::now() < deadline, "no error reported: {configz}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let error = reported_error(admin, "VirtualService shop/web").await;
     assert!(
         error.ends_with(
             "good.yaml:15: VirtualService shop/web: spec.http[0].timeuot: unknown field (did you \
