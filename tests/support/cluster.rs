@@ -118,18 +118,36 @@ impl DevCluster {
             args.join(" "),
             String::from_utf8_lossy(&output.stderr)
         );
-        self.ok(
-            &[
-                "wait",
-                "--for",
-                "condition=established",
-                "crd",
-                "--all",
-                "--timeout=60s",
-            ],
-            "",
-        );
+        self.wait_for_crds();
         String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Waits until every CRD is served. `kubectl wait` fails at once ("`.status.conditions`
+    /// accessor error: <nil>") on a CRD so new that the API server has not given it conditions
+    /// yet, so that failure is retried.
+    pub fn wait_for_crds(&self) {
+        let args = [
+            "wait",
+            "--for",
+            "condition=established",
+            "crd",
+            "--all",
+            "--timeout=60s",
+        ];
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let output = self.kubectl(&args, "");
+            if output.status.success() {
+                return;
+            }
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(
+                stderr.contains("accessor error") && std::time::Instant::now() < deadline,
+                "kubectl {}:\n{stderr}",
+                args.join(" ")
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
     }
 
     /// Runs kubectl against this cluster with `stdin` as its input.
