@@ -662,32 +662,19 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 }
                 None => admin_address
                     .into_iter()
-                    .map(|address| proxy_status::Replica {
-                        name: address.clone(),
-                        admin_address: address,
-                    })
+                    .map(proxy_status::Replica::at)
                     .collect(),
             };
-            let mut read = Vec::new();
-            let mut failed = false;
-            for replica in replicas {
-                let fetched = runtime.block_on(proxy_status::fetch_authorized(
-                    &replica.admin_address,
-                    token.as_deref(),
-                ));
-                match fetched {
-                    Ok(streams) => read.push((replica.name, streams)),
-                    Err(error) => {
-                        eprintln!("replica {}: {error:#}", replica.name);
-                        failed = true;
-                    }
-                }
+            let (read, failed) =
+                runtime.block_on(proxy_status::fetch_replicas(replicas, token.as_deref()));
+            for (name, error) in &failed {
+                eprintln!("replica {name}: {error:#}");
             }
             print!("{}", proxy_status::render_replicas(&read));
-            Ok(if failed {
-                ExitCode::FAILURE
-            } else {
+            Ok(if failed.is_empty() {
                 ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             })
         }
         Command::DemoBackends { config_dirs } => {

@@ -200,6 +200,33 @@ pub struct Replica {
     pub admin_address: String,
 }
 
+impl Replica {
+    /// A replica known by its admin address alone (`rudder proxy-status --admin-address`).
+    pub fn at(admin_address: String) -> Replica {
+        Replica {
+            name: admin_address.clone(),
+            admin_address,
+        }
+    }
+}
+
+/// The `/debug/streamz` of each replica, by name, and the replicas that could not be read with
+/// why; asked one after another (`token` as in [`fetch_authorized`]).
+pub async fn fetch_replicas(
+    replicas: Vec<Replica>,
+    token: Option<&str>,
+) -> (Vec<(String, Vec<StreamSync>)>, Vec<(String, anyhow::Error)>) {
+    let mut read = Vec::new();
+    let mut failed = Vec::new();
+    for replica in replicas {
+        match fetch_authorized(&replica.admin_address, token).await {
+            Ok(streams) => read.push((replica.name, streams)),
+            Err(error) => failed.push((replica.name, error)),
+        }
+    }
+    (read, failed)
+}
+
 /// The admin port of the Service's EndpointSlices: the port named `http-monitoring` (istiod's
 /// name for 15014).
 pub const ADMIN_PORT_NAME: &str = "http-monitoring";
