@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use rudder::serve::{ServeOptions, Server};
 use serde_json::Value;
 use support::cluster::DevCluster;
+use support::envoy::dynamic_clusters;
 use support::mesh::local_serve_options;
 
 const PROXY: &str = "sidecar~10.0.0.1~client.default~default.svc.cluster.local";
@@ -59,19 +60,7 @@ async fn served(server: &Server) -> Served {
     } else {
         "neither"
     };
-    let clusters = dump["configs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|config| {
-            config["dynamic_active_clusters"]
-                .as_array()
-                .into_iter()
-                .flatten()
-        })
-        .map(|entry| &entry["cluster"]);
-    let web_connect_timeout = clusters
-        .into_iter()
+    let web_connect_timeout = dynamic_clusters(&dump)
         .find(|cluster| cluster["name"] == "outbound|80||web.default.svc.cluster.local")
         .map(|cluster| cluster["connect_timeout"].to_string())
         .unwrap_or_default();

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use rudder::bootstrap::AdsApiType;
 use rudder::serve::{ServeOptions, Server};
 use serde_json::{Value, json};
+use support::envoy::dynamic_clusters;
 use support::envoy_process::EnvoyProcess;
 use support::mesh::local_serve_options;
 
@@ -180,22 +181,8 @@ async fn config_dump(xds: std::net::SocketAddr) -> Value {
     }
 }
 
-fn clusters(dump: &Value) -> impl Iterator<Item = &Value> {
-    dump["configs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|config| {
-            config["dynamic_active_clusters"]
-                .as_array()
-                .into_iter()
-                .flatten()
-        })
-        .map(|entry| &entry["cluster"])
-}
-
 fn cluster<'d>(dump: &'d Value, name: &str) -> &'d Value {
-    clusters(dump)
+    dynamic_clusters(dump)
         .find(|cluster| cluster["name"] == name)
         .unwrap_or_else(|| panic!("no cluster {name}"))
 }
@@ -276,7 +263,7 @@ fn facts(dump: &Value) -> Value {
                 .is_some_and(|domains| domains.iter().any(|d| d == "shared.mesh.test"))
         })
         .expect("a virtual host for shared.mesh.test");
-    let mut outbound: Vec<&str> = clusters(dump)
+    let mut outbound: Vec<&str> = dynamic_clusters(dump)
         .filter_map(|cluster| cluster["name"].as_str())
         .filter(|name| name.starts_with("outbound|"))
         .collect();

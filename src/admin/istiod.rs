@@ -247,16 +247,10 @@ pub fn clusterz_view() -> Value {
     }])
 }
 
+/// A port's protocol as istiod's registry writes it (a port without one is istiod's
+/// `UnsupportedProtocol`).
 fn protocol_name(protocol: Protocol) -> &'static str {
-    match protocol {
-        Protocol::Http => "HTTP",
-        Protocol::Http2 => "HTTP2",
-        Protocol::Grpc => "GRPC",
-        Protocol::Https => "HTTPS",
-        Protocol::Tls => "TLS",
-        Protocol::Tcp => "TCP",
-        Protocol::Unspecified => "UnsupportedProtocol",
-    }
+    protocol.name().unwrap_or("UnsupportedProtocol")
 }
 
 /// istiod's `model.Resolution`, which its JSON writes as a number.

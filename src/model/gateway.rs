@@ -446,16 +446,9 @@ fn listened_port(model: &Model, proxy: &Proxy, port: u16) -> u16 {
         .unwrap_or(port)
 }
 
-/// A protocol as Gateways spell it.
+/// A protocol as Gateways spell it (a server without one is TCP).
 fn protocol_name(protocol: Protocol) -> &'static str {
-    match protocol {
-        Protocol::Http => "HTTP",
-        Protocol::Http2 => "HTTP2",
-        Protocol::Grpc => "GRPC",
-        Protocol::Https => "HTTPS",
-        Protocol::Tls => "TLS",
-        Protocol::Tcp | Protocol::Unspecified => "TCP",
-    }
+    protocol.name().unwrap_or("TCP")
 }
 
 /// Whether a server of `protocol` may join plain-text servers of `current` (both HTTP).

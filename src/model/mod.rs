@@ -52,6 +52,19 @@ impl Protocol {
     pub fn is_http(self) -> bool {
         matches!(self, Protocol::Http | Protocol::Http2 | Protocol::Grpc)
     }
+
+    /// The protocol as Istio spells it; `None` for a port that declares none.
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            Protocol::Http => Some("HTTP"),
+            Protocol::Http2 => Some("HTTP2"),
+            Protocol::Grpc => Some("GRPC"),
+            Protocol::Https => Some("HTTPS"),
+            Protocol::Tls => Some("TLS"),
+            Protocol::Tcp => Some("TCP"),
+            Protocol::Unspecified => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

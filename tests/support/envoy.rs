@@ -181,3 +181,19 @@ pub fn envoy_validate_file(path: &std::path::Path) -> Result<(), String> {
         ))
     }
 }
+
+/// The dynamic clusters of a config dump (Envoy's `/config_dump`, or rudder's
+/// `/debug/config_dump`).
+pub fn dynamic_clusters(dump: &Value) -> impl Iterator<Item = &Value> {
+    dump["configs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|config| {
+            config["dynamic_active_clusters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+        })
+        .map(|entry| &entry["cluster"])
+}
