@@ -10,11 +10,13 @@
 //! The labels that Prometheus adds when it scrapes a pod (`app`, `pod`, `container`) are checked
 //! against the Deployment in manifests/rudder.yaml.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use serde_json::Value;
+use support::istio_module::istio_module;
 
 /// Dashboard metrics rudder does not export, and why.
 const NOT_EXPORTED: &[(&str, &str)] = &[
@@ -92,32 +94,6 @@ const ALERTED: &[&str] = &[
 
 /// Labels Prometheus's pod scrape adds from the pod, not the exporter.
 const POD_LABELS: &[&str] = &["app", "pod", "container"];
-
-/// The directory of the `istio.io/istio` module hack/istiod/go.mod pins, downloaded through the
-/// Go module proxy if it is not in the module cache yet.
-fn istio_module() -> PathBuf {
-    let module_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("hack/istiod");
-    let go_mod = std::fs::read_to_string(module_dir.join("go.mod")).expect("hack/istiod/go.mod");
-    let version = go_mod
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("istio.io/istio "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("hack/istiod/go.mod requires istio.io/istio");
-    let output = Command::new("go")
-        .args(["mod", "download", "-json"])
-        .arg(format!("istio.io/istio@{version}"))
-        .current_dir(&module_dir)
-        .output()
-        .expect("run `go mod download` (Go is needed by the test suite)");
-    assert!(
-        output.status.success(),
-        "go mod download istio.io/istio@{version} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let info: Value = serde_json::from_slice(&output.stdout).expect("go mod download -json");
-    PathBuf::from(info["Dir"].as_str().expect("the module's directory"))
-}
 
 /// Every PromQL expression of a Grafana dashboard.
 fn expressions(dashboard: &Value) -> Vec<String> {

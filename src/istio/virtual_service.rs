@@ -417,9 +417,51 @@ pub struct RouteDestination {
     pub weight: Option<i32>,
 }
 
+/// The JWT claim path a header match names, as istiod's `jwt.ToRoutingClaim` reads it:
+/// `@request.auth.claims.group.id` (dot-separated) or `@request.auth.claims[group][id]`; `None`
+/// for any other header name. Such a match tests the request's verified JWT payload, not a
+/// header.
+pub fn jwt_claim_path(header: &str) -> Option<Vec<&str>> {
+    const PREFIX: &str = "@request.auth.claims";
+    let prefix = header.get(..PREFIX.len())?;
+    if !prefix.eq_ignore_ascii_case(PREFIX) {
+        return None;
+    }
+    let rest = &header[PREFIX.len()..];
+    if let Some(dotted) = rest.strip_prefix('.').filter(|names| !names.is_empty()) {
+        return Some(dotted.split('.').collect());
+    }
+    let bracketed = rest.strip_prefix('[')?.strip_suffix(']')?;
+    (!bracketed.is_empty()).then(|| bracketed.split("][").collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jwt_claim_paths_are_read_as_istiod_reads_them() {
+        assert_eq!(
+            jwt_claim_path("@request.auth.claims.admin"),
+            Some(vec!["admin"])
+        );
+        assert_eq!(
+            jwt_claim_path("@request.auth.claims.group.id"),
+            Some(vec!["group", "id"])
+        );
+        assert_eq!(
+            jwt_claim_path("@request.auth.claims[group][id.x]"),
+            Some(vec!["group", "id.x"])
+        );
+        for not_a_claim in [
+            "@request.auth.claims",
+            "@request.auth.claims.",
+            "x-user",
+            "@request.auth.claims[]",
+        ] {
+            assert_eq!(jwt_claim_path(not_a_claim), None, "{not_a_claim}");
+        }
+    }
 
     /// The examples of Istio's VirtualService reference, in one object.
     const EXAMPLE: &str = r#"

@@ -10,9 +10,9 @@ use super::destination_rule::destination_rule_warnings;
 use super::kubernetes::{Pods, PodsByName, node_localities, services, workload, workloads};
 use super::service_entry::add_service_entries;
 use super::validate::{
-    UnknownReferences, validate_destination_rule, validate_endpoint_slice, validate_gateway,
-    validate_service, validate_service_entry, validate_sidecar, validate_virtual_service,
-    validate_workload_entry,
+    UnknownReferences, unset_address_warning, validate_destination_rule, validate_endpoint_slice,
+    validate_gateway, validate_service, validate_service_entry, validate_sidecar,
+    validate_virtual_service, validate_workload_entry,
 };
 use super::{DEFAULT_DNS_DOMAIN, DestinationRule, ExportTo, Model};
 use super::{credential, virtual_service};
@@ -287,6 +287,19 @@ pub fn build_with(inputs: &Inputs, previous: &LastGood, settings: &Settings) -> 
         Object::ServiceEntry(entry) => validate_service_entry(entry),
         _ => Ok(()),
     });
+    let unset_addresses: Vec<_> = admission
+        .accepted(Kind::WorkloadEntry)
+        .filter_map(|object| match object {
+            Object::WorkloadEntry(entry) => {
+                let FieldError { field, message } = unset_address_warning(&entry.spec)?;
+                let namespace = namespace_of(&entry.metadata.namespace);
+                let key = ObjectKey::new(Kind::WorkloadEntry, namespace, &entry.metadata.name);
+                Some((key, field, message))
+            }
+            _ => None,
+        })
+        .collect();
+    admission.warn(unset_addresses);
     let workload_entries: Vec<&Object> = admission.accepted(Kind::WorkloadEntry).collect();
     add_service_entries(
         &mut services,
@@ -391,9 +404,10 @@ pub(super) fn namespace_of(namespace: &Option<String>) -> &str {
 }
 
 /// Expands a short host name the way istiod does: a name without dots lives in `namespace`;
-/// anything with a dot (or a wildcard) is taken as written.
+/// anything with a dot (or a wildcard) is taken as written. A missing host stays empty, for
+/// validation to refuse.
 pub(crate) fn resolve_host(host: &str, namespace: &str, dns_domain: &str) -> String {
-    if host.contains('.') || host.starts_with('*') {
+    if host.is_empty() || host.contains('.') || host.starts_with('*') {
         host.to_string()
     } else {
         format!("{host}.{namespace}.svc.{dns_domain}")

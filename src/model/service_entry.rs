@@ -393,7 +393,9 @@ fn workload_endpoints(
         .candidates(namespace, &selector.labels)
         .iter()
         .map(|&position| selectable.workload_entries[position])
-        .filter(|entry| selects(&entry.spec.labels))
+        // An entry without an address is reached through its network's gateway, which rudder
+        // does not build (validation warns).
+        .filter(|entry| selects(&entry.spec.labels) && !entry.spec.address.is_empty())
         .map(|entry| from_workload_entry(&entry.spec));
     pods.chain(entries).collect()
 }

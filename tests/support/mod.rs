@@ -8,6 +8,7 @@ pub mod envoy;
 pub mod envoy_process;
 pub mod identity;
 pub mod istio_crds;
+pub mod istio_module;
 pub mod mesh;
 pub mod netns;
 pub mod pods;

@@ -114,11 +114,16 @@ pub fn validate_service_entry(entry: &IstioObject<ServiceEntry>) -> Result<(), F
     validate_export_to(&spec.export_to, namespace, true)
 }
 
+/// As istiod's: an entry needs an address unless it names its network (it is then reached
+/// through that network's gateway, which [`unset_address_warning`] says rudder does not do).
 pub fn validate_workload_entry(entry: &WorkloadEntry) -> Result<(), FieldError> {
     if entry.address.is_empty() {
-        return Err(invalid("spec.address", "address is required"));
+        if entry.network.as_deref().unwrap_or_default().is_empty() {
+            return Err(invalid("spec.address", "address is required"));
+        }
+    } else {
+        validate_workload_address(&entry.address, "spec.address")?;
     }
-    validate_workload_address(&entry.address, "spec.address")?;
     for (name, port) in &entry.ports {
         let at = format!("spec.ports.{name}");
         if !is_dns1123_label(name) {
@@ -127,6 +132,25 @@ pub fn validate_workload_entry(entry: &WorkloadEntry) -> Result<(), FieldError> 
         validate_port(*port, &at)?;
     }
     validate_labels(&entry.labels, "spec.labels")
+}
+
+/// The warning istiod's validation gives an entry with a network and no address, with what it
+/// means here: rudder serves a single network and has no network gateways, so such an entry
+/// (which istiod reaches through its network's gateway) adds no endpoint.
+pub fn unset_address_warning(entry: &WorkloadEntry) -> Option<FieldError> {
+    let network = entry
+        .network
+        .as_deref()
+        .filter(|network| !network.is_empty())?;
+    entry.address.is_empty().then(|| {
+        invalid(
+            "spec.address",
+            format!(
+                "address is unset with network {network:?}: rudder does not route through \
+                 network gateways, so this entry adds no endpoint"
+            ),
+        )
+    })
 }
 
 fn validate_hosts(spec: &ServiceEntry) -> Result<(), FieldError> {

@@ -18,6 +18,17 @@ use crate::istio::{self, CaptureMode, OutboundTrafficPolicyMode};
 use crate::model::sidecar::ingress_endpoint;
 
 pub fn validate_sidecar(sidecar: &istio::Sidecar) -> Result<(), FieldError> {
+    if sidecar.ingress.is_empty()
+        && sidecar.egress.is_empty()
+        && sidecar.outbound_traffic_policy.is_none()
+        && sidecar.inbound_connection_pool.is_none()
+    {
+        return Err(invalid(
+            "spec",
+            "empty configuration provided (no ingress, egress, outboundTrafficPolicy or \
+             inboundConnectionPool)",
+        ));
+    }
     if let Some(selector) = &sidecar.workload_selector {
         validate_labels(&selector.labels, "spec.workloadSelector.labels")?;
     }

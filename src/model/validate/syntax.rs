@@ -10,7 +10,7 @@ use crate::bootstrap::RE2_MAX_PROGRAM_SIZE;
 use crate::inputs::FieldError;
 use crate::istio::{self, StringMatch};
 
-/// istiod's `ValidateWildcardDomain`: DNS-1123 labels, lowercase, a wildcard only as the first
+/// istiod's `ValidateWildcardDomain`: DNS-1123 labels, a wildcard only as the first
 /// label (`*`, `*.example.com`, `*foo.example.com`).
 pub(super) fn validate_wildcard_domain(domain: &str) -> Result<(), String> {
     if domain.is_empty() {
@@ -62,14 +62,16 @@ pub(super) fn validate_dns1123_labels(domain: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Lowercase letters, digits and `-`, starting and ending with a letter or digit, at most 63.
+/// Letters, digits and `-`, starting and ending with a letter or digit, at most 63: istiod's
+/// `labels.IsDNS1123Label`, which takes capitals too (Kubernetes' own check does not, but these
+/// are names inside Istio specs, which only istiod's check applies to).
 pub(super) fn is_dns1123_label(label: &str) -> bool {
     let bytes = label.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= 63
         && bytes
             .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
         && bytes[0] != b'-'
         && bytes[bytes.len() - 1] != b'-'
 }
@@ -300,12 +302,13 @@ mod tests {
             "*",
             "*foo.example.com",
             "istio.io.",
+            // istiod's labels take capitals (samples/multicluster uses `ISTIOD-HOST.DOMAIN`).
+            "Reviews",
         ] {
             assert_eq!(validate_wildcard_domain(good), Ok(()), "{good}");
         }
         for bad in [
             "",
-            "Reviews",
             "a.*.example.com",
             "foo_bar.example.com",
             "example.123",

@@ -18,7 +18,7 @@ use super::syntax::{
     validate_string_match, validate_subnet, validate_wildcard_domain,
 };
 use crate::inputs::FieldError;
-use crate::istio::{self, StringMatch};
+use crate::istio::{self, StringMatch, jwt_claim_path};
 use crate::model::virtual_service::{host_subset_of, hosts_match};
 use crate::model::{DestinationRule, MESH_GATEWAY, Service, VirtualService};
 
@@ -87,7 +87,14 @@ fn validate_with(
     }
     for (i, (route, resolved_route)) in spec.http.iter().zip(&resolved.http).enumerate() {
         let at = format!("spec.http[{i}]");
-        validate_http_route(route, resolved_route, &at, delegate, references)?;
+        validate_http_route(
+            route,
+            resolved_route,
+            &at,
+            delegate,
+            applies_to_mesh,
+            references,
+        )?;
     }
     for (i, (route, resolved_route)) in spec.tls.iter().zip(&resolved.tls).enumerate() {
         let at = format!("spec.tls[{i}]");
@@ -205,11 +212,12 @@ fn validate_http_route(
     resolved: &istio::HttpRoute,
     at: &str,
     in_delegate: bool,
+    applies_to_mesh: bool,
     references: &References<'_>,
 ) -> Result<(), FieldError> {
     validate_http_conflicts(route, at, in_delegate)?;
     for (j, request) in route.matches.iter().enumerate() {
-        validate_match(request, &format!("{at}.match[{j}]"))?;
+        validate_match(request, &format!("{at}.match[{j}]"), applies_to_mesh)?;
     }
     if let Some(headers) = &route.headers {
         validate_header_operations(headers, &format!("{at}.headers"))?;
@@ -345,7 +353,13 @@ fn validate_http_conflicts(
     Ok(())
 }
 
-fn validate_match(request: &istio::HttpMatchRequest, at: &str) -> Result<(), FieldError> {
+/// `applies_to_mesh`: the VirtualService binds sidecars (no gateways, or `mesh` among them),
+/// where JWT claims are never known, so istiod refuses claim matches.
+fn validate_match(
+    request: &istio::HttpMatchRequest,
+    at: &str,
+    applies_to_mesh: bool,
+) -> Result<(), FieldError> {
     // An empty URI prefix is allowed (it matches everything); Envoy refuses empty prefixes in
     // the string matchers scheme, method and authority become.
     if let Some(uri) = &request.uri {
@@ -376,11 +390,15 @@ fn validate_match(request: &istio::HttpMatchRequest, at: &str) -> Result<(), Fie
                 return Err(invalid(format!("{at}.{name}"), "empty name"));
             }
             if name != "queryParams" {
-                if key.starts_with("@request.auth.claims") {
-                    return Err(invalid(
-                        format!("{at}.{name}.{key}"),
-                        "JWT claim based routing is only supported on gateways",
-                    ));
+                if jwt_claim_path(key).is_some() {
+                    if applies_to_mesh {
+                        return Err(invalid(
+                            format!("{at}.{name}.{key}"),
+                            "JWT claim based routing is only supported on gateways (this \
+                             VirtualService applies to sidecars: no gateways, or `mesh`)",
+                        ));
+                    }
+                    continue;
                 }
                 validate_header_name(key).map_err(|m| invalid(format!("{at}.{name}"), m))?;
             }
@@ -411,30 +429,27 @@ fn validate_match(request: &istio::HttpMatchRequest, at: &str) -> Result<(), Fie
     Ok(())
 }
 
-/// Weights are percentages: with several destinations, either none is weighted (an even split)
-/// or they add up to 100.
+/// As istiod's: no weight is negative, and several destinations do not weigh 0 in all (an unset
+/// weight is 0). Weights need not add up to 100: Envoy shares traffic in proportion to them.
 fn validate_weights(
     weights: impl Iterator<Item = Option<i32>> + Clone,
     at: &str,
 ) -> Result<(), FieldError> {
     for (j, weight) in weights.clone().enumerate() {
-        if weight.is_some_and(|weight| weight < 0) {
+        if let Some(weight) = weight.filter(|weight| *weight < 0) {
             return Err(invalid(
                 format!("{at}.route[{j}].weight"),
-                "weight cannot be negative",
+                format!("weight {weight} < 0"),
             ));
         }
     }
     let count = weights.clone().count();
-    let weighted = weights.clone().any(|weight| weight.is_some());
-    if count > 1 && weighted {
-        let total: i64 = weights.map(|w| i64::from(w.unwrap_or(0))).sum();
-        if total != 100 {
-            return Err(invalid(
-                format!("{at}.route"),
-                format!("destination weights add up to {total}, not 100"),
-            ));
-        }
+    let total: i64 = weights.map(|w| i64::from(w.unwrap_or(0))).sum();
+    if count > 1 && total == 0 {
+        return Err(invalid(
+            format!("{at}.route"),
+            "total destination weight = 0 (several destinations need weights)",
+        ));
     }
     Ok(())
 }

@@ -6,10 +6,13 @@ use envoy_types::pb::envoy::config::route::v3::route_match::PathSpecifier;
 use envoy_types::pb::envoy::config::route::v3::{
     HeaderMatcher, QueryParameterMatcher, RouteMatch, header_matcher, query_parameter_matcher,
 };
-use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, string_matcher};
+use envoy_types::pb::envoy::r#type::matcher::v3::{
+    ListMatcher, MetadataMatcher, OrMatcher, RegexMatcher, StringMatcher, ValueMatcher,
+    list_matcher, metadata_matcher, string_matcher, value_matcher,
+};
 use envoy_types::pb::google::protobuf::BoolValue;
 
-use crate::istio::{self, StringMatch};
+use crate::istio::{self, StringMatch, jwt_claim_path};
 use crate::proxy::Proxy;
 
 /// Whether a match entry applies to this proxy on this port (istiod's `translateRoute` checks and
@@ -92,6 +95,49 @@ fn header_matcher(name: &str, matcher: Option<&StringMatch>) -> HeaderMatcher {
     }
 }
 
+/// The filter whose dynamic metadata holds a verified JWT's payload.
+const JWT_AUTHN_FILTER: &str = "envoy.filters.http.jwt_authn";
+
+/// A JWT claim match (`@request.auth.claims...`), as istiod writes it: a matcher on the payload
+/// the JWT filter leaves in dynamic metadata, taking a claim that is a string or a list of
+/// strings. No route matches while no RequestAuthentication puts a payload there.
+fn jwt_claim_matcher(path: &[&str], matcher: Option<&StringMatch>) -> MetadataMatcher {
+    let value = match matcher {
+        None => ValueMatcher {
+            match_pattern: Some(value_matcher::MatchPattern::PresentMatch(true)),
+        },
+        Some(matcher) => ValueMatcher {
+            match_pattern: Some(value_matcher::MatchPattern::StringMatch(string_matcher(
+                matcher,
+            ))),
+        },
+    };
+    let one_of = ValueMatcher {
+        match_pattern: Some(value_matcher::MatchPattern::ListMatch(Box::new(
+            ListMatcher {
+                match_pattern: Some(list_matcher::MatchPattern::OneOf(Box::new(value.clone()))),
+            },
+        ))),
+    };
+    MetadataMatcher {
+        filter: JWT_AUTHN_FILTER.to_string(),
+        path: std::iter::once("payload")
+            .chain(path.iter().copied())
+            .map(|key| metadata_matcher::PathSegment {
+                segment: Some(metadata_matcher::path_segment::Segment::Key(
+                    key.to_string(),
+                )),
+            })
+            .collect(),
+        value: Some(ValueMatcher {
+            match_pattern: Some(value_matcher::MatchPattern::OrMatch(OrMatcher {
+                value_matchers: vec![one_of, value],
+            })),
+        }),
+        ..Default::default()
+    }
+}
+
 /// The entries of a header map: named matchers and presence checks, by name.
 fn entries(map: &istio::StringMatchMap) -> Vec<(&String, Option<&StringMatch>)> {
     let mut entries: Vec<(&String, Option<&StringMatch>)> = map
@@ -117,13 +163,32 @@ pub(super) fn route_match(request: Option<&istio::HttpMatchRequest>) -> RouteMat
         Some(StringMatch::Prefix(prefix)) => PathSpecifier::Prefix(prefix.clone()),
         Some(StringMatch::Regex(regex)) => PathSpecifier::SafeRegex(regex_matcher(regex)),
     };
+    let mut dynamic_metadata: Vec<MetadataMatcher> = Vec::new();
+    for (name, matcher, invert) in entries(&request.headers)
+        .into_iter()
+        .map(|(name, matcher)| (name, matcher, false))
+        .chain(
+            entries(&request.without_headers)
+                .into_iter()
+                .map(|(name, matcher)| (name, matcher, true)),
+        )
+    {
+        if let Some(path) = jwt_claim_path(name) {
+            let mut claim = jwt_claim_matcher(&path, matcher);
+            claim.invert = invert;
+            dynamic_metadata.push(claim);
+        }
+    }
+    let is_header = |(name, _): &(&String, Option<&StringMatch>)| jwt_claim_path(name).is_none();
     let mut headers: Vec<HeaderMatcher> = entries(&request.headers)
         .into_iter()
+        .filter(is_header)
         .map(|(name, matcher)| header_matcher(name, matcher))
         .collect();
     headers.extend(
         entries(&request.without_headers)
             .into_iter()
+            .filter(is_header)
             .map(|(name, matcher)| {
                 let mut header = header_matcher(name, matcher);
                 header.invert_match = true;
@@ -172,6 +237,7 @@ pub(super) fn route_match(request: Option<&istio::HttpMatchRequest>) -> RouteMat
         }),
         headers,
         query_parameters,
+        dynamic_metadata,
         ..Default::default()
     }
 }
