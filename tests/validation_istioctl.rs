@@ -57,13 +57,15 @@ struct Verdict {
     output: String,
 }
 
-/// A listed disagreement: the object and why rudder's verdict differs.
+/// A listed disagreement: the object, either the two verdicts or a warning of istioctl's that
+/// rudder does not give, and why.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Disagreement {
     object: String,
-    istioctl: Validity,
-    rudder: Validity,
+    istioctl: Option<Validity>,
+    rudder: Option<Validity>,
+    warning: Option<String>,
     reason: String,
 }
 
@@ -223,6 +225,18 @@ fn verdicts(files: &[PathBuf], check: impl Fn(&Path) -> Verdict + Sync) -> Vec<V
     })
 }
 
+/// The messages of the warnings `istioctl validate` printed (`\t* Kind/namespace/name: message`).
+fn istioctl_warnings(output: &str) -> Vec<&str> {
+    let Some((_, warnings)) = output.split_once("has warnings:") else {
+        return Vec::new();
+    };
+    warnings
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("* "))
+        .filter_map(|line| line.split_once(": ").map(|(_, message)| message.trim()))
+        .collect()
+}
+
 fn translated(kind: &str) -> bool {
     Kind::ALL
         .iter()
@@ -257,8 +271,14 @@ fn rudder_validate_agrees_with_istioctl_validate() {
             .expect("read the disagreements list"),
     )
     .expect("the disagreements list is YAML");
+    let listed_warnings: BTreeMap<(&str, &str), &Disagreement> = listed
+        .iter()
+        .filter_map(|entry| Some(((entry.object.as_str(), entry.warning.as_deref()?), entry)))
+        .collect();
+    let mut explained_warnings = BTreeSet::new();
     let listed: BTreeMap<&str, &Disagreement> = listed
         .iter()
+        .filter(|entry| entry.warning.is_none())
         .map(|entry| (entry.object.as_str(), entry))
         .collect();
 
@@ -266,6 +286,7 @@ fn rudder_validate_agrees_with_istioctl_validate() {
     let mut unexplained = Vec::new();
     let mut explained = BTreeSet::new();
     let mut agree = 0;
+    let (mut compared_warnings, mut same_warnings) = (0, 0);
     let mut untranslated_disagreements = 0;
     let mut by_kind: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for ((object, istioctl), rudder) in objects.iter().zip(&by_istioctl).zip(&by_rudder) {
@@ -280,6 +301,26 @@ fn rudder_validate_agrees_with_istioctl_validate() {
             Validity::of(istioctl.valid),
             Validity::of(rudder.valid),
         );
+        let translated_kind = translated(&object.kind);
+        for warning in istioctl_warnings(&istioctl.output) {
+            if !translated_kind {
+                continue;
+            }
+            compared_warnings += 1;
+            if rudder.output.contains(&format!("warning: {warning}")) {
+                same_warnings += 1;
+                continue;
+            }
+            let key = (object.source.as_str(), warning);
+            if listed_warnings.contains_key(&key) {
+                explained_warnings.insert(key);
+            } else {
+                unexplained.push(format!(
+                    "{} ({} {}): istioctl warns {warning:?}, rudder does not\n--- rudder\n{}",
+                    object.source, object.kind, object.name, rudder.output
+                ));
+            }
+        }
         if istioctl.valid == rudder.valid {
             agree += 1;
             counts.1 += 1;
@@ -291,8 +332,8 @@ fn rudder_validate_agrees_with_istioctl_validate() {
         }
         match listed.get(object.source.as_str()) {
             Some(entry)
-                if entry.istioctl == Validity::of(istioctl.valid)
-                    && entry.rudder == Validity::of(rudder.valid) =>
+                if entry.istioctl == Some(Validity::of(istioctl.valid))
+                    && entry.rudder == Some(Validity::of(rudder.valid)) =>
             {
                 explained.insert(object.source.as_str());
             }
@@ -309,11 +350,17 @@ fn rudder_validate_agrees_with_istioctl_validate() {
             )),
         }
     }
-    let stale: Vec<&str> = listed
+    let mut stale: Vec<String> = listed
         .keys()
         .filter(|object| !explained.contains(*object))
-        .copied()
+        .map(ToString::to_string)
         .collect();
+    stale.extend(
+        listed_warnings
+            .keys()
+            .filter(|key| !explained_warnings.contains(*key))
+            .map(|(object, warning)| format!("{object}: {warning}")),
+    );
 
     let _ = writeln!(
         report,
@@ -321,6 +368,11 @@ fn rudder_validate_agrees_with_istioctl_validate() {
          disagreements on kinds rudder does not translate yet",
         objects.len(),
         explained.len()
+    );
+    let _ = writeln!(
+        report,
+        "{compared_warnings} warnings of istioctl on translated kinds; rudder gives {same_warnings} \
+         of them"
     );
     for (kind, (total, same)) in &by_kind {
         let _ = writeln!(report, "{kind}: {same}/{total} same verdict");
@@ -340,7 +392,11 @@ fn rudder_validate_agrees_with_istioctl_validate() {
         stale.is_empty(),
         "listed in {DISAGREEMENTS} but no longer a disagreement (remove them): {stale:#?}"
     );
-    for reason in listed.values().map(|entry| entry.reason.trim()) {
+    for reason in listed
+        .values()
+        .chain(listed_warnings.values())
+        .map(|entry| entry.reason.trim())
+    {
         assert!(!reason.is_empty(), "every listed disagreement has a reason");
     }
 }

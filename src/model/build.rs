@@ -10,9 +10,9 @@ use super::destination_rule::destination_rule_warnings;
 use super::kubernetes::{Pods, PodsByName, node_localities, services, workload, workloads};
 use super::service_entry::add_service_entries;
 use super::validate::{
-    UnknownReferences, unset_address_warning, validate_destination_rule, validate_endpoint_slice,
-    validate_gateway, validate_service, validate_service_entry, validate_sidecar,
-    validate_virtual_service, validate_workload_entry,
+    UnknownReferences, service_entry_warnings, sidecar_warnings, unset_address_warning,
+    validate_destination_rule, validate_endpoint_slice, validate_gateway, validate_service,
+    validate_service_entry, validate_sidecar, validate_virtual_service, validate_workload_entry,
 };
 use super::{DEFAULT_DNS_DOMAIN, DestinationRule, ExportTo, Model};
 use super::{credential, virtual_service};
@@ -287,19 +287,8 @@ pub fn build_with(inputs: &Inputs, previous: &LastGood, settings: &Settings) -> 
         Object::ServiceEntry(entry) => validate_service_entry(entry),
         _ => Ok(()),
     });
-    let unset_addresses: Vec<_> = admission
-        .accepted(Kind::WorkloadEntry)
-        .filter_map(|object| match object {
-            Object::WorkloadEntry(entry) => {
-                let FieldError { field, message } = unset_address_warning(&entry.spec)?;
-                let namespace = namespace_of(&entry.metadata.namespace);
-                let key = ObjectKey::new(Kind::WorkloadEntry, namespace, &entry.metadata.name);
-                Some((key, field, message))
-            }
-            _ => None,
-        })
-        .collect();
-    admission.warn(unset_addresses);
+    let warnings = validation_warnings(&admission);
+    admission.warn(warnings);
     let workload_entries: Vec<&Object> = admission.accepted(Kind::WorkloadEntry).collect();
     add_service_entries(
         &mut services,
@@ -401,6 +390,41 @@ pub fn build_with(inputs: &Inputs, previous: &LastGood, settings: &Settings) -> 
 
 pub(super) fn namespace_of(namespace: &Option<String>) -> &str {
     namespace.as_deref().unwrap_or("default")
+}
+
+/// What istiod's validation warns about in admitted registry objects and Sidecars (they apply
+/// all the same).
+fn validation_warnings(admission: &Admission<'_>) -> Vec<super::references::Warning> {
+    let key_of = |kind: Kind, metadata: &crate::inputs::Metadata| {
+        ObjectKey::new(kind, namespace_of(&metadata.namespace), &metadata.name)
+    };
+    let mut warnings = Vec::new();
+    for object in [Kind::WorkloadEntry, Kind::ServiceEntry, Kind::Sidecar]
+        .into_iter()
+        .flat_map(|kind| admission.accepted(kind))
+    {
+        let (key, found) = match object {
+            Object::WorkloadEntry(entry) => (
+                key_of(Kind::WorkloadEntry, &entry.metadata),
+                unset_address_warning(&entry.spec).into_iter().collect(),
+            ),
+            Object::ServiceEntry(entry) => (
+                key_of(Kind::ServiceEntry, &entry.metadata),
+                service_entry_warnings(&entry.spec),
+            ),
+            Object::Sidecar(sidecar) => (
+                key_of(Kind::Sidecar, &sidecar.metadata),
+                sidecar_warnings(&sidecar.spec),
+            ),
+            _ => continue,
+        };
+        warnings.extend(
+            found
+                .into_iter()
+                .map(|FieldError { field, message }| (key.clone(), field, message)),
+        );
+    }
+    warnings
 }
 
 /// Expands a short host name the way istiod does: a name without dots lives in `namespace`;

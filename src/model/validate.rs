@@ -10,13 +10,16 @@ mod re2;
 mod service_entry;
 mod sidecar;
 mod syntax;
+mod unreachable;
 mod virtual_service;
 
 pub use gateway::validate_gateway;
 pub(crate) use http_route_policy::validate_retries;
 pub use kubernetes::{validate_endpoint_slice, validate_service};
-pub use service_entry::{unset_address_warning, validate_service_entry, validate_workload_entry};
-pub use sidecar::validate_sidecar;
+pub use service_entry::{
+    service_entry_warnings, unset_address_warning, validate_service_entry, validate_workload_entry,
+};
+pub use sidecar::{sidecar_warnings, validate_sidecar};
 pub(crate) use syntax::UNIX_PREFIX;
 pub use virtual_service::{UnknownReferences, validate_virtual_service};
 

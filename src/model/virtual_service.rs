@@ -643,7 +643,9 @@ mod tests {
         assert_eq!(
             errors,
             [
-                "test.yaml:11: VirtualService default/root: spec.http[1].delegate: warning: delegate VirtualService team/private is not exported to namespace default; this route is left out"
+                "test.yaml:11: VirtualService default/root: spec.http[1].delegate: warning: delegate VirtualService team/private is not exported to namespace default; this route is left out",
+                // As istiod's validation says: the delegate without matches catches all.
+                "test.yaml:11: VirtualService default/root: spec.http[2]: warning: virtualService rule #2 not used (only the last rule can have no matches)",
             ]
         );
     }

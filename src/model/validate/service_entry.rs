@@ -134,6 +134,49 @@ pub fn validate_workload_entry(entry: &WorkloadEntry) -> Result<(), FieldError> 
     validate_labels(&entry.labels, "spec.labels")
 }
 
+/// The warnings istiod's validation gives a valid ServiceEntry (the entry still applies): a
+/// workload selector without labels, a selector with resolution NONE, a partial wildcard host,
+/// and TCP ports without addresses (rudder, like istiod without IP auto-allocation, then has no
+/// address to tell this service's TCP traffic apart by).
+pub fn service_entry_warnings(spec: &ServiceEntry) -> Vec<FieldError> {
+    let mut warnings = Vec::new();
+    if let Some(selector) = &spec.workload_selector {
+        if selector.labels.is_empty() {
+            warnings.push(invalid(
+                "spec.workloadSelector",
+                "service entry: workload selector specified without labels, will be applied to all \
+                 services in namespace",
+            ));
+        }
+        if spec.resolution.unwrap_or(Resolution::None) == Resolution::None {
+            warnings.push(invalid(
+                "spec.workloadSelector",
+                "workloadSelector should not be set when resolution mode is NONE",
+            ));
+        }
+    }
+    for (i, host) in spec.hosts.iter().enumerate() {
+        if host.contains('*') && host.len() != 1 && !host.starts_with("*.") {
+            warnings.push(invalid(
+                format!("spec.hosts[{i}]"),
+                format!("partial wildcard {host:?} not allowed"),
+            ));
+        }
+    }
+    if spec.addresses.is_empty() {
+        for (i, port) in spec.ports.iter().enumerate() {
+            if port.protocol.is_empty() || port.protocol == "TCP" {
+                warnings.push(invalid(
+                    format!("spec.ports[{i}]"),
+                    "addresses are required for ports serving TCP (or unset) protocol when IP \
+                     Autoallocation is not enabled",
+                ));
+            }
+        }
+    }
+    warnings
+}
+
 /// The warning istiod's validation gives an entry with a network and no address, with what it
 /// means here: rudder serves a single network and has no network gateways, so such an entry
 /// (which istiod reaches through its network's gateway) adds no endpoint.

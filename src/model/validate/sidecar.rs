@@ -17,6 +17,24 @@ use crate::inputs::FieldError;
 use crate::istio::{self, CaptureMode, OutboundTrafficPolicyMode};
 use crate::model::sidecar::ingress_endpoint;
 
+/// istiod's validation warning for a valid Sidecar: a workload selector without labels, which
+/// selects every workload of the namespace.
+pub fn sidecar_warnings(sidecar: &istio::Sidecar) -> Vec<FieldError> {
+    sidecar
+        .workload_selector
+        .as_ref()
+        .filter(|selector| selector.labels.is_empty())
+        .map(|_| {
+            invalid(
+                "spec.workloadSelector",
+                "sidecar: workload selector specified without labels, will be applied to all \
+                 services in namespace",
+            )
+        })
+        .into_iter()
+        .collect()
+}
+
 pub fn validate_sidecar(sidecar: &istio::Sidecar) -> Result<(), FieldError> {
     if sidecar.ingress.is_empty()
         && sidecar.egress.is_empty()

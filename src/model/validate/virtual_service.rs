@@ -17,6 +17,7 @@ use super::syntax::{
     validate_header_string_match, validate_labels, validate_percentage, validate_port,
     validate_string_match, validate_subnet, validate_wildcard_domain,
 };
+use super::unreachable::unreachable_rule_warnings;
 use crate::inputs::FieldError;
 use crate::istio::{self, StringMatch, jwt_claim_path};
 use crate::model::virtual_service::{host_subset_of, hosts_match};
@@ -35,8 +36,9 @@ pub enum UnknownReferences {
 }
 
 /// `spec` is the object as written (for field paths); `resolved` has its hosts expanded. The first
-/// problem found is reported, with the field that holds it; with [`UnknownReferences::Warn`], the
-/// destinations that refer to no known service or subset are returned, as warnings.
+/// problem found is reported, with the field that holds it. Warnings are returned: rules that can
+/// never be reached, and, with [`UnknownReferences::Warn`], the destinations that refer to no
+/// known service or subset.
 pub fn validate_virtual_service(
     spec: &istio::VirtualService,
     resolved: &VirtualService,
@@ -51,7 +53,9 @@ pub fn validate_virtual_service(
         warnings: RefCell::new(Vec::new()),
     };
     validate_with(spec, resolved, &references)?;
-    Ok(references.warnings.into_inner())
+    let mut warnings = references.warnings.into_inner();
+    warnings.extend(unreachable_rule_warnings(spec));
+    Ok(warnings)
 }
 
 fn validate_with(
