@@ -29,6 +29,7 @@ use super::cluster_policy::{
     cluster_policy, default_thresholds,
 };
 use super::eds::load_assignment;
+use super::metadata::cluster_metadata;
 use super::{
     BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, ads_config_source, any, outbound_cluster_name,
     proto_duration,
@@ -154,6 +155,7 @@ fn outbound_cluster(model: &Model, proxy: &Proxy, target: &Target<'_>) -> Option
         // istiod's `DelimitedStatsPrefix`: Envoy's stats of the cluster go under this name.
         builder.cluster.alt_stat_name = stat_name(pattern, service, port, subset) + ";";
     }
+    builder.cluster.metadata = Some(cluster_metadata(service, subset, rule));
     Some(builder.build())
 }
 
