@@ -46,11 +46,14 @@ pub(super) fn route_metadata(vs: &VirtualService) -> Metadata {
 }
 
 /// An outbound cluster: its service (`services`, one entry), `external` for a mesh-external
-/// service's default cluster, and the DestinationRule (`config`) and `subset` when there is one.
+/// service's default cluster, and the DestinationRule (`config`) and `subset` when there is one,
+/// with `alpn_override: "false"` when its policy originates TLS (`originates_tls`: SIMPLE or
+/// MUTUAL).
 pub(super) fn cluster_metadata(
     service: &Service,
     subset: &str,
     rule: Option<&DestinationRule>,
+    originates_tls: bool,
 ) -> Metadata {
     // istiod names a ServiceEntry's service by its host.
     let name = match service.registry {
@@ -93,6 +96,9 @@ pub(super) fn cluster_metadata(
         ));
         if !subset.is_empty() {
             fields.push(("subset", string(subset)));
+        }
+        if originates_tls {
+            fields.push(("alpn_override", string("false")));
         }
     }
     metadata(fields)
