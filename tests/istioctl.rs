@@ -9,6 +9,8 @@
 //! - `istioctl proxy-status POD.NAMESPACE --file DUMP` compares Envoy's own config dump with
 //!   rudder's `istio.io/debug/config_dump` of the proxy named by istiod's short form: they match;
 //!   an identity of another namespace gets no dump of it;
+//! - `istioctl proxy-config routes|clusters -f DUMP` shows the VirtualService of each route and
+//!   the DestinationRule of each cluster, from the Istio metadata rudder writes as istiod does;
 //! - over plaintext, refused at once with istiod's `authentication required` (istiod 1.31 answers
 //!   the same), so the plaintext port shows nobody the list of proxies;
 //! - `istioctl x precheck` and `istioctl analyze`, which read the cluster only, find nothing wrong
@@ -358,6 +360,42 @@ fn istioctl_reads_rudder() {
     assert!(run.success, "{}", run.stderr);
     for line in ["Clusters Match", "Listeners Match", "Routes Match"] {
         assert!(run.stdout.contains(line), "{line} in:\n{}", run.stdout);
+    }
+
+    // proxy-config reads the Istio metadata on routes and clusters: the VirtualService of each
+    // route and the DestinationRule of each cluster, as with istiod.
+    let run = istioctl.run(
+        "proxy-config-routes",
+        &["proxy-config", "routes", "-f", &dump, "--name", "8080"],
+    );
+    assert!(run.success, "{}", run.stderr);
+    let svc_0 = "svc-0.bench.svc.cluster.local:8080";
+    let vs_rows: Vec<&str> = run.stdout.lines().filter(|l| l.contains(svc_0)).collect();
+    assert!(!vs_rows.is_empty(), "{}", run.stdout);
+    for line in vs_rows {
+        assert!(line.trim_end().ends_with("svc-0.bench"), "{line}");
+    }
+    let run = istioctl.run(
+        "proxy-config-clusters",
+        &[
+            "proxy-config",
+            "clusters",
+            "-f",
+            &dump,
+            "--fqdn",
+            "svc-0.bench.svc.cluster.local",
+        ],
+    );
+    assert!(run.success, "{}", run.stderr);
+    let dr_rows: Vec<&str> = run.stdout.lines().skip(1).collect();
+    assert_eq!(
+        dr_rows.len(),
+        4,
+        "the cluster and its 3 subsets: {}",
+        run.stdout
+    );
+    for line in dr_rows {
+        assert!(line.trim_end().ends_with("svc-0.bench"), "{line}");
     }
 
     // Another namespace's identity gets no dump of it: istiod's empty answer, nothing to compare.

@@ -415,23 +415,13 @@ async fn timeouts_and_retries() {
     assert_eq!(once.status, 503, "{once:?}");
     assert_eq!(flaky.requests() - before, 1);
 
-    // Without retries, istiod's default policy: 2 retries on 503.
+    // Without retries, istiod's default policy: 2 retries, but not on a plain 503 (since
+    // Istio 1.24 no status code is retriable by default).
     let before = flaky.requests();
-    flaky.fail_next(2);
+    flaky.fail_next(1);
     let defaulted = client.get("flaky", "/", &[]).await;
-    assert_eq!(defaulted.upstream(), "flaky", "{defaulted:?}");
-    assert_eq!(
-        defaulted
-            .upstream_header("x-envoy-attempt-count")
-            .as_deref(),
-        Some("3")
-    );
-    let before_exhausted = flaky.requests();
-    assert_eq!(before_exhausted - before, 3);
-    flaky.fail_next(3);
-    let exhausted = client.get("flaky", "/", &[]).await;
-    assert_eq!(exhausted.status, 503, "{exhausted:?}");
-    assert_eq!(flaky.requests() - before_exhausted, 3);
+    assert_eq!(defaulted.status, 503, "{defaulted:?}");
+    assert_eq!(flaky.requests() - before, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

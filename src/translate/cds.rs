@@ -29,10 +29,12 @@ use super::cluster_policy::{
     cluster_policy, default_thresholds,
 };
 use super::eds::load_assignment;
+use super::metadata::cluster_metadata;
 use super::{
     BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, ads_config_source, any, outbound_cluster_name,
     proto_duration,
 };
+use crate::istio::ClientTlsMode;
 use crate::mesh_config::MeshConfig;
 use crate::model::{DestinationRule, Model, Protocol, Registry, Resolution, Service, ServicePort};
 use crate::proxy::{Proxy, ProxyKind};
@@ -154,6 +156,12 @@ fn outbound_cluster(model: &Model, proxy: &Proxy, target: &Target<'_>) -> Option
         // istiod's `DelimitedStatsPrefix`: Envoy's stats of the cluster go under this name.
         builder.cluster.alt_stat_name = stat_name(pattern, service, port, subset) + ";";
     }
+    // istiod marks clusters that originate TLS for its ALPN filter, whatever the certificates.
+    let originates_tls = matches!(
+        policy.tls.and_then(|tls| tls.mode),
+        Some(ClientTlsMode::Simple | ClientTlsMode::Mutual)
+    );
+    builder.cluster.metadata = Some(cluster_metadata(service, subset, rule, originates_tls));
     Some(builder.build())
 }
 

@@ -653,6 +653,14 @@ fn apply_consistent_hash_lb(cluster: &mut Cluster, hash: &ConsistentHashLb) {
     }
 }
 
+/// Whether the merged load balancer of `cluster_name` hashes consistently (with a hash key or
+/// not: istiod asks only whether the DestinationRule has `consistentHash`).
+pub(super) fn hashes_consistently(model: &Model, cluster_name: &str) -> bool {
+    policy_of_cluster(model, cluster_name)
+        .consistent_hash()
+        .is_some()
+}
+
 /// The route hash policy for a cluster whose merged load balancer hashes consistently.
 fn hash_policy(model: &Model, cluster_name: &str) -> Option<HashPolicy> {
     let hash = policy_of_cluster(model, cluster_name).consistent_hash()?;
@@ -693,8 +701,8 @@ fn hash_policy(model: &Model, cluster_name: &str) -> Option<HashPolicy> {
 /// istiod's route generation does. Routes that already carry hash policies are left alone.
 ///
 /// istiod also drops the previous-hosts retry predicate from a VirtualService route to a single
-/// hashed cluster (`DefaultConsistentHashPolicy`); retry policies are RDS's, so that is not done
-/// here.
+/// hashed cluster (`DefaultConsistentHashPolicy`); RDS does that when it builds the retry policy,
+/// asking [`hashes_consistently`].
 pub(super) fn add_hash_policies<'r>(
     model: &Model,
     routes: impl IntoIterator<Item = &'r mut Route>,

@@ -8,6 +8,7 @@ mod gateway;
 mod inbound;
 mod lds;
 mod locality;
+mod metadata;
 mod rds;
 pub mod scope;
 pub mod sds;

@@ -25,8 +25,9 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::route::v3::route::Action;
 use envoy_types::pb::envoy::config::route::v3::route_action::ClusterSpecifier;
+use envoy_types::pb::envoy::config::route::v3::route_match::PathSpecifier;
 use envoy_types::pb::envoy::config::route::v3::{
-    DirectResponseAction, Route, RouteConfiguration, VirtualHost,
+    Decorator, DirectResponseAction, Route, RouteConfiguration, VirtualHost,
 };
 use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 
@@ -39,7 +40,7 @@ use super::{PASSTHROUGH_CLUSTER, outbound_cluster_name};
 use crate::istio;
 use crate::model::sidecar::OutboundPolicy;
 use crate::model::virtual_service::{MAX_DIRECT_RESPONSE_BODY, for_sidecar, hosts_match};
-use crate::model::{MESH_GATEWAY, Model, Protocol, Registry, Service, VirtualService};
+use crate::model::{MESH_GATEWAY, Model, Protocol, Registry, Resolution, Service, VirtualService};
 use crate::proxy::Proxy;
 
 /// The port on which VirtualServices without any service on it still get virtual hosts (istiod's
@@ -159,6 +160,8 @@ fn route_configuration(
             services: vec![service],
             routes: vec![default_route(
                 cluster,
+                service,
+                port,
                 model.mesh.default_http_retry_policy.as_ref(),
             )],
         });
@@ -168,6 +171,18 @@ fn route_configuration(
     let routes = wrappers.iter_mut().flat_map(|wrapper| &mut wrapper.routes);
     super::cluster_policy::add_hash_policies(model, routes);
 
+    // istiod's `knownFQDN`: an alternative name that is another service's host stays that
+    // service's.
+    let known_hosts: BTreeSet<String> = wrappers
+        .iter()
+        .flat_map(|wrapper| &wrapper.services)
+        .flat_map(|service| {
+            [
+                service.hostname.clone(),
+                format!("{}:{port}", service.hostname),
+            ]
+        })
+        .collect();
     let mut names = BTreeSet::new();
     let mut used_domains = BTreeSet::new();
     let mut virtual_hosts = Vec::new();
@@ -176,20 +191,21 @@ fn route_configuration(
         let hosts = wrapper
             .plain_hosts
             .iter()
-            .map(|host| (*host, vec![host.to_string()]))
+            .map(|host| (*host, (vec![host.to_string()], Vec::new())))
             .chain(
                 wrapper
                     .services
                     .iter()
                     .map(|service| (service.hostname.as_str(), domains(service, proxy))),
             );
-        for (host, domains) in hosts {
+        for (host, (domains, alternatives)) in hosts {
             let name = format!("{host}:{port}");
             if !names.insert(name.clone()) {
                 continue;
             }
             let domains: Vec<String> = domains
                 .into_iter()
+                .filter(|domain| !(alternatives.contains(domain) && known_hosts.contains(domain)))
                 .filter(|domain| used_domains.insert(domain.to_ascii_lowercase()))
                 .collect();
             if domains.is_empty() {
@@ -300,47 +316,78 @@ fn separate_hosts<'m>(
     (plain_hosts, services)
 }
 
-/// The names a service answers to: the short name from its own namespace only, then
-/// `name.namespace`, `name.namespace.svc`, the FQDN and its cluster IPs. istiod derives the
-/// shorter forms from the host name (`GenerateAltVirtualHosts`), so a ServiceEntry host gets
-/// them only when it is a cluster-domain name `name.namespace.svc.DOMAIN`; other entry hosts
-/// (a wildcard such as `*.example.com` too) answer to themselves and the entry's addresses.
-fn domains(service: &Service, proxy: &Proxy) -> Vec<String> {
+/// The names a service answers to, in istiod's order (`generateVirtualHostDomains`): its host,
+/// then the other forms of it (`alternatives`), then, for a headless Kubernetes service, each of
+/// those under a `*.` wildcard, then its cluster IPs. The alternative forms are returned apart
+/// too: one that is the host of another service on the port is not used.
+fn domains(service: &Service, proxy: &Proxy) -> (Vec<String>, Vec<String>) {
+    let alternatives = alternative_hosts(&service.hostname, proxy);
     let mut domains = vec![service.hostname.clone()];
-    let short = match service.registry {
-        Registry::Kubernetes => Some((service.name.as_str(), service.namespace.as_str())),
-        Registry::ServiceEntry => cluster_domain_parts(&service.hostname, &proxy.dns_domain),
-    };
-    if let Some((name, namespace)) = short {
-        if namespace == proxy.namespace {
-            domains.push(name.to_string());
-        }
-        domains.push(format!("{name}.{namespace}.svc"));
-        domains.push(format!("{name}.{namespace}"));
+    domains.extend(alternatives.iter().cloned());
+    if service.resolution == Resolution::Passthrough && service.registry == Registry::Kubernetes {
+        let wildcards: Vec<String> = domains.iter().map(|d| format!("*.{d}")).collect();
+        domains.extend(wildcards);
     }
-    domains.extend(service.cluster_ips.iter().map(ToString::to_string));
-    domains
+    domains.extend(
+        service
+            .cluster_ips
+            .iter()
+            .filter(|ip| !ip.is_unspecified())
+            .map(ToString::to_string),
+    );
+    (domains, alternatives)
 }
 
-/// `name` and `namespace` of a `name.namespace.svc.DOMAIN` host (no wildcard).
-fn cluster_domain_parts<'h>(host: &'h str, dns_domain: &str) -> Option<(&'h str, &'h str)> {
-    let prefix = host.strip_suffix(dns_domain)?.strip_suffix(".svc.")?;
-    let (name, namespace) = prefix.split_once('.')?;
-    let plain = |label: &str| !label.is_empty() && !label.contains(['.', '*']);
-    (plain(name) && plain(namespace)).then_some((name, namespace))
+/// istiod's `GenerateAltVirtualHosts` for a sidecar (ports ignored in host matching): the
+/// absolute name (`host.`; istiod's `PILOT_ENABLE_ABSOLUTE_FQDN_VHOST_DOMAIN`, on by default),
+/// then, for a host `NAME.NAMESPACE.svc.DOMAIN` under the proxy's DNS domain, `NAME` (from the
+/// proxy's own namespace only), `NAME.NAMESPACE.svc` and `NAME.NAMESPACE`; from another
+/// namespace `NAME.NAMESPACE` then `NAME.NAMESPACE.svc`. Other hosts have no shorter forms.
+fn alternative_hosts(host: &str, proxy: &Proxy) -> Vec<String> {
+    let mut hosts = Vec::new();
+    if host.parse::<std::net::IpAddr>().is_err() {
+        hosts.push(format!("{host}."));
+    }
+    if !host.ends_with(&format!(".svc.{}", proxy.dns_domain)) {
+        return hosts;
+    }
+    // `NAME.NAMESPACE` and `NAME`, cut at the first `.svc.` and the first dot, as istiod cuts.
+    let Some(service_and_namespace) = host.find(".svc.").map(|end| &host[..end]) else {
+        return hosts;
+    };
+    let Some((name, namespace)) = service_and_namespace.split_once('.') else {
+        return hosts;
+    };
+    if namespace == proxy.namespace {
+        hosts.push(name.to_string());
+        hosts.push(format!("{service_and_namespace}.svc"));
+        hosts.push(service_and_namespace.to_string());
+    } else {
+        hosts.push(service_and_namespace.to_string());
+        hosts.push(format!("{service_and_namespace}.svc"));
+    }
+    hosts
 }
 
 /// The last, catch-all virtual host: unknown destinations pass through (`allow_any`) or get a
 /// 502 (`block_all`), as istiod names them.
 fn unknown_host(policy: OutboundPolicy) -> VirtualHost {
     let (name, route) = match policy {
-        OutboundPolicy::AllowAny => {
-            let mut route = default_route(PASSTHROUGH_CLUSTER.to_string(), None);
-            if let Some(Action::Route(action)) = &mut route.action {
-                action.retry_policy = None;
-            }
-            ("allow_any", route)
-        }
+        OutboundPolicy::AllowAny => (
+            "allow_any",
+            Route {
+                r#match: Some(matching::prefix_match("/")),
+                action: Some(Action::Route(
+                    envoy_types::pb::envoy::config::route::v3::RouteAction {
+                        cluster_specifier: Some(ClusterSpecifier::Cluster(
+                            PASSTHROUGH_CLUSTER.to_string(),
+                        )),
+                        ..actions::outbound_route_action(None, None)
+                    },
+                )),
+                ..Default::default()
+            },
+        ),
         OutboundPolicy::RegistryOnly => (
             "block_all",
             Route {
@@ -366,15 +413,25 @@ fn unknown_host(policy: OutboundPolicy) -> VirtualHost {
 }
 
 /// istiod's route for a service without a VirtualService, with the mesh config's
-/// `defaultHttpRetryPolicy` (`retries`; istiod's built-in policy when it is unset).
-fn default_route(cluster: String, retries: Option<&crate::istio::HttpRetry>) -> Route {
+/// `defaultHttpRetryPolicy` (`retries`; istiod's built-in policy when it is unset) and the
+/// service's `HOST:PORT/*` as span name.
+fn default_route(
+    cluster: String,
+    service: &Service,
+    port: u16,
+    retries: Option<&crate::istio::HttpRetry>,
+) -> Route {
     Route {
         name: "default".to_string(),
         r#match: Some(matching::prefix_match("/")),
+        decorator: Some(Decorator {
+            operation: format!("{}:{port}/*", service.hostname),
+            ..Default::default()
+        }),
         action: Some(Action::Route(
             envoy_types::pb::envoy::config::route::v3::RouteAction {
                 cluster_specifier: Some(ClusterSpecifier::Cluster(cluster)),
-                ..actions::route_action_defaults(None, actions::retry_policy(retries))
+                ..actions::default_route_action(retries)
             },
         )),
         ..Default::default()
@@ -392,10 +449,15 @@ pub(super) fn virtual_service_routes(
     port: u16,
     gateway: &str,
 ) -> Vec<Route> {
+    let destinations = actions::Destinations {
+        model,
+        listener_port: port,
+        on_port_only: gateway == MESH_GATEWAY,
+    };
     let mut routes = Vec::new();
     for http in &vs.http {
         if http.matches.is_empty() {
-            routes.push(translate_route(http, None, model, port));
+            routes.push(translate_route(vs, http, None, &destinations));
             return routes;
         }
         for request in http
@@ -403,7 +465,7 @@ pub(super) fn virtual_service_routes(
             .iter()
             .filter(|m| matching::applies(m, proxy, port, gateway))
         {
-            let route = translate_route(http, Some(request), model, port);
+            let route = translate_route(vs, http, Some(request), &destinations);
             let catch_all = route.r#match.as_ref().is_some_and(matching::is_catch_all);
             routes.push(route);
             if catch_all {
@@ -414,17 +476,18 @@ pub(super) fn virtual_service_routes(
     routes
 }
 
-/// istiod's `translateRoute`.
+/// istiod's `translateRoute`: the route, with the VirtualService in its metadata and a
+/// decorator naming it for traces.
 fn translate_route(
+    vs: &VirtualService,
     http: &istio::HttpRoute,
     request: Option<&istio::HttpMatchRequest>,
-    model: &Model,
-    port: u16,
+    destinations: &actions::Destinations<'_>,
 ) -> Route {
     let mut headers = actions::HeaderOperations::new(http.headers.as_ref());
     let authority = headers.authority.take();
-    let action = actions::action(http, authority, &mut headers, model, port);
-    Route {
+    let action = actions::action(http, authority, &mut headers, destinations);
+    let mut route = Route {
         name: route_name(http, request),
         r#match: Some(matching::route_match(request)),
         action: Some(action),
@@ -436,8 +499,46 @@ fn translate_route(
         stat_prefix: request
             .and_then(|r| r.stat_prefix.clone())
             .unwrap_or_default(),
+        metadata: Some(super::metadata::route_metadata(vs)),
         ..Default::default()
-    }
+    };
+    route.decorator = Some(Decorator {
+        operation: operation(&route, &vs.name, destinations.listener_port),
+        ..Default::default()
+    });
+    route
+}
+
+/// istiod's `GetRouteOperation`, the span name of a route's requests: `HOST:PORT` of its one
+/// destination cluster, else `VIRTUAL_SERVICE:LISTENER_PORT`, then the path it matches (`/*`
+/// when it matches no path, `PREFIX*` for a prefix, the regex for a regex).
+fn operation(route: &Route, vs_name: &str, listener_port: u16) -> String {
+    let path = match route
+        .r#match
+        .as_ref()
+        .and_then(|m| m.path_specifier.as_ref())
+    {
+        Some(PathSpecifier::Prefix(prefix)) => format!("{prefix}*"),
+        Some(PathSpecifier::Path(path)) => path.clone(),
+        Some(PathSpecifier::SafeRegex(regex)) => regex.regex.clone(),
+        _ => "/*".to_string(),
+    };
+    let cluster = match &route.action {
+        Some(Action::Route(action)) => match &action.cluster_specifier {
+            Some(ClusterSpecifier::Cluster(cluster)) => Some(cluster.as_str()),
+            _ => None,
+        },
+        _ => None,
+    };
+    // A cluster named `DIRECTION|PORT|SUBSET|HOST`.
+    let host_port = cluster
+        .map(|cluster| cluster.split('|').collect::<Vec<_>>())
+        .and_then(|parts| match parts[..] {
+            [_, port, _, host] => Some(format!("{host}:{port}")),
+            _ => None,
+        });
+    let target = host_port.unwrap_or_else(|| format!("{vs_name}:{listener_port}"));
+    format!("{target}{path}")
 }
 
 /// The route's name, then `.` and the match's name when it has one (as istiod joins them).

@@ -1,12 +1,13 @@
 //! Upstream HTTP servers, on loopback addresses or in a test host's network namespace: each
 //! answers every request with its own name and what it received, so a test can see where Envoy
 //! sent a request. A running upstream can be told to answer with another status or after a
-//! delay, counts what it served, and can terminate TLS.
+//! delay or only once it has the whole request body, counts what it served, remembers the last
+//! Host it was sent, and can terminate TLS.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -34,6 +35,10 @@ struct Behavior {
     requests: AtomicU64,
     /// Requests still to be answered 503 before the usual answer (see `fail_next`).
     failures_left: AtomicU64,
+    /// Whether to read the whole request body before answering (see `read_bodies`).
+    read_bodies: AtomicBool,
+    /// The Host (or `:authority`) of the last request.
+    last_host: Mutex<Option<String>>,
 }
 
 impl Drop for Upstream {
@@ -95,6 +100,21 @@ impl Upstream {
         self.behavior.failures_left.store(count, Ordering::SeqCst);
     }
 
+    /// From now on answers only once the whole request body has arrived (a server that answers
+    /// early would hide how long the upload took).
+    pub fn read_bodies(&self) {
+        self.behavior.read_bodies.store(true, Ordering::SeqCst);
+    }
+
+    /// The Host of the last request that reached this upstream.
+    pub fn last_host(&self) -> Option<String> {
+        self.behavior
+            .last_host
+            .lock()
+            .map(|host| host.clone())
+            .unwrap_or_default()
+    }
+
     /// How many requests reached this upstream so far.
     pub fn requests(&self) -> u64 {
         self.behavior.requests.load(Ordering::SeqCst)
@@ -112,6 +132,24 @@ impl Upstream {
             let upstream = upstream.clone();
             let behavior = shared.clone();
             async move {
+                let host = request
+                    .headers()
+                    .get("host")
+                    .and_then(|host| host.to_str().ok())
+                    .map(str::to_string)
+                    .or_else(|| request.uri().authority().map(ToString::to_string));
+                if let Ok(mut last) = behavior.last_host.lock() {
+                    *last = host;
+                }
+                let request = if behavior.read_bodies.load(Ordering::SeqCst) {
+                    let (parts, body) = request.into_parts();
+                    let bytes = axum::body::to_bytes(body, usize::MAX)
+                        .await
+                        .unwrap_or_default();
+                    Request::from_parts(parts, Body::from(bytes))
+                } else {
+                    request
+                };
                 behavior.requests.fetch_add(1, Ordering::SeqCst);
                 let delay = behavior.delay_millis.load(Ordering::SeqCst);
                 if delay > 0 {

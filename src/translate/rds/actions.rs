@@ -35,14 +35,16 @@ use envoy_types::pb::google::protobuf::{Any, BoolValue, UInt32Value};
 
 use super::matching::{regex_matcher, string_matcher};
 use crate::istio;
-use crate::model::Model;
+use crate::model::{Model, Service};
+use crate::translate::cluster_policy::hashes_consistently;
 use crate::translate::{any, outbound_cluster_name, proto_duration, typed_config};
 
-/// istiod's retry defaults for every route without a retry policy of its own.
+/// istiod's retry defaults for every route without a retry policy of its own. `retry_on` names
+/// `retriable-status-codes` but the list of codes is empty, so no status code is retried (istiod
+/// dropped the 503 in 1.24: replaying non-idempotent requests on a 503 is not safe).
 const DEFAULT_RETRY_ON: &str =
     "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
 const DEFAULT_RETRIES: u32 = 2;
-const DEFAULT_RETRIABLE_STATUS: u32 = 503;
 const HOST_SELECTION_RETRY_MAX_ATTEMPTS: i64 = 5;
 /// How often the previous-priorities retry priority recomputes, as istiod sets it.
 const PREVIOUS_PRIORITIES_UPDATE_FREQUENCY: i32 = 2;
@@ -50,8 +52,9 @@ const PREVIOUS_PRIORITIES_UPDATE_FREQUENCY: i32 = 2;
 pub(super) const FAULT_FILTER: &str = "envoy.filters.http.fault";
 pub(super) const CORS_FILTER: &str = "envoy.filters.http.cors";
 
-/// Timeout (none by default: `0s` turns off Envoy's 15s), the same cap for gRPC timeouts, and the
-/// retry policy.
+/// Inbound defaults (istiod's `BuildDefaultHTTPInboundRoute`): no timeout (`0s` turns off
+/// Envoy's 15s), no stream duration limit and the same cap for gRPC timeouts, and the retry
+/// policy.
 pub(in crate::translate) fn route_action_defaults(
     timeout: Option<std::time::Duration>,
     retry_policy: Option<RetryPolicy>,
@@ -69,17 +72,29 @@ pub(in crate::translate) fn route_action_defaults(
     }
 }
 
-pub(super) fn default_retry_policy() -> RetryPolicy {
-    RetryPolicy {
-        retry_on: DEFAULT_RETRY_ON.to_string(),
-        num_retries: Some(UInt32Value {
-            value: DEFAULT_RETRIES,
-        }),
-        retriable_status_codes: vec![DEFAULT_RETRIABLE_STATUS],
-        retry_host_predicate: vec![previous_hosts_predicate()],
-        host_selection_retry_max_attempts: HOST_SELECTION_RETRY_MAX_ATTEMPTS,
+/// Outbound defaults (istiod's `setTimeout` for an Envoy proxy): the route timeout (`0s`, none,
+/// by default), and the same cap on a `grpc-timeout` header through the deprecated
+/// `max_grpc_timeout`, as istiod still sends it. No `max_stream_duration`: that would also bound
+/// the time a request's body takes to upload, which the VirtualService `timeout` does not.
+pub(super) fn outbound_route_action(
+    timeout: Option<std::time::Duration>,
+    retry_policy: Option<RetryPolicy>,
+) -> RouteAction {
+    let timeout = proto_duration(timeout.unwrap_or_default());
+    #[allow(deprecated)]
+    RouteAction {
+        timeout: Some(timeout),
+        max_grpc_timeout: Some(timeout),
+        retry_policy,
         ..Default::default()
     }
+}
+
+/// istiod's default outbound route action: no timeout, the mesh config's
+/// `defaultHttpRetryPolicy` (istiod's built-in policy when it is unset; the previous-hosts
+/// predicate kept even when the cluster hashes consistently, as in istiod).
+pub(super) fn default_route_action(retries: Option<&istio::HttpRetry>) -> RouteAction {
+    outbound_route_action(None, retry_policy(retries, false))
 }
 
 fn previous_hosts_predicate() -> RetryHostPredicate {
@@ -91,11 +106,24 @@ fn previous_hosts_predicate() -> RetryHostPredicate {
 }
 
 /// istiod's `retry.ConvertPolicy`: no `retries` means the default policy, `attempts: 0` means
-/// none; numbers in `retryOn` are retriable status codes; `retryIgnorePreviousHosts: false`
-/// drops the previous-hosts predicate; `retryRemoteLocalities` adds the previous-priorities
-/// retry priority; `backoff` is the base interval.
-pub(super) fn retry_policy(retries: Option<&istio::HttpRetry>) -> Option<RetryPolicy> {
-    let mut policy = default_retry_policy();
+/// none; numbers in `retryOn` are retriable status codes; `retryIgnorePreviousHosts` sets the
+/// previous-hosts predicate, which is otherwise there unless the route's one destination hashes
+/// consistently (`consistent_hash`: retries must stay on the hashed host); `retryRemoteLocalities`
+/// adds the previous-priorities retry priority; `backoff` is the base interval.
+fn retry_policy(retries: Option<&istio::HttpRetry>, consistent_hash: bool) -> Option<RetryPolicy> {
+    let mut policy = RetryPolicy {
+        retry_on: DEFAULT_RETRY_ON.to_string(),
+        num_retries: Some(UInt32Value {
+            value: DEFAULT_RETRIES,
+        }),
+        retry_host_predicate: if consistent_hash {
+            Vec::new()
+        } else {
+            vec![previous_hosts_predicate()]
+        },
+        host_selection_retry_max_attempts: HOST_SELECTION_RETRY_MAX_ATTEMPTS,
+        ..Default::default()
+    };
     let Some(retries) = retries else {
         return Some(policy);
     };
@@ -240,24 +268,15 @@ pub(super) fn action(
     http: &istio::HttpRoute,
     authority: Option<String>,
     route_headers: &mut HeaderOperations,
-    model: &Model,
-    port: u16,
+    destinations: &Destinations<'_>,
 ) -> Action {
     if let Some(redirect) = &http.redirect {
-        return Action::Redirect(redirect_action(redirect, port));
+        return Action::Redirect(redirect_action(redirect, destinations.listener_port));
     }
     if let Some(direct) = &http.direct_response {
         return Action::DirectResponse(direct_response_action(direct));
     }
-    let mut action = route_action_defaults(
-        http.timeout.map(|t| t.0),
-        // A rule without `retries` gets the mesh config's default policy, as in istiod.
-        retry_policy(
-            http.retries
-                .as_ref()
-                .or(model.mesh.default_http_retry_policy.as_ref()),
-        ),
-    );
+    let mut action = outbound_route_action(http.timeout.map(|t| t.0), None);
     let mut authority = authority;
     if let Some(rewrite) = &http.rewrite {
         if let Some(regex) = &rewrite.uri_regex_rewrite {
@@ -275,23 +294,58 @@ pub(super) fn action(
     if let Some(authority) = authority {
         action.host_rewrite_specifier = Some(HostRewriteSpecifier::HostRewriteLiteral(authority));
     }
-    action.request_mirror_policies = mirror_policies(http, model, port);
-    action.cluster_specifier = Some(cluster_specifier(
+    action.request_mirror_policies = mirror_policies(http, destinations);
+    let specifier = cluster_specifier(
         &http.route,
-        model,
-        port,
+        destinations,
         route_headers,
         &mut action.host_rewrite_specifier,
-    ));
+    );
+    // istiod keeps retries on the hashed host only for a single destination.
+    let consistent_hash = match &specifier {
+        ClusterSpecifier::Cluster(cluster) => hashes_consistently(destinations.model, cluster),
+        _ => false,
+    };
+    // A rule without `retries` gets the mesh config's default policy, as in istiod.
+    let retries =
+        http.retries
+            .as_ref()
+            .or(destinations.model.mesh.default_http_retry_policy.as_ref());
+    action.retry_policy = retry_policy(retries, consistent_hash);
+    action.cluster_specifier = Some(specifier);
     Action::Route(action)
+}
+
+/// Where a route's destinations are looked up: the services of `model`, all of them through a
+/// gateway, only those with the listener's port for a sidecar (istiod's sidecar routes know only
+/// the services on the port: a destination host without that port and without an explicit
+/// destination port goes to `outbound|LISTENER_PORT|...`, a cluster that does not exist).
+pub(super) struct Destinations<'m> {
+    pub model: &'m Model,
+    pub listener_port: u16,
+    pub on_port_only: bool,
+}
+
+impl Destinations<'_> {
+    fn cluster(&self, destination: &istio::Destination) -> String {
+        let service = self
+            .model
+            .services
+            .get(&destination.host)
+            .filter(|service| !self.on_port_only || service.port(self.listener_port).is_some());
+        cluster_name(
+            destination,
+            service.map(|service| &**service),
+            self.listener_port,
+        )
+    }
 }
 
 /// One destination is a cluster; several are weighted clusters. Several destinations with no
 /// weights share traffic evenly (istiod would send weights Envoy rejects).
 fn cluster_specifier(
     destinations: &[istio::HttpRouteDestination],
-    model: &Model,
-    port: u16,
+    lookup: &Destinations<'_>,
     route_headers: &mut HeaderOperations,
     host_rewrite: &mut Option<HostRewriteSpecifier>,
 ) -> ClusterSpecifier {
@@ -315,11 +369,7 @@ fn cluster_specifier(
         {
             *host_rewrite = Some(HostRewriteSpecifier::HostRewriteLiteral(authority));
         }
-        return ClusterSpecifier::Cluster(destination_cluster(
-            &destination.destination,
-            model,
-            port,
-        ));
+        return ClusterSpecifier::Cluster(lookup.cluster(&destination.destination));
     }
     let clusters = destinations
         .iter()
@@ -328,7 +378,7 @@ fn cluster_specifier(
         .map(|(destination, weight)| {
             let operations = HeaderOperations::new(destination.headers.as_ref());
             ClusterWeight {
-                name: destination_cluster(&destination.destination, model, port),
+                name: lookup.cluster(&destination.destination),
                 weight: Some(UInt32Value { value: weight }),
                 request_headers_to_add: operations.request_to_add,
                 request_headers_to_remove: operations.request_to_remove,
@@ -363,22 +413,32 @@ pub(crate) fn split_weights(
         .collect()
 }
 
-/// The cluster a destination names: its port, else the service's only port, else the port being
-/// served (istiod's `GetDestinationCluster`).
+/// The cluster a destination names, its host looked up among all the services of `model`.
 pub(crate) fn destination_cluster(
     destination: &istio::Destination,
     model: &Model,
     listener_port: u16,
 ) -> String {
+    let service = model.services.get(&destination.host);
+    cluster_name(
+        destination,
+        service.map(|service| &**service),
+        listener_port,
+    )
+}
+
+/// The cluster a destination names: its port, else its service's only port, else the port being
+/// served (istiod's `GetDestinationCluster`).
+fn cluster_name(
+    destination: &istio::Destination,
+    service: Option<&Service>,
+    listener_port: u16,
+) -> String {
     let explicit = destination.port.and_then(|p| u16::try_from(p.number).ok());
-    let only_port =
-        model
-            .services
-            .get(&destination.host)
-            .and_then(|service| match service.ports[..] {
-                [ref only] => Some(only.port),
-                _ => None,
-            });
+    let only_port = service.and_then(|service| match service.ports[..] {
+        [ref only] => Some(only.port),
+        _ => None,
+    });
     let port = explicit.or(only_port).unwrap_or(listener_port);
     outbound_cluster_name(
         port,
@@ -412,13 +472,15 @@ fn runtime_fraction(default_value: FractionalPercent) -> RuntimeFractionalPercen
 
 /// `mirror` (with `mirrorPercentage`, or the deprecated integer `mirror_percent`; 100% when
 /// neither is given, nothing when it is 0) and every `mirrors` entry (same rule with its own
-/// `percentage`).
-fn mirror_policies(http: &istio::HttpRoute, model: &Model, port: u16) -> Vec<RequestMirrorPolicy> {
+/// `percentage`). The mirrored request keeps its Host: istiod turns off Envoy's `-shadow` suffix
+/// (its `DISABLE_SHADOW_HOST_SUFFIX`, on by default).
+fn mirror_policies(http: &istio::HttpRoute, lookup: &Destinations<'_>) -> Vec<RequestMirrorPolicy> {
     let policy =
         |destination: &istio::Destination, fraction: FractionalPercent| RequestMirrorPolicy {
-            cluster: destination_cluster(destination, model, port),
+            cluster: lookup.cluster(destination),
             runtime_fraction: Some(runtime_fraction(fraction)),
             trace_sampled: Some(BoolValue { value: false }),
+            disable_shadow_host_suffix_append: true,
             ..Default::default()
         };
     let mut policies = Vec::new();
