@@ -710,6 +710,7 @@ impl<M: Protocol> AdsStream<M> {
             node: self.node.clone(),
             connected_at: self.connected_at,
             types: state.status(),
+            watches: state.watched(),
             sent_at: self
                 .sent_at
                 .lock()
