@@ -474,10 +474,22 @@ fn service_json(service: &Service) -> Value {
         .first()
         .cloned()
         .unwrap_or_else(|| "0.0.0.0".to_string());
-    let vips = if addresses.is_empty() {
+    // istiod keeps per-cluster VIPs for Kubernetes Services only; a ServiceEntry's addresses
+    // show in `defaultAddress`.
+    let vips = if addresses.is_empty() || service.registry == ServiceRegistry::ServiceEntry {
         Value::Null
     } else {
         json!({ crate::xds::debug::DEFAULT_CLUSTER_ID: addresses })
+    };
+    let passthrough = if service.passthrough_target_ports.is_empty() {
+        Value::Null
+    } else {
+        json!(service.passthrough_target_ports)
+    };
+    // The Kubernetes Service's name; rudder does not keep a ServiceEntry's.
+    let object_name = match service.registry {
+        ServiceRegistry::Kubernetes => service.name.as_str(),
+        ServiceRegistry::ServiceEntry => "",
     };
     json!({
         "Attributes": {
@@ -486,7 +498,19 @@ fn service_json(service: &Service) -> Value {
             "Namespace": service.namespace,
             "Labels": null,
             "ExportTo": null,
+            "Visibility": 0,
             "LabelSelectors": service.selector,
+            "Aliases": null,
+            "ClusterExternalAddresses": { "Addresses": null },
+            "ClusterExternalPorts": null,
+            "PassthroughTargetPorts": passthrough,
+            "Type": "",
+            "ExternalName": "",
+            "NodeLocal": false,
+            "TrafficDistribution": 0,
+            "ObjectName": object_name,
+            "DNSConnectStrategy": 0,
+            "PublishNotReadyAddresses": false,
         },
         "ports": ports,
         "creationTime": "0001-01-01T00:00:00Z",
@@ -512,8 +536,23 @@ pub fn endpointz_view(model: &Model) -> Value {
                     .port(endpoint.service_port)
                     .map(|port| port.name.as_str())
                     .unwrap_or_default();
+                // istiod adds its cluster to the labels an endpoint has.
+                let labels = if endpoint.labels.is_empty() {
+                    Value::Null
+                } else {
+                    let mut labels = json!(endpoint.labels);
+                    labels["topology.istio.io/cluster"] =
+                        json!(crate::xds::debug::DEFAULT_CLUSTER_ID);
+                    labels
+                };
+                // istiod's `HealthStatus`: unset for a ServiceEntry's endpoints, `Healthy` for
+                // the ready endpoints of a Kubernetes Service (the only ones rudder keeps).
+                let health = match service.registry {
+                    ServiceRegistry::Kubernetes => 1,
+                    ServiceRegistry::ServiceEntry => 0,
+                };
                 json!({
-                    "Labels": endpoint.labels,
+                    "Labels": labels,
                     "Addresses": [endpoint.address.to_string()],
                     "ServicePortName": port_name,
                     "LegacyClusterPortKey": endpoint.service_port,
@@ -525,6 +564,14 @@ pub fn endpointz_view(model: &Model) -> Value {
                     "LbWeight": endpoint.weight,
                     "TLSMode": "disabled",
                     "Namespace": service.namespace,
+                    "ServiceAccount": "",
+                    "Network": "",
+                    "WorkloadName": "",
+                    "HostName": "",
+                    "SubDomain": "",
+                    "HealthStatus": health,
+                    "SendUnhealthyEndpoints": false,
+                    "NodeName": "",
                 })
             })
             .collect();

@@ -219,8 +219,8 @@ pub fn config_dump(resources: &Resources, version_of: impl Fn(ResourceType) -> S
     let clusters = ClustersConfigDump {
         version_info: version(ResourceType::Cluster),
         dynamic_active_clusters: encoded(ResourceType::Cluster)
+            // istiod versions the whole dump only (istioctl ignores per-cluster versions).
             .map(|cluster| clusters_config_dump::DynamicCluster {
-                version_info: version(ResourceType::Cluster),
                 cluster: Some(cluster),
                 ..Default::default()
             })
