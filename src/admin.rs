@@ -478,11 +478,7 @@ mod tests {
         let dump: Value = serde_json::from_str(&body).unwrap();
         // istiod's: bootstrap, clusters, listeners, scoped routes, routes, secrets, extensions.
         assert_eq!(dump["configs"].as_array().unwrap().len(), 7);
-        let (status, body) = get(
-            address,
-            &format!("/debug/envoy_config_dump?proxyID={id}"),
-        )
-        .await;
+        let (status, body) = get(address, &format!("/debug/envoy_config_dump?proxyID={id}")).await;
         assert_eq!(status, 200);
         let dump: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(dump["configs"].as_array().unwrap().len(), 5);

@@ -236,11 +236,9 @@ async fn debug_endpoints_have_istiods_shapes() {
 
     let listed = |list: &[(&str, &str)], request: &str, path: &str| {
         list.iter().any(|(listed, _)| {
-            listed
-                .split_once(' ')
-                .is_some_and(|(endpoint, prefix)| {
-                    request.split('?').next() == Some(endpoint) && path.starts_with(prefix)
-                })
+            listed.split_once(' ').is_some_and(|(endpoint, prefix)| {
+                request.split('?').next() == Some(endpoint) && path.starts_with(prefix)
+            })
         })
     };
     let mut differences = Vec::new();

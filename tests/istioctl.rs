@@ -392,10 +392,14 @@ fn istioctl_reads_rudder() {
 
     // `istioctl x internal-debug`: istiod's generic debug type, answered with the admin port's
     // views, in istiod's shapes.
-    let internal_debug = |name: &str, request: &str, certs: &Path| {
+    // `-i NAMESPACE`: the namespace of the caller's identity, as istiod checks it.
+    let internal_debug = |name: &str, request: &str, namespace: &str, certs: &Path| {
         let run = istioctl.run(
             name,
-            &strs(&args(&["x", "internal-debug", request], certs)),
+            &strs(&args(
+                &["x", "internal-debug", request, "-i", namespace],
+                certs,
+            )),
         );
         assert!(run.success, "{request}: {}{}", run.stdout, run.stderr);
         let value: Value = serde_json::from_str(&run.stdout)
@@ -408,13 +412,22 @@ fn istioctl_reads_rudder() {
     );
     assert!(run.success, "{}", run.stderr);
     let list: Value = serde_json::from_str(&run.stdout).expect("the list is JSON");
-    for name in ["syncz", "adsz", "configz", "config_dump", "connections", "inputz"] {
+    for name in [
+        "syncz",
+        "adsz",
+        "configz",
+        "config_dump",
+        "connections",
+        "inputz",
+    ] {
         assert!(
-            list.as_array().is_some_and(|names| names.contains(&json!(name))),
+            list.as_array()
+                .is_some_and(|names| names.contains(&json!(name))),
             "{name} in {list}"
         );
     }
-    let syncz = internal_debug("x-internal-debug-syncz", "syncz", &system_certs);
+    let system = "istio-system";
+    let syncz = internal_debug("x-internal-debug-syncz", "syncz", system, &system_certs);
     let proxies: Vec<&str> = syncz
         .as_array()
         .expect("syncz is a list")
@@ -422,24 +435,28 @@ fn istioctl_reads_rudder() {
         .filter_map(|status| status["proxy"].as_str())
         .collect();
     assert_eq!(proxies, ["svc-0-v1.bench", "web-1.shop"], "{syncz}");
-    let adsz = internal_debug("x-internal-debug-adsz", "adsz", &system_certs);
+    let adsz = internal_debug("x-internal-debug-adsz", "adsz", system, &system_certs);
     assert_eq!(adsz["totalClients"], 2, "{adsz}");
     let connections = internal_debug(
         "x-internal-debug-connections",
         "connections",
+        system,
         &system_certs,
     );
     assert_eq!(connections["totalClients"], 2, "{connections}");
-    let configz = internal_debug("x-internal-debug-configz", "configz", &system_certs);
+    let configz = internal_debug("x-internal-debug-configz", "configz", system, &system_certs);
     assert!(
-        configz.as_array().is_some_and(|objects| objects.iter().any(|object| {
-            object["kind"] == "ServiceEntry" && object["apiVersion"] == "networking.istio.io/v1"
-        })),
+        configz
+            .as_array()
+            .is_some_and(|objects| objects.iter().any(|object| {
+                object["kind"] == "ServiceEntry" && object["apiVersion"] == "networking.istio.io/v1"
+            })),
         "{configz}"
     );
     let dump = internal_debug(
         "x-internal-debug-config-dump",
         "config_dump?proxyID=svc-0-v1.bench",
+        system,
         &system_certs,
     );
     let clusters = dump["configs"]
@@ -460,28 +477,45 @@ fn istioctl_reads_rudder() {
     let own = internal_debug(
         "x-internal-debug-config-dump-own",
         "config_dump?proxyID=svc-0-v1.bench",
+        "bench",
         &bench_certs,
     );
     assert!(own["configs"].is_array(), "{own}");
     let run = istioctl.run(
         "x-internal-debug-config-dump-other",
         &strs(&args(
-            &["x", "internal-debug", "config_dump?proxyID=web-1.shop"],
+            &[
+                "x",
+                "internal-debug",
+                "config_dump?proxyID=web-1.shop",
+                "-i",
+                "bench",
+            ],
             &bench_certs,
         )),
     );
     assert!(
-        run.stdout.contains("Proxy not connected to this Pilot instance"),
+        run.stdout
+            .contains("Proxy not connected to this Pilot instance"),
         "{}{}",
         run.stdout,
         run.stderr
     );
     let run = istioctl.run(
         "x-internal-debug-syncz-other",
-        &strs(&args(&["x", "internal-debug", "syncz"], &bench_certs)),
+        &strs(&args(
+            &["x", "internal-debug", "syncz", "-i", "bench"],
+            &bench_certs,
+        )),
     );
     assert!(!run.success, "{}", run.stdout);
-    assert!(run.stderr.contains("PermissionDenied"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "PermissionDenied desc = the debug info is not available for current identity"
+        ),
+        "{}",
+        run.stderr
+    );
     // An endpoint rudder does not serve: Go's 404, on which istioctl lists what there is.
     let run = istioctl.run(
         "x-internal-debug-unknown",
@@ -489,7 +523,8 @@ fn istioctl_reads_rudder() {
     );
     assert!(run.success, "{}", run.stderr);
     assert!(
-        run.stdout.contains("please check all supported internal debug commands")
+        run.stdout
+            .contains("please check all supported internal debug commands")
             && run.stdout.contains("\"syncz\""),
         "{}",
         run.stdout

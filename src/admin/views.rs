@@ -132,7 +132,9 @@ pub fn answer(request: &str, sources: Sources<'_>, scope: &Scope) -> Answer {
             &DumpShape::Types(vec![ResourceType::Endpoint]),
         ),
         "envoy_config_dump" => dump(&query, sources, scope, |resources, versions| {
-            envoy_json::config_dump(resources, |ty| versions.get(&ty).cloned().unwrap_or_default())
+            envoy_json::config_dump(resources, |ty| {
+                versions.get(&ty).cloned().unwrap_or_default()
+            })
         }),
         // Go's answer for a path no handler serves, which istioctl looks for to list the
         // endpoints instead.

@@ -81,7 +81,8 @@ impl<M: Protocol> AdsStream<M> {
                     ?names,
                     "debug request"
                 );
-                let resources = self.debug_resources(&asked.type_url, names, &scope, snapshot);
+                let resources =
+                    self.debug_resources(&asked.type_url, names, &scope, &identity, snapshot);
                 let resources = match resources.await {
                     Ok(resources) => resources,
                     Err(status) => {
@@ -139,6 +140,7 @@ impl<M: Protocol> AdsStream<M> {
         type_url: &str,
         names: &[String],
         scope: &Scope,
+        identity: &str,
         snapshot: Arc<Snapshot>,
     ) -> Result<Vec<Any>, Status> {
         Ok(match type_url {
@@ -151,7 +153,7 @@ impl<M: Protocol> AdsStream<M> {
                 };
                 if *scope != Scope::All && !views::open_to_every_namespace(request) {
                     return Err(Status::permission_denied(format!(
-                        "the debug info is not available for current identity: {request:?}"
+                        "the debug info is not available for current identity: {identity:?}"
                     )));
                 }
                 let (registry, scope, request) =
