@@ -208,13 +208,14 @@ fn dump(
                 .collect();
             (connected.proxy, versions)
         }
-        // Out of the caller's scope: as if not connected.
-        Ok(_) => {
+        Err(error @ FindError::Ambiguous { .. }) if *scope == Scope::All => {
+            return Answer::text(StatusCode::BAD_REQUEST, error.to_string());
+        }
+        // Out of the caller's scope, or ambiguous (whose message names proxies of other
+        // namespaces): as if not connected.
+        Ok(_) | Err(FindError::Ambiguous { .. }) => {
             let error = FindError::NotConnected(proxy_id.to_string());
             return Answer::text(StatusCode::NOT_FOUND, error.to_string());
-        }
-        Err(error @ FindError::Ambiguous { .. }) => {
-            return Answer::text(StatusCode::BAD_REQUEST, error.to_string());
         }
         Err(error @ FindError::NotConnected(_)) => {
             // A short form of no connected proxy, or a caller limited to the connected proxies
@@ -354,6 +355,45 @@ mod tests {
         assert!(open_to_every_namespace("edsz"));
         assert!(!open_to_every_namespace("syncz"));
         assert!(!open_to_every_namespace("configz"));
+    }
+
+    #[test]
+    fn an_ambiguous_name_tells_a_scoped_caller_nothing_of_other_namespaces() {
+        use crate::xds::ConnectedProxy;
+        use crate::xds::debug::NodeInfo;
+        let registry = Registry::default();
+        for id in [
+            "sidecar~10.0.0.1~web-1.shop~shop.svc.cluster.local",
+            "sidecar~10.0.0.2~web-1.edge~edge.svc.cluster.local",
+        ] {
+            registry.update(ConnectedProxy {
+                proxy: Proxy::parse(id, &Value::Null).unwrap(),
+                connection: 1,
+                delta: false,
+                peer: None,
+                identity: None,
+                node: NodeInfo::default(),
+                connected_at: std::time::SystemTime::UNIX_EPOCH,
+                types: BTreeMap::new(),
+                sent_at: BTreeMap::new(),
+                watches: BTreeMap::new(),
+            });
+        }
+        let snapshot = Snapshot::default();
+        let sources = Sources {
+            registry: &registry,
+            snapshot: &snapshot,
+        };
+        let all = answer("config_dump?proxyID=web-1", sources, &Scope::All);
+        assert_eq!(all.status, StatusCode::BAD_REQUEST);
+        let shop = Scope::Namespace("shop".to_string());
+        let scoped = answer("config_dump?proxyID=web-1", sources, &shop);
+        assert_eq!(scoped.status, StatusCode::NOT_FOUND);
+        assert!(!String::from_utf8_lossy(&scoped.into_bytes()).contains("edge"));
+        let own = answer("config_dump?proxyID=web-1.shop", sources, &shop);
+        assert_eq!(own.status, StatusCode::OK);
+        let other = answer("config_dump?proxyID=web-1.edge", sources, &shop);
+        assert_eq!(other.status, StatusCode::NOT_FOUND);
     }
 
     #[test]
