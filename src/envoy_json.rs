@@ -36,6 +36,16 @@ pub enum JsonError {
 
 /// Renders encoded bytes of the named message type as JSON.
 pub fn bytes_to_json(full_name: &str, bytes: &[u8]) -> Result<Value, JsonError> {
+    render(full_name, bytes, true)
+}
+
+/// Renders a message as protobuf's JSON mapping with its lowerCamelCase field names, as istiod
+/// writes the protobuf messages of its debug endpoints (Go's `jsonpb` defaults); defaults skipped.
+pub fn to_camel_case_json<M: Message + Name>(message: &M) -> Result<Value, JsonError> {
+    render(&M::full_name(), &message.encode_to_vec(), false)
+}
+
+fn render(full_name: &str, bytes: &[u8], proto_names: bool) -> Result<Value, JsonError> {
     let descriptor = POOL
         .get_message_by_name(full_name)
         .ok_or_else(|| JsonError::UnknownMessage(full_name.to_string()))?;
@@ -44,10 +54,10 @@ pub fn bytes_to_json(full_name: &str, bytes: &[u8]) -> Result<Value, JsonError> 
             type_name: full_name.to_string(),
             source,
         })?;
-    // Defaults are skipped and fields keep their proto names, as in Envoy's config_dump.
+    // Defaults are skipped, as in Envoy's config_dump (whose fields keep their proto names).
     let options = SerializeOptions::new()
         .skip_default_fields(true)
-        .use_proto_field_name(true);
+        .use_proto_field_name(proto_names);
     message
         .serialize_with_options(serde_json::value::Serializer, &options)
         .map_err(|source| JsonError::Serialize {

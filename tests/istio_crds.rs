@@ -272,7 +272,7 @@ fn kubernetes(cluster: &DevCluster, lease_namespace: &str) -> ServeOptions {
 }
 
 async fn configz(server: &Server) -> Value {
-    let url = format!("http://{}/debug/configz", server.admin_address());
+    let url = format!("http://{}/debug/inputz", server.admin_address());
     reqwest::get(&url)
         .await
         .expect("admin answers")
@@ -478,7 +478,7 @@ async fn missing_crds_and_other_versions() {
         .expect("admin answers");
     assert_eq!(ready.status(), 200);
 
-    // A CRD installed later is found (rudder looks again every 30 s). /debug/configz shows the
+    // A CRD installed later is found (rudder looks again every 30 s). /debug/inputz shows the
     // inputs of the last build that changed the model, so a ServiceEntry selects the
     // WorkloadEntry: reading it gives the service an endpoint.
     cluster.ok(

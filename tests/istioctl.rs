@@ -11,6 +11,10 @@
 //!   an identity of another namespace gets no dump of it;
 //! - `istioctl proxy-config routes|clusters -f DUMP` shows the VirtualService of each route and
 //!   the DestinationRule of each cluster, from the Istio metadata rudder writes as istiod does;
+//! - `istioctl x internal-debug` (istiod's generic `istio.io/debug` type): `--list`, `syncz`,
+//!   `adsz`, `connections`, `configz` and `config_dump?proxyID=` in istiod's shapes; another
+//!   namespace's identity may dump its own proxies only and is refused the rest
+//!   (`PermissionDenied`); an unknown endpoint gets Go's 404, on which istioctl lists the others;
 //! - over plaintext, refused at once with istiod's `authentication required` (istiod 1.31 answers
 //!   the same), so the plaintext port shows nobody the list of proxies;
 //! - `istioctl x precheck` and `istioctl analyze`, which read the cluster only, find nothing wrong
@@ -422,6 +426,146 @@ fn istioctl_reads_rudder() {
         run.stderr.contains("unable to find config dump"),
         "{}",
         run.stderr
+    );
+
+    // `istioctl x internal-debug`: istiod's generic debug type, answered with the admin port's
+    // views, in istiod's shapes.
+    // `-i NAMESPACE`: the namespace of the caller's identity, as istiod checks it.
+    let internal_debug = |name: &str, request: &str, namespace: &str, certs: &Path| {
+        let run = istioctl.run(
+            name,
+            &strs(&args(
+                &["x", "internal-debug", request, "-i", namespace],
+                certs,
+            )),
+        );
+        assert!(run.success, "{request}: {}{}", run.stdout, run.stderr);
+        let value: Value = serde_json::from_str(&run.stdout)
+            .unwrap_or_else(|error| panic!("{request}: not JSON ({error}):\n{}", run.stdout));
+        value
+    };
+    let run = istioctl.run(
+        "x-internal-debug-list",
+        &strs(&args(&["x", "internal-debug", "--list"], &system_certs)),
+    );
+    assert!(run.success, "{}", run.stderr);
+    let list: Value = serde_json::from_str(&run.stdout).expect("the list is JSON");
+    for name in [
+        "syncz",
+        "adsz",
+        "configz",
+        "config_dump",
+        "connections",
+        "inputz",
+    ] {
+        assert!(
+            list.as_array()
+                .is_some_and(|names| names.contains(&json!(name))),
+            "{name} in {list}"
+        );
+    }
+    let system = "istio-system";
+    let syncz = internal_debug("x-internal-debug-syncz", "syncz", system, &system_certs);
+    let proxies: Vec<&str> = syncz
+        .as_array()
+        .expect("syncz is a list")
+        .iter()
+        .filter_map(|status| status["proxy"].as_str())
+        .collect();
+    assert_eq!(proxies, ["svc-0-v1.bench", "web-1.shop"], "{syncz}");
+    let adsz = internal_debug("x-internal-debug-adsz", "adsz", system, &system_certs);
+    assert_eq!(adsz["totalClients"], 2, "{adsz}");
+    let connections = internal_debug(
+        "x-internal-debug-connections",
+        "connections",
+        system,
+        &system_certs,
+    );
+    assert_eq!(connections["totalClients"], 2, "{connections}");
+    let configz = internal_debug("x-internal-debug-configz", "configz", system, &system_certs);
+    assert!(
+        configz
+            .as_array()
+            .is_some_and(|objects| objects.iter().any(|object| {
+                object["kind"] == "ServiceEntry" && object["apiVersion"] == "networking.istio.io/v1"
+            })),
+        "{configz}"
+    );
+    let dump = internal_debug(
+        "x-internal-debug-config-dump",
+        "config_dump?proxyID=svc-0-v1.bench",
+        system,
+        &system_certs,
+    );
+    let clusters = dump["configs"]
+        .as_array()
+        .and_then(|configs| {
+            configs.iter().find(|config| {
+                config["@type"] == "type.googleapis.com/envoy.admin.v3.ClustersConfigDump"
+            })
+        })
+        .unwrap_or_else(|| panic!("a clusters dump in {dump}"));
+    assert!(
+        clusters["dynamicActiveClusters"]
+            .as_array()
+            .is_some_and(|clusters| !clusters.is_empty()),
+        "istiod's camelCase names: {clusters}"
+    );
+    // Another namespace may dump its own proxies only, and see nothing else.
+    let own = internal_debug(
+        "x-internal-debug-config-dump-own",
+        "config_dump?proxyID=svc-0-v1.bench",
+        "bench",
+        &bench_certs,
+    );
+    assert!(own["configs"].is_array(), "{own}");
+    let run = istioctl.run(
+        "x-internal-debug-config-dump-other",
+        &strs(&args(
+            &[
+                "x",
+                "internal-debug",
+                "config_dump?proxyID=web-1.shop",
+                "-i",
+                "bench",
+            ],
+            &bench_certs,
+        )),
+    );
+    assert!(
+        run.stdout
+            .contains("Proxy not connected to this Pilot instance"),
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
+    let run = istioctl.run(
+        "x-internal-debug-syncz-other",
+        &strs(&args(
+            &["x", "internal-debug", "syncz", "-i", "bench"],
+            &bench_certs,
+        )),
+    );
+    assert!(!run.success, "{}", run.stdout);
+    assert!(
+        run.stderr.contains(
+            "PermissionDenied desc = the debug info is not available for current identity"
+        ),
+        "{}",
+        run.stderr
+    );
+    // An endpoint rudder does not serve: Go's 404, on which istioctl lists what there is.
+    let run = istioctl.run(
+        "x-internal-debug-unknown",
+        &strs(&args(&["x", "internal-debug", "nosuchz"], &system_certs)),
+    );
+    assert!(run.success, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("please check all supported internal debug commands")
+            && run.stdout.contains("\"syncz\""),
+        "{}",
+        run.stdout
     );
 
     // Plaintext: istiod's refusal, at once.

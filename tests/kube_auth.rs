@@ -125,7 +125,7 @@ async fn tokens_and_rbac_decide_who_gets_keys() {
         certificate: None,
     };
     // The Secret reaches rudder's model through its watch.
-    let configz = format!("http://{}/debug/configz", rudder.admin_address());
+    let configz = format!("http://{}/debug/inputz", rudder.admin_address());
     let seen = support::mesh::wait_until(WAIT, || async {
         let body = reqwest::get(&configz).await.ok();
         match body {

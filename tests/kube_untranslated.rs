@@ -1,9 +1,9 @@
 //! Istio kinds rudder does not translate, against a real Kubernetes API server: with Istio's own
 //! CRDs for AuthorizationPolicy and PeerAuthentication installed (from the `istio.io/api` module
 //! on the Go module proxy) and every other Istio CRD missing, rudder still becomes ready, and each
-//! object of those kinds `kubectl apply` creates is listed in `/debug/configz` with what it means
-//! for traffic, counted in `rudder_untranslated_objects{kind}` and logged as a warning; deleting
-//! it takes it out again.
+//! object of those kinds `kubectl apply` creates is listed in `/debug/inputz` with what it means
+//! for traffic and in istiod's `/debug/configz` as an object, counted in
+//! `rudder_untranslated_objects{kind}` and logged as a warning; deleting it takes it out again.
 
 mod support;
 
@@ -54,11 +54,11 @@ async fn get(url: String) -> String {
         .expect("a body")
 }
 
-/// `(kind, namespace/name)` of each object `/debug/configz` lists as untranslated.
+/// `(kind, namespace/name)` of each object `/debug/inputz` lists as untranslated.
 async fn untranslated(admin: std::net::SocketAddr) -> Vec<(String, String)> {
-    let configz: Value =
-        serde_json::from_str(&get(format!("http://{admin}/debug/configz")).await).expect("JSON");
-    configz["untranslated"]
+    let inputz: Value =
+        serde_json::from_str(&get(format!("http://{admin}/debug/inputz")).await).expect("JSON");
+    inputz["untranslated"]
         .as_array()
         .expect("an untranslated list")
         .iter()
@@ -129,14 +129,24 @@ async fn untranslated_objects_in_the_cluster_are_reported() {
     .await;
     assert_eq!(gauge(admin, "AuthorizationPolicy").await, "1");
     assert_eq!(gauge(admin, "EnvoyFilter").await, "0");
-    let configz = get(format!("http://{admin}/debug/configz")).await;
+    let inputz = get(format!("http://{admin}/debug/inputz")).await;
     assert!(
-        configz.contains(
+        inputz.contains(
             "AuthorizationPolicy default/deny-all: warning: not translated by rudder yet; NOT \
              enforced"
         ),
-        "{configz}"
+        "{inputz}"
     );
+    // istiod's configz lists it as its config store would: an object of its kind.
+    let configz: Value =
+        serde_json::from_str(&get(format!("http://{admin}/debug/configz")).await).expect("JSON");
+    let listed = configz.as_array().expect("a list").iter().any(|object| {
+        object["kind"] == "AuthorizationPolicy"
+            && object["apiVersion"] == "security.istio.io/v1"
+            && object["metadata"]["namespace"] == "default"
+            && object["metadata"]["name"] == "deny-all"
+    });
+    assert!(listed, "{configz}");
 
     cluster.apply(STRICT);
     let strict = (

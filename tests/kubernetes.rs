@@ -115,7 +115,7 @@ async fn kubectl_apply_reaches_envoy() {
          type: Opaque\nstringData: {password: hunter2}\n",
     );
     cluster.apply(&ca.tls_secret("gateway-cert", "istio-system", "gateway", true));
-    let configz = format!("http://{}/debug/configz", mesh.server.admin_address());
+    let configz = format!("http://{}/debug/inputz", mesh.server.admin_address());
     let secret_seen = time_until(&mesh, "the gateway Secret", || async {
         admin_get(&configz).await.contains("gateway-cert")
     })

@@ -1,7 +1,7 @@
 //! The mesh config against a real API server (kube-apiserver + etcd from `scripts/dev-cluster`):
 //! `rudder serve --kubeconfig` reads the `istio` ConfigMap of istio-system as istiod does,
 //! follows `kubectl` edits of it live, keeps the last good one in force when an edit is refused
-//! (saying which field, in the log and in `/debug/configz`), and goes back to istiod's defaults
+//! (saying which field, in the log and in `/debug/inputz`), and goes back to istiod's defaults
 //! when the ConfigMap is deleted. And `--mesh-config FILE` in file mode, followed as the file
 //! changes. What proxies get is read from `/debug/config_dump`, the same translation ADS serves.
 
@@ -48,7 +48,7 @@ struct Served {
 
 async fn served(server: &Server) -> Served {
     let dump = get_json(format!(
-        "http://{}/debug/config_dump?proxyID={PROXY}",
+        "http://{}/debug/envoy_config_dump?proxyID={PROXY}",
         server.admin_address()
     ))
     .await;
@@ -94,7 +94,7 @@ fn facts(unknown: &str, timeout: &str) -> Served {
 }
 
 async fn config_errors(server: &Server) -> Vec<String> {
-    let configz = get_json(format!("http://{}/debug/configz", server.admin_address())).await;
+    let configz = get_json(format!("http://{}/debug/inputz", server.admin_address())).await;
     configz["errors"]
         .as_array()
         .into_iter()

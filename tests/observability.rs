@@ -3,7 +3,7 @@
 //! where an operator looks: as `ERROR` with Envoy's message in `rudder proxy-status` (the
 //! rendering on the fetched syncz, and the real binary), and in istiod's metrics
 //! (`pilot_total_xds_rejects`, `pilot_xds_cds_reject`). Once the config is good again the proxy
-//! is `SYNCED` and convergence is measured. Also: `/debug/configz`, `/debug/connections`, and
+//! is `SYNCED` and convergence is measured. Also: `/debug/inputz`, `/debug/peerz`, and
 //! `--log-level`.
 //!
 //! Ports 19170-19179 and addresses 127.0.170.x are this file's own.
@@ -280,8 +280,8 @@ async fn a_rejected_push_shows_and_recovers(api_type: AdsApiType, index: u8) {
     assert!(metric(&metrics, "process_resident_memory_bytes") > Some(0.0));
     assert!(metric(&metrics, "process_cpu_seconds_total").is_some());
 
-    // The stream as /debug/connections shows it.
-    let body = mesh.admin("/debug/connections").await;
+    // The stream as /debug/peerz shows it.
+    let body = mesh.admin("/debug/peerz").await;
     let connections: Vec<StreamConnection> = serde_json::from_str(&body).expect("JSON");
     assert_eq!(connections.len(), 1, "{body}");
     let connection = &connections[0];
@@ -303,10 +303,10 @@ async fn a_rejected_push_shows_and_recovers(api_type: AdsApiType, index: u8) {
     );
 }
 
-/// `/debug/configz` shows every input as loaded, with the errors of each object, and the errors
+/// `/debug/inputz` shows every input as loaded, with the errors of each object, and the errors
 /// that belong to no object.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn configz_shows_inputs_and_their_errors() {
+async fn inputz_shows_inputs_and_their_errors() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
     write(
@@ -333,7 +333,7 @@ async fn configz_shows_inputs_and_their_errors() {
     let server = Server::start(local_serve_options(vec![dir.path().to_path_buf()]))
         .await
         .expect("rudder starts");
-    let url = format!("http://{}/debug/configz", server.admin_address());
+    let url = format!("http://{}/debug/inputz", server.admin_address());
     let body = reqwest::get(&url).await.unwrap().text().await.unwrap();
     let configz: Value = serde_json::from_str(&body).expect("JSON");
     let objects = configz["objects"].as_array().expect("objects");

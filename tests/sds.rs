@@ -583,7 +583,7 @@ async fn debug_endpoints_show_no_private_key() {
     gateway.subscribe(&[CERTIFICATE]).await;
     gateway.recv().await;
     let (status, dump) = rudder
-        .admin_get(&format!("/debug/config_dump?proxyID={GATEWAY}"))
+        .admin_get(&format!("/debug/envoy_config_dump?proxyID={GATEWAY}"))
         .await;
     assert_eq!(status, 200);
     let dump: serde_json::Value = serde_json::from_str(&dump).expect("JSON");
@@ -609,7 +609,9 @@ async fn debug_endpoints_show_no_private_key() {
     };
     for path in [
         format!("/debug/config_dump?proxyID={GATEWAY}"),
+        format!("/debug/envoy_config_dump?proxyID={GATEWAY}"),
         "/debug/configz".to_string(),
+        "/debug/inputz".to_string(),
         "/debug/syncz".to_string(),
     ] {
         let (status, body) = rudder.admin_get(&path).await;

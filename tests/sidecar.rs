@@ -129,7 +129,7 @@ async fn egress_hosts_leave_other_namespaces_out_of_envoy() {
     );
     let reported = mesh
         .wait_until(PROPAGATION_LIMIT, || async {
-            mesh.admin("/debug/configz")
+            mesh.admin("/debug/inputz")
                 .await
                 .contains("is not namespace/host")
         })

@@ -51,7 +51,7 @@ async fn wait_for_traffic(mesh: &Mesh, host: &str, headers: &[(&str, &str)]) {
         panic!(
             "{host} never answered (last: {:?}); rudder's config errors:\n{}\nEnvoy's clusters:\n{}",
             mesh.get(host, "/", headers).await,
-            mesh.admin("/debug/configz").await,
+            mesh.admin("/debug/inputz").await,
             envoy_admin(mesh, "/clusters").await,
         );
     }

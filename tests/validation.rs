@@ -321,13 +321,13 @@ async fn admin_get(admin: std::net::SocketAddr, path: &str) -> String {
         .expect("a body")
 }
 
-/// The first error in `/debug/configz` at `admin` that contains `needle`, once there is one
+/// The first error in `/debug/inputz` at `admin` that contains `needle`, once there is one
 /// (within 10 s).
 async fn reported_error(admin: std::net::SocketAddr, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let configz: Value =
-            serde_json::from_str(&admin_get(admin, "/debug/configz").await).expect("JSON");
+            serde_json::from_str(&admin_get(admin, "/debug/inputz").await).expect("JSON");
         let found = configz["errors"]
             .as_array()
             .into_iter()
@@ -363,7 +363,7 @@ fn serve_options(dir: &std::path::Path) -> ServeOptions {
 }
 
 /// `serve` keeps the last good version of an object that turns bad, and reports why in
-/// `/debug/configz`; fixing it applies the fix.
+/// `/debug/inputz`; fixing it applies the fix.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_keeps_the_last_good_version_and_reports_the_bad_one() {
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -552,7 +552,7 @@ spec:
 
 /// `serve` refuses an object with a field Istio's API does not have, as the API server would:
 /// the last good version stays in force; objects of kinds rudder does not translate are listed
-/// in `/debug/configz` and counted in `rudder_untranslated_objects`.
+/// in `/debug/inputz` and counted in `rudder_untranslated_objects`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_refuses_unknown_fields_and_lists_untranslated_objects() {
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -565,7 +565,7 @@ async fn serve_refuses_unknown_fields_and_lists_untranslated_objects() {
         .expect("rudder starts");
     let admin = server.admin_address();
     let get = |path: &'static str| async move { admin_get(admin, path).await };
-    let configz: Value = serde_json::from_str(&get("/debug/configz").await).expect("JSON");
+    let configz: Value = serde_json::from_str(&get("/debug/inputz").await).expect("JSON");
     let listed: Vec<(&str, &str)> = configz["untranslated"]
         .as_array()
         .expect("a list")

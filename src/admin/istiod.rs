@@ -1,22 +1,32 @@
 //! istiod's debug endpoints that tools read (Kiali, istioctl, dashboards), in istiod's JSON shapes:
-//! `/debug/syncz`, `/debug/adsz`, `/debug/registryz`, `/debug/endpointz`, `/debug/clusterz`, and
-//! the `/debug` index and `/debug/list` of every endpoint. Pure views of the registry and the
-//! model; the routes, their authorization and bounds are in `admin`.
+//! `/debug/syncz`, `/debug/adsz`, `/debug/connections`, `/debug/configz`,
+//! `/debug/config_dump`, `/debug/registryz`, `/debug/endpointz`, `/debug/clusterz`, and the
+//! `/debug` index and `/debug/list` of every endpoint. Pure views of the registry, the model and
+//! the inputs; which request gets which view is [`super::views`], the routes, their
+//! authorization and bounds are in `admin`. `tests/debug_istiod.rs` holds these shapes to a
+//! real istiod's.
 //!
 //! Where rudder does not keep what istiod shows, the field is left out rather than made up:
 //! istiod's syncz nonces are rudder's (a type is ACKed when its last nonce is, so `*_acked` is
-//! the nonce sent once the proxy ACKed it, else absent), adsz has no `watches` (rudder's registry
-//! keeps no subscribed names), and registryz has no Kubernetes Service labels.
+//! the nonce sent once the proxy ACKed it, else absent), adsz's `metadata` holds the node
+//! metadata rudder keeps (not every field of istiod's `NodeMetadata`), configz has no spec for
+//! objects of kinds rudder does not translate, and registryz has no Kubernetes Service labels.
 
 use std::collections::BTreeMap;
 
+use envoy_types::pb::envoy::admin::v3::{
+    BootstrapConfigDump, ConfigDump, EcdsConfigDump, ScopedRoutesConfigDump,
+};
+use envoy_types::pb::google::protobuf::Any;
 use serde_json::{Map, Value, json};
 
+use crate::envoy_json::{self, JsonError};
+use crate::inputs::Inputs;
 use crate::model::{Model, Protocol, Registry as ServiceRegistry, Resolution, Service};
 use crate::proxy::ProxyKind;
 use crate::proxy_status::SyncState;
-use crate::translate::ResourceType;
-use crate::xds::debug::istio_proxy_id;
+use crate::translate::{ResourceType, Resources, redact_secret};
+use crate::xds::debug::{any, istio_proxy_id};
 use crate::xds::{ConnectedProxy, Registry, TypeStatus};
 
 /// Every debug endpoint with istiod's help text where istiod has it: the `/debug` index and
@@ -34,23 +44,28 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
         "/debug/config_dump",
         "ConfigDump in the form of the Envoy admin config dump API for passed in proxyID",
     ),
+    ("/debug/configz", "Debug support for config"),
+    ("/debug/connections", "Info about the connected XDS clients"),
+    ("/debug/edsz", "Status and debug interface for EDS"),
+    ("/debug/endpointShardz", "Info about the endpoint shards"),
+    ("/debug/endpointz", "Obsolete, use endpointShardz"),
     (
-        "/debug/configz",
-        "Debug support for config (rudder's shape: every input as loaded, with its errors)",
+        "/debug/envoy_config_dump",
+        "rudder's: what a proxy gets (?proxyID=, any node id) as Envoy's own /config_dump shows it, endpoints included",
     ),
     (
-        "/debug/connections",
-        "Info about the connected XDS clients (rudder's shape: each ADS stream, its peer and identity)",
-    ),
-    (
-        "/debug/endpointz",
-        "Endpoints of every service, by service and port",
+        "/debug/inputz",
+        "rudder's: every input as loaded, with its errors, and the objects of kinds rudder does not translate",
     ),
     ("/debug/list", "List all supported debug commands in json"),
+    (
+        "/debug/peerz",
+        "rudder's: each ADS stream, its peer, the identity it proved and the Secrets it may get",
+    ),
     ("/debug/registryz", "Debug support for registry"),
     (
         "/debug/streamz",
-        "rudder's sync state per ADS stream: versions and nonces sent, ACKed and NACKed, with the NACK's error",
+        "rudder's: sync state per ADS stream: versions and nonces sent, ACKed and NACKed, with the NACK's error",
     ),
     (
         "/debug/syncz",
@@ -192,13 +207,8 @@ pub fn adsz_view(connected: &[ConnectedProxy]) -> Value {
         .iter()
         .map(|connected| {
             let proxy = &connected.proxy;
-            let id = istio_proxy_id(&proxy.id);
-            let mut client = json!({
-                "connectionId": format!("{id}-{}", connected.connection),
-                "connectedAt": super::rfc3339(connected.connected_at),
-                "address": connected.peer.map(|peer| peer.to_string()).unwrap_or_default(),
-                "metadata": { "NAMESPACE": proxy.namespace },
-            });
+            let mut client = client_json(connected);
+            client["metadata"] = json!({ "NAMESPACE": proxy.namespace });
             for (key, value) in [
                 ("CLUSTER_ID", &connected.node.cluster_id),
                 ("ISTIO_VERSION", &connected.node.istio_version),
@@ -209,6 +219,7 @@ pub fn adsz_view(connected: &[ConnectedProxy]) -> Value {
             }
             if !proxy.labels.is_empty() {
                 client["labels"] = json!(proxy.labels);
+                client["metadata"]["LABELS"] = json!(proxy.labels);
             }
             // Protobuf JSON of `core.Locality`: empty fields are left out, as istiod's `{}`.
             let locality = &proxy.locality;
@@ -223,19 +234,178 @@ pub fn adsz_view(connected: &[ConnectedProxy]) -> Value {
                 }
             }
             client["locality"] = Value::Object(place);
+            // By type URL, the names subscribed: `[]` for a wildcard subscription.
+            let watches: Map<String, Value> = connected
+                .watches
+                .iter()
+                .map(|(ty, names)| {
+                    let names: Vec<&str> = names.iter().map(|name| &**name).collect();
+                    (ty.type_url().to_string(), json!(names))
+                })
+                .collect();
+            if !watches.is_empty() {
+                client["watches"] = Value::Object(watches);
+            }
             client
         })
         .collect();
-    let mut adsz = json!({ "totalClients": clients.len() });
-    if !clients.is_empty() {
-        adsz["clients"] = json!(clients);
-    }
-    adsz
+    clients_json(clients)
 }
 
 /// Every connected proxy's newest stream, for `/debug/adsz` without `?proxyID=`.
 pub fn adsz_all(registry: &Registry) -> Value {
     adsz_view(&newest_streams(registry))
+}
+
+/// `/debug/connections` in istiod's shape (`AdsClients` without per-proxy detail): every stream
+/// with its connection id, when and from where it connected.
+pub fn connections_view(connected: &[ConnectedProxy]) -> Value {
+    clients_json(connected.iter().map(client_json).collect())
+}
+
+/// `{"totalClients": N, "clients": [...]}`, `clients` left out when empty (istiod's `omitempty`).
+fn clients_json(clients: Vec<Value>) -> Value {
+    let mut view = json!({ "totalClients": clients.len() });
+    if !clients.is_empty() {
+        view["clients"] = json!(clients);
+    }
+    view
+}
+
+/// What istiod's `AdsClient` says of every connection.
+fn client_json(connected: &ConnectedProxy) -> Value {
+    let id = istio_proxy_id(&connected.proxy.id);
+    json!({
+        "connectionId": format!("{id}-{}", connected.connection),
+        "connectedAt": super::rfc3339(connected.connected_at),
+        "address": connected.peer.map(|peer| peer.to_string()).unwrap_or_default(),
+    })
+}
+
+/// `/debug/configz` in istiod's shape (its config store's objects, as `crd.ConvertConfig` writes
+/// them): every Istio object rudder holds, of the kinds it translates and of those it does not,
+/// as a Kubernetes object: `kind`, `apiVersion`, `metadata`, `spec` (protobuf JSON: fields at
+/// their default left out). rudder keeps no spec of an untranslated kind's object: `{}`. An
+/// object whose content rudder refused is not listed, as istiod's store does not hold objects its
+/// validation refused; `/debug/inputz` shows those, with why.
+pub fn configz_view(inputs: &Inputs) -> Value {
+    let objects: Vec<Value> = inputs
+        .entries
+        .iter()
+        .filter(|(key, _)| key.kind.is_istio())
+        .filter_map(|(key, entry)| {
+            let (metadata, spec) = super::inputz::istio_parts(entry.object.as_ref().ok()?)?;
+            let api = key.kind.api();
+            let version = api.versions.first().copied().unwrap_or_default();
+            let mut meta = json!({
+                "name": metadata.name,
+                // istiod's store has no object without a namespace: it defaults to `default`.
+                "namespace": metadata.namespace.as_deref().unwrap_or("default"),
+            });
+            if let Some(created) = &metadata.creation_timestamp {
+                meta["creationTimestamp"] = json!(created);
+            }
+            if !metadata.labels.is_empty() {
+                meta["labels"] = json!(metadata.labels);
+            }
+            if !metadata.annotations.is_empty() {
+                meta["annotations"] = json!(metadata.annotations);
+            }
+            Some(json!({
+                "kind": key.kind.name(),
+                "apiVersion": format!("{}/{version}", api.group),
+                "metadata": meta,
+                "spec": without_defaults(spec),
+            }))
+        })
+        .collect();
+    json!(objects)
+}
+
+/// A spec as protobuf's JSON writes it: fields at their default (null, false, 0, "", empty lists
+/// and maps) left out.
+fn without_defaults(value: Value) -> Value {
+    fn is_default(value: &Value) -> bool {
+        match value {
+            Value::Null => true,
+            Value::Bool(flag) => !flag,
+            Value::Number(number) => number.as_f64() == Some(0.0),
+            Value::String(text) => text.is_empty(),
+            Value::Array(items) => items.is_empty(),
+            Value::Object(fields) => fields.is_empty(),
+        }
+    }
+    match value {
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .map(|(key, value)| (key, without_defaults(value)))
+                .filter(|(_, value)| !is_default(value))
+                .collect(),
+        ),
+        // List items stay, defaults or not: their positions matter.
+        Value::Array(items) => Value::Array(items.into_iter().map(without_defaults).collect()),
+        other => other,
+    }
+}
+
+/// What `/debug/config_dump` dumps: istiod's whole dump, or only resources of some types
+/// (`?types=cds,eds`, and `/debug/edsz`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DumpShape {
+    /// istiod's `ConfigDump`: bootstrap, clusters, (endpoints with `include_eds`), listeners,
+    /// scoped routes, routes, secrets and extension configs, each an admin `*ConfigDump`.
+    Whole { include_eds: bool },
+    /// The resources of these types themselves, in `configs`.
+    Types(Vec<ResourceType>),
+}
+
+/// `/debug/config_dump?proxyID=` in istiod's shape: an admin `ConfigDump` in protobuf's JSON with
+/// lowerCamelCase names, as istiod writes it; private keys redacted. rudder sends no bootstrap,
+/// scoped routes or extension configs: those dumps are empty, as istiod's are without them.
+pub fn config_dump_view(
+    resources: &Resources,
+    version_of: impl Fn(ResourceType) -> String,
+    shape: &DumpShape,
+) -> Result<Value, JsonError> {
+    let configs = match shape {
+        DumpShape::Whole { include_eds } => {
+            let dumps = crate::xds::debug::config_dump(resources, version_of);
+            let [clusters, listeners, routes, secrets, endpoints] =
+                <[Any; 5]>::try_from(dumps).unwrap_or_default();
+            let mut configs = vec![any(&BootstrapConfigDump::default()), clusters];
+            if *include_eds {
+                configs.push(endpoints);
+            }
+            configs.extend([
+                listeners,
+                any(&ScopedRoutesConfigDump::default()),
+                routes,
+                secrets,
+                any(&EcdsConfigDump::default()),
+            ]);
+            configs
+        }
+        DumpShape::Types(types) => types
+            .iter()
+            .flat_map(|ty| redacted(resources, *ty).into_values())
+            .collect(),
+    };
+    envoy_json::to_camel_case_json(&ConfigDump { configs })
+}
+
+/// The resources of one type, private keys redacted.
+fn redacted(resources: &Resources, ty: ResourceType) -> BTreeMap<String, Any> {
+    if ty != ResourceType::Secret {
+        return resources.encode(ty);
+    }
+    let mut secrets = resources.secrets.clone();
+    secrets.values_mut().for_each(redact_secret);
+    Resources {
+        secrets,
+        ..Resources::default()
+    }
+    .encode(ty)
 }
 
 /// `/debug/clusterz`: the clusters rudder reads endpoints from: the one it runs in.
@@ -304,10 +474,22 @@ fn service_json(service: &Service) -> Value {
         .first()
         .cloned()
         .unwrap_or_else(|| "0.0.0.0".to_string());
-    let vips = if addresses.is_empty() {
+    // istiod keeps per-cluster VIPs for Kubernetes Services only; a ServiceEntry's addresses
+    // show in `defaultAddress`.
+    let vips = if addresses.is_empty() || service.registry == ServiceRegistry::ServiceEntry {
         Value::Null
     } else {
         json!({ crate::xds::debug::DEFAULT_CLUSTER_ID: addresses })
+    };
+    let passthrough = if service.passthrough_target_ports.is_empty() {
+        Value::Null
+    } else {
+        json!(service.passthrough_target_ports)
+    };
+    // The Kubernetes Service's name; rudder does not keep a ServiceEntry's.
+    let object_name = match service.registry {
+        ServiceRegistry::Kubernetes => service.name.as_str(),
+        ServiceRegistry::ServiceEntry => "",
     };
     json!({
         "Attributes": {
@@ -316,7 +498,19 @@ fn service_json(service: &Service) -> Value {
             "Namespace": service.namespace,
             "Labels": null,
             "ExportTo": null,
+            "Visibility": 0,
             "LabelSelectors": service.selector,
+            "Aliases": null,
+            "ClusterExternalAddresses": { "Addresses": null },
+            "ClusterExternalPorts": null,
+            "PassthroughTargetPorts": passthrough,
+            "Type": "",
+            "ExternalName": "",
+            "NodeLocal": false,
+            "TrafficDistribution": 0,
+            "ObjectName": object_name,
+            "DNSConnectStrategy": 0,
+            "PublishNotReadyAddresses": false,
         },
         "ports": ports,
         "creationTime": "0001-01-01T00:00:00Z",
@@ -342,8 +536,23 @@ pub fn endpointz_view(model: &Model) -> Value {
                     .port(endpoint.service_port)
                     .map(|port| port.name.as_str())
                     .unwrap_or_default();
+                // istiod adds its cluster to the labels an endpoint has.
+                let labels = if endpoint.labels.is_empty() {
+                    Value::Null
+                } else {
+                    let mut labels = json!(endpoint.labels);
+                    labels["topology.istio.io/cluster"] =
+                        json!(crate::xds::debug::DEFAULT_CLUSTER_ID);
+                    labels
+                };
+                // istiod's `HealthStatus`: unset for a ServiceEntry's endpoints, `Healthy` for
+                // the ready endpoints of a Kubernetes Service (the only ones rudder keeps).
+                let health = match service.registry {
+                    ServiceRegistry::Kubernetes => 1,
+                    ServiceRegistry::ServiceEntry => 0,
+                };
                 json!({
-                    "Labels": endpoint.labels,
+                    "Labels": labels,
                     "Addresses": [endpoint.address.to_string()],
                     "ServicePortName": port_name,
                     "LegacyClusterPortKey": endpoint.service_port,
@@ -355,6 +564,14 @@ pub fn endpointz_view(model: &Model) -> Value {
                     "LbWeight": endpoint.weight,
                     "TLSMode": "disabled",
                     "Namespace": service.namespace,
+                    "ServiceAccount": "",
+                    "Network": "",
+                    "WorkloadName": "",
+                    "HostName": "",
+                    "SubDomain": "",
+                    "HealthStatus": health,
+                    "SendUnhealthyEndpoints": false,
+                    "NodeName": "",
                 })
             })
             .collect();
@@ -391,6 +608,11 @@ mod tests {
             },
             connected_at: SystemTime::UNIX_EPOCH,
             sent_at: [(ResourceType::Cluster, SystemTime::UNIX_EPOCH)].into(),
+            watches: [
+                (ResourceType::Cluster, Vec::new()),
+                (ResourceType::Route, vec!["80".into()]),
+            ]
+            .into(),
             types,
         }
     }
@@ -447,6 +669,23 @@ mod tests {
             json!({"NAMESPACE": "shop", "CLUSTER_ID": "east"})
         );
         assert_eq!(adsz["clients"][1]["locality"], json!({}));
+        assert_eq!(
+            adsz["clients"][1]["watches"],
+            json!({
+                "type.googleapis.com/envoy.config.cluster.v3.Cluster": [],
+                "type.googleapis.com/envoy.config.route.v3.RouteConfiguration": ["80"],
+            })
+        );
+        let connections = connections_view(&registry.connected());
+        assert_eq!(connections["totalClients"], 2);
+        let keys: Vec<&String> = connections["clients"][0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect();
+        // istiod's `AdsClient` as its /debug/connections writes it (Istio 1.31,
+        // pilot/pkg/xds/debug.go `connectionsHandler`).
+        assert_eq!(keys, ["address", "connectedAt", "connectionId"]);
     }
 
     #[test]

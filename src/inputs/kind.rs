@@ -1,7 +1,7 @@
 //! The one declaration of every kind rudder knows: its API group and versions, its scope, and
 //! whether rudder translates it or only reports it. Everything that lists kinds derives its list
 //! from [`Kind::ALL`]: decoding (`from_type`), the Kubernetes watches, the
-//! `rudder_untranslated_objects` metric and `/debug/configz`.
+//! `rudder_untranslated_objects` metric, `/debug/inputz` and `/debug/configz`.
 //!
 //! An Istio kind rudder does not translate yet is still read (its metadata only), so that each
 //! object of it can be reported with what its absence means for traffic, instead of vanishing.

@@ -439,7 +439,7 @@ pub fn render() -> String {
          - *supported*: carried out as istiod does.\n\
          - *partial*: carried out except what the note says.\n\
          - *not yet*: read and type-checked, not carried out; setting it to something other \
-         than istiod's default is reported as a warning (log, `/debug/configz`).\n\
+         than istiod's default is reported as a warning (log, `/debug/inputz`).\n\
          - *not applicable*: means nothing for rudder (the note says why); type-checked only.\n\n\
          A field rudder does not know is ignored with a warning, as istiod ignores it.\n\n\
          | field | status |\n| --- | --- |\n",

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 
-use super::versions::ResourceSet;
+use super::versions::{Name, ResourceSet};
 use crate::translate::ResourceType;
 
 /// What one proxy did with one resource type, for logs, metrics and debug endpoints.
@@ -142,6 +142,10 @@ pub trait StateMachine: Send + Sync + Sized + 'static {
 
     /// Per subscribed type, what was sent, ACKed and NACKed.
     fn status(&self) -> BTreeMap<ResourceType, TypeStatus>;
+
+    /// Per subscribed type, the names the proxy subscribed to, sorted; none for a wildcard
+    /// subscription (what istiod's `/debug/adsz` shows as a proxy's watches).
+    fn watched(&self) -> BTreeMap<ResourceType, Vec<Name>>;
 }
 
 /// The ACK/NACK bookkeeping of one type on one stream.

@@ -13,8 +13,9 @@
 //! plaintext client gets `UNAUTHENTICATED`, so the plaintext port leaks no proxy list. An identity
 //! of the system namespace (meshConfig `rootNamespace`, `istio-system` by default) sees every
 //! proxy; any other sees only proxies of its own namespace (`syncz` lists no others,
-//! `config_dump` finds no others). Other `istio.io/debug` types (istiod answers them from its HTTP
-//! debug handlers) get an empty response.
+//! `config_dump` finds no others). The generic `istio.io/debug` type (istiod answers it from its
+//! HTTP debug handlers) is answered from the admin port's views (`server::debug_stream`); other
+//! `istio.io/debug/*` types get an empty response.
 //!
 //! Pure: responses are built from the registry and a translation handed in; the stream that asks
 //! lives in `server`.
@@ -218,8 +219,8 @@ pub fn config_dump(resources: &Resources, version_of: impl Fn(ResourceType) -> S
     let clusters = ClustersConfigDump {
         version_info: version(ResourceType::Cluster),
         dynamic_active_clusters: encoded(ResourceType::Cluster)
+            // istiod versions the whole dump only (istioctl ignores per-cluster versions).
             .map(|cluster| clusters_config_dump::DynamicCluster {
-                version_info: version(ResourceType::Cluster),
                 cluster: Some(cluster),
                 ..Default::default()
             })
@@ -302,7 +303,7 @@ fn timestamp(time: std::time::SystemTime) -> envoy_types::pb::google::protobuf::
     }
 }
 
-fn any<M: Message + Name>(message: &M) -> Any {
+pub(crate) fn any<M: Message + Name>(message: &M) -> Any {
     Any {
         type_url: M::type_url(),
         value: message.encode_to_vec(),

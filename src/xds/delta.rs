@@ -210,6 +210,13 @@ impl StateMachine for DeltaConnection {
             .map(|(ty, watch)| (*ty, watch.acks.status.clone()))
             .collect()
     }
+
+    fn watched(&self) -> BTreeMap<ResourceType, Vec<Name>> {
+        self.watches
+            .iter()
+            .map(|(ty, watch)| (*ty, watch.names.iter().cloned().collect()))
+            .collect()
+    }
 }
 
 impl DeltaConnection {

@@ -67,7 +67,7 @@ pub struct Snapshot {
     /// When the config change this build carries was seen: where `pilot_proxy_convergence_time`
     /// starts. `None` (snapshots not built from a source, as in tests): not measured.
     pub created: Option<Instant>,
-    /// The inputs this build was made from, as loaded (for `/debug/configz`).
+    /// The inputs this build was made from, as loaded (for `/debug/inputz` and `/debug/configz`).
     pub inputs: Arc<Inputs>,
 }
 
@@ -92,6 +92,8 @@ pub struct ConnectedProxy {
     pub types: BTreeMap<ResourceType, TypeStatus>,
     /// Per type, when the last response was sent.
     pub sent_at: BTreeMap<ResourceType, SystemTime>,
+    /// Per subscribed type, the names subscribed (none for a wildcard subscription).
+    pub watches: BTreeMap<ResourceType, Vec<versions::Name>>,
 }
 
 /// Why [`Registry::find`] found no proxy.
@@ -193,6 +195,7 @@ mod tests {
             connected_at: SystemTime::UNIX_EPOCH,
             types: BTreeMap::new(),
             sent_at: BTreeMap::new(),
+            watches: BTreeMap::new(),
         }
     }
 

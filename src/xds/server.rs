@@ -89,8 +89,9 @@ pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(30 * 60);
 /// istiod's default `PILOT_PUSH_THROTTLE`.
 pub const DEFAULT_PUSH_CONCURRENCY: usize = 100;
 
-/// Debug config dumps (`istio.io/debug/config_dump`) made at once, all streams together: each is
-/// a translation, like the admin port's dumps, which take one at a time by default.
+/// Debug config dumps (`istio.io/debug/config_dump`) and `istio.io/debug` views made at once, all
+/// streams together: a dump is a translation, like the admin port's dumps, which take one at a
+/// time by default.
 const DEBUG_DUMP_CONCURRENCY: usize = 1;
 
 /// How long a closing stream waits to queue its closing status for a proxy that does not read.
@@ -710,6 +711,7 @@ impl<M: Protocol> AdsStream<M> {
             node: self.node.clone(),
             connected_at: self.connected_at,
             types: state.status(),
+            watches: state.watched(),
             sent_at: self
                 .sent_at
                 .lock()

@@ -129,6 +129,13 @@ impl StateMachine for SotwConnection {
             .map(|(ty, watch)| (*ty, watch.acks.status.clone()))
             .collect()
     }
+
+    fn watched(&self) -> BTreeMap<ResourceType, Vec<Name>> {
+        self.watches
+            .iter()
+            .map(|(ty, watch)| (*ty, watch.names.iter().flatten().cloned().collect()))
+            .collect()
+    }
 }
 
 impl SotwConnection {

@@ -183,7 +183,7 @@ pub fn envoy_validate_file(path: &std::path::Path) -> Result<(), String> {
 }
 
 /// The dynamic clusters of a config dump (Envoy's `/config_dump`, or rudder's
-/// `/debug/config_dump`).
+/// `/debug/envoy_config_dump`).
 pub fn dynamic_clusters(dump: &Value) -> impl Iterator<Item = &Value> {
     dump["configs"]
         .as_array()

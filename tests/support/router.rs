@@ -134,7 +134,7 @@ impl ControlPlane {
     /// and what `envoy` has and logged.
     pub async fn diagnose(&self, envoy: &EnvoyProcess) -> String {
         let configz = http_text(&format!(
-            "http://{}/debug/configz",
+            "http://{}/debug/inputz",
             self.server.admin_address()
         ))
         .await;

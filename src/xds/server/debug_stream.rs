@@ -1,6 +1,10 @@
 //! A stream whose first request asks for one of Istio's debug types (istioctl): it is answered
 //! as istiod's `StatusGen` answers it ([`crate::xds::debug`] builds the responses) and is never
-//! registered as a proxy, so syncz does not list it and nothing is pushed to it.
+//! registered as a proxy, so syncz does not list it and nothing is pushed to it. The generic
+//! type `istio.io/debug` (istiod's `DebugGen`, which `istioctl x internal-debug` asks) takes one
+//! resource name, `NAME?QUERY`, and gets the body of the admin port's `/debug/NAME?QUERY`
+//! ([`crate::admin::views`]) as one resource of that type; a caller outside the system namespace
+//! may ask for `config_dump` and `edsz` only (else `PERMISSION_DENIED`, as istiod).
 //!
 //! Bounds, beyond those of every stream (request size, rate of new streams, first request
 //! timeout, maximum age): the caller must have proven an identity on a TLS port (else
@@ -11,11 +15,13 @@
 
 use std::sync::Arc;
 
+use envoy_types::pb::google::protobuf::Any;
 use tonic::Status;
 use tracing::{debug, info, warn};
 
 use super::{AdsStream, Protocol, until};
-use crate::xds::debug::{self, CONFIG_DUMP_TYPE, SYNCZ_TYPE, Scope};
+use crate::admin::views;
+use crate::xds::debug::{self, CONFIG_DUMP_TYPE, DEBUG_TYPE, SYNCZ_TYPE, Scope};
 use crate::xds::grpc::ReadError;
 use crate::xds::node::identify_debug_client;
 use crate::xds::wire::{EncodedAny, SotwResponse};
@@ -75,8 +81,16 @@ impl<M: Protocol> AdsStream<M> {
                     ?names,
                     "debug request"
                 );
-                let resources = self.debug_resources(&asked.type_url, names, &scope, snapshot);
-                let resources = resources.await;
+                let resources =
+                    self.debug_resources(&asked.type_url, names, &scope, &identity, snapshot);
+                let resources = match resources.await {
+                    Ok(resources) => resources,
+                    Err(status) => {
+                        debug!(client = client.id, %status, "debug request refused");
+                        self.close_with(status).await;
+                        return;
+                    }
+                };
                 // istiod names itself on syncz responses only.
                 let control_plane = if asked.type_url == SYNCZ_TYPE {
                     debug::control_plane_identifier().to_string()
@@ -120,34 +134,65 @@ impl<M: Protocol> AdsStream<M> {
     }
 
     /// The resources answering one debug request; empty for a request that finds nothing, as
-    /// istiod answers.
+    /// istiod answers. A refusal ends the stream with its status, as istiod's.
     async fn debug_resources(
         &self,
         type_url: &str,
         names: &[String],
         scope: &Scope,
+        identity: &str,
         snapshot: Arc<Snapshot>,
-    ) -> Vec<envoy_types::pb::google::protobuf::Any> {
-        match type_url {
+    ) -> Result<Vec<Any>, Status> {
+        Ok(match type_url {
             SYNCZ_TYPE => debug::syncz(&self.registry, scope),
+            DEBUG_TYPE => {
+                let [request] = names else {
+                    return Err(Status::invalid_argument(
+                        "exactly one debug request is required",
+                    ));
+                };
+                if *scope != Scope::All && !views::open_to_every_namespace(request) {
+                    return Err(Status::permission_denied(format!(
+                        "the debug info is not available for current identity: {identity:?}"
+                    )));
+                }
+                let (registry, scope, request) =
+                    (self.registry.clone(), scope.clone(), request.clone());
+                // Some views translate (config dumps) or walk every input (configz): one at a
+                // time across all streams, off the xDS workers.
+                let _permit = self.debug_dumps.acquire().await.ok();
+                let body = tokio::task::spawn_blocking(move || {
+                    let sources = views::Sources {
+                        registry: &registry,
+                        snapshot: &snapshot,
+                    };
+                    views::answer(&request, sources, &scope).into_bytes()
+                })
+                .await
+                .unwrap_or_default();
+                vec![Any {
+                    type_url: DEBUG_TYPE.to_string(),
+                    value: body,
+                }]
+            }
             CONFIG_DUMP_TYPE => {
                 let [name] = names else {
                     debug!(
                         names = names.len(),
                         "config_dump needs exactly one proxy id"
                     );
-                    return Vec::new();
+                    return Ok(Vec::new());
                 };
                 let connected = match self.registry.find(name) {
                     Ok(connected) if scope.sees(&connected.proxy.namespace) => connected,
                     Ok(_) => {
                         let error = FindError::NotConnected(name.clone());
                         debug!(%error, "config_dump of a proxy out of the caller's scope");
-                        return Vec::new();
+                        return Ok(Vec::new());
                     }
                     Err(error) => {
                         debug!(%error, "config_dump");
-                        return Vec::new();
+                        return Ok(Vec::new());
                     }
                 };
                 // The semaphore is never closed.
@@ -166,6 +211,6 @@ impl<M: Protocol> AdsStream<M> {
                 dumped.unwrap_or_default()
             }
             _ => Vec::new(),
-        }
+        })
     }
 }
