@@ -11,6 +11,7 @@ mod locality;
 mod rds;
 pub mod scope;
 pub mod sds;
+mod telemetry;
 
 use std::collections::BTreeMap;
 
@@ -186,6 +187,7 @@ pub fn translate(model: &Model, proxy: &Proxy) -> Resources {
     for listener in inbound::listeners(model, proxy) {
         listeners.insert(listener.name.clone(), listener);
     }
+    telemetry::apply(&mut listeners, &model.telemetry, proxy);
     Resources {
         clusters,
         endpoints,
