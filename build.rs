@@ -19,6 +19,7 @@ const ROOTS: &[&str] = &[
     "envoy/config/trace/v3/opentelemetry.proto",
     "envoy/config/trace/v3/zipkin.proto",
     "envoy/extensions/access_loggers/file/v3/file.proto",
+    "envoy/extensions/access_loggers/grpc/v3/als.proto",
     "envoy/extensions/clusters/original_dst/v3/original_dst.proto",
     "envoy/extensions/filters/http/cors/v3/cors.proto",
     "envoy/extensions/filters/http/fault/v3/fault.proto",

@@ -36,6 +36,7 @@ fn mesh(telemetry: &str) -> String {
 
 const LEGACY: &str = "\
 accessLogFile: /dev/stdout
+enableEnvoyAccessLogService: true
 accessLogEncoding: JSON
 accessLogFormat: '{\"code\": \"%RESPONSE_CODE%\", \"route\": \"%ROUTE_NAME%\", \"nested\": {\"host\": \"%UPSTREAM_HOST%\"}}'
 defaultConfig:
@@ -307,8 +308,17 @@ async fn compare(name: &str, telemetry: &str, check: impl Fn(&Value)) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_logs_and_tracing_match_istiod() {
     compare("legacy fields", LEGACY, |facts| {
-        assert!(facts["virtualOutbound.access_log"].is_array(), "{facts:#}");
-        assert!(facts["api.tcp.access_log"].is_array(), "{facts:#}");
+        // The file log and the access log service's, each.
+        assert_eq!(
+            facts["virtualOutbound.access_log"].as_array().map(Vec::len),
+            Some(2),
+            "{facts:#}"
+        );
+        assert_eq!(
+            facts["api.tcp.access_log"].as_array().map(Vec::len),
+            Some(2),
+            "{facts:#}"
+        );
         assert!(
             facts["inbound.passthrough.hcm"]["tracing"].is_object(),
             "{facts:#}"

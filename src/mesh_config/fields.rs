@@ -132,12 +132,13 @@ pub const FIELDS: &[Field] = &[
     entry(
         "enableEnvoyAccessLogService",
         Bool,
-        Status::NotYet(
-            "its loggers name the `envoy_accesslog_service` cluster, which istio-agent adds to \
-             the bootstrap from `defaultConfig.envoyAccessLogService`; a stock Envoy lacks it \
-             and would reject every listener naming it",
+        Status::Partial(
+            "carried out as istiod does; its loggers send to the bootstrap cluster \
+             `envoy_accesslog_service`, which `rudder bootstrap --access-log-service HOST:PORT` \
+             adds (istio-agent adds it from `defaultConfig.envoyAccessLogService`); an Envoy \
+             without it accepts the config and sends nothing",
         ),
-        NotDefault("false"),
+        Never,
     ),
     entry("disableEnvoyListenerLog", Bool, SUPPORTED, Never),
     entry(

@@ -346,8 +346,9 @@ fn every_field_name_is_known_once() {
     }
 }
 
-/// The fields `apply` reads (`enableEnvoyAccessLogService` is read but not carried out).
-const HONOURED: [&str; 27] = [
+/// The fields `apply` reads.
+const HONOURED: [&str; 28] = [
+    "enableEnvoyAccessLogService",
     "enableTracing",
     "accessLogFile",
     "accessLogFormat",

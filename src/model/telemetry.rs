@@ -73,6 +73,9 @@ pub const DEFAULT_JSON_LABELS: &[(&str, &str)] = &[
 pub struct Telemetry {
     /// Written by every connection manager and TCP proxy, in this order.
     pub access_logs: Vec<AccessLog>,
+    /// Also log to the gRPC access log service of the bootstrap (`enableEnvoyAccessLogService`,
+    /// which istiod honours only when no default provider logs).
+    pub access_log_service: bool,
     /// The same logs also on the virtual listeners, inbound and gateway listeners, for
     /// connections no filter chain takes (`disableEnvoyListenerLog: false`).
     pub listener_access_logs: bool,
@@ -150,17 +153,23 @@ impl Telemetry {
 
 /// Resolves the mesh config's telemetry against the registry's services.
 pub fn resolve(config: &TelemetryConfig, services: &BTreeMap<String, Service>) -> Telemetry {
+    let from_providers = provider_access_logs(config);
+    let legacy = from_providers.is_empty();
     Telemetry {
-        access_logs: access_logs(config),
+        access_logs: if legacy {
+            mesh_config_logs(config)
+        } else {
+            from_providers
+        },
+        access_log_service: legacy && config.enable_envoy_access_log_service,
         listener_access_logs: !config.disable_envoy_listener_log,
         tracing: tracing(config, services),
     }
 }
 
-/// istiod's `AccessLogging`: the default providers that are file access logs, by name; when
-/// none is, `accessLogFile`. (gRPC access log services are not carried out, see
-/// `mesh_config::fields`.)
-fn access_logs(config: &TelemetryConfig) -> Vec<AccessLog> {
+/// istiod's `AccessLogging`: the default providers that are file access logs, by name (gRPC
+/// and OpenTelemetry access log providers are not carried out, see `mesh_config::fields`).
+fn provider_access_logs(config: &TelemetryConfig) -> Vec<AccessLog> {
     let mut named: Vec<(&str, AccessLog)> = Vec::new();
     for name in &config.default_providers.access_logging {
         let Some(provider) = config.provider(name) else {
@@ -196,10 +205,12 @@ fn access_logs(config: &TelemetryConfig) -> Vec<AccessLog> {
             named.push((&provider.name, log));
         }
     }
-    if !named.is_empty() {
-        named.sort_by(|a, b| a.0.cmp(b.0));
-        return named.into_iter().map(|(_, log)| log).collect();
-    }
+    named.sort_by(|a, b| a.0.cmp(b.0));
+    named.into_iter().map(|(_, log)| log).collect()
+}
+
+/// Without default providers: `accessLogFile`, if set.
+fn mesh_config_logs(config: &TelemetryConfig) -> Vec<AccessLog> {
     if config.access_log_file.is_empty() {
         return Vec::new();
     }

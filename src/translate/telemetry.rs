@@ -20,7 +20,7 @@ use envoy_types::pb::envoy::config::accesslog::v3::{
     AccessLog as EnvoyAccessLog, AccessLogFilter, ResponseFlagFilter, access_log, access_log_filter,
 };
 use envoy_types::pb::envoy::config::core::v3::{
-    DataSource, GrpcService, HeaderValue, HeaderValueOption, HttpService, HttpUri,
+    ApiVersion, DataSource, GrpcService, HeaderValue, HeaderValueOption, HttpService, HttpUri,
     JsonFormatOptions, SubstitutionFormatString, TypedExtensionConfig, data_source, grpc_service,
     header_value_option, http_uri, substitution_format_string,
 };
@@ -30,6 +30,9 @@ use envoy_types::pb::envoy::config::trace::v3::{
 };
 use envoy_types::pb::envoy::extensions::access_loggers::file::v3::{
     FileAccessLog, file_access_log,
+};
+use envoy_types::pb::envoy::extensions::access_loggers::grpc::v3::{
+    CommonGrpcAccessLogConfig, HttpGrpcAccessLogConfig, TcpGrpcAccessLogConfig,
 };
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, RequestIdExtension, http_connection_manager,
@@ -49,6 +52,7 @@ use prost::Message;
 use serde_json::Value;
 
 use super::{any, proto_duration};
+use crate::bootstrap::ACCESS_LOG_SERVICE_CLUSTER;
 use crate::mesh_config::telemetry::CustomTag as MeshCustomTag;
 use crate::model::telemetry::{AccessLog, LogFormat, Telemetry, TracerKind, Tracing};
 use crate::proxy::{Proxy, ProxyKind};
@@ -60,6 +64,18 @@ const FILE_ACCESS_LOG: &str = "envoy.access_loggers.file";
 /// ports, which would loop.
 const LOOP_GUARD_CHAINS: &[&str] = &["virtualOutbound-blackhole", "virtualInbound-blackhole"];
 const VIRTUAL_OUTBOUND: &str = "virtualOutbound";
+const TCP_LOG_NAME: &str = "tcp_envoy_accesslog";
+const LISTENER_LOG_NAME: &str = "listener_envoy_accesslog";
+/// The filter state istiod's access log service loggers send (the peers' metadata, old and new
+/// keys).
+const PEER_STATE: &[&str] = &[
+    "upstream_peer",
+    "downstream_peer",
+    "wasm.upstream_peer",
+    "wasm.upstream_peer_id",
+    "wasm.downstream_peer",
+    "wasm.downstream_peer_id",
+];
 
 /// Adds the proxy's access logs and tracing to its listeners.
 pub(super) fn apply(
@@ -68,7 +84,21 @@ pub(super) fn apply(
     proxy: &Proxy,
 ) {
     let telemetry = telemetry.for_proxy(proxy);
-    let logs: Vec<EnvoyAccessLog> = telemetry.access_logs.iter().map(access_log).collect();
+    let files: Vec<EnvoyAccessLog> = telemetry.access_logs.iter().map(access_log).collect();
+    let with_service = |service: Option<EnvoyAccessLog>| {
+        let mut logs = files.clone();
+        logs.extend(service.filter(|_| telemetry.access_log_service));
+        logs
+    };
+    let http_logs = with_service(Some(http_grpc_log()));
+    let tcp_logs = with_service(Some(tcp_grpc_log(TCP_LOG_NAME)));
+    let listener_logs: Vec<EnvoyAccessLog> = with_service(Some(tcp_grpc_log(LISTENER_LOG_NAME)))
+        .into_iter()
+        .map(|mut log| {
+            log.filter = Some(no_route_filter());
+            log
+        })
+        .collect();
     let hcm_tracing = telemetry.tracing.as_ref().map(|t| hcm_tracing(t, proxy));
     for listener in listeners.values_mut() {
         let chains = listener
@@ -76,41 +106,35 @@ pub(super) fn apply(
             .iter_mut()
             .chain(listener.default_filter_chain.as_mut());
         for chain in chains {
-            apply_to_chain(chain, &logs, hcm_tracing.as_ref());
+            apply_to_chain(chain, &http_logs, &tcp_logs, hcm_tracing.as_ref());
         }
         let listener_level = proxy.kind == ProxyKind::Router
             || listener.name == VIRTUAL_OUTBOUND
             || listener.traffic_direction
                 == envoy_types::pb::envoy::config::core::v3::TrafficDirection::Inbound as i32;
         if telemetry.listener_access_logs && listener_level {
-            listener.access_log = logs
-                .iter()
-                .cloned()
-                .map(|mut log| {
-                    log.filter = Some(no_route_filter());
-                    log
-                })
-                .collect();
+            listener.access_log.clone_from(&listener_logs);
         }
     }
 }
 
 fn apply_to_chain(
     chain: &mut FilterChain,
-    logs: &[EnvoyAccessLog],
+    http_logs: &[EnvoyAccessLog],
+    tcp_logs: &[EnvoyAccessLog],
     tracing: Option<&http_connection_manager::Tracing>,
 ) {
     let loop_guard = LOOP_GUARD_CHAINS.contains(&chain.name.as_str());
     for filter in &mut chain.filters {
         match filter.name.as_str() {
             HCM => rewrite(filter, |manager: &mut HttpConnectionManager| {
-                manager.access_log.extend(logs.iter().cloned());
+                manager.access_log.extend(http_logs.iter().cloned());
                 manager.tracing = tracing.cloned();
                 manager.request_id_extension = Some(request_id_extension());
             }),
-            TCP_PROXY if !loop_guard && !logs.is_empty() => {
+            TCP_PROXY if !loop_guard && !tcp_logs.is_empty() => {
                 rewrite(filter, |proxy: &mut TcpProxy| {
-                    proxy.access_log.extend(logs.iter().cloned());
+                    proxy.access_log.extend(tcp_logs.iter().cloned());
                 });
             }
             _ => {}
@@ -129,6 +153,48 @@ fn rewrite<M: Message + prost::Name + Default>(filter: &mut Filter, change: impl
     };
     change(&mut message);
     filter.config_type = Some(filter::ConfigType::TypedConfig(any(&message)));
+}
+
+/// What istiod's access log service loggers share: the bootstrap's service cluster.
+fn grpc_common(log_name: &str) -> CommonGrpcAccessLogConfig {
+    CommonGrpcAccessLogConfig {
+        log_name: log_name.to_string(),
+        grpc_service: Some(GrpcService {
+            target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(
+                grpc_service::EnvoyGrpc {
+                    cluster_name: ACCESS_LOG_SERVICE_CLUSTER.to_string(),
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        }),
+        transport_api_version: ApiVersion::V3 as i32,
+        filter_state_objects_to_log: PEER_STATE.iter().map(ToString::to_string).collect(),
+        ..Default::default()
+    }
+}
+
+fn http_grpc_log() -> EnvoyAccessLog {
+    let config = HttpGrpcAccessLogConfig {
+        common_config: Some(grpc_common("http_envoy_accesslog")),
+        ..Default::default()
+    };
+    EnvoyAccessLog {
+        name: "envoy.access_loggers.http_grpc".to_string(),
+        config_type: Some(access_log::ConfigType::TypedConfig(any(&config))),
+        ..Default::default()
+    }
+}
+
+fn tcp_grpc_log(log_name: &str) -> EnvoyAccessLog {
+    let config = TcpGrpcAccessLogConfig {
+        common_config: Some(grpc_common(log_name)),
+    };
+    EnvoyAccessLog {
+        name: "envoy.tcp_grpc_access_log".to_string(),
+        config_type: Some(access_log::ConfigType::TypedConfig(any(&config))),
+        ..Default::default()
+    }
 }
 
 /// istiod's listener access log filter: only connections no filter chain took.
