@@ -263,8 +263,7 @@ fn tracing(config: &TelemetryConfig, services: &BTreeMap<String, Service>) -> Op
         // istiod's PILOT_TRACE_SAMPLING default, unless defaultConfig.tracing.sampling is set
         // (more than 100 means 1).
         random_sampling: match proxy.sampling {
-            s if s == 0.0 => 1.0,
-            s if s > 100.0 => 1.0,
+            s if s == 0.0 || s > 100.0 => 1.0,
             s => s,
         },
         istio_tags: proxy.enable_istio_tags.unwrap_or(true),
