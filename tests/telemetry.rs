@@ -1,17 +1,32 @@
 //! Access logs with a real Envoy: the mesh config's `accessLogFile` makes the sidecar write a
 //! line per request through its outbound listener, in istiod's default text format, and an edit
-//! of the mesh config file (JSON encoding) applies live to the next request.
+//! of the mesh config file (JSON encoding) applies live to the next request. With
+//! `enableEnvoyAccessLogService` and `rudder bootstrap --access-log-service`, the entries reach
+//! a gRPC access log service.
 //!
-//! Port 19261 and addresses 127.0.161.x are this file's own.
+//! Ports 19261 to 19263 and addresses 127.0.161.x are this file's own.
 
 mod support;
 
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::Value;
-use support::mesh::{Backend, Mesh, replace_file, service_yaml, wait_until};
+use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_server::{
+    AccessLogService, AccessLogServiceServer,
+};
+use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::LogEntries;
+use envoy_types::pb::envoy::service::accesslog::v3::{
+    StreamAccessLogsMessage, StreamAccessLogsResponse,
+};
+use rudder::bootstrap::{AdsApiType, BootstrapOptions, bootstrap_json};
+use rudder::serve::{ServeOptions, Server};
+use serde_json::{Value, json};
+use support::envoy_process::EnvoyProcess;
+use support::mesh::{
+    Backend, Mesh, get_through, local_serve_options, replace_file, service_yaml, wait_until,
+};
 use support::upstream::Upstream;
+use tokio::sync::mpsc;
 
 const PORT: u16 = 19261;
 const LIMIT: Duration = Duration::from_secs(15);
@@ -105,4 +120,98 @@ async fn requests_through_the_sidecar_are_logged_as_the_mesh_config_says() {
     assert_eq!(record["response_code"], 200, "{record:#}");
     assert_eq!(record["path"], "/logged", "{record:#}");
     assert_eq!(record["authority"], "web", "{record:#}");
+}
+
+/// An access log service that hands over every message Envoy streams.
+struct Collector(mpsc::UnboundedSender<StreamAccessLogsMessage>);
+
+#[tonic::async_trait]
+impl AccessLogService for Collector {
+    async fn stream_access_logs(
+        &self,
+        request: tonic::Request<tonic::Streaming<StreamAccessLogsMessage>>,
+    ) -> Result<tonic::Response<StreamAccessLogsResponse>, tonic::Status> {
+        let mut stream = request.into_inner();
+        while let Some(message) = stream.message().await? {
+            let _ = self.0.send(message);
+        }
+        Ok(tonic::Response::new(StreamAccessLogsResponse {}))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_service_of_the_bootstrap_gets_the_entries() {
+    const PORT: u16 = 19262;
+    let _upstream = Upstream::start("web-v1", "127.0.161.2:19262").await;
+    let (sender, mut received) = mpsc::unbounded_channel();
+    let service = "127.0.161.9:19263";
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(AccessLogServiceServer::new(Collector(sender)))
+            .serve(service.parse().expect("an address")),
+    );
+
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config = dir.path().join("config");
+    std::fs::create_dir(&config).expect("a config directory");
+    std::fs::write(
+        config.join("web.yaml"),
+        service_yaml(
+            "web",
+            "10.96.161.2",
+            PORT,
+            &[Backend::new("web-v1", "127.0.161.2", "v1")],
+        ),
+    )
+    .expect("write the service");
+    let mesh = dir.path().join("mesh.yaml");
+    std::fs::write(&mesh, "enableEnvoyAccessLogService: true\n").expect("write the mesh config");
+    let server = Server::start(ServeOptions {
+        mesh_config_file: Some(mesh),
+        ..local_serve_options(vec![config])
+    })
+    .await
+    .expect("rudder starts");
+    let bootstrap = bootstrap_json(&BootstrapOptions {
+        node_id: support::mesh::NODE_ID.to_string(),
+        xds_address: server.xds_address().to_string(),
+        metadata: json!({"NAMESPACE": "bookinfo", "INTERCEPTION_MODE": "NONE", "LABELS": {"app": "client"}}),
+        admin_address: "127.0.0.1:0".parse().expect("an address"),
+        api_type: AdsApiType::Grpc,
+        xds_tls: None,
+        access_log_service: Some(service.to_string()),
+    })
+    .expect("a bootstrap");
+    let envoy = EnvoyProcess::start_from_bootstrap("envoy.json", &bootstrap.to_string());
+
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + LIMIT;
+    loop {
+        let _ = get_through(&client, PORT, "web", "/logged", &[]).await;
+        while let Ok(message) = received.try_recv() {
+            let named = message
+                .identifier
+                .as_ref()
+                .is_some_and(|id| id.log_name == "http_envoy_accesslog");
+            let Some(LogEntries::HttpLogs(logs)) = message.log_entries else {
+                continue;
+            };
+            let for_web = logs.log_entry.iter().any(|entry| {
+                entry
+                    .request
+                    .as_ref()
+                    .is_some_and(|request| request.authority == "web" && request.path == "/logged")
+            });
+            if named && for_web {
+                server.stop().await;
+                return;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the access log service got no entry for web; Envoy log:\n{}",
+            envoy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
