@@ -57,7 +57,14 @@ pub struct BootstrapOptions {
     pub api_type: AdsApiType,
     /// Reach rudder over TLS (`rudder serve --xds-tls-cert`); `None`: plaintext.
     pub xds_tls: Option<XdsClientTls>,
+    /// An Envoy access log service (gRPC, `HOST:PORT`) for the cluster
+    /// [`ACCESS_LOG_SERVICE_CLUSTER`], which the mesh config's `enableEnvoyAccessLogService`
+    /// loggers name (istio-agent adds it from ProxyConfig `envoyAccessLogService`).
+    pub access_log_service: Option<String>,
 }
+
+/// The static cluster of the access log service, named as istio-agent names it.
+pub const ACCESS_LOG_SERVICE_CLUSTER: &str = "envoy_accesslog_service";
 
 /// How Envoy's xDS cluster speaks TLS to rudder: an `UpstreamTlsContext` reading these files
 /// (paths as Envoy sees them, read when Envoy starts).
@@ -101,6 +108,8 @@ impl AdsApiType {
 pub enum BootstrapError {
     #[error("xDS address {0:?} is not HOST:PORT")]
     BadXdsAddress(String),
+    #[error("access log service address {0:?} is not HOST:PORT")]
+    BadAccessLogServiceAddress(String),
     #[error("metadata must be a JSON object, got {0}")]
     BadMetadata(String),
     #[error("label {0:?} is not KEY=VALUE")]
@@ -161,12 +170,19 @@ pub fn bootstrap_json(options: &BootstrapOptions) -> Result<Json, BootstrapError
 }
 
 pub fn bootstrap(options: &BootstrapOptions) -> Result<Bootstrap, BootstrapError> {
-    let (host, port) = options
-        .xds_address
-        .rsplit_once(':')
-        .and_then(|(host, port)| Some((host.trim_matches(['[', ']']), port.parse::<u32>().ok()?)))
-        .filter(|(host, _)| !host.is_empty())
+    let (host, port) = host_port(&options.xds_address)
         .ok_or_else(|| BootstrapError::BadXdsAddress(options.xds_address.clone()))?;
+    let mut clusters = vec![grpc_cluster(
+        XDS_CLUSTER,
+        host,
+        port,
+        options.xds_tls.as_ref(),
+    )];
+    if let Some(address) = &options.access_log_service {
+        let (host, port) = host_port(address)
+            .ok_or_else(|| BootstrapError::BadAccessLogServiceAddress(address.clone()))?;
+        clusters.push(grpc_cluster(ACCESS_LOG_SERVICE_CLUSTER, host, port, None));
+    }
     let metadata = match &options.metadata {
         Json::Null => Struct::default(),
         Json::Object(fields) => Struct {
@@ -209,7 +225,7 @@ pub fn bootstrap(options: &BootstrapOptions) -> Result<Bootstrap, BootstrapError
             ..Default::default()
         }),
         static_resources: Some(StaticResources {
-            clusters: vec![xds_cluster(host, port, options.xds_tls.as_ref())],
+            clusters,
             ..Default::default()
         }),
         admin: Some(Admin {
@@ -235,7 +251,17 @@ fn node_cluster(node_id: &str, metadata: &Json) -> String {
     }
 }
 
-fn xds_cluster(host: &str, port: u32, tls: Option<&XdsClientTls>) -> Cluster {
+/// `HOST:PORT` (the host may be a bracketed IPv6 address).
+fn host_port(address: &str) -> Option<(&str, u32)> {
+    address
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host.trim_matches(['[', ']']), port.parse::<u32>().ok()?)))
+        .filter(|(host, _)| !host.is_empty())
+}
+
+/// A static cluster speaking gRPC (HTTP/2) to `host:port`: rudder's xDS, or the access log
+/// service.
+fn grpc_cluster(name: &str, host: &str, port: u32, tls: Option<&XdsClientTls>) -> Cluster {
     let discovery = if host.parse::<std::net::IpAddr>().is_ok() {
         DiscoveryType::Static
     } else {
@@ -252,7 +278,7 @@ fn xds_cluster(host: &str, port: u32, tls: Option<&XdsClientTls>) -> Cluster {
         ..Default::default()
     };
     Cluster {
-        name: XDS_CLUSTER.to_string(),
+        name: name.to_string(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(discovery as i32)),
         connect_timeout: Some(Duration {
             seconds: 1,
@@ -266,7 +292,7 @@ fn xds_cluster(host: &str, port: u32, tls: Option<&XdsClientTls>) -> Cluster {
         .collect(),
         transport_socket: tls.map(|tls| tls_transport_socket(host, tls)),
         load_assignment: Some(ClusterLoadAssignment {
-            cluster_name: XDS_CLUSTER.to_string(),
+            cluster_name: name.to_string(),
             endpoints: vec![LocalityLbEndpoints {
                 lb_endpoints: vec![LbEndpoint {
                     host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
@@ -409,6 +435,7 @@ mod tests {
             admin_address: "127.0.0.1:15000".parse().unwrap(),
             api_type,
             xds_tls: None,
+            access_log_service: None,
         }
     }
 
@@ -450,6 +477,30 @@ mod tests {
         assert!(matches!(
             node_metadata(serde_json::json!([1]), None, &[]),
             Err(BootstrapError::BadMetadata(_))
+        ));
+    }
+
+    #[test]
+    fn an_access_log_service_gets_istio_agents_cluster() {
+        let json = bootstrap_json(&BootstrapOptions {
+            access_log_service: Some("als.istio-system:15000".to_string()),
+            ..options(AdsApiType::Grpc)
+        })
+        .unwrap();
+        let cluster = &json["static_resources"]["clusters"][1];
+        assert_eq!(cluster["name"], ACCESS_LOG_SERVICE_CLUSTER);
+        assert_eq!(cluster["type"], "STRICT_DNS");
+        assert_eq!(
+            cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+                ["port_value"],
+            15000
+        );
+        assert!(matches!(
+            bootstrap(&BootstrapOptions {
+                access_log_service: Some("als".to_string()),
+                ..options(AdsApiType::Grpc)
+            }),
+            Err(BootstrapError::BadAccessLogServiceAddress(_))
         ));
     }
 

@@ -245,6 +245,11 @@ enum Command {
         /// --xds-address when it is a name).
         #[arg(long, value_name = "NAME", requires = "xds_tls_ca")]
         xds_tls_server_name: Option<String>,
+        /// An Envoy access log service (gRPC, HOST:PORT) for the `envoy_accesslog_service`
+        /// cluster that meshConfig `enableEnvoyAccessLogService` logs to, as istio-agent adds
+        /// it from ProxyConfig `envoyAccessLogService`.
+        #[arg(long, value_name = "HOST:PORT")]
+        access_log_service: Option<String>,
     },
     /// Print the resources one proxy gets, as JSON in the shape of Envoy's config_dump.
     #[command(
@@ -554,6 +559,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             xds_tls_cert,
             xds_tls_key,
             xds_tls_server_name,
+            access_log_service,
         } => {
             let metadata = node_metadata(
                 parse_metadata(metadata.as_deref())?,
@@ -583,6 +589,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     client_certificate,
                     server_name: xds_tls_server_name,
                 }),
+                access_log_service,
             })?;
             print!(
                 "{}",

@@ -63,6 +63,7 @@ fn start_gateway_envoy(
         admin_address: "127.0.0.1:0".parse().expect("an address"),
         api_type,
         xds_tls: Some(ca.envoy_tls("gw", GATEWAY_SERVICE_ACCOUNT)),
+        access_log_service: None,
     })
     .expect("a bootstrap");
     bootstrap["static_resources"]["listeners"] = json!([{

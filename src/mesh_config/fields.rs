@@ -114,45 +114,41 @@ pub const FIELDS: &[Field] = &[
     entry(
         "enableTracing",
         Bool,
-        Status::NotYet("no tracing configuration is sent"),
+        Status::Partial(
+            "connection managers trace as istiod's do; without a `defaultProviders.tracing` \
+             provider spans go to the bootstrap's tracer, which istio-agent writes from \
+             `defaultConfig.tracing` and a stock Envoy does not have",
+        ),
         Never,
     ),
-    entry(
-        "accessLogFile",
-        Shape::String,
-        Status::NotYet("no access log is configured"),
-        NotDefault("\"\""),
-    ),
-    entry(
-        "accessLogFormat",
-        Shape::String,
-        Status::NotYet("no access log is configured"),
-        NotDefault("\"\""),
-    ),
+    entry("accessLogFile", Shape::String, SUPPORTED, Never),
+    entry("accessLogFormat", Shape::String, SUPPORTED, Never),
     entry(
         "accessLogEncoding",
         Enum(&["TEXT", "JSON"]),
-        Status::NotYet("no access log is configured"),
+        SUPPORTED,
         Never,
     ),
     entry(
         "enableEnvoyAccessLogService",
         Bool,
-        Status::NotYet("no access log is configured"),
-        NotDefault("false"),
-    ),
-    entry(
-        "disableEnvoyListenerLog",
-        Bool,
-        Status::NotYet("no access log is configured"),
+        Status::Partial(
+            "carried out as istiod does; its loggers send to the bootstrap cluster \
+             `envoy_accesslog_service`, which `rudder bootstrap --access-log-service HOST:PORT` \
+             adds (istio-agent adds it from `defaultConfig.envoyAccessLogService`); an Envoy \
+             without it accepts the config and sends nothing",
+        ),
         Never,
     ),
+    entry("disableEnvoyListenerLog", Bool, SUPPORTED, Never),
     entry(
         "defaultConfig",
         Object,
-        Status::NotApplicable(
-            "ProxyConfig is the proxy's bootstrap, which istio-agent writes; `rudder bootstrap` \
-             makes it for stock Envoy",
+        Status::Partial(
+            "ProxyConfig is mostly the proxy's bootstrap, which istio-agent writes (`rudder \
+             bootstrap` makes it for stock Envoy); its `tracing` sampling, `customTags`, \
+             `maxPathTagLength` and `enableIstioTags` shape connection managers' tracing, as in \
+             istiod",
         ),
         Never,
     ),
@@ -269,14 +265,24 @@ pub const FIELDS: &[Field] = &[
     entry(
         "extensionProviders",
         Objects,
-        Status::NotYet("used by Telemetry (not read) and CUSTOM AuthorizationPolicy, issue 21"),
-        Never,
+        Status::Partial(
+            "`envoyFileAccessLog`, `zipkin` and `opentelemetry` (tracing, without \
+             `resourceDetectors` and samplers) are carried out when `defaultProviders` names \
+             them; the gRPC and OpenTelemetry access log services, datadog, skywalking and \
+             lightstep are not yet, ext authz providers wait for CUSTOM AuthorizationPolicy \
+             (issue 21), and metrics providers need Istio's stats filters, which a stock Envoy \
+             lacks",
+        ),
+        Uses(uses_unsupported_provider),
     ),
     entry(
         "defaultProviders",
         Object,
-        Status::NotYet("used by Telemetry, which is not read"),
-        Never,
+        Status::Partial(
+            "`accessLogging` and `tracing` are carried out (no Telemetry object is read yet, \
+             so they apply to every proxy); `metrics` needs Istio's stats filters",
+        ),
+        Uses(sets_metrics),
     ),
     entry(
         "discoverySelectors",
@@ -301,6 +307,46 @@ pub const FIELDS: &[Field] = &[
         NotDefault("null"),
     ),
 ];
+
+/// An `extensionProviders` entry of a kind (or with a part) rudder does not carry out; the
+/// built-in metrics providers (`prometheus`, `stackdriver`) are not reported.
+fn uses_unsupported_provider(value: &Value) -> bool {
+    let carried_out = [
+        "envoyFileAccessLog",
+        "zipkin",
+        "opentelemetry",
+        "prometheus",
+        "stackdriver",
+    ];
+    value.as_array().is_some_and(|providers| {
+        providers
+            .iter()
+            .filter_map(Value::as_object)
+            .any(|provider| {
+                provider.iter().any(|(key, value)| {
+                    let other_kind =
+                        key != "name" && !value.is_null() && !carried_out.contains(&key.as_str());
+                    let otel_extras = key == "opentelemetry"
+                        && [
+                            "resourceDetectors",
+                            "dynatraceSampler",
+                            "serviceAttributeEnrichment",
+                        ]
+                        .iter()
+                        .any(|part| value.get(part).is_some_and(|v| !v.is_null()));
+                    other_kind || otel_extras
+                })
+            })
+    })
+}
+
+/// `defaultProviders.metrics` is set.
+fn sets_metrics(value: &Value) -> bool {
+    value
+        .get("metrics")
+        .and_then(Value::as_array)
+        .is_some_and(|metrics| !metrics.is_empty())
+}
 
 /// A string field that is not empty.
 fn is_set(value: &Value) -> bool {

@@ -13,6 +13,7 @@
 //! [`MeshConfig`] in force when a new one is refused, and translation reads it from the model.
 
 pub mod fields;
+pub mod telemetry;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -65,6 +66,8 @@ pub struct MeshConfig {
     /// The pattern of outbound clusters' stat names (`%SERVICE%`, `%SERVICE_PORT%`, ...);
     /// empty: Envoy names stats after the cluster.
     pub outbound_cluster_stat_name: String,
+    /// Access logs and tracing (`model::telemetry` resolves what a proxy gets).
+    pub telemetry: telemetry::TelemetryConfig,
 }
 
 /// `tlsDefaults`: what gateway servers (SIMPLE, MUTUAL) start from before their own settings,
@@ -152,6 +155,7 @@ impl Default for MeshConfig {
             path_normalization: PathNormalization::Base,
             tls_defaults: TlsDefaults::default(),
             outbound_cluster_stat_name: String::new(),
+            telemetry: telemetry::TelemetryConfig::default(),
         }
     }
 }
@@ -288,6 +292,9 @@ enum H2UpgradePolicy {
 
 /// Sets one honoured field; fields rudder does not read were type-checked by the caller only.
 fn apply(config: &mut MeshConfig, name: &str, value: Value) -> Result<(), MeshConfigError> {
+    if telemetry::TELEMETRY_FIELDS.contains(&name) {
+        return telemetry::apply(&mut config.telemetry, name, value);
+    }
     match name {
         "rootNamespace" => config.root_namespace = typed(name, value)?,
         "outboundTrafficPolicy" => {

@@ -169,8 +169,10 @@ fn unknown_fields_are_ignored_with_a_warning() {
 #[test]
 fn fields_not_carried_out_warn_only_when_they_differ_from_istiods_default() {
     assert_eq!(
-        warnings("accessLogFile: /dev/stdout\n"),
-        ["accessLogFile: not carried out by rudder yet (no access log is configured); ignored"]
+        warnings("inboundClusterStatName: '%SERVICE%'\n"),
+        [
+            "inboundClusterStatName: not carried out by rudder yet (clusters keep Envoy's stat names); ignored"
+        ]
     );
     // An Istio install's usual settings that change nothing say nothing.
     assert!(
@@ -345,7 +347,16 @@ fn every_field_name_is_known_once() {
 }
 
 /// The fields `apply` reads.
-const HONOURED: [&str; 19] = [
+const HONOURED: [&str; 28] = [
+    "enableEnvoyAccessLogService",
+    "enableTracing",
+    "accessLogFile",
+    "accessLogFormat",
+    "accessLogEncoding",
+    "disableEnvoyListenerLog",
+    "defaultProviders",
+    "extensionProviders",
+    "defaultConfig",
     "outboundClusterStatName",
     "tlsDefaults",
     "pathNormalization",
@@ -381,5 +392,58 @@ fn docs_mesh_config_md_is_the_table() {
         written == generated,
         "docs/mesh-config.md differs from src/mesh_config/fields.rs; regenerate it with \
          RUDDER_UPDATE_DOCS=1 cargo test --lib mesh_config"
+    );
+}
+
+#[test]
+fn telemetry_fields_merge_over_istiods_defaults() {
+    let defaults = MeshConfig::default().telemetry;
+    assert!(defaults.enable_tracing);
+    let names: Vec<&str> = defaults
+        .extension_providers
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(names, ["prometheus", "stackdriver", "envoy"]);
+
+    let parsed = parsed(
+        "accessLogFile: /tmp/a.log\naccessLogEncoding: 1\nenableTracing: false\n\
+         extensionProviders:\n\
+         - {name: envoy, envoyFileAccessLog: {path: /tmp/b.log}}\n\
+         - {name: zipkin, zipkin: {service: zipkin.istio-system, port: 9411}}\n\
+         - {name: als, envoyHttpAls: {service: als, port: 9000}}\n\
+         defaultProviders: {tracing: [zipkin]}\n\
+         defaultConfig: {tracing: {sampling: 10}, discoveryAddress: x:15012}\n",
+    );
+    let telemetry = parsed.config.telemetry;
+    assert_eq!(telemetry.access_log_file, "/tmp/a.log");
+    assert_eq!(
+        telemetry.access_log_encoding,
+        telemetry::AccessLogEncoding::Json
+    );
+    assert!(!telemetry.enable_tracing);
+    // `envoy` replaced in place, the others appended, as istiod merges them.
+    assert_eq!(telemetry.extension_providers.len(), 5);
+    assert!(matches!(
+        &telemetry.extension_providers[2].kind,
+        telemetry::Provider::EnvoyFileAccessLog(file) if file.path == "/tmp/b.log"
+    ));
+    assert!(matches!(
+        &telemetry.provider("ZIPKIN").map(|p| &p.kind),
+        Some(telemetry::Provider::Zipkin(zipkin)) if zipkin.port == 9411
+    ));
+    assert_eq!(telemetry.default_providers.tracing, ["zipkin"]);
+    assert_eq!(telemetry.proxy_tracing.sampling, 10.0);
+    // The ALS provider is not carried out: a warning.
+    assert_eq!(parsed.warnings.len(), 1, "{:?}", parsed.warnings);
+    assert!(parsed.warnings[0].field.starts_with("extensionProviders"));
+
+    assert_eq!(
+        error("extensionProviders: [{name: z, zipkin: {port: x}}]"),
+        "extensionProviders[0].zipkin.port: invalid type: string \"x\", expected u32"
+    );
+    assert!(
+        error("extensionProviders: [{name: z, zipkin: {}, opentelemetry: {}}]")
+            .contains("more than one provider")
     );
 }

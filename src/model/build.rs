@@ -366,6 +366,7 @@ pub fn build_with(inputs: &Inputs, previous: &LastGood, settings: &Settings) -> 
     let mut errors = admission.errors;
     errors.sort();
     errors.dedup();
+    let telemetry = super::telemetry::resolve(&mesh.telemetry, &services);
     Built {
         model: Model {
             dns_domain: dns_domain.to_string(),
@@ -380,6 +381,7 @@ pub fn build_with(inputs: &Inputs, previous: &LastGood, settings: &Settings) -> 
             sidecars,
             root_namespace: mesh.root_namespace.clone(),
             mesh: Arc::new(mesh),
+            telemetry: Arc::new(telemetry),
             credentials,
             gateways,
         },

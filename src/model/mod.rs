@@ -16,6 +16,7 @@ mod mesh;
 mod references;
 mod service_entry;
 pub mod sidecar;
+pub mod telemetry;
 mod validate;
 pub mod virtual_service;
 
@@ -434,6 +435,8 @@ pub struct Model {
     pub root_namespace: String,
     /// The mesh config in force (the last one accepted), which translation reads.
     pub mesh: Arc<crate::mesh_config::MeshConfig>,
+    /// Access logs and tracing, resolved from the mesh config (ask it `for_proxy`).
+    pub telemetry: Arc<telemetry::Telemetry>,
     /// TLS material of Secrets, for gateway servers' `credentialName`.
     pub credentials: credential::Credentials,
     /// In precedence order: oldest first, then namespace and name.

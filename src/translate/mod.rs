@@ -12,6 +12,7 @@ mod metadata;
 mod rds;
 pub mod scope;
 pub mod sds;
+mod telemetry;
 
 use std::collections::BTreeMap;
 
@@ -187,6 +188,7 @@ pub fn translate(model: &Model, proxy: &Proxy) -> Resources {
     for listener in inbound::listeners(model, proxy) {
         listeners.insert(listener.name.clone(), listener);
     }
+    telemetry::apply(&mut listeners, &model.telemetry, proxy);
     Resources {
         clusters,
         endpoints,

@@ -196,6 +196,7 @@ fn scoped_model(
         sidecars: Vec::new(),
         root_namespace: model.root_namespace.clone(),
         mesh: model.mesh.clone(),
+        telemetry: model.telemetry.clone(),
         credentials: Default::default(),
         gateways: Vec::new(),
     }

@@ -30,6 +30,7 @@ fn bootstrap(replicas: &[&ServerProcess], api_type: AdsApiType) -> String {
         admin_address: "127.0.0.1:0".parse().expect("an address"),
         api_type,
         xds_tls: None,
+        access_log_service: None,
     })
     .expect("a bootstrap");
     let endpoints = bootstrap["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]

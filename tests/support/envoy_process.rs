@@ -45,6 +45,7 @@ impl EnvoyProcess {
             admin_address: "127.0.0.1:0".parse().expect("an address"),
             api_type,
             xds_tls,
+            access_log_service: None,
         })
         .expect("a bootstrap");
         Self::start_from_bootstrap("envoy.json", &bootstrap.to_string())

@@ -115,8 +115,37 @@ impl Mesh {
             config_dirs,
             None,
             XdsOptions::default(),
+            None,
         )
         .await
+    }
+
+    /// Like [`Mesh::start`], with a mesh config file (`mesh_config_path()`, outside the config
+    /// directory, which is `config/` under `dir`), followed as it changes.
+    pub async fn start_with_mesh_config(port: u16, files: &[(&str, String)], mesh: &str) -> Mesh {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let config = dir.path().join("config");
+        std::fs::create_dir(&config).expect("a config directory");
+        for (name, contents) in files {
+            std::fs::write(config.join(name), contents).expect("write a config file");
+        }
+        let mesh_file = dir.path().join("mesh.yaml");
+        std::fs::write(&mesh_file, mesh).expect("write the mesh config");
+        Self::launch(
+            AdsApiType::default(),
+            port,
+            dir,
+            vec![config],
+            None,
+            XdsOptions::default(),
+            Some(mesh_file),
+        )
+        .await
+    }
+
+    /// The mesh config file of [`Mesh::start_with_mesh_config`].
+    pub fn mesh_config_path(&self) -> PathBuf {
+        self.dir.path().join("mesh.yaml")
     }
 
     /// Like [`Mesh::start`], with the xDS server run with `xds` (e.g. with a test hook).
@@ -131,7 +160,7 @@ impl Mesh {
             std::fs::write(dir.path().join(name), contents).expect("write a config file");
         }
         let config_dirs = vec![dir.path().to_path_buf()];
-        Self::launch(api_type, port, dir, config_dirs, None, xds).await
+        Self::launch(api_type, port, dir, config_dirs, None, xds, None).await
     }
 
     /// Starts rudder watching the API server of `kubeconfig` (no config directory), and Envoy.
@@ -150,6 +179,7 @@ impl Mesh {
             Vec::new(),
             Some(kubernetes),
             XdsOptions::default(),
+            None,
         )
         .await
     }
@@ -161,10 +191,12 @@ impl Mesh {
         config_dirs: Vec<PathBuf>,
         kubernetes: Option<KubernetesOptions>,
         xds: XdsOptions,
+        mesh_config_file: Option<PathBuf>,
     ) -> Mesh {
         let server = Server::start(ServeOptions {
             kubernetes,
             xds,
+            mesh_config_file,
             ..local_serve_options(config_dirs)
         })
         .await
