@@ -80,9 +80,10 @@ const PASSTHROUGH_BIND_V4: &str = "127.0.0.6";
 const PASSTHROUGH_BIND_V6: &str = "::6";
 /// The mark TPROXY interception routes back to Envoy (istio-init's default).
 const TPROXY_MARK: u32 = 1337;
-/// istiod never cleans up inbound ORIGINAL_DST hosts: the only host is the workload itself.
+/// istiod never cleans up inbound ORIGINAL_DST hosts: the only host is the workload itself. Its
+/// "never" is the longest duration in whole seconds a Go `time.Duration` holds (about 292 years).
 const NEVER_CLEAN_UP: ProtoDuration = ProtoDuration {
-    seconds: i32::MAX as i64,
+    seconds: (i64::MAX - 999_999_999) / 1_000_000_000,
     nanos: 0,
 };
 
