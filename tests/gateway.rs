@@ -286,7 +286,7 @@ async fn https_ingress_routes_by_host_and_path(api_type: AdsApiType) {
         "httpsRedirect must send the client to https on the same host: {plaintext:?}"
     );
 
-    let cluster = format!("cluster.outbound|{BACKEND_PORT}||{}", fqdn("httpbin"));
+    let cluster = format!("cluster.outbound|{BACKEND_PORT}||{};", fqdn("httpbin"));
     let counted = envoy_stat(&ingress, &format!("{cluster}.upstream_rq_200")).await;
     assert_eq!(
         counted,
@@ -439,7 +439,7 @@ async fn tls_passthrough_picks_the_backend_by_sni() {
             "the client must see pass-{name}'s own certificate, untouched by the gateway"
         );
         let cluster = format!(
-            "cluster.outbound|{BACKEND_PORT}||{}",
+            "cluster.outbound|{BACKEND_PORT}||{};",
             fqdn(&format!("pass-{name}"))
         );
         assert!(
@@ -500,7 +500,7 @@ async fn tcp_server_forwards_to_the_tcp_route() {
             control_plane.diagnose(&ingress).await
         );
     }
-    let cluster = format!("cluster.outbound|{BACKEND_PORT}||{}", fqdn("tcp-echo"));
+    let cluster = format!("cluster.outbound|{BACKEND_PORT}||{};", fqdn("tcp-echo"));
     assert!(
         envoy_stat(&ingress, &format!("{cluster}.upstream_cx_total")).await > 0,
         "the gateway did not count connections to tcp-echo:\n{}",

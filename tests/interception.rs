@@ -8,7 +8,8 @@
 //! sidecar. reviews-v1's application listens on loopback only, reached through its Sidecar's
 //! ingress `defaultEndpoint`; a service port without a declared protocol is sniffed as HTTP by
 //! the client's sidecar. A TCP service, an undeclared port of a meshed pod and an address outside
-//! the registry behave as ALLOW_ANY says. The TPROXY variant runs the servers' sidecars under
+//! the registry behave as ALLOW_ANY says, raw TCP to such an address on a port the mesh declares
+//! HTTP included (the port's listener sniffs, as istiod's does). The TPROXY variant runs the servers' sidecars under
 //! istio-init's TPROXY rules instead.
 //!
 //! Needs root, iproute2 and iptables (scripts/test installs them); it fails, never skips, when
@@ -240,6 +241,8 @@ fn intercepted_pods_route_through_both_sidecars(
     let _echo_app = TcpUpstream::start_on("echo-v1", v1.bind("0.0.0.0:9000"));
     let _undeclared_app = Upstream::start_on("reviews-v1-undeclared", v1.bind("0.0.0.0:7070"));
     let _outside_app = Upstream::start_on("outside", outside.bind("0.0.0.0:8080"));
+    // A plain TCP server outside the registry on a port the mesh declares HTTP (reviews').
+    let _outside_tcp = TcpUpstream::start_on("outside-tcp", outside.bind("0.0.0.0:9080"));
 
     let control_plane: SocketAddr = xds_address.parse().expect("an address");
     let envoy = envoy_binary();
@@ -303,12 +306,13 @@ fn intercepted_pods_route_through_both_sidecars(
 
     // Both sidecars handled the requests: the client's outbound subset clusters, and each
     // server's inbound cluster to its application.
-    let outbound_v2 = "cluster.outbound|9080|v2|reviews.bookinfo.svc.cluster.local.upstream_rq_200";
+    let outbound_v2 =
+        "cluster.outbound|9080|v2|reviews.bookinfo.svc.cluster.local;.upstream_rq_200";
     assert!(client.envoy_stat(outbound_v2) >= 11, "{outbound_v2}");
-    let inbound = "cluster.inbound|9080||.upstream_rq_200";
+    let inbound = "cluster.inbound|9080||;.upstream_rq_200";
     assert!(v2.envoy_stat(inbound) >= 11, "reviews-v2 {inbound}");
     assert!(v1.envoy_stat(inbound) >= 1, "reviews-v1 {inbound}");
-    assert!(v2.envoy_stat("http.inbound_0.0.0.0_9080.downstream_rq_completed") >= 11);
+    assert!(v2.envoy_stat("http.inbound_0.0.0.0_9080;.downstream_rq_completed") >= 11);
     if servers == ServerInterception::Tproxy {
         // The kernel's TPROXY target, not a NAT redirect, brought the connections to Envoy.
         assert!(
@@ -319,17 +323,17 @@ fn intercepted_pods_route_through_both_sidecars(
 
     // Retries: v2 fails the next request with 503; its sidecar passes the 503 back (inbound
     // routes do not retry) and the client's sidecar retries, so the client still gets v2.
-    let v2_failures_before = v2.envoy_stat("cluster.inbound|9080||.upstream_rq_503");
+    let v2_failures_before = v2.envoy_stat("cluster.inbound|9080||;.upstream_rq_503");
     v2_app.fail_next(1);
     assert_eq!(
         upstream_of(&client, &reviews, "reviews:9080", &jason),
         "reviews-v2",
         "the retried request"
     );
-    let retried = "cluster.outbound|9080|v2|reviews.bookinfo.svc.cluster.local.upstream_rq_retry";
+    let retried = "cluster.outbound|9080|v2|reviews.bookinfo.svc.cluster.local;.upstream_rq_retry";
     assert!(client.envoy_stat(retried) >= 1, "{retried}");
     assert!(
-        v2.envoy_stat("cluster.inbound|9080||.upstream_rq_503") > v2_failures_before,
+        v2.envoy_stat("cluster.inbound|9080||;.upstream_rq_503") > v2_failures_before,
         "reviews-v2's sidecar saw the failed attempt"
     );
 
@@ -347,7 +351,7 @@ fn intercepted_pods_route_through_both_sidecars(
         reply.to_ascii_lowercase().contains("x-sniffed: http"),
         "{reply}"
     );
-    let sniffed = format!("http.outbound_{RATINGS_VIP}_9081.downstream_rq_completed");
+    let sniffed = format!("http.outbound_{RATINGS_VIP}_9081;.downstream_rq_completed");
     assert!(client.envoy_stat(&sniffed) >= 1, "{sniffed}");
 
     // A TCP service: through the client's per-address listener and the server's inbound chain.
@@ -356,11 +360,11 @@ fn intercepted_pods_route_through_both_sidecars(
         .expect("the TCP service answers");
     assert_eq!(echoed, "echo-v1");
     assert!(
-        client
-            .envoy_stat("cluster.outbound|9000||echo.bookinfo.svc.cluster.local.upstream_cx_total")
-            >= 1
+        client.envoy_stat(
+            "cluster.outbound|9000||echo.bookinfo.svc.cluster.local;.upstream_cx_total"
+        ) >= 1
     );
-    assert!(v1.envoy_stat("cluster.inbound|9000||.upstream_cx_total") >= 1);
+    assert!(v1.envoy_stat("cluster.inbound|9000||;.upstream_cx_total") >= 1);
 
     // A port of a meshed pod no Service declares: passed through on both sides (ALLOW_ANY out,
     // the inbound HTTP catch-all in).
@@ -369,14 +373,30 @@ fn intercepted_pods_route_through_both_sidecars(
         upstream_of(&client, &undeclared, &undeclared, &[]),
         "reviews-v1-undeclared"
     );
-    assert!(v1.envoy_stat("cluster.InboundPassthroughCluster.upstream_rq_200") >= 1);
+    assert!(v1.envoy_stat("cluster.PassthroughCluster;.upstream_rq_200") >= 1);
 
     // An address outside the registry: ALLOW_ANY passes it through the client's sidecar.
     let outside_address = format!("{}:8080", outside.ip);
-    let before = client.envoy_stat("cluster.PassthroughCluster.upstream_cx_total");
+    let before = client.envoy_stat("cluster.PassthroughCluster;.upstream_cx_total");
     assert_eq!(
         upstream_of(&client, &outside_address, &outside_address, &[]),
         "outside"
     );
-    assert!(client.envoy_stat("cluster.PassthroughCluster.upstream_cx_total") > before);
+    assert!(client.envoy_stat("cluster.PassthroughCluster;.upstream_cx_total") > before);
+
+    // Raw TCP to that address on an HTTP port of the mesh: the port's listener sniffs, finds no
+    // HTTP, and its default chain passes the connection through (istiod's
+    // PassthroughFilterChain) instead of answering it as a bad HTTP request; HTTP on the same
+    // listener kept its routes above.
+    // The bytes start as a TLS record does: not HTTP from the first byte on (bytes that could
+    // still become a request line keep the inspector waiting, with istiod's config too).
+    let before = client.envoy_stat("cluster.PassthroughCluster;.upstream_cx_total");
+    let raw = client
+        .exchange(
+            &format!("{}:9080", outside.ip),
+            b"\x16\x03\x01\x00\x04ping".to_vec(),
+        )
+        .unwrap_or_else(|error| panic!("raw TCP on an HTTP port: {error}; logs:\n{}", logs()));
+    assert_eq!(raw, "outside-tcp");
+    assert!(client.envoy_stat("cluster.PassthroughCluster;.upstream_cx_total") > before);
 }

@@ -198,7 +198,7 @@ async fn outlier_detection_ejects_a_failing_endpoint() {
             mesh.get("flaky", "/", &[]).await;
             envoy_stat(
                 &mesh,
-                &format!("cluster.{cluster}.outlier_detection.ejections_enforced_consecutive_5xx"),
+                &format!("cluster.{cluster};.outlier_detection.ejections_enforced_consecutive_5xx"),
             )
             .await
                 > 0
@@ -258,7 +258,7 @@ async fn connection_pool_limits_overflow() {
         })
         .await;
     assert!(limited.is_some(), "the limits never reached Envoy");
-    let overflow_stat = format!("cluster.{cluster}.upstream_rq_pending_overflow");
+    let overflow_stat = format!("cluster.{cluster};.upstream_rq_pending_overflow");
     assert_eq!(envoy_stat(&mesh, &overflow_stat).await, 0);
 
     // One request on the one connection, one pending; the others overflow at once.
@@ -456,7 +456,7 @@ async fn tls_origination_to_an_upstream_that_requires_it() {
         ),
     );
     let san_stat = format!(
-        "cluster.outbound|{port}||secure.{NAMESPACE}.svc.cluster.local.ssl.fail_verify_san"
+        "cluster.outbound|{port}||secure.{NAMESPACE}.svc.cluster.local;.ssl.fail_verify_san"
     );
     let arrived = mesh
         .wait_until(PROPAGATION_LIMIT, || async {

@@ -16,8 +16,12 @@ use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     OriginalDstLbConfig,
 };
 use envoy_types::pb::envoy::config::cluster::v3::{CircuitBreakers, Cluster};
-use envoy_types::pb::envoy::config::core::v3::{Http1ProtocolOptions, Http2ProtocolOptions};
+use envoy_types::pb::envoy::config::core::v3::{
+    Http1ProtocolOptions, Http2ProtocolOptions, HttpProtocolOptions as CommonHttpProtocolOptions,
+    TypedExtensionConfig,
+};
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::extensions::network::dns_resolver::cares::v3::CaresDnsResolverConfig;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
     UpstreamProtocolOptions, UseDownstreamHttpConfig,
@@ -60,11 +64,12 @@ pub fn clusters(model: &Model, proxy: &Proxy) -> BTreeMap<String, Cluster> {
             }
         }
     }
-    for cluster in [
-        blackhole_cluster(&model.mesh),
-        outbound_passthrough_cluster(&model.mesh),
-    ] {
-        clusters.insert(cluster.name.clone(), cluster);
+    let blackhole = blackhole_cluster(&model.mesh);
+    clusters.insert(blackhole.name.clone(), blackhole);
+    // Gateways forward only what their routes name; istiod gives them no passthrough.
+    if proxy.kind == ProxyKind::Sidecar {
+        let passthrough = outbound_passthrough_cluster(&model.mesh);
+        clusters.insert(passthrough.name.clone(), passthrough);
     }
     clusters
 }
@@ -151,11 +156,15 @@ fn outbound_cluster(model: &Model, proxy: &Proxy, target: &Target<'_>) -> Option
     }
     let policy = cluster_policy(rule, port.port, subset).with_mesh(&model.mesh);
     apply_traffic_policy(&mut builder, &policy, port.protocol);
+    // Envoy's stats of the cluster go under this name: the cluster's own, or the mesh config's
+    // pattern filled in, ended by `;` (istiod's `DelimitedStatsPrefix`).
     let pattern = &model.mesh.outbound_cluster_stat_name;
-    if !pattern.is_empty() {
-        // istiod's `DelimitedStatsPrefix`: Envoy's stats of the cluster go under this name.
-        builder.cluster.alt_stat_name = stat_name(pattern, service, port, subset) + ";";
-    }
+    let stat_name = if pattern.is_empty() {
+        builder.cluster.name.clone()
+    } else {
+        stat_name(pattern, service, port, subset)
+    };
+    builder.cluster.alt_stat_name = delimited_stat_name(&stat_name);
     // istiod marks clusters that originate TLS for its ALPN filter, whatever the certificates.
     let originates_tls = matches!(
         policy.tls.and_then(|tls| tls.mode),
@@ -163,6 +172,12 @@ fn outbound_cluster(model: &Model, proxy: &Proxy, target: &Target<'_>) -> Option
     );
     builder.cluster.metadata = Some(cluster_metadata(service, subset, rule, originates_tls));
     Some(builder.build())
+}
+
+/// istiod's `DelimitedStatsPrefix`: stat names end with `;`, which Istio's stats tag
+/// extraction splits on (cluster names hold dots).
+pub(super) fn delimited_stat_name(name: &str) -> String {
+    format!("{name};")
 }
 
 /// istiod's `BuildStatPrefix`: the mesh config's pattern with the service's names filled in
@@ -199,15 +214,31 @@ fn keep_first_endpoint(assignment: &mut ClusterLoadAssignment) {
     assignment.endpoints = first.into_iter().collect();
 }
 
-/// istiod's DNS settings: lookup family, the mesh's refresh rate, and the records' TTL honoured.
-/// They are the cluster fields istiod sets, deprecated in favour of a DNS cluster extension that
-/// Envoy still reads them from.
+/// istiod's DNS settings: lookup family, the mesh's refresh rate, the records' TTL honoured,
+/// refreshes spread by up to 100 ms of jitter (`PILOT_DNS_JITTER_DURATION`), and c-ares with at
+/// most 100 queries per UDP socket before it opens another (`PILOT_DNS_CARES_UDP_MAX_QUERIES`),
+/// so that a resolver that balances by source port sees more than one. They are the cluster
+/// fields istiod sets, deprecated in favour of a DNS cluster extension that Envoy still reads
+/// them from.
 #[allow(deprecated)]
 fn set_dns_options(cluster: &mut Cluster, proxy: &Proxy, mesh: &MeshConfig) {
     cluster.dns_lookup_family = dns_lookup_family(proxy) as i32;
     cluster.dns_refresh_rate = Some(proto_duration(mesh.dns_refresh_rate.0));
     cluster.respect_dns_ttl = true;
+    cluster.dns_jitter = Some(proto_duration(DNS_JITTER));
+    cluster.typed_dns_resolver_config = Some(TypedExtensionConfig {
+        name: "envoy.network.dns_resolver.cares".to_string(),
+        typed_config: Some(any(&CaresDnsResolverConfig {
+            udp_max_queries: Some(UInt32Value {
+                value: DNS_UDP_MAX_QUERIES,
+            }),
+            ..Default::default()
+        })),
+    });
 }
+
+const DNS_JITTER: std::time::Duration = std::time::Duration::from_millis(100);
+const DNS_UDP_MAX_QUERIES: u32 = 100;
 
 /// istiod's choice: IPv6 lookups only for a proxy whose addresses are all IPv6 (dual-stack
 /// lookups are behind a feature flag that is off by default).
@@ -233,11 +264,14 @@ fn blackhole_cluster(mesh: &MeshConfig) -> Cluster {
         name: BLACKHOLE_CLUSTER.to_string(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
         connect_timeout: Some(proto_duration(mesh.connect_timeout.0)),
+        alt_stat_name: delimited_stat_name(BLACKHOLE_CLUSTER),
         ..Default::default()
     }
 }
 
 /// Traffic to destinations outside the registry: forwarded to the address the client dialled.
+/// Its stats go under `PassthroughCluster;` whatever it is called (istiod renames this cluster
+/// for the inbound side and keeps the stat name).
 pub(super) fn passthrough_cluster(mesh: &MeshConfig) -> Cluster {
     Cluster {
         name: PASSTHROUGH_CLUSTER.to_string(),
@@ -247,13 +281,29 @@ pub(super) fn passthrough_cluster(mesh: &MeshConfig) -> Cluster {
         connect_timeout: Some(proto_duration(mesh.connect_timeout.0)),
         lb_policy: LbPolicy::ClusterProvided as i32,
         circuit_breakers: Some(wide_open_circuit_breakers()),
+        alt_stat_name: delimited_stat_name(PASSTHROUGH_CLUSTER),
         typed_extension_protocol_options: [(
             HTTP_PROTOCOL_OPTIONS.to_string(),
-            any(&use_downstream_protocol()),
+            any(&passthrough_protocol_options()),
         )]
         .into_iter()
         .collect(),
         ..Default::default()
+    }
+}
+
+/// How long a passthrough HTTP connection may stay idle upstream (istiod's
+/// `passthroughHttpProtocolOptions`; Envoy's default is an hour).
+const PASSTHROUGH_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The client's HTTP version upstream, and connections closed after five idle minutes.
+fn passthrough_protocol_options() -> HttpProtocolOptions {
+    HttpProtocolOptions {
+        common_http_protocol_options: Some(CommonHttpProtocolOptions {
+            idle_timeout: Some(proto_duration(PASSTHROUGH_IDLE_TIMEOUT)),
+            ..Default::default()
+        }),
+        ..use_downstream_protocol()
     }
 }
 
@@ -267,7 +317,7 @@ fn outbound_passthrough_cluster(mesh: &MeshConfig) -> Cluster {
         .remove(HTTP_PROTOCOL_OPTIONS);
     let mut builder = ClusterBuilder {
         cluster,
-        http_options: Some(use_downstream_protocol()),
+        http_options: Some(passthrough_protocol_options()),
     };
     apply_mesh_connection_pool(&mut builder, mesh);
     builder.build()

@@ -10,7 +10,8 @@
 //!   `connect_timeout`, TCP keepalive, and the common HTTP protocol options; `h2UpgradePolicy`
 //!   and `useClientProtocol` choose the upstream HTTP version.
 //! - `outlierDetection` maps field by field, success-rate ejection off, and sets the panic
-//!   threshold from `minHealthPercent` (0 when unset, as istiod does).
+//!   threshold from `minHealthPercent`; every other outbound cluster has it at 0 (off), as
+//!   istiod does.
 //! - `loadBalancer` picks the policy (LEAST_REQUEST by default), slow start from `warmup` or
 //!   `warmupDurationSecs`, RING_HASH or MAGLEV for `consistentHash` (and the routes' `hash_policy`),
 //!   ORIGINAL_DST for PASSTHROUGH, and locality-weighted balancing when `distribute` or a failover
@@ -423,7 +424,7 @@ pub(super) fn default_thresholds() -> Thresholds {
         max_pending_requests: max,
         max_requests: max,
         max_retries: max,
-        track_remaining: true,
+        // istiod leaves the remaining-capacity gauges off (DISABLE_TRACK_REMAINING_CB_METRICS).
         ..Default::default()
     }
 }
@@ -551,6 +552,13 @@ fn common_lb_config(cluster: &mut Cluster) -> &mut CommonLbConfig {
 }
 
 fn apply_load_balancer(cluster: &mut Cluster, policy: &ClusterPolicy<'_>) {
+    // Panic mode off unless outlier detection's minHealthPercent set it: istiod sends unhealthy
+    // endpoints too (PILOT_AUTO_SEND_UNHEALTHY_ENDPOINTS), and panic mode would balance over
+    // them once too few are healthy.
+    let common = common_lb_config(cluster);
+    if common.healthy_panic_threshold.is_none() {
+        common.healthy_panic_threshold = Some(Percent { value: 0.0 });
+    }
     if let Some(setting) = policy.locality_lb_setting() {
         // Failover needs outlier detection, or Envoy never learns that hosts are unhealthy.
         let failover = cluster.outlier_detection.is_some()

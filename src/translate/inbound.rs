@@ -1,6 +1,7 @@
 //! Inbound: what a sidecar does with connections to its own workload, laid out as istiod's
 //! `listener_inbound.go` and `cluster_builder.go` do it. Which ports exist, and how each is
-//! reached, is `ports`' business (Services selecting the workload, or the Sidecar's `ingress`).
+//! reached, is `ports`' business (Services selecting the workload, ServiceEntry endpoints at
+//! the proxy's address, or the Sidecar's `ingress`).
 //! - `virtualInbound` (0.0.0.0:15006) receives every redirected inbound connection and picks a
 //!   filter chain by original destination port: `BIND_PORT` for each inbound port (an HTTP
 //!   connection manager with an inline route config `inbound|PORT||`, or a TCP proxy),
@@ -24,7 +25,7 @@ use std::collections::BTreeMap;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
-    ClusterDiscoveryType, DiscoveryType, LbConfig, LbPolicy, OriginalDstLbConfig,
+    ClusterDiscoveryType, CommonLbConfig, DiscoveryType, LbConfig, LbPolicy, OriginalDstLbConfig,
 };
 use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
 use envoy_types::pb::envoy::config::core::v3::{
@@ -43,21 +44,28 @@ use envoy_types::pb::envoy::config::listener::v3::{
 use envoy_types::pb::envoy::config::route::v3::route::Action;
 use envoy_types::pb::envoy::config::route::v3::route_action::ClusterSpecifier;
 use envoy_types::pb::envoy::config::route::v3::{
-    Decorator, Route, RouteAction, RouteConfiguration, VirtualHost,
+    Decorator, RetryPolicy, Route, RouteAction, RouteConfiguration, VirtualHost,
 };
 use envoy_types::pb::envoy::extensions::filters::listener::http_inspector::v3::HttpInspector;
 use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
 use envoy_types::pb::envoy::extensions::filters::listener::original_src::v3::OriginalSrc;
-use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::RouteSpecifier;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::{
+    ForwardClientCertDetails, RouteSpecifier, SetCurrentClientCertDetails,
+};
 use envoy_types::pb::envoy::r#type::v3::Int32Range;
 use envoy_types::pb::google::protobuf::{BoolValue, Duration as ProtoDuration, UInt32Value};
 
-use super::cds::{passthrough_cluster, use_downstream_protocol, wide_open_circuit_breakers};
+use super::cds::{
+    delimited_stat_name, passthrough_cluster, use_downstream_protocol, wide_open_circuit_breakers,
+};
 use super::cluster_policy::ClusterBuilder;
 use super::eds::socket_address;
-use super::lds::{http_connection_manager, tcp_proxy_filter};
+use super::lds::{
+    MAX_CONNECTIONS_PER_ACCEPT, PLAINTEXT_HTTP_PROTOCOLS, RAW_BUFFER, connection_manager,
+    connection_manager_filter, tcp_proxy_filter,
+};
 use super::rds::{prefix_match, route_action_defaults};
-use super::{BLACKHOLE_CLUSTER, proto_duration, typed_config};
+use super::{BLACKHOLE_CLUSTER, ISTIO_SERVER_NAME, proto_duration, typed_config};
 use crate::mesh_config::{MeshConfig, PathNormalization};
 use crate::model::sidecar::IngressEndpoint;
 use crate::model::{Model, Protocol};
@@ -72,11 +80,10 @@ const PASSTHROUGH_BIND_V4: &str = "127.0.0.6";
 const PASSTHROUGH_BIND_V6: &str = "::6";
 /// The mark TPROXY interception routes back to Envoy (istio-init's default).
 const TPROXY_MARK: u32 = 1337;
-/// What `http_inspector` reports for plaintext HTTP.
-const HTTP_APPLICATION_PROTOCOLS: [&str; 3] = ["http/1.0", "http/1.1", "h2c"];
-/// istiod never cleans up inbound ORIGINAL_DST hosts: the only host is the workload itself.
+/// istiod never cleans up inbound ORIGINAL_DST hosts: the only host is the workload itself. Its
+/// "never" is the longest duration in whole seconds a Go `time.Duration` holds (about 292 years).
 const NEVER_CLEAN_UP: ProtoDuration = ProtoDuration {
-    seconds: i32::MAX as i64,
+    seconds: (i64::MAX - 999_999_999) / 1_000_000_000,
     nanos: 0,
 };
 
@@ -119,11 +126,13 @@ fn bound_listener(port: &InboundPort, paths: PathNormalization) -> Listener {
         listener_filters,
         continue_on_listener_filters_timeout: true,
         traffic_direction: TrafficDirection::Inbound as i32,
+        max_connections_to_accept_per_socket_event: Some(MAX_CONNECTIONS_PER_ACCEPT),
         ..Default::default()
     }
 }
 
-/// `virtualInbound`, with the chains of the ports that do not bind for real.
+/// `virtualInbound`, with the chains of the ports that do not bind for real, after its own
+/// catch-all chains (istiod's order).
 fn virtual_inbound(
     proxy: &Proxy,
     ports: &BTreeMap<u16, InboundPort>,
@@ -141,9 +150,6 @@ fn virtual_inbound(
         filters: vec![tcp_proxy_filter(BLACKHOLE_CLUSTER)],
         ..Default::default()
     }];
-    for port in ports.values() {
-        filter_chains.extend(port_chains(port, mesh.path_normalization));
-    }
     filter_chains.push(FilterChain {
         name: format!("{VIRTUAL_INBOUND}-catchall-http"),
         filter_chain_match: Some(http_match(None)),
@@ -156,9 +162,16 @@ fn virtual_inbound(
     });
     filter_chains.push(FilterChain {
         name: VIRTUAL_INBOUND.to_string(),
+        filter_chain_match: Some(FilterChainMatch {
+            transport_protocol: RAW_BUFFER.to_string(),
+            ..Default::default()
+        }),
         filters: vec![tcp_proxy_filter(INBOUND_PASSTHROUGH_CLUSTER)],
         ..Default::default()
     });
+    for port in ports.values() {
+        filter_chains.extend(port_chains(port, mesh.path_normalization));
+    }
 
     let mut listener_filters = vec![listener_filter(
         "envoy.filters.listener.original_dst",
@@ -181,7 +194,7 @@ fn virtual_inbound(
     );
     // Ports with a declared protocol need no sniffing, and server-first protocols on them would
     // otherwise wait for the inspector's timeout.
-    inspector.filter_disabled = declared_ports_predicate(ports);
+    inspector.filter_disabled = declared_ports_predicate(ports, virtual_inbound_port);
     listener_filters.push(inspector);
 
     Listener {
@@ -194,6 +207,7 @@ fn virtual_inbound(
         continue_on_listener_filters_timeout: true,
         transparent: tproxy.then_some(BoolValue { value: true }),
         traffic_direction: TrafficDirection::Inbound as i32,
+        max_connections_to_accept_per_socket_event: Some(MAX_CONNECTIONS_PER_ACCEPT),
         ..Default::default()
     }
 }
@@ -214,17 +228,24 @@ fn listener_filter(
     }
 }
 
-/// Matches connections to any of the ports with a declared protocol, or none.
+/// Matches connections to any of the ports with a declared protocol, and to `own_port` (whose
+/// connections go to the black hole whatever they speak), as istiod's predicate does.
 fn declared_ports_predicate(
     ports: &BTreeMap<u16, InboundPort>,
+    own_port: u16,
 ) -> Option<ListenerFilterChainMatchPredicate> {
-    let mut rules: Vec<ListenerFilterChainMatchPredicate> = ports
+    let declared: std::collections::BTreeSet<u16> = ports
         .values()
         .filter(|port| port.protocol != Protocol::Unspecified)
+        .map(|port| port.port)
+        .chain(std::iter::once(own_port))
+        .collect();
+    let mut rules: Vec<ListenerFilterChainMatchPredicate> = declared
+        .into_iter()
         .map(|port| ListenerFilterChainMatchPredicate {
             rule: Some(Rule::DestinationPortRange(Int32Range {
-                start: i32::from(port.port),
-                end: i32::from(port.port) + 1,
+                start: i32::from(port),
+                end: i32::from(port) + 1,
             })),
         })
         .collect();
@@ -268,11 +289,14 @@ fn port_chains(port: &InboundPort, paths: PathNormalization) -> Vec<FilterChain>
     }
 }
 
+/// Plaintext connections to `port` (inbound mutual TLS, which rudder does not build, would be
+/// told apart by transport protocol).
 fn port_match(port: u16) -> FilterChainMatch {
     FilterChainMatch {
         destination_port: Some(UInt32Value {
             value: u32::from(port),
         }),
+        transport_protocol: RAW_BUFFER.to_string(),
         ..Default::default()
     }
 }
@@ -283,7 +307,8 @@ fn http_match(port: Option<u16>) -> FilterChainMatch {
         destination_port: port.map(|port| UInt32Value {
             value: u32::from(port),
         }),
-        application_protocols: HTTP_APPLICATION_PROTOCOLS
+        transport_protocol: RAW_BUFFER.to_string(),
+        application_protocols: PLAINTEXT_HTTP_PROTOCOLS
             .iter()
             .map(ToString::to_string)
             .collect(),
@@ -291,37 +316,68 @@ fn http_match(port: Option<u16>) -> FilterChainMatch {
     }
 }
 
+/// An inbound connection manager: istiod's, which names itself `istio-envoy` in the `server`
+/// header and appends the client certificate's details to `x-forwarded-client-cert` (only a
+/// mutual TLS client has one).
 fn http_filter(
     paths: PathNormalization,
     stat_prefix: String,
     routes: RouteConfiguration,
 ) -> Filter {
-    http_connection_manager(paths, stat_prefix, RouteSpecifier::RouteConfig(routes))
+    let mut manager = connection_manager(paths, stat_prefix, RouteSpecifier::RouteConfig(routes));
+    manager.server_name = ISTIO_SERVER_NAME.to_string();
+    manager.forward_client_cert_details = ForwardClientCertDetails::AppendForward as i32;
+    manager.set_current_client_cert_details = Some(SetCurrentClientCertDetails {
+        subject: Some(BoolValue { value: true }),
+        dns: true,
+        uri: true,
+        ..Default::default()
+    });
+    connection_manager_filter(&manager)
 }
 
-/// istiod's `BuildDefaultHTTPInboundRoute`: everything to the application, no timeout and no
-/// retries (the caller's sidecar retries).
+/// istiod's `BuildDefaultHTTPInboundRoute`: everything to the application, no timeout, and
+/// only the retries of requests whose connection was reset before they were sent (not for gRPC,
+/// whose streams that breaks). The virtual host is named after the service port.
 fn inbound_route_config(port: &InboundPort) -> RouteConfiguration {
     let cluster = inbound_cluster_name(port.port);
     let operation = format!("{}:{}/*", port.service, port.service_port);
-    route_config(cluster, format!("inbound|http|{}", port.port), operation)
+    let retry = port.protocol != Protocol::Grpc;
+    route_config(
+        cluster,
+        format!("inbound|http|{}", port.service_port),
+        operation,
+        retry,
+    )
 }
 
+/// The catch-all HTTP chain's routes; istiod names their operation after no service (`:0`).
 fn passthrough_route_config() -> RouteConfiguration {
     route_config(
         INBOUND_PASSTHROUGH_CLUSTER.to_string(),
         "inbound|http|0".to_string(),
-        format!("{INBOUND_PASSTHROUGH_CLUSTER}/*"),
+        ":0/*".to_string(),
+        true,
     )
 }
 
-fn route_config(cluster: String, virtual_host: String, operation: String) -> RouteConfiguration {
+fn route_config(
+    cluster: String,
+    virtual_host: String,
+    operation: String,
+    retry: bool,
+) -> RouteConfiguration {
+    let retry_policy = retry.then(|| RetryPolicy {
+        retry_on: "reset-before-request".to_string(),
+        num_retries: Some(UInt32Value { value: 2 }),
+        ..Default::default()
+    });
     let route = Route {
         name: "default".to_string(),
         r#match: Some(prefix_match("/")),
         action: Some(Action::Route(RouteAction {
             cluster_specifier: Some(ClusterSpecifier::Cluster(cluster.clone())),
-            ..route_action_defaults(None, None)
+            ..route_action_defaults(None, retry_policy)
         })),
         decorator: Some(Decorator {
             operation,
@@ -373,6 +429,9 @@ fn inbound_cluster(
         name: name.clone(),
         connect_timeout: Some(proto_duration(mesh.connect_timeout.0)),
         circuit_breakers: Some(wide_open_circuit_breakers()),
+        alt_stat_name: delimited_stat_name(&name),
+        // istiod's (empty): panic mode stays Envoy's, the workload being the only host.
+        common_lb_config: Some(CommonLbConfig::default()),
         ..Default::default()
     };
     let (static_address, needs_bind) = match &port.endpoint {

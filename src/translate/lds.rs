@@ -33,36 +33,49 @@ use envoy_types::pb::envoy::config::listener::v3::{
 };
 use envoy_types::pb::envoy::extensions::filters::http::cors::v3::Cors;
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
+use envoy_types::pb::envoy::extensions::filters::http::grpc_stats::v3::FilterConfig as GrpcStats;
+use envoy_types::pb::envoy::extensions::filters::http::grpc_stats::v3::filter_config::PerMethodStatSpecifier;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
-use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::{
     PathWithEscapedSlashesAction, RouteSpecifier, UpgradeConfig,
 };
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    HttpConnectionManager, HttpFilter, Rds, http_filter,
+    HttpConnectionManager, HttpFilter, Rds, RequestIdExtension, http_filter,
 };
+use envoy_types::pb::envoy::extensions::request_id::uuid::v3::UuidRequestIdConfig;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
 use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 
+mod entry;
 mod sniffing;
+mod virtual_outbound;
 
 use super::eds::socket_address;
 use super::rds::{destination_cluster, split_weights};
 use super::scope::{ListenerScope, Scope};
-use super::{
-    BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, ads_config_source, outbound_cluster_name, typed_config,
-};
+use super::{ads_config_source, outbound_cluster_name, proto_duration, typed_config};
 use crate::istio;
 use crate::mesh_config::{MeshConfig, PathNormalization};
-use crate::model::sidecar::OutboundPolicy;
 use crate::model::virtual_service::{for_sidecar, hosts_match};
 use crate::model::{MESH_GATEWAY, Model, Protocol, Service, VirtualService};
 use crate::proxy::{InterceptionMode, Proxy};
+pub(in crate::translate) use entry::{
+    MAX_CONNECTIONS_PER_ACCEPT, TRANSPORT_SOCKET_CONNECT_TIMEOUT,
+};
+use entry::{catch_all_filter, finish};
 use sniffing::sniffed_listener;
+pub(in crate::translate) use sniffing::{PLAINTEXT_HTTP_PROTOCOLS, RAW_BUFFER};
+use virtual_outbound::virtual_outbound;
 
 const VIRTUAL_OUTBOUND: &str = "virtualOutbound";
 const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
+const HTTP_INSPECTOR: &str = "envoy.filters.listener.http_inspector";
+/// How much of a connection's first bytes the TLS inspector reads for the ClientHello (istiod's;
+/// Envoy's default is 64 KiB).
+const TLS_INSPECTOR_READ_BUFFER: u32 = 512;
+/// The address an outbound listener without a bind of its own listens on.
+const WILDCARD: &str = "0.0.0.0";
 
 /// The listeners, and the names of the route configurations they refer to.
 pub fn listeners(scope: &Scope, proxy: &Proxy) -> (BTreeMap<String, Listener>, BTreeSet<String>) {
@@ -71,12 +84,17 @@ pub fn listeners(scope: &Scope, proxy: &Proxy) -> (BTreeMap<String, Listener>, B
     for listener in &scope.listeners {
         egress_listeners(listener, proxy, &mut built);
     }
+    let mesh = &scope.model().mesh;
+    let mut listeners: BTreeMap<String, Listener> = built
+        .listeners
+        .into_iter()
+        .map(|(name, listener)| (name, finish(listener, scope.outbound_policy, mesh)))
+        .collect();
     if proxy.interception != InterceptionMode::None {
-        let listener =
-            virtual_outbound(scope.outbound_policy, scope.model().mesh.proxy_listen_port);
-        built.listeners.insert(listener.name.clone(), listener);
+        let listener = virtual_outbound(scope.outbound_policy, mesh.proxy_listen_port, proxy);
+        listeners.insert(listener.name.clone(), listener);
     }
-    (built.listeners, built.routes)
+    (listeners, built.routes)
 }
 
 #[derive(Default)]
@@ -95,7 +113,7 @@ fn egress_listeners(scope: &ListenerScope, proxy: &Proxy, built: &mut Built) {
     let wildcard = scope
         .bind
         .as_deref()
-        .unwrap_or(if bind { "127.0.0.1" } else { "0.0.0.0" });
+        .unwrap_or(if bind { "127.0.0.1" } else { WILDCARD });
 
     // Under interception virtualOutbound and virtualInbound have their own ports (the mesh
     // config's, 15001 and 15006); a service listener there would duplicate their address, which
@@ -197,7 +215,8 @@ fn with_tls_inspector(mut listener: Listener) -> Listener {
         .iter()
         .any(|filter| filter.name == TLS_INSPECTOR);
     if sni && !present {
-        listener.listener_filters.push(tls_inspector());
+        // Before the HTTP inspector, as istiod orders them.
+        listener.listener_filters.insert(0, tls_inspector());
     }
     listener
 }
@@ -206,8 +225,13 @@ fn with_tls_inspector(mut listener: Listener) -> Listener {
 pub(super) fn tls_inspector() -> ListenerFilter {
     ListenerFilter {
         name: TLS_INSPECTOR.to_string(),
-        config_type: typed_config(&TlsInspector::default())
-            .map(listener_filter::ConfigType::TypedConfig),
+        config_type: typed_config(&TlsInspector {
+            initial_read_buffer_size: Some(UInt32Value {
+                value: TLS_INSPECTOR_READ_BUFFER,
+            }),
+            ..Default::default()
+        })
+        .map(listener_filter::ConfigType::TypedConfig),
         ..Default::default()
     }
 }
@@ -288,6 +312,9 @@ fn listener(address: &str, port: u16, filter_chains: Vec<FilterChain>, bind: boo
     }
 }
 
+/// The listener of an HTTP port. On the wildcard address it sniffs, as istiod's does: traffic to
+/// that port for destinations outside the registry arrives there too, and what is not plaintext
+/// HTTP goes on as TCP by the default chain (see `entry`).
 fn http_listener(
     address: &str,
     port: u16,
@@ -295,6 +322,9 @@ fn http_listener(
     bind: bool,
     mesh: &MeshConfig,
 ) -> Listener {
+    if address == WILDCARD && !bind {
+        return sniffed_listener(address, port, Vec::new(), route_name, mesh);
+    }
     let chain = FilterChain {
         filters: vec![rds_connection_manager(address, port, route_name, mesh)],
         ..Default::default()
@@ -333,12 +363,24 @@ pub(super) fn connection_manager_filter(manager: &HttpConnectionManager) -> Filt
 
 /// The connection manager [`http_connection_manager`] wraps, for callers that adjust it.
 /// `paths` is the mesh config's path normalization (istiod's `buildHTTPConnectionManager`).
+/// What istiod sets on every connection manager: no stream idle timeout (requests wait on slow
+/// upstreams as long as their route allows), upstream `100 Continue` forwarded, UUID request IDs
+/// that also decide trace sampling, and the stat prefix ended by `;` (istiod's
+/// `DelimitedStatsPrefix`). Inbound and gateway managers add their headers on top.
 pub(super) fn connection_manager(
     paths: PathNormalization,
     stat_prefix: String,
     routes: RouteSpecifier,
 ) -> HttpConnectionManager {
+    let grpc_stats = GrpcStats {
+        emit_filter_state: true,
+        per_method_stat_specifier: Some(PerMethodStatSpecifier::StatsForAllMethods(BoolValue {
+            value: false,
+        })),
+        ..Default::default()
+    };
     let http_filters = vec![
+        http_filter("envoy.filters.http.grpc_stats", typed_config(&grpc_stats)),
         http_filter(
             "envoy.filters.http.fault",
             typed_config(&HttpFault::default()),
@@ -350,10 +392,18 @@ pub(super) fn connection_manager(
         ),
     ];
     HttpConnectionManager {
-        stat_prefix,
+        stat_prefix: format!("{stat_prefix};"),
         route_specifier: Some(routes),
         http_filters,
         use_remote_address: Some(BoolValue { value: false }),
+        stream_idle_timeout: Some(proto_duration(std::time::Duration::ZERO)),
+        proxy_100_continue: true,
+        request_id_extension: Some(RequestIdExtension {
+            typed_config: typed_config(&UuidRequestIdConfig {
+                use_request_id_for_trace_sampling: Some(BoolValue { value: true }),
+                ..Default::default()
+            }),
+        }),
         normalize_path: Some(BoolValue {
             value: paths != PathNormalization::None,
         }),
@@ -695,49 +745,6 @@ fn tls_filter_chains(
         chains.push(&[], &server_names, tcp_proxy_filter(cluster));
     }
     chains.chains
-}
-
-/// Receives every redirected outbound connection and hands it to the listener for its original
-/// destination; what no listener claims passes through (ALLOW_ANY) or goes to the black hole
-/// (REGISTRY_ONLY). Connections to its own `port` (the mesh config's `proxyListenPort`, 15001)
-/// would loop, so they go to the black hole.
-fn virtual_outbound(policy: OutboundPolicy, port: u16) -> Listener {
-    let blackhole = FilterChain {
-        name: "virtualOutbound-blackhole".to_string(),
-        filter_chain_match: Some(FilterChainMatch {
-            destination_port: Some(UInt32Value {
-                value: u32::from(port),
-            }),
-            ..Default::default()
-        }),
-        filters: vec![tcp_proxy_filter(BLACKHOLE_CLUSTER)],
-        ..Default::default()
-    };
-    let unknown_destination = match policy {
-        OutboundPolicy::AllowAny => PASSTHROUGH_CLUSTER,
-        OutboundPolicy::RegistryOnly => BLACKHOLE_CLUSTER,
-    };
-    // istiod keeps the chain's name whichever cluster it goes to.
-    let passthrough = FilterChain {
-        name: "PassthroughFilterChain".to_string(),
-        filters: vec![tcp_proxy_filter(unknown_destination)],
-        ..Default::default()
-    };
-    Listener {
-        name: VIRTUAL_OUTBOUND.to_string(),
-        address: Some(socket_address("0.0.0.0".to_string(), port)),
-        filter_chains: vec![blackhole],
-        default_filter_chain: Some(passthrough),
-        use_original_dst: Some(BoolValue { value: true }),
-        listener_filters: vec![ListenerFilter {
-            name: "envoy.filters.listener.original_dst".to_string(),
-            config_type: typed_config(&OriginalDst::default())
-                .map(listener_filter::ConfigType::TypedConfig),
-            ..Default::default()
-        }],
-        traffic_direction: TrafficDirection::Outbound as i32,
-        ..Default::default()
-    }
 }
 
 #[cfg(test)]

@@ -141,6 +141,10 @@ pub fn outbound_cluster_name(port: u16, subset: &str, host: &str) -> String {
     format!("outbound|{port}|{subset}|{host}")
 }
 
+/// The `server` header inbound and gateway connection managers answer with (istiod's
+/// `EnvoyServerName`; outbound ones keep Envoy's `envoy`).
+const ISTIO_SERVER_NAME: &str = "istio-envoy";
+
 pub const BLACKHOLE_CLUSTER: &str = "BlackHoleCluster";
 pub const PASSTHROUGH_CLUSTER: &str = "PassthroughCluster";
 

@@ -109,8 +109,8 @@ async fn egress_gateway_carries_a_sidecars_request_to_an_external_host() {
         );
     }
     let served = external.requests();
-    let direct = format!("cluster.outbound|{external_port}||external.example.com");
-    let to_gateway = format!("cluster.outbound|{egress_port}|external|{egress_host}");
+    let direct = format!("cluster.outbound|{external_port}||external.example.com;");
+    let to_gateway = format!("cluster.outbound|{egress_port}|external|{egress_host};");
     assert_eq!(
         envoy_stat(&sidecar, &format!("{to_gateway}.upstream_rq_200")).await,
         served,

@@ -23,7 +23,9 @@ pub use routes::routes;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use envoy_types::pb::envoy::config::core::v3::{TrafficDirection, TransportSocket, transport_socket};
+use envoy_types::pb::envoy::config::core::v3::{
+    Http1ProtocolOptions, TrafficDirection, TransportSocket, transport_socket,
+};
 use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, FilterChainMatch, Listener};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::Rds;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::{
@@ -33,11 +35,11 @@ use envoy_types::pb::google::protobuf::BoolValue;
 
 use super::eds::socket_address;
 use super::lds::{
-    connection_manager, connection_manager_filter, listener_name, route_tcp_proxy,
-    tcp_proxy_filter, tls_inspector,
+    MAX_CONNECTIONS_PER_ACCEPT, TRANSPORT_SOCKET_CONNECT_TIMEOUT, connection_manager,
+    connection_manager_filter, listener_name, route_tcp_proxy, tcp_proxy_filter, tls_inspector,
 };
 use super::scope::Scope;
-use super::{ads_config_source, any, outbound_cluster_name};
+use super::{ISTIO_SERVER_NAME, ads_config_source, any, outbound_cluster_name, proto_duration};
 use crate::istio::ServerTlsMode;
 use crate::mesh_config::MeshConfig;
 use crate::model::gateway::{MergedGateway, MergedPort, MergedServer, Server, credential_problem};
@@ -71,10 +73,22 @@ pub fn listeners(
                     .as_ref()
                     .is_some_and(|m| !m.server_names.is_empty())
         });
+        // istiod's listener-wide settings for gateways: a bounded TLS handshake on every chain,
+        // and connections accepted one per wake-up.
+        let chains = chains
+            .into_iter()
+            .map(|chain| FilterChain {
+                transport_socket_connect_timeout: Some(proto_duration(
+                    TRANSPORT_SOCKET_CONNECT_TIMEOUT,
+                )),
+                ..chain
+            })
+            .collect();
         let listener = Listener {
             name: name.clone(),
             address: Some(socket_address(address.to_string(), port.key.port)),
             filter_chains: chains,
+            max_connections_to_accept_per_socket_event: Some(MAX_CONNECTIONS_PER_ACCEPT),
             listener_filters: if needs_inspector {
                 vec![tls_inspector()]
             } else {
@@ -207,6 +221,9 @@ fn gateway_connection_manager(
         }),
     );
     manager.use_remote_address = Some(BoolValue { value: true });
+    manager.server_name = ISTIO_SERVER_NAME.to_string();
+    // istiod's (empty, HTTP/1.0 refused); set so that it reads the same.
+    manager.http_protocol_options = Some(Http1ProtocolOptions::default());
     manager.forward_client_cert_details = ForwardClientCertDetails::SanitizeSet as i32;
     manager.set_current_client_cert_details = Some(SetCurrentClientCertDetails {
         subject: Some(BoolValue { value: true }),

@@ -1,6 +1,7 @@
 //! Which inbound ports a sidecar serves, as istiod's `buildInboundChainConfigs` decides: the
 //! Sidecar's `ingress` listeners when the Sidecar applying to the proxy has any, else the target
-//! ports of the Services selecting the proxy's workload (none at all with `INTERCEPTION_MODE:
+//! ports of the Services selecting the proxy's Pod and the ports of ServiceEntry endpoints
+//! (WorkloadEntries) at the proxy's address (none at all with `INTERCEPTION_MODE:
 //! NONE`, where binding them would take the application's own ports). For each port: how it is
 //! reached (bound for real, or a chain of `virtualInbound`) and where its cluster sends traffic.
 //! This module builds no Envoy resources.
@@ -9,7 +10,7 @@ use std::collections::BTreeMap;
 
 use crate::mesh_config::InboundPolicy;
 use crate::model::sidecar::IngressEndpoint;
-use crate::model::{Model, Protocol, Workload};
+use crate::model::{EndpointAddress, Model, Protocol, Registry, Workload};
 use crate::proxy::{InterceptionMode, Proxy, ProxyKind};
 use crate::translate::scope::sidecar_for;
 
@@ -89,10 +90,52 @@ pub(super) fn inbound_ports(model: &Model, proxy: &Proxy) -> BTreeMap<u16, Inbou
     }
 }
 
-/// The target ports of the Services (in the workload's namespace) whose selector matches the
-/// workload, by port. Where Services disagree on a port, the first by host name wins, as one
-/// port carries one protocol.
+/// The ports of the services the proxy's workload serves (istiod's service targets): the target
+/// ports of the Services whose selector matches its Pod, then the ports of ServiceEntry
+/// endpoints at the proxy's address (inline endpoints and selected WorkloadEntries, in the
+/// proxy's namespace), by port. Where services disagree on a port, the first wins (Services,
+/// then entries, each by host name), as one port carries one protocol.
 fn service_ports(model: &Model, proxy: &Proxy) -> BTreeMap<u16, InboundPort> {
+    let mut ports = pod_service_ports(model, proxy);
+    entry_ports(model, proxy, &mut ports);
+    ports
+}
+
+/// The ServiceEntry endpoints at one of the proxy's addresses in its namespace (istiod's
+/// `ServiceInstancesByIP` lookup): a VM or other workload a WorkloadEntry stands for.
+fn entry_ports(model: &Model, proxy: &Proxy, ports: &mut BTreeMap<u16, InboundPort>) {
+    let entries = model
+        .services
+        .values()
+        .filter(|service| service.registry == Registry::ServiceEntry)
+        .filter(|service| service.namespace == proxy.namespace);
+    for service in entries {
+        let own = service.endpoints.iter().filter(|endpoint| {
+            matches!(&endpoint.address, EndpointAddress::Ip(ip) if proxy.ips.contains(ip))
+        });
+        for endpoint in own {
+            let Some(service_port) = service.port(endpoint.service_port) else {
+                continue;
+            };
+            if reserved(model, endpoint.port) {
+                continue;
+            }
+            ports.entry(endpoint.port).or_insert_with(|| InboundPort {
+                port: endpoint.port,
+                protocol: service_port.protocol,
+                service: service.hostname.clone(),
+                service_port: service_port.port,
+                bind: WILDCARD.to_string(),
+                bind_to_port: false,
+                endpoint: service_endpoint(model, proxy, endpoint.port),
+            });
+        }
+    }
+}
+
+/// The target ports of the Services (in the workload's namespace) whose selector matches the
+/// proxy's Pod, by port.
+fn pod_service_ports(model: &Model, proxy: &Proxy) -> BTreeMap<u16, InboundPort> {
     let mut ports = BTreeMap::new();
     let Some(workload) = proxy_workload(model, proxy) else {
         return ports;

@@ -1,25 +1,28 @@
 //! Outbound protocol sniffing: the listener istiod builds for a service port without a declared
-//! protocol on the service's own address. Which ports get one is the parent's decision; this
-//! module only shapes the listener.
+//! protocol on the service's own address, and for an HTTP port on the wildcard address (where
+//! traffic to destinations outside the registry arrives too). Which ports get one is the
+//! parent's decision; this module only shapes the listener's chains and inspector
+//! (`entry::finish` adds the default chain).
 
 use envoy_types::pb::envoy::config::listener::v3::{
     FilterChain, FilterChainMatch, Listener, ListenerFilter, listener_filter,
 };
 use envoy_types::pb::envoy::extensions::filters::listener::http_inspector::v3::HttpInspector;
-use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
-use envoy_types::pb::google::protobuf::Any;
 
-use super::{TLS_INSPECTOR, listener, rds_connection_manager};
-use crate::translate::{proto_duration, typed_config};
+use super::{HTTP_INSPECTOR, listener, rds_connection_manager};
+use crate::translate::typed_config;
 
-/// What the HTTP inspector reports for plaintext HTTP that istiod's outbound HTTP chain takes
-/// (HTTP/1.0 only when istiod's `PILOT_HTTP10` is set, which rudder does not read).
-const SNIFFED_HTTP_PROTOCOLS: [&str; 2] = ["http/1.1", "h2c"];
+/// What the HTTP inspector reports for plaintext HTTP that istiod's HTTP chains take (HTTP/1.0
+/// only when istiod's `PILOT_HTTP10` is set, which rudder does not read; HTTP/1.0 goes on as
+/// TCP).
+pub(in crate::translate) const PLAINTEXT_HTTP_PROTOCOLS: [&str; 2] = ["http/1.1", "h2c"];
+/// The transport protocol of connections no TLS inspector found to be TLS.
+pub(in crate::translate) const RAW_BUFFER: &str = "raw_buffer";
 
-/// istiod's outbound listener for a port without a declared protocol (`ListenerProtocolAuto`):
-/// the TCP chains, whose catch-all becomes the default chain, and an HTTP chain for connections
-/// the HTTP inspector finds to be plaintext HTTP, with the service's own route configuration
-/// `HOST:PORT`. The TLS inspector runs first so that the HTTP chain's `raw_buffer` match holds.
+/// istiod's outbound listener for sniffed traffic (`ListenerProtocolAuto`, or HTTP on the
+/// wildcard address): the TCP chains first (the one that matches everything becomes the default
+/// chain), then an HTTP chain for connections the HTTP inspector finds to be plaintext HTTP,
+/// with the route configuration `route_name`.
 pub(super) fn sniffed_listener(
     address: &str,
     port: u16,
@@ -27,38 +30,25 @@ pub(super) fn sniffed_listener(
     route_name: &str,
     mesh: &crate::mesh_config::MeshConfig,
 ) -> Listener {
-    let (catch_all, mut filter_chains): (Vec<FilterChain>, Vec<FilterChain>) = tcp_chains
-        .into_iter()
-        .partition(|chain| chain.filter_chain_match.is_none());
+    let mut filter_chains = tcp_chains;
     filter_chains.push(FilterChain {
         filter_chain_match: Some(FilterChainMatch {
-            application_protocols: SNIFFED_HTTP_PROTOCOLS
+            application_protocols: PLAINTEXT_HTTP_PROTOCOLS
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
-            transport_protocol: "raw_buffer".to_string(),
+            transport_protocol: RAW_BUFFER.to_string(),
             ..Default::default()
         }),
         filters: vec![rds_connection_manager(address, port, route_name, mesh)],
         ..Default::default()
     });
-    let inspector = |name: &str, config: Option<Any>| ListenerFilter {
-        name: name.to_string(),
-        config_type: config.map(listener_filter::ConfigType::TypedConfig),
-        ..Default::default()
-    };
     let mut sniffed = listener(address, port, filter_chains, false);
-    sniffed.default_filter_chain = catch_all.into_iter().next();
-    sniffed.listener_filters = vec![
-        inspector(TLS_INSPECTOR, typed_config(&TlsInspector::default())),
-        inspector(
-            "envoy.filters.listener.http_inspector",
-            typed_config(&HttpInspector::default()),
-        ),
-    ];
-    // The mesh config's protocolDetectionTimeout (0 by default: none); a connection whose
-    // protocol is not detected in time goes on as TCP.
-    sniffed.listener_filters_timeout = Some(proto_duration(mesh.protocol_detection_timeout.0));
-    sniffed.continue_on_listener_filters_timeout = true;
+    sniffed.listener_filters = vec![ListenerFilter {
+        name: HTTP_INSPECTOR.to_string(),
+        config_type: typed_config(&HttpInspector::default())
+            .map(listener_filter::ConfigType::TypedConfig),
+        ..Default::default()
+    }];
     sniffed
 }
