@@ -26,6 +26,8 @@ pub enum Shape {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Supported,
+    /// Carried out as istiod does; the note says how it meets rudder's own options.
+    SupportedAs(&'static str),
     /// Carried out except what the note says.
     Partial(&'static str),
     /// Not carried out yet; the note says what it does in istiod or where it is tracked.
@@ -217,20 +219,8 @@ pub const FIELDS: &[Field] = &[
         SUPPORTED,
         Never,
     ),
-    entry(
-        "inboundClusterStatName",
-        Shape::String,
-        Status::NotYet("clusters keep Envoy's stat names"),
-        NotDefault("\"\""),
-    ),
-    entry(
-        "outboundClusterStatName",
-        Shape::String,
-        Status::Partial(
-            "TCP proxies keep the cluster name as their stat prefix (clusters take the pattern)",
-        ),
-        Uses(is_set),
-    ),
+    entry("inboundClusterStatName", Shape::String, SUPPORTED, Never),
+    entry("outboundClusterStatName", Shape::String, SUPPORTED, Never),
     entry(
         "certificates",
         Objects,
@@ -281,8 +271,15 @@ pub const FIELDS: &[Field] = &[
     entry(
         "discoverySelectors",
         Objects,
-        Status::NotYet("use `--namespaces` and `--namespace-selector`"),
-        NotDefault("[]"),
+        Status::SupportedAs(
+            "only the Kubernetes objects (Services, endpoints, Pods, Secrets, Istio \
+             config) of namespaces whose labels match a selector are read, the root namespace's \
+             too; objects from `--config-dir` files are not filtered (istiod's file store is not \
+             either). With `--namespaces` or `--namespace-selector`, a namespace must pass both \
+             the flags and the selectors, and the selectors see only the labels of namespaces \
+             the flags let rudder read",
+        ),
+        Never,
     ),
     entry("pathNormalization", Object, SUPPORTED, Never),
     entry("defaultHttpRetryPolicy", Object, SUPPORTED, Never),
@@ -301,11 +298,6 @@ pub const FIELDS: &[Field] = &[
         NotDefault("null"),
     ),
 ];
-
-/// A string field that is not empty.
-fn is_set(value: &Value) -> bool {
-    value.as_str().is_some_and(|text| !text.is_empty())
-}
 
 /// `outboundTrafficPolicy` asks for what rudder does not build: dynamic DNS forwarding.
 fn uses_dynamic_dns(value: &Value) -> bool {
@@ -421,7 +413,7 @@ impl Field {
             return None;
         }
         Some(match self.status {
-            Status::Supported => return None,
+            Status::Supported | Status::SupportedAs(_) => return None,
             Status::Partial(note) => format!("partly carried out by rudder: {note}"),
             Status::NotYet(note) => format!("not carried out by rudder yet ({note}); ignored"),
             Status::NotApplicable(note) => format!("ignored: {note}"),
@@ -447,6 +439,7 @@ pub fn render() -> String {
     for field in FIELDS {
         let status = match field.status {
             Status::Supported => "supported".to_string(),
+            Status::SupportedAs(note) => format!("supported: {note}"),
             Status::Partial(note) => format!("partial: {note}"),
             Status::NotYet(note) => format!("not yet: {note}"),
             Status::NotApplicable(note) => format!("not applicable: {note}"),

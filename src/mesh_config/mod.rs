@@ -21,6 +21,7 @@ use serde_json::{Map, Value};
 use crate::duration::Duration;
 use crate::inputs::yaml::parse_documents;
 use crate::istio;
+use crate::model::discovery::{self, DiscoverySelector};
 use crate::model::sidecar::OutboundPolicy;
 
 /// The meshConfig fields rudder honours, with istiod's defaults filled in.
@@ -65,6 +66,10 @@ pub struct MeshConfig {
     /// The pattern of outbound clusters' stat names (`%SERVICE%`, `%SERVICE_PORT%`, ...);
     /// empty: Envoy names stats after the cluster.
     pub outbound_cluster_stat_name: String,
+    /// The same for inbound clusters and TCP proxies (`%TARGET_PORT%` is the port's own).
+    pub inbound_cluster_stat_name: String,
+    /// Which namespaces' Kubernetes objects are read (`model::discovery`); empty: all of them.
+    pub discovery_selectors: Vec<DiscoverySelector>,
 }
 
 /// `tlsDefaults`: what gateway servers (SIMPLE, MUTUAL) start from before their own settings,
@@ -152,6 +157,8 @@ impl Default for MeshConfig {
             path_normalization: PathNormalization::Base,
             tls_defaults: TlsDefaults::default(),
             outbound_cluster_stat_name: String::new(),
+            inbound_cluster_stat_name: String::new(),
+            discovery_selectors: Vec::new(),
         }
     }
 }
@@ -189,6 +196,10 @@ pub struct Parsed {
     pub config: MeshConfig,
     /// Unknown fields (ignored, as istiod does) and fields rudder does not carry out.
     pub warnings: Vec<MeshConfigError>,
+    /// `discoverySelectors` holds a selector Kubernetes refuses (reported among the warnings):
+    /// istiod accepts the mesh config but its discovery filter keeps the selectors it had, so
+    /// `config` holds the defaults' and the caller puts back those last in force.
+    pub keeps_discovery_selectors: bool,
 }
 
 /// Reads a mesh config (the `mesh` key's YAML) over `defaults`; the first problem istiod would
@@ -217,7 +228,19 @@ pub fn parse(text: &str, defaults: &MeshConfig) -> Result<Parsed, MeshConfigErro
         apply(&mut config, field.name, value)?;
     }
     validate(&config)?;
-    Ok(Parsed { config, warnings })
+    let keeps_discovery_selectors = match invalid_discovery_selector(&config) {
+        Some(error) => {
+            warnings.push(error);
+            config.discovery_selectors = defaults.discovery_selectors.clone();
+            true
+        }
+        None => false,
+    };
+    Ok(Parsed {
+        config,
+        warnings,
+        keeps_discovery_selectors,
+    })
 }
 
 /// The fields of the YAML mapping; empty text (or `{}`) is a mesh config of defaults.
@@ -329,6 +352,8 @@ fn apply(config: &mut MeshConfig, name: &str, value: Value) -> Result<(), MeshCo
         "defaultTrafficPolicy" => config.default_traffic_policy = typed(name, value)?,
         "tlsDefaults" => config.tls_defaults = typed(name, value)?,
         "outboundClusterStatName" => config.outbound_cluster_stat_name = typed(name, value)?,
+        "inboundClusterStatName" => config.inbound_cluster_stat_name = typed(name, value)?,
+        "discoverySelectors" => config.discovery_selectors = typed(name, value)?,
         "pathNormalization" => {
             #[derive(Deserialize, Default)]
             #[serde(default)]
@@ -340,6 +365,25 @@ fn apply(config: &mut MeshConfig, name: &str, value: Value) -> Result<(), MeshCo
         _ => {}
     }
     Ok(())
+}
+
+/// The first `discoverySelectors` entry Kubernetes' `labels.NewRequirement` refuses, as the
+/// warning istiod's discovery filter logs for it (it then keeps the namespaces it had).
+fn invalid_discovery_selector(config: &MeshConfig) -> Option<MeshConfigError> {
+    config
+        .discovery_selectors
+        .iter()
+        .enumerate()
+        .find_map(|(index, selector)| {
+            let (field, message) = discovery::validate(selector.as_ref()?).err()?;
+            Some(problem(
+                format!("discoverySelectors[{index}].{field}"),
+                format!(
+                    "{message}; invalid discovery selector, the namespaces discovered before \
+                     stay discovered (as istiod keeps them)"
+                ),
+            ))
+        })
 }
 
 /// A listener port: istiod's `ValidatePort` range, 1 to 65535 (istiod checks only

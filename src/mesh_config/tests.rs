@@ -333,7 +333,7 @@ fn every_field_name_is_known_once() {
     for field in fields::FIELDS {
         let honoured = matches!(
             field.status,
-            fields::Status::Supported | fields::Status::Partial(_)
+            fields::Status::Supported | fields::Status::SupportedAs(_) | fields::Status::Partial(_)
         );
         let read = HONOURED.contains(&field.name);
         assert_eq!(
@@ -345,8 +345,10 @@ fn every_field_name_is_known_once() {
 }
 
 /// The fields `apply` reads.
-const HONOURED: [&str; 19] = [
+const HONOURED: [&str; 21] = [
     "outboundClusterStatName",
+    "inboundClusterStatName",
+    "discoverySelectors",
     "tlsDefaults",
     "pathNormalization",
     "proxyListenPort",
@@ -382,4 +384,54 @@ fn docs_mesh_config_md_is_the_table() {
         "docs/mesh-config.md differs from src/mesh_config/fields.rs; regenerate it with \
          RUDDER_UPDATE_DOCS=1 cargo test --lib mesh_config"
     );
+}
+
+#[test]
+fn discovery_selectors_are_read_and_an_invalid_one_keeps_those_in_force() {
+    let selectors = config(
+        "discoverySelectors:\n- matchLabels: {env: prod}\n\
+         - matchExpressions: [{key: app, operator: In, values: [a, b]}]\n- null\n",
+    )
+    .discovery_selectors;
+    assert_eq!(selectors.len(), 3);
+    assert!(
+        selectors[2].is_none(),
+        "a null selector stays, selecting nothing"
+    );
+    // Of the wrong type: refused as istiod's decoder refuses it.
+    assert!(error("discoverySelectors: [{matchLabels: [x]}]").starts_with("discoverySelectors"));
+    // Well-typed but refused by Kubernetes' selector rules: istiod takes the mesh config and its
+    // discovery filter keeps what it had.
+    let invalid = parsed(
+        "connectTimeout: 2s\n\
+         discoverySelectors: [{matchExpressions: [{key: app, operator: Within, values: [a]}]}]\n",
+    );
+    assert!(invalid.keeps_discovery_selectors);
+    assert_eq!(invalid.config.connect_timeout, Duration::from_secs(2));
+    assert_eq!(
+        invalid
+            .warnings
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        [
+            "discoverySelectors[0].matchExpressions[0]: \"Within\" is not a valid label selector \
+             operator; invalid discovery selector, the namespaces discovered before stay \
+             discovered (as istiod keeps them)"
+        ]
+    );
+    assert!(!parsed("discoverySelectors: []").keeps_discovery_selectors);
+}
+
+#[test]
+fn stat_name_patterns_are_read() {
+    let config = config(
+        "inboundClusterStatName: 'in_%SERVICE%_%TARGET_PORT%'\n\
+         outboundClusterStatName: 'out_%SERVICE%'\n",
+    );
+    assert_eq!(
+        config.inbound_cluster_stat_name,
+        "in_%SERVICE%_%TARGET_PORT%"
+    );
+    assert_eq!(config.outbound_cluster_stat_name, "out_%SERVICE%");
 }

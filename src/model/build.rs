@@ -215,6 +215,9 @@ pub fn build_with(inputs: &Inputs, previous: &LastGood, settings: &Settings) -> 
         &settings.mesh_defaults,
         &mut errors,
     );
+    // meshConfig's discoverySelectors: the Kubernetes objects of other namespaces are not read.
+    let scoped = super::discovery::in_scope(inputs, &mesh.discovery_selectors);
+    let inputs = &*scoped;
     let mut admission = Admission {
         inputs,
         previous,

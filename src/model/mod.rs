@@ -10,6 +10,7 @@
 mod build;
 pub mod credential;
 mod destination_rule;
+pub mod discovery;
 pub mod gateway;
 mod kubernetes;
 mod mesh;
