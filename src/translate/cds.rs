@@ -151,30 +151,100 @@ fn outbound_cluster(model: &Model, proxy: &Proxy, target: &Target<'_>) -> Option
     apply_traffic_policy(&mut builder, &policy, port.protocol);
     let pattern = &model.mesh.outbound_cluster_stat_name;
     if !pattern.is_empty() {
-        // istiod's `DelimitedStatsPrefix`: Envoy's stats of the cluster go under this name.
-        builder.cluster.alt_stat_name = stat_name(pattern, service, port, subset) + ";";
+        let prefix = stat_prefix(
+            pattern,
+            &StatNames::of(service),
+            subset,
+            (port.port, &port.name),
+            Some(0),
+        );
+        builder.cluster.alt_stat_name = alt_stat_name(prefix);
     }
     Some(builder.build())
 }
 
-/// istiod's `BuildStatPrefix`: the mesh config's pattern with the service's names filled in
-/// (Kubernetes services by `name.namespace` and `name`, others by their host).
-fn stat_name(pattern: &str, service: &Service, port: &ServicePort, subset: &str) -> String {
-    let (short, name) = match service.registry {
-        Registry::Kubernetes => (
-            format!("{}.{}", service.name, service.namespace),
-            service.name.clone(),
-        ),
-        Registry::ServiceEntry => (service.hostname.clone(), service.hostname.clone()),
+/// What istiod's stat name patterns (`outboundClusterStatName`, `inboundClusterStatName`) call
+/// a service: Kubernetes services `name.namespace` (`%SERVICE%`) and `name` (`%SERVICE_NAME%`),
+/// others their host for both; `%SERVICE_FQDN%` is the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct StatNames {
+    short: String,
+    name: String,
+    fqdn: String,
+}
+
+impl StatNames {
+    pub(super) fn of(service: &Service) -> StatNames {
+        match service.registry {
+            Registry::Kubernetes => StatNames {
+                short: format!("{}.{}", service.name, service.namespace),
+                name: service.name.clone(),
+                fqdn: service.hostname.clone(),
+            },
+            Registry::ServiceEntry => StatNames::host(&service.hostname),
+        }
+    }
+
+    /// A name that is only a host (a Sidecar's synthetic `SIDECAR.NAMESPACE`, say).
+    pub(super) fn host(host: &str) -> StatNames {
+        StatNames {
+            short: host.to_string(),
+            name: host.to_string(),
+            fqdn: host.to_string(),
+        }
+    }
+}
+
+/// istiod's `BuildStatPrefix`: `pattern` with the service's names, the subset and the port
+/// filled in. `target_port` is `None` where istiod fills it in nowhere (`BuildInboundStatPrefix`,
+/// for inbound TCP proxies), which leaves `%TARGET_PORT%` as written.
+pub(super) fn stat_prefix(
+    pattern: &str,
+    names: &StatNames,
+    subset: &str,
+    (port, port_name): (u16, &str),
+    target_port: Option<u16>,
+) -> String {
+    let prefix = pattern
+        .replace("%SERVICE%", &names.short)
+        .replace("%SERVICE_NAME%", &names.name)
+        .replace("%SERVICE_FQDN%", &names.fqdn)
+        .replace("%SUBSET_NAME%", subset);
+    let prefix = match target_port {
+        Some(target) => prefix.replace("%TARGET_PORT%", &target.to_string()),
+        None => prefix,
     };
-    pattern
-        .replace("%SERVICE%", &short)
-        .replace("%SERVICE_NAME%", &name)
-        .replace("%SERVICE_FQDN%", &service.hostname)
-        .replace("%SUBSET_NAME%", subset)
-        .replace("%TARGET_PORT%", "0")
-        .replace("%SERVICE_PORT%", &port.port.to_string())
-        .replace("%SERVICE_PORT_NAME%", &port.name)
+    prefix
+        .replace("%SERVICE_PORT%", &port.to_string())
+        .replace("%SERVICE_PORT_NAME%", port_name)
+}
+
+/// istiod's `DelimitedStatsPrefix`: Envoy's stats of a cluster go under this name.
+pub(super) fn alt_stat_name(prefix: String) -> String {
+    prefix + ";"
+}
+
+/// The stat prefix of an outbound TCP proxy to `cluster` (istiod's
+/// `buildOutboundNetworkFilters`): the cluster's name, or with `outboundClusterStatName` set and
+/// `host` a known service, the pattern filled in for it, with the listener's port.
+pub(super) fn tcp_stat_prefix(
+    model: &Model,
+    cluster: &str,
+    host: &str,
+    subset: &str,
+    listener_port: (u16, &str),
+) -> String {
+    let pattern = &model.mesh.outbound_cluster_stat_name;
+    match model.services.get(host) {
+        Some(service) if !pattern.is_empty() => stat_prefix(
+            pattern,
+            &StatNames::of(service),
+            subset,
+            listener_port,
+            Some(0),
+        ),
+        _ => cluster.to_string(),
+    }
 }
 
 /// LOGICAL_DNS clusters take exactly one endpoint (Envoy refuses more): the first.
