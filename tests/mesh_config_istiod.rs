@@ -495,3 +495,79 @@ async fn stat_name_patterns_name_clusters_and_tcp_proxies_as_istiod_does() {
         "rudder (left) and istiod (right) differ:\nrudder: {rudder:#}\nistiod: {reference:#}"
     );
 }
+
+/// ServiceEntries in `default` (the proxy's namespace) and `other`, one exported everywhere and
+/// one to `default` only.
+fn visibility_config() -> String {
+    let entry = |name: &str, namespace: &str, address: &str, export_to: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\n\
+             metadata: {{name: {name}, namespace: {namespace}}}\n\
+             spec:\n  hosts: [{name}.mesh.test]\n  addresses: [{address}]\n  exportTo: {export_to}\n\
+             \x20 ports: [{{number: {WEB_PORT}, name: http, protocol: HTTP}}]\n\
+             \x20 resolution: STATIC\n  endpoints: [{{address: 10.1.9.1}}]\n---\n"
+        )
+    };
+    [
+        entry("local", "default", "10.96.9.1", "['*']"),
+        entry("shared", "other", "10.96.9.2", "['*']"),
+        entry("pointed", "other", "10.96.9.3", "[default]"),
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n\
+         metadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: DISABLE}}\n"
+            .to_string(),
+    ]
+    .concat()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_entry_visibility_caps_export_to_as_istiod_does() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config_dir = dir.path().join("config");
+    std::fs::create_dir(&config_dir).expect("config dir");
+    std::fs::write(config_dir.join("services.yaml"), visibility_config()).expect("write config");
+    let mesh = dir.path().join("mesh.yaml");
+    // istiod without Kubernetes knows no namespace labels: the policy matches nothing and the
+    // default applies (the unit tests cover labels).
+    std::fs::write(
+        &mesh,
+        "enableAutoMtls: false\nproxyListenPort: 19887\nproxyInboundListenPort: 19888\n\
+         serviceEntryVisibility:\n  applyToSidecars: true\n  defaultVisibility: NAMESPACE\n\
+         \x20 policies:\n  - visibility: PUBLIC\n    matchingRules:\n\
+         \x20   - namespaceSelector: {matchLabels: {team: web}}\n",
+    )
+    .expect("write the mesh config");
+    let outbound = |dump: &Value| -> Vec<String> {
+        let mut names: Vec<String> = dynamic_clusters(dump)
+            .filter_map(|cluster| cluster["name"].as_str())
+            .filter(|name| name.starts_with("outbound|"))
+            .map(str::to_string)
+            .collect();
+        names.sort();
+        names
+    };
+    let complete = |dump: &Value| {
+        let text = dump.to_string();
+        text.contains("local.mesh.test") && !active_listener(dump, "virtualOutbound").is_null()
+    };
+    let what = "the local ServiceEntry";
+
+    let server = Server::start(ServeOptions {
+        mesh_config_file: Some(mesh.clone()),
+        ..local_serve_options(vec![config_dir.clone()])
+    })
+    .await
+    .expect("rudder starts");
+    let rudder = outbound(&config_dump_once(server.xds_address(), what, complete).await);
+    server.stop().await;
+
+    let istiod = Istiod::up(&config_dir, &mesh);
+    let reference = outbound(&config_dump_once(istiod.xds, what, complete).await);
+    drop(istiod);
+
+    assert_eq!(
+        reference,
+        [format!("outbound|{WEB_PORT}||local.mesh.test")],
+        "the cap took effect in istiod"
+    );
+    assert_eq!(rudder, reference, "rudder (left) and istiod (right) differ");
+}

@@ -294,8 +294,11 @@ pub const FIELDS: &[Field] = &[
     entry(
         "serviceEntryVisibility",
         Object,
-        Status::NotYet("ServiceEntries follow their `exportTo`"),
-        NotDefault("null"),
+        Status::SupportedAs(
+            "with `applyToSidecars: true` it caps ServiceEntries' `exportTo` for every proxy; \
+             without it only ambient proxies would apply it, and rudder serves none",
+        ),
+        Never,
     ),
 ];
 

@@ -23,6 +23,7 @@ use crate::inputs::yaml::parse_documents;
 use crate::istio;
 use crate::model::discovery::{self, DiscoverySelector};
 use crate::model::sidecar::OutboundPolicy;
+use crate::model::visibility::ServiceEntryVisibility;
 
 /// The meshConfig fields rudder honours, with istiod's defaults filled in.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,6 +71,8 @@ pub struct MeshConfig {
     pub inbound_cluster_stat_name: String,
     /// Which namespaces' Kubernetes objects are read (`model::discovery`); empty: all of them.
     pub discovery_selectors: Vec<DiscoverySelector>,
+    /// A cap on ServiceEntries' `exportTo` (`model::visibility`); `None`: no cap.
+    pub service_entry_visibility: Option<ServiceEntryVisibility>,
 }
 
 /// `tlsDefaults`: what gateway servers (SIMPLE, MUTUAL) start from before their own settings,
@@ -159,6 +162,7 @@ impl Default for MeshConfig {
             outbound_cluster_stat_name: String::new(),
             inbound_cluster_stat_name: String::new(),
             discovery_selectors: Vec::new(),
+            service_entry_visibility: None,
         }
     }
 }
@@ -228,6 +232,7 @@ pub fn parse(text: &str, defaults: &MeshConfig) -> Result<Parsed, MeshConfigErro
         apply(&mut config, field.name, value)?;
     }
     validate(&config)?;
+    warnings.extend(invalid_visibility_selectors(&config));
     let keeps_discovery_selectors = match invalid_discovery_selector(&config) {
         Some(error) => {
             warnings.push(error);
@@ -354,6 +359,7 @@ fn apply(config: &mut MeshConfig, name: &str, value: Value) -> Result<(), MeshCo
         "outboundClusterStatName" => config.outbound_cluster_stat_name = typed(name, value)?,
         "inboundClusterStatName" => config.inbound_cluster_stat_name = typed(name, value)?,
         "discoverySelectors" => config.discovery_selectors = typed(name, value)?,
+        "serviceEntryVisibility" => config.service_entry_visibility = Some(typed(name, value)?),
         "pathNormalization" => {
             #[derive(Deserialize, Default)]
             #[serde(default)]
@@ -384,6 +390,33 @@ fn invalid_discovery_selector(config: &MeshConfig) -> Option<MeshConfigError> {
                 ),
             ))
         })
+}
+
+/// The `serviceEntryVisibility` rules whose selector Kubernetes refuses: they match no
+/// namespace (istiod logs them, and keeps the visibility config it had before, if any).
+fn invalid_visibility_selectors(config: &MeshConfig) -> Vec<MeshConfigError> {
+    let policies = config
+        .service_entry_visibility
+        .iter()
+        .flat_map(|visibility| visibility.policies.iter().enumerate());
+    let mut warnings = Vec::new();
+    for (p, policy) in policies {
+        for (r, rule) in policy.matching_rules.iter().enumerate() {
+            let Some(selector) = &rule.namespace_selector else {
+                continue;
+            };
+            if let Err((field, message)) = discovery::validate(selector) {
+                warnings.push(problem(
+                    format!(
+                        "serviceEntryVisibility.policies[{p}].matchingRules[{r}].\
+                         namespaceSelector.{field}"
+                    ),
+                    format!("{message}; the rule matches no namespace"),
+                ));
+            }
+        }
+    }
+    warnings
 }
 
 /// A listener port: istiod's `ValidatePort` range, 1 to 65535 (istiod checks only

@@ -345,7 +345,8 @@ fn every_field_name_is_known_once() {
 }
 
 /// The fields `apply` reads.
-const HONOURED: [&str; 21] = [
+const HONOURED: [&str; 22] = [
+    "serviceEntryVisibility",
     "outboundClusterStatName",
     "inboundClusterStatName",
     "discoverySelectors",
@@ -434,4 +435,32 @@ fn stat_name_patterns_are_read() {
         "in_%SERVICE%_%TARGET_PORT%"
     );
     assert_eq!(config.outbound_cluster_stat_name, "out_%SERVICE%");
+}
+
+#[test]
+fn service_entry_visibility_is_read_and_a_refused_selector_is_reported() {
+    let parsed = parsed(
+        "serviceEntryVisibility:\n  applyToSidecars: true\n  defaultVisibility: 2\n\
+         \x20 policies:\n  - visibility: NONE\n    matchingRules:\n\
+         \x20   - namespaceSelector: {matchExpressions: [{key: team, operator: In}]}\n",
+    );
+    let visibility = parsed.config.service_entry_visibility.expect("read");
+    assert!(visibility.apply_to_sidecars);
+    assert_eq!(
+        visibility.default_visibility,
+        crate::model::visibility::Visibility::Namespace
+    );
+    assert_eq!(
+        parsed
+            .warnings
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        [
+            "serviceEntryVisibility.policies[0].matchingRules[0].namespaceSelector.\
+             matchExpressions[0]: for 'in', 'notin' operators, values set can't be empty; the \
+             rule matches no namespace"
+        ]
+    );
+    assert!(error("serviceEntryVisibility: {defaultVisibility: SOMETIMES}").contains("SOMETIMES"));
 }

@@ -298,6 +298,11 @@ pub fn build_with(inputs: &Inputs, previous: &LastGood, settings: &Settings) -> 
         &workloads,
         &mesh.default_service_export_to,
     );
+    super::visibility::cap_service_entries(
+        &mut services,
+        inputs,
+        mesh.service_entry_visibility.as_ref(),
+    );
 
     admission.admit(Kind::DestinationRule, |object| match object {
         Object::DestinationRule(rule) => validate_destination_rule(&rule.spec),

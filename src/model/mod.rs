@@ -19,6 +19,7 @@ mod service_entry;
 pub mod sidecar;
 mod validate;
 pub mod virtual_service;
+pub mod visibility;
 
 pub(crate) use build::merged_by_host as merged_destination_rules;
 pub use build::{Built, LastGood, Settings, build, build_with, has_registry};
