@@ -77,7 +77,12 @@ pub const FIELDS: &[Field] = &[
     entry(
         "proxyHttpPort",
         Integer,
-        Status::NotYet("no HTTP proxy listener is built"),
+        Status::NotYet(
+            "istiod gives sidecars a listener on 127.0.0.1:PORT (or the proxy's `HTTP_PROXY_PORT` \
+             metadata) whose HTTP connection manager takes absolute URLs and routes with the \
+             `http_proxy` route configuration (every service's HTTP ports by `host:port`); rudder \
+             builds neither",
+        ),
         NotDefault("0"),
     ),
     entry("connectTimeout", Duration, SUPPORTED, Never),
@@ -162,7 +167,12 @@ pub const FIELDS: &[Field] = &[
         "outboundTrafficPolicy",
         Object,
         Status::Partial(
-            "`ALLOW_ANY_DYNAMIC_DNS` and `tls` are not carried out (treated as `ALLOW_ANY`)",
+            "`ALLOW_ANY_DYNAMIC_DNS` is treated as `ALLOW_ANY`: istiod 1.31 builds it without \
+             istio-agent (a dynamic forward proxy cluster `AllowAnyDynamicDNSCluster` with the \
+             DNS cache `allow_any_dfp_dns_cache`, its HTTP filter in outbound HTTP connection \
+             managers, catch-all virtual hosts `allow_any_dynamic_dns` routing to it, and an \
+             HTTP chain on `virtualOutbound`; other TCP still goes to `PassthroughCluster`), \
+             which rudder does not build yet. `tls` (egress TLS origination) is not carried out",
         ),
         Uses(uses_dynamic_dns),
     ),
@@ -209,8 +219,13 @@ pub const FIELDS: &[Field] = &[
     entry(
         "zoneAwareLbSetting",
         Object,
-        Status::NotYet("zone-aware load balancing is not built"),
-        Never,
+        Status::NotYet(
+            "zone-aware load balancing is not built (DestinationRule `zoneAwareLbSetting` is not \
+             either); istiod applies the mesh's setting, ahead of `localityLbSetting`, to \
+             clusters whose DestinationRule and Service set neither: endpoints bucketed by \
+             region (and `failoverPriority`), Envoy's zone-aware balancing within the region",
+        ),
+        NotDefault("null"),
     ),
     entry("dnsRefreshRate", Duration, SUPPORTED, Never),
     entry(
