@@ -81,7 +81,8 @@ enum Command {
         /// Watch the Kubernetes API server of the cluster rudder runs in (service account).
         #[arg(long)]
         in_cluster: bool,
-        /// Read only these namespaces (comma-separated or repeated), like istiod's discoverySelectors.
+        /// Read only these namespaces (comma-separated or repeated); meshConfig discoverySelectors
+        /// narrow what these flags allow further.
         #[arg(long, value_delimiter = ',')]
         namespaces: Vec<String>,
         /// Read only namespaces whose labels match this selector (kubectl syntax), besides --namespaces.

@@ -4,15 +4,21 @@
 //! (saying which field, in the log and in `/debug/inputz`), and goes back to istiod's defaults
 //! when the ConfigMap is deleted. And `--mesh-config FILE` in file mode, followed as the file
 //! changes. What proxies get is read from `/debug/config_dump`, the same translation ADS serves.
+//! `discoverySelectors` is checked through a real Envoy: a namespace the selectors leave out
+//! has its Service and ServiceEntry absent from the Envoy's clusters, and labelling the
+//! namespace or editing the ConfigMap brings them in or takes them out, live.
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use rudder::bootstrap::AdsApiType;
 use rudder::serve::{ServeOptions, Server};
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::cluster::DevCluster;
 use support::envoy::dynamic_clusters;
+use support::envoy_process::EnvoyProcess;
 use support::mesh::local_serve_options;
 
 const PROXY: &str = "sidecar~10.0.0.1~client.default~default.svc.cluster.local";
@@ -226,5 +232,122 @@ async fn a_mesh_config_file_applies_and_is_followed() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(served(&server).await, facts("allow_any", "5s"));
+    server.stop().await;
+}
+
+/// The outbound clusters a real Envoy holds.
+async fn envoy_outbound_clusters(envoy: &EnvoyProcess) -> BTreeSet<String> {
+    let dump = get_json(format!("http://{}/config_dump", envoy.admin)).await;
+    dynamic_clusters(&dump)
+        .filter_map(|cluster| cluster["name"].as_str())
+        .filter(|name| name.starts_with("outbound|"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits until the Envoy holds exactly the outbound clusters of `hosts` (port 80 each, and the
+/// API server's own Service, in `default`, when `with_api_server`); returns how long that took.
+async fn until_envoy_has(envoy: &EnvoyProcess, hosts: &[&str], with_api_server: bool) -> Duration {
+    let mut wanted: BTreeSet<String> = hosts
+        .iter()
+        .map(|host| format!("outbound|80||{host}"))
+        .collect();
+    if with_api_server {
+        wanted.insert("outbound|443||kubernetes.default.svc.cluster.local".to_string());
+    }
+    let start = Instant::now();
+    loop {
+        let now = envoy_outbound_clusters(envoy).await;
+        if now == wanted {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < LIMIT,
+            "the Envoy never held {wanted:?}; it holds {now:?}; its log:\n{}",
+            envoy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+const WEB: &str = "web.shop.svc.cluster.local";
+const DB: &str = "db.lab.svc.cluster.local";
+const LEGACY: &str = "legacy.lab.test";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_selectors_choose_the_namespaces_a_real_envoy_sees_live() {
+    let cluster = DevCluster::up("discovery-selectors");
+    cluster.install_istio_crds();
+    cluster.apply(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: istio-system}\n---\n\
+         apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {mesh: enabled}}\n---\n\
+         apiVersion: v1\nkind: Namespace\nmetadata: {name: lab}\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\n\
+         spec: {ports: [{name: http, port: 80}]}\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata: {name: db, namespace: lab}\n\
+         spec: {ports: [{name: http, port: 80}]}\n---\n\
+         apiVersion: networking.istio.io/v1\nkind: ServiceEntry\n\
+         metadata: {name: legacy, namespace: lab}\n\
+         spec: {hosts: [legacy.lab.test], addresses: [10.96.50.1], \
+         ports: [{number: 80, name: http, protocol: HTTP}], resolution: STATIC, \
+         endpoints: [{address: 10.1.50.1}]}\n",
+    );
+    cluster.apply(&config_map(
+        "discoverySelectors:\n- matchLabels: {mesh: enabled}",
+    ));
+    let server = Server::start(ServeOptions {
+        kubernetes: Some(cluster.kubernetes_options()),
+        ..local_serve_options(Vec::new())
+    })
+    .await
+    .expect("rudder starts");
+    let metadata = json!({"NAMESPACE": "default", "INTERCEPTION_MODE": "NONE"});
+    let envoy = EnvoyProcess::start(PROXY, metadata, server.xds_address(), AdsApiType::Grpc);
+    // `lab` matches no selector: neither its Service nor its ServiceEntry is discovered (nor
+    // `default`, whose `kubernetes` Service stays out too).
+    until_envoy_has(&envoy, &[WEB], false).await;
+
+    // Labelled, it is discovered: its Service and its Istio config come in.
+    cluster.ok(&["label", "namespace", "lab", "mesh=enabled"], "");
+    let took = until_envoy_has(&envoy, &[WEB, DB, LEGACY], false).await;
+    eprintln!("a namespace labelled into the selectors was served after {took:?}");
+
+    // The ConfigMap edited to select `lab` alone (by the name label the API server sets):
+    // `shop` leaves.
+    cluster.apply(&config_map(
+        "discoverySelectors:\n- matchExpressions:\n  - key: kubernetes.io/metadata.name\n    \
+         operator: In\n    values: [lab]",
+    ));
+    let took = until_envoy_has(&envoy, &[DB, LEGACY], false).await;
+    eprintln!("a discoverySelectors edit was served after {took:?}");
+
+    // A selector Kubernetes refuses: reported, and the namespaces discovered stay.
+    cluster.apply(&config_map(
+        "discoverySelectors:\n- matchExpressions: [{key: app, operator: Within, values: [a]}]",
+    ));
+    let start = Instant::now();
+    while !config_errors(&server)
+        .await
+        .iter()
+        .any(|e| e.contains("is not a valid label selector operator"))
+    {
+        assert!(
+            start.elapsed() < LIMIT,
+            "the invalid selector was not reported"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        envoy_outbound_clusters(&envoy).await,
+        [DB, LEGACY]
+            .iter()
+            .map(|host| format!("outbound|80||{host}"))
+            .collect::<BTreeSet<_>>()
+    );
+
+    // No selectors: every namespace, `default` (the API server's Service) too.
+    cluster.apply(&config_map("connectTimeout: 5s"));
+    until_envoy_has(&envoy, &[WEB, DB, LEGACY], true).await;
+    drop(envoy);
     server.stop().await;
 }

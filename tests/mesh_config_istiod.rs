@@ -4,8 +4,10 @@
 //! refresh, TCP keepalive, HTTP/2 upgrade, the baseline connection pool and outlier detection,
 //! the default retry policy, REGISTRY_ONLY, the default `exportTo` of services, VirtualServices
 //! and DestinationRules, the root namespace's Sidecar, the virtual listeners' ports, the
-//! protocol detection timeout, path normalization and outbound clusters' stat names. istiod runs
-//! without Kubernetes, so the services are ServiceEntries.
+//! protocol detection timeout, path normalization and outbound clusters' stat names. A second
+//! test compares the stat names `inboundClusterStatName` and `outboundClusterStatName` give
+//! inbound clusters and TCP proxies (inbound and outbound, with and without a subset route).
+//! istiod runs without Kubernetes, so the services are ServiceEntries.
 
 mod support;
 
@@ -148,6 +150,27 @@ impl Drop for Istiod {
 /// The config dump of a stock Envoy attached to `xds`, once it holds the web cluster and the
 /// web port's routes.
 async fn config_dump(xds: std::net::SocketAddr) -> Value {
+    config_dump_once(
+        xds,
+        "the web cluster, routes and virtual listeners",
+        |dump| {
+            let text = dump.to_string();
+            let active = |name: &str| !active_listener(dump, name).is_null();
+            text.contains(&format!("outbound|{WEB_PORT}||web.mesh.test"))
+                && text.contains(&format!("\"name\":\"{WEB_PORT}\""))
+                && active("virtualOutbound")
+                && active("virtualInbound")
+        },
+    )
+    .await
+}
+
+/// The config dump of a stock Envoy attached to `xds`, once `complete` says it holds `what`.
+async fn config_dump_once(
+    xds: std::net::SocketAddr,
+    what: &str,
+    complete: impl Fn(&Value) -> bool,
+) -> Value {
     let metadata = json!({
         "NAMESPACE": "default",
         "INTERCEPTION_MODE": "REDIRECT",
@@ -162,19 +185,12 @@ async fn config_dump(xds: std::net::SocketAddr) -> Value {
             .json()
             .await
             .expect("JSON");
-        let text = dump.to_string();
-        let active = |name: &str| !active_listener(&dump, name).is_null();
-        if text.contains(&format!("outbound|{WEB_PORT}||web.mesh.test"))
-            && text.contains(&format!("\"name\":\"{WEB_PORT}\""))
-            && active("virtualOutbound")
-            && active("virtualInbound")
-        {
+        if complete(&dump) {
             return dump;
         }
         assert!(
             Instant::now() < deadline,
-            "Envoy never got the web cluster, routes and virtual listeners; its log:\n{}\n\
-             its config dump: {dump:#}",
+            "Envoy never got {what}; its log:\n{}\nits config dump: {dump:#}",
             envoy.log()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -347,4 +363,211 @@ async fn the_main_mesh_config_fields_shape_envoy_as_istiod_does() {
         rudder, reference,
         "rudder (left) and istiod (right) differ:\nrudder: {rudder:#}\nistiod: {reference:#}"
     );
+}
+
+/// Every placeholder istiod fills in, so each shows in the names compared.
+const STAT_PATTERN: &str = "%SERVICE%_%SERVICE_NAME%_%SERVICE_FQDN%_%SERVICE_PORT%_%SERVICE_PORT_NAME%_%TARGET_PORT%_%SUBSET_NAME%";
+const DB_PORT: u16 = 19881;
+const CACHE_PORT: u16 = 19882;
+const INBOUND_TCP_PORT: u16 = 19883;
+const INBOUND_HTTP_PORT: u16 = 19884;
+
+/// TCP services `db` (routed to its subset `v1` by a VirtualService) and `cache` (no rules), and
+/// a Sidecar whose ingress listeners give the proxy a TCP and an HTTP inbound port.
+fn stat_names_config() -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\n\
+         metadata: {{name: db, namespace: default}}\n\
+         spec:\n  hosts: [db.mesh.test]\n  addresses: [10.96.8.1]\n\
+         \x20 ports: [{{number: {DB_PORT}, name: tcp-db, protocol: TCP}}]\n\
+         \x20 location: MESH_INTERNAL\n  resolution: STATIC\n\
+         \x20 endpoints: [{{address: 10.1.8.1, labels: {{version: v1}}}}]\n---\n\
+         apiVersion: networking.istio.io/v1\nkind: DestinationRule\n\
+         metadata: {{name: db, namespace: default}}\n\
+         spec:\n  host: db.mesh.test\n  subsets: [{{name: v1, labels: {{version: v1}}}}]\n---\n\
+         apiVersion: networking.istio.io/v1\nkind: VirtualService\n\
+         metadata: {{name: db, namespace: default}}\n\
+         spec:\n  hosts: [db.mesh.test]\n\
+         \x20 tcp: [{{route: [{{destination: {{host: db.mesh.test, subset: v1}}}}]}}]\n---\n\
+         apiVersion: networking.istio.io/v1\nkind: ServiceEntry\n\
+         metadata: {{name: cache, namespace: default}}\n\
+         spec:\n  hosts: [cache.mesh.test]\n  addresses: [10.96.8.2]\n\
+         \x20 ports: [{{number: {CACHE_PORT}, name: tcp-cache, protocol: TCP}}]\n\
+         \x20 location: MESH_INTERNAL\n  resolution: STATIC\n\
+         \x20 endpoints: [{{address: 10.1.8.2}}]\n---\n\
+         apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n\
+         metadata: {{name: default, namespace: istio-system}}\nspec: {{mtls: {{mode: DISABLE}}}}\n---\n\
+         apiVersion: networking.istio.io/v1\nkind: Sidecar\n\
+         metadata: {{name: client, namespace: default}}\n\
+         spec:\n  ingress:\n\
+         \x20 - port: {{number: {INBOUND_TCP_PORT}, name: tcp-in, protocol: TCP}}\n\
+         \x20   defaultEndpoint: 127.0.0.1:18080\n\
+         \x20 - port: {{number: {INBOUND_HTTP_PORT}, name: http-in, protocol: HTTP}}\n\
+         \x20   defaultEndpoint: 127.0.0.1:18081\n\
+         \x20 egress: [{{hosts: ['./*']}}]\n"
+    )
+}
+
+/// The TCP proxies of a listener's chains: (stat prefix, cluster) of each.
+fn tcp_proxies(listener: &Value) -> Vec<(Value, Value)> {
+    listener["filter_chains"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|chain| chain["filters"].as_array().into_iter().flatten())
+        .filter(|filter| filter["name"] == "envoy.filters.network.tcp_proxy")
+        .map(|filter| {
+            let config = &filter["typed_config"];
+            (config["stat_prefix"].clone(), config["cluster"].clone())
+        })
+        .collect()
+}
+
+/// The stat names the patterns shape, as the Envoy holds them.
+fn stat_facts(dump: &Value) -> Value {
+    let alt_stat_names: serde_json::Map<String, Value> = dynamic_clusters(dump)
+        .filter_map(|cluster| {
+            let name = cluster["name"].as_str()?;
+            let interesting = name.starts_with("inbound|") || name.contains(".mesh.test");
+            interesting.then(|| (name.to_string(), cluster["alt_stat_name"].clone()))
+        })
+        .collect();
+    // Envoy picks a chain by its match, not its place: istiod lists the passthrough chain first.
+    let mut inbound = tcp_proxies(active_listener(dump, "virtualInbound"));
+    inbound.sort_by_key(|(prefix, _)| prefix.to_string());
+    json!({
+        "alt_stat_names": alt_stat_names,
+        "db": tcp_proxies(active_listener(dump, &format!("10.96.8.1_{DB_PORT}"))),
+        "cache": tcp_proxies(active_listener(dump, &format!("10.96.8.2_{CACHE_PORT}"))),
+        "inbound": inbound,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stat_name_patterns_name_clusters_and_tcp_proxies_as_istiod_does() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config_dir = dir.path().join("config");
+    std::fs::create_dir(&config_dir).expect("config dir");
+    std::fs::write(config_dir.join("services.yaml"), stat_names_config()).expect("write config");
+    let mesh = dir.path().join("mesh.yaml");
+    std::fs::write(
+        &mesh,
+        format!(
+            "enableAutoMtls: false\nproxyListenPort: 19885\nproxyInboundListenPort: 19886\n\
+             inboundClusterStatName: 'in_{STAT_PATTERN}'\n\
+             outboundClusterStatName: 'out_{STAT_PATTERN}'\n"
+        ),
+    )
+    .expect("write the mesh config");
+    let complete = |dump: &Value| {
+        let active = |name: &str| !active_listener(dump, name).is_null();
+        active("virtualInbound")
+            && active(&format!("10.96.8.1_{DB_PORT}"))
+            && active(&format!("10.96.8.2_{CACHE_PORT}"))
+            && dump
+                .to_string()
+                .contains(&format!("inbound|{INBOUND_HTTP_PORT}||"))
+    };
+    let what = "the TCP listeners and the inbound clusters";
+
+    let server = Server::start(ServeOptions {
+        mesh_config_file: Some(mesh.clone()),
+        ..local_serve_options(vec![config_dir.clone()])
+    })
+    .await
+    .expect("rudder starts");
+    let rudder = stat_facts(&config_dump_once(server.xds_address(), what, complete).await);
+    server.stop().await;
+
+    let istiod = Istiod::up(&config_dir, &mesh);
+    let reference = stat_facts(&config_dump_once(istiod.xds, what, complete).await);
+    drop(istiod);
+
+    // The patterns took effect at all: istiod's names are not the clusters'.
+    assert_eq!(
+        reference["cache"][0][0],
+        // The service's own chain: istiod's port there has no name.
+        format!("out_cache.mesh.test_cache.mesh.test_cache.mesh.test_{CACHE_PORT}__0_"),
+        "{reference:#}"
+    );
+    assert_eq!(
+        rudder, reference,
+        "rudder (left) and istiod (right) differ:\nrudder: {rudder:#}\nistiod: {reference:#}"
+    );
+}
+
+/// ServiceEntries in `default` (the proxy's namespace) and `other`, one exported everywhere and
+/// one to `default` only.
+fn visibility_config() -> String {
+    let entry = |name: &str, namespace: &str, address: &str, export_to: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\n\
+             metadata: {{name: {name}, namespace: {namespace}}}\n\
+             spec:\n  hosts: [{name}.mesh.test]\n  addresses: [{address}]\n  exportTo: {export_to}\n\
+             \x20 ports: [{{number: {WEB_PORT}, name: http, protocol: HTTP}}]\n\
+             \x20 resolution: STATIC\n  endpoints: [{{address: 10.1.9.1}}]\n---\n"
+        )
+    };
+    [
+        entry("local", "default", "10.96.9.1", "['*']"),
+        entry("shared", "other", "10.96.9.2", "['*']"),
+        entry("pointed", "other", "10.96.9.3", "[default]"),
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n\
+         metadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: DISABLE}}\n"
+            .to_string(),
+    ]
+    .concat()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_entry_visibility_caps_export_to_as_istiod_does() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config_dir = dir.path().join("config");
+    std::fs::create_dir(&config_dir).expect("config dir");
+    std::fs::write(config_dir.join("services.yaml"), visibility_config()).expect("write config");
+    let mesh = dir.path().join("mesh.yaml");
+    // istiod without Kubernetes knows no namespace labels: the policy matches nothing and the
+    // default applies (the unit tests cover labels).
+    std::fs::write(
+        &mesh,
+        "enableAutoMtls: false\nproxyListenPort: 19887\nproxyInboundListenPort: 19888\n\
+         serviceEntryVisibility:\n  applyToSidecars: true\n  defaultVisibility: NAMESPACE\n\
+         \x20 policies:\n  - visibility: PUBLIC\n    matchingRules:\n\
+         \x20   - namespaceSelector: {matchLabels: {team: web}}\n",
+    )
+    .expect("write the mesh config");
+    let outbound = |dump: &Value| -> Vec<String> {
+        let mut names: Vec<String> = dynamic_clusters(dump)
+            .filter_map(|cluster| cluster["name"].as_str())
+            .filter(|name| name.starts_with("outbound|"))
+            .map(str::to_string)
+            .collect();
+        names.sort();
+        names
+    };
+    let complete = |dump: &Value| {
+        let text = dump.to_string();
+        text.contains("local.mesh.test") && !active_listener(dump, "virtualOutbound").is_null()
+    };
+    let what = "the local ServiceEntry";
+
+    let server = Server::start(ServeOptions {
+        mesh_config_file: Some(mesh.clone()),
+        ..local_serve_options(vec![config_dir.clone()])
+    })
+    .await
+    .expect("rudder starts");
+    let rudder = outbound(&config_dump_once(server.xds_address(), what, complete).await);
+    server.stop().await;
+
+    let istiod = Istiod::up(&config_dir, &mesh);
+    let reference = outbound(&config_dump_once(istiod.xds, what, complete).await);
+    drop(istiod);
+
+    assert_eq!(
+        reference,
+        [format!("outbound|{WEB_PORT}||local.mesh.test")],
+        "the cap took effect in istiod"
+    );
+    assert_eq!(rudder, reference, "rudder (left) and istiod (right) differ");
 }

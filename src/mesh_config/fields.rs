@@ -26,6 +26,8 @@ pub enum Shape {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Supported,
+    /// Carried out as istiod does; the note says how it meets rudder's own options.
+    SupportedAs(&'static str),
     /// Carried out except what the note says.
     Partial(&'static str),
     /// Not carried out yet; the note says what it does in istiod or where it is tracked.
@@ -75,7 +77,12 @@ pub const FIELDS: &[Field] = &[
     entry(
         "proxyHttpPort",
         Integer,
-        Status::NotYet("no HTTP proxy listener is built"),
+        Status::NotYet(
+            "istiod gives sidecars a listener on 127.0.0.1:PORT (or the proxy's `HTTP_PROXY_PORT` \
+             metadata) whose HTTP connection manager takes absolute URLs and routes with the \
+             `http_proxy` route configuration (every service's HTTP ports by `host:port`); rudder \
+             builds neither",
+        ),
         NotDefault("0"),
     ),
     entry("connectTimeout", Duration, SUPPORTED, Never),
@@ -156,7 +163,12 @@ pub const FIELDS: &[Field] = &[
         "outboundTrafficPolicy",
         Object,
         Status::Partial(
-            "`ALLOW_ANY_DYNAMIC_DNS` and `tls` are not carried out (treated as `ALLOW_ANY`)",
+            "`ALLOW_ANY_DYNAMIC_DNS` is treated as `ALLOW_ANY`: istiod 1.31 builds it without \
+             istio-agent (a dynamic forward proxy cluster `AllowAnyDynamicDNSCluster` with the \
+             DNS cache `allow_any_dfp_dns_cache`, its HTTP filter in outbound HTTP connection \
+             managers, catch-all virtual hosts `allow_any_dynamic_dns` routing to it, and an \
+             HTTP chain on `virtualOutbound`; other TCP still goes to `PassthroughCluster`), \
+             which rudder does not build yet. `tls` (egress TLS origination) is not carried out",
         ),
         Uses(uses_dynamic_dns),
     ),
@@ -203,8 +215,13 @@ pub const FIELDS: &[Field] = &[
     entry(
         "zoneAwareLbSetting",
         Object,
-        Status::NotYet("zone-aware load balancing is not built"),
-        Never,
+        Status::NotYet(
+            "zone-aware load balancing is not built (DestinationRule `zoneAwareLbSetting` is not \
+             either); istiod applies the mesh's setting, ahead of `localityLbSetting`, to \
+             clusters whose DestinationRule and Service set neither: endpoints bucketed by \
+             region (and `failoverPriority`), Envoy's zone-aware balancing within the region",
+        ),
+        NotDefault("null"),
     ),
     entry("dnsRefreshRate", Duration, SUPPORTED, Never),
     entry(
@@ -213,20 +230,8 @@ pub const FIELDS: &[Field] = &[
         SUPPORTED,
         Never,
     ),
-    entry(
-        "inboundClusterStatName",
-        Shape::String,
-        Status::NotYet("clusters keep Envoy's stat names"),
-        NotDefault("\"\""),
-    ),
-    entry(
-        "outboundClusterStatName",
-        Shape::String,
-        Status::Partial(
-            "TCP proxies keep the cluster name as their stat prefix (clusters take the pattern)",
-        ),
-        Uses(is_set),
-    ),
+    entry("inboundClusterStatName", Shape::String, SUPPORTED, Never),
+    entry("outboundClusterStatName", Shape::String, SUPPORTED, Never),
     entry(
         "certificates",
         Objects,
@@ -287,8 +292,15 @@ pub const FIELDS: &[Field] = &[
     entry(
         "discoverySelectors",
         Objects,
-        Status::NotYet("use `--namespaces` and `--namespace-selector`"),
-        NotDefault("[]"),
+        Status::SupportedAs(
+            "only the Kubernetes objects (Services, endpoints, Pods, Secrets, Istio \
+             config) of namespaces whose labels match a selector are read, the root namespace's \
+             too; objects from `--config-dir` files are not filtered (istiod's file store is not \
+             either). With `--namespaces` or `--namespace-selector`, a namespace must pass both \
+             the flags and the selectors, and the selectors see only the labels of namespaces \
+             the flags let rudder read",
+        ),
+        Never,
     ),
     entry("pathNormalization", Object, SUPPORTED, Never),
     entry("defaultHttpRetryPolicy", Object, SUPPORTED, Never),
@@ -303,8 +315,11 @@ pub const FIELDS: &[Field] = &[
     entry(
         "serviceEntryVisibility",
         Object,
-        Status::NotYet("ServiceEntries follow their `exportTo`"),
-        NotDefault("null"),
+        Status::SupportedAs(
+            "with `applyToSidecars: true` it caps ServiceEntries' `exportTo` for every proxy; \
+             without it only ambient proxies would apply it, and rudder serves none",
+        ),
+        Never,
     ),
 ];
 
@@ -346,11 +361,6 @@ fn sets_metrics(value: &Value) -> bool {
         .get("metrics")
         .and_then(Value::as_array)
         .is_some_and(|metrics| !metrics.is_empty())
-}
-
-/// A string field that is not empty.
-fn is_set(value: &Value) -> bool {
-    value.as_str().is_some_and(|text| !text.is_empty())
 }
 
 /// `outboundTrafficPolicy` asks for what rudder does not build: dynamic DNS forwarding.
@@ -467,7 +477,7 @@ impl Field {
             return None;
         }
         Some(match self.status {
-            Status::Supported => return None,
+            Status::Supported | Status::SupportedAs(_) => return None,
             Status::Partial(note) => format!("partly carried out by rudder: {note}"),
             Status::NotYet(note) => format!("not carried out by rudder yet ({note}); ignored"),
             Status::NotApplicable(note) => format!("ignored: {note}"),
@@ -493,6 +503,7 @@ pub fn render() -> String {
     for field in FIELDS {
         let status = match field.status {
             Status::Supported => "supported".to_string(),
+            Status::SupportedAs(note) => format!("supported: {note}"),
             Status::Partial(note) => format!("partial: {note}"),
             Status::NotYet(note) => format!("not yet: {note}"),
             Status::NotApplicable(note) => format!("not applicable: {note}"),

@@ -22,7 +22,9 @@ use serde_json::{Map, Value};
 use crate::duration::Duration;
 use crate::inputs::yaml::parse_documents;
 use crate::istio;
+use crate::model::discovery::{self, DiscoverySelector};
 use crate::model::sidecar::OutboundPolicy;
+use crate::model::visibility::ServiceEntryVisibility;
 
 /// The meshConfig fields rudder honours, with istiod's defaults filled in.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +70,12 @@ pub struct MeshConfig {
     pub outbound_cluster_stat_name: String,
     /// Access logs and tracing (`model::telemetry` resolves what a proxy gets).
     pub telemetry: telemetry::TelemetryConfig,
+    /// The same for inbound clusters and TCP proxies (`%TARGET_PORT%` is the port's own).
+    pub inbound_cluster_stat_name: String,
+    /// Which namespaces' Kubernetes objects are read (`model::discovery`); empty: all of them.
+    pub discovery_selectors: Vec<DiscoverySelector>,
+    /// A cap on ServiceEntries' `exportTo` (`model::visibility`); `None`: no cap.
+    pub service_entry_visibility: Option<ServiceEntryVisibility>,
 }
 
 /// `tlsDefaults`: what gateway servers (SIMPLE, MUTUAL) start from before their own settings,
@@ -156,6 +164,9 @@ impl Default for MeshConfig {
             tls_defaults: TlsDefaults::default(),
             outbound_cluster_stat_name: String::new(),
             telemetry: telemetry::TelemetryConfig::default(),
+            inbound_cluster_stat_name: String::new(),
+            discovery_selectors: Vec::new(),
+            service_entry_visibility: None,
         }
     }
 }
@@ -193,6 +204,10 @@ pub struct Parsed {
     pub config: MeshConfig,
     /// Unknown fields (ignored, as istiod does) and fields rudder does not carry out.
     pub warnings: Vec<MeshConfigError>,
+    /// `discoverySelectors` holds a selector Kubernetes refuses (reported among the warnings):
+    /// istiod accepts the mesh config but its discovery filter keeps the selectors it had, so
+    /// `config` holds the defaults' and the caller puts back those last in force.
+    pub keeps_discovery_selectors: bool,
 }
 
 /// Reads a mesh config (the `mesh` key's YAML) over `defaults`; the first problem istiod would
@@ -221,7 +236,20 @@ pub fn parse(text: &str, defaults: &MeshConfig) -> Result<Parsed, MeshConfigErro
         apply(&mut config, field.name, value)?;
     }
     validate(&config)?;
-    Ok(Parsed { config, warnings })
+    warnings.extend(invalid_visibility_selectors(&config));
+    let keeps_discovery_selectors = match invalid_discovery_selector(&config) {
+        Some(error) => {
+            warnings.push(error);
+            config.discovery_selectors = defaults.discovery_selectors.clone();
+            true
+        }
+        None => false,
+    };
+    Ok(Parsed {
+        config,
+        warnings,
+        keeps_discovery_selectors,
+    })
 }
 
 /// The fields of the YAML mapping; empty text (or `{}`) is a mesh config of defaults.
@@ -336,6 +364,9 @@ fn apply(config: &mut MeshConfig, name: &str, value: Value) -> Result<(), MeshCo
         "defaultTrafficPolicy" => config.default_traffic_policy = typed(name, value)?,
         "tlsDefaults" => config.tls_defaults = typed(name, value)?,
         "outboundClusterStatName" => config.outbound_cluster_stat_name = typed(name, value)?,
+        "inboundClusterStatName" => config.inbound_cluster_stat_name = typed(name, value)?,
+        "discoverySelectors" => config.discovery_selectors = typed(name, value)?,
+        "serviceEntryVisibility" => config.service_entry_visibility = Some(typed(name, value)?),
         "pathNormalization" => {
             #[derive(Deserialize, Default)]
             #[serde(default)]
@@ -347,6 +378,52 @@ fn apply(config: &mut MeshConfig, name: &str, value: Value) -> Result<(), MeshCo
         _ => {}
     }
     Ok(())
+}
+
+/// The first `discoverySelectors` entry Kubernetes' `labels.NewRequirement` refuses, as the
+/// warning istiod's discovery filter logs for it (it then keeps the namespaces it had).
+fn invalid_discovery_selector(config: &MeshConfig) -> Option<MeshConfigError> {
+    config
+        .discovery_selectors
+        .iter()
+        .enumerate()
+        .find_map(|(index, selector)| {
+            let (field, message) = discovery::validate(selector.as_ref()?).err()?;
+            Some(problem(
+                format!("discoverySelectors[{index}].{field}"),
+                format!(
+                    "{message}; invalid discovery selector, the namespaces discovered before \
+                     stay discovered (as istiod keeps them)"
+                ),
+            ))
+        })
+}
+
+/// The `serviceEntryVisibility` rules whose selector Kubernetes refuses: they match no
+/// namespace (istiod logs them, and keeps the visibility config it had before, if any).
+fn invalid_visibility_selectors(config: &MeshConfig) -> Vec<MeshConfigError> {
+    let policies = config
+        .service_entry_visibility
+        .iter()
+        .flat_map(|visibility| visibility.policies.iter().enumerate());
+    let mut warnings = Vec::new();
+    for (p, policy) in policies {
+        for (r, rule) in policy.matching_rules.iter().enumerate() {
+            let Some(selector) = &rule.namespace_selector else {
+                continue;
+            };
+            if let Err((field, message)) = discovery::validate(selector) {
+                warnings.push(problem(
+                    format!(
+                        "serviceEntryVisibility.policies[{p}].matchingRules[{r}].\
+                         namespaceSelector.{field}"
+                    ),
+                    format!("{message}; the rule matches no namespace"),
+                ));
+            }
+        }
+    }
+    warnings
 }
 
 /// A listener port: istiod's `ValidatePort` range, 1 to 65535 (istiod checks only

@@ -169,10 +169,9 @@ fn unknown_fields_are_ignored_with_a_warning() {
 #[test]
 fn fields_not_carried_out_warn_only_when_they_differ_from_istiods_default() {
     assert_eq!(
-        warnings("inboundClusterStatName: '%SERVICE%'\n"),
-        [
-            "inboundClusterStatName: not carried out by rudder yet (clusters keep Envoy's stat names); ignored"
-        ]
+        warnings("proxyHttpPort: 8080\n").len(),
+        1,
+        "a field rudder does not carry out, set to something else than istiod's default"
     );
     // An Istio install's usual settings that change nothing say nothing.
     assert!(
@@ -335,7 +334,7 @@ fn every_field_name_is_known_once() {
     for field in fields::FIELDS {
         let honoured = matches!(
             field.status,
-            fields::Status::Supported | fields::Status::Partial(_)
+            fields::Status::Supported | fields::Status::SupportedAs(_) | fields::Status::Partial(_)
         );
         let read = HONOURED.contains(&field.name);
         assert_eq!(
@@ -347,7 +346,7 @@ fn every_field_name_is_known_once() {
 }
 
 /// The fields `apply` reads.
-const HONOURED: [&str; 28] = [
+const HONOURED: [&str; 31] = [
     "enableEnvoyAccessLogService",
     "enableTracing",
     "accessLogFile",
@@ -357,7 +356,10 @@ const HONOURED: [&str; 28] = [
     "defaultProviders",
     "extensionProviders",
     "defaultConfig",
+    "serviceEntryVisibility",
     "outboundClusterStatName",
+    "inboundClusterStatName",
+    "discoverySelectors",
     "tlsDefaults",
     "pathNormalization",
     "proxyListenPort",
@@ -446,4 +448,82 @@ fn telemetry_fields_merge_over_istiods_defaults() {
         error("extensionProviders: [{name: z, zipkin: {}, opentelemetry: {}}]")
             .contains("more than one provider")
     );
+}
+
+#[test]
+fn discovery_selectors_are_read_and_an_invalid_one_keeps_those_in_force() {
+    let selectors = config(
+        "discoverySelectors:\n- matchLabels: {env: prod}\n\
+         - matchExpressions: [{key: app, operator: In, values: [a, b]}]\n- null\n",
+    )
+    .discovery_selectors;
+    assert_eq!(selectors.len(), 3);
+    assert!(
+        selectors[2].is_none(),
+        "a null selector stays, selecting nothing"
+    );
+    // Of the wrong type: refused as istiod's decoder refuses it.
+    assert!(error("discoverySelectors: [{matchLabels: [x]}]").starts_with("discoverySelectors"));
+    // Well-typed but refused by Kubernetes' selector rules: istiod takes the mesh config and its
+    // discovery filter keeps what it had.
+    let invalid = parsed(
+        "connectTimeout: 2s\n\
+         discoverySelectors: [{matchExpressions: [{key: app, operator: Within, values: [a]}]}]\n",
+    );
+    assert!(invalid.keeps_discovery_selectors);
+    assert_eq!(invalid.config.connect_timeout, Duration::from_secs(2));
+    assert_eq!(
+        invalid
+            .warnings
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        [
+            "discoverySelectors[0].matchExpressions[0]: \"Within\" is not a valid label selector \
+             operator; invalid discovery selector, the namespaces discovered before stay \
+             discovered (as istiod keeps them)"
+        ]
+    );
+    assert!(!parsed("discoverySelectors: []").keeps_discovery_selectors);
+}
+
+#[test]
+fn stat_name_patterns_are_read() {
+    let config = config(
+        "inboundClusterStatName: 'in_%SERVICE%_%TARGET_PORT%'\n\
+         outboundClusterStatName: 'out_%SERVICE%'\n",
+    );
+    assert_eq!(
+        config.inbound_cluster_stat_name,
+        "in_%SERVICE%_%TARGET_PORT%"
+    );
+    assert_eq!(config.outbound_cluster_stat_name, "out_%SERVICE%");
+}
+
+#[test]
+fn service_entry_visibility_is_read_and_a_refused_selector_is_reported() {
+    let parsed = parsed(
+        "serviceEntryVisibility:\n  applyToSidecars: true\n  defaultVisibility: 2\n\
+         \x20 policies:\n  - visibility: NONE\n    matchingRules:\n\
+         \x20   - namespaceSelector: {matchExpressions: [{key: team, operator: In}]}\n",
+    );
+    let visibility = parsed.config.service_entry_visibility.expect("read");
+    assert!(visibility.apply_to_sidecars);
+    assert_eq!(
+        visibility.default_visibility,
+        crate::model::visibility::Visibility::Namespace
+    );
+    assert_eq!(
+        parsed
+            .warnings
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        [
+            "serviceEntryVisibility.policies[0].matchingRules[0].namespaceSelector.\
+             matchExpressions[0]: for 'in', 'notin' operators, values set can't be empty; the \
+             rule matches no namespace"
+        ]
+    );
+    assert!(error("serviceEntryVisibility: {defaultVisibility: SOMETIMES}").contains("SOMETIMES"));
 }

@@ -215,6 +215,9 @@ pub fn build_with(inputs: &Inputs, previous: &LastGood, settings: &Settings) -> 
         &settings.mesh_defaults,
         &mut errors,
     );
+    // meshConfig's discoverySelectors: the Kubernetes objects of other namespaces are not read.
+    let scoped = super::discovery::in_scope(inputs, &mesh.discovery_selectors);
+    let inputs = &*scoped;
     let mut admission = Admission {
         inputs,
         previous,
@@ -296,6 +299,11 @@ pub fn build_with(inputs: &Inputs, previous: &LastGood, settings: &Settings) -> 
         &workload_entries,
         &workloads,
         &mesh.default_service_export_to,
+    );
+    super::visibility::cap_service_entries(
+        &mut services,
+        inputs,
+        mesh.service_entry_visibility.as_ref(),
     );
 
     admission.admit(Kind::DestinationRule, |object| match object {

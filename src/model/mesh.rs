@@ -32,9 +32,13 @@ pub(super) fn resolve(
         return (defaults.clone(), None);
     };
     match mesh_config::parse(mesh, defaults) {
-        Ok(parsed) => {
+        Ok(mut parsed) => {
             for warning in parsed.warnings {
                 errors.push(report(text, "mesh", warning).warning());
+            }
+            if parsed.keeps_discovery_selectors {
+                let in_force = previous.unwrap_or(defaults);
+                parsed.config.discovery_selectors = in_force.discovery_selectors.clone();
             }
             (parsed.config.clone(), Some(parsed.config))
         }
@@ -180,5 +184,56 @@ mod tests {
             model.all_destination_rules[0].export_to,
             ExportTo::Namespaces(Default::default())
         );
+    }
+
+    /// The inputs as the Kubernetes source gives them: `shop` labelled `mesh: enabled`, `lab`
+    /// not, a Service in each.
+    fn two_namespaces(mesh: &str) -> Inputs {
+        let mut inputs = with_mesh(
+            from_test_yaml(
+                "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {mesh: enabled}}\n\
+                 ---\napiVersion: v1\nkind: Namespace\nmetadata: {name: lab}\n---\n\
+                 apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\n\
+                 spec: {clusterIP: 10.96.0.1, ports: [{name: http, port: 80}]}\n---\n\
+                 apiVersion: v1\nkind: Service\nmetadata: {name: db, namespace: lab}\n\
+                 spec: {clusterIP: 10.96.0.2, ports: [{name: http, port: 80}]}\n",
+            ),
+            mesh,
+        );
+        for entry in inputs.entries.values_mut() {
+            entry.origin = Origin::Kubernetes;
+        }
+        inputs
+    }
+
+    fn hosts(built: &crate::model::Built) -> Vec<&str> {
+        built.model.services.keys().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn discovery_selectors_leave_other_namespaces_out_and_an_invalid_edit_keeps_them() {
+        let all = build(&two_namespaces(""), &LastGood::default());
+        assert_eq!(
+            hosts(&all),
+            ["db.lab.svc.cluster.local", "web.shop.svc.cluster.local"]
+        );
+        let selected = build(
+            &two_namespaces("discoverySelectors: [{matchLabels: {mesh: enabled}}]"),
+            &all.last_good,
+        );
+        assert!(selected.errors.is_empty(), "{:?}", selected.errors);
+        assert_eq!(hosts(&selected), ["web.shop.svc.cluster.local"]);
+        // A selector Kubernetes refuses: the rest of the edit applies, the selectors stay.
+        let invalid = build(
+            &two_namespaces(
+                "connectTimeout: 2s\n\
+                 discoverySelectors: [{matchExpressions: [{key: mesh, operator: In}]}]",
+            ),
+            &selected.last_good,
+        );
+        assert_eq!(hosts(&invalid), ["web.shop.svc.cluster.local"]);
+        assert_eq!(invalid.model.mesh.connect_timeout.0.as_secs(), 2);
+        assert_eq!(invalid.errors.len(), 1, "{:?}", invalid.errors);
+        assert!(invalid.errors[0].is_warning(), "{}", invalid.errors[0]);
     }
 }

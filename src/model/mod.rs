@@ -10,6 +10,7 @@
 mod build;
 pub mod credential;
 mod destination_rule;
+pub mod discovery;
 pub mod gateway;
 mod kubernetes;
 mod mesh;
@@ -19,6 +20,7 @@ pub mod sidecar;
 pub mod telemetry;
 mod validate;
 pub mod virtual_service;
+pub mod visibility;
 
 pub(crate) use build::merged_by_host as merged_destination_rules;
 pub use build::{Built, LastGood, Settings, build, build_with, has_registry};

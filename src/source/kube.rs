@@ -42,8 +42,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// The shortest wait before relisting a kind whose watch failed.
 const MIN_RETRY: Duration = Duration::from_secs(1);
 
-/// Which namespaces rudder reads, like istiod's discoverySelectors. Cluster-scoped objects are
-/// always read.
+/// Which namespaces rudder reads (`--namespaces`, `--namespace-selector`). Cluster-scoped objects
+/// are always read. meshConfig's discoverySelectors narrow it further in the model
+/// (`model::discovery`), which sees only the labels of the Namespaces read here.
 #[derive(Debug, Clone, Default)]
 pub struct NamespaceFilter {
     /// Namespaces read whatever their labels.

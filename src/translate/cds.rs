@@ -159,12 +159,18 @@ fn outbound_cluster(model: &Model, proxy: &Proxy, target: &Target<'_>) -> Option
     // Envoy's stats of the cluster go under this name: the cluster's own, or the mesh config's
     // pattern filled in, ended by `;` (istiod's `DelimitedStatsPrefix`).
     let pattern = &model.mesh.outbound_cluster_stat_name;
-    let stat_name = if pattern.is_empty() {
+    let prefix = if pattern.is_empty() {
         builder.cluster.name.clone()
     } else {
-        stat_name(pattern, service, port, subset)
+        stat_prefix(
+            pattern,
+            &StatNames::of(service),
+            subset,
+            (port.port, &port.name),
+            Some(0),
+        )
     };
-    builder.cluster.alt_stat_name = delimited_stat_name(&stat_name);
+    builder.cluster.alt_stat_name = alt_stat_name(prefix);
     // istiod marks clusters that originate TLS for its ALPN filter, whatever the certificates.
     let originates_tls = matches!(
         policy.tls.and_then(|tls| tls.mode),
@@ -174,30 +180,89 @@ fn outbound_cluster(model: &Model, proxy: &Proxy, target: &Target<'_>) -> Option
     Some(builder.build())
 }
 
-/// istiod's `DelimitedStatsPrefix`: stat names end with `;`, which Istio's stats tag
-/// extraction splits on (cluster names hold dots).
-pub(super) fn delimited_stat_name(name: &str) -> String {
-    format!("{name};")
+/// What istiod's stat name patterns (`outboundClusterStatName`, `inboundClusterStatName`) call
+/// a service: Kubernetes services `name.namespace` (`%SERVICE%`) and `name` (`%SERVICE_NAME%`),
+/// others their host for both; `%SERVICE_FQDN%` is the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct StatNames {
+    short: String,
+    name: String,
+    fqdn: String,
 }
 
-/// istiod's `BuildStatPrefix`: the mesh config's pattern with the service's names filled in
-/// (Kubernetes services by `name.namespace` and `name`, others by their host).
-fn stat_name(pattern: &str, service: &Service, port: &ServicePort, subset: &str) -> String {
-    let (short, name) = match service.registry {
-        Registry::Kubernetes => (
-            format!("{}.{}", service.name, service.namespace),
-            service.name.clone(),
-        ),
-        Registry::ServiceEntry => (service.hostname.clone(), service.hostname.clone()),
+impl StatNames {
+    pub(super) fn of(service: &Service) -> StatNames {
+        match service.registry {
+            Registry::Kubernetes => StatNames {
+                short: format!("{}.{}", service.name, service.namespace),
+                name: service.name.clone(),
+                fqdn: service.hostname.clone(),
+            },
+            Registry::ServiceEntry => StatNames::host(&service.hostname),
+        }
+    }
+
+    /// A name that is only a host (a Sidecar's synthetic `SIDECAR.NAMESPACE`, say).
+    pub(super) fn host(host: &str) -> StatNames {
+        StatNames {
+            short: host.to_string(),
+            name: host.to_string(),
+            fqdn: host.to_string(),
+        }
+    }
+}
+
+/// istiod's `BuildStatPrefix`: `pattern` with the service's names, the subset and the port
+/// filled in. `target_port` is `None` where istiod fills it in nowhere (`BuildInboundStatPrefix`,
+/// for inbound TCP proxies), which leaves `%TARGET_PORT%` as written.
+pub(super) fn stat_prefix(
+    pattern: &str,
+    names: &StatNames,
+    subset: &str,
+    (port, port_name): (u16, &str),
+    target_port: Option<u16>,
+) -> String {
+    let prefix = pattern
+        .replace("%SERVICE%", &names.short)
+        .replace("%SERVICE_NAME%", &names.name)
+        .replace("%SERVICE_FQDN%", &names.fqdn)
+        .replace("%SUBSET_NAME%", subset);
+    let prefix = match target_port {
+        Some(target) => prefix.replace("%TARGET_PORT%", &target.to_string()),
+        None => prefix,
     };
-    pattern
-        .replace("%SERVICE%", &short)
-        .replace("%SERVICE_NAME%", &name)
-        .replace("%SERVICE_FQDN%", &service.hostname)
-        .replace("%SUBSET_NAME%", subset)
-        .replace("%TARGET_PORT%", "0")
-        .replace("%SERVICE_PORT%", &port.port.to_string())
-        .replace("%SERVICE_PORT_NAME%", &port.name)
+    prefix
+        .replace("%SERVICE_PORT%", &port.to_string())
+        .replace("%SERVICE_PORT_NAME%", port_name)
+}
+
+/// istiod's `DelimitedStatsPrefix`: Envoy's stats of a cluster go under this name, ended by
+/// `;`, which Istio's stats tag extraction splits on (cluster names hold dots).
+pub(super) fn alt_stat_name(prefix: impl Into<String>) -> String {
+    prefix.into() + ";"
+}
+
+/// The stat prefix of an outbound TCP proxy to `cluster` (istiod's
+/// `buildOutboundNetworkFilters`): the cluster's name, or with `outboundClusterStatName` set and
+/// `host` a known service, the pattern filled in for it, with the listener's port.
+pub(super) fn tcp_stat_prefix(
+    model: &Model,
+    cluster: &str,
+    host: &str,
+    subset: &str,
+    listener_port: (u16, &str),
+) -> String {
+    let pattern = &model.mesh.outbound_cluster_stat_name;
+    match model.services.get(host) {
+        Some(service) if !pattern.is_empty() => stat_prefix(
+            pattern,
+            &StatNames::of(service),
+            subset,
+            listener_port,
+            Some(0),
+        ),
+        _ => cluster.to_string(),
+    }
 }
 
 /// LOGICAL_DNS clusters take exactly one endpoint (Envoy refuses more): the first.
@@ -264,7 +329,7 @@ fn blackhole_cluster(mesh: &MeshConfig) -> Cluster {
         name: BLACKHOLE_CLUSTER.to_string(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
         connect_timeout: Some(proto_duration(mesh.connect_timeout.0)),
-        alt_stat_name: delimited_stat_name(BLACKHOLE_CLUSTER),
+        alt_stat_name: alt_stat_name(BLACKHOLE_CLUSTER),
         ..Default::default()
     }
 }
@@ -281,7 +346,7 @@ pub(super) fn passthrough_cluster(mesh: &MeshConfig) -> Cluster {
         connect_timeout: Some(proto_duration(mesh.connect_timeout.0)),
         lb_policy: LbPolicy::ClusterProvided as i32,
         circuit_breakers: Some(wide_open_circuit_breakers()),
-        alt_stat_name: delimited_stat_name(PASSTHROUGH_CLUSTER),
+        alt_stat_name: alt_stat_name(PASSTHROUGH_CLUSTER),
         typed_extension_protocol_options: [(
             HTTP_PROTOCOL_OPTIONS.to_string(),
             any(&passthrough_protocol_options()),

@@ -56,13 +56,14 @@ use envoy_types::pb::envoy::r#type::v3::Int32Range;
 use envoy_types::pb::google::protobuf::{BoolValue, Duration as ProtoDuration, UInt32Value};
 
 use super::cds::{
-    delimited_stat_name, passthrough_cluster, use_downstream_protocol, wide_open_circuit_breakers,
+    StatNames, alt_stat_name, passthrough_cluster, stat_prefix, use_downstream_protocol,
+    wide_open_circuit_breakers,
 };
 use super::cluster_policy::ClusterBuilder;
 use super::eds::socket_address;
 use super::lds::{
     MAX_CONNECTIONS_PER_ACCEPT, PLAINTEXT_HTTP_PROTOCOLS, RAW_BUFFER, connection_manager,
-    connection_manager_filter, tcp_proxy_filter,
+    connection_manager_filter, tcp_proxy_filter, tcp_proxy_filter_named,
 };
 use super::rds::{prefix_match, route_action_defaults};
 use super::{BLACKHOLE_CLUSTER, ISTIO_SERVER_NAME, proto_duration, typed_config};
@@ -98,10 +99,9 @@ pub(super) fn listeners(model: &Model, proxy: &Proxy) -> Vec<Listener> {
     let ports = inbound_ports(model, proxy);
     let (bound, redirected): (BTreeMap<u16, InboundPort>, BTreeMap<u16, InboundPort>) =
         ports.into_iter().partition(|(_, port)| port.bind_to_port);
-    let paths = model.mesh.path_normalization;
     let mut listeners: Vec<Listener> = bound
         .values()
-        .map(|port| bound_listener(port, paths))
+        .map(|port| bound_listener(port, &model.mesh))
         .collect();
     if proxy.kind == ProxyKind::Sidecar && intercepted(proxy) {
         listeners.push(virtual_inbound(proxy, &redirected, &model.mesh));
@@ -111,7 +111,7 @@ pub(super) fn listeners(model: &Model, proxy: &Proxy) -> Vec<Listener> {
 
 /// A port's own listener, on its bind address: no original destination to read, and sniffing
 /// only when the port's protocol is not declared.
-fn bound_listener(port: &InboundPort, paths: PathNormalization) -> Listener {
+fn bound_listener(port: &InboundPort, mesh: &MeshConfig) -> Listener {
     let mut listener_filters = Vec::new();
     if port.protocol == Protocol::Unspecified {
         listener_filters.push(listener_filter(
@@ -122,7 +122,7 @@ fn bound_listener(port: &InboundPort, paths: PathNormalization) -> Listener {
     Listener {
         name: chain_name(port),
         address: Some(socket_address(port.bind.clone(), port.port)),
-        filter_chains: port_chains(port, paths),
+        filter_chains: port_chains(port, mesh),
         listener_filters,
         continue_on_listener_filters_timeout: true,
         traffic_direction: TrafficDirection::Inbound as i32,
@@ -160,17 +160,32 @@ fn virtual_inbound(
         )],
         ..Default::default()
     });
+    // istiod names the passthrough chain's stats as a port 0 named after the listener, of no
+    // service.
+    let passthrough_stats = match mesh.inbound_cluster_stat_name.as_str() {
+        "" => INBOUND_PASSTHROUGH_CLUSTER.to_string(),
+        pattern => stat_prefix(
+            pattern,
+            &StatNames::host(""),
+            "",
+            (0, VIRTUAL_INBOUND),
+            None,
+        ),
+    };
     filter_chains.push(FilterChain {
         name: VIRTUAL_INBOUND.to_string(),
         filter_chain_match: Some(FilterChainMatch {
             transport_protocol: RAW_BUFFER.to_string(),
             ..Default::default()
         }),
-        filters: vec![tcp_proxy_filter(INBOUND_PASSTHROUGH_CLUSTER)],
+        filters: vec![tcp_proxy_filter_named(
+            &passthrough_stats,
+            INBOUND_PASSTHROUGH_CLUSTER,
+        )],
         ..Default::default()
     });
     for port in ports.values() {
-        filter_chains.extend(port_chains(port, mesh.path_normalization));
+        filter_chains.extend(port_chains(port, mesh));
     }
 
     let mut listener_filters = vec![listener_filter(
@@ -259,7 +274,8 @@ fn declared_ports_predicate(
 }
 
 /// The chains of one inbound port: HTTP, TCP, or both told apart by sniffing.
-fn port_chains(port: &InboundPort, paths: PathNormalization) -> Vec<FilterChain> {
+fn port_chains(port: &InboundPort, mesh: &MeshConfig) -> Vec<FilterChain> {
+    let paths = mesh.path_normalization;
     let name = chain_name(port);
     let cluster = inbound_cluster_name(port.port);
     let http = || FilterChain {
@@ -275,7 +291,10 @@ fn port_chains(port: &InboundPort, paths: PathNormalization) -> Vec<FilterChain>
     let tcp = || FilterChain {
         name: name.clone(),
         filter_chain_match: Some(port_match(port.port)),
-        filters: vec![tcp_proxy_filter(&cluster)],
+        filters: vec![tcp_proxy_filter_named(
+            &inbound_tcp_stat_prefix(port, mesh, &cluster),
+            &cluster,
+        )],
         ..Default::default()
     };
     match port.protocol {
@@ -287,6 +306,17 @@ fn port_chains(port: &InboundPort, paths: PathNormalization) -> Vec<FilterChain>
         Protocol::Unspecified => vec![http(), tcp()],
         Protocol::Https | Protocol::Tls | Protocol::Tcp => vec![tcp()],
     }
+}
+
+/// An inbound TCP proxy's stat prefix: its cluster's name, or `inboundClusterStatName` filled in
+/// as istiod's `BuildInboundStatPrefix` does (which leaves `%TARGET_PORT%` alone).
+fn inbound_tcp_stat_prefix(port: &InboundPort, mesh: &MeshConfig, cluster: &str) -> String {
+    let pattern = &mesh.inbound_cluster_stat_name;
+    if pattern.is_empty() {
+        return cluster.to_string();
+    }
+    let service_port = (port.service_port, port.service_port_name.as_str());
+    stat_prefix(pattern, &port.chain_names, "", service_port, None)
 }
 
 /// Plaintext connections to `port` (inbound mutual TLS, which rudder does not build, would be
@@ -429,7 +459,7 @@ fn inbound_cluster(
         name: name.clone(),
         connect_timeout: Some(proto_duration(mesh.connect_timeout.0)),
         circuit_breakers: Some(wide_open_circuit_breakers()),
-        alt_stat_name: delimited_stat_name(&name),
+        alt_stat_name: alt_stat_name(name.as_str()),
         // istiod's (empty): panic mode stays Envoy's, the workload being the only host.
         common_lb_config: Some(CommonLbConfig::default()),
         ..Default::default()
@@ -509,6 +539,19 @@ fn inbound_cluster(
         // A sniffed port speaks to the application in the protocol the client used.
         Protocol::Unspecified => builder.http_options = Some(use_downstream_protocol()),
         Protocol::Http | Protocol::Https | Protocol::Tls | Protocol::Tcp => {}
+    }
+    let pattern = &mesh.inbound_cluster_stat_name;
+    if !pattern.is_empty() {
+        // istiod's `buildInboundCluster`: the service port, and the cluster's port as the target.
+        let service_port = (port.service_port, port.service_port_name.as_str());
+        let prefix = stat_prefix(
+            pattern,
+            &port.cluster_names,
+            "",
+            service_port,
+            Some(port.port),
+        );
+        builder.cluster.alt_stat_name = alt_stat_name(prefix);
     }
     builder.build()
 }

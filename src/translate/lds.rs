@@ -51,6 +51,7 @@ mod entry;
 mod sniffing;
 mod virtual_outbound;
 
+use super::cds::tcp_stat_prefix;
 use super::eds::socket_address;
 use super::rds::{destination_cluster, split_weights};
 use super::scope::{ListenerScope, Scope};
@@ -58,7 +59,7 @@ use super::{ads_config_source, outbound_cluster_name, proto_duration, typed_conf
 use crate::istio;
 use crate::mesh_config::{MeshConfig, PathNormalization};
 use crate::model::virtual_service::{for_sidecar, hosts_match};
-use crate::model::{MESH_GATEWAY, Model, Protocol, Service, VirtualService};
+use crate::model::{MESH_GATEWAY, Model, Protocol, Service, ServicePort, VirtualService};
 use crate::proxy::{InterceptionMode, Proxy};
 pub(in crate::translate) use entry::{
     MAX_CONNECTIONS_PER_ACCEPT, TRANSPORT_SOCKET_CONNECT_TIMEOUT,
@@ -168,9 +169,9 @@ fn egress_listeners(scope: &ListenerScope, proxy: &Proxy, built: &mut Built) {
                     continue;
                 }
                 let mut chains = if matches!(port.protocol, Protocol::Tls | Protocol::Https) {
-                    tls_filter_chains(model, proxy, service, port.port, &cluster, &rules)
+                    tls_filter_chains(model, proxy, service, port, &cluster, &rules)
                 } else {
-                    tcp_filter_chains(model, proxy, port.port, &cluster, &rules)
+                    tcp_filter_chains(model, proxy, service, port, &cluster, &rules)
                 };
                 if address == wildcard && !bind && !service.address_blocks.is_empty() {
                     restrict_to_blocks(&mut chains, &service.address_blocks);
@@ -433,8 +434,13 @@ fn http_filter(name: &str, config: Option<envoy_types::pb::google::protobuf::Any
 }
 
 pub(super) fn tcp_proxy_filter(cluster: &str) -> Filter {
+    tcp_proxy_filter_named(cluster, cluster)
+}
+
+/// A TCP proxy to `cluster` whose stats go under `stat_prefix`.
+pub(super) fn tcp_proxy_filter_named(stat_prefix: &str, cluster: &str) -> Filter {
     tcp_proxy(
-        cluster,
+        stat_prefix,
         tcp_proxy::ClusterSpecifier::Cluster(cluster.to_string()),
     )
 }
@@ -451,18 +457,22 @@ fn tcp_proxy(stat_prefix: &str, cluster_specifier: tcp_proxy::ClusterSpecifier) 
     }
 }
 
-/// A TCP proxy to a route's destinations (istiod's `buildOutboundNetworkFilters`): one cluster,
-/// named as the stats prefix, or weighted clusters under the VirtualService's `name.namespace`.
-/// Several destinations without weights share traffic evenly, as HTTP routes do.
+/// A TCP proxy to a route's destinations (istiod's `buildOutboundNetworkFilters`): one cluster
+/// (stats as [`tcp_stat_prefix`] says, with the listener's port), or weighted clusters under the
+/// VirtualService's `name.namespace`. Several destinations without weights share traffic evenly.
 pub(super) fn route_tcp_proxy(
     vs: &VirtualService,
     destinations: &[istio::RouteDestination],
     model: &Model,
-    port: u16,
+    listener_port: (u16, &str),
 ) -> Filter {
+    let port = listener_port.0;
     if let [destination] = destinations {
-        let cluster = destination_cluster(&destination.destination, model, port);
-        return tcp_proxy_filter(&cluster);
+        let destination = &destination.destination;
+        let cluster = destination_cluster(destination, model, port);
+        let subset = destination.subset.as_deref().unwrap_or_default();
+        let prefix = tcp_stat_prefix(model, &cluster, &destination.host, subset, listener_port);
+        return tcp_proxy_filter_named(&prefix, &cluster);
     }
     let weights = split_weights(destinations.iter().map(|d| d.weight));
     let clusters = destinations
@@ -664,14 +674,17 @@ impl ChainSet {
 fn tcp_filter_chains(
     model: &Model,
     proxy: &Proxy,
-    port: u16,
+    service: &Service,
+    service_port: &ServicePort,
     cluster: &str,
     rules: &[&VirtualService],
 ) -> Vec<FilterChain> {
+    let port = service_port.port;
+    let listener_port = (port, service_port.name.as_str());
     let mut chains = ChainSet::default();
     for vs in rules {
         for tcp in &vs.tcp {
-            let filter = || route_tcp_proxy(vs, &tcp.route, model, port);
+            let filter = || route_tcp_proxy(vs, &tcp.route, model, listener_port);
             if tcp.matches.is_empty() {
                 chains.push(&[], &[], filter());
                 return chains.chains;
@@ -700,7 +713,9 @@ fn tcp_filter_chains(
             }
         }
     }
-    chains.push(&[], &[], tcp_proxy_filter(cluster));
+    // istiod names the service's own chain's stats after a port without a name.
+    let prefix = tcp_stat_prefix(model, cluster, &service.hostname, "", (port, ""));
+    chains.push(&[], &[], tcp_proxy_filter_named(&prefix, cluster));
     chains.chains
 }
 
@@ -711,10 +726,12 @@ fn tls_filter_chains(
     model: &Model,
     proxy: &Proxy,
     service: &Service,
-    port: u16,
+    service_port: &ServicePort,
     cluster: &str,
     rules: &[&VirtualService],
 ) -> Vec<FilterChain> {
+    let port = service_port.port;
+    let listener_port = (port, service_port.name.as_str());
     let mut chains = ChainSet::default();
     let mut matched = false;
     for vs in rules {
@@ -729,7 +746,7 @@ fn tls_filter_chains(
                     request.port,
                 );
                 if applies {
-                    let filter = route_tcp_proxy(vs, &tls.route, model, port);
+                    let filter = route_tcp_proxy(vs, &tls.route, model, listener_port);
                     chains.push(&request.destination_subnets, &request.sni_hosts, filter);
                     matched = true;
                 }
@@ -742,7 +759,8 @@ fn tls_filter_chains(
         } else {
             Vec::new()
         };
-        chains.push(&[], &server_names, tcp_proxy_filter(cluster));
+        let prefix = tcp_stat_prefix(model, cluster, &service.hostname, "", (port, ""));
+        chains.push(&[], &server_names, tcp_proxy_filter_named(&prefix, cluster));
     }
     chains.chains
 }

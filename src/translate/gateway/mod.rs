@@ -33,10 +33,12 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use envoy_types::pb::google::protobuf::BoolValue;
 
+use super::cds::tcp_stat_prefix;
 use super::eds::socket_address;
 use super::lds::{
     MAX_CONNECTIONS_PER_ACCEPT, TRANSPORT_SOCKET_CONNECT_TIMEOUT, connection_manager,
-    connection_manager_filter, listener_name, route_tcp_proxy, tcp_proxy_filter, tls_inspector,
+    connection_manager_filter, listener_name, route_tcp_proxy, tcp_proxy_filter_named,
+    tls_inspector,
 };
 use super::scope::Scope;
 use super::{ISTIO_SERVER_NAME, ads_config_source, any, outbound_cluster_name, proto_duration};
@@ -286,7 +288,12 @@ fn tcp_route_filter(
                     .iter()
                     .any(|m| l4_match_on_gateway(m.port, &m.gateways, server, &gateway));
             if applies {
-                return Some(route_tcp_proxy(vs, &tcp.route, scope.model(), server.port));
+                return Some(route_tcp_proxy(
+                    vs,
+                    &tcp.route,
+                    scope.model(),
+                    (server.port, &server.port_name),
+                ));
             }
         }
     }
@@ -317,7 +324,12 @@ fn passthrough_chains(
                 taken.extend(request.sni_hosts.iter().cloned());
                 chains.push(FilterChain {
                     filter_chain_match: sni_match(request.sni_hosts.clone()),
-                    filters: vec![route_tcp_proxy(vs, &tls.route, scope.model(), server.port)],
+                    filters: vec![route_tcp_proxy(
+                        vs,
+                        &tls.route,
+                        scope.model(),
+                        (server.port, &server.port_name),
+                    )],
                     ..Default::default()
                 });
             }
@@ -346,12 +358,15 @@ fn auto_passthrough_chains(model: &Model, server: &Server) -> Vec<FilterChain> {
         for port in &service.ports {
             for subset in std::iter::once("").chain(subsets.iter().copied()) {
                 let cluster = outbound_cluster_name(port.port, subset, &service.hostname);
+                let listener_port = (port.port, port.name.as_str());
+                let prefix =
+                    tcp_stat_prefix(model, &cluster, &service.hostname, subset, listener_port);
                 chains.push(FilterChain {
                     filter_chain_match: sni_match(vec![format!(
                         "outbound_.{}_.{subset}_.{}",
                         port.port, service.hostname
                     )]),
-                    filters: vec![tcp_proxy_filter(&cluster)],
+                    filters: vec![tcp_proxy_filter_named(&prefix, &cluster)],
                     ..Default::default()
                 });
             }

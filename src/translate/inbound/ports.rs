@@ -12,6 +12,7 @@ use crate::mesh_config::InboundPolicy;
 use crate::model::sidecar::IngressEndpoint;
 use crate::model::{EndpointAddress, Model, Protocol, Registry, Workload};
 use crate::proxy::{InterceptionMode, Proxy, ProxyKind};
+use crate::translate::cds::StatNames;
 use crate::translate::scope::sidecar_for;
 
 /// The wildcard address inbound listeners and chains are named after.
@@ -38,6 +39,15 @@ pub(super) struct InboundPort {
     /// declared it, for route decorators.
     pub service: String,
     pub service_port: u16,
+    /// The name of that port, for `inboundClusterStatName`.
+    pub service_port_name: String,
+    /// What `inboundClusterStatName` calls the service in the cluster's stat name: the Service
+    /// whose target port this is (for a Sidecar ingress listener too, when there is one), else
+    /// the synthetic `SIDECAR.NAMESPACE`.
+    pub cluster_names: StatNames,
+    /// ... and in the TCP proxy's stat prefix, where istiod names a Sidecar ingress listener's
+    /// chain after the Sidecar always.
+    pub chain_names: StatNames,
     /// The address the chain or listener is named after, and a bound listener listens on.
     pub bind: String,
     /// A listener of its own that binds for real, rather than a chain of `virtualInbound`.
@@ -64,6 +74,9 @@ pub(super) fn inbound_ports(model: &Model, proxy: &Proxy) -> BTreeMap<u16, Inbou
     match sidecar_for(model, proxy) {
         Some(sidecar) if !sidecar.ingress.is_empty() => {
             let synthetic_service = format!("{}.{}", sidecar.name, sidecar.namespace);
+            let synthetic_names = StatNames::host(&synthetic_service);
+            // istiod's `findOrCreateService`: the Service of the same target port, if any.
+            let services = service_ports(model, proxy);
             let mut ports = BTreeMap::new();
             for listener in &sidecar.ingress {
                 let bind = listener
@@ -78,6 +91,12 @@ pub(super) fn inbound_ports(model: &Model, proxy: &Proxy) -> BTreeMap<u16, Inbou
                     protocol: listener.protocol,
                     service: synthetic_service.clone(),
                     service_port: listener.port,
+                    service_port_name: listener.name.clone(),
+                    cluster_names: services.get(&listener.port).map_or_else(
+                        || synthetic_names.clone(),
+                        |port| port.cluster_names.clone(),
+                    ),
+                    chain_names: synthetic_names.clone(),
                     bind,
                     bind_to_port: listener.binds_to_port(intercepted(proxy)),
                     endpoint: listener.endpoint.clone(),
@@ -125,6 +144,9 @@ fn entry_ports(model: &Model, proxy: &Proxy, ports: &mut BTreeMap<u16, InboundPo
                 protocol: service_port.protocol,
                 service: service.hostname.clone(),
                 service_port: service_port.port,
+                service_port_name: service_port.name.clone(),
+                cluster_names: StatNames::of(service),
+                chain_names: StatNames::of(service),
                 bind: WILDCARD.to_string(),
                 bind_to_port: false,
                 endpoint: service_endpoint(model, proxy, endpoint.port),
@@ -158,6 +180,9 @@ fn pod_service_ports(model: &Model, proxy: &Proxy) -> BTreeMap<u16, InboundPort>
                 protocol: service_port.protocol,
                 service: service.hostname.clone(),
                 service_port: service_port.port,
+                service_port_name: service_port.name.clone(),
+                cluster_names: StatNames::of(service),
+                chain_names: StatNames::of(service),
                 bind: WILDCARD.to_string(),
                 bind_to_port: false,
                 endpoint: service_endpoint(model, proxy, port),
