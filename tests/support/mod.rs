@@ -4,6 +4,7 @@
 pub mod ads;
 pub mod certs;
 pub mod cluster;
+pub mod differential;
 pub mod envoy;
 pub mod envoy_process;
 pub mod identity;
