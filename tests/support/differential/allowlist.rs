@@ -6,13 +6,14 @@
 //! Patterns are paths as `compare::Path` prints them, where a step may hold `*` (any characters
 //! within that step; `[*]` is any element, by name or position, or any field) and a step `**` stands for any
 //! number of steps: `clusters[*].common_lb_config`, `routes[*].virtual_hosts[*].domains`,
-//! `probes[retry-503].**`.
+//! `probes[retry-503].**`. A match may also require each side's value (its compact JSON, or
+//! `(absent)`) to fit a glob, so that it accepts only the difference it describes.
 
 use std::fmt;
 
 use serde::Deserialize;
 
-use super::compare::{Path, Step};
+use super::compare::{Difference, Step};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -57,6 +58,12 @@ pub struct Match {
     /// Only on proxies of this kind (`sidecar` or `router`), if set.
     #[serde(default)]
     pub proxy_kind: Option<String>,
+    /// Only when rudder's value, as compact JSON (`(absent)` when it has none), matches this glob.
+    #[serde(default)]
+    pub rudder: Option<String>,
+    /// Only when istiod's value matches this glob, the same way.
+    #[serde(default)]
+    pub istiod: Option<String>,
 }
 
 impl Match {
@@ -118,13 +125,21 @@ impl Allowlist {
         Ok(Allowlist { entries, patterns })
     }
 
-    /// The first match that accepts a difference at `path` in `scenario`, on a proxy of
-    /// `proxy_kind`.
-    pub fn find(&self, scenario: &str, proxy_kind: &str, path: &Path) -> Option<MatchId> {
+    /// The first match that accepts `difference` in `scenario`, on a proxy of `proxy_kind`.
+    pub fn find(&self, scenario: &str, proxy_kind: &str, difference: &Difference) -> Option<MatchId> {
+        let values = |glob: &Option<String>, value: &Option<serde_json::Value>| {
+            glob.as_deref().is_none_or(|glob| {
+                let text = value.as_ref().map_or("(absent)".to_string(), |v| v.to_string());
+                glob_matches(glob, &text)
+            })
+        };
         self.entries.iter().enumerate().find_map(|(e, entry)| {
             entry.matches.iter().enumerate().find_map(|(m, one)| {
-                (one.applies_to(scenario, proxy_kind) && matches(&self.patterns[e][m], &path.0))
-                    .then_some((e, m))
+                (one.applies_to(scenario, proxy_kind)
+                    && matches(&self.patterns[e][m], &difference.path.0)
+                    && values(&one.rudder, &difference.rudder)
+                    && values(&one.istiod, &difference.istiod))
+                .then_some((e, m))
             })
         })
     }

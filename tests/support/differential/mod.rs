@@ -131,7 +131,7 @@ pub async fn run_scenario(scenario: &ScenarioDir, allowlist: &Allowlist) -> Outc
                     compare::diff(&rudder[&proxy.name], &istiod[&proxy.name]);
                 outcome.compared += compared;
                 for difference in differences {
-                    let entry = allowlist.find(&scenario.name, kind, &difference.path);
+                    let entry = allowlist.find(&scenario.name, kind, &difference);
                     outcome.found.push(Found {
                         proxy: proxy.name.clone(),
                         difference,
