@@ -3,14 +3,16 @@
 //! (`harness = false`), so that scenarios run one after the other (their Envoys bind the same
 //! ports) and each fails with one clear message; arguments that are not flags filter scenarios by
 //! substring: `cargo test --test differential -- bookinfo`. `RUDDER_DIFF_REPORT=FILE` writes every
-//! difference and the figures; `RUDDER_DIFF_DUMPS=DIR` writes both sides' trees per scenario.
+//! difference and the figures; `RUDDER_DIFF_DUMPS=DIR` writes both sides' trees per scenario;
+//! `RUDDER_UPDATE_DIFFERENTIAL=1` on a full run rewrites docs/differential.md (otherwise the run
+//! checks that it lists every allowlist entry).
 
 mod support;
 
 use std::process::ExitCode;
 
 use support::differential::allowlist::Allowlist;
-use support::differential::report::{report, summary};
+use support::differential::report::{markdown, markdown_path, report, summary};
 use support::differential::scenario::{ScenarioDir, names};
 use support::differential::{Outcome, run_scenario};
 
@@ -100,6 +102,25 @@ fn main() -> ExitCode {
         let text = serde_json::to_string_pretty(&report).unwrap_or_default();
         if let Err(error) = std::fs::write(&path, text) {
             eprintln!("could not write the report to {path}: {error}");
+        }
+    }
+    let page = markdown_path();
+    if selected.len() == all.len() && std::env::var_os("RUDDER_UPDATE_DIFFERENTIAL").is_some() {
+        let text = markdown(&report, &allowlist, &outcomes);
+        if let Err(error) = std::fs::write(&page, text) {
+            eprintln!("could not write {}: {error}", page.display());
+        }
+    } else {
+        // The figures change with every scenario; the entries must at least all be there.
+        let text = std::fs::read_to_string(&page).unwrap_or_default();
+        for entry in &allowlist.entries {
+            if !text.contains(&format!("`{}`", entry.id)) {
+                stale.push(format!(
+                    "docs/differential.md does not list allowlist entry {} \
+                     (RUDDER_UPDATE_DIFFERENTIAL=1 on a full run rewrites it)",
+                    entry.id
+                ));
+            }
         }
     }
     for (name, failures) in &failed {

@@ -9,6 +9,7 @@ pub mod envoy;
 pub mod envoy_process;
 pub mod identity;
 pub mod istio_crds;
+pub mod istiod;
 pub mod mesh;
 pub mod netns;
 pub mod pods;

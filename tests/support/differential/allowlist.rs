@@ -126,10 +126,17 @@ impl Allowlist {
     }
 
     /// The first match that accepts `difference` in `scenario`, on a proxy of `proxy_kind`.
-    pub fn find(&self, scenario: &str, proxy_kind: &str, difference: &Difference) -> Option<MatchId> {
+    pub fn find(
+        &self,
+        scenario: &str,
+        proxy_kind: &str,
+        difference: &Difference,
+    ) -> Option<MatchId> {
         let values = |glob: &Option<String>, value: &Option<serde_json::Value>| {
             glob.as_deref().is_none_or(|glob| {
-                let text = value.as_ref().map_or("(absent)".to_string(), |v| v.to_string());
+                let text = value
+                    .as_ref()
+                    .map_or("(absent)".to_string(), |v| v.to_string());
                 glob_matches(glob, &text)
             })
         };

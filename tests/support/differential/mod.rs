@@ -19,9 +19,10 @@ use serde_json::{Map, Value};
 
 use allowlist::Allowlist;
 use compare::Difference;
-use run::{Istiod, MESH_BASE, Upstreams, observe};
+use run::{MESH_BASE, Upstreams, observe};
 use scenario::{ProxyKind, ScenarioDir};
 
+use crate::support::istiod::Istiod;
 use crate::support::mesh::local_serve_options;
 
 /// Mesh-wide plaintext: without it istiod gives inbound listeners mutual TLS chains whose
@@ -163,7 +164,7 @@ async fn observe_both(scenario: &ScenarioDir) -> Result<(Value, Value), String> 
     let mesh = dir.path().join("mesh.yaml");
     std::fs::write(&mesh, format!("{MESH_BASE}{}", scenario.scenario.mesh))
         .map_err(|e| e.to_string())?;
-    let upstreams = Upstreams::start(scenario).await;
+    let upstreams = Upstreams::start(scenario).await?;
 
     let server = Server::start(ServeOptions {
         mesh_config_file: Some(mesh.clone()),

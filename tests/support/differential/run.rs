@@ -6,8 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rudder::bootstrap::AdsApiType;
@@ -44,15 +42,16 @@ pub struct Upstreams {
 }
 
 impl Upstreams {
-    pub async fn start(scenario: &ScenarioDir) -> Upstreams {
+    pub async fn start(scenario: &ScenarioDir) -> Result<Upstreams, String> {
         let mut http = Vec::new();
         let mut tcp = Vec::new();
         for spec in &scenario.scenario.upstreams {
+            let listener = bind(&spec.address).await?;
             if spec.tcp {
-                tcp.push(TcpUpstream::start(&spec.name, &spec.address).await);
+                tcp.push(TcpUpstream::start_on(&spec.name, listener));
                 continue;
             }
-            let upstream = Upstream::start(&spec.name, &spec.address).await;
+            let upstream = Upstream::start_on(&spec.name, listener);
             if let Some(status) = spec.status {
                 upstream.answer_with(status);
             }
@@ -61,7 +60,7 @@ impl Upstreams {
             }
             http.push(upstream);
         }
-        Upstreams { http, _tcp: tcp }
+        Ok(Upstreams { http, _tcp: tcp })
     }
 
     fn counts(&self) -> BTreeMap<String, u64> {
@@ -69,6 +68,20 @@ impl Upstreams {
             .iter()
             .map(|upstream| (upstream.name.clone(), upstream.requests()))
             .collect()
+    }
+}
+
+/// A listening socket on `address`, waiting up to 5 s for another process to let go of it.
+async fn bind(address: &str) -> Result<std::net::TcpListener, String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match std::net::TcpListener::bind(address) {
+            Ok(listener) => return Ok(listener),
+            Err(error) if Instant::now() > deadline => {
+                return Err(format!("upstream address {address}: {error}"));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
     }
 }
 
@@ -296,56 +309,5 @@ fn cookie_shape(cookie: &str) -> String {
             format!("{name}=(value);{attributes}")
         }
         None => cookie.to_string(),
-    }
-}
-
-/// istiod (`scripts/istiod`) on a config directory with a mesh config; stopped when dropped.
-pub struct Istiod {
-    run_dir: tempfile::TempDir,
-    pub xds: SocketAddr,
-}
-
-impl Istiod {
-    pub fn up(config_dir: &Path, mesh: &Path) -> Result<Istiod, String> {
-        let run_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let output = Command::new(script())
-            .arg("up")
-            .arg(config_dir)
-            .env("RUDDER_ISTIOD_DIR", run_dir.path())
-            .env("RUDDER_ISTIOD_MESH_CONFIG", mesh)
-            .env("RUDDER_ISTIOD_OWNER_PID", std::process::id().to_string())
-            .output()
-            .map_err(|error| format!("run scripts/istiod up: {error}"))?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        if !output.status.success() {
-            return Err(format!(
-                "scripts/istiod up failed:\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            ));
-        }
-        let xds = stdout
-            .lines()
-            .rfind(|line| !line.trim().is_empty())
-            .and_then(|line| line.trim().parse().ok())
-            .ok_or_else(|| format!("scripts/istiod up printed no address: {stdout:?}"))?;
-        Ok(Istiod { run_dir, xds })
-    }
-
-    /// istiod's log, for failure messages.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.run_dir.path().join("logs/istiod.log")).unwrap_or_default()
-    }
-}
-
-fn script() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/istiod")
-}
-
-impl Drop for Istiod {
-    fn drop(&mut self) {
-        let _ = Command::new(script())
-            .arg("down")
-            .env("RUDDER_ISTIOD_DIR", self.run_dir.path())
-            .output();
     }
 }
