@@ -4,11 +4,13 @@
 pub mod ads;
 pub mod certs;
 pub mod cluster;
+pub mod differential;
 pub mod envoy;
 pub mod envoy_process;
 pub mod identity;
 pub mod istio_crds;
 pub mod istio_module;
+pub mod istiod;
 pub mod mesh;
 pub mod netns;
 pub mod pods;
