@@ -11,14 +11,14 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rudder::bootstrap::AdsApiType;
 use rudder::serve::Server;
 use serde_json::{Value, json};
 use support::envoy_process::EnvoyProcess;
+use support::istiod::Istiod;
 use support::mesh::local_serve_options;
 
 const NODE: &str = "sidecar~127.0.0.1~client.default~default.svc.cluster.local";
@@ -118,59 +118,6 @@ fn shape(value: &Value, depth: usize) -> BTreeMap<String, &'static str> {
     shapes
 }
 
-/// istiod (scripts/istiod) on `config_dir`; stopped when dropped.
-struct Istiod {
-    run_dir: tempfile::TempDir,
-    xds: std::net::SocketAddr,
-    http: String,
-}
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-impl Istiod {
-    fn up(config_dir: &Path) -> Istiod {
-        let run_dir = tempfile::tempdir().expect("a run dir");
-        let output = Command::new(root().join("scripts/istiod"))
-            .arg("up")
-            .arg(config_dir)
-            .env("RUDDER_ISTIOD_DIR", run_dir.path())
-            .env("RUDDER_ISTIOD_OWNER_PID", std::process::id().to_string())
-            .output()
-            .expect("run scripts/istiod up");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "scripts/istiod up failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let xds = stdout
-            .lines()
-            .rfind(|line| !line.trim().is_empty())
-            .and_then(|line| line.trim().parse().ok())
-            .unwrap_or_else(|| panic!("scripts/istiod up printed no address: {stdout:?}"));
-        // `up` keeps its ports in the run dir.
-        let state = std::fs::read_to_string(run_dir.path().join("istiod.env"))
-            .expect("scripts/istiod's state");
-        let port = state
-            .lines()
-            .find_map(|line| line.strip_prefix("HTTP_PORT="))
-            .expect("istiod's HTTP port");
-        let http = format!("127.0.0.1:{port}");
-        Istiod { run_dir, xds, http }
-    }
-}
-
-impl Drop for Istiod {
-    fn drop(&mut self) {
-        let _ = Command::new(root().join("scripts/istiod"))
-            .arg("down")
-            .env("RUDDER_ISTIOD_DIR", self.run_dir.path())
-            .output();
-    }
-}
-
 async fn get(admin: &str, request: &str) -> (u16, String) {
     let response = reqwest::get(format!("http://{admin}/debug/{request}"))
         .await
@@ -230,7 +177,7 @@ async fn debug_endpoints_have_istiods_shapes() {
     let rudder = answers("rudder", server.xds_address(), &admin).await;
     server.stop().await;
 
-    let istiod = Istiod::up(&config_dir);
+    let istiod = Istiod::up(&config_dir, None).unwrap_or_else(|error| panic!("{error}"));
     let reference = answers("istiod", istiod.xds, &istiod.http.clone()).await;
     drop(istiod);
 

@@ -35,6 +35,7 @@ use serde_json::{Value, json};
 use support::certs::TestCa;
 use support::cluster::DevCluster;
 use support::envoy_process::EnvoyProcess;
+use support::istio_module::istioctl_binary;
 use support::rudder_process::RudderProcess;
 
 const SERVER_NAME: &str = "istiod.istio-system.svc";
@@ -43,24 +44,6 @@ const SHOP_PROXY: &str = "sidecar~127.0.201.1~web-1.shop~shop.svc.cluster.local"
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// istioctl: `ISTIOCTL`, else the one `scripts/istiod build-istioctl` builds (cached).
-fn istioctl_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("ISTIOCTL") {
-        return PathBuf::from(path);
-    }
-    let output = Command::new(root().join("scripts/istiod"))
-        .arg("build-istioctl")
-        .output()
-        .expect("run scripts/istiod build-istioctl");
-    assert!(
-        output.status.success(),
-        "scripts/istiod build-istioctl failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    PathBuf::from(stdout.lines().last().expect("the istioctl path").trim())
 }
 
 struct Istioctl {

@@ -295,7 +295,7 @@ async fn the_main_mesh_config_fields_shape_envoy_as_istiod_does() {
     let rudder = facts(&config_dump(server.xds_address()).await);
     server.stop().await;
 
-    let istiod = Istiod::up(&config_dir, &mesh).unwrap_or_else(|error| panic!("{error}"));
+    let istiod = Istiod::up(&config_dir, Some(&mesh)).unwrap_or_else(|error| panic!("{error}"));
     let reference = facts(&config_dump(istiod.xds).await);
     drop(istiod);
 
@@ -435,7 +435,7 @@ async fn stat_name_patterns_name_clusters_and_tcp_proxies_as_istiod_does() {
     let rudder = stat_facts(&config_dump_once(server.xds_address(), what, complete).await);
     server.stop().await;
 
-    let istiod = Istiod::up(&config_dir, &mesh);
+    let istiod = Istiod::up(&config_dir, Some(&mesh)).unwrap_or_else(|error| panic!("{error}"));
     let reference = stat_facts(&config_dump_once(istiod.xds, what, complete).await);
     drop(istiod);
 
@@ -516,7 +516,7 @@ async fn service_entry_visibility_caps_export_to_as_istiod_does() {
     let rudder = outbound(&config_dump_once(server.xds_address(), what, complete).await);
     server.stop().await;
 
-    let istiod = Istiod::up(&config_dir, &mesh);
+    let istiod = Istiod::up(&config_dir, Some(&mesh)).unwrap_or_else(|error| panic!("{error}"));
     let reference = outbound(&config_dump_once(istiod.xds, what, complete).await);
     drop(istiod);
 

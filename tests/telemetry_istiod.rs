@@ -8,14 +8,13 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rudder::bootstrap::AdsApiType;
 use rudder::serve::{ServeOptions, Server};
 use serde_json::{Value, json};
 use support::envoy_process::EnvoyProcess;
+use support::istiod::Istiod;
 use support::mesh::local_serve_options;
 
 const NODE: &str = "sidecar~127.0.0.1~client.default~default.svc.cluster.local";
@@ -127,49 +126,6 @@ fn config() -> String {
          metadata: {{name: default, namespace: istio-system}}\nspec: {{mtls: {{mode: DISABLE}}}}\n"
     ));
     config
-}
-
-/// istiod (scripts/istiod) on `config_dir` with the mesh config `mesh`; stopped when dropped.
-struct Istiod {
-    run_dir: tempfile::TempDir,
-    xds: std::net::SocketAddr,
-}
-
-impl Istiod {
-    fn up(config_dir: &Path, mesh: &Path) -> Istiod {
-        let run_dir = tempfile::tempdir().expect("a run dir");
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let output = Command::new(root.join("scripts/istiod"))
-            .arg("up")
-            .arg(config_dir)
-            .env("RUDDER_ISTIOD_DIR", run_dir.path())
-            .env("RUDDER_ISTIOD_MESH_CONFIG", mesh)
-            .env("RUDDER_ISTIOD_OWNER_PID", std::process::id().to_string())
-            .output()
-            .expect("run scripts/istiod up");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "scripts/istiod up failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let xds = stdout
-            .lines()
-            .rfind(|line| !line.trim().is_empty())
-            .and_then(|line| line.trim().parse().ok())
-            .unwrap_or_else(|| panic!("scripts/istiod up printed no address: {stdout:?}"));
-        Istiod { run_dir, xds }
-    }
-}
-
-impl Drop for Istiod {
-    fn drop(&mut self) {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let _ = Command::new(root.join("scripts/istiod"))
-            .arg("down")
-            .env("RUDDER_ISTIOD_DIR", self.run_dir.path())
-            .output();
-    }
 }
 
 /// The config dump of a stock Envoy attached to `xds`, once its listeners are all active.
@@ -293,7 +249,8 @@ async fn compare(name: &str, telemetry: &str, check: impl Fn(&Value)) {
     let rudder = facts(&config_dump(server.xds_address()).await);
     server.stop().await;
 
-    let istiod = Istiod::up(&config_dir, &mesh_file);
+    let istiod =
+        Istiod::up(&config_dir, Some(&mesh_file)).unwrap_or_else(|error| panic!("{error}"));
     let reference = facts(&config_dump(istiod.xds).await);
     drop(istiod);
 

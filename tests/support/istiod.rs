@@ -6,21 +6,29 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 
-/// istiod (`scripts/istiod`) on a config directory with a mesh config; stopped when dropped.
+/// istiod (`scripts/istiod`) on a config directory; stopped when dropped.
 pub struct Istiod {
     run_dir: tempfile::TempDir,
+    /// Its plaintext xDS address.
     pub xds: SocketAddr,
+    /// Its HTTP address (`/debug/*`, `/metrics`), `127.0.0.1:PORT`.
+    pub http: String,
 }
 
 impl Istiod {
-    pub fn up(config_dir: &Path, mesh: &Path) -> Result<Istiod, String> {
+    /// istiod on `config_dir`, with the mesh config file `mesh` (else the script's own).
+    pub fn up(config_dir: &Path, mesh: Option<&Path>) -> Result<Istiod, String> {
         let run_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let output = Command::new(script())
+        let mut command = Command::new(script());
+        command
             .arg("up")
             .arg(config_dir)
             .env("RUDDER_ISTIOD_DIR", run_dir.path())
-            .env("RUDDER_ISTIOD_MESH_CONFIG", mesh)
-            .env("RUDDER_ISTIOD_OWNER_PID", std::process::id().to_string())
+            .env("RUDDER_ISTIOD_OWNER_PID", std::process::id().to_string());
+        if let Some(mesh) = mesh {
+            command.env("RUDDER_ISTIOD_MESH_CONFIG", mesh);
+        }
+        let output = command
             .output()
             .map_err(|error| format!("run scripts/istiod up: {error}"))?;
         let stdout = String::from_utf8_lossy(&output.stdout);
@@ -35,7 +43,15 @@ impl Istiod {
             .rfind(|line| !line.trim().is_empty())
             .and_then(|line| line.trim().parse().ok())
             .ok_or_else(|| format!("scripts/istiod up printed no address: {stdout:?}"))?;
-        Ok(Istiod { run_dir, xds })
+        // `up` keeps its ports in the run dir.
+        let state = std::fs::read_to_string(run_dir.path().join("istiod.env"))
+            .map_err(|error| format!("scripts/istiod's state: {error}"))?;
+        let port = state
+            .lines()
+            .find_map(|line| line.strip_prefix("HTTP_PORT="))
+            .ok_or("scripts/istiod's state has no HTTP_PORT")?;
+        let http = format!("127.0.0.1:{port}");
+        Ok(Istiod { run_dir, xds, http })
     }
 
     /// istiod's log, for failure messages.
