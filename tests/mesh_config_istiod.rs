@@ -11,8 +11,6 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
-
 use rudder::bootstrap::AdsApiType;
 use rudder::serve::{ServeOptions, Server};
 use serde_json::{Value, json};
@@ -133,24 +131,7 @@ async fn config_dump_once(
         "LABELS": {"app": "client"},
     });
     let envoy = EnvoyProcess::start(NODE, metadata, xds, AdsApiType::Grpc);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let dump: Value = reqwest::get(format!("http://{}/config_dump", envoy.admin))
-            .await
-            .expect("Envoy's admin answers")
-            .json()
-            .await
-            .expect("JSON");
-        if complete(&dump) {
-            return dump;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Envoy never got {what}; its log:\n{}\nits config dump: {dump:#}",
-            envoy.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    envoy.config_dump_when(what, complete).await
 }
 
 fn cluster<'d>(dump: &'d Value, name: &str) -> &'d Value {

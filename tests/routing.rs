@@ -10,42 +10,11 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::HeaderMap;
 use rudder::bootstrap::AdsApiType;
-use support::mesh::{Backend, Mesh, service_yaml};
+use support::mesh::{Mesh, TestNet};
 use support::upstream::{Echo, TcpUpstream, Upstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PROPAGATION_LIMIT: Duration = Duration::from_secs(5);
-
-/// A test's own port and addresses.
-#[derive(Clone, Copy)]
-struct Net(u8);
-
-impl Net {
-    fn port(self) -> u16 {
-        19000 + u16::from(self.0)
-    }
-
-    fn ip(self, octet: u8) -> String {
-        format!("127.0.{}.{octet}", self.0)
-    }
-
-    fn cluster_ip(self, octet: u8) -> String {
-        format!("10.96.{}.{octet}", self.0)
-    }
-
-    fn address(self, octet: u8) -> String {
-        format!("{}:{}", self.ip(octet), self.port())
-    }
-
-    /// A Service on this test's port with one Pod per `(pod, octet, version)`.
-    fn service(self, name: &str, octet: u8, backends: &[(&str, u8, &str)]) -> String {
-        let backends: Vec<Backend> = backends
-            .iter()
-            .map(|(pod, ip, version)| Backend::new(pod, &self.ip(*ip), version))
-            .collect();
-        service_yaml(name, &self.cluster_ip(octet), self.port(), &backends)
-    }
-}
 
 /// A Service whose port has another name (and so another protocol) and number.
 fn service_on(yaml: &str, default_port: u16, port_name: &str, port: u16) -> String {
@@ -183,7 +152,7 @@ fn rule(name: &str, spec: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirect_rewrite_and_direct_response() {
-    let net = Net(190);
+    let net = TestNet(190);
     let _web = Upstream::start("web", &net.address(1)).await;
     let rules = rule(
         "web",
@@ -257,7 +226,7 @@ async fn redirect_rewrite_and_direct_response() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_manipulation_seen_on_both_sides() {
-    let net = Net(191);
+    let net = TestNet(191);
     let _v1 = Upstream::start("web-v1", &net.address(1)).await;
     let _v2 = Upstream::start("web-v2", &net.address(2)).await;
     let subsets = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: web, namespace: bookinfo}\n\
@@ -344,7 +313,7 @@ async fn header_manipulation_seen_on_both_sides() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeouts_and_retries() {
-    let net = Net(192);
+    let net = TestNet(192);
     let slow = Upstream::start("slow", &net.address(1)).await;
     slow.delay_answers(Duration::from_millis(1500));
     let flaky = Upstream::start("flaky", &net.address(2)).await;
@@ -426,7 +395,7 @@ async fn timeouts_and_retries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_delay_and_abort() {
-    let net = Net(193);
+    let net = TestNet(193);
     let web = Upstream::start("web", &net.address(1)).await;
     let rules = rule(
         "web",
@@ -492,7 +461,7 @@ async fn fault_delay_and_abort() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mirror_and_cors() {
-    let net = Net(194);
+    let net = TestNet(194);
     let web = Upstream::start("web", &net.address(1)).await;
     let shadow = Upstream::start("shadow", &net.address(2)).await;
     let rules = rule(
@@ -647,7 +616,7 @@ type MatchCase<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, &'a str)], &'a s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_match_kind() {
-    let net = Net(195);
+    let net = TestNet(195);
     let _web = Upstream::start("web", &net.address(1)).await;
     let routes = [
         ("exact", "[{uri: {exact: /exact}}]"),
@@ -862,7 +831,7 @@ async fn exchange(port: u16, bytes: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_and_tls_routes() {
-    let net = Net(196);
+    let net = TestNet(196);
     let (tcp_port, tls_port) = (19197, 19198);
     let _web = Upstream::start("web", &net.address(1)).await;
     let _main = Upstream::start("db-main", &format!("{}:{tcp_port}", net.ip(2))).await;
@@ -969,7 +938,7 @@ async fn tcp_and_tls_routes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn precedence_visibility_delegates_and_plain_hosts() {
-    let net = Net(199);
+    let net = TestNet(199);
     let mut upstreams = Vec::new();
     let names = ["reviews", "ratings", "details", "frontend"];
     let mut services = Vec::new();

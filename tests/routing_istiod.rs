@@ -16,43 +16,11 @@ mod support;
 use std::time::Duration;
 
 use rudder::bootstrap::AdsApiType;
-use support::mesh::{Backend, Mesh, NAMESPACE, Reply, service_yaml};
+use support::mesh::{Mesh, NAMESPACE, Reply, TestNet};
 use support::upstream::{Echo, Upstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PROPAGATION_LIMIT: Duration = Duration::from_secs(5);
-
-/// A test's own port and addresses.
-#[derive(Clone, Copy)]
-struct Net(u8);
-
-impl Net {
-    fn port(self) -> u16 {
-        19000 + u16::from(self.0)
-    }
-
-    fn ip(self, octet: u8) -> String {
-        format!("127.0.{}.{octet}", self.0)
-    }
-
-    fn address(self, octet: u8) -> String {
-        format!("{}:{}", self.ip(octet), self.port())
-    }
-
-    /// A Service on `port` with cluster IP `10.96.NET.octet` and one Pod per `(pod, octet)`.
-    fn service_on(self, name: &str, octet: u8, port: u16, pods: &[(&str, u8)]) -> String {
-        let backends: Vec<Backend> = pods
-            .iter()
-            .map(|(pod, ip)| Backend::new(pod, &self.ip(*ip), "v1"))
-            .collect();
-        let cluster_ip = format!("10.96.{}.{octet}", self.0);
-        service_yaml(name, &cluster_ip, port, &backends)
-    }
-
-    fn service(self, name: &str, octet: u8, pods: &[(&str, u8)]) -> String {
-        self.service_on(name, octet, self.port(), pods)
-    }
-}
 
 fn config(kind: &str, name: &str, spec: &str) -> String {
     format!(
@@ -84,7 +52,7 @@ async fn wait_for_upstream(mesh: &Mesh, host: &str, path: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_503s_are_not_retried_and_hashed_retries_stay_on_their_host() {
-    let net = Net(210);
+    let net = TestNet(210);
     let failing = Upstream::start("failing", &net.address(1)).await;
     let sticky_a = Upstream::start("sticky-a", &net.address(2)).await;
     let sticky_b = Upstream::start("sticky-b", &net.address(3)).await;
@@ -105,11 +73,11 @@ async fn plain_503s_are_not_retried_and_hashed_retries_stay_on_their_host() {
     let files = [
         (
             "failing.yaml",
-            net.service("failing", 1, &[("failing-1", 1)]),
+            net.service("failing", 1, &[("failing-1", 1, "v1")]),
         ),
         (
             "sticky.yaml",
-            net.service("sticky", 2, &[("sticky-a", 2), ("sticky-b", 3)]),
+            net.service("sticky", 2, &[("sticky-a", 2, "v1"), ("sticky-b", 3, "v1")]),
         ),
         ("rules.yaml", rules),
     ];
@@ -175,7 +143,7 @@ async fn slow_upload(port: u16, host: &str, path: &str, body_delay: Duration) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route_timeout_bounds_the_answer_not_the_upload() {
-    let net = Net(211);
+    let net = TestNet(211);
     let web = Upstream::start("web", &net.address(1)).await;
     web.read_bodies();
     let rules = config(
@@ -184,7 +152,7 @@ async fn route_timeout_bounds_the_answer_not_the_upload() {
         "  hosts: [web]\n  http:\n  - timeout: 1s\n    route: [{destination: {host: web}}]\n",
     );
     let files = [
-        ("web.yaml", net.service("web", 1, &[("web-1", 1)])),
+        ("web.yaml", net.service("web", 1, &[("web-1", 1, "v1")])),
         ("rules.yaml", rules),
     ];
     let mesh = Mesh::start(AdsApiType::Grpc, net.port(), &files).await;
@@ -202,7 +170,7 @@ async fn route_timeout_bounds_the_answer_not_the_upload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mirrors_destinations_and_domains_as_istiod() {
-    let net = Net(212);
+    let net = TestNet(212);
     let _web = Upstream::start("web", &net.address(1)).await;
     let shadow = Upstream::start("shadow", &net.address(2)).await;
     // `single` listens on another port only.
@@ -216,11 +184,14 @@ async fn mirrors_destinations_and_domains_as_istiod() {
          route: [{destination: {host: web}}]\n",
     );
     let files = [
-        ("web.yaml", net.service("web", 1, &[("web-1", 1)])),
-        ("shadow.yaml", net.service("shadow", 2, &[("shadow-1", 2)])),
+        ("web.yaml", net.service("web", 1, &[("web-1", 1, "v1")])),
+        (
+            "shadow.yaml",
+            net.service("shadow", 2, &[("shadow-1", 2, "v1")]),
+        ),
         (
             "single.yaml",
-            net.service_on("single", 3, single_port, &[("single-1", 3)]),
+            net.service_on("single", 3, single_port, &[("single-1", 3, "v1")]),
         ),
         ("rules.yaml", rules),
     ];

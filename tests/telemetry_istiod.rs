@@ -8,8 +8,6 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
-
 use rudder::bootstrap::AdsApiType;
 use rudder::serve::{ServeOptions, Server};
 use serde_json::{Value, json};
@@ -136,29 +134,15 @@ async fn config_dump(xds: std::net::SocketAddr) -> Value {
         "LABELS": {"app": "client", "service.istio.io/canonical-name": "client-app"},
     });
     let envoy = EnvoyProcess::start(NODE, metadata, xds, AdsApiType::Grpc);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let dump: Value = reqwest::get(format!("http://{}/config_dump", envoy.admin))
-            .await
-            .expect("Envoy's admin answers")
-            .json()
-            .await
-            .expect("JSON");
-        let active = |name: &str| !listener(&dump, name).is_null();
-        if active("virtualOutbound")
-            && active("virtualInbound")
-            && active(&format!("0.0.0.0_{WEB_PORT}"))
-            && active(&format!("0.0.0.0_{API_PORT}"))
-        {
-            return dump;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Envoy never got its listeners; its log:\n{}\nits config dump: {dump:#}",
-            envoy.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    envoy
+        .config_dump_when("its listeners", |dump| {
+            let active = |name: &str| !listener(dump, name).is_null();
+            active("virtualOutbound")
+                && active("virtualInbound")
+                && active(&format!("0.0.0.0_{WEB_PORT}"))
+                && active(&format!("0.0.0.0_{API_PORT}"))
+        })
+        .await
 }
 
 /// The listener `name` as Envoy uses it; null while it is missing or warming.

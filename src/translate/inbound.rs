@@ -465,14 +465,17 @@ fn inbound_cluster(
         ..Default::default()
     };
     let (static_address, needs_bind) = match &port.endpoint {
-        IngressEndpoint::OriginalDestination { port } => {
+        IngressEndpoint::OriginalDestination { port: target } => {
             cluster.lb_policy = LbPolicy::ClusterProvided as i32;
-            cluster.lb_config = Some(LbConfig::OriginalDstLbConfig(OriginalDstLbConfig {
-                upstream_port_override: Some(UInt32Value {
-                    value: u32::from(*port),
-                }),
-                ..Default::default()
-            }));
+            // Only a port other than the one connected to is written, as istiod does.
+            cluster.lb_config = (*target != port.port).then(|| {
+                LbConfig::OriginalDstLbConfig(OriginalDstLbConfig {
+                    upstream_port_override: Some(UInt32Value {
+                        value: u32::from(*target),
+                    }),
+                    ..Default::default()
+                })
+            });
             cluster.cleanup_interval = Some(NEVER_CLEAN_UP);
             (None, true)
         }

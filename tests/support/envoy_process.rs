@@ -103,6 +103,28 @@ impl EnvoyProcess {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Envoy's `/config_dump` once `complete` says it holds `what` (within 30 s).
+    pub async fn config_dump_when(&self, what: &str, complete: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let dump: Value = reqwest::get(format!("http://{}/config_dump", self.admin))
+                .await
+                .expect("Envoy's admin answers")
+                .json()
+                .await
+                .expect("JSON");
+            if complete(&dump) {
+                return dump;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Envoy never got {what}; its log:\n{}\nits config dump: {dump:#}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 }
 
 impl Drop for EnvoyProcess {

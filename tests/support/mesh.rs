@@ -381,3 +381,46 @@ pub fn local_serve_options(config_dirs: Vec<PathBuf>) -> ServeOptions {
         mesh_config_file: None,
     }
 }
+
+/// A test's own port (`19000 + N`) and addresses (`127.0.N.x` for workloads, `10.96.N.x` for
+/// cluster IPs), so that tests running at once do not meet.
+#[derive(Clone, Copy)]
+pub struct TestNet(pub u8);
+
+impl TestNet {
+    pub fn port(self) -> u16 {
+        19000 + u16::from(self.0)
+    }
+
+    pub fn ip(self, octet: u8) -> String {
+        format!("127.0.{}.{octet}", self.0)
+    }
+
+    pub fn cluster_ip(self, octet: u8) -> String {
+        format!("10.96.{}.{octet}", self.0)
+    }
+
+    pub fn address(self, octet: u8) -> String {
+        format!("{}:{}", self.ip(octet), self.port())
+    }
+
+    /// A Service on this test's port with one Pod per `(pod, octet, version)`.
+    pub fn service(self, name: &str, octet: u8, backends: &[(&str, u8, &str)]) -> String {
+        self.service_on(name, octet, self.port(), backends)
+    }
+
+    /// A Service on `port` with one Pod per `(pod, octet, version)`.
+    pub fn service_on(
+        self,
+        name: &str,
+        octet: u8,
+        port: u16,
+        backends: &[(&str, u8, &str)],
+    ) -> String {
+        let backends: Vec<Backend> = backends
+            .iter()
+            .map(|(pod, ip, version)| Backend::new(pod, &self.ip(*ip), version))
+            .collect();
+        service_yaml(name, &self.cluster_ip(octet), port, &backends)
+    }
+}

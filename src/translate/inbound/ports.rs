@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use crate::mesh_config::InboundPolicy;
 use crate::model::sidecar::IngressEndpoint;
-use crate::model::{EndpointAddress, Model, Protocol, Registry, Workload};
+use crate::model::{EndpointAddress, Model, Protocol, Registry, Service, ServicePort, Workload};
 use crate::proxy::{InterceptionMode, Proxy, ProxyKind};
 use crate::translate::cds::StatNames;
 use crate::translate::scope::sidecar_for;
@@ -139,17 +139,8 @@ fn entry_ports(model: &Model, proxy: &Proxy, ports: &mut BTreeMap<u16, InboundPo
             if reserved(model, endpoint.port) {
                 continue;
             }
-            ports.entry(endpoint.port).or_insert_with(|| InboundPort {
-                port: endpoint.port,
-                protocol: service_port.protocol,
-                service: service.hostname.clone(),
-                service_port: service_port.port,
-                service_port_name: service_port.name.clone(),
-                cluster_names: StatNames::of(service),
-                chain_names: StatNames::of(service),
-                bind: WILDCARD.to_string(),
-                bind_to_port: false,
-                endpoint: service_endpoint(model, proxy, endpoint.port),
+            ports.entry(endpoint.port).or_insert_with(|| {
+                service_target(service, service_port, endpoint.port, model, proxy)
             });
         }
     }
@@ -175,21 +166,35 @@ fn pod_service_ports(model: &Model, proxy: &Proxy) -> BTreeMap<u16, InboundPort>
             if reserved(model, port) {
                 continue;
             }
-            ports.entry(port).or_insert_with(|| InboundPort {
-                port,
-                protocol: service_port.protocol,
-                service: service.hostname.clone(),
-                service_port: service_port.port,
-                service_port_name: service_port.name.clone(),
-                cluster_names: StatNames::of(service),
-                chain_names: StatNames::of(service),
-                bind: WILDCARD.to_string(),
-                bind_to_port: false,
-                endpoint: service_endpoint(model, proxy, port),
-            });
+            ports
+                .entry(port)
+                .or_insert_with(|| service_target(service, service_port, port, model, proxy));
         }
     }
     ports
+}
+
+/// The chain of a service's port whose traffic arrives on `port` (its target port), on the
+/// wildcard address of `virtualInbound`.
+fn service_target(
+    service: &Service,
+    service_port: &ServicePort,
+    port: u16,
+    model: &Model,
+    proxy: &Proxy,
+) -> InboundPort {
+    InboundPort {
+        port,
+        protocol: service_port.protocol,
+        service: service.hostname.clone(),
+        service_port: service_port.port,
+        service_port_name: service_port.name.clone(),
+        cluster_names: StatNames::of(service),
+        chain_names: StatNames::of(service),
+        bind: WILDCARD.to_string(),
+        bind_to_port: false,
+        endpoint: service_endpoint(model, proxy, port),
+    }
 }
 
 /// Where a Service port's traffic goes: to the address it was sent to, or with
