@@ -169,7 +169,8 @@ fn egress_listeners(scope: &ListenerScope, proxy: &Proxy, built: &mut Built) {
                     continue;
                 }
                 let mut chains = if matches!(port.protocol, Protocol::Tls | Protocol::Https) {
-                    tls_filter_chains(model, proxy, service, port, &cluster, &rules)
+                    let on_wildcard = address == WILDCARD;
+                    tls_filter_chains(model, proxy, service, port, &cluster, &rules, on_wildcard)
                 } else {
                     tcp_filter_chains(model, proxy, service, port, &cluster, &rules)
                 };
@@ -721,7 +722,9 @@ fn tcp_filter_chains(
 
 /// istiod's `buildSidecarOutboundTLSFilterChainOpts`: a chain per applicable `tls` match entry,
 /// matched by its `sniHosts` (and `destinationSubnets`); without any, the service's own cluster,
-/// matched by its host name when the listener has no address of its own.
+/// matched by its host name only where nothing else tells services apart: on the wildcard
+/// address (`on_wildcard`), for a service without an address of its own or with CIDR blocks. A
+/// listener bound to one address (127.0.0.1 without interception) takes any connection for it.
 fn tls_filter_chains(
     model: &Model,
     proxy: &Proxy,
@@ -729,6 +732,7 @@ fn tls_filter_chains(
     service_port: &ServicePort,
     cluster: &str,
     rules: &[&VirtualService],
+    on_wildcard: bool,
 ) -> Vec<FilterChain> {
     let port = service_port.port;
     let listener_port = (port, service_port.name.as_str());
@@ -754,7 +758,9 @@ fn tls_filter_chains(
         }
     }
     if !matched {
-        let server_names = if service.cluster_ips.is_empty() {
+        let tells_apart_by_name =
+            service.cluster_ips.is_empty() || !service.address_blocks.is_empty();
+        let server_names = if on_wildcard && tells_apart_by_name {
             vec![service.hostname.clone()]
         } else {
             Vec::new()
@@ -766,60 +772,4 @@ fn tls_filter_chains(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn matches(chains: &ChainSet) -> Vec<(Vec<String>, Vec<String>)> {
-        chains
-            .chains
-            .iter()
-            .map(|chain| {
-                let m = chain.filter_chain_match.clone().unwrap_or_default();
-                let ranges = m.prefix_ranges.iter().map(range_label).collect();
-                (ranges, m.server_names)
-            })
-            .collect()
-    }
-
-    fn strings(items: &[&str]) -> Vec<String> {
-        items.iter().map(ToString::to_string).collect()
-    }
-
-    #[test]
-    fn later_chains_lose_what_earlier_ones_match() {
-        let filter = || tcp_proxy_filter("c");
-        let mut chains = ChainSet::default();
-        chains.push(&strings(&["10.1.2.3/8"]), &[], filter());
-        // The same block (host bits aside) is taken; the other one stays.
-        chains.push(&strings(&["10.0.0.0/8", "192.168.1.7"]), &[], filter());
-        chains.push(&strings(&["10.0.0.0/8"]), &[], filter());
-        chains.push(&[], &[], filter());
-        chains.push(&[], &[], filter());
-        assert_eq!(
-            matches(&chains),
-            [
-                (strings(&["10.0.0.0/8"]), vec![]),
-                (strings(&["192.168.1.7/32"]), vec![]),
-                (vec![], vec![]),
-            ]
-        );
-
-        let mut chains = ChainSet::default();
-        chains.push(&[], &strings(&["a.example.com", "b.example.com"]), filter());
-        chains.push(&[], &strings(&["b.example.com", "c.example.com"]), filter());
-        chains.push(
-            &strings(&["10.0.0.0/8"]),
-            &strings(&["a.example.com"]),
-            filter(),
-        );
-        chains.push(&[], &strings(&["a.example.com"]), filter());
-        assert_eq!(
-            matches(&chains),
-            [
-                (vec![], strings(&["a.example.com", "b.example.com"])),
-                (vec![], strings(&["c.example.com"])),
-                (strings(&["10.0.0.0/8"]), strings(&["a.example.com"])),
-            ]
-        );
-    }
-}
+mod tests;
