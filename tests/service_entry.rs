@@ -1,7 +1,8 @@
 //! ServiceEntries end to end through a real Envoy: a STATIC entry's endpoints receive requests
 //! for its host, and a DestinationRule subset routed to by a VirtualService reaches only its own
 //! endpoints; a DNS entry's endpoint `localhost` is resolved by Envoy; a WorkloadEntry selected
-//! by an entry's `workloadSelector` receives the entry's traffic. Each test has its own port
+//! by an entry's `workloadSelector` receives the entry's traffic; a `unix://` endpoint receives
+//! requests on its socket. Each test has its own port
 //! (19401-19409, endpoints on 1941x) and upstream addresses (127.0.14N.x), so they run in
 //! parallel.
 
@@ -151,4 +152,63 @@ async fn workload_entry_selected_by_an_entry_receives_its_traffic() {
         answering(&mesh, "legacy.vms.example", &[], 10).await,
         names(&["legacy-vm"])
     );
+}
+
+/// An HTTP server on the unix domain socket `path`, answering every request as `name` (in the
+/// JSON `support::upstream` answers with), one request per connection.
+fn unix_upstream(name: &'static str, path: &std::path::Path) -> tokio::task::JoinHandle<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::UnixListener::bind(path).expect("bind the socket");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !request.windows(4).any(|window| window == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => request.extend_from_slice(&buffer[..read]),
+                    }
+                }
+                let body = serde_json::json!({"upstream": name, "path": "/", "headers": {}});
+                let body = body.to_string();
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                     connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_entry_reaches_a_unix_domain_socket() {
+    let port = 19404;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let socket = dir.path().join("app.sock");
+    let server = unix_upstream("socket", &socket);
+    let entry = format!(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\n\
+         metadata: {{name: local-socket, namespace: {NAMESPACE}}}\n\
+         spec:\n  hosts: [socket.example.internal]\n  resolution: STATIC\n  \
+         ports: [{{number: {port}, name: http, protocol: HTTP}}]\n  \
+         endpoints: [{{address: \"unix://{}\"}}]\n",
+        socket.display()
+    );
+    let mesh = Mesh::start(AdsApiType::Grpc, port, &[("entry.yaml", entry)]).await;
+    let reached = mesh
+        .wait_until(PROPAGATION_LIMIT, || async {
+            mesh.upstream_of("socket.example.internal", &[]).await == "socket"
+        })
+        .await;
+    assert!(
+        reached.is_some(),
+        "saw {}; Envoy's log:\n{}",
+        mesh.upstream_of("socket.example.internal", &[]).await,
+        mesh.envoy.log()
+    );
+    server.abort();
 }

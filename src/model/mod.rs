@@ -164,19 +164,25 @@ impl Locality {
     }
 }
 
-/// Where an endpoint is reached: an IP, or (for DNS-resolved ServiceEntries only) a host name
-/// Envoy resolves itself.
+/// Where an endpoint is reached: an IP, (for DNS-resolved ServiceEntries only) a host name
+/// Envoy resolves itself, or a unix domain socket (a `unix://` address: its path, or `@name` for
+/// an abstract socket), which has no port.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum EndpointAddress {
     Ip(IpAddr),
     Hostname(String),
+    Unix(String),
 }
+
+/// How Istio writes a unix domain socket address.
+pub const UNIX_PREFIX: &str = "unix://";
 
 impl std::fmt::Display for EndpointAddress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             EndpointAddress::Ip(ip) => ip.fmt(f),
             EndpointAddress::Hostname(name) => f.write_str(name),
+            EndpointAddress::Unix(path) => write!(f, "{UNIX_PREFIX}{path}"),
         }
     }
 }

@@ -16,7 +16,7 @@ use super::build::{in_precedence_order, namespace_of};
 use super::kubernetes::protocol_of;
 use super::{
     Endpoint, EndpointAddress, ExportTo, Locality, Protocol, Registry, Resolution, Service,
-    ServicePort, TargetPort, Workload,
+    ServicePort, TargetPort, UNIX_PREFIX, Workload,
 };
 use crate::inputs::{IstioObject, Object};
 use crate::istio::{self, Location, ServiceEntry, WorkloadEntry};
@@ -234,9 +234,10 @@ fn entry_services(entry: &IstioObject<ServiceEntry>, selectable: &Selectable<'_>
                     workload_endpoints
                         .iter()
                         .filter(|workload| {
-                            // EDS carries IPs only: a name there would be refused by Envoy.
+                            // EDS carries IPs and sockets only: a name there would be refused
+                            // by Envoy.
                             resolution != Resolution::ClientSideLb
-                                || matches!(workload.address, EndpointAddress::Ip(_))
+                                || !matches!(workload.address, EndpointAddress::Hostname(_))
                         })
                         .map(|workload| workload.endpoint(service_port, port)),
                 );
@@ -414,7 +415,10 @@ fn from_workload_entry(entry: &WorkloadEntry) -> WorkloadEndpoint {
     locality.add_topology_labels(&mut labels);
     let address = match entry.address.parse::<IpAddr>() {
         Ok(ip) => EndpointAddress::Ip(ip),
-        Err(_) => EndpointAddress::Hostname(entry.address.clone()),
+        Err(_) => match entry.address.strip_prefix(UNIX_PREFIX) {
+            Some(path) => EndpointAddress::Unix(path.to_string()),
+            None => EndpointAddress::Hostname(entry.address.clone()),
+        },
     };
     WorkloadEndpoint {
         address,

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
 use envoy_types::pb::envoy::config::core::v3::{
-    Address, Locality as EnvoyLocality, SocketAddress, address,
+    Address, Locality as EnvoyLocality, Pipe, SocketAddress, address,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint as EnvoyEndpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
@@ -18,7 +18,7 @@ use envoy_types::pb::google::protobuf::UInt32Value;
 
 use super::cluster_policy::{cluster_policy, parse_outbound_cluster_name};
 use super::locality::{self, Group};
-use crate::model::{Endpoint, Model};
+use crate::model::{Endpoint, EndpointAddress, Model};
 use crate::proxy::Proxy;
 
 pub fn endpoints(
@@ -134,9 +134,19 @@ fn locality_groups(endpoints: Vec<&Endpoint>) -> Vec<Group<'_>> {
 }
 
 fn lb_endpoint(endpoint: &Endpoint) -> LbEndpoint {
+    let address = match &endpoint.address {
+        // A socket has no port (istiod writes its path as Envoy's pipe address).
+        EndpointAddress::Unix(path) => Address {
+            address: Some(address::Address::Pipe(Pipe {
+                path: path.clone(),
+                ..Default::default()
+            })),
+        },
+        other => socket_address(other.to_string(), endpoint.port),
+    };
     LbEndpoint {
         host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(EnvoyEndpoint {
-            address: Some(socket_address(endpoint.address.to_string(), endpoint.port)),
+            address: Some(address),
             ..Default::default()
         })),
         load_balancing_weight: Some(UInt32Value {

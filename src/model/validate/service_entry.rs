@@ -1,6 +1,7 @@
 //! ServiceEntry and WorkloadEntry checks, after istiod's `ValidateServiceEntry` and
 //! `ValidateWorkloadEntry`: hosts, addresses, ports, how endpoints fit the resolution, and what
-//! Envoy would refuse (a host name where EDS needs an IP, `unix://` sockets). Each error names
+//! Envoy would refuse (a host name where EDS needs an IP, a `unix://` socket in a DNS entry or
+//! with ports). Each error names
 //! the field at fault. Only the object itself is looked at.
 
 use std::collections::BTreeSet;
@@ -55,8 +56,15 @@ pub fn validate_service_entry(entry: &IstioObject<ServiceEntry>) -> Result<(), F
         Resolution::Static => {
             for (i, endpoint) in spec.endpoints.iter().enumerate() {
                 let at = format!("spec.endpoints[{i}]");
-                if endpoint.address.parse::<IpAddr>().is_err() {
-                    reject_unix_socket(&endpoint.address, &format!("{at}.address"))?;
+                if endpoint.address.starts_with(UNIX_PREFIX) {
+                    validate_unix_endpoint(endpoint, &at)?;
+                    if spec.ports.len() != 1 {
+                        return Err(invalid(
+                            "spec.ports",
+                            "exactly 1 service port required for unix endpoints",
+                        ));
+                    }
+                } else if endpoint.address.parse::<IpAddr>().is_err() {
                     return Err(invalid(
                         format!("{at}.address"),
                         format!(
@@ -121,6 +129,8 @@ pub fn validate_workload_entry(entry: &WorkloadEntry) -> Result<(), FieldError> 
         if entry.network.as_deref().unwrap_or_default().is_empty() {
             return Err(invalid("spec.address", "address is required"));
         }
+    } else if entry.address.starts_with(UNIX_PREFIX) {
+        validate_unix_endpoint(entry, "spec")?;
     } else {
         validate_workload_address(&entry.address, "spec.address")?;
     }
@@ -303,11 +313,39 @@ fn validate_workload_address(address: &str, at: &str) -> Result<(), FieldError> 
     })
 }
 
+/// `unix://` sockets are for STATIC entries and WorkloadEntries only: a DNS cluster has no use
+/// for a path.
 fn reject_unix_socket(address: &str, at: &str) -> Result<(), FieldError> {
     if address.starts_with(UNIX_PREFIX) {
         return Err(invalid(
             at,
-            format!("{address:?}: unix domain socket endpoints are not supported by rudder"),
+            format!(
+                "{address:?}: unix domain socket endpoints need resolution STATIC (or a \
+                 WorkloadEntry)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// istiod's checks of a `unix://` endpoint (`ValidateUnixAddress`): an absolute path to a file,
+/// or an abstract socket name (`@name`); no ports, the path being the whole address.
+fn validate_unix_endpoint(entry: &WorkloadEntry, at: &str) -> Result<(), FieldError> {
+    let path = entry.address.trim_start_matches(UNIX_PREFIX);
+    let address_at = format!("{at}.address");
+    if path.is_empty() {
+        return Err(invalid(address_at, "unix address must not be empty"));
+    }
+    if !path.starts_with('@') && (!path.starts_with('/') || path.ends_with('/')) {
+        return Err(invalid(
+            address_at,
+            format!("{path} is not an absolute path to a file"),
+        ));
+    }
+    if !entry.ports.is_empty() {
+        return Err(invalid(
+            format!("{at}.ports"),
+            format!("unix endpoint {} must not include ports", entry.address),
         ));
     }
     Ok(())
@@ -390,7 +428,13 @@ mod tests {
             ),
             (
                 format!(
-                    "hosts: [a.com]\nresolution: STATIC\n{PORTS}endpoints: [{{address: 'unix:///sock'}}]\n"
+                    "hosts: [a.com]\nresolution: STATIC\n{PORTS}endpoints: [{{address: 'unix://sock'}}]\n"
+                ),
+                "spec.endpoints[0].address",
+            ),
+            (
+                format!(
+                    "hosts: [a.com]\nresolution: DNS\n{PORTS}endpoints: [{{address: 'unix:///sock'}}]\n"
                 ),
                 "spec.endpoints[0].address",
             ),
@@ -441,11 +485,17 @@ mod tests {
         assert_eq!(check("address: 10.0.0.1\nports: {http: 8080}\n"), Ok(()));
         assert_eq!(check("address: vm.example.com\n"), Ok(()));
         assert_eq!(check("labels: {a: b}\n").unwrap_err().field, "spec.address");
+        assert_eq!(check("address: 'unix:///var/run/sock'\n"), Ok(()));
+        assert_eq!(check("address: 'unix://@abstract'\n"), Ok(()));
         assert_eq!(
-            check("address: 'unix:///var/run/sock'\n")
+            check("address: 'unix:///var/run/'\n").unwrap_err().field,
+            "spec.address"
+        );
+        assert_eq!(
+            check("address: 'unix:///var/run/sock'\nports: {http: 80}\n")
                 .unwrap_err()
                 .field,
-            "spec.address"
+            "spec.ports"
         );
         assert_eq!(
             check("address: 10.0.0.1\nports: {http: 0}\n")

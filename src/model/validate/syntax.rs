@@ -227,8 +227,8 @@ pub(super) fn is_known_protocol(protocol: &str) -> bool {
         .any(|known| known.eq_ignore_ascii_case(protocol))
 }
 
-/// Addresses of Unix domain sockets, which rudder refuses.
-pub(crate) const UNIX_PREFIX: &str = "unix://";
+/// Addresses of unix domain sockets.
+pub(crate) use crate::model::UNIX_PREFIX;
 
 pub(super) fn validate_port(port: u32, at: &str) -> Result<(), FieldError> {
     if (1..=65535).contains(&port) {
