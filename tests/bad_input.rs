@@ -64,10 +64,16 @@ fn translation(paths: &[PathBuf]) -> Translation {
         let proxy = proxy.clone().with_workload_labels(&built.model);
         let translated = translate(&built.model, &proxy);
         for ty in ResourceType::ALL {
+            // Compared as canonical JSON: the wire bytes of map fields (filter metadata's
+            // Struct) follow a hash map's order, as Envoy allows; rudder's versions hash the
+            // same canonical form.
             let encoded = translated
                 .encode(ty)
                 .into_iter()
-                .map(|(name, any)| (name, any.value))
+                .map(|(name, any)| {
+                    let json = rudder::envoy_json::any_to_json(&any).expect("renders as JSON");
+                    (name, json.to_string().into_bytes())
+                })
                 .collect();
             resources.insert((proxy.id.clone(), ty), encoded);
         }

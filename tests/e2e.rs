@@ -257,9 +257,9 @@ async fn bad_files_leave_traffic_as_it_was(api_type: AdsApiType) {
         ("a YAML syntax error", "reviews-rules.yaml", "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews\n".to_string()),
         ("an invalid regex", "reviews-rules.yaml", reviews_rules("v2", "v2").replace("exact: jason", "regex: \"(jason\"")),
         ("a missing subset", "reviews-rules.yaml", reviews_rules("v9", "v2")),
-        ("weights that do not add up", "reviews-rules.yaml", reviews_rules("v2", "v2").replace(
+        ("several destinations without weights", "reviews-rules.yaml", reviews_rules("v2", "v2").replace(
             "  - route:\n    - destination: {host: reviews, subset: v2}\n",
-            "  - route:\n    - destination: {host: reviews, subset: v2}\n      weight: 50\n    - destination: {host: reviews, subset: v1}\n      weight: 10\n",
+            "  - route:\n    - destination: {host: reviews, subset: v2}\n    - destination: {host: reviews, subset: v1}\n",
         )),
         ("a malformed duration", "reviews-rules.yaml", reviews_rules("v2", "v2").replace("  - route:\n", "  - timeout: soon\n    route:\n")),
         ("a destination host that does not exist", "reviews-rules.yaml", reviews_rules("v2", "v2").replace("{host: reviews, subset: v2}", "{host: nowhere}")),
