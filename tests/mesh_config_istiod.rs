@@ -14,6 +14,7 @@ mod support;
 use rudder::bootstrap::AdsApiType;
 use rudder::serve::{ServeOptions, Server};
 use serde_json::{Value, json};
+use support::envoy::active_listener;
 use support::envoy::dynamic_clusters;
 use support::envoy_process::EnvoyProcess;
 use support::istiod::Istiod;
@@ -152,17 +153,6 @@ fn catch_all_cluster(listener: &Value) -> &Value {
             .unwrap_or(&Value::Null),
     };
     &chain["filters"][0]["typed_config"]["cluster"]
-}
-
-/// The listener `name` as Envoy uses it; null while it is missing or warming.
-fn active_listener<'d>(dump: &'d Value, name: &str) -> &'d Value {
-    dump["configs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|config| config["dynamic_listeners"].as_array().into_iter().flatten())
-        .find(|entry| entry["name"] == name)
-        .map_or(&Value::Null, |entry| &entry["active_state"]["listener"])
 }
 
 fn route_config<'d>(dump: &'d Value, name: &str) -> &'d Value {

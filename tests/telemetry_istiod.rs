@@ -11,6 +11,7 @@ mod support;
 use rudder::bootstrap::AdsApiType;
 use rudder::serve::{ServeOptions, Server};
 use serde_json::{Value, json};
+use support::envoy::active_listener;
 use support::envoy_process::EnvoyProcess;
 use support::istiod::Istiod;
 use support::mesh::local_serve_options;
@@ -136,24 +137,13 @@ async fn config_dump(xds: std::net::SocketAddr) -> Value {
     let envoy = EnvoyProcess::start(NODE, metadata, xds, AdsApiType::Grpc);
     envoy
         .config_dump_when("its listeners", |dump| {
-            let active = |name: &str| !listener(dump, name).is_null();
+            let active = |name: &str| !active_listener(dump, name).is_null();
             active("virtualOutbound")
                 && active("virtualInbound")
                 && active(&format!("0.0.0.0_{WEB_PORT}"))
                 && active(&format!("0.0.0.0_{API_PORT}"))
         })
         .await
-}
-
-/// The listener `name` as Envoy uses it; null while it is missing or warming.
-fn listener<'d>(dump: &'d Value, name: &str) -> &'d Value {
-    dump["configs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|config| config["dynamic_listeners"].as_array().into_iter().flatten())
-        .find(|entry| entry["name"] == name)
-        .map_or(&Value::Null, |entry| &entry["active_state"]["listener"])
 }
 
 /// The typed config of the filter `filter` in the chain of `listener` named `chain` (`*`: any
@@ -186,10 +176,10 @@ const TCP: &str = "envoy.filters.network.tcp_proxy";
 /// What telemetry shapes in the Envoy: listener-level access logs, and the access logs and
 /// tracing of connection managers and TCP proxies on both sides.
 fn facts(dump: &Value) -> Value {
-    let outbound = listener(dump, "virtualOutbound");
-    let inbound = listener(dump, "virtualInbound");
-    let web = listener(dump, &format!("0.0.0.0_{WEB_PORT}"));
-    let api = listener(dump, &format!("0.0.0.0_{API_PORT}"));
+    let outbound = active_listener(dump, "virtualOutbound");
+    let inbound = active_listener(dump, "virtualInbound");
+    let web = active_listener(dump, &format!("0.0.0.0_{WEB_PORT}"));
+    let api = active_listener(dump, &format!("0.0.0.0_{API_PORT}"));
     let hcm = |config: &Value| {
         json!({
             "access_log": config["access_log"],

@@ -197,3 +197,14 @@ pub fn dynamic_clusters(dump: &Value) -> impl Iterator<Item = &Value> {
         })
         .map(|entry| &entry["cluster"])
 }
+
+/// The listener `name` of a config dump as Envoy uses it; null while it is missing or warming.
+pub fn active_listener<'d>(dump: &'d Value, name: &str) -> &'d Value {
+    dump["configs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|config| config["dynamic_listeners"].as_array().into_iter().flatten())
+        .find(|entry| entry["name"] == name)
+        .map_or(&Value::Null, |entry| &entry["active_state"]["listener"])
+}
