@@ -460,7 +460,7 @@ fn tcp_proxy(stat_prefix: &str, cluster_specifier: tcp_proxy::ClusterSpecifier) 
 
 /// A TCP proxy to a route's destinations (istiod's `buildOutboundNetworkFilters`): one cluster
 /// (stats as [`tcp_stat_prefix`] says, with the listener's port), or weighted clusters under the
-/// VirtualService's `name.namespace`. Several destinations without weights share traffic evenly.
+/// VirtualService's `name.namespace`.
 pub(super) fn route_tcp_proxy(
     vs: &VirtualService,
     destinations: &[istio::RouteDestination],

@@ -1,8 +1,8 @@
 //! Access logs and tracing in a proxy's listeners, from the model's resolved
 //! [`Telemetry`](crate::model::telemetry::Telemetry), where istiod's `AccessLogBuilder` and
 //! `configureTracing` put them:
-//! - every HTTP connection manager: `access_log`, `tracing`, and the UUID request ID extension
-//!   (which istiod always sets);
+//! - every HTTP connection manager: `access_log` and `tracing` (its UUID request ID extension,
+//!   which istiod always sets, comes with it from `lds::connection_manager`);
 //! - every TCP proxy but those of the loop-guard chains `virtualOutbound-blackhole` and
 //!   `virtualInbound-blackhole` (istiod builds those without access logs);
 //! - listener-level `access_log`, for connections no filter chain takes (response flag `NR`), on
@@ -35,11 +35,10 @@ use envoy_types::pb::envoy::extensions::access_loggers::grpc::v3::{
     CommonGrpcAccessLogConfig, HttpGrpcAccessLogConfig, TcpGrpcAccessLogConfig,
 };
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    HttpConnectionManager, RequestIdExtension, http_connection_manager,
+    HttpConnectionManager, http_connection_manager,
 };
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
 use envoy_types::pb::envoy::extensions::formatter::req_without_query::v3::ReqWithoutQuery;
-use envoy_types::pb::envoy::extensions::request_id::uuid::v3::UuidRequestIdConfig;
 use envoy_types::pb::envoy::r#type::metadata::v3::{
     MetadataKey, MetadataKind, metadata_key, metadata_kind,
 };
@@ -130,7 +129,6 @@ fn apply_to_chain(
             HCM => rewrite(filter, |manager: &mut HttpConnectionManager| {
                 manager.access_log.extend(http_logs.iter().cloned());
                 manager.tracing = tracing.cloned();
-                manager.request_id_extension = Some(request_id_extension());
             }),
             TCP_PROXY if !loop_guard && !tcp_logs.is_empty() => {
                 rewrite(filter, |proxy: &mut TcpProxy| {
@@ -280,17 +278,6 @@ fn proto_value(json: &Value) -> ProtoValue {
         }),
     };
     ProtoValue { kind: Some(kind) }
-}
-
-/// istiod's UUID request ID extension, which lets the `x-request-id` carry the sampling
-/// decision.
-fn request_id_extension() -> RequestIdExtension {
-    RequestIdExtension {
-        typed_config: Some(any(&UuidRequestIdConfig {
-            use_request_id_for_trace_sampling: Some(BoolValue { value: true }),
-            ..Default::default()
-        })),
-    }
 }
 
 /// The connection manager's `tracing`: sampling, tags and the provider.

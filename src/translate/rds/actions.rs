@@ -341,8 +341,8 @@ impl Destinations<'_> {
     }
 }
 
-/// One destination is a cluster; several are weighted clusters. Several destinations with no
-/// weights share traffic evenly (istiod would send weights Envoy rejects).
+/// One destination is a cluster; several are weighted clusters (validation has refused several
+/// that weigh 0 in all).
 fn cluster_specifier(
     destinations: &[istio::HttpRouteDestination],
     lookup: &Destinations<'_>,
@@ -397,19 +397,11 @@ fn cluster_specifier(
     })
 }
 
-/// The weight of each destination; unweighted destinations split 100 evenly, the remainder going
-/// to the first ones.
-pub(crate) fn split_weights(
-    weights: impl ExactSizeIterator<Item = Option<i32>> + Clone,
-) -> Vec<u32> {
-    if weights.clone().any(|weight| weight.is_some()) {
-        return weights
-            .map(|weight| u32::try_from(weight.unwrap_or(0)).unwrap_or(0))
-            .collect();
-    }
-    let count = u32::try_from(weights.len()).unwrap_or(u32::MAX).max(1);
-    (0..count)
-        .map(|i| 100 / count + u32::from(i < 100 % count))
+/// The weight of each destination, as written (unset is 0, which Envoy's weighted clusters
+/// leave out); Envoy shares traffic in proportion to them.
+pub(crate) fn split_weights(weights: impl Iterator<Item = Option<i32>>) -> Vec<u32> {
+    weights
+        .map(|weight| u32::try_from(weight.unwrap_or(0)).unwrap_or(0))
         .collect()
 }
 
