@@ -1,12 +1,14 @@
 //! Istio API coverage: one table ([`table`]) of every field of the Istio networking kinds with
 //! what rudder does with it (supported, partial, not yet, ignored, refused), and what is derived from it:
 //! the warnings for objects that set fields rudder does not carry out ([`unsupported_settings`]),
-//! and the coverage document, docs/coverage.md ([`document`]). Tests check the table
+//! the coverage document, docs/coverage.md ([`document`]), and which rows a corpus of objects
+//! exercises ([`exercised`]). Tests check the table
 //! against the types' JSON schemas, so a field without a status cannot be added unnoticed.
 //!
 //! This module says nothing about whether an object is valid (that is `model::validate`) and
 //! translates nothing.
 
+pub mod exercised;
 mod table;
 
 use std::collections::BTreeMap;

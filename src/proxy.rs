@@ -11,7 +11,9 @@ use std::net::IpAddr;
 
 use serde_json::Value;
 
-use crate::model::{Locality, Model, REGION_LABELS, SUBZONE_LABEL, ZONE_LABELS};
+use crate::model::{
+    LOCALITY_LABELS, Locality, Model, REGION_LABELS, SUBZONE_LABEL, ZONE_LABELS,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ProxyKind {
@@ -195,7 +197,14 @@ fn locality_from_labels(labels: &BTreeMap<String, String>) -> Locality {
         get(SUBZONE_LABEL),
     );
     if region.is_none() && zone.is_none() && subzone.is_none() {
-        return Locality::from_labels(labels).unwrap_or_default();
+        // The proxy's own override label is read as written, split on `/` only, as istiod does;
+        // dots are read as slashes only in the registry's labels (`Locality::from_labels`),
+        // since a Kubernetes label value cannot hold a slash.
+        return LOCALITY_LABELS
+            .iter()
+            .find_map(|name| labels.get(*name))
+            .map(|value| Locality::parse(value))
+            .unwrap_or_default();
     }
     Locality {
         region: region.unwrap_or_default(),
@@ -248,8 +257,12 @@ mod tests {
         .unwrap();
         assert_eq!(labelled.locality, Locality::parse("us/us-1"));
         let overridden =
-            Proxy::parse(id, &json!({"LABELS": {"istio-locality": "eu.eu-2.rack-3"}})).unwrap();
+            Proxy::parse(id, &json!({"LABELS": {"istio-locality": "eu/eu-2/rack-3/x"}})).unwrap();
         assert_eq!(overridden.locality, Locality::parse("eu/eu-2/rack-3"));
+        // As istiod: the proxy's own label is split on slashes only, so dots stay in the region.
+        let dotted =
+            Proxy::parse(id, &json!({"LABELS": {"istio-locality": "eu.eu-2.rack-3"}})).unwrap();
+        assert_eq!(dotted.locality.region, "eu.eu-2.rack-3");
 
         // The Pod with the proxy's IP knows better, and its topology labels join the labels.
         let mut model = Model::default();

@@ -113,7 +113,8 @@ pub const LOCALITY_LABELS: [&str; 2] = ["topology.istio.io/locality", "istio-loc
 impl Locality {
     /// Parses `region/zone/subzone` (any suffix may be missing).
     pub fn parse(label: &str) -> Locality {
-        let mut parts = label.splitn(3, '/').map(str::to_string);
+        // As istiod's SplitLocalityLabel: parts past the third are dropped.
+        let mut parts = label.split('/').map(str::to_string);
         Locality {
             region: parts.next().unwrap_or_default(),
             zone: parts.next().unwrap_or_default(),

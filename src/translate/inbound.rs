@@ -513,7 +513,7 @@ fn inbound_cluster(
         Some(address) => {
             cluster.cluster_discovery_type =
                 Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32));
-            cluster.lb_policy = LbPolicy::LeastRequest as i32;
+            // No load balancer policy: istiod applies none to inbound clusters (ROUND_ROBIN).
             cluster.load_assignment = Some(ClusterLoadAssignment {
                 cluster_name: name,
                 endpoints: vec![LocalityLbEndpoints {
