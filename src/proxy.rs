@@ -11,9 +11,7 @@ use std::net::IpAddr;
 
 use serde_json::Value;
 
-use crate::model::{
-    LOCALITY_LABELS, Locality, Model, REGION_LABELS, SUBZONE_LABEL, ZONE_LABELS,
-};
+use crate::model::{LOCALITY_LABELS, Locality, Model, REGION_LABELS, SUBZONE_LABEL, ZONE_LABELS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ProxyKind {
@@ -256,8 +254,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(labelled.locality, Locality::parse("us/us-1"));
-        let overridden =
-            Proxy::parse(id, &json!({"LABELS": {"istio-locality": "eu/eu-2/rack-3/x"}})).unwrap();
+        let overridden = Proxy::parse(
+            id,
+            &json!({"LABELS": {"istio-locality": "eu/eu-2/rack-3/x"}}),
+        )
+        .unwrap();
         assert_eq!(overridden.locality, Locality::parse("eu/eu-2/rack-3"));
         // As istiod: the proxy's own label is split on slashes only, so dots stay in the region.
         let dotted =

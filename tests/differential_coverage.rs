@@ -150,7 +150,9 @@ fn scenarios_exercise_every_field_group() {
     }
     for wanted in ["NONE", "REDIRECT"] {
         if !exercised.interceptions.contains(wanted) {
-            failures.push(format!("no scenario attaches a proxy with {wanted} interception"));
+            failures.push(format!(
+                "no scenario attaches a proxy with {wanted} interception"
+            ));
         }
     }
 
