@@ -44,6 +44,15 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
+    // Envoy listens with SO_REUSEPORT, so the Envoys of two runs at once would share the
+    // scenarios' ports and answer each other's probes: runs on one machine take turns.
+    let _turn = match take_turn() {
+        Ok(lock) => lock,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let allowlist = match Allowlist::load() {
         Ok(allowlist) => allowlist,
         Err(error) => {
@@ -144,4 +153,20 @@ fn main() -> ExitCode {
         );
         ExitCode::FAILURE
     }
+}
+
+/// An exclusive lock held for the whole run, waited for if another run holds it.
+fn take_turn() -> Result<std::fs::File, String> {
+    let path = std::env::temp_dir().join("rudder-differential.lock");
+    let file = std::fs::File::create(&path)
+        .map_err(|error| format!("the run lock {}: {error}", path.display()))?;
+    if file.try_lock().is_err() {
+        println!(
+            "waiting for another differential run to finish ({})",
+            path.display()
+        );
+        file.lock()
+            .map_err(|error| format!("the run lock {}: {error}", path.display()))?;
+    }
+    Ok(file)
 }

@@ -54,6 +54,64 @@ impl Istiod {
         Ok(Istiod { run_dir, xds, http })
     }
 
+    /// Waits until istiod holds the Istio objects of `config_dir` (`/debug/configz` lists them
+    /// all) and its service registry has every ServiceEntry host (`/debug/registryz`), then
+    /// for longer than istiod's push debounce. istiod opens its xDS port before its file store
+    /// and ServiceEntry registry are filled, and builds the config it serves on a debounced
+    /// push after that: a proxy attached earlier gets a config without them first.
+    pub async fn wait_for_config(&self, config_dir: &Path) -> Result<(), String> {
+        let mut objects = 0;
+        let mut hosts = Vec::new();
+        for entry in std::fs::read_dir(config_dir).map_err(|e| e.to_string())? {
+            let path = entry.map_err(|e| e.to_string())?.path();
+            let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+            let documents = rudder::inputs::yaml::parse_documents(&text)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            for document in documents {
+                let value = &document.value;
+                let api_version = value["apiVersion"].as_str().unwrap_or_default();
+                if !api_version.contains(".istio.io/") {
+                    continue;
+                }
+                objects += 1;
+                if value["kind"] == "ServiceEntry" {
+                    let listed = value["spec"]["hosts"].as_array().into_iter().flatten();
+                    hosts.extend(listed.filter_map(|host| host.as_str()).map(str::to_string));
+                }
+            }
+        }
+        let get = |path: &'static str| async move {
+            let url = format!("http://{}/debug/{path}", self.http);
+            match reqwest::get(url).await {
+                Ok(response) => response.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            }
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let configz: serde_json::Value =
+                serde_json::from_str(&get("configz").await).unwrap_or_default();
+            let held = configz.as_array().map_or(0, Vec::len);
+            let registry = get("registryz").await;
+            let missing: Vec<&String> = hosts
+                .iter()
+                .filter(|host| !registry.contains(&format!("\"{host}\"")))
+                .collect();
+            if held >= objects && missing.is_empty() {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!(
+                    "istiod holds {held} of {objects} objects; registry lacks {missing:?}"
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        // istiod's debounce (PILOT_DEBOUNCE_AFTER, 100 ms) and the push context it then builds.
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        Ok(())
+    }
+
     /// istiod's log, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.run_dir.path().join("logs/istiod.log")).unwrap_or_default()

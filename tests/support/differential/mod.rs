@@ -180,6 +180,7 @@ async fn observe_both(scenario: &ScenarioDir) -> Result<(Value, Value), String> 
     server.stop().await;
 
     let istiod = Istiod::up(&config_dir, Some(&mesh))?;
+    istiod.wait_for_config(&config_dir).await?;
     let mut reference = Map::new();
     for proxy in &scenario.scenario.proxies {
         let seen = observe(scenario, proxy, istiod.xds, &upstreams).await;
