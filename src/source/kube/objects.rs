@@ -63,12 +63,28 @@ fn prune(known: Option<Kind>, kind: &str, mut value: Value) -> Value {
     let Some(object) = value.as_object_mut() else {
         return value;
     };
+    let istio_kind = known.is_some_and(Kind::is_istio);
     if let Some(Value::Object(metadata)) = object.get_mut("metadata") {
-        for field in ["managedFields", "ownerReferences", "finalizers", "selfLink"] {
+        // `resourceVersion` changes with every write, so keeping it would make every update
+        // (an annotation, a status) a change of the inputs and a rebuild.
+        for field in [
+            "managedFields",
+            "ownerReferences",
+            "finalizers",
+            "selfLink",
+            "resourceVersion",
+        ] {
             metadata.remove(field);
         }
         if let Some(Value::Object(annotations)) = metadata.get_mut("annotations") {
             annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+            // Of the registry's objects only Istio's annotations mean anything to a mesh
+            // (`networking.istio.io/exportTo`, `sidecar.istio.io/...`); the rest are dropped here
+            // so that editing them changes nothing downstream. Istio objects keep theirs: they
+            // are shown as the objects were written (`/debug/configz`).
+            if !istio_kind {
+                annotations.retain(|key, _| is_istio_annotation(key));
+            }
         }
     }
     let keep = |object: &mut serde_json::Map<String, Value>, field: &str, keep: &[&str]| {
@@ -104,6 +120,12 @@ fn prune(known: Option<Kind>, kind: &str, mut value: Value) -> Value {
         _ => {}
     }
     value
+}
+
+/// An annotation in one of Istio's domains (`*.istio.io/...`, `istio.io/...`).
+fn is_istio_annotation(key: &str) -> bool {
+    key.split_once('/')
+        .is_some_and(|(domain, _)| domain == "istio.io" || domain.ends_with(".istio.io"))
 }
 
 /// Keeps of a Secret only the data keys istiod reads for credentials, and of the generic
@@ -187,8 +209,9 @@ pub(super) mod tests {
     fn pruning_keeps_what_rudder_reads() {
         let pod = json!({
             "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "p", "managedFields": [{}], "annotations": {
-                "kubectl.kubernetes.io/last-applied-configuration": "{...}", "keep": "me"}},
+            "metadata": {"name": "p", "managedFields": [{}], "resourceVersion": "42",
+                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{...}",
+                    "example.com/owner": "team-a", "sidecar.istio.io/inject": "true"}},
             "spec": {"nodeName": "n1", "containers": [{"name": "app", "image": "x"}]},
             "status": {"podIP": "10.0.0.1", "conditions": [{"type": "Ready"}]},
         });
@@ -196,7 +219,7 @@ pub(super) mod tests {
             prune(Some(Kind::Pod), "Pod", pod),
             json!({
                 "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": "p", "annotations": {"keep": "me"}},
+                "metadata": {"name": "p", "annotations": {"sidecar.istio.io/inject": "true"}},
                 "spec": {"nodeName": "n1"},
                 "status": {"podIP": "10.0.0.1"},
             })
