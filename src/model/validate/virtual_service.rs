@@ -7,6 +7,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::analysis::{Code, coded};
 use super::http_route_policy::{
     validate_authority_rewrite, validate_cors, validate_direct_response, validate_fault,
     validate_header_operations, validate_redirect, validate_retries, validate_rewrite,
@@ -486,9 +487,12 @@ fn validate_destination(
             .get(&destination.host)
             .is_some_and(|rule| rule.subset(subset).is_some());
         if !defined {
-            let message = format!(
-                "subset {subset:?} is not defined by any DestinationRule for {}",
-                destination.host
+            let message = coded(
+                Code::ReferencedResourceNotFound,
+                format!(
+                    "subset {subset:?} is not defined by any DestinationRule for {}",
+                    destination.host
+                ),
             );
             references.unknown(format!("{at}.subset"), message)?;
         }
