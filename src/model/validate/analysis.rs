@@ -12,7 +12,8 @@
 //!
 //! Codes of checks that live elsewhere, because validation already makes them: IST0101
 //! (references leading nowhere: `model::references`, `virtual_service`), IST0111
-//! (`model::references`), IST0130 and IST0131 (`unreachable`), IST0134 (`service_entry`).
+//! (`model::references`), IST0112 (a destination without port to a service with several:
+//! `virtual_service`), IST0130 and IST0131 (`unreachable`), IST0134 (`service_entry`).
 //!
 //! Warnings only: the objects apply all the same. Reads the objects it is given; no I/O.
 
@@ -29,6 +30,7 @@ pub(crate) enum Code {
     ReferencedResourceNotFound,
     ConflictingMeshGatewayVirtualServiceHosts,
     MultipleSidecarsWithoutWorkloadSelectors,
+    VirtualServiceDestinationPortSelectorRequired,
     NoServerCertificateVerificationDestinationLevel,
     NoServerCertificateVerificationPortLevel,
     VirtualServiceUnreachableRule,
@@ -45,6 +47,7 @@ impl Code {
             Code::ReferencedResourceNotFound => "IST0101",
             Code::ConflictingMeshGatewayVirtualServiceHosts => "IST0109",
             Code::MultipleSidecarsWithoutWorkloadSelectors => "IST0111",
+            Code::VirtualServiceDestinationPortSelectorRequired => "IST0112",
             Code::NoServerCertificateVerificationDestinationLevel => "IST0128",
             Code::NoServerCertificateVerificationPortLevel => "IST0129",
             Code::VirtualServiceUnreachableRule => "IST0130",
@@ -165,6 +168,45 @@ pub(super) mod tests {
             .collect();
         found.sort();
         found
+    }
+
+    #[test]
+    fn destinations_without_a_port_to_a_service_with_several_are_reported() {
+        let inputs = from_test_yaml(
+            "\
+apiVersion: v1
+kind: Service
+metadata: {name: two}
+spec: {clusterIP: 10.96.0.2, ports: [{name: http, port: 80}, {name: admin, port: 9000}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: one}
+spec: {clusterIP: 10.96.0.1, ports: [{name: http, port: 80}]}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web}
+spec:
+  hosts: [web.example.com]
+  http:
+  - route: [{destination: {host: two}, weight: 50}, {destination: {host: two, port: {number: 80}}, weight: 50}]
+    mirror: {host: one}
+",
+        );
+        let errors: Vec<String> = crate::model::build(&inputs, &crate::model::LastGood::default())
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                "test.yaml:11: VirtualService default/web: spec.http[0].route[0].destination.port: \
+                 warning: [IST0112] service two.default.svc.cluster.local exposes several ports \
+                 (80, 9000) and this destination names none"
+            ]
+        );
     }
 
     #[test]
