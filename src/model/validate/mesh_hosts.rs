@@ -45,15 +45,33 @@ pub(super) fn conflicting_mesh_hosts(config: &Config<'_>) -> Vec<Warning> {
             }
         }
     }
+    // Public hosts with wildcards, the only ones a scoped host without wildcard can match
+    // besides itself (kept apart so that a build stays near linear in VirtualServices).
+    let public_wildcards: Vec<(&str, &Vec<usize>)> = by_host
+        .iter()
+        .filter(|((scope, host), _)| scope == EVERYWHERE && host.starts_with('*'))
+        .map(|((_, host), defining)| (host.as_str(), defining))
+        .collect();
     let mut reported = BTreeSet::new();
     let mut warnings = Vec::new();
     for ((scope, host), defining) in &by_host {
         let mut defining = defining.clone();
         if scope != EVERYWHERE {
             // Public VirtualServices are seen in this scope too.
-            for ((other_scope, other_host), others) in &by_host {
-                if other_scope == EVERYWHERE && hosts_match(host, other_host) {
+            if host.starts_with('*') {
+                for ((other_scope, other_host), others) in &by_host {
+                    if other_scope == EVERYWHERE && hosts_match(host, other_host) {
+                        defining.extend(others);
+                    }
+                }
+            } else {
+                if let Some(others) = by_host.get(&(EVERYWHERE.to_string(), host.clone())) {
                     defining.extend(others);
+                }
+                for (other_host, others) in &public_wildcards {
+                    if hosts_match(host, other_host) {
+                        defining.extend(*others);
+                    }
                 }
             }
         }
