@@ -281,7 +281,7 @@ fn unsupported_fields_are_warnings_that_do_not_fail() {
         (
             "VirtualService",
             "subnets",
-            "  hosts: [web]\n  tcp:\n  - route: [{destination: {host: web}}]\n  \
+            "  hosts: [tcp.example.com]\n  tcp:\n  - route: [{destination: {host: web}}]\n  \
              - match: [{sourceSubnet: 10.0.0.0/8}]\n    route: [{destination: {host: web}}]\n",
         ),
         (
@@ -305,7 +305,7 @@ fn unsupported_fields_are_warnings_that_do_not_fail() {
         lines,
         [
             // istiod's validation says the same of a rule after one without matches.
-            "unsupported.yaml:1: VirtualService shop/subnets: spec.tcp[1]: warning: virtualService rule #1 not used (route without matches defined before)",
+            "unsupported.yaml:1: VirtualService shop/subnets: spec.tcp[1]: warning: [IST0130] virtualService rule #1 not used (route without matches defined before)",
             "unsupported.yaml:1: VirtualService shop/subnets: spec.tcp[1].match[0].sourceSubnet: warning: not supported by rudder yet; ignored",
             "unsupported.yaml:11: DestinationRule shop/tunneled: spec.trafficPolicy.tunnel: warning: not supported by rudder yet; ignored",
             "unsupported.yaml:18: Gateway shop/ingress: spec.servers[0].defaultEndpoint: warning: not supported by rudder yet; ignored",
@@ -518,7 +518,7 @@ spec:
         lines.last().map(String::as_str),
         Some(
             "rules.yaml:8: VirtualService shop/web: spec.http[0].route[0].destination.subset: \
-             warning: subset \"v9\" is not defined by any DestinationRule for \
+             warning: [IST0101] subset \"v9\" is not defined by any DestinationRule for \
              web.shop.svc.cluster.local (no Services or ServiceEntries were given: checked alone)"
         ),
         "{lines:#?}"

@@ -10,9 +10,10 @@ use super::destination_rule::destination_rule_warnings;
 use super::kubernetes::{Pods, PodsByName, node_localities, services, workload, workloads};
 use super::service_entry::add_service_entries;
 use super::validate::{
-    UnknownReferences, service_entry_warnings, sidecar_warnings, unset_address_warning,
-    validate_destination_rule, validate_endpoint_slice, validate_gateway, validate_service,
-    validate_service_entry, validate_sidecar, validate_virtual_service, validate_workload_entry,
+    UnknownReferences, analysis_warnings, service_entry_warnings, sidecar_warnings,
+    unset_address_warning, validate_destination_rule, validate_endpoint_slice, validate_gateway,
+    validate_service, validate_service_entry, validate_sidecar, validate_virtual_service,
+    validate_workload_entry,
 };
 use super::{DEFAULT_DNS_DOMAIN, DestinationRule, ExportTo, Model};
 use super::{credential, virtual_service};
@@ -371,6 +372,18 @@ pub fn build_with(inputs: &Inputs, previous: &LastGood, settings: &Settings) -> 
         &gateways,
         &sidecars,
     ));
+    // istioctl analyze's checks of config alone, over what was admitted.
+    let analysis = analysis_warnings(
+        [
+            Kind::VirtualService,
+            Kind::Gateway,
+            Kind::DestinationRule,
+            Kind::Sidecar,
+        ]
+        .into_iter()
+        .flat_map(|kind| admission.accepted(kind)),
+    );
+    admission.warn(analysis);
     let mut errors = admission.errors;
     errors.sort();
     errors.dedup();

@@ -2,14 +2,16 @@
 //! applies all the same and its analyzers (`pkg/config/analysis/analyzers`) report: a
 //! VirtualService bound to a Gateway that does not exist, or was not applied (IST0101,
 //! ReferencedResourceNotFound),
-//! and several Sidecars without a workload selector in one namespace (IST0109,
+//! and several Sidecars without a workload selector in one namespace (IST0111,
 //! MultipleSidecarsWithoutWorkloadSelectors: istiod applies the oldest and ignores the others,
-//! as `model::sidecar` orders them). Reads the model as built; changes nothing in it.
+//! as `model::sidecar` orders them). Messages carry those codes (`validate::coded`). Reads the
+//! model as built; changes nothing in it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::gateway::Gateway;
 use super::sidecar::Sidecar;
+use super::validate::{Code, coded};
 use super::{MESH_GATEWAY, VirtualService};
 use crate::inputs::{Kind, ObjectKey};
 
@@ -30,9 +32,12 @@ pub(super) fn reference_warnings(
                 warnings.push((
                     ObjectKey::new(Kind::VirtualService, &vs.namespace, &vs.name),
                     format!("spec.gateways[{i}]"),
-                    format!(
-                        "no Gateway {gateway} is in force (it does not exist or was not \
-                         applied); these routes apply to no gateway until one is"
+                    coded(
+                        Code::ReferencedResourceNotFound,
+                        format!(
+                            "no Gateway {gateway} is in force (it does not exist or was not \
+                             applied); these routes apply to no gateway until one is"
+                        ),
                     ),
                 ));
             }
@@ -44,10 +49,13 @@ pub(super) fn reference_warnings(
             Some(oldest) => warnings.push((
                 ObjectKey::new(Kind::Sidecar, &sidecar.namespace, &sidecar.name),
                 "spec.workloadSelector".to_string(),
-                format!(
-                    "Sidecar {}/{oldest}, older and also without a workloadSelector, applies to \
-                     the namespace's workloads; this one is ignored",
-                    sidecar.namespace
+                coded(
+                    Code::MultipleSidecarsWithoutWorkloadSelectors,
+                    format!(
+                        "Sidecar {}/{oldest}, older and also without a workloadSelector, applies \
+                         to the namespace's workloads; this one is ignored",
+                        sidecar.namespace
+                    ),
                 ),
             )),
             None => {
@@ -104,11 +112,14 @@ spec: {workloadSelector: {labels: {app: a}}, egress: [{hosts: ['*/*']}]}
         assert_eq!(
             errors,
             [
-                "test.yaml:6: VirtualService default/web: spec.gateways[1]: warning: no Gateway \
-                 default/missing is in force (it does not exist or was not applied); these \
+                "test.yaml:6: VirtualService default/web: spec.gateways[1]: warning: [IST0101] no \
+                 Gateway default/missing is in force (it does not exist or was not applied); these \
                  routes apply to no gateway until one is",
-                "test.yaml:19: Sidecar default/newer: spec.workloadSelector: warning: Sidecar \
-                 default/older, older and also without a workloadSelector, applies to the \
+                "test.yaml:6: VirtualService default/web: spec.gateways[1]: warning: [IST0132] none \
+                 of the hosts [\"web.example.com\"] is exposed to this VirtualService's namespace \
+                 by a server of Gateway default/missing, which serves none of these routes",
+                "test.yaml:19: Sidecar default/newer: spec.workloadSelector: warning: [IST0111] \
+                 Sidecar default/older, older and also without a workloadSelector, applies to the \
                  namespace's workloads; this one is ignored",
             ]
         );

@@ -2,17 +2,26 @@
 //! RE2 does not accept, weights that do not add up) and references that lead nowhere (a subset no
 //! DestinationRule defines, a destination host that is not a service). Each check names the
 //! field at fault. Pure functions over the object and the already admitted part of the model.
+//! Besides, the checks of `istioctl analyze` that config alone allows (`analysis`): warnings
+//! carrying istiod's message codes.
 
+mod analysis;
+mod deprecation;
 mod gateway;
+mod gateway_binding;
+mod gateway_conflicts;
 mod http_route_policy;
 mod kubernetes;
+mod mesh_hosts;
 mod re2;
 mod service_entry;
 mod sidecar;
 mod syntax;
+mod tls_verification;
 mod unreachable;
 mod virtual_service;
 
+pub(super) use analysis::{Code, analysis_warnings, coded};
 pub use gateway::validate_gateway;
 pub(crate) use http_route_policy::validate_retries;
 pub use kubernetes::{validate_endpoint_slice, validate_service};

@@ -645,7 +645,7 @@ mod tests {
             [
                 "test.yaml:11: VirtualService default/root: spec.http[1].delegate: warning: delegate VirtualService team/private is not exported to namespace default; this route is left out",
                 // As istiod's validation says: the delegate without matches catches all.
-                "test.yaml:11: VirtualService default/root: spec.http[2]: warning: virtualService rule #2 not used (only the last rule can have no matches)",
+                "test.yaml:11: VirtualService default/root: spec.http[2]: warning: [IST0130] virtualService rule #2 not used (only the last rule can have no matches)",
             ]
         );
     }
@@ -669,7 +669,16 @@ mod tests {
         ]
         .concat();
         let built = model(&yaml);
-        assert!(built.errors.is_empty(), "{:?}", built.errors);
+        // All three define the host for the default namespace's sidecars, which istioctl analyze
+        // reports (IST0109); they apply all the same.
+        assert!(
+            built
+                .errors
+                .iter()
+                .all(|error| error.is_warning() && error.message.starts_with("[IST0109]")),
+            "{:?}",
+            built.errors
+        );
         let seen = |namespace: &str| -> Vec<String> {
             for_sidecar(&built.model, namespace)
                 .iter()

@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
+use super::analysis::{Code, coded};
 use super::invalid;
 use super::syntax::{
     UNIX_PREFIX, is_dns1123_label, is_known_protocol, validate_dns1123_labels, validate_labels,
@@ -147,7 +148,8 @@ pub fn validate_workload_entry(entry: &WorkloadEntry) -> Result<(), FieldError> 
 /// The warnings istiod's validation gives a valid ServiceEntry (the entry still applies): a
 /// workload selector without labels, a selector with resolution NONE, a partial wildcard host,
 /// and TCP ports without addresses (rudder, like istiod without IP auto-allocation, then has no
-/// address to tell this service's TCP traffic apart by).
+/// address to tell this service's TCP traffic apart by; istioctl analyze's IST0134, whose
+/// analyzer reads the protocol in any case).
 pub fn service_entry_warnings(spec: &ServiceEntry) -> Vec<FieldError> {
     let mut warnings = Vec::new();
     if let Some(selector) = &spec.workload_selector {
@@ -175,11 +177,14 @@ pub fn service_entry_warnings(spec: &ServiceEntry) -> Vec<FieldError> {
     }
     if spec.addresses.is_empty() {
         for (i, port) in spec.ports.iter().enumerate() {
-            if port.protocol.is_empty() || port.protocol == "TCP" {
+            if port.protocol.is_empty() || port.protocol.eq_ignore_ascii_case("TCP") {
                 warnings.push(invalid(
                     format!("spec.ports[{i}]"),
-                    "addresses are required for ports serving TCP (or unset) protocol when IP \
-                     Autoallocation is not enabled",
+                    coded(
+                        Code::ServiceEntryAddressesRequired,
+                        "addresses are required for ports serving TCP (or unset) protocol when \
+                         IP Autoallocation is not enabled",
+                    ),
                 ));
             }
         }

@@ -2,8 +2,10 @@
 //! (`analyzeUnreachable*Rules`, which `istioctl validate` and the webhook report as warnings):
 //! a rule after one without matches, a match equal to an earlier rule's (names aside), and an
 //! HTTP URI prefix match an earlier prefix match with the same conditions already covers. The
-//! object still applies; these are warnings. Reads the object as written; no I/O.
+//! object still applies; these are warnings, with istioctl analyze's codes (IST0130 for a rule,
+//! IST0131 for a match). Reads the object as written; no I/O.
 
+use super::analysis::{Code, coded};
 use super::invalid;
 use crate::inputs::FieldError;
 use crate::istio::{self, StringMatch};
@@ -28,15 +30,18 @@ pub(super) fn unreachable_rule_warnings(spec: &istio::VirtualService) -> Vec<Fie
             if later.prefix != earlier.prefix && earlier.covers(later) {
                 warnings.push(invalid(
                     format!("spec.http[{}]", later.rule_index),
-                    format!(
-                        "virtualService rule {} match {} of prefix {} is not used \
-                         (duplicate/overlapping match in rule {} of prefix {} on {})",
-                        later.rule,
-                        later.name,
-                        later.prefix,
-                        earlier.name,
-                        earlier.prefix,
-                        earlier.rule
+                    coded(
+                        Code::VirtualServiceIneffectiveMatch,
+                        format!(
+                            "virtualService rule {} match {} of prefix {} is not used \
+                             (duplicate/overlapping match in rule {} of prefix {} on {})",
+                            later.rule,
+                            later.name,
+                            later.prefix,
+                            earlier.name,
+                            earlier.prefix,
+                            earlier.rule
+                        ),
                     ),
                 ));
             }
@@ -131,7 +136,10 @@ fn analyze<'a, Match: Unnamed>(
         let unused = |reason: &str| {
             invalid(
                 format!("{at}[{index}]"),
-                format!("virtualService rule {label} not used ({reason})"),
+                coded(
+                    Code::VirtualServiceUnreachableRule,
+                    format!("virtualService rule {label} not used ({reason})"),
+                ),
             )
         };
         if rule.matches.is_empty() {
@@ -153,10 +161,13 @@ fn analyze<'a, Match: Unnamed>(
                     .map_or_else(|| format!("#{position}"), |name| format!("{name:?}"));
                 warnings.push(invalid(
                     format!("{at}[{index}].match[{position}]"),
-                    format!(
-                        "virtualService rule {label} match {match_label} is not used \
-                         (duplicate/overlapping match in rule {})",
-                        rules[*earlier].label(*earlier)
+                    coded(
+                        Code::VirtualServiceIneffectiveMatch,
+                        format!(
+                            "virtualService rule {label} match {match_label} is not used \
+                             (duplicate/overlapping match in rule {})",
+                            rules[*earlier].label(*earlier)
+                        ),
                     ),
                 ));
                 duplicates += 1;
@@ -279,7 +290,7 @@ mod tests {
                  - route: [{destination: {host: b}}]\n"
             ),
             [
-                "spec.http[1]: virtualService rule #1 not used (only the last rule can have no matches)"
+                "spec.http[1]: [IST0130] virtualService rule #1 not used (only the last rule can have no matches)"
             ]
         );
         assert_eq!(
@@ -288,9 +299,9 @@ mod tests {
                  - name: second\n  match: [{name: again, uri: {exact: /x}}]\n  route: [{destination: {host: b}}]\n"
             ),
             [
-                "spec.http[1].match[0]: virtualService rule \"second\" match \"again\" is not used \
+                "spec.http[1].match[0]: [IST0131] virtualService rule \"second\" match \"again\" is not used \
                  (duplicate/overlapping match in rule #0)",
-                "spec.http[1]: virtualService rule \"second\" not used (all matches used by prior rules)",
+                "spec.http[1]: [IST0130] virtualService rule \"second\" not used (all matches used by prior rules)",
             ]
         );
         assert_eq!(
@@ -299,7 +310,7 @@ mod tests {
                  - match: [{uri: {prefix: /api/v1/products}}, {uri: {prefix: /potato}}]\n  route: [{destination: {host: b}}]\n"
             ),
             [
-                "spec.http[1]: virtualService rule #1 match #0 of prefix /api/v1/products is not used \
+                "spec.http[1]: [IST0131] virtualService rule #1 match #0 of prefix /api/v1/products is not used \
               (duplicate/overlapping match in rule #0 of prefix /api/v1/product on #0)"
             ]
         );
@@ -309,9 +320,9 @@ mod tests {
                  - match: [{port: 1}]\n  route: [{destination: {host: b}}]\n"
             ),
             [
-                "spec.tcp[1].match[0]: virtualService rule #1 match #0 is not used \
+                "spec.tcp[1].match[0]: [IST0131] virtualService rule #1 match #0 is not used \
                  (duplicate/overlapping match in rule #0)",
-                "spec.tcp[1]: virtualService rule #1 not used (all matches used by prior rules)",
+                "spec.tcp[1]: [IST0130] virtualService rule #1 not used (all matches used by prior rules)",
             ]
         );
     }

@@ -7,6 +7,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::analysis::{Code, coded};
 use super::http_route_policy::{
     validate_authority_rewrite, validate_cors, validate_direct_response, validate_fault,
     validate_header_operations, validate_redirect, validate_retries, validate_rewrite,
@@ -37,8 +38,8 @@ pub enum UnknownReferences {
 
 /// `spec` is the object as written (for field paths); `resolved` has its hosts expanded. The first
 /// problem found is reported, with the field that holds it. Warnings are returned: rules that can
-/// never be reached, and, with [`UnknownReferences::Warn`], the destinations that refer to no
-/// known service or subset.
+/// never be reached, destinations without a port to a service with several (IST0112), and,
+/// with [`UnknownReferences::Warn`], the destinations that refer to no known service or subset.
 pub fn validate_virtual_service(
     spec: &istio::VirtualService,
     resolved: &VirtualService,
@@ -471,6 +472,24 @@ fn validate_destination(
         let message = format!("{} is not a known service", destination.host);
         references.unknown(format!("{at}.host"), message)?;
     }
+    if let Some(service) = service
+        && destination.port.is_none()
+        && service.ports.len() > 1
+    {
+        // Valid: istiod then takes the port the request came in on, which may be none of them.
+        let ports: Vec<String> = service.ports.iter().map(|p| p.port.to_string()).collect();
+        references.warnings.borrow_mut().push(invalid(
+            format!("{at}.port"),
+            coded(
+                Code::VirtualServiceDestinationPortSelectorRequired,
+                format!(
+                    "service {} exposes several ports ({}) and this destination names none",
+                    destination.host,
+                    ports.join(", ")
+                ),
+            ),
+        ));
+    }
     if let (Some(service), Some(port)) = (service, destination.port.map(|port| port.number)) {
         let known = u16::try_from(port).ok().and_then(|port| service.port(port));
         if known.is_none() {
@@ -486,9 +505,12 @@ fn validate_destination(
             .get(&destination.host)
             .is_some_and(|rule| rule.subset(subset).is_some());
         if !defined {
-            let message = format!(
-                "subset {subset:?} is not defined by any DestinationRule for {}",
-                destination.host
+            let message = coded(
+                Code::ReferencedResourceNotFound,
+                format!(
+                    "subset {subset:?} is not defined by any DestinationRule for {}",
+                    destination.host
+                ),
             );
             references.unknown(format!("{at}.subset"), message)?;
         }
