@@ -58,6 +58,27 @@ pub fn validate_sidecar(sidecar: &istio::Sidecar) -> Result<(), FieldError> {
             "mode is not REGISTRY_ONLY or ALLOW_ANY",
         ));
     }
+    if let Some(policy) = &sidecar.outbound_traffic_policy
+        && policy.egress_proxy.is_some()
+    {
+        // As istiod's validation: unset means REGISTRY_ONLY.
+        if policy.mode != Some(OutboundTrafficPolicyMode::AllowAny) {
+            return Err(invalid(
+                "spec.outboundTrafficPolicy.egressProxy",
+                "egress_proxy must be set only with ALLOW_ANY outbound_traffic_policy mode",
+            ));
+        }
+        if policy
+            .egress_proxy
+            .as_ref()
+            .is_some_and(|d| d.port.is_none())
+        {
+            return Err(invalid(
+                "spec.outboundTrafficPolicy.egressProxy.port",
+                "egress_proxy port must be non-nil",
+            ));
+        }
+    }
     let mut ingress_ports = BTreeSet::new();
     for (i, listener) in sidecar.ingress.iter().enumerate() {
         let at = format!("spec.ingress[{i}]");
@@ -297,6 +318,14 @@ mod tests {
             (
                 "outboundTrafficPolicy: {mode: SOMETIMES}\n",
                 "spec.outboundTrafficPolicy.mode",
+            ),
+            (
+                "outboundTrafficPolicy: {egressProxy: {host: proxy.example.com, port: {number: 3128}}}\n",
+                "spec.outboundTrafficPolicy.egressProxy",
+            ),
+            (
+                "outboundTrafficPolicy: {mode: ALLOW_ANY, egressProxy: {host: proxy.example.com}}\n",
+                "spec.outboundTrafficPolicy.egressProxy.port",
             ),
             (
                 "ingress:\n- port: {number: 0, protocol: HTTP}\n",
