@@ -3,7 +3,8 @@
 //! over state-of-the-world ADS); then edits that cannot change any proxy's config are made with
 //! kubectl (annotations, a label nothing selects, a Pod's status, an unrelated ConfigMap, an
 //! Istio object's annotation) and rudder must send no xDS response at all (`pilot_xds_pushes`
-//! unchanged). A real edit afterwards must push, so that the count is known to move. In a
+//! unchanged). A real edit afterwards must push, so that the count is known to move, and must
+//! reach the sidecar as an EDS update of the changed service's clusters alone. In a
 //! cluster such edits never stop (status, leases, managedFields), so each one pushing to every
 //! proxy would be a push storm.
 
@@ -64,6 +65,26 @@ endpoints:
 - addresses: [10.77.0.11]
   conditions: {ready: true}
   targetRef: {kind: Pod, name: reviews-v1, namespace: bookinfo}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: details, namespace: bookinfo}
+spec:
+  clusterIP: 10.96.77.2
+  selector: {app: details}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: details-1
+  namespace: bookinfo
+  labels: {kubernetes.io/service-name: details}
+addressType: IPv4
+ports: [{name: http, port: 9080}]
+endpoints:
+- addresses: [10.77.0.21]
+  conditions: {ready: true}
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -132,6 +153,18 @@ async fn settled_pushes(server: &Server, quiet: Duration) -> BTreeMap<String, u6
         }
         assert!(Instant::now() < deadline, "pushes never settled: {last:?}");
     }
+}
+
+async fn envoy_stats(envoy: &EnvoyProcess) -> String {
+    reqwest::get(format!(
+        "http://{}/stats?filter=update_success",
+        envoy.admin
+    ))
+    .await
+    .expect("Envoy's admin answers")
+    .text()
+    .await
+    .expect("a body")
 }
 
 fn has_endpoint(dump: &Value) -> bool {
@@ -326,7 +359,19 @@ async fn changes_that_alter_no_resource_push_nothing() {
     );
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 
-    // A real change pushes: a second endpoint reaches every Envoy.
+    // A real change pushes: a second endpoint reaches every Envoy, as an update of the
+    // reviews clusters alone (Envoy counts EDS updates per cluster).
+    let details_updates = |stats: &str| {
+        stats
+            .lines()
+            .find(|line| {
+                line.starts_with(
+                    "cluster.outbound|9080||details.bookinfo.svc.cluster.local;.update_success:",
+                )
+            })
+            .and_then(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+    };
+    let stats_before = envoy_stats(&sidecar).await;
     cluster.ok(
         &[
             "patch", "endpointslice", "reviews-1", "-n", "bookinfo", "--type=json", "-p",
@@ -341,5 +386,26 @@ async fn changes_that_alter_no_resource_push_nothing() {
         "an endpoint change pushed EDS to fewer than the three Envoys: {before:?} -> {after:?}"
     );
     eprintln!("after a real endpoint change: {after:?}");
+    let stats_after = envoy_stats(&sidecar).await;
+    assert!(
+        details_updates(&stats_before).is_some(),
+        "the sidecar has no details cluster stats:\n{stats_before}"
+    );
+    assert_eq!(
+        details_updates(&stats_before),
+        details_updates(&stats_after),
+        "a reviews endpoint change updated the details cluster"
+    );
+    let reviews = "cluster.outbound|9080||reviews.bookinfo.svc.cluster.local;.update_success:";
+    let count = |stats: &str| {
+        stats
+            .lines()
+            .find(|line| line.starts_with(reviews))
+            .and_then(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+    };
+    assert!(
+        count(&stats_after) > count(&stats_before),
+        "the reviews cluster got no EDS update:\n{stats_after}"
+    );
     server.stop().await;
 }
