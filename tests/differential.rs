@@ -156,17 +156,21 @@ fn main() -> ExitCode {
 }
 
 /// An exclusive lock held for the whole run, waited for if another run holds it.
-fn take_turn() -> Result<std::fs::File, String> {
+fn take_turn() -> Result<nix::fcntl::Flock<std::fs::File>, String> {
+    use nix::fcntl::{Flock, FlockArg};
     let path = std::env::temp_dir().join("rudder-differential.lock");
+    let describe = |error: nix::errno::Errno| format!("the run lock {}: {error}", path.display());
     let file = std::fs::File::create(&path)
         .map_err(|error| format!("the run lock {}: {error}", path.display()))?;
-    if file.try_lock().is_err() {
-        println!(
-            "waiting for another differential run to finish ({})",
-            path.display()
-        );
-        file.lock()
-            .map_err(|error| format!("the run lock {}: {error}", path.display()))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(lock),
+        Err((file, nix::errno::Errno::EWOULDBLOCK)) => {
+            println!(
+                "waiting for another differential run to finish ({})",
+                path.display()
+            );
+            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, error)| describe(error))
+        }
+        Err((_, error)) => Err(describe(error)),
     }
-    Ok(file)
 }

@@ -10,9 +10,10 @@
 //! It also holds the host matching rules translation needs to pick VirtualServices for a proxy.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::build::resolve_host;
-use super::{ExportTo, MESH_GATEWAY, Model, VirtualService};
+use super::{ExportTo, MESH_GATEWAY, VirtualService};
 use crate::diagnostic::ConfigError;
 use crate::inputs::{IstioObject, Kind, Object, ObjectKey};
 use crate::istio::{self, StringMatch, StringMatchMap};
@@ -435,15 +436,22 @@ fn has_conflict(root: &istio::HttpMatchRequest, leaf: &istio::HttpMatchRequest) 
 /// The VirtualServices a sidecar in `namespace` uses, in istiod's order: bound to `mesh` and
 /// exported to the namespace; those private to it first, then those exported to it by name, then
 /// public ones, each group in precedence order.
-pub fn for_sidecar<'m>(model: &'m Model, namespace: &str) -> Vec<&'m VirtualService> {
-    bound_to(model, namespace, MESH_GATEWAY)
+pub fn for_sidecar<'m>(
+    virtual_services: &'m [Arc<VirtualService>],
+    namespace: &str,
+) -> Vec<&'m VirtualService> {
+    bound_to(virtual_services, namespace, MESH_GATEWAY)
 }
 
 /// The VirtualServices bound to `gateway` (`namespace/name`, or `mesh`) that proxies in
-/// `namespace` see, in istiod's order (as [`for_sidecar`]).
-pub fn bound_to<'m>(model: &'m Model, namespace: &str, gateway: &str) -> Vec<&'m VirtualService> {
-    let mut visible: Vec<(u8, &VirtualService)> = model
-        .virtual_services
+/// `namespace` see, in istiod's order (as [`for_sidecar`]), of `virtual_services` (the model's,
+/// or those a proxy's view holds).
+pub fn bound_to<'m>(
+    virtual_services: &'m [Arc<VirtualService>],
+    namespace: &str,
+    gateway: &str,
+) -> Vec<&'m VirtualService> {
+    let mut visible: Vec<(u8, &VirtualService)> = virtual_services
         .iter()
         .filter(|vs| vs.gateways.iter().any(|g| g == gateway))
         .filter_map(|vs| Some((vs.visibility_rank(namespace)?, &**vs)))
@@ -680,7 +688,7 @@ mod tests {
             built.errors
         );
         let seen = |namespace: &str| -> Vec<String> {
-            for_sidecar(&built.model, namespace)
+            for_sidecar(&built.model.virtual_services, namespace)
                 .iter()
                 .map(|vs| vs.name.clone())
                 .collect()

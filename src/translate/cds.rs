@@ -40,10 +40,11 @@ use super::{
 };
 use crate::istio::ClientTlsMode;
 use crate::mesh_config::MeshConfig;
-use crate::model::{DestinationRule, Model, Protocol, Registry, Resolution, Service, ServicePort};
+use crate::model::{DestinationRule, Protocol, Registry, Resolution, Service, ServicePort};
 use crate::proxy::{Proxy, ProxyKind};
+use crate::translate::scope::ProxyView;
 
-pub fn clusters(model: &Model, proxy: &Proxy) -> BTreeMap<String, Cluster> {
+pub fn clusters(model: &ProxyView, proxy: &Proxy) -> BTreeMap<String, Cluster> {
     let mut clusters = BTreeMap::new();
     for service in model.services.values() {
         let rule = model.destination_rules.get(&service.hostname);
@@ -84,7 +85,7 @@ struct Target<'m> {
 
 /// The cluster for a service port (and subset); none for a DNS cluster without endpoints, which
 /// istiod leaves out too.
-fn outbound_cluster(model: &Model, proxy: &Proxy, target: &Target<'_>) -> Option<Cluster> {
+fn outbound_cluster(model: &ProxyView, proxy: &Proxy, target: &Target<'_>) -> Option<Cluster> {
     let Target {
         service,
         port,
@@ -246,7 +247,7 @@ pub(super) fn alt_stat_name(prefix: impl Into<String>) -> String {
 /// `buildOutboundNetworkFilters`): the cluster's name, or with `outboundClusterStatName` set and
 /// `host` a known service, the pattern filled in for it, with the listener's port.
 pub(super) fn tcp_stat_prefix(
-    model: &Model,
+    model: &ProxyView,
     cluster: &str,
     host: &str,
     subset: &str,

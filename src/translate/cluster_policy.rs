@@ -58,7 +58,8 @@ use crate::istio::{
     TrafficPolicy,
 };
 use crate::mesh_config::MeshConfig;
-use crate::model::{DestinationRule, Model, Protocol};
+use crate::model::{DestinationRule, Protocol};
+use crate::translate::scope::ProxyView;
 use tls::apply_tls;
 
 pub(super) const HTTP_PROTOCOL_OPTIONS: &str =
@@ -216,7 +217,7 @@ pub(super) fn parse_outbound_cluster_name(name: &str) -> Option<(u16, &str, &str
 }
 
 /// The merged policy of an outbound cluster, by name.
-pub(super) fn policy_of_cluster<'m>(model: &'m Model, cluster_name: &str) -> ClusterPolicy<'m> {
+pub(super) fn policy_of_cluster<'m>(model: &'m ProxyView, cluster_name: &str) -> ClusterPolicy<'m> {
     match parse_outbound_cluster_name(cluster_name) {
         Some((port, subset, host)) => {
             cluster_policy(model.destination_rules.get(host), port, subset)
@@ -663,14 +664,14 @@ fn apply_consistent_hash_lb(cluster: &mut Cluster, hash: &ConsistentHashLb) {
 
 /// Whether the merged load balancer of `cluster_name` hashes consistently (with a hash key or
 /// not: istiod asks only whether the DestinationRule has `consistentHash`).
-pub(super) fn hashes_consistently(model: &Model, cluster_name: &str) -> bool {
+pub(super) fn hashes_consistently(model: &ProxyView, cluster_name: &str) -> bool {
     policy_of_cluster(model, cluster_name)
         .consistent_hash()
         .is_some()
 }
 
 /// The route hash policy for a cluster whose merged load balancer hashes consistently.
-fn hash_policy(model: &Model, cluster_name: &str) -> Option<HashPolicy> {
+fn hash_policy(model: &ProxyView, cluster_name: &str) -> Option<HashPolicy> {
     let hash = policy_of_cluster(model, cluster_name).consistent_hash()?;
     let specifier = if let Some(name) = &hash.http_header_name {
         PolicySpecifier::Header(Header {
@@ -712,7 +713,7 @@ fn hash_policy(model: &Model, cluster_name: &str) -> Option<HashPolicy> {
 /// hashed cluster (`DefaultConsistentHashPolicy`); RDS does that when it builds the retry policy,
 /// asking [`hashes_consistently`].
 pub(super) fn add_hash_policies<'r>(
-    model: &Model,
+    model: &ProxyView,
     routes: impl IntoIterator<Item = &'r mut Route>,
 ) {
     for route in routes {

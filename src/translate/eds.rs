@@ -18,11 +18,12 @@ use envoy_types::pb::google::protobuf::UInt32Value;
 
 use super::cluster_policy::{cluster_policy, parse_outbound_cluster_name};
 use super::locality::{self, Group};
-use crate::model::{Endpoint, EndpointAddress, Model};
+use crate::model::{Endpoint, EndpointAddress};
 use crate::proxy::Proxy;
+use crate::translate::scope::ProxyView;
 
 pub fn endpoints(
-    model: &Model,
+    model: &ProxyView,
     proxy: &Proxy,
     clusters: &BTreeMap<String, Cluster>,
 ) -> BTreeMap<String, ClusterLoadAssignment> {
@@ -40,7 +41,7 @@ pub fn endpoints(
 /// The endpoints of one `outbound|PORT|SUBSET|HOST` cluster, grouped by locality: served over
 /// EDS, or inline in DNS clusters.
 pub(super) fn load_assignment(
-    model: &Model,
+    model: &ProxyView,
     proxy: &Proxy,
     cluster_name: &str,
 ) -> ClusterLoadAssignment {
@@ -68,7 +69,7 @@ pub(super) fn load_assignment(
 
 /// The endpoints an `outbound|PORT|SUBSET|HOST` cluster stands for.
 fn selected_endpoints<'m>(
-    model: &'m Model,
+    model: &'m ProxyView,
     host: &str,
     port: u16,
     subset: &str,

@@ -59,8 +59,9 @@ use super::{ads_config_source, outbound_cluster_name, proto_duration, typed_conf
 use crate::istio;
 use crate::mesh_config::{MeshConfig, PathNormalization};
 use crate::model::virtual_service::{for_sidecar, hosts_match};
-use crate::model::{MESH_GATEWAY, Model, Protocol, Service, ServicePort, VirtualService};
+use crate::model::{MESH_GATEWAY, Protocol, Service, ServicePort, VirtualService};
 use crate::proxy::{InterceptionMode, Proxy};
+use crate::translate::scope::ProxyView;
 pub(in crate::translate) use entry::{
     MAX_CONNECTIONS_PER_ACCEPT, TRANSPORT_SOCKET_CONNECT_TIMEOUT,
 };
@@ -85,7 +86,7 @@ pub fn listeners(scope: &Scope, proxy: &Proxy) -> (BTreeMap<String, Listener>, B
     for listener in &scope.listeners {
         egress_listeners(listener, proxy, &mut built);
     }
-    let mesh = &scope.model().mesh;
+    let mesh = &scope.view().mesh;
     let mut listeners: BTreeMap<String, Listener> = built
         .listeners
         .into_iter()
@@ -109,7 +110,7 @@ struct Built {
 /// one, else on 127.0.0.1 when they bind for real, else on 0.0.0.0 (HTTP) or the service's
 /// addresses (TCP).
 fn egress_listeners(scope: &ListenerScope, proxy: &Proxy, built: &mut Built) {
-    let model = &scope.model;
+    let model = &scope.view;
     let bind = scope.bind_to_port;
     let wildcard = scope
         .bind
@@ -141,7 +142,7 @@ fn egress_listeners(scope: &ListenerScope, proxy: &Proxy, built: &mut Built) {
     }
 
     let taken: BTreeSet<String> = built.listeners.keys().cloned().collect();
-    let sidecar_rules = for_sidecar(model, &proxy.namespace);
+    let sidecar_rules = for_sidecar(&model.virtual_services, &proxy.namespace);
     let rule_index = RuleIndex::new(&sidecar_rules);
     for service in model.services.values() {
         for port in service
@@ -464,7 +465,7 @@ fn tcp_proxy(stat_prefix: &str, cluster_specifier: tcp_proxy::ClusterSpecifier) 
 pub(super) fn route_tcp_proxy(
     vs: &VirtualService,
     destinations: &[istio::RouteDestination],
-    model: &Model,
+    model: &ProxyView,
     listener_port: (u16, &str),
 ) -> Filter {
     let port = listener_port.0;
@@ -673,7 +674,7 @@ impl ChainSet {
 /// entries with subnets gather into one chain per rule. The service's own cluster takes what no
 /// rule catches.
 fn tcp_filter_chains(
-    model: &Model,
+    model: &ProxyView,
     proxy: &Proxy,
     service: &Service,
     service_port: &ServicePort,
@@ -726,7 +727,7 @@ fn tcp_filter_chains(
 /// address (`on_wildcard`), for a service without an address of its own or with CIDR blocks. A
 /// listener bound to one address (127.0.0.1 without interception) takes any connection for it.
 fn tls_filter_chains(
-    model: &Model,
+    model: &ProxyView,
     proxy: &Proxy,
     service: &Service,
     service_port: &ServicePort,

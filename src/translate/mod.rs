@@ -174,8 +174,8 @@ fn typed_config<M: Message + Name>(message: &M) -> Option<Any> {
 /// All resources for one proxy, from what its scope (Sidecar, `exportTo`) lets it see.
 pub fn translate(model: &Model, proxy: &Proxy) -> Resources {
     let scope = scope::scope(model, proxy);
-    let mut clusters = cds::clusters(scope.model(), proxy);
-    let endpoints = eds::endpoints(scope.model(), proxy, &clusters);
+    let mut clusters = cds::clusters(scope.view(), proxy);
+    let endpoints = eds::endpoints(scope.view(), proxy, &clusters);
     let (mut listeners, routes) = if proxy.kind == ProxyKind::Router {
         let merged = crate::model::gateway::merged_for_proxy(model, proxy);
         let (listeners, route_names) = gateway::listeners(model, &scope, proxy, &merged);

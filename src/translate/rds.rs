@@ -40,8 +40,9 @@ use super::{PASSTHROUGH_CLUSTER, outbound_cluster_name};
 use crate::istio;
 use crate::model::sidecar::OutboundPolicy;
 use crate::model::virtual_service::{MAX_DIRECT_RESPONSE_BODY, for_sidecar, hosts_match};
-use crate::model::{MESH_GATEWAY, Model, Protocol, Registry, Resolution, Service, VirtualService};
+use crate::model::{MESH_GATEWAY, Protocol, Registry, Resolution, Service, VirtualService};
 use crate::proxy::Proxy;
+use crate::translate::scope::ProxyView;
 
 /// The port on which VirtualServices without any service on it still get virtual hosts (istiod's
 /// own "gross hack").
@@ -62,8 +63,8 @@ pub fn routes(
                 Some((host, port)) => (Some(host), port.parse().ok()?),
                 None => (None, name.parse().ok()?),
             };
-            let model = &scope.listener_for_routes(port)?.model;
-            let rules = for_sidecar(model, &proxy.namespace);
+            let model = &scope.listener_for_routes(port)?.view;
+            let rules = for_sidecar(&model.virtual_services, &proxy.namespace);
             let target = RouteTarget {
                 name,
                 port,
@@ -94,7 +95,7 @@ struct RouteTarget<'n> {
 }
 
 fn route_configuration(
-    model: &Model,
+    model: &ProxyView,
     proxy: &Proxy,
     rules: &[&VirtualService],
     target: &RouteTarget<'_>,
@@ -444,7 +445,7 @@ fn default_route(
 /// first route that matches everything.
 pub(super) fn virtual_service_routes(
     vs: &VirtualService,
-    model: &Model,
+    model: &ProxyView,
     proxy: &Proxy,
     port: u16,
     gateway: &str,

@@ -37,24 +37,47 @@ pub struct ListenerScope {
     pub bind_to_port: bool,
     /// The services it imports (ports restricted to its port, with its protocol), the
     /// VirtualServices and DestinationRules that apply to them.
-    pub model: Model,
+    pub view: ProxyView,
+}
+
+/// What a proxy may use, for one egress listener or all of them together: its own type, so that
+/// the mesh-wide [`Model`] cannot be passed where a proxy's view is meant (istiod's
+/// `SidecarScope` against its `PushContext`). Services are shared with the model (`Arc`), cut to
+/// the listener's port when it has one.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyView {
+    /// The cluster DNS domain services live under (`cluster.local`).
+    pub dns_domain: String,
+    /// The services the proxy imports, by host.
+    pub services: BTreeMap<String, Arc<Service>>,
+    /// The DestinationRule in force for each imported service, by service host, chosen for this
+    /// proxy as istiod chooses it (not the model's rules merged by host).
+    pub destination_rules: BTreeMap<String, DestinationRule>,
+    /// The VirtualServices for imported hosts, in the model's precedence order.
+    pub virtual_services: Vec<Arc<VirtualService>>,
+    /// meshConfig.rootNamespace.
+    pub root_namespace: String,
+    /// The mesh config in force.
+    pub mesh: Arc<crate::mesh_config::MeshConfig>,
+    /// Access logs and tracing, resolved from the mesh config.
+    pub telemetry: Arc<crate::model::telemetry::Telemetry>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Scope {
     pub listeners: Vec<ListenerScope>,
     /// Every listener's services merged, for CDS and EDS; None when the only listener is the
-    /// catch-all, whose model is the same.
-    union: Option<Model>,
+    /// catch-all, whose view is the same.
+    union: Option<ProxyView>,
     pub outbound_policy: OutboundPolicy,
 }
 
 impl Scope {
     /// The services, VirtualServices and DestinationRules of all listeners together.
-    pub fn model(&self) -> &Model {
+    pub fn view(&self) -> &ProxyView {
         match (&self.union, self.listeners.first()) {
-            (Some(model), _) => model,
-            (None, Some(listener)) => &listener.model,
+            (Some(view), _) => view,
+            (None, Some(listener)) => &listener.view,
             (None, None) => unreachable_empty(),
         }
     }
@@ -69,10 +92,10 @@ impl Scope {
     }
 }
 
-/// A scope always has a listener (see [`scope`]); this keeps `model()` total without a panic.
-fn unreachable_empty() -> &'static Model {
-    static EMPTY: std::sync::OnceLock<Model> = std::sync::OnceLock::new();
-    EMPTY.get_or_init(Model::default)
+/// A scope always has a listener (see [`scope`]); this keeps `view()` total without a panic.
+fn unreachable_empty() -> &'static ProxyView {
+    static EMPTY: std::sync::OnceLock<ProxyView> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(ProxyView::default)
 }
 
 /// The Sidecar that applies to `proxy`, if any.
@@ -161,7 +184,7 @@ pub fn scope(model: &Model, proxy: &Proxy) -> Scope {
             port: listener.port.as_ref().map(|port| port.number),
             bind: listener.bind.clone(),
             bind_to_port: proxy.interception == InterceptionMode::None || listener.capture_none,
-            model: scoped_model(model, services, virtual_services, destination_rules),
+            view: view_of(model, services, virtual_services, destination_rules),
         });
     }
 
@@ -180,36 +203,31 @@ pub fn scope(model: &Model, proxy: &Proxy) -> Scope {
     }
 }
 
-fn scoped_model(
+fn view_of(
     model: &Model,
     services: BTreeMap<String, Arc<Service>>,
     virtual_services: Vec<Arc<VirtualService>>,
     destination_rules: BTreeMap<String, DestinationRule>,
-) -> Model {
-    Model {
+) -> ProxyView {
+    ProxyView {
         dns_domain: model.dns_domain.clone(),
         services,
         destination_rules,
-        all_destination_rules: Vec::new(),
         virtual_services,
-        workloads: BTreeMap::new(),
-        sidecars: Vec::new(),
         root_namespace: model.root_namespace.clone(),
         mesh: model.mesh.clone(),
         telemetry: model.telemetry.clone(),
-        credentials: Default::default(),
-        gateways: Vec::new(),
     }
 }
 
 /// Every listener's services with the ports each imports (as the services define them, not as
 /// a listener's protocol recasts them), their VirtualServices and DestinationRules.
-fn union_of(model: &Model, listeners: &[ListenerScope]) -> Model {
+fn union_of(model: &Model, listeners: &[ListenerScope]) -> ProxyView {
     let mut services: BTreeMap<String, Service> = BTreeMap::new();
     let mut destination_rules = BTreeMap::new();
     let mut virtual_services: Vec<Arc<VirtualService>> = Vec::new();
     for listener in listeners {
-        for (host, scoped) in &listener.model.services {
+        for (host, scoped) in &listener.view.services {
             let Some(original) = model.services.get(host) else {
                 continue;
             };
@@ -228,12 +246,12 @@ fn union_of(model: &Model, listeners: &[ListenerScope]) -> Model {
         }
         destination_rules.extend(
             listener
-                .model
+                .view
                 .destination_rules
                 .iter()
                 .map(|(host, rule)| (host.clone(), rule.clone())),
         );
-        for vs in &listener.model.virtual_services {
+        for vs in &listener.view.virtual_services {
             if !virtual_services
                 .iter()
                 .any(|seen| seen.name == vs.name && seen.namespace == vs.namespace)
@@ -269,7 +287,7 @@ fn union_of(model: &Model, listeners: &[ListenerScope]) -> Model {
         .into_iter()
         .map(|(host, service)| (host, Arc::new(service)))
         .collect();
-    scoped_model(model, services, virtual_services, destination_rules)
+    view_of(model, services, virtual_services, destination_rules)
 }
 
 /// One listener's egress hosts, with `.` read as the proxy's namespace and `~` dropped.
@@ -439,7 +457,7 @@ mod tests {
         ---\napiVersion: v1\nkind: Service\nmetadata: {name: b, namespace: other}\nspec: {ports: [{name: http, port: 80}]}\n";
 
     fn hosts(scope: &Scope) -> Vec<&str> {
-        scope.model().services.keys().map(String::as_str).collect()
+        scope.view().services.keys().map(String::as_str).collect()
     }
 
     #[test]
@@ -484,7 +502,7 @@ mod tests {
         let scope = scope(&model, &proxy("sidecar", "default"));
         let chosen = |host: &str| {
             scope
-                .model()
+                .view()
                 .destination_rules
                 .get(host)
                 .map(|rule| rule.name.as_str())

@@ -48,6 +48,7 @@ use crate::model::gateway::{MergedGateway, MergedPort, MergedServer, Server, cre
 use crate::model::virtual_service::{bound_to, hosts_match};
 use crate::model::{Model, VirtualService};
 use crate::proxy::Proxy;
+use crate::translate::scope::ProxyView;
 
 /// The address a gateway listener binds without a `bind`.
 const WILDCARD: &str = "0.0.0.0";
@@ -174,7 +175,7 @@ fn filter_chains(
                 ..Default::default()
             });
         } else if server.tls_mode() == Some(ServerTlsMode::AutoPassthrough) {
-            chains.extend(auto_passthrough_chains(scope.model(), server));
+            chains.extend(auto_passthrough_chains(scope.view(), server));
         } else {
             chains.extend(passthrough_chains(
                 model,
@@ -245,7 +246,7 @@ fn rules_for_server<'m>(
     merged: &MergedServer<'_>,
 ) -> Vec<&'m VirtualService> {
     let gateway = merged.gateway.qualified_name();
-    bound_to(model, &proxy.namespace, &gateway)
+    bound_to(&model.virtual_services, &proxy.namespace, &gateway)
         .into_iter()
         .filter(|vs| {
             vs.hosts.iter().any(|vs_host| {
@@ -291,7 +292,7 @@ fn tcp_route_filter(
                 return Some(route_tcp_proxy(
                     vs,
                     &tcp.route,
-                    scope.model(),
+                    scope.view(),
                     (server.port, &server.port_name),
                 ));
             }
@@ -327,7 +328,7 @@ fn passthrough_chains(
                     filters: vec![route_tcp_proxy(
                         vs,
                         &tls.route,
-                        scope.model(),
+                        scope.view(),
                         (server.port, &server.port_name),
                     )],
                     ..Default::default()
@@ -341,7 +342,7 @@ fn passthrough_chains(
 /// istiod's `builtAutoPassthroughFilterChains`, without Istio's mTLS ALPN requirement (rudder
 /// has no Istio CA): every port of every service the proxy sees under the server's hosts, and
 /// each of its DestinationRule's subsets, reached by the SNI Istio clients send for it.
-fn auto_passthrough_chains(model: &Model, server: &Server) -> Vec<FilterChain> {
+fn auto_passthrough_chains(model: &ProxyView, server: &Server) -> Vec<FilterChain> {
     let mut chains = Vec::new();
     for service in model.services.values().filter(|s| !s.mesh_external) {
         let covered = server.hosts.iter().any(|host| {

@@ -23,6 +23,7 @@ use crate::model::{Model, VirtualService};
 use crate::proxy::Proxy;
 use crate::translate::cluster_policy::add_hash_policies;
 use crate::translate::rds::{configuration, is_catch_all, virtual_service_routes};
+use crate::translate::scope::ProxyView;
 use crate::translate::scope::Scope;
 
 /// The route configurations named in `names`.
@@ -77,7 +78,7 @@ fn route_configuration(
     name: &str,
     servers: &[&MergedServer<'_>],
 ) -> RouteConfiguration {
-    let services = scope.model();
+    let services = scope.view();
     let mut virtual_hosts: BTreeMap<String, VirtualHost> = BTreeMap::new();
     // Routes per (gateway, VirtualService), built once as istiod caches them.
     let mut built: BTreeMap<(String, String, String), Vec<Route>> = BTreeMap::new();
@@ -86,7 +87,7 @@ fn route_configuration(
         let gateway = merged.gateway.qualified_name();
         let port = server.port;
         let redirect = server.tls.as_ref().is_some_and(|tls| tls.https_redirect);
-        for vs in bound_to(model, &proxy.namespace, &gateway) {
+        for vs in bound_to(&model.virtual_services, &proxy.namespace, &gateway) {
             let hosts = intersection(server.hosts_for_namespace(&vs.namespace), &vs.hosts);
             if hosts.is_empty() {
                 continue;
@@ -147,7 +148,7 @@ fn virtual_host(host: &str, port: u16) -> VirtualHost {
 /// One VirtualService's routes through `gateway`, with DestinationRule hash policies.
 fn gateway_routes(
     vs: &VirtualService,
-    services: &Model,
+    services: &ProxyView,
     proxy: &Proxy,
     port: u16,
     gateway: &str,

@@ -35,8 +35,9 @@ use envoy_types::pb::google::protobuf::{Any, BoolValue, UInt32Value};
 
 use super::matching::{regex_matcher, string_matcher};
 use crate::istio;
-use crate::model::{Model, Service};
+use crate::model::Service;
 use crate::translate::cluster_policy::hashes_consistently;
+use crate::translate::scope::ProxyView;
 use crate::translate::{any, outbound_cluster_name, proto_duration, typed_config};
 
 /// istiod's retry defaults for every route without a retry policy of its own. `retry_on` names
@@ -321,7 +322,7 @@ pub(super) fn action(
 /// the services on the port: a destination host without that port and without an explicit
 /// destination port goes to `outbound|LISTENER_PORT|...`, a cluster that does not exist).
 pub(super) struct Destinations<'m> {
-    pub model: &'m Model,
+    pub model: &'m ProxyView,
     pub listener_port: u16,
     pub on_port_only: bool,
 }
@@ -408,7 +409,7 @@ pub(crate) fn split_weights(weights: impl Iterator<Item = Option<i32>>) -> Vec<u
 /// The cluster a destination names, its host looked up among all the services of `model`.
 pub(crate) fn destination_cluster(
     destination: &istio::Destination,
-    model: &Model,
+    model: &ProxyView,
     listener_port: u16,
 ) -> String {
     let service = model.services.get(&destination.host);
