@@ -425,11 +425,12 @@ impl Workload {
 pub struct Model {
     /// The cluster DNS domain services live under (`cluster.local`).
     pub dns_domain: String,
-    /// Shared with every proxy scope that sees them, which copies no Service.
+    /// Shared with every proxy view that sees them, which copies no Service.
     pub services: BTreeMap<String, Arc<Service>>,
     /// By host; every rule for a host merged, whatever its namespace and `exportTo` (what
-    /// validation checks subsets against). A proxy's scope (`translate::scope`) replaces it with
-    /// the rules that proxy uses, chosen from `all_destination_rules` as istiod chooses them.
+    /// validation checks subsets against). Not what a proxy uses: its view
+    /// (`translate::scope::ProxyView`) holds the rule in force per service, chosen from
+    /// `all_destination_rules` as istiod chooses it.
     pub destination_rules: BTreeMap<String, DestinationRule>,
     /// Every admitted DestinationRule, in precedence order (oldest first).
     pub all_destination_rules: Vec<DestinationRule>,
