@@ -12,6 +12,7 @@ pub use kind::{Api, EXTENSIONS_GROUP, Handling, Kind, SECURITY_GROUP, TELEMETRY_
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -114,7 +115,9 @@ pub struct Entry {
 /// Everything the sources currently hold.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Inputs {
-    pub entries: BTreeMap<ObjectKey, Entry>,
+    /// Shared (`Arc`) with the sources that hold them and with earlier inputs: merging sources
+    /// or keeping a copy of the inputs copies no object.
+    pub entries: BTreeMap<ObjectKey, Arc<Entry>>,
     /// Problems that belong to no single object: unreadable files, duplicates, missing names.
     pub problems: Vec<ConfigError>,
     /// The mesh config as its source holds it (`--mesh-config`, or the `istio` ConfigMap);
@@ -138,14 +141,15 @@ pub struct MeshConfigText {
 
 impl Inputs {
     /// Adds an entry; the first definition of a key wins and a later one is reported.
-    pub fn insert(&mut self, key: ObjectKey, entry: Entry) {
+    pub fn insert(&mut self, key: ObjectKey, entry: impl Into<Arc<Entry>>) {
+        let entry = entry.into();
         if let Some(existing) = self.entries.get(&key) {
             self.problems.push(
                 ConfigError::new(format!(
                     "duplicate definition; {} already defines it",
                     existing.origin
                 ))
-                .at(entry.origin)
+                .at(entry.origin.clone())
                 .on(key),
             );
             return;
@@ -158,6 +162,7 @@ impl Inputs {
         self.entries
             .range(ObjectKey::new(kind, "", "")..)
             .take_while(move |(key, _)| key.kind == kind)
+            .map(|(key, entry)| (key, &**entry))
     }
 
     /// Everything several sources hold; an object defined by two sources is reported and the
@@ -172,7 +177,7 @@ impl Inputs {
                 merged.mesh_config.clone_from(&source.mesh_config);
             }
             for (key, entry) in &source.entries {
-                merged.insert(key.clone(), entry.clone());
+                merged.insert(key.clone(), Arc::clone(entry));
             }
         }
         merged

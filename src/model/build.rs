@@ -97,7 +97,8 @@ impl Admission<'_> {
             .entries
             .range(ObjectKey::new(kind, "", "")..)
             .take_while(|(key, _)| key.kind == kind);
-        for (key, Entry { origin, object }) in entries {
+        for (key, entry) in entries {
+            let Entry { origin, object } = &**entry;
             let verdict = object
                 .as_ref()
                 .map_err(Clone::clone)

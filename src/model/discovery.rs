@@ -289,7 +289,7 @@ mod tests {
             .expect("db");
         for (key, entry) in inputs.entries.iter_mut() {
             if *key != file_service {
-                entry.origin = Origin::Kubernetes;
+                std::sync::Arc::make_mut(entry).origin = Origin::Kubernetes;
             }
         }
         let names = |inputs: &Inputs| -> Vec<String> {
@@ -313,7 +313,7 @@ mod tests {
                 .entries
                 .iter()
                 .find(|(key, _)| key.name == name)
-                .map(|(_, e)| e)
+                .map(|(_, e)| &**e)
         };
         assert!(entry("web").is_some());
         let none = in_scope(&inputs, &[None]);

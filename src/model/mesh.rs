@@ -201,7 +201,7 @@ mod tests {
             mesh,
         );
         for entry in inputs.entries.values_mut() {
-            entry.origin = Origin::Kubernetes;
+            std::sync::Arc::make_mut(entry).origin = Origin::Kubernetes;
         }
         inputs
     }

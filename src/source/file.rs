@@ -31,6 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::diagnostic::{ConfigError, Origin};
@@ -102,7 +103,7 @@ struct FileState {
 /// One document of a file, decoded.
 #[derive(Debug, Clone)]
 enum Document {
-    Object(ObjectKey, Entry),
+    Object(ObjectKey, Arc<Entry>),
     Problem(ConfigError),
 }
 
@@ -225,7 +226,7 @@ impl FileSource {
             inputs.problems.extend(unsettled.cloned());
             for document in state.last_good.iter().flatten() {
                 match document {
-                    Document::Object(key, entry) => inputs.insert(key.clone(), entry.clone()),
+                    Document::Object(key, entry) => inputs.insert(key.clone(), Arc::clone(entry)),
                     Document::Problem(problem) => inputs.problems.push(problem.clone()),
                 }
             }
@@ -341,7 +342,9 @@ fn parse_file(path: &Path, bytes: &[u8]) -> Result<Vec<Document>, Box<ConfigErro
 fn decode_document(path: &Path, document: RawDocument) -> Option<Document> {
     let origin = origin(path, document.line);
     match decode(document.value, DEFAULT_NAMESPACE) {
-        Ok(Decoded::Object(key, object)) => Some(Document::Object(key, Entry { origin, object })),
+        Ok(Decoded::Object(key, object)) => {
+            Some(Document::Object(key, Arc::new(Entry { origin, object })))
+        }
         Ok(Decoded::Skipped { api_version, kind }) => {
             tracing::debug!(%origin, api_version, kind, "skipping a kind rudder does not read");
             None

@@ -41,10 +41,10 @@ pub(super) fn store_object(resource: &ApiResource, object: DynamicObject) -> Opt
     match decode_with(value, "default", UnknownFields::Ignore) {
         Ok(Decoded::Object(key, object)) => Some(Stored {
             key,
-            entry: Entry {
+            entry: std::sync::Arc::new(Entry {
                 origin: Origin::Kubernetes,
                 object,
-            },
+            }),
             status,
             labels,
         }),

@@ -47,7 +47,7 @@ pub(super) enum Change {
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Stored {
     pub(super) key: ObjectKey,
-    pub(super) entry: Entry,
+    pub(super) entry: Arc<Entry>,
     /// For Istio kinds: the status the object carries (`Value::Null` if none).
     pub(super) status: Option<Value>,
     /// For Namespaces: their labels, for the namespace selector.
@@ -250,7 +250,7 @@ impl Store {
                     .as_ref()
                     .is_none_or(|names| names.contains(namespace));
             if wanted {
-                inputs.insert(stored.key.clone(), stored.entry.clone());
+                inputs.insert(stored.key.clone(), Arc::clone(&stored.entry));
             }
         }
         inputs
