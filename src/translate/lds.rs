@@ -59,7 +59,10 @@ use super::{ads_config_source, outbound_cluster_name, proto_duration, typed_conf
 use crate::istio;
 use crate::mesh_config::{MeshConfig, PathNormalization};
 use crate::model::virtual_service::{for_sidecar, hosts_match};
-use crate::model::{MESH_GATEWAY, Model, Protocol, Service, ServicePort, VirtualService};
+use crate::model::{
+    EndpointAddress, MESH_GATEWAY, Model, Protocol, Registry, Resolution, Service, ServicePort,
+    VirtualService,
+};
 use crate::proxy::{InterceptionMode, Proxy};
 pub(in crate::translate) use entry::{
     MAX_CONNECTIONS_PER_ACCEPT, TRANSPORT_SOCKET_CONNECT_TIMEOUT,
@@ -158,7 +161,12 @@ fn egress_listeners(scope: &ListenerScope, proxy: &Proxy, built: &mut Built) {
             if !shared_address {
                 addresses.extend(service.cluster_ips.iter().map(ToString::to_string));
             }
-            if shared_address || addresses.is_empty() || !service.address_blocks.is_empty() {
+            if let Some(endpoints) = (!shared_address)
+                .then(|| endpoint_listener_addresses(service, port.port, proxy))
+                .flatten()
+            {
+                addresses = endpoints;
+            } else if shared_address || addresses.is_empty() || !service.address_blocks.is_empty() {
                 addresses.push(wildcard.to_string());
             }
             let rules = rules_for_host(&sidecar_rules, &rule_index, &service.hostname);
@@ -205,6 +213,40 @@ fn egress_listeners(scope: &ListenerScope, proxy: &Proxy, built: &mut Built) {
 }
 
 /// Adds a TLS inspector to a listener that matches server names, once.
+/// istiod's listeners for a TCP port of a service without an address that connections go
+/// through as sent (a headless Service, an entry with resolution NONE): one per endpoint address
+/// instead of one on the wildcard address, so that statefulsets' pods are told apart. Leaves out
+/// the proxy's own address (its traffic to itself does not come this way) and endpoints that are
+/// not IPs. `None` where the wildcard listener stays: other services, and an entry with no
+/// endpoint on the port (a Kubernetes Service without endpoints gets no listener at all).
+fn endpoint_listener_addresses(service: &Service, port: u16, proxy: &Proxy) -> Option<Vec<String>> {
+    if service.resolution != Resolution::Passthrough
+        || !service.cluster_ips.is_empty()
+        || !service.address_blocks.is_empty()
+    {
+        return None;
+    }
+    let on_port: Vec<&EndpointAddress> = service
+        .endpoints
+        .iter()
+        .filter(|endpoint| endpoint.service_port == port)
+        .map(|endpoint| &endpoint.address)
+        .collect();
+    if service.registry != Registry::Kubernetes && on_port.is_empty() {
+        return None;
+    }
+    let mut addresses = Vec::new();
+    for address in on_port {
+        if let EndpointAddress::Ip(ip) = address
+            && proxy.ips.first() != Some(ip)
+            && !addresses.contains(&ip.to_string())
+        {
+            addresses.push(ip.to_string());
+        }
+    }
+    Some(addresses)
+}
+
 fn with_tls_inspector(mut listener: Listener) -> Listener {
     let sni = listener.filter_chains.iter().any(|chain| {
         chain
