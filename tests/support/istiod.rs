@@ -1,6 +1,7 @@
 //! Real istiod for tests that compare rudder with it: `scripts/istiod up` on a config directory
-//! with a mesh config, down again when dropped (and when the test process dies, through the
-//! script's watchdog). Knows nothing of what the tests compare.
+//! with a mesh config (file mode), or watching a Kubernetes API server (Kubernetes mode), down
+//! again when dropped (and when the test process dies, through the script's watchdog). Knows
+//! nothing of what the tests compare.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -18,11 +19,25 @@ pub struct Istiod {
 impl Istiod {
     /// istiod on `config_dir`, with the mesh config file `mesh` (else the script's own).
     pub fn up(config_dir: &Path, mesh: Option<&Path>) -> Result<Istiod, String> {
-        let run_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let mut command = Command::new(script());
+        command.arg("up").arg(config_dir);
+        Self::start(command, mesh)
+    }
+
+    /// istiod on its production path: the Kubernetes registry and the Istio CRs of the cluster
+    /// `kubeconfig` names (`RUDDER_ISTIOD_KUBECONFIG=... scripts/istiod up`), with the mesh config
+    /// of that cluster's `istio` ConfigMap in istio-system unless `mesh` names a file.
+    pub fn up_kubernetes(kubeconfig: &Path, mesh: Option<&Path>) -> Result<Istiod, String> {
         let mut command = Command::new(script());
         command
             .arg("up")
-            .arg(config_dir)
+            .env("RUDDER_ISTIOD_KUBECONFIG", kubeconfig);
+        Self::start(command, mesh)
+    }
+
+    fn start(mut command: Command, mesh: Option<&Path>) -> Result<Istiod, String> {
+        let run_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        command
             .env("RUDDER_ISTIOD_DIR", run_dir.path())
             .env("RUDDER_ISTIOD_OWNER_PID", std::process::id().to_string());
         if let Some(mesh) = mesh {
