@@ -48,6 +48,7 @@ use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpPro
 use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 
 mod entry;
+mod passthrough;
 mod sniffing;
 mod virtual_outbound;
 
@@ -59,15 +60,13 @@ use super::{ads_config_source, outbound_cluster_name, proto_duration, typed_conf
 use crate::istio;
 use crate::mesh_config::{MeshConfig, PathNormalization};
 use crate::model::virtual_service::{for_sidecar, hosts_match};
-use crate::model::{
-    EndpointAddress, MESH_GATEWAY, Model, Protocol, Registry, Resolution, Service, ServicePort,
-    VirtualService,
-};
+use crate::model::{MESH_GATEWAY, Model, Protocol, Service, ServicePort, VirtualService};
 use crate::proxy::{InterceptionMode, Proxy};
 pub(in crate::translate) use entry::{
     MAX_CONNECTIONS_PER_ACCEPT, TRANSPORT_SOCKET_CONNECT_TIMEOUT,
 };
 use entry::{catch_all_filter, finish};
+use passthrough::endpoint_listener_addresses;
 use sniffing::sniffed_listener;
 pub(in crate::translate) use sniffing::{PLAINTEXT_HTTP_PROTOCOLS, RAW_BUFFER};
 use virtual_outbound::virtual_outbound;
@@ -213,40 +212,6 @@ fn egress_listeners(scope: &ListenerScope, proxy: &Proxy, built: &mut Built) {
 }
 
 /// Adds a TLS inspector to a listener that matches server names, once.
-/// istiod's listeners for a TCP port of a service without an address that connections go
-/// through as sent (a headless Service, an entry with resolution NONE): one per endpoint address
-/// instead of one on the wildcard address, so that statefulsets' pods are told apart. Leaves out
-/// the proxy's own address (its traffic to itself does not come this way) and endpoints that are
-/// not IPs. `None` where the wildcard listener stays: other services, and an entry with no
-/// endpoint on the port (a Kubernetes Service without endpoints gets no listener at all).
-fn endpoint_listener_addresses(service: &Service, port: u16, proxy: &Proxy) -> Option<Vec<String>> {
-    if service.resolution != Resolution::Passthrough
-        || !service.cluster_ips.is_empty()
-        || !service.address_blocks.is_empty()
-    {
-        return None;
-    }
-    let on_port: Vec<&EndpointAddress> = service
-        .endpoints
-        .iter()
-        .filter(|endpoint| endpoint.service_port == port)
-        .map(|endpoint| &endpoint.address)
-        .collect();
-    if service.registry != Registry::Kubernetes && on_port.is_empty() {
-        return None;
-    }
-    let mut addresses = Vec::new();
-    for address in on_port {
-        if let EndpointAddress::Ip(ip) = address
-            && proxy.ips.first() != Some(ip)
-            && !addresses.contains(&ip.to_string())
-        {
-            addresses.push(ip.to_string());
-        }
-    }
-    Some(addresses)
-}
-
 fn with_tls_inspector(mut listener: Listener) -> Listener {
     let sni = listener.filter_chains.iter().any(|chain| {
         chain
