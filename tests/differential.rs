@@ -5,143 +5,15 @@
 //! substring: `cargo test --test differential -- bookinfo`. `RUDDER_DIFF_REPORT=FILE` writes every
 //! difference and the figures; `RUDDER_DIFF_DUMPS=DIR` writes both sides' trees per scenario;
 //! `RUDDER_UPDATE_DIFFERENTIAL=1` on a full run rewrites docs/differential.md (otherwise the run
-//! checks that it lists every allowlist entry).
+//! checks that it lists every allowlist entry). tests/differential_kube.rs is the same suite with
+//! the registry from a Kubernetes API server.
 
 mod support;
 
 use std::process::ExitCode;
 
-use support::differential::allowlist::Allowlist;
-use support::differential::report::{markdown, markdown_path, report, summary};
-use support::differential::scenario::{ScenarioDir, names};
-use support::differential::{Outcome, run_scenario};
+use support::differential::allowlist::Variant;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut filters = Vec::new();
-    let mut list = false;
-    let mut skip_value = false;
-    for arg in &args {
-        if skip_value {
-            skip_value = false;
-        } else if arg == "--list" {
-            list = true;
-        } else if ["--test-threads", "--skip", "--format", "--color", "-Z"].contains(&arg.as_str())
-        {
-            skip_value = true;
-        } else if !arg.starts_with('-') {
-            filters.push(arg.clone());
-        }
-    }
-    let all = names();
-    let selected: Vec<&String> = all
-        .iter()
-        .filter(|name| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
-        .collect();
-    if list {
-        for name in &selected {
-            println!("{name}: test");
-        }
-        return ExitCode::SUCCESS;
-    }
-    let allowlist = match Allowlist::load() {
-        Ok(allowlist) => allowlist,
-        Err(error) => {
-            eprintln!("{error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    println!("\nrunning {} differential scenarios", selected.len());
-    let mut outcomes: Vec<Outcome> = Vec::new();
-    let mut failed = Vec::new();
-    for name in &selected {
-        let started = std::time::Instant::now();
-        let outcome = match ScenarioDir::load(name) {
-            Ok(scenario) => runtime.block_on(run_scenario(&scenario, &allowlist)),
-            Err(error) => Outcome {
-                name: name.to_string(),
-                compared: 0,
-                found: Vec::new(),
-                error: Some(error),
-            },
-        };
-        let failures = outcome.failures(&allowlist);
-        let verdict = if failures.is_empty() { "ok" } else { "FAILED" };
-        println!(
-            "scenario {name} ... {verdict} ({} fields, {} differences, {:.1}s)",
-            outcome.compared,
-            outcome.found.len(),
-            started.elapsed().as_secs_f64()
-        );
-        if !failures.is_empty() {
-            failed.push((name.to_string(), failures));
-        }
-        outcomes.push(outcome);
-    }
-    // Patterns for every scenario are stale only when every scenario ran and none matched them.
-    let mut stale = Vec::new();
-    if selected.len() == all.len() {
-        let used: std::collections::BTreeSet<_> =
-            outcomes.iter().flat_map(Outcome::matched).collect();
-        for (id, one) in allowlist.match_ids() {
-            if one.for_every_scenario() && !used.contains(&id) {
-                stale.push(format!(
-                    "stale: {} matched nothing in any scenario; remove it",
-                    allowlist.describe(id)
-                ));
-            }
-        }
-    }
-    let report = report(&outcomes, &allowlist, &stale);
-    if let Ok(path) = std::env::var("RUDDER_DIFF_REPORT") {
-        let text = serde_json::to_string_pretty(&report).unwrap_or_default();
-        if let Err(error) = std::fs::write(&path, text) {
-            eprintln!("could not write the report to {path}: {error}");
-        }
-    }
-    let page = markdown_path();
-    if selected.len() == all.len() && std::env::var_os("RUDDER_UPDATE_DIFFERENTIAL").is_some() {
-        let text = markdown(&report, &allowlist, &outcomes);
-        if let Err(error) = std::fs::write(&page, text) {
-            eprintln!("could not write {}: {error}", page.display());
-        }
-    } else {
-        // The figures change with every scenario; the entries must at least all be there.
-        let text = std::fs::read_to_string(&page).unwrap_or_default();
-        for entry in &allowlist.entries {
-            if !text.contains(&format!("`{}`", entry.id)) {
-                stale.push(format!(
-                    "docs/differential.md does not list allowlist entry {} \
-                     (RUDDER_UPDATE_DIFFERENTIAL=1 on a full run rewrites it)",
-                    entry.id
-                ));
-            }
-        }
-    }
-    for (name, failures) in &failed {
-        println!("\n---- scenario {name} ----");
-        for failure in failures {
-            println!("  {failure}");
-        }
-    }
-    for line in &stale {
-        println!("\n{line}");
-    }
-    println!("\n{}", summary(&report));
-    if failed.is_empty() && stale.is_empty() {
-        println!("differential: ok");
-        ExitCode::SUCCESS
-    } else {
-        println!(
-            "differential: FAILED ({} scenarios, {} stale entries)",
-            failed.len(),
-            stale.len()
-        );
-        ExitCode::FAILURE
-    }
+    support::differential::suite::main(Variant::File)
 }

@@ -12,7 +12,9 @@
 //!   inspector finds to be plaintext HTTP, whose routes are the service's own route
 //!   configuration `HOST:PORT`. Elsewhere (wildcard or bound addresses) such ports stay TCP.
 //! - Services without an address of their own (headless services, ServiceEntries without
-//!   `addresses`) listen on the wildcard address; a ServiceEntry's CIDR blocks too, with its
+//!   `addresses`) listen on the wildcard address, except the TCP ports of passthrough ones under
+//!   interception, which get a listener per endpoint address (`passthrough`, as istiod), and none
+//!   for a headless Service without endpoints; a ServiceEntry's CIDR blocks too, with its
 //!   chains matching the blocks. Services on one address share its listener when their chains
 //!   match different server names or blocks (TLS entries on 443, told apart by SNI); otherwise
 //!   the first service by host name keeps it.
@@ -154,7 +156,7 @@ fn egress_listeners(scope: &ListenerScope, proxy: &Proxy, built: &mut Built) {
             let cluster = outbound_cluster_name(port.port, "", &service.hostname);
             // Bound listeners all share one address; services without an address of their own
             // (headless services, entries without addresses) and entries' CIDR blocks take the
-            // wildcard address, as in istiod.
+            // wildcard address, as in istiod, but for passthrough TCP ports (per endpoint).
             let shared_address = bind || scope.bind.is_some();
             let mut addresses: Vec<String> = Vec::new();
             if !shared_address {
