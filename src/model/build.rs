@@ -684,4 +684,22 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn headless_services_are_passthrough_and_external_names_are_no_services() {
+        let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: db}\n\
+             spec: {clusterIP: None, ports: [{name: tcp, port: 27017}]}\n\
+             ---\napiVersion: v1\nkind: Service\nmetadata: {name: ext}\n\
+             spec: {type: ExternalName, externalName: example.com, ports: [{name: http, port: 80}]}\n";
+        let built = build(&inputs(yaml), &LastGood::default());
+        let db = &built.model.services["db.default.svc.cluster.local"];
+        assert_eq!(db.resolution, Resolution::Passthrough);
+        assert!(db.cluster_ips.is_empty());
+        assert!(
+            !built
+                .model
+                .services
+                .contains_key("ext.default.svc.cluster.local")
+        );
+    }
 }

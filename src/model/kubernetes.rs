@@ -153,6 +153,11 @@ pub(super) fn services<'a>(
         let Object::Service(service) = object else {
             continue;
         };
+        // istiod makes an ExternalName Service an alias of the name it points to (resolution
+        // Alias): no cluster, listener or route of its own.
+        if service.spec.as_ref().and_then(|spec| spec.type_.as_deref()) == Some("ExternalName") {
+            continue;
+        }
         let service = service_model(service, dns_domain, default_export_to);
         by_host.insert(service.hostname.clone(), service);
     }
@@ -187,6 +192,7 @@ fn service_model(service: &KubeService, dns_domain: &str, default_export_to: &[S
     let name = service.metadata.name.clone().unwrap_or_default();
     let namespace = namespace_of(&service.metadata.namespace).to_string();
     let spec = service.spec.clone().unwrap_or_default();
+    let headless = spec.cluster_ip.as_deref() == Some("None");
     let cluster_ips = spec
         .cluster_ips
         .iter()
@@ -247,7 +253,12 @@ fn service_model(service: &KubeService, dns_domain: &str, default_export_to: &[S
         ports,
         endpoints: Vec::new(),
         registry: Registry::Kubernetes,
-        resolution: Resolution::ClientSideLb,
+        // A headless Service is not load balanced: connections go where the client sent them.
+        resolution: if headless {
+            Resolution::Passthrough
+        } else {
+            Resolution::ClientSideLb
+        },
         mesh_external: false,
         passthrough_target_ports: BTreeMap::new(),
         export_to,

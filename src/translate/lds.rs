@@ -12,7 +12,9 @@
 //!   inspector finds to be plaintext HTTP, whose routes are the service's own route
 //!   configuration `HOST:PORT`. Elsewhere (wildcard or bound addresses) such ports stay TCP.
 //! - Services without an address of their own (headless services, ServiceEntries without
-//!   `addresses`) listen on the wildcard address; a ServiceEntry's CIDR blocks too, with its
+//!   `addresses`) listen on the wildcard address, except the TCP ports of passthrough ones under
+//!   interception, which get a listener per endpoint address (`passthrough`, as istiod), and none
+//!   for a headless Service without endpoints; a ServiceEntry's CIDR blocks too, with its
 //!   chains matching the blocks. Services on one address share its listener when their chains
 //!   match different server names or blocks (TLS entries on 443, told apart by SNI); otherwise
 //!   the first service by host name keeps it.
@@ -48,6 +50,7 @@ use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpPro
 use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 
 mod entry;
+mod passthrough;
 mod sniffing;
 mod virtual_outbound;
 
@@ -66,6 +69,7 @@ pub(in crate::translate) use entry::{
     MAX_CONNECTIONS_PER_ACCEPT, TRANSPORT_SOCKET_CONNECT_TIMEOUT,
 };
 use entry::{catch_all_filter, finish};
+use passthrough::endpoint_listener_addresses;
 use sniffing::sniffed_listener;
 pub(in crate::translate) use sniffing::{PLAINTEXT_HTTP_PROTOCOLS, RAW_BUFFER};
 use virtual_outbound::virtual_outbound;
@@ -153,13 +157,18 @@ fn egress_listeners(scope: &ListenerScope, proxy: &Proxy, built: &mut Built) {
             let cluster = outbound_cluster_name(port.port, "", &service.hostname);
             // Bound listeners all share one address; services without an address of their own
             // (headless services, entries without addresses) and entries' CIDR blocks take the
-            // wildcard address, as in istiod.
+            // wildcard address, as in istiod, but for passthrough TCP ports (per endpoint).
             let shared_address = bind || scope.bind.is_some();
             let mut addresses: Vec<String> = Vec::new();
             if !shared_address {
                 addresses.extend(service.cluster_ips.iter().map(ToString::to_string));
             }
-            if shared_address || addresses.is_empty() || !service.address_blocks.is_empty() {
+            if let Some(endpoints) = (!shared_address)
+                .then(|| endpoint_listener_addresses(service, port.port, proxy))
+                .flatten()
+            {
+                addresses = endpoints;
+            } else if shared_address || addresses.is_empty() || !service.address_blocks.is_empty() {
                 addresses.push(wildcard.to_string());
             }
             let rules = rules_for_host(&sidecar_rules, &rule_index, &service.hostname);

@@ -50,7 +50,7 @@ const PLAIN_HOSTS_PORT: u16 = 80;
 
 /// Route configuration `"PORT"` comes from the egress listener for that port (else the
 /// catch-all) of the proxy's scope; `"HOST:PORT"`, for a sniffed port, likewise but with that
-/// service alone.
+/// service's virtual host alone, for any name, and no catch-all.
 pub fn routes(
     scope: &Scope,
     proxy: &Proxy,
@@ -71,9 +71,22 @@ pub fn routes(
                 sniffed_host,
             };
             let mut configuration = route_configuration(model, proxy, &rules, &target);
-            configuration
-                .virtual_hosts
-                .push(unknown_host(scope.outbound_policy));
+            match sniffed_host {
+                // istiod's `getVirtualHostsForSniffedServicePort`: only the virtual host of the
+                // sniffed service (by its host, with or without the port), answering any name
+                // when it is the only one, and no catch-all: what is not that service's HTTP
+                // was told apart by the listener already.
+                Some(host) => {
+                    let hosts = &mut configuration.virtual_hosts;
+                    hosts.retain(|vh| vh.domains.iter().any(|d| d == name || d == host));
+                    if let [only] = hosts.as_mut_slice() {
+                        only.domains = vec!["*".to_string()];
+                    }
+                }
+                None => configuration
+                    .virtual_hosts
+                    .push(unknown_host(scope.outbound_policy)),
+            }
             Some((name.clone(), configuration))
         })
         .collect()

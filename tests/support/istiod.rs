@@ -1,6 +1,7 @@
 //! Real istiod for tests that compare rudder with it: `scripts/istiod up` on a config directory
-//! with a mesh config, down again when dropped (and when the test process dies, through the
-//! script's watchdog). Knows nothing of what the tests compare.
+//! with a mesh config (file mode), or watching a Kubernetes API server (Kubernetes mode), down
+//! again when dropped (and when the test process dies, through the script's watchdog). Knows
+//! nothing of what the tests compare.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -18,11 +19,25 @@ pub struct Istiod {
 impl Istiod {
     /// istiod on `config_dir`, with the mesh config file `mesh` (else the script's own).
     pub fn up(config_dir: &Path, mesh: Option<&Path>) -> Result<Istiod, String> {
-        let run_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let mut command = Command::new(script());
+        command.arg("up").arg(config_dir);
+        Self::start(command, mesh)
+    }
+
+    /// istiod on its production path: the Kubernetes registry and the Istio CRs of the cluster
+    /// `kubeconfig` names (`RUDDER_ISTIOD_KUBECONFIG=... scripts/istiod up`), with the mesh config
+    /// of that cluster's `istio` ConfigMap in istio-system unless `mesh` names a file.
+    pub fn up_kubernetes(kubeconfig: &Path, mesh: Option<&Path>) -> Result<Istiod, String> {
         let mut command = Command::new(script());
         command
             .arg("up")
-            .arg(config_dir)
+            .env("RUDDER_ISTIOD_KUBECONFIG", kubeconfig);
+        Self::start(command, mesh)
+    }
+
+    fn start(mut command: Command, mesh: Option<&Path>) -> Result<Istiod, String> {
+        let run_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        command
             .env("RUDDER_ISTIOD_DIR", run_dir.path())
             .env("RUDDER_ISTIOD_OWNER_PID", std::process::id().to_string());
         if let Some(mesh) = mesh {
@@ -54,30 +69,46 @@ impl Istiod {
         Ok(Istiod { run_dir, xds, http })
     }
 
-    /// Waits until istiod holds the Istio objects of `config_dir` (`/debug/configz` lists them
-    /// all) and its service registry has every ServiceEntry host (`/debug/registryz`), then
-    /// for longer than istiod's push debounce. istiod opens its xDS port before its file store
-    /// and ServiceEntry registry are filled, and builds the config it serves on a debounced
-    /// push after that: a proxy attached earlier gets a config without them first.
+    /// [`Istiod::wait_for_documents`] for the objects of the files in `config_dir`.
     pub async fn wait_for_config(&self, config_dir: &Path) -> Result<(), String> {
-        let mut objects = 0;
-        let mut hosts = Vec::new();
+        let mut documents = Vec::new();
         for entry in std::fs::read_dir(config_dir).map_err(|e| e.to_string())? {
             let path = entry.map_err(|e| e.to_string())?.path();
             let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
-            let documents = rudder::inputs::yaml::parse_documents(&text)
+            let parsed = rudder::inputs::yaml::parse_documents(&text)
                 .map_err(|e| format!("{}: {e}", path.display()))?;
-            for document in documents {
-                let value = &document.value;
-                let api_version = value["apiVersion"].as_str().unwrap_or_default();
-                if !api_version.contains(".istio.io/") {
-                    continue;
-                }
+            documents.extend(parsed.into_iter().map(|document| document.value));
+        }
+        self.wait_for_documents(&documents).await
+    }
+
+    /// Waits until istiod holds the Istio objects among `documents` (`/debug/configz` lists
+    /// them all) and its service registry has every ServiceEntry host and Service among them
+    /// (`/debug/registryz`), then for longer than istiod's push debounce. istiod opens its xDS
+    /// port before its config store and registries are filled, and builds the config it serves
+    /// on a debounced push after that: a proxy attached earlier gets a config without them first.
+    pub async fn wait_for_documents(&self, documents: &[serde_json::Value]) -> Result<(), String> {
+        let mut objects = 0;
+        let mut hosts = Vec::new();
+        for value in documents {
+            let api_version = value["apiVersion"].as_str().unwrap_or_default();
+            if api_version.contains(".istio.io/") {
                 objects += 1;
-                if value["kind"] == "ServiceEntry" {
+            }
+            match (value["kind"].as_str(), api_version) {
+                (Some("ServiceEntry"), _) => {
                     let listed = value["spec"]["hosts"].as_array().into_iter().flatten();
                     hosts.extend(listed.filter_map(|host| host.as_str()).map(str::to_string));
                 }
+                (Some("Service"), "v1") => {
+                    let metadata = &value["metadata"];
+                    if let (Some(name), Some(namespace)) =
+                        (metadata["name"].as_str(), metadata["namespace"].as_str())
+                    {
+                        hosts.push(format!("{name}.{namespace}.svc.cluster.local"));
+                    }
+                }
+                _ => {}
             }
         }
         let get = |path: &'static str| async move {

@@ -97,8 +97,30 @@ fn prune(known: Option<Kind>, kind: &str, mut value: Value) -> Value {
             keep(
                 object,
                 "spec",
-                &["nodeName", "serviceAccountName", "hostNetwork"],
+                &[
+                    "nodeName",
+                    "serviceAccountName",
+                    "hostNetwork",
+                    "containers",
+                ],
             );
+            // Of the containers, the named ports: a Service's named targetPort resolves through
+            // them (istiod's FindPort), for endpoints and for the Pod's own inbound listeners.
+            if let Some(Value::Array(containers)) = object
+                .get_mut("spec")
+                .and_then(|spec| spec.get_mut("containers"))
+            {
+                for container in containers.iter_mut().filter_map(Value::as_object_mut) {
+                    container.retain(|key, _| key == "name" || key == "ports");
+                    if let Some(Value::Array(ports)) = container.get_mut("ports") {
+                        for port in ports.iter_mut().filter_map(Value::as_object_mut) {
+                            port.retain(|key, _| {
+                                matches!(key.as_str(), "name" | "containerPort" | "protocol")
+                            });
+                        }
+                    }
+                }
+            }
             keep(object, "status", &["podIP", "podIPs", "phase"]);
         }
         "Node" => {
@@ -212,7 +234,8 @@ pub(super) mod tests {
             "metadata": {"name": "p", "managedFields": [{}], "resourceVersion": "42",
                 "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{...}",
                     "example.com/owner": "team-a", "sidecar.istio.io/inject": "true"}},
-            "spec": {"nodeName": "n1", "containers": [{"name": "app", "image": "x"}]},
+            "spec": {"nodeName": "n1", "containers": [{"name": "app", "image": "x", "env": [],
+                "ports": [{"name": "web", "containerPort": 9090, "hostPort": 80}]}]},
             "status": {"podIP": "10.0.0.1", "conditions": [{"type": "Ready"}]},
         });
         assert_eq!(
@@ -220,7 +243,8 @@ pub(super) mod tests {
             json!({
                 "apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": "p", "annotations": {"sidecar.istio.io/inject": "true"}},
-                "spec": {"nodeName": "n1"},
+                "spec": {"nodeName": "n1", "containers": [
+                    {"name": "app", "ports": [{"name": "web", "containerPort": 9090}]}]},
                 "status": {"podIP": "10.0.0.1"},
             })
         );

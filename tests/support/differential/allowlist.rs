@@ -7,7 +7,9 @@
 //! within that step; `[*]` is any element, by name or position, or any field) and a step `**` stands for any
 //! number of steps: `clusters[*].common_lb_config`, `routes[*].virtual_hosts[*].domains`,
 //! `probes[retry-503].**`. A match may also require each side's value (its compact JSON, or
-//! `(absent)`) to fit a glob, so that it accepts only the difference it describes.
+//! `(absent)`) to fit a glob, so that it accepts only the difference it describes, and may be
+//! scoped to one variant of the suite (`variant: kube`: only when the registry comes from
+//! Kubernetes, tests/differential_kube.rs).
 
 use std::fmt;
 
@@ -32,6 +34,24 @@ impl fmt::Display for Class {
             Class::Behaviour => "behaviour",
             Class::Shape => "shape",
             Class::AgentOnly => "agent-only",
+        })
+    }
+}
+
+/// Which variant of the suite a run is: the registry from files (ServiceEntries, istiod's file
+/// mode) or from a Kubernetes API server (Services, EndpointSlices, Pods; istiod's Kubernetes mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Variant {
+    File,
+    Kube,
+}
+
+impl fmt::Display for Variant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Variant::File => "file",
+            Variant::Kube => "kube",
         })
     }
 }
@@ -64,6 +84,9 @@ pub struct Match {
     /// Only when istiod's value matches this glob, the same way.
     #[serde(default)]
     pub istiod: Option<String>,
+    /// Only in this variant of the suite, if set; else in both.
+    #[serde(default)]
+    pub variant: Option<Variant>,
 }
 
 impl Match {
@@ -71,8 +94,15 @@ impl Match {
         self.scenarios.iter().any(|s| s == "*")
     }
 
-    pub fn applies_to(&self, scenario: &str, proxy_kind: &str) -> bool {
-        (self.for_every_scenario() || self.scenarios.iter().any(|s| s == scenario))
+    /// Whether a run of `variant` answers for this match going stale: the file variant for
+    /// matches of both variants (it runs every scenario), each variant for its own.
+    pub fn checked_by(&self, variant: Variant) -> bool {
+        self.variant.unwrap_or(Variant::File) == variant
+    }
+
+    pub fn applies_to(&self, scenario: &str, proxy_kind: &str, variant: Variant) -> bool {
+        self.variant.is_none_or(|own| own == variant)
+            && (self.for_every_scenario() || self.scenarios.iter().any(|s| s == scenario))
             && self
                 .proxy_kind
                 .as_deref()
@@ -125,11 +155,13 @@ impl Allowlist {
         Ok(Allowlist { entries, patterns })
     }
 
-    /// The first match that accepts `difference` in `scenario`, on a proxy of `proxy_kind`.
+    /// The first match that accepts `difference` in `scenario`, on a proxy of `proxy_kind`, in a
+    /// run of `variant`.
     pub fn find(
         &self,
         scenario: &str,
         proxy_kind: &str,
+        variant: Variant,
         difference: &Difference,
     ) -> Option<MatchId> {
         let values = |glob: &Option<String>, value: &Option<serde_json::Value>| {
@@ -142,7 +174,7 @@ impl Allowlist {
         };
         self.entries.iter().enumerate().find_map(|(e, entry)| {
             entry.matches.iter().enumerate().find_map(|(m, one)| {
-                (one.applies_to(scenario, proxy_kind)
+                (one.applies_to(scenario, proxy_kind, variant)
                     && matches(&self.patterns[e][m], &difference.path.0)
                     && values(&one.rudder, &difference.rudder)
                     && values(&one.istiod, &difference.istiod))

@@ -3,13 +3,16 @@
 //! files and mesh config, the same stock Envoy attached to each in turn, their config dumps and
 //! probe results compared field by field (`compare`), and every difference matched against the
 //! allowlist (`allowlist`). Holds no expectation of its own about Istio's behaviour: istiod's
-//! answer is the expectation.
+//! answer is the expectation. The Kubernetes variant (tests/differential_kube.rs, `kube`) serves
+//! the same scenarios from a real API server instead of files; `suite` is both test files' main.
 
 pub mod allowlist;
 pub mod compare;
+pub mod kube;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod suite;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -17,13 +20,30 @@ use std::path::Path;
 use rudder::serve::{ServeOptions, Server};
 use serde_json::{Map, Value};
 
-use allowlist::Allowlist;
+use allowlist::{Allowlist, Variant};
 use compare::Difference;
 use run::{MESH_BASE, Upstreams, observe};
 use scenario::{ProxyKind, ScenarioDir};
 
 use crate::support::istiod::Istiod;
 use crate::support::mesh::local_serve_options;
+
+/// Where a run's control planes read the scenario from.
+pub enum Source<'a> {
+    /// A config directory (rudder's file source, istiod's file mode).
+    Files,
+    /// The cluster of the Kubernetes variant.
+    Kube(&'a kube::KubeEnv),
+}
+
+impl Source<'_> {
+    pub fn variant(&self) -> Variant {
+        match self {
+            Source::Files => Variant::File,
+            Source::Kube(_) => Variant::Kube,
+        }
+    }
+}
 
 /// Mesh-wide plaintext: without it istiod gives inbound listeners mutual TLS chains whose
 /// certificates only istio-agent serves, and a stock Envoy's listeners would wait for them.
@@ -52,9 +72,9 @@ impl Outcome {
         self.found.iter().filter_map(|found| found.entry).collect()
     }
 
-    /// Why this scenario fails: differences no entry accepts, and entries naming this scenario
-    /// that matched nothing in it. Empty when it passes.
-    pub fn failures(&self, allowlist: &Allowlist) -> Vec<String> {
+    /// Why this scenario fails in a run of `variant`: differences no entry accepts, and entries
+    /// of that variant naming this scenario that matched nothing in it. Empty when it passes.
+    pub fn failures(&self, allowlist: &Allowlist, variant: Variant) -> Vec<String> {
         let mut out = Vec::new();
         if let Some(error) = &self.error {
             out.push(error.clone());
@@ -73,6 +93,7 @@ impl Outcome {
         let matched = self.matched();
         for (id, one) in allowlist.match_ids() {
             if !one.for_every_scenario()
+                && one.checked_by(variant)
                 && one.scenarios.contains(&self.name)
                 && !matched.contains(&id)
             {
@@ -104,14 +125,22 @@ pub fn shown(value: Option<&Value>) -> String {
 }
 
 /// Runs one scenario under both control planes and compares.
-pub async fn run_scenario(scenario: &ScenarioDir, allowlist: &Allowlist) -> Outcome {
+pub async fn run_scenario(
+    scenario: &ScenarioDir,
+    allowlist: &Allowlist,
+    source: &Source<'_>,
+) -> Outcome {
     let mut outcome = Outcome {
         name: scenario.name.clone(),
         compared: 0,
         found: Vec::new(),
         error: None,
     };
-    match observe_both(scenario).await {
+    let observed = match source {
+        Source::Files => observe_both(scenario).await,
+        Source::Kube(env) => observe_both_kube(scenario, env).await,
+    };
+    match observed {
         Err(error) => outcome.error = Some(error),
         Ok((rudder, istiod)) => {
             if let Ok(dir) = std::env::var("RUDDER_DIFF_DUMPS") {
@@ -132,7 +161,7 @@ pub async fn run_scenario(scenario: &ScenarioDir, allowlist: &Allowlist) -> Outc
                     compare::diff(&rudder[&proxy.name], &istiod[&proxy.name]);
                 outcome.compared += compared;
                 for difference in differences {
-                    let entry = allowlist.find(&scenario.name, kind, &difference);
+                    let entry = allowlist.find(&scenario.name, kind, source.variant(), &difference);
                     outcome.found.push(Found {
                         proxy: proxy.name.clone(),
                         difference,
@@ -164,7 +193,7 @@ async fn observe_both(scenario: &ScenarioDir) -> Result<(Value, Value), String> 
     let mesh = dir.path().join("mesh.yaml");
     std::fs::write(&mesh, format!("{MESH_BASE}{}", scenario.scenario.mesh))
         .map_err(|e| e.to_string())?;
-    let upstreams = Upstreams::start(scenario).await?;
+    let upstreams = Upstreams::start(scenario, None).await?;
 
     let server = Server::start(ServeOptions {
         mesh_config_file: Some(mesh.clone()),
@@ -181,6 +210,52 @@ async fn observe_both(scenario: &ScenarioDir) -> Result<(Value, Value), String> 
 
     let istiod = Istiod::up(&config_dir, Some(&mesh))?;
     istiod.wait_for_config(&config_dir).await?;
+    let mut reference = Map::new();
+    for proxy in &scenario.scenario.proxies {
+        let seen = observe(scenario, proxy, istiod.xds, &upstreams).await;
+        reference.insert(proxy.name.clone(), seen);
+    }
+    drop(istiod);
+    Ok((Value::Object(rudder), Value::Object(reference)))
+}
+
+/// [`observe_both`] with the scenario's objects in the Kubernetes variant's cluster (see `kube`):
+/// rudder watching it, then istiod in Kubernetes mode; the objects are removed afterwards.
+async fn observe_both_kube(
+    scenario: &ScenarioDir,
+    env: &kube::KubeEnv,
+) -> Result<(Value, Value), String> {
+    let objects = kube::objects(scenario, PEER_AUTHENTICATION)?;
+    // The same scenario with the addresses the cluster's objects name.
+    let mut local = ScenarioDir::load(&scenario.name)?;
+    kube::localize(&mut local, &objects, env)?;
+    env.apply(&objects)?;
+    let observed = observe_kube(&local, env, &objects.items).await;
+    env.delete(&objects);
+    observed
+}
+
+async fn observe_kube(
+    scenario: &ScenarioDir,
+    env: &kube::KubeEnv,
+    objects: &[Value],
+) -> Result<(Value, Value), String> {
+    let upstreams = Upstreams::start(scenario, Some(&env.host)).await?;
+    let server = Server::start(ServeOptions {
+        kubernetes: Some(env.cluster.kubernetes_options()),
+        ..local_serve_options(Vec::new())
+    })
+    .await
+    .map_err(|error| format!("rudder did not start: {error}"))?;
+    let mut rudder = Map::new();
+    for proxy in &scenario.scenario.proxies {
+        let seen = observe(scenario, proxy, server.xds_address(), &upstreams).await;
+        rudder.insert(proxy.name.clone(), seen);
+    }
+    server.stop().await;
+
+    let istiod = Istiod::up_kubernetes(&env.cluster.kubeconfig, None)?;
+    istiod.wait_for_documents(objects).await?;
     let mut reference = Map::new();
     for proxy in &scenario.scenario.proxies {
         let seen = observe(scenario, proxy, istiod.xds, &upstreams).await;

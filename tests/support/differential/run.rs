@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 use super::compare::normalize;
 use super::scenario::{Probe, ProxyKind, ProxySpec, ScenarioDir};
 use crate::support::envoy_process::EnvoyProcess;
+use crate::support::netns::TestHost;
 use crate::support::router::tcp_exchange;
 use crate::support::upstream::{TcpUpstream, Upstream};
 
@@ -42,11 +43,19 @@ pub struct Upstreams {
 }
 
 impl Upstreams {
-    pub async fn start(scenario: &ScenarioDir) -> Result<Upstreams, String> {
+    /// The scenario's upstreams, those on the test host's addresses (`10.231.*`, the Kubernetes
+    /// variant's endpoints) listening inside `host`.
+    pub async fn start(
+        scenario: &ScenarioDir,
+        host: Option<&TestHost>,
+    ) -> Result<Upstreams, String> {
         let mut http = Vec::new();
         let mut tcp = Vec::new();
         for spec in &scenario.scenario.upstreams {
-            let listener = bind(&spec.address).await?;
+            let listener = match host {
+                Some(host) if spec.address.starts_with("10.231.") => host.bind(&spec.address),
+                _ => bind(&spec.address).await?,
+            };
             if spec.tcp {
                 tcp.push(TcpUpstream::start_on(&spec.name, listener));
                 continue;

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::allowlist::Variant;
+
 /// `scenario.yaml`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,6 +25,11 @@ pub struct Scenario {
     /// Mesh config lines added to `enableAutoMtls: false` (see `run::MESH_BASE`).
     #[serde(default)]
     pub mesh: String,
+    /// The variants of the suite that run it: `file` (tests/differential.rs, the default) and
+    /// `kube` (tests/differential_kube.rs; see `kube` for what it converts). A scenario only for
+    /// `kube` may hold Kubernetes objects (Services, EndpointSlices, Pods with `status.podIP`).
+    #[serde(default = "file_only")]
+    pub variants: Vec<Variant>,
     pub proxies: Vec<ProxySpec>,
     #[serde(default)]
     pub upstreams: Vec<UpstreamSpec>,
@@ -54,6 +61,10 @@ pub struct ProxySpec {
     /// `NONE` (listeners bind, probes reach them) or `REDIRECT` (config only).
     #[serde(default = "default_interception")]
     pub interception: String,
+}
+
+fn file_only() -> Vec<Variant> {
+    vec![Variant::File]
 }
 
 fn default_ip() -> String {
