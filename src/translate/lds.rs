@@ -10,7 +10,10 @@
 //! - A port without a declared protocol on a service's own address is sniffed, as istiod does:
 //!   the TCP chains (their catch-all as the default chain) and an HTTP chain for what the HTTP
 //!   inspector finds to be plaintext HTTP, whose routes are the service's own route
-//!   configuration `HOST:PORT`. Elsewhere (wildcard or bound addresses) such ports stay TCP.
+//!   configuration `HOST:PORT`. So are such ports on the 127.0.0.1 listeners of
+//!   `INTERCEPTION_MODE: NONE`, and on the wildcard address, where the HTTP chain takes the port's
+//!   shared route configuration `PORT` (istiod names the route after the service unless the
+//!   address is 0.0.0.0).
 //! - Services without an address of their own (headless services, ServiceEntries without
 //!   `addresses`) listen on the wildcard address, except the TCP ports of passthrough ones under
 //!   interception, which get a listener per endpoint address (`passthrough`, as istiod), and none
@@ -195,12 +198,24 @@ fn egress_listeners(scope: &ListenerScope, proxy: &Proxy, built: &mut Built) {
                         add_distinct_chains(&mut shared, chains);
                         shared
                     }
-                    // A port without a declared protocol on the service's own address: HTTP
-                    // or not is told per connection.
-                    None if port.protocol == Protocol::Unspecified && address != wildcard => {
-                        let route_name = format!("{}:{}", service.hostname, port.port);
-                        let listener =
-                            sniffed_listener(&address, port.port, chains, &route_name, &model.mesh);
+                    // A port without a declared protocol: HTTP or not is told per connection,
+                    // on every address, as istiod does.
+                    None if port.protocol == Protocol::Unspecified => {
+                        // The service's own route configuration, but on the real wildcard,
+                        // where it shares the port's with the HTTP services.
+                        let route_name = if address == WILDCARD {
+                            port.port.to_string()
+                        } else {
+                            format!("{}:{}", service.hostname, port.port)
+                        };
+                        let listener = sniffed_listener(
+                            &address,
+                            port.port,
+                            chains,
+                            &route_name,
+                            bind,
+                            &model.mesh,
+                        );
                         built.routes.insert(route_name);
                         listener
                     }
@@ -335,7 +350,7 @@ fn http_listener(
     mesh: &MeshConfig,
 ) -> Listener {
     if address == WILDCARD && !bind {
-        return sniffed_listener(address, port, Vec::new(), route_name, mesh);
+        return sniffed_listener(address, port, Vec::new(), route_name, bind, mesh);
     }
     let chain = FilterChain {
         filters: vec![rds_connection_manager(address, port, route_name, mesh)],

@@ -125,10 +125,11 @@ fn route_configuration(
         .filter(|service| sniffed_host.is_none_or(|host| service.hostname == host))
         .map(|service| (service.hostname.as_str(), &**service))
         .collect();
+    // istiod's `IsHTTPOrSniffed`: a port without a declared protocol may carry HTTP.
     let is_http = |service: &Service| {
-        service.port(port).is_some_and(|p| {
-            p.protocol.is_http() || sniffed_host.is_some() && p.protocol == Protocol::Unspecified
-        })
+        service
+            .port(port)
+            .is_some_and(|p| p.protocol.is_http() || p.protocol == Protocol::Unspecified)
     };
     // Hosts that are no service on the port only go on the shared port-80 configuration.
     let plain_hosts_port = sniffed_host.is_none() && port == PLAIN_HOSTS_PORT;

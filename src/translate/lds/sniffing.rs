@@ -22,12 +22,13 @@ pub(in crate::translate) const RAW_BUFFER: &str = "raw_buffer";
 /// istiod's outbound listener for sniffed traffic (`ListenerProtocolAuto`, or HTTP on the
 /// wildcard address): the TCP chains first (the one that matches everything becomes the default
 /// chain), then an HTTP chain for connections the HTTP inspector finds to be plaintext HTTP,
-/// with the route configuration `route_name`.
+/// with the route configuration `route_name`. `bind`: it binds for real (no interception).
 pub(super) fn sniffed_listener(
     address: &str,
     port: u16,
     tcp_chains: Vec<FilterChain>,
     route_name: &str,
+    bind: bool,
     mesh: &crate::mesh_config::MeshConfig,
 ) -> Listener {
     let mut filter_chains = tcp_chains;
@@ -43,7 +44,7 @@ pub(super) fn sniffed_listener(
         filters: vec![rds_connection_manager(address, port, route_name, mesh)],
         ..Default::default()
     });
-    let mut sniffed = listener(address, port, filter_chains, false);
+    let mut sniffed = listener(address, port, filter_chains, bind);
     sniffed.listener_filters = vec![ListenerFilter {
         name: HTTP_INSPECTOR.to_string(),
         config_type: typed_config(&HttpInspector::default())
