@@ -201,22 +201,28 @@ async fn observe_both(scenario: &ScenarioDir) -> Result<(Value, Value), String> 
     })
     .await
     .map_err(|error| format!("rudder did not start: {error}"))?;
-    let mut rudder = Map::new();
-    for proxy in &scenario.scenario.proxies {
-        let seen = observe(scenario, proxy, server.xds_address(), &upstreams).await;
-        rudder.insert(proxy.name.clone(), seen);
-    }
+    let rudder = observe_every_proxy(scenario, server.xds_address(), &upstreams).await;
     server.stop().await;
 
     let istiod = Istiod::up(&config_dir, Some(&mesh))?;
     istiod.wait_for_config(&config_dir).await?;
-    let mut reference = Map::new();
-    for proxy in &scenario.scenario.proxies {
-        let seen = observe(scenario, proxy, istiod.xds, &upstreams).await;
-        reference.insert(proxy.name.clone(), seen);
-    }
+    let reference = observe_every_proxy(scenario, istiod.xds, &upstreams).await;
     drop(istiod);
-    Ok((Value::Object(rudder), Value::Object(reference)))
+    Ok((rudder, reference))
+}
+
+/// What each proxy of the scenario saw from the control plane at `xds`, by proxy name.
+async fn observe_every_proxy(
+    scenario: &ScenarioDir,
+    xds: std::net::SocketAddr,
+    upstreams: &Upstreams,
+) -> Value {
+    let mut seen = Map::new();
+    for proxy in &scenario.scenario.proxies {
+        let observed = observe(scenario, proxy, xds, upstreams).await;
+        seen.insert(proxy.name.clone(), observed);
+    }
+    Value::Object(seen)
 }
 
 /// [`observe_both`] with the scenario's objects in the Kubernetes variant's cluster (see `kube`):
@@ -247,22 +253,14 @@ async fn observe_kube(
     })
     .await
     .map_err(|error| format!("rudder did not start: {error}"))?;
-    let mut rudder = Map::new();
-    for proxy in &scenario.scenario.proxies {
-        let seen = observe(scenario, proxy, server.xds_address(), &upstreams).await;
-        rudder.insert(proxy.name.clone(), seen);
-    }
+    let rudder = observe_every_proxy(scenario, server.xds_address(), &upstreams).await;
     server.stop().await;
 
     let istiod = Istiod::up_kubernetes(&env.cluster.kubeconfig, None)?;
     istiod.wait_for_documents(objects).await?;
-    let mut reference = Map::new();
-    for proxy in &scenario.scenario.proxies {
-        let seen = observe(scenario, proxy, istiod.xds, &upstreams).await;
-        reference.insert(proxy.name.clone(), seen);
-    }
+    let reference = observe_every_proxy(scenario, istiod.xds, &upstreams).await;
     drop(istiod);
-    Ok((Value::Object(rudder), Value::Object(reference)))
+    Ok((rudder, reference))
 }
 
 /// The first listener error about an address in use, in any proxy's config.
