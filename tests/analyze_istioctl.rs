@@ -233,27 +233,17 @@ fn rudder_validate_gives_the_findings_of_istioctl_analyze() {
     for (code, (total, same)) in &by_code {
         let _ = writeln!(report, "{code}: {same}/{total} from both");
     }
-    println!("{report}");
-    if let Some(path) = std::env::var_os("RUDDER_ANALYZE_REPORT") {
-        std::fs::write(path, &report).expect("write the report");
-    }
-
-    assert!(
-        unexplained.is_empty(),
-        "{} findings of only one tool are not in {DISAGREEMENTS}:\n{}",
-        unexplained.len(),
-        unexplained.join("\n")
+    support::tool_comparison::conclude(
+        &support::tool_comparison::Outcome {
+            report: &report,
+            report_env: "RUDDER_ANALYZE_REPORT",
+            listed_in: DISAGREEMENTS,
+            what: "findings of only one tool",
+            unexplained: &unexplained,
+            stale: &stale,
+        },
+        listed.values().map(|entry| entry.reason.as_str()),
     );
-    assert!(
-        stale.is_empty(),
-        "listed in {DISAGREEMENTS} but both tools now agree (remove them): {stale:#?}"
-    );
-    for entry in listed.values() {
-        assert!(
-            !entry.reason.trim().is_empty(),
-            "every listed disagreement has a reason"
-        );
-    }
 }
 
 fn file_name(path: &Path) -> String {

@@ -391,26 +391,18 @@ fn rudder_validate_agrees_with_istioctl_validate() {
     for (kind, (total, same)) in &by_kind {
         let _ = writeln!(report, "{kind}: {same}/{total} same verdict");
     }
-    println!("{report}");
-    if let Some(path) = std::env::var_os("RUDDER_VALIDATION_REPORT") {
-        std::fs::write(path, &report).expect("write the report");
-    }
-
-    assert!(
-        unexplained.is_empty(),
-        "{} disagreements with istioctl validate are not in {DISAGREEMENTS}:\n\n{}",
-        unexplained.len(),
-        unexplained.join("\n\n")
+    support::tool_comparison::conclude(
+        &support::tool_comparison::Outcome {
+            report: &report,
+            report_env: "RUDDER_VALIDATION_REPORT",
+            listed_in: DISAGREEMENTS,
+            what: "disagreements with istioctl validate",
+            unexplained: &unexplained,
+            stale: &stale,
+        },
+        listed
+            .values()
+            .chain(listed_warnings.values())
+            .map(|entry| entry.reason.as_str()),
     );
-    assert!(
-        stale.is_empty(),
-        "listed in {DISAGREEMENTS} but no longer a disagreement (remove them): {stale:#?}"
-    );
-    for reason in listed
-        .values()
-        .chain(listed_warnings.values())
-        .map(|entry| entry.reason.trim())
-    {
-        assert!(!reason.is_empty(), "every listed disagreement has a reason");
-    }
 }

@@ -17,6 +17,7 @@ pub mod pods;
 pub mod readme;
 pub mod router;
 pub mod rudder_process;
+pub mod tool_comparison;
 pub mod upstream;
 
 /// Runs each test body (an `async fn(AdsApiType)`) once per ADS protocol: `sotw::NAME` and
