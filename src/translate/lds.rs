@@ -166,9 +166,8 @@ fn egress_listeners(scope: &ListenerScope, proxy: &Proxy, built: &mut Built) {
             if !shared_address {
                 addresses.extend(service.cluster_ips.iter().map(ToString::to_string));
             }
-            if let Some(endpoints) = (!shared_address)
-                .then(|| endpoint_listener_addresses(service, port.port, proxy))
-                .flatten()
+            if !shared_address
+                && let Some(endpoints) = endpoint_listener_addresses(service, port.port, proxy)
             {
                 addresses = endpoints;
             } else if shared_address || addresses.is_empty() || !service.address_blocks.is_empty() {

@@ -131,16 +131,6 @@ pub fn analysis_warnings<'a>(objects: impl IntoIterator<Item = &'a Object>) -> V
     warnings
 }
 
-/// A short host in `namespace` as a Kubernetes service name (`name.namespace.svc.cluster.local`),
-/// others as written: istioctl's `ConvertHostToFQDN`, which assumes the default DNS domain.
-pub(super) fn fqdn(host: &str, namespace: &str) -> String {
-    if host.starts_with('*') || host.contains('.') {
-        host.to_string()
-    } else {
-        format!("{host}.{namespace}.svc.cluster.local")
-    }
-}
-
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
@@ -215,8 +205,10 @@ spec:
             coded(Code::ConflictingGateways, "two gateways"),
             "[IST0145] two gateways"
         );
-        assert_eq!(fqdn("reviews", "bar"), "reviews.bar.svc.cluster.local");
-        assert_eq!(fqdn("*.example.com", "bar"), "*.example.com");
-        assert_eq!(fqdn("a.b", "bar"), "a.b");
+        // Short hosts are read as istioctl's `ConvertHostToFQDN` reads them.
+        let fqdn = |host| super::super::mesh_hosts::fqdn(host, "bar");
+        assert_eq!(fqdn("reviews"), "reviews.bar.svc.cluster.local");
+        assert_eq!(fqdn("*.example.com"), "*.example.com");
+        assert_eq!(fqdn("a.b"), "a.b");
     }
 }

@@ -9,11 +9,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::analysis::{Code, Config, coded, fqdn};
+use super::analysis::{Code, Config, coded};
 use crate::inputs::Kind;
-use crate::model::MESH_GATEWAY;
+use crate::model::build::resolve_host;
 use crate::model::references::Warning;
 use crate::model::virtual_service::hosts_match;
+use crate::model::{DEFAULT_DNS_DOMAIN, MESH_GATEWAY};
+
+/// A short host in `namespace` as a service name under the default DNS domain, which istioctl's
+/// `ConvertHostToFQDN` assumes.
+pub(super) fn fqdn(host: &str, namespace: &str) -> String {
+    resolve_host(host, namespace, DEFAULT_DNS_DOMAIN)
+}
 
 /// The scope of all namespaces, as istiod writes it.
 const EVERYWHERE: &str = "*";
