@@ -66,6 +66,8 @@ pub struct Metrics {
     config_errors: IntGauge,
     /// `rudder_config_builds_total`.
     config_builds: IntCounter,
+    /// `rudder_config_endpoint_updates_total`.
+    endpoint_updates: IntCounter,
     /// `rudder_kube_synced{kind}`.
     kube_synced: IntGaugeVec,
     /// `rudder_xds_unidentified_streams`.
@@ -187,8 +189,16 @@ impl Metrics {
             "Config errors in the current build (objects rejected or served at their last good version).",
         )
         .expect(VALID);
-        let config_builds =
-            IntCounter::new("rudder_config_builds_total", "Model builds.").expect(VALID);
+        let config_builds = IntCounter::new(
+            "rudder_config_builds_total",
+            "Builds: debounced config changes taken in (a full model build, an endpoint update, or nothing to do).",
+        )
+        .expect(VALID);
+        let endpoint_updates = IntCounter::new(
+            "rudder_config_endpoint_updates_total",
+            "Builds that only updated endpoints, without building the model anew.",
+        )
+        .expect(VALID);
         let kube_synced = IntGaugeVec::new(
             Opts::new(
                 "rudder_kube_synced",
@@ -302,6 +312,7 @@ impl Metrics {
             Box::new(virt_services.clone()),
             Box::new(config_errors.clone()),
             Box::new(config_builds.clone()),
+            Box::new(endpoint_updates.clone()),
             Box::new(kube_synced.clone()),
             Box::new(unidentified_streams.clone()),
             Box::new(refused.clone()),
@@ -353,6 +364,7 @@ impl Metrics {
             virt_services,
             config_errors,
             config_builds,
+            endpoint_updates,
             kube_synced,
             unidentified_streams,
             refused,
@@ -386,9 +398,18 @@ impl Metrics {
         }
     }
 
-    /// Records one model build: its services, virtual services and config errors.
-    pub fn record_build(&self, model: &Model, errors: usize) {
+    /// Counts one build: a debounced config change taken in, whatever came of it.
+    pub fn count_build(&self) {
         self.config_builds.inc();
+    }
+
+    /// Counts a build that was an endpoint update (no full model build).
+    pub fn count_endpoint_update(&self) {
+        self.endpoint_updates.inc();
+    }
+
+    /// Records the model published: its services, virtual services and config errors.
+    pub fn record_model(&self, model: &Model, errors: usize) {
         self.config_errors.set(saturating(errors));
         self.services.set(saturating(model.services.len()));
         self.virt_services

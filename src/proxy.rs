@@ -267,7 +267,7 @@ mod tests {
 
         // The Pod with the proxy's IP knows better, and its topology labels join the labels.
         let mut model = Model::default();
-        model.workloads.insert(
+        std::sync::Arc::make_mut(&mut model.workloads).insert(
             "10.0.0.7".parse().unwrap(),
             Workload {
                 name: "web".into(),

@@ -26,16 +26,17 @@ use debounce::Debouncer;
 
 use crate::admin::{AdminOptions, AdminState, Readiness, serve_admin};
 use crate::diagnostic::ConfigError;
-use crate::inputs::Inputs;
+use crate::inputs::{Changes, Inputs};
 use crate::kube_auth::{DEFAULT_TOKEN_AUDIENCE, KubeSecretReaders, KubeTokenReviewer};
 use crate::mesh_config::MeshConfig;
 use crate::metrics::Metrics;
-use crate::model::{self, LastGood, Settings};
+use crate::model::endpoint_update::{self, EndpointIndex};
+use crate::model::{self, LastGood, Model, Settings};
 use crate::source::file::{FileWatcher, Settle};
 use crate::source::kube::{KubeEvents, NamespaceFilter, SyncState};
 use crate::source::mesh::MeshFile;
 use crate::status::run_status_writer;
-use crate::xds::{Registry, Snapshot, XdsOptions, serve_xds};
+use crate::xds::{EndpointChange, Registry, Snapshot, XdsOptions, serve_xds};
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -263,7 +264,9 @@ impl Server {
             },
             ..Pipeline::default()
         };
-        let first = pipeline.rebuild(&merged(&sources), &metrics, std::time::Instant::now());
+        let first = pipeline
+            .rebuild(merged(&sources), &metrics, std::time::Instant::now())
+            .context("the first build publishes a snapshot")?;
         let (errors, warnings) = summary::error_counts(&first.errors);
         // Each of them was logged by the build, as `config error: ...`.
         tracing::info!(
@@ -378,7 +381,8 @@ impl Server {
     }
 }
 
-/// The state that outlives one build: last good objects and the errors already reported.
+/// The state that outlives one build: last good objects, the errors already reported, and the
+/// model last published with what the endpoint update needs to move it on.
 #[derive(Default)]
 struct Pipeline {
     last_good: LastGood,
@@ -388,20 +392,90 @@ struct Pipeline {
     inputs: Arc<Inputs>,
     /// rudder's flags that shape the model (`--domain`, `--root-namespace`).
     settings: Settings,
+    /// The model and errors last published.
+    model: Arc<Model>,
+    errors: Vec<ConfigError>,
+    /// Which objects feed which endpoints, for `last_good`.
+    endpoint_index: EndpointIndex,
 }
 
 impl Pipeline {
-    /// Builds the model from `inputs`, whose first change not yet built was `seen` then.
+    /// Builds the model from `inputs`, whose first change not yet built was `seen` then: the
+    /// snapshot to publish, or `None` when the model and its errors are what was published.
+    /// A change of endpoints alone updates the published model (`model::endpoint_update`);
+    /// anything else builds it anew.
     fn rebuild(
         &mut self,
-        inputs: &Inputs,
+        inputs: Inputs,
         metrics: &Metrics,
         seen: std::time::Instant,
-    ) -> Snapshot {
-        let built = model::build_with(inputs, &self.last_good, &self.settings);
-        self.last_good = built.last_good;
-        let current: BTreeSet<ConfigError> = built.errors.iter().cloned().collect();
-        // Each problem is logged once when it appears and once when it is gone, not per build.
+    ) -> Option<Snapshot> {
+        let inputs = Arc::new(inputs);
+        let first = self.generation == 0;
+        metrics.count_build();
+        if !first {
+            metrics.record_triggers(&self.inputs, &inputs);
+        }
+        let changes = Changes::between(&self.inputs, &inputs);
+        let previous = std::mem::replace(&mut self.inputs, inputs.clone());
+        if !first && changes.is_empty() {
+            return None;
+        }
+        let updated = (!first)
+            .then(|| {
+                endpoint_update::update(
+                    &self.model,
+                    &mut self.last_good,
+                    &mut self.endpoint_index,
+                    &self.errors,
+                    &inputs,
+                    &changes,
+                )
+            })
+            .flatten();
+        drop(previous);
+        let (model, errors, endpoint_change) = match updated {
+            Some(update) => {
+                metrics.count_endpoint_update();
+                if update.hosts.is_empty() {
+                    return None;
+                }
+                let change = EndpointChange {
+                    base: Arc::downgrade(&self.model),
+                    hosts: update.hosts,
+                    entry_addresses: update.entry_addresses,
+                };
+                (update.model, self.errors.clone(), Some(change))
+            }
+            None => {
+                let built = model::build_with(&inputs, &self.last_good, &self.settings);
+                self.last_good = built.last_good;
+                self.endpoint_index = EndpointIndex::new(&self.last_good);
+                self.report(&built.errors);
+                metrics.record_untranslated(&inputs);
+                if !first && built.model == *self.model && built.errors == self.errors {
+                    return None;
+                }
+                (built.model, built.errors, None)
+            }
+        };
+        metrics.record_model(&model, errors.len());
+        self.model = Arc::new(model);
+        self.errors = errors.clone();
+        self.generation += 1;
+        Some(Snapshot {
+            model: self.model.clone(),
+            errors,
+            generation: self.generation,
+            created: Some(seen),
+            inputs,
+            endpoint_change,
+        })
+    }
+
+    /// Logs each problem once when it appears and once when it is gone, not per build.
+    fn report(&mut self, errors: &[ConfigError]) {
+        let current: BTreeSet<ConfigError> = errors.iter().cloned().collect();
         for error in current.difference(&self.reported) {
             tracing::warn!("config error: {error}");
         }
@@ -409,21 +483,6 @@ impl Pipeline {
             tracing::info!("config error resolved: {error}");
         }
         self.reported = current;
-        metrics.record_build(&built.model, built.errors.len());
-        metrics.record_untranslated(inputs);
-        let inputs = Arc::new(inputs.clone());
-        if self.generation > 0 {
-            metrics.record_triggers(&self.inputs, &inputs);
-        }
-        self.inputs = inputs.clone();
-        self.generation += 1;
-        Snapshot {
-            model: Arc::new(built.model),
-            errors: built.errors,
-            generation: self.generation,
-            created: Some(seen),
-            inputs,
-        }
     }
 }
 
@@ -490,16 +549,10 @@ async fn run_pipeline(
             continue;
         };
         metrics.observe_debounce(now - seen);
-        let current = merged(&sources);
-        let snapshot = pipeline.rebuild(&current, &metrics, seen.into_std());
         // Proxies only hear of builds that changed the model or its errors.
-        snapshots.send_if_modified(|published| {
-            let changed = published.model != snapshot.model || published.errors != snapshot.errors;
-            if changed {
-                *published = Arc::new(snapshot);
-            }
-            changed
-        });
+        if let Some(snapshot) = pipeline.rebuild(merged(&sources), &metrics, seen.into_std()) {
+            snapshots.send_replace(Arc::new(snapshot));
+        }
     }
 }
 

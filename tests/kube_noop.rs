@@ -4,7 +4,8 @@
 //! kubectl (annotations, a label nothing selects, a Pod's status, an unrelated ConfigMap, an
 //! Istio object's annotation) and rudder must send no xDS response at all (`pilot_xds_pushes`
 //! unchanged). A real edit afterwards must push, so that the count is known to move, and must
-//! reach the sidecar as an EDS update of the changed service's clusters alone. In a
+//! reach the sidecar as an EDS update of the changed service's clusters alone, made by rudder's
+//! endpoint path (no model build, no other type pushed). In a
 //! cluster such edits never stop (status, leases, managedFields), so each one pushing to every
 //! proxy would be a push storm.
 
@@ -116,13 +117,21 @@ async fn metrics(server: &Server) -> String {
 /// `rudder_config_builds_total`: how many models were built (reported, not asserted: a build
 /// that changes nothing is cost, not a push).
 async fn builds(server: &Server) -> u64 {
+    counter(server, "rudder_config_builds_total").await
+}
+
+/// A counter without labels from rudder's /metrics (0 if absent).
+async fn counter(server: &Server, name: &str) -> u64 {
     metrics(server)
         .await
         .lines()
-        .find_map(|line| line.strip_prefix("rudder_config_builds_total "))
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|value| value.trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// Builds that updated endpoints without building the model anew.
+const ENDPOINT_UPDATES: &str = "rudder_config_endpoint_updates_total";
 
 /// `pilot_xds_pushes` by type, from rudder's /metrics.
 async fn pushes(server: &Server) -> BTreeMap<String, u64> {
@@ -372,6 +381,7 @@ async fn changes_that_alter_no_resource_push_nothing() {
             .and_then(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
     };
     let stats_before = envoy_stats(&sidecar).await;
+    let updates_before = counter(&server, ENDPOINT_UPDATES).await;
     cluster.ok(
         &[
             "patch", "endpointslice", "reviews-1", "-n", "bookinfo", "--type=json", "-p",
@@ -386,6 +396,23 @@ async fn changes_that_alter_no_resource_push_nothing() {
         "an endpoint change pushed EDS to fewer than the three Envoys: {before:?} -> {after:?}"
     );
     eprintln!("after a real endpoint change: {after:?}");
+    // It took the endpoint path: no model build, and no other type pushed.
+    assert!(
+        counter(&server, ENDPOINT_UPDATES).await > updates_before,
+        "the endpoint change was not an endpoint update"
+    );
+    let others = |counts: &BTreeMap<String, u64>| -> BTreeMap<String, u64> {
+        counts
+            .iter()
+            .filter(|(ty, _)| *ty != "eds")
+            .map(|(ty, count)| (ty.clone(), *count))
+            .collect()
+    };
+    assert_eq!(
+        others(&before),
+        others(&after),
+        "an endpoint change pushed more than EDS"
+    );
     let stats_after = envoy_stats(&sidecar).await;
     assert!(
         details_updates(&stats_before).is_some(),

@@ -4,10 +4,12 @@
 //! model can fall back to that object's last good version instead of dropping it.
 //! This module knows object shapes only: no cross-object checks, no Envoy, no I/O.
 
+mod changes;
 pub mod fields;
 mod kind;
 pub mod yaml;
 
+pub use changes::Changes;
 pub use kind::{Api, EXTENSIONS_GROUP, Handling, Kind, SECURITY_GROUP, TELEMETRY_GROUP};
 
 use std::collections::BTreeMap;

@@ -20,7 +20,8 @@ fn sample(text: &str, name: &str) -> f64 {
 #[test]
 fn renders_istiod_names() {
     let metrics = Metrics::new();
-    metrics.record_build(&Model::default(), 3);
+    metrics.count_build();
+    metrics.record_model(&Model::default(), 3);
     metrics.proxy_connected();
     metrics.proxy_connected();
     metrics.proxy_disconnected();

@@ -63,6 +63,42 @@ pub struct Built {
     pub errors: Vec<ConfigError>,
 }
 
+impl LastGood {
+    pub(super) fn object(&self, key: &ObjectKey) -> Option<&Object> {
+        self.objects.get(key)
+    }
+
+    /// The accepted objects of one kind, in key order.
+    pub(super) fn objects_of(&self, kind: Kind) -> impl Iterator<Item = (&ObjectKey, &Object)> {
+        self.objects
+            .range(ObjectKey::new(kind, "", "")..)
+            .take_while(move |(key, _)| key.kind == kind)
+    }
+
+    /// The accepted objects of one kind in one namespace, in key order.
+    pub(super) fn objects_in<'a>(
+        &'a self,
+        kind: Kind,
+        namespace: &'a str,
+    ) -> impl Iterator<Item = (&'a ObjectKey, &'a Object)> + 'a {
+        self.objects
+            .range(ObjectKey::new(kind, namespace, "")..)
+            .take_while(move |(key, _)| key.kind == kind && key.namespace == namespace)
+    }
+
+    /// Records `object` as the accepted version of `key`; `None`: it is gone.
+    pub(super) fn set(&mut self, key: ObjectKey, object: Option<Object>) {
+        match object {
+            Some(object) => {
+                self.objects.insert(key, object);
+            }
+            None => {
+                self.objects.remove(&key);
+            }
+        }
+    }
+}
+
 /// What stands in for an object whose current version is invalid: its last good version, or
 /// nothing (Secrets: see `model::credential`, a replaced key must not be served on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -396,16 +432,16 @@ pub fn build_with(inputs: &Inputs, previous: &LastGood, settings: &Settings) -> 
                 .into_iter()
                 .map(|(host, service)| (host, Arc::new(service)))
                 .collect(),
-            destination_rules,
-            all_destination_rules,
-            virtual_services: virtual_services.into_iter().map(Arc::new).collect(),
-            workloads,
-            sidecars,
+            destination_rules: Arc::new(destination_rules),
+            all_destination_rules: Arc::new(all_destination_rules),
+            virtual_services: Arc::new(virtual_services.into_iter().map(Arc::new).collect()),
+            workloads: Arc::new(workloads),
+            sidecars: Arc::new(sidecars),
             root_namespace: mesh.root_namespace.clone(),
             mesh: Arc::new(mesh),
             telemetry: Arc::new(telemetry),
-            credentials,
-            gateways,
+            credentials: Arc::new(credentials),
+            gateways: Arc::new(gateways),
         },
         last_good: admission.accepted,
         errors,

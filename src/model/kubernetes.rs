@@ -268,7 +268,11 @@ fn service_model(service: &KubeService, dns_domain: &str, default_export_to: &[S
 
 /// Ready endpoints of one slice, one per address and service port; labels and locality come from
 /// the Pod the endpoint names, else from the Pod with that IP.
-fn slice_endpoints(slice: &EndpointSlice, service: &Service, pods: &Pods<'_>) -> Vec<Endpoint> {
+pub(super) fn slice_endpoints(
+    slice: &EndpointSlice,
+    service: &Service,
+    pods: &Pods<'_>,
+) -> Vec<Endpoint> {
     let mut endpoints = Vec::new();
     let slice_ports = slice.ports.iter().flatten();
     for endpoint in slice.endpoints.iter().flatten() {

@@ -11,6 +11,7 @@ mod build;
 pub mod credential;
 mod destination_rule;
 pub mod discovery;
+pub mod endpoint_update;
 pub mod gateway;
 mod kubernetes;
 mod mesh;
@@ -421,6 +422,8 @@ impl Workload {
     }
 }
 
+/// Cloning a Model copies no service, rule or workload: every collection is shared (`Arc`), so
+/// an incremental update (`endpoint_update`) replaces what changed and shares the rest.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Model {
     /// The cluster DNS domain services live under (`cluster.local`).
@@ -431,15 +434,15 @@ pub struct Model {
     /// validation checks subsets against). Not what a proxy uses: its view
     /// (`translate::scope::ProxyView`) holds the rule in force per service, chosen from
     /// `all_destination_rules` as istiod chooses it.
-    pub destination_rules: BTreeMap<String, DestinationRule>,
+    pub destination_rules: Arc<BTreeMap<String, DestinationRule>>,
     /// Every admitted DestinationRule, in precedence order (oldest first).
-    pub all_destination_rules: Vec<DestinationRule>,
+    pub all_destination_rules: Arc<Vec<DestinationRule>>,
     /// In istiod's precedence order: oldest first, then by name and namespace.
-    pub virtual_services: Vec<Arc<VirtualService>>,
+    pub virtual_services: Arc<Vec<Arc<VirtualService>>>,
     /// Pods by IP.
-    pub workloads: BTreeMap<IpAddr, Workload>,
+    pub workloads: Arc<BTreeMap<IpAddr, Workload>>,
     /// In precedence order: oldest first, then namespace and name.
-    pub sidecars: Vec<sidecar::Sidecar>,
+    pub sidecars: Arc<Vec<sidecar::Sidecar>>,
     /// meshConfig.rootNamespace: its Sidecar without selector is the mesh-wide default, its
     /// exported DestinationRules apply mesh-wide.
     pub root_namespace: String,
@@ -448,9 +451,9 @@ pub struct Model {
     /// Access logs and tracing, resolved from the mesh config (ask it `for_proxy`).
     pub telemetry: Arc<telemetry::Telemetry>,
     /// TLS material of Secrets, for gateway servers' `credentialName`.
-    pub credentials: credential::Credentials,
+    pub credentials: Arc<credential::Credentials>,
     /// In precedence order: oldest first, then namespace and name.
-    pub gateways: Vec<gateway::Gateway>,
+    pub gateways: Arc<Vec<gateway::Gateway>>,
 }
 
 impl Model {

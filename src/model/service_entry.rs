@@ -38,17 +38,7 @@ pub(super) fn add_service_entries<'a>(
         })
         .collect();
     let pods: Vec<(&IpAddr, &Workload)> = workloads.iter().collect();
-    let selectable = Selectable {
-        pod_index: LabelIndex::new(pods.iter().map(|(_, pod)| (&*pod.namespace, &pod.labels))),
-        entry_index: LabelIndex::new(
-            workload_entries
-                .iter()
-                .map(|entry| (namespace_of(&entry.metadata.namespace), &entry.spec.labels)),
-        ),
-        pods: &pods,
-        workload_entries: &workload_entries,
-        default_export_to,
-    };
+    let selectable = Selectable::new(&pods, &workload_entries, default_export_to);
     let ordered = in_precedence_order(entries, |object| match object {
         Object::ServiceEntry(entry) => Some(entry.as_ref()),
         _ => None,
@@ -67,6 +57,28 @@ pub(super) fn add_service_entries<'a>(
         service.endpoints.sort();
         service.endpoints.dedup();
     }
+}
+
+/// The services of one entry as [`add_service_entries`] makes them before any merge, endpoints
+/// sorted: what `endpoint_update` recomputes when only the workloads it may select changed.
+/// `workload_entries` must hold every admitted WorkloadEntry of the entry's namespace.
+pub(super) fn services_of_entry(
+    entry: &IstioObject<ServiceEntry>,
+    workload_entries: &[&IstioObject<WorkloadEntry>],
+    workloads: &BTreeMap<IpAddr, Workload>,
+) -> Vec<Service> {
+    let namespace = namespace_of(&entry.metadata.namespace);
+    let pods: Vec<(&IpAddr, &Workload)> = workloads
+        .iter()
+        .filter(|(_, pod)| pod.namespace == namespace)
+        .collect();
+    let selectable = Selectable::new(&pods, workload_entries, &[]);
+    let mut services = entry_services(entry, &selectable);
+    for service in &mut services {
+        service.endpoints.sort();
+        service.endpoints.dedup();
+    }
+    services
 }
 
 /// istiod's handling of a host defined twice (`appendSidecarServices`, and the endpoint index
@@ -118,6 +130,26 @@ struct Selectable<'a> {
     entry_index: LabelIndex<'a>,
     /// meshConfig.defaultServiceExportTo, for entries without `exportTo`.
     default_export_to: &'a [String],
+}
+
+impl<'a> Selectable<'a> {
+    fn new(
+        pods: &'a [(&'a IpAddr, &'a Workload)],
+        workload_entries: &'a [&'a IstioObject<WorkloadEntry>],
+        default_export_to: &'a [String],
+    ) -> Selectable<'a> {
+        Selectable {
+            pod_index: LabelIndex::new(pods.iter().map(|(_, pod)| (&*pod.namespace, &pod.labels))),
+            entry_index: LabelIndex::new(
+                workload_entries
+                    .iter()
+                    .map(|entry| (namespace_of(&entry.metadata.namespace), &entry.spec.labels)),
+            ),
+            pods,
+            workload_entries,
+            default_export_to,
+        }
+    }
 }
 
 /// Positions of labelled items by namespace, and by namespace, label key and value. Without it

@@ -27,6 +27,7 @@ use envoy_types::pb::google::protobuf::{Any, Duration as ProtoDuration};
 use prost::{Message, Name};
 
 pub use inbound::{INBOUND_PASSTHROUGH_CLUSTER, inbound_cluster_name};
+pub use scope::ProxyView;
 pub use sds::redact_secret;
 
 use crate::model::Model;
@@ -173,6 +174,12 @@ fn typed_config<M: Message + Name>(message: &M) -> Option<Any> {
 
 /// All resources for one proxy, from what its scope (Sidecar, `exportTo`) lets it see.
 pub fn translate(model: &Model, proxy: &Proxy) -> Resources {
+    translate_with_view(model, proxy).0
+}
+
+/// [`translate`], with the view its endpoints were made from: what [`update_endpoints`] starts
+/// from when only endpoints change.
+pub fn translate_with_view(model: &Model, proxy: &Proxy) -> (Resources, ProxyView) {
     let scope = scope::scope(model, proxy);
     let mut clusters = cds::clusters(scope.view(), proxy);
     let endpoints = eds::endpoints(scope.view(), proxy, &clusters);
@@ -193,12 +200,36 @@ pub fn translate(model: &Model, proxy: &Proxy) -> Resources {
         listeners.insert(listener.name.clone(), listener);
     }
     telemetry::apply(&mut listeners, &model.telemetry, proxy);
-    Resources {
+    let resources = Resources {
         clusters,
         endpoints,
         listeners,
         routes,
         // From the whole model: a Sidecar scope says nothing about a gateway's own Secrets.
         secrets: sds::secrets(model, proxy),
-    }
+    };
+    (resources, scope.into_view())
+}
+
+/// After a model change that changed only the endpoints of `hosts` (`model::endpoint_update`),
+/// the proxy's new ClusterLoadAssignments among `assignments` (the names it has) and the view
+/// they were made from. Exactly what [`translate_with_view`] would give for those names on the
+/// new model: the rest of a translation depends on no endpoint of those hosts (the update only
+/// takes services whose endpoints reach proxies over EDS alone).
+pub fn update_endpoints<'a>(
+    view: &ProxyView,
+    model: &Model,
+    proxy: &Proxy,
+    hosts: &std::collections::BTreeSet<String>,
+    assignments: impl Iterator<Item = &'a str>,
+) -> (BTreeMap<String, ClusterLoadAssignment>, ProxyView) {
+    let view = view.with_endpoints_of(model, hosts);
+    let updated = assignments
+        .filter(|name| {
+            cluster_policy::parse_outbound_cluster_name(name)
+                .is_some_and(|(_, _, host)| hosts.contains(host))
+        })
+        .map(|name| (name.to_string(), eds::load_assignment(&view, proxy, name)))
+        .collect();
+    (updated, view)
 }

@@ -52,7 +52,7 @@ pub struct ProxyView {
     pub services: BTreeMap<String, Arc<Service>>,
     /// The DestinationRule in force for each imported service, by service host, chosen for this
     /// proxy as istiod chooses it (not the model's rules merged by host).
-    pub destination_rules: BTreeMap<String, DestinationRule>,
+    pub destination_rules: Arc<BTreeMap<String, DestinationRule>>,
     /// The VirtualServices for imported hosts, in the model's precedence order.
     pub virtual_services: Vec<Arc<VirtualService>>,
     /// meshConfig.rootNamespace.
@@ -61,6 +61,36 @@ pub struct ProxyView {
     pub mesh: Arc<crate::mesh_config::MeshConfig>,
     /// Access logs and tracing, resolved from the mesh config.
     pub telemetry: Arc<crate::model::telemetry::Telemetry>,
+}
+
+impl ProxyView {
+    /// This view with the endpoints of `hosts` taken from `model` (on the ports the view has of
+    /// each service, as [`scope`] cuts them), everything else as it was.
+    pub fn with_endpoints_of(
+        &self,
+        model: &Model,
+        hosts: &std::collections::BTreeSet<String>,
+    ) -> ProxyView {
+        let mut view = self.clone();
+        for host in hosts {
+            let (Some(seen), Some(current)) =
+                (view.services.get_mut(host), model.services.get(host))
+            else {
+                continue;
+            };
+            let endpoints = current
+                .endpoints
+                .iter()
+                .filter(|endpoint| seen.port(endpoint.service_port).is_some())
+                .cloned()
+                .collect();
+            *seen = Arc::new(Service {
+                endpoints,
+                ..Service::clone(seen)
+            });
+        }
+        view
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +109,19 @@ impl Scope {
             (Some(view), _) => view,
             (None, Some(listener)) => &listener.view,
             (None, None) => unreachable_empty(),
+        }
+    }
+
+    /// [`Scope::view`], taken out of the scope.
+    pub fn into_view(self) -> ProxyView {
+        match self.union {
+            Some(view) => view,
+            None => self
+                .listeners
+                .into_iter()
+                .next()
+                .map(|listener| listener.view)
+                .unwrap_or_default(),
         }
     }
 
@@ -212,7 +255,7 @@ fn view_of(
     ProxyView {
         dns_domain: model.dns_domain.clone(),
         services,
-        destination_rules,
+        destination_rules: Arc::new(destination_rules),
         virtual_services,
         root_namespace: model.root_namespace.clone(),
         mesh: model.mesh.clone(),
@@ -361,7 +404,7 @@ struct NamespaceRules<'m> {
 impl<'m> RuleChooser<'m> {
     fn new(model: &'m Model, proxy_namespace: &'m str) -> Self {
         let mut by_namespace: BTreeMap<&str, NamespaceRules<'_>> = BTreeMap::new();
-        for rule in &model.all_destination_rules {
+        for rule in model.all_destination_rules.iter() {
             let rules = by_namespace.entry(&rule.namespace).or_default();
             if rule.host.starts_with('*') {
                 rules.wildcards.push(rule);

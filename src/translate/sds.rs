@@ -130,8 +130,7 @@ mod tests {
             ("gw-other", "c", None),
             ("g", "d", None),
         ] {
-            model
-                .credentials
+            std::sync::Arc::make_mut(&mut model.credentials)
                 .insert((namespace.into(), name.into()), credential(ca));
         }
         model

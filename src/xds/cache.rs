@@ -12,6 +12,13 @@
 //! different keys still share every resource their translations agree on, and a resource a model
 //! change left alone is not encoded or hashed again. A translation equal to the key's previous
 //! one is that very [`ResourceSet`], which lets a stream see at once that nothing changed for it.
+//!
+//! When a snapshot changed only endpoints ([`EndpointChange`]), a key's new set is its previous
+//! one with the ClusterLoadAssignments of the changed hosts made again from the view the previous
+//! translation kept (`translate::update_endpoints`): no scope, cluster, listener or route is
+//! made, and every other type stays the very same `TypeSet`. A key no stream asked for in the
+//! previous snapshot, or a proxy at an address whose ServiceEntry endpoints changed, is
+//! translated in full.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,11 +26,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use tokio::sync::{OnceCell, Semaphore};
 
-use super::Snapshot;
 use super::hook::{self, ResourcesHook};
 use super::versions::{Interner, ResourceSet};
+use super::{EndpointChange, Snapshot};
 use crate::model::{Locality, Model};
 use crate::proxy::{InterceptionMode, Proxy, ProxyKind, SecretAccess};
+use crate::translate::{self, ProxyView, ResourceType};
 
 /// What a proxy's translation depends on besides the model.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -79,9 +87,32 @@ pub struct Cache {
     translating: Arc<Semaphore>,
     hook: Option<ResourcesHook>,
     translations: AtomicU64,
+    endpoint_updates: AtomicU64,
 }
 
-type Slot = Arc<OnceCell<Arc<ResourceSet>>>;
+/// One key's resources, with the view its endpoints were made from (none from a hook).
+#[derive(Debug, Clone)]
+struct Translated {
+    set: Arc<ResourceSet>,
+    view: Option<Arc<ProxyView>>,
+}
+
+type Slot = Arc<OnceCell<Translated>>;
+
+/// A key's translation for the previous model: the set while a stream still holds it, the view
+/// for one model change.
+#[derive(Debug)]
+struct Previous {
+    set: Weak<ResourceSet>,
+    view: Option<Arc<ProxyView>>,
+}
+
+/// What a new translation may start from.
+struct Base {
+    set: Arc<ResourceSet>,
+    /// The view and the change, when the key's EDS alone needs updating.
+    update: Option<(Arc<ProxyView>, EndpointChange)>,
+}
 
 #[derive(Debug, Default)]
 struct State {
@@ -89,8 +120,10 @@ struct State {
     model: Option<Arc<Model>>,
     generation: u64,
     current: HashMap<ProxyKey, Slot>,
-    /// The previous model's translations, while a stream still holds them.
-    previous: HashMap<ProxyKey, Weak<ResourceSet>>,
+    /// The previous model's translations.
+    previous: HashMap<ProxyKey, Previous>,
+    /// The model `previous` translated.
+    previous_model: Weak<Model>,
     /// `current` is pruned of translations no stream holds when it grows to this size.
     prune_at: usize,
 }
@@ -111,6 +144,7 @@ impl Cache {
             translating: Arc::new(Semaphore::new(cpus)),
             hook,
             translations: AtomicU64::new(0),
+            endpoint_updates: AtomicU64::new(0),
         }
     }
 
@@ -118,19 +152,31 @@ impl Cache {
     /// stream asked for it yet.
     pub async fn resources(&self, snapshot: &Snapshot, proxy: &Proxy) -> Arc<ResourceSet> {
         let key = ProxyKey::new(proxy, self.hook.is_some());
-        let Some((slot, previous)) = self.slot(snapshot, key) else {
+        let Some((slot, base)) = self.slot(snapshot, key) else {
             // A stream behind the newest snapshot (it will catch up): not worth keeping.
-            return self.translate(&snapshot.model, proxy, None).await;
+            return self.translate(&snapshot.model, proxy, None).await.set;
         };
-        let set = slot
-            .get_or_init(|| self.translate(&snapshot.model, proxy, previous))
+        let base = base.map(|mut base| {
+            // A proxy that is itself an endpoint that changed has inbound config from it.
+            if let Some((_, change)) = &base.update
+                && proxy
+                    .ips
+                    .iter()
+                    .any(|ip| change.entry_addresses.contains(ip))
+            {
+                base.update = None;
+            }
+            base
+        });
+        let translated = slot
+            .get_or_init(|| self.translate(&snapshot.model, proxy, base))
             .await;
-        set.clone()
+        translated.set.clone()
     }
 
-    /// The slot of `key` in `snapshot`, with the key's previous translation if a stream still
-    /// holds it; `None` if `snapshot` is older than the cache's.
-    fn slot(&self, snapshot: &Snapshot, key: ProxyKey) -> Option<(Slot, Option<Arc<ResourceSet>>)> {
+    /// The slot of `key` in `snapshot`, with the key's previous translation if there is one to
+    /// start from; `None` if `snapshot` is older than the cache's.
+    fn slot(&self, snapshot: &Snapshot, key: ProxyKey) -> Option<(Slot, Option<Base>)> {
         let mut state = self.lock();
         let current = state
             .model
@@ -143,42 +189,86 @@ impl Cache {
             state.rotate(snapshot);
             self.interner.sweep();
         }
-        let previous = state.previous.get(&key).and_then(Weak::upgrade);
-        Some((state.slot(key), previous))
+        // The change applies to the previous translations only if it starts from their model.
+        let change = snapshot
+            .endpoint_change
+            .as_ref()
+            .filter(|change| change.base.ptr_eq(&state.previous_model));
+        let base = state.previous.get(&key).and_then(|previous| {
+            let set = previous.set.upgrade()?;
+            let update = match (&previous.view, change) {
+                (Some(view), Some(change)) => Some((view.clone(), change.clone())),
+                _ => None,
+            };
+            Some(Base { set, update })
+        });
+        Some((state.slot(key), base))
     }
 
-    /// How many translations this cache made.
+    /// How many full translations this cache made.
     pub fn translations(&self) -> u64 {
         self.translations.load(Ordering::Relaxed)
     }
 
-    /// Translates on the blocking pool; returns `previous` if the result is the same.
-    async fn translate(
-        &self,
-        model: &Arc<Model>,
-        proxy: &Proxy,
-        previous: Option<Arc<ResourceSet>>,
-    ) -> Arc<ResourceSet> {
+    /// How many translations were endpoint updates of an earlier one.
+    pub fn endpoint_updates(&self) -> u64 {
+        self.endpoint_updates.load(Ordering::Relaxed)
+    }
+
+    /// Translates on the blocking pool, or updates the base's endpoints when that is all that
+    /// changed; returns the base's set if the result is the same.
+    async fn translate(&self, model: &Arc<Model>, proxy: &Proxy, base: Option<Base>) -> Translated {
         // The semaphore is never closed.
         let _permit = self.translating.acquire().await.ok();
         let (model, proxy) = (model.clone(), proxy.clone());
         let (interner, hook) = (self.interner.clone(), self.hook.clone());
+        let (previous, update) = match base {
+            Some(Base { set, update }) => (Some(set), update),
+            None => (None, None),
+        };
+        let counter = match update {
+            Some(_) => &self.endpoint_updates,
+            None => &self.translations,
+        };
         let keep = previous.clone();
-        let translated = tokio::task::spawn_blocking(move || {
-            let resources = hook::translate(&model, &proxy, hook.as_ref());
-            ResourceSet::interned(resources, &interner, keep.as_deref())
+        let translated = tokio::task::spawn_blocking(move || match (keep, update) {
+            (Some(previous), Some((view, change))) => {
+                let names = previous.of(ResourceType::Endpoint);
+                let names = names.iter().map(|(name, _)| &**name);
+                let (endpoints, view) =
+                    translate::update_endpoints(&view, &model, &proxy, &change.hosts, names);
+                (previous.with_endpoints(endpoints, &interner), Some(view))
+            }
+            (keep, _) => match &hook {
+                Some(hook) => {
+                    let resources = hook::translate(&model, &proxy, Some(hook));
+                    (
+                        ResourceSet::interned(resources, &interner, keep.as_deref()),
+                        None,
+                    )
+                }
+                None => {
+                    let (resources, view) = translate::translate_with_view(&model, &proxy);
+                    let set = ResourceSet::interned(resources, &interner, keep.as_deref());
+                    (set, Some(view))
+                }
+            },
         })
         .await;
-        self.translations.fetch_add(1, Ordering::Relaxed);
-        let set = match translated {
-            Ok(set) => set,
+        counter.fetch_add(1, Ordering::Relaxed);
+        let (set, view) = match translated {
+            Ok(translated) => translated,
             Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
             // Only a runtime shutting down cancels blocking tasks.
-            Err(_) => ResourceSet::default(),
+            Err(_) => (ResourceSet::default(), None),
         };
-        match previous {
+        let set = match previous {
             Some(previous) if set.same_as(&previous) => previous,
             _ => Arc::new(set),
+        };
+        Translated {
+            set,
+            view: view.map(Arc::new),
         }
     }
 
@@ -194,8 +284,16 @@ impl State {
         self.previous = self
             .current
             .drain()
-            .filter_map(|(key, slot)| Some((key, Arc::downgrade(slot.get()?))))
+            .filter_map(|(key, slot)| {
+                let translated = slot.get()?;
+                let previous = Previous {
+                    set: Arc::downgrade(&translated.set),
+                    view: translated.view.clone(),
+                };
+                Some((key, previous))
+            })
             .collect();
+        self.previous_model = self.model.as_ref().map(Arc::downgrade).unwrap_or_default();
         self.model = Some(snapshot.model.clone());
         self.generation = snapshot.generation;
         self.prune_at = MIN_PRUNE_AT;
@@ -208,7 +306,7 @@ impl State {
         if self.current.len() >= self.prune_at {
             // Keys whose proxies all left; a translation still being made is kept.
             self.current
-                .retain(|_, slot| slot.get().is_none_or(|set| Arc::strong_count(set) > 1));
+                .retain(|_, slot| slot.get().is_none_or(|t| Arc::strong_count(&t.set) > 1));
             self.prune_at = MIN_PRUNE_AT.max(2 * self.current.len());
         }
         self.current.entry(key).or_default().clone()
@@ -328,6 +426,121 @@ mod tests {
         let again = cache.resources(&next, &proxy).await;
         assert!(Arc::ptr_eq(&again, &second));
         assert_eq!(cache.translations(), 3);
+    }
+
+    /// `snapshot`'s inputs with reviews' slice serving from `addresses`, built both ways: the
+    /// endpoint update's snapshot, and the model a full build makes.
+    fn reviews_moved(snapshot: &Arc<Snapshot>, addresses: &[&str]) -> (Arc<Snapshot>, Model) {
+        use crate::inputs::{Changes, Decoded, Entry, decode};
+        use crate::model::endpoint_update::{EndpointIndex, update};
+        let endpoints: Vec<Value> = addresses
+            .iter()
+            .map(|address| json!({"addresses": [address], "conditions": {"ready": true}}))
+            .collect();
+        let slice = json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {
+                "name": "reviews-abc12", "namespace": "bookinfo",
+                "labels": {"kubernetes.io/service-name": "reviews"},
+            },
+            "addressType": "IPv4", "ports": [{"name": "http", "port": 9080}],
+            "endpoints": endpoints,
+        });
+        let Ok(Decoded::Object(key, object)) = decode(slice, "bookinfo") else {
+            panic!("the slice decodes");
+        };
+        let before = &snapshot.inputs;
+        let origin = before.entries[&key].origin.clone();
+        let mut inputs = (**before).clone();
+        inputs
+            .entries
+            .insert(key, Arc::new(Entry { origin, object }));
+        let full = build(&inputs, &LastGood::default());
+        let mut accepted = build(before, &LastGood::default()).last_good;
+        let mut index = EndpointIndex::new(&accepted);
+        let changes = Changes::between(before, &inputs);
+        let updated = update(
+            &snapshot.model,
+            &mut accepted,
+            &mut index,
+            &[],
+            &inputs,
+            &changes,
+        )
+        .expect("an endpoint update");
+        assert_eq!(updated.model, full.model);
+        let next = Snapshot {
+            model: Arc::new(updated.model),
+            generation: snapshot.generation + 1,
+            inputs: Arc::new(inputs),
+            endpoint_change: Some(EndpointChange {
+                base: Arc::downgrade(&snapshot.model),
+                hosts: updated.hosts,
+                entry_addresses: updated.entry_addresses,
+            }),
+            ..Snapshot::default()
+        };
+        (Arc::new(next), full.model)
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_change_updates_the_assignments_of_its_clusters_alone() {
+        let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/bookinfo"));
+        let inputs = load_dirs(&[dir]).inputs();
+        let built = build(&inputs, &LastGood::default());
+        let first = Arc::new(Snapshot {
+            model: Arc::new(built.model),
+            generation: 1,
+            inputs: Arc::new(inputs),
+            ..Snapshot::default()
+        });
+        let cache = Cache::new(None);
+        let proxy = labelled("10.0.0.1", "pp", "productpage");
+        let before = cache.resources(&first, &proxy).await;
+        // Twice in a row: the second update starts from the first.
+        let (second, model) = reviews_moved(&first, &["127.0.13.9"]);
+        let after = cache.resources(&second, &proxy).await;
+        let (third, model_after) = reviews_moved(&second, &["127.0.13.9", "127.0.13.8"]);
+        let last = cache.resources(&third, &proxy).await;
+        assert_eq!((cache.translations(), cache.endpoint_updates()), (1, 2));
+        for (set, model) in [(&after, &model), (&last, &model_after)] {
+            let full = ResourceSet::new(translate::translate(model, &proxy));
+            for ty in ResourceType::ALL {
+                let names = |set: &ResourceSet| -> Vec<(String, u128)> {
+                    set.of(ty)
+                        .hashes()
+                        .map(|(name, hash)| (name.to_string(), *hash))
+                        .collect()
+                };
+                assert_eq!(names(set), names(&full), "{ty:?} as a full translation");
+            }
+        }
+        for ty in ResourceType::ALL
+            .into_iter()
+            .filter(|ty| *ty != ResourceType::Endpoint)
+        {
+            assert!(Arc::ptr_eq(before.of(ty), after.of(ty)), "{ty:?} shared");
+        }
+        let changed: Vec<&str> = after
+            .of(ResourceType::Endpoint)
+            .iter()
+            .filter(|(name, resource)| {
+                !Arc::ptr_eq(
+                    before.of(ResourceType::Endpoint).get(name).unwrap(),
+                    resource,
+                )
+            })
+            .map(|(name, _)| &**name)
+            .collect();
+        assert_eq!(
+            changed,
+            [
+                "outbound|9080|v1|reviews.bookinfo.svc.cluster.local",
+                "outbound|9080|v2|reviews.bookinfo.svc.cluster.local",
+                "outbound|9080|v3|reviews.bookinfo.svc.cluster.local",
+                "outbound|9080||reviews.bookinfo.svc.cluster.local",
+            ]
+        );
     }
 
     #[tokio::test]

@@ -69,6 +69,22 @@ pub struct Snapshot {
     pub created: Option<Instant>,
     /// The inputs this build was made from, as loaded (for `/debug/inputz` and `/debug/configz`).
     pub inputs: Arc<Inputs>,
+    /// Set when this model differs from the one before only in some services' endpoints: the
+    /// translation cache then updates those proxies' EDS alone.
+    pub endpoint_change: Option<EndpointChange>,
+}
+
+/// How a model differs from the one it was updated from, when only endpoints changed
+/// (`model::endpoint_update`).
+#[derive(Debug, Clone, Default)]
+pub struct EndpointChange {
+    /// The model this one updates; compared by identity only.
+    pub base: std::sync::Weak<Model>,
+    /// The hosts whose endpoints changed.
+    pub hosts: std::collections::BTreeSet<String>,
+    /// ServiceEntry endpoint addresses that came or went: a proxy at one of them gets inbound
+    /// config from them, so it is translated in full.
+    pub entry_addresses: std::collections::BTreeSet<std::net::IpAddr>,
 }
 
 /// One live ADS stream.

@@ -224,6 +224,39 @@ impl ResourceSet {
         ResourceSet { types }
     }
 
+    /// This set with `endpoints` put in place of the assignments of those names (an update after
+    /// an endpoint-only change): every other type is this set's own, shared.
+    pub fn with_endpoints(
+        &self,
+        endpoints: BTreeMap<String, ClusterLoadAssignment>,
+        interner: &Interner,
+    ) -> ResourceSet {
+        let ty = ResourceType::Endpoint;
+        let before = self.of(ty);
+        let mut resources: Option<BTreeMap<Name, Arc<Resource>>> = None;
+        for (name, assignment) in endpoints {
+            let (name, resource) =
+                interner.intern(ty, name, Content::Endpoint(Box::new(assignment)));
+            if before
+                .get(&name)
+                .is_some_and(|same| Arc::ptr_eq(same, &resource))
+            {
+                continue;
+            }
+            resources
+                .get_or_insert_with(|| before.resources.clone())
+                .insert(name, resource);
+        }
+        let mut types = self.types.clone();
+        if let Some(resources) = resources {
+            types[type_index(ty)] = Arc::new(TypeSet {
+                resources,
+                version: OnceLock::new(),
+            });
+        }
+        ResourceSet { types }
+    }
+
     /// The resources of one type.
     pub fn of(&self, ty: ResourceType) -> &Arc<TypeSet> {
         &self.types[type_index(ty)]

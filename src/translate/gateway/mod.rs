@@ -410,9 +410,9 @@ mod tests {
     ) -> Vec<(Vec<String>, Vec<String>, Option<String>)> {
         let mut model = model(yaml);
         // Only the credentials given count, whatever Secrets the case holds.
-        model.credentials.clear();
+        std::sync::Arc::make_mut(&mut model.credentials).clear();
         for (name, ca) in credentials {
-            model.credentials.insert(
+            std::sync::Arc::make_mut(&mut model.credentials).insert(
                 ("istio-system".to_string(), name.to_string()),
                 credential(*ca),
             );

@@ -244,7 +244,7 @@ mod tests {
 
     fn web_model() -> Model {
         let mut model = Model::default();
-        model.workloads.insert(
+        std::sync::Arc::make_mut(&mut model.workloads).insert(
             "10.0.0.5".parse().unwrap(),
             Workload {
                 name: "web-1".into(),
@@ -331,7 +331,7 @@ mod tests {
                 port: 8080,
             },
         };
-        model.sidecars.push(Sidecar {
+        std::sync::Arc::make_mut(&mut model.sidecars).push(Sidecar {
             name: "web".into(),
             namespace: "shop".into(),
             selector: None,
