@@ -15,7 +15,9 @@
 //! `serve` wires the stages together: sources publish `Inputs`, the model is rebuilt and published
 //! through a `tokio::sync::watch` channel only when it changed, and every xDS connection gets its
 //! proxy's resources from `xds::cache` (one translation and one encoded copy per distinct proxy
-//! shape, shared by all proxies of that shape) and pushes what changed. `admin` serves readiness, metrics and config dumps; `status` reports
+//! shape, shared by all proxies of that shape) and pushes what changed. A change that touches
+//! only endpoints (`inputs::Changes`, `model::endpoint_update`) updates the last model instead of
+//! rebuilding it, and the cache then re-makes only the affected ClusterLoadAssignments. `admin` serves readiness, metrics and config dumps; `status` reports
 //! rejected objects back to the cluster.
 
 pub mod address;

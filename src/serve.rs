@@ -445,7 +445,7 @@ impl Pipeline {
                     hosts: update.hosts,
                     entry_addresses: update.entry_addresses,
                 };
-                (update.model, self.errors.clone(), Some(change))
+                (Arc::new(update.model), self.errors.clone(), Some(change))
             }
             None => {
                 let built = model::build_with(&inputs, &self.last_good, &self.settings);
@@ -453,14 +453,21 @@ impl Pipeline {
                 self.endpoint_index = EndpointIndex::new(&self.last_good);
                 self.report(&built.errors);
                 metrics.record_untranslated(&inputs);
-                if !first && built.model == *self.model && built.errors == self.errors {
+                let same_model = !first && built.model == *self.model;
+                if same_model && built.errors == self.errors {
                     return None;
                 }
-                (built.model, built.errors, None)
+                // Only the errors changed: the same model, so no proxy is translated again.
+                let model = if same_model {
+                    self.model.clone()
+                } else {
+                    Arc::new(built.model)
+                };
+                (model, built.errors, None)
             }
         };
         metrics.record_model(&model, errors.len());
-        self.model = Arc::new(model);
+        self.model = model;
         self.errors = errors.clone();
         self.generation += 1;
         Some(Snapshot {

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerKind {
     Rudder,
+    /// Another rudder binary (`$RUDDER_BASELINE_BIN`, an older build, say), run as `Rudder` is:
+    /// before/after figures from one invocation.
+    Baseline,
     Istiod,
 }
 
@@ -22,12 +25,13 @@ impl ServerKind {
     pub fn name(self) -> &'static str {
         match self {
             ServerKind::Rudder => "rudder",
+            ServerKind::Baseline => "rudder-baseline",
             ServerKind::Istiod => "istiod",
         }
     }
 
     pub fn parse(name: &str) -> Option<ServerKind> {
-        [ServerKind::Rudder, ServerKind::Istiod]
+        [ServerKind::Rudder, ServerKind::Baseline, ServerKind::Istiod]
             .into_iter()
             .find(|kind| kind.name() == name)
     }
@@ -48,6 +52,7 @@ pub struct ServerProcess {
 /// `rudder serve` on one config directory and fixed addresses, with extra flags.
 #[derive(Debug, Clone)]
 struct RudderCommand {
+    binary: PathBuf,
     config_dir: PathBuf,
     xds: SocketAddr,
     admin: SocketAddr,
@@ -56,7 +61,7 @@ struct RudderCommand {
 
 impl RudderCommand {
     fn spawn(&self) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_rudder"))
+        Command::new(&self.binary)
             .args(["--log-level", "warn", "serve", "--config-dir"])
             .arg(&self.config_dir)
             .args(["--xds-address", &self.xds.to_string()])
@@ -102,13 +107,19 @@ impl ServerProcess {
     /// `debounce` replaces both servers' default quiet time before a push (100 ms).
     pub fn start(kind: ServerKind, config_dir: &Path, debounce: Option<Duration>) -> ServerProcess {
         match kind {
-            ServerKind::Rudder => {
+            ServerKind::Rudder | ServerKind::Baseline => {
                 let debounce = debounce.map(|debounce| format!("{}ms", debounce.as_millis()));
                 let args: Vec<&str> = match &debounce {
                     Some(debounce) => vec!["--debounce-after", debounce],
                     None => Vec::new(),
                 };
-                Self::start_rudder(config_dir, &args)
+                let binary = match kind {
+                    ServerKind::Baseline => std::env::var_os("RUDDER_BASELINE_BIN")
+                        .map(PathBuf::from)
+                        .expect("rudder-baseline runs the binary $RUDDER_BASELINE_BIN names"),
+                    _ => PathBuf::from(env!("CARGO_BIN_EXE_rudder")),
+                };
+                Self::start_rudder_binary(binary, config_dir, &args)
             }
             ServerKind::Istiod => {
                 let server = Self::start_istiod(config_dir, debounce);
@@ -120,7 +131,12 @@ impl ServerProcess {
 
     /// `rudder serve` on `config_dir` with extra flags `args`, on free loopback ports.
     pub fn start_rudder(config_dir: &Path, args: &[&str]) -> ServerProcess {
+        Self::start_rudder_binary(PathBuf::from(env!("CARGO_BIN_EXE_rudder")), config_dir, args)
+    }
+
+    fn start_rudder_binary(binary: PathBuf, config_dir: &Path, args: &[&str]) -> ServerProcess {
         let command = RudderCommand {
+            binary,
             config_dir: config_dir.to_path_buf(),
             xds: ([127, 0, 0, 1], free_port()).into(),
             admin: ([127, 0, 0, 1], free_port()).into(),
