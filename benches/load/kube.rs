@@ -345,7 +345,9 @@ impl Registry for KubeMesh<'_> {
 /// One load run on the cluster: the previous run's objects deleted, the mesh and the proxies'
 /// Pods created (timed, printed to stderr), then the harness's run with edits through the API.
 pub async fn run(spec: RunSpec, cluster: &KubeCluster) -> Report {
+    let start = Instant::now();
     cluster.reset().await;
+    let reset = start.elapsed();
     let mesh = KubeMesh {
         cluster,
         applied: Mutex::new(BTreeMap::new()),
@@ -372,10 +374,12 @@ pub async fn run(spec: RunSpec, cluster: &KubeCluster) -> Report {
     let start = Instant::now();
     let sent = mesh.apply(writes).await;
     eprintln!(
-        "kube: {} services and {} proxy Pods created in {:.1} s ({sent} writes, {PARALLEL} at once)",
+        "kube: {} services and {} proxy Pods created in {:.1} s ({sent} writes, {PARALLEL} at \
+         once; the previous run's objects deleted in {:.1} s)",
         spec.services,
         spec.proxies,
-        start.elapsed().as_secs_f64()
+        start.elapsed().as_secs_f64(),
+        reset.as_secs_f64()
     );
     harness::run_on(spec, &mesh).await
 }
