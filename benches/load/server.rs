@@ -1,7 +1,8 @@
 //! The control plane under test as a process of its own: `rudder serve` (the binary Cargo built
 //! beside this harness) or istiod's `pilot-discovery` (through `scripts/istiod`), each on a config
-//! directory or a Kubernetes API server ([`Source`]), with its CPU time and memory read from /proc. rudder can be killed (SIGKILL) and
-//! started again on the same addresses, for the fault tests and the resync bench.
+//! directory or a Kubernetes API server ([`Source`]), with its CPU time and memory read from
+//! /proc. rudder can be killed (SIGKILL) and started again on the same addresses, for the fault
+//! tests and the resync bench.
 
 #![allow(dead_code)] // Shared with tests/load_smoke.rs and tests/faults.rs, which run rudder only.
 
