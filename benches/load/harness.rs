@@ -1,6 +1,8 @@
 //! One load run: a generated mesh on disk, a control plane process serving it, `proxies`
 //! in-process ADS clients (SotW or delta, ACKing like Envoy; `benches/support/ads_client.rs`), and
-//! three timed edits. Shared by the `load` bench and the smoke test in `tests/load_smoke.rs`.
+//! three timed edits. Shared by the `load` bench and the smoke test in `tests/load_smoke.rs`. The
+//! mesh may live elsewhere than on disk (a [`Registry`]: the load bench's Kubernetes registry is
+//! `benches/load/kube.rs`); the proxies, the edits and the timing stay the same.
 //!
 //! Convergence is timed on the clients' side, so it means the same for both servers: after an
 //! edit is written at t0, a proxy has converged when the last response it gets arrives (every
@@ -10,6 +12,7 @@
 
 #![allow(dead_code)] // Shared with tests/load_smoke.rs, tests/faults.rs and benches/resync.rs.
 
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,10 +22,32 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::ads_client::{self, Received};
 use super::mesh::{self, ServiceShape};
-use super::server::{ServerKind, ServerProcess};
+use super::server::{ServerKind, ServerProcess, Source};
 
-/// Writes one edit into the config directory.
-type EditFn = Box<dyn Fn(&Path)>;
+/// The labels every simulated proxy has (in its node metadata, and on its Pod in a cluster).
+pub const PROXY_LABELS: &[(&str, &str)] = &[("app", "client")];
+
+/// Where a run's mesh lives, and how an edit reaches the server: files in a directory ([`Files`])
+/// or objects in a Kubernetes API server (`benches/load/kube.rs`).
+pub trait Registry {
+    /// Starts `kind` on this mesh.
+    fn start(&self, kind: ServerKind, debounce: Option<Duration>) -> ServerProcess;
+    /// Makes service `index` (and its rules) what `shape` says, creating it if it is new.
+    fn write_service(&self, index: usize, shape: ServiceShape) -> impl Future<Output = ()>;
+}
+
+/// The mesh as files in a directory, written atomically ([`mesh::write_service`]).
+pub struct Files<'a>(pub &'a Path);
+
+impl Registry for Files<'_> {
+    fn start(&self, kind: ServerKind, debounce: Option<Duration>) -> ServerProcess {
+        ServerProcess::start_on(kind, Source::Files(self.0), debounce)
+    }
+
+    async fn write_service(&self, index: usize, shape: ServiceShape) {
+        mesh::write_service(self.0, index, shape).expect("write a service");
+    }
+}
 
 /// How long every stream must stay silent for a phase to count as over.
 pub const QUIET: Duration = Duration::from_millis(1000);
@@ -80,7 +105,14 @@ pub async fn run(spec: RunSpec) -> Report {
     if spec.sidecar {
         mesh::write_sidecar(config).expect("write the Sidecar");
     }
-    let server = ServerProcess::start(spec.server, config, spec.debounce);
+    run_on(spec, &Files(config)).await
+}
+
+/// A run on a mesh already in `registry`: services `svc-0` to `svc-{services - 1}`, each as
+/// `ServiceShape::new(spec.endpoints)` makes it, and the Sidecar if `spec.sidecar`.
+pub async fn run_on(spec: RunSpec, registry: &impl Registry) -> Report {
+    let shape = ServiceShape::new(spec.endpoints);
+    let server = registry.start(spec.server, spec.debounce);
 
     let start = Instant::now();
     let (clients, tasks) = connect(&server, spec).await;
@@ -98,38 +130,31 @@ pub async fn run(spec: RunSpec) -> Report {
         });
     let initial_bytes_per_proxy = median(clients.iter().map(|received| received.bytes()).collect());
 
-    let edits: [(&'static str, EditFn); 3] = [
+    // Each edit: the service it rewrites and how; the endpoint edit keeps the rule edit's split.
+    let edits: [(&'static str, usize, ServiceShape); 3] = [
         (
             "rule",
-            Box::new(move |config: &Path| {
-                let shape = ServiceShape {
-                    v1_weight: 80,
-                    ..shape
-                };
-                mesh::write_service(config, 0, shape).expect("edit a rule");
-            }),
+            0,
+            ServiceShape {
+                v1_weight: 80,
+                ..shape
+            },
         ),
         (
             "endpoint",
-            Box::new(move |config: &Path| {
-                let shape = ServiceShape {
-                    v1_weight: 80,
-                    endpoints: shape.endpoints + 1,
-                    ..shape
-                };
-                mesh::write_service(config, 0, shape).expect("add an endpoint");
-            }),
+            0,
+            ServiceShape {
+                v1_weight: 80,
+                endpoints: shape.endpoints + 1,
+                ..shape
+            },
         ),
-        (
-            "service",
-            Box::new(move |config: &Path| {
-                mesh::write_service(config, spec.services, shape).expect("add a service");
-            }),
-        ),
+        ("service", spec.services, shape),
     ];
     let mut results = Vec::new();
-    for (edit, apply) in edits {
-        results.push(time_edit(edit, &clients, config, apply.as_ref(), spec).await);
+    for (edit, index, shape) in edits {
+        let apply = registry.write_service(index, shape);
+        results.push(time_edit(edit, &clients, apply, spec).await);
     }
     let report = Report {
         spec,
@@ -154,8 +179,8 @@ async fn connect(
     let mut clients = Vec::with_capacity(spec.proxies);
     let mut tasks = Vec::with_capacity(spec.proxies);
     for i in 0..spec.proxies {
-        let ip = format!("10.{}.{}.{}", 128 + i / 65536, (i / 256) % 256, i % 256);
-        let node = ads_client::node(&ip, &format!("client-{i}"), &[("app", "client")]);
+        let ip = proxy_ip(i);
+        let node = ads_client::node(&ip, &proxy_name(i), PROXY_LABELS);
         let channel = ads_client::connect(server.xds).await;
         let received = Arc::new(Received::default());
         let counting = received.clone();
@@ -168,6 +193,16 @@ async fn connect(
         clients.push(received);
     }
     (clients, tasks)
+}
+
+/// The IP in proxy `i`'s node id (and its Pod's, in a cluster).
+pub fn proxy_ip(i: usize) -> String {
+    format!("10.{}.{}.{}", 128 + i / 65536, (i / 256) % 256, i % 256)
+}
+
+/// Proxy `i`'s name (its Pod's, in a cluster), in namespace [`mesh::NAMESPACE`].
+pub fn proxy_name(i: usize) -> String {
+    format!("client-{i}")
 }
 
 /// Waits until `done` holds for every client (given its index too) and no response came for
@@ -204,13 +239,12 @@ pub async fn settle(
 async fn time_edit(
     edit: &'static str,
     clients: &[Arc<Received>],
-    config: &Path,
-    apply: &dyn Fn(&Path),
+    apply: impl Future<Output = ()>,
     spec: RunSpec,
 ) -> Convergence {
     let bytes_before: Vec<u64> = clients.iter().map(|received| received.bytes()).collect();
     let t0 = Instant::now();
-    apply(config);
+    apply.await;
     let got_something = |received: &Received| received.last_at().is_some_and(|last| last > t0);
     // A server that never pushes for this edit leaves some proxies unreached: reported, not fatal.
     settle(clients, t0, spec.limit, |_, received| {

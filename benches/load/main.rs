@@ -5,6 +5,7 @@
 //! cargo bench --bench load -- [--servers rudder,istiod] [--sizes 100x100,1000x100,...]
 //!                             [--modes sotw,delta] [--endpoints 3] [--limit-secs 600]
 //!                             [--repeat 3] [--sidecar] [--debounce-ms 100]
+//!                             [--registry file|kube]
 //! ```
 //! `--sizes` lists SERVICESxPROXIES pairs. Each configuration runs `--repeat` times, the servers
 //! taking turns, and a last table gives the median of every cell over those runs and the ratio
@@ -13,12 +14,20 @@
 //! `PILOT_DEBOUNCE_AFTER`; 100 ms by default). istiod is built on first use by `scripts/istiod`
 //! (minutes, then cached); if it cannot be built or started, its rows say so and rudder's still
 //! run.
+//!
+//! `--registry` says where the mesh lives. `file` (the default): ServiceEntries and
+//! WorkloadEntries in a directory both servers read (istiod in file mode). `kube`: Services,
+//! EndpointSlices and Pods with the same rules in a real kube-apiserver started once for the whole
+//! invocation (`scripts/dev-cluster`), which both servers watch in turn, istiod in Kubernetes mode,
+//! its production path; every edit goes through the API server, and each run starts on a fresh
+//! copy of the mesh (see `kube`). Creating the mesh is timed and printed to stderr.
 
 #[path = "../support/ads_client.rs"]
 mod ads_client;
 #[path = "../support/args.rs"]
 mod args;
 mod harness;
+mod kube;
 mod mesh;
 mod server;
 
@@ -39,6 +48,7 @@ struct Options {
     repeat: usize,
     sidecar: bool,
     debounce: Option<Duration>,
+    kube: bool,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -86,6 +96,11 @@ fn parse_options() -> Result<Options, String> {
             .map(|ms| ms.parse().map(Duration::from_millis))
             .transpose()
             .map_err(|_| "--debounce-ms takes a number".to_string())?,
+        kube: match option(&args, "--registry").unwrap_or("file") {
+            "file" => false,
+            "kube" => true,
+            other => return Err(format!("--registry takes file or kube, not {other:?}")),
+        },
     })
 }
 
@@ -236,6 +251,14 @@ fn main() {
         .enable_all()
         .build()
         .expect("a tokio runtime");
+    let cluster = options.kube.then(|| kube::KubeCluster::up(&runtime));
+    println!(
+        "registry: {}\n",
+        match &cluster {
+            Some(_) => "Kubernetes (Services, EndpointSlices, Pods in kube-apiserver)",
+            None => "files (ServiceEntries, WorkloadEntries)",
+        }
+    );
     print_header();
     let mut medians = Vec::new();
     for &(services, proxies) in &options.sizes {
@@ -256,9 +279,11 @@ fn main() {
                     };
                     // A run that fails (istiod missing, a limit passed) is reported and the
                     // rest go on.
-                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        runtime.block_on(harness::run(spec))
-                    }));
+                    let result =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &cluster {
+                            Some(cluster) => runtime.block_on(kube::run(spec, cluster)),
+                            None => runtime.block_on(harness::run(spec)),
+                        }));
                     match result {
                         Ok(report) => {
                             println!("{}", row(&report));

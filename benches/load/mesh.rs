@@ -3,6 +3,9 @@
 //! DestinationRule with a subset per version and a VirtualService with a header route and a 90/10
 //! split. istiod without Kubernetes reads no Services, so the mesh is ServiceEntry + WorkloadEntry
 //! for both; every object names its namespace, which istiod's file store does not default.
+//! The Kubernetes registry (`kube.rs`) builds its Services, Pods and EndpointSlices from the same
+//! addresses and versions ([`endpoint_address`], [`endpoint_version`]) and takes its rules from
+//! [`rules_yaml`], so both registries hold the same mesh.
 
 #![allow(dead_code)] // Shared with benches/soak, which also edits and removes services.
 
@@ -61,22 +64,40 @@ fn service_path(dir: &Path, index: usize) -> std::path::PathBuf {
 /// A namespace-wide Sidecar: the proxies see only the first [`SIDECAR_SCOPE`] services, as a
 /// workload that calls a handful of others would declare.
 pub fn write_sidecar(dir: &Path) -> std::io::Result<()> {
+    std::fs::write(dir.join("sidecar.yaml"), sidecar_yaml())
+}
+
+/// The Sidecar [`write_sidecar`] writes.
+pub fn sidecar_yaml() -> String {
     let hosts: Vec<String> = (0..SIDECAR_SCOPE)
         .map(|index| format!("./svc-{index}.{NAMESPACE}.svc.cluster.local"))
         .collect();
-    std::fs::write(
-        dir.join("sidecar.yaml"),
-        format!(
-            "apiVersion: networking.istio.io/v1
+    format!(
+        "apiVersion: networking.istio.io/v1
 kind: Sidecar
 metadata: {{name: default, namespace: {NAMESPACE}}}
 spec:
   egress:
   - hosts: [{hosts}]
 ",
-            hosts = hosts.join(", ")
-        ),
+        hosts = hosts.join(", ")
     )
+}
+
+/// The address of endpoint `endpoint` of service `index`: 10.B.C.D with B.C from the service and
+/// D from the endpoint, unique up to 65536 services of 250 endpoints.
+pub fn endpoint_address(index: usize, endpoint: usize, shape: ServiceShape) -> String {
+    format!(
+        "10.{}.{}.{}",
+        index / 256 % 256,
+        index % 256,
+        (endpoint + shape.endpoint_offset) % 250 + 1
+    )
+}
+
+/// The version label (`v1`, `v2`, `v3`) of endpoint `endpoint`: endpoints take them in turn.
+pub fn endpoint_version(endpoint: usize) -> String {
+    format!("v{}", endpoint % 3 + 1)
 }
 
 fn service_yaml(index: usize, shape: ServiceShape) -> String {
@@ -95,14 +116,6 @@ spec:
 "
     );
     for endpoint in 0..shape.endpoints {
-        // 10.B.C.D with B.C from the service and D from the endpoint: unique up to 65536 services
-        // of 250 endpoints.
-        let address = format!(
-            "10.{}.{}.{}",
-            index / 256 % 256,
-            index % 256,
-            (endpoint + shape.endpoint_offset) % 250 + 1
-        );
         yaml.push_str(&format!(
             "---
 apiVersion: networking.istio.io/v1
@@ -110,11 +123,22 @@ kind: WorkloadEntry
 metadata: {{name: {name}-{endpoint}, namespace: {NAMESPACE}}}
 spec:
   address: {address}
-  labels: {{app: {name}, version: v{version}}}
+  labels: {{app: {name}, version: {version}}}
 ",
-            version = endpoint % 3 + 1
+            address = endpoint_address(index, endpoint, shape),
+            version = endpoint_version(endpoint)
         ));
     }
+    yaml.push_str("---\n");
+    yaml.push_str(&rules_yaml(index, shape));
+    yaml
+}
+
+/// Service `index`'s DestinationRule (a subset per version) and VirtualService (a header route and
+/// the `v1_weight` split), the same whichever registry the service is in.
+pub fn rules_yaml(index: usize, shape: ServiceShape) -> String {
+    let name = format!("svc-{index}");
+    let host = format!("{name}.{NAMESPACE}.svc.cluster.local");
     // Endpoints take versions v1, v2, v3 in turn; with fewer than three, some subsets are empty.
     let last = 3;
     let subsets: Vec<String> = (1..=last)
@@ -133,9 +157,8 @@ spec:
             format!("    timeout: {}s\n", revision % 10 + 1),
         ),
     };
-    yaml.push_str(&format!(
-        "---
-apiVersion: networking.istio.io/v1
+    format!(
+        "apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {{name: {name}, namespace: {NAMESPACE}}}
 spec:
@@ -157,6 +180,5 @@ spec:
         subsets = subsets.join(", "),
         v1 = shape.v1_weight,
         rest = 100 - shape.v1_weight,
-    ));
-    yaml
+    )
 }

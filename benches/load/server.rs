@@ -1,11 +1,13 @@
 //! The control plane under test as a process of its own: `rudder serve` (the binary Cargo built
 //! beside this harness) or istiod's `pilot-discovery` (through `scripts/istiod`), each on a config
-//! directory, with its CPU time and memory read from /proc. rudder can be killed (SIGKILL) and
-//! started again on the same addresses, for the fault tests and the resync bench.
+//! directory or a Kubernetes API server ([`Source`]), with its CPU time and memory read from
+//! /proc. rudder can be killed (SIGKILL) and started again on the same addresses, for the fault
+//! tests and the resync bench.
 
 #![allow(dead_code)] // Shared with tests/load_smoke.rs and tests/faults.rs, which run rudder only.
 
 use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -37,6 +39,15 @@ impl ServerKind {
     }
 }
 
+/// Where a server reads its config.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// A directory of YAML files (rudder's `--config-dir`, istiod's file mode).
+    Files(&'a Path),
+    /// The API server this kubeconfig names (rudder's `--kubeconfig`, istiod's Kubernetes mode).
+    Kube(&'a Path),
+}
+
 pub struct ServerProcess {
     pub xds: SocketAddr,
     /// rudder's admin address (istiod's is not used).
@@ -49,11 +60,12 @@ pub struct ServerProcess {
     istiod_run_dir: Option<PathBuf>,
 }
 
-/// `rudder serve` on one config directory and fixed addresses, with extra flags.
+/// `rudder serve` on one config source and fixed addresses, with extra flags.
 #[derive(Debug, Clone)]
 struct RudderCommand {
     binary: PathBuf,
-    config_dir: PathBuf,
+    /// `--config-dir DIR` or `--kubeconfig FILE`.
+    source: [OsString; 2],
     xds: SocketAddr,
     admin: SocketAddr,
     args: Vec<String>,
@@ -62,8 +74,8 @@ struct RudderCommand {
 impl RudderCommand {
     fn spawn(&self) -> Child {
         Command::new(&self.binary)
-            .args(["--log-level", "warn", "serve", "--config-dir"])
-            .arg(&self.config_dir)
+            .args(["--log-level", "warn", "serve"])
+            .args(&self.source)
             .args(["--xds-address", &self.xds.to_string()])
             .args(["--admin-address", &self.admin.to_string()])
             // As istiod is run below: these clients connect by the thousand and, unlike Envoy, do
@@ -106,6 +118,11 @@ fn free_port() -> u16 {
 impl ServerProcess {
     /// `debounce` replaces both servers' default quiet time before a push (100 ms).
     pub fn start(kind: ServerKind, config_dir: &Path, debounce: Option<Duration>) -> ServerProcess {
+        Self::start_on(kind, Source::Files(config_dir), debounce)
+    }
+
+    /// [`ServerProcess::start`] on any [`Source`].
+    pub fn start_on(kind: ServerKind, source: Source, debounce: Option<Duration>) -> ServerProcess {
         match kind {
             ServerKind::Rudder | ServerKind::Baseline => {
                 let debounce = debounce.map(|debounce| format!("{}ms", debounce.as_millis()));
@@ -119,10 +136,10 @@ impl ServerProcess {
                         .expect("rudder-baseline runs the binary $RUDDER_BASELINE_BIN names"),
                     _ => PathBuf::from(env!("CARGO_BIN_EXE_rudder")),
                 };
-                Self::start_rudder_binary(binary, config_dir, &args)
+                Self::start_rudder_on(binary, source, &args)
             }
             ServerKind::Istiod => {
-                let server = Self::start_istiod(config_dir, debounce);
+                let server = Self::start_istiod(source, debounce);
                 server.wait_for_xds(kind);
                 server
             }
@@ -131,13 +148,21 @@ impl ServerProcess {
 
     /// `rudder serve` on `config_dir` with extra flags `args`, on free loopback ports.
     pub fn start_rudder(config_dir: &Path, args: &[&str]) -> ServerProcess {
-        Self::start_rudder_binary(PathBuf::from(env!("CARGO_BIN_EXE_rudder")), config_dir, args)
+        Self::start_rudder_on(
+            PathBuf::from(env!("CARGO_BIN_EXE_rudder")),
+            Source::Files(config_dir),
+            args,
+        )
     }
 
-    fn start_rudder_binary(binary: PathBuf, config_dir: &Path, args: &[&str]) -> ServerProcess {
+    fn start_rudder_on(binary: PathBuf, source: Source, args: &[&str]) -> ServerProcess {
+        let source = match source {
+            Source::Files(dir) => ["--config-dir".into(), dir.into()],
+            Source::Kube(kubeconfig) => ["--kubeconfig".into(), kubeconfig.into()],
+        };
         let command = RudderCommand {
             binary,
-            config_dir: config_dir.to_path_buf(),
+            source,
             xds: ([127, 0, 0, 1], free_port()).into(),
             admin: ([127, 0, 0, 1], free_port()).into(),
             args: args.iter().map(ToString::to_string).collect(),
@@ -184,7 +209,7 @@ impl ServerProcess {
         self.wait_for_xds(ServerKind::Rudder);
     }
 
-    fn start_istiod(config_dir: &Path, debounce: Option<Duration>) -> ServerProcess {
+    fn start_istiod(source: Source, debounce: Option<Duration>) -> ServerProcess {
         // istiod closes streams beyond a rate of new ones (PILOT_MAX_REQUESTS_PER_SECOND): Envoy
         // would come back after a backoff, these clients do not, and the connection rate is not
         // what is measured.
@@ -194,9 +219,14 @@ impl ServerProcess {
         }
         let run_dir =
             std::env::temp_dir().join(format!("rudder-load-istiod-{}", std::process::id()));
-        let output = Command::new(repository().join("scripts/istiod"))
-            .args(["up"])
-            .arg(config_dir)
+        let mut up = Command::new(repository().join("scripts/istiod"));
+        up.arg("up");
+        match source {
+            Source::Files(dir) => up.arg(dir),
+            // Kubernetes mode: see `scripts/istiod` for what it needs of the cluster.
+            Source::Kube(kubeconfig) => up.env("RUDDER_ISTIOD_KUBECONFIG", kubeconfig),
+        };
+        let output = up
             .env("RUDDER_ISTIOD_DIR", &run_dir)
             .env("RUDDER_ISTIOD_OWNER_PID", std::process::id().to_string())
             .env("RUDDER_ISTIOD_ARGS", "--log_output_level=default:warn")
