@@ -1,6 +1,12 @@
 //! One load run: a generated mesh on disk, a control plane process serving it, `proxies`
 //! in-process ADS clients (SotW or delta, ACKing like Envoy; `benches/support/ads_client.rs`), and
-//! three timed edits. Shared by the `load` bench and the smoke test in `tests/load_smoke.rs`.
+//! three timed edits. Shared by the `load` bench and the smoke test in `tests/load_smoke.rs`; the
+//! same run with real Envoys instead of these clients is `envoys.rs`, which takes the mesh and the
+//! edits from here.
+//!
+//! Proxy `i` carries the labels `app: client-{i % label_sets}`: as many distinct label sets as
+//! `RunSpec::label_sets`, as pods of that many Deployments would, since proxies of one shape share
+//! one translation in rudder and identical proxies would flatter it.
 //!
 //! Convergence is timed on the clients' side, so it means the same for both servers: after an
 //! edit is written at t0, a proxy has converged when the last response it gets arrives (every
@@ -14,6 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use envoy_types::pb::google::protobuf::{Value, value::Kind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -22,12 +29,12 @@ use super::mesh::{self, ServiceShape};
 use super::server::{ServerKind, ServerProcess};
 
 /// Writes one edit into the config directory.
-type EditFn = Box<dyn Fn(&Path)>;
+pub type EditFn = Box<dyn Fn(&Path)>;
 
 /// How long every stream must stay silent for a phase to count as over.
 pub const QUIET: Duration = Duration::from_millis(1000);
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RunSpec {
     pub server: ServerKind,
     pub services: usize,
@@ -41,6 +48,13 @@ pub struct RunSpec {
     pub debounce: Option<Duration>,
     /// A phase that takes longer fails the run.
     pub limit: Duration,
+    /// Distinct label sets among the proxies (at least 1): proxy `i` is `app: client-{i % K}`.
+    pub label_sets: usize,
+    /// Every proxy declares `INTERCEPTION_MODE: NONE`, so its listeners bind on 127.0.0.1 only;
+    /// set for runs compared with real Envoys (`envoys.rs`), which must not bind elsewhere.
+    pub loopback_listeners: bool,
+    /// Real Envoy processes instead of in-process clients: run by `envoys::run`, not [`run`].
+    pub envoys: bool,
 }
 
 /// How long proxies took to converge after one edit.
@@ -71,15 +85,10 @@ pub struct Report {
 }
 
 pub async fn run(spec: RunSpec) -> Report {
+    assert!(!spec.envoys, "runs with real Envoys are envoys::run's");
     let dir = tempfile::tempdir().expect("a temporary directory");
     let config = dir.path();
-    let shape = ServiceShape::new(spec.endpoints);
-    for index in 0..spec.services {
-        mesh::write_service(config, index, shape).expect("write the mesh");
-    }
-    if spec.sidecar {
-        mesh::write_sidecar(config).expect("write the Sidecar");
-    }
+    write_mesh(config, spec);
     let server = ServerProcess::start(spec.server, config, spec.debounce);
 
     let start = Instant::now();
@@ -98,7 +107,42 @@ pub async fn run(spec: RunSpec) -> Report {
         });
     let initial_bytes_per_proxy = median(clients.iter().map(|received| received.bytes()).collect());
 
-    let edits: [(&'static str, EditFn); 3] = [
+    let mut results = Vec::new();
+    for (edit, apply) in edits(spec) {
+        results.push(time_edit(edit, &clients, config, apply.as_ref(), spec).await);
+    }
+    let report = Report {
+        spec,
+        initial,
+        initial_bytes_per_proxy,
+        edits: results,
+        cpu_seconds: server.cpu_seconds(),
+        peak_rss: server.peak_rss(),
+        bytes_sent: clients.iter().map(|received| received.bytes()).sum(),
+    };
+    // Clients go before the server, so its exit is not reported as their streams failing.
+    for task in tasks {
+        task.abort();
+    }
+    report
+}
+
+/// Writes the run's mesh (and the Sidecar if asked for) into the config directory.
+pub fn write_mesh(config: &Path, spec: RunSpec) {
+    let shape = ServiceShape::new(spec.endpoints);
+    for index in 0..spec.services {
+        mesh::write_service(config, index, shape).expect("write the mesh");
+    }
+    if spec.sidecar {
+        mesh::write_sidecar(config).expect("write the Sidecar");
+    }
+}
+
+/// The three timed edits, in order: a rule edit (svc-0's split), an endpoint edit (a
+/// WorkloadEntry added to svc-0) and a new service.
+pub fn edits(spec: RunSpec) -> [(&'static str, EditFn); 3] {
+    let shape = ServiceShape::new(spec.endpoints);
+    [
         (
             "rule",
             Box::new(move |config: &Path| {
@@ -126,25 +170,22 @@ pub async fn run(spec: RunSpec) -> Report {
                 mesh::write_service(config, spec.services, shape).expect("add a service");
             }),
         ),
-    ];
-    let mut results = Vec::new();
-    for (edit, apply) in edits {
-        results.push(time_edit(edit, &clients, config, apply.as_ref(), spec).await);
-    }
-    let report = Report {
-        spec,
-        initial,
-        initial_bytes_per_proxy,
-        edits: results,
-        cpu_seconds: server.cpu_seconds(),
-        peak_rss: server.peak_rss(),
-        bytes_sent: clients.iter().map(|received| received.bytes()).sum(),
-    };
-    // Clients go before the server, so its exit is not reported as their streams failing.
-    for task in tasks {
-        task.abort();
-    }
-    report
+    ]
+}
+
+/// Proxy `index`'s label set: one of `spec.label_sets`.
+pub fn labels(spec: RunSpec, index: usize) -> String {
+    format!("client-{}", index % spec.label_sets.max(1))
+}
+
+/// Proxy `index`'s address, unique up to millions of proxies.
+pub fn proxy_ip(index: usize) -> String {
+    format!(
+        "10.{}.{}.{}",
+        128 + index / 65536,
+        (index / 256) % 256,
+        index % 256
+    )
 }
 
 async fn connect(
@@ -154,8 +195,18 @@ async fn connect(
     let mut clients = Vec::with_capacity(spec.proxies);
     let mut tasks = Vec::with_capacity(spec.proxies);
     for i in 0..spec.proxies {
-        let ip = format!("10.{}.{}.{}", 128 + i / 65536, (i / 256) % 256, i % 256);
-        let node = ads_client::node(&ip, &format!("client-{i}"), &[("app", "client")]);
+        let app = labels(spec, i);
+        let mut node = ads_client::node(&proxy_ip(i), &format!("client-{i}"), &[("app", &app)]);
+        if spec.loopback_listeners
+            && let Some(metadata) = &mut node.metadata
+        {
+            metadata.fields.insert(
+                "INTERCEPTION_MODE".to_string(),
+                Value {
+                    kind: Some(Kind::StringValue("NONE".to_string())),
+                },
+            );
+        }
         let channel = ads_client::connect(server.xds).await;
         let received = Arc::new(Received::default());
         let counting = received.clone();
@@ -231,10 +282,6 @@ async fn time_edit(
         times.len(),
         clients.len()
     );
-    let percentile = |p: f64| {
-        let index = ((times.len() as f64 * p).ceil() as usize).clamp(1, times.len().max(1)) - 1;
-        times.get(index).copied().unwrap_or_default()
-    };
     let bytes_per_proxy = median(
         clients
             .iter()
@@ -242,17 +289,30 @@ async fn time_edit(
             .map(|(received, before)| received.bytes() - before)
             .collect(),
     );
+    convergence(times, bytes_per_proxy, spec.proxies).await
+}
+
+/// The figures of one edit from the sorted convergence times of the proxies it reached.
+pub async fn convergence(
+    times: Vec<Duration>,
+    bytes_per_proxy: u64,
+    proxies: usize,
+) -> Convergence {
+    let percentile = |p: f64| {
+        let index = ((times.len() as f64 * p).ceil() as usize).clamp(1, times.len().max(1)) - 1;
+        times.get(index).copied().unwrap_or_default()
+    };
     Convergence {
         reached: times.len(),
         p50: percentile(0.50),
         p99: percentile(0.99),
         max: times.last().copied().unwrap_or_default(),
         bytes_per_proxy,
-        wire: wire_time(spec.proxies, bytes_per_proxy).await,
+        wire: wire_time(proxies, bytes_per_proxy).await,
     }
 }
 
-fn median(mut values: Vec<u64>) -> u64 {
+pub fn median(mut values: Vec<u64>) -> u64 {
     values.sort_unstable();
     values.get(values.len() / 2).copied().unwrap_or(0)
 }
