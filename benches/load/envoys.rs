@@ -27,6 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 use rudder::bootstrap::AdsApiType;
 use serde_json::json;
 
+use super::args::millis;
 use super::envoy_process::EnvoyProcess;
 use super::harness::{self, QUIET, Report, RunSpec};
 use super::server::ServerProcess;
@@ -42,6 +43,9 @@ struct Seen {
     served: bool,
     /// When it last accepted a response.
     last_update: Option<SystemTime>,
+    /// When the last response arrived (before Envoy applied it): what a simulated proxy's time
+    /// means, printed beside the table to tell the server's share from Envoy's own.
+    last_arrival: Option<SystemTime>,
     /// Bytes received on its xDS connection.
     bytes: u64,
 }
@@ -86,19 +90,32 @@ pub async fn run(spec: RunSpec) -> Report {
     // server's.
     let first_stream = envoys
         .iter()
-        .filter_map(|envoy| first_stream(&envoy.log()))
+        .filter_map(|proxy| first_stream(&proxy.envoy.log()))
         .min()
         .unwrap_or(start);
     let initial = latest(&seen, first_stream);
+    eprintln!(
+        "{} {}x{} Envoys: all served {} ms after the first stream, the last response arrived {} ms",
+        spec.server.name(),
+        spec.services,
+        spec.proxies,
+        millis(initial),
+        millis(
+            seen.iter()
+                .filter_map(|seen| seen.last_arrival?.duration_since(first_stream).ok())
+                .max()
+                .unwrap_or_default()
+        )
+    );
     let initial_bytes_per_proxy = harness::median(seen.iter().map(|seen| seen.bytes).collect());
 
     let mut edits = Vec::new();
     let mut before = seen;
     for (edit, apply) in harness::edits(spec) {
-        let (convergence, after) =
+        let (convergence, arrivals, after) =
             time_edit(&http, &envoys, config, apply.as_ref(), spec, &before).await;
         eprintln!(
-            "{} {}x{} Envoys: {edit} edit reached {} of {}",
+            "{} {}x{} Envoys: {edit} edit reached {} of {}; last response arrived {arrivals}",
             spec.server.name(),
             spec.services,
             spec.proxies,
@@ -119,9 +136,18 @@ pub async fn run(spec: RunSpec) -> Report {
     }
 }
 
-/// Starts every Envoy at once (each start waits for its admin address, hence the threads), as
-/// the simulated proxies all connect at once.
-async fn start_envoys(server: &ServerProcess, spec: RunSpec) -> Vec<EnvoyProcess> {
+/// A started Envoy, and the thread that started it, which must outlive it: these Envoys get
+/// SIGTERM from this process when the thread that forked them ends (a parent-death signal on the
+/// thread; seen as every Envoy stopping ten seconds in, when tokio's idle blocking threads exit),
+/// so each is started from a thread of its own that waits until the Envoy is dropped.
+struct Proxy {
+    envoy: EnvoyProcess,
+    /// Dropped after `envoy` (fields drop in order), which lets the thread end.
+    _keeper: std::sync::mpsc::Sender<()>,
+}
+
+/// Starts every Envoy at once, as the simulated proxies all connect at once.
+async fn start_envoys(server: &ServerProcess, spec: RunSpec) -> Vec<Proxy> {
     let xds = server.xds;
     let api_type = if spec.delta {
         AdsApiType::DeltaGrpc
@@ -139,26 +165,40 @@ async fn start_envoys(server: &ServerProcess, spec: RunSpec) -> Vec<EnvoyProcess
                 "INTERCEPTION_MODE": "NONE",
                 "LABELS": {"app": harness::labels(spec, i)},
             });
-            tokio::task::spawn_blocking(move || {
-                EnvoyProcess::start_with_args(&node, metadata, xds, api_type, ENVOY_ARGS)
-            })
+            let (started, envoy) = tokio::sync::oneshot::channel();
+            std::thread::spawn(move || {
+                let (keeper, dropped) = std::sync::mpsc::channel::<()>();
+                let envoy =
+                    EnvoyProcess::start_with_args(&node, metadata, xds, api_type, ENVOY_ARGS);
+                if started
+                    .send(Proxy {
+                        envoy,
+                        _keeper: keeper,
+                    })
+                    .is_ok()
+                {
+                    // Returns once the Proxy, and with it the Sender, is dropped.
+                    let _ = dropped.recv();
+                }
+            });
+            envoy
         })
         .collect();
-    let mut envoys = Vec::with_capacity(starts.len());
+    let mut proxies = Vec::with_capacity(starts.len());
     for start in starts {
-        envoys.push(start.await.expect("an Envoy started"));
+        proxies.push(start.await.expect("an Envoy started"));
     }
-    envoys
+    proxies
 }
 
 async fn time_edit(
     http: &reqwest::Client,
-    envoys: &[EnvoyProcess],
+    envoys: &[Proxy],
     config: &Path,
     apply: &dyn Fn(&Path),
     spec: RunSpec,
     before: &[Seen],
-) -> (harness::Convergence, Vec<Seen>) {
+) -> (harness::Convergence, String, Vec<Seen>) {
     let t0 = SystemTime::now();
     apply(config);
     let updated = |seen: &Seen| seen.last_update.is_some_and(|last| last > t0);
@@ -177,22 +217,27 @@ async fn time_edit(
         .zip(before)
         .map(|(after, before)| after.bytes.saturating_sub(before.bytes))
         .collect();
+    let arrivals = percentiles(
+        seen.iter()
+            .filter_map(|seen| seen.last_arrival?.duration_since(t0).ok())
+            .collect(),
+    );
     let convergence = harness::convergence(times, harness::median(bytes), spec.proxies).await;
-    (convergence, seen)
+    (convergence, arrivals, seen)
 }
 
 /// Reads every Envoy until `done` holds for each and none has applied anything for [`QUIET`]:
 /// what each holds then (`Err` with what they held if `spec.limit` passed first).
 async fn settle(
     http: &reqwest::Client,
-    envoys: &[EnvoyProcess],
+    envoys: &[Proxy],
     spec: RunSpec,
     done: impl Fn(&Seen) -> bool,
 ) -> Result<Vec<Seen>, Vec<Seen>> {
     let deadline = Instant::now() + spec.limit;
     loop {
         let mut seen = Vec::with_capacity(envoys.len());
-        for envoy in envoys {
+        for Proxy { envoy, .. } in envoys {
             seen.push(look(http, envoy).await.unwrap_or_else(|error| {
                 panic!(
                     "Envoy at {}: {error}; its log:\n{}",
@@ -215,6 +260,13 @@ async fn settle(
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// "p50 / p99 ms" of `times`.
+fn percentiles(mut times: Vec<Duration>) -> String {
+    times.sort();
+    let at = |p| millis(harness::percentile(&times, p));
+    format!("p50 / p99 {} / {} ms", at(0.5), at(0.99))
 }
 
 /// From `since` to the latest update any Envoy applied.
@@ -253,6 +305,7 @@ async fn look(http: &reqwest::Client, envoy: &EnvoyProcess) -> Result<Seen, Stri
             .filter_map(|(_, value)| value.trim().parse().ok())
             .collect()
     };
+    let log = envoy.log();
     let one = |name: &str| stat(&|stat| stat == name).first().copied().unwrap_or(0);
     let routes = stat(&|name| name.starts_with("http.") && name.contains(".rds."));
     Ok(Seen {
@@ -262,16 +315,28 @@ async fn look(http: &reqwest::Client, envoy: &EnvoyProcess) -> Result<Seen, Stri
             && one("listener_manager.total_listeners_warming") == 0
             && one("listener_manager.total_listeners_active") > 0
             && routes.iter().any(|accepted| *accepted > 0),
-        last_update: last_accepted(&envoy.log()),
+        last_update: last_accepted(&log),
+        last_arrival: last_arrival(&log),
         bytes: one("cluster.xds-grpc.upstream_cx_rx_bytes_total"),
     })
 }
 
-/// When the Envoy whose log this is last accepted a response (see [`ENVOY_ARGS`]).
+/// When the Envoy whose log this is last accepted a response (see [`ENVOY_ARGS`]): "gRPC config
+/// for TYPE accepted", "Delta config for TYPE accepted".
 fn last_accepted(log: &str) -> Option<SystemTime> {
+    last_line(log, " accepted ")
+}
+
+/// When the last response arrived: "Received gRPC message for TYPE", "Received
+/// DeltaDiscoveryResponse for TYPE".
+fn last_arrival(log: &str) -> Option<SystemTime> {
+    last_line(log, "] Received ")
+}
+
+fn last_line(log: &str, containing: &str) -> Option<SystemTime> {
     log.lines()
         .rev()
-        .filter(|line| line.contains("][debug][config]") && line.contains(" accepted "))
+        .filter(|line| line.contains("][debug][config]") && line.contains(containing))
         .find_map(stamp)
 }
 

@@ -298,18 +298,20 @@ pub async fn convergence(
     bytes_per_proxy: u64,
     proxies: usize,
 ) -> Convergence {
-    let percentile = |p: f64| {
-        let index = ((times.len() as f64 * p).ceil() as usize).clamp(1, times.len().max(1)) - 1;
-        times.get(index).copied().unwrap_or_default()
-    };
     Convergence {
         reached: times.len(),
-        p50: percentile(0.50),
-        p99: percentile(0.99),
+        p50: percentile(&times, 0.50),
+        p99: percentile(&times, 0.99),
         max: times.last().copied().unwrap_or_default(),
         bytes_per_proxy,
         wire: wire_time(proxies, bytes_per_proxy).await,
     }
+}
+
+/// The `p` quantile (0 to 1) of sorted `times`; zero if there are none.
+pub fn percentile(times: &[Duration], p: f64) -> Duration {
+    let index = ((times.len() as f64 * p).ceil() as usize).clamp(1, times.len().max(1)) - 1;
+    times.get(index).copied().unwrap_or_default()
 }
 
 pub fn median(mut values: Vec<u64>) -> u64 {
