@@ -1,7 +1,8 @@
 //! A smoke-sized run of the load harness (`benches/load`): `rudder serve` as its own process on a
-//! generated ServiceEntry mesh, simulated proxies in both ADS modes, and the three timed edits. It
-//! checks that every proxy gets its config and every edit reaches every proxy; the figures are
-//! printed (`--nocapture`), the full-sized runs are `cargo bench --bench load`.
+//! generated ServiceEntry mesh, simulated proxies in both ADS modes (in four label sets, so rudder
+//! translates for several proxy shapes), and the three timed edits. It checks that every proxy
+//! gets its config and every edit reaches every proxy; the figures are printed (`--nocapture`),
+//! the full-sized runs are `cargo bench --bench load`.
 
 #[path = "../benches/support/ads_client.rs"]
 mod ads_client;
@@ -27,6 +28,9 @@ async fn smoke(delta: bool) {
         sidecar: false,
         debounce: None,
         limit: Duration::from_secs(30),
+        label_sets: 4,
+        loopback_listeners: false,
+        envoys: false,
     };
     let report = harness::run(spec).await;
     println!("{report:?}");

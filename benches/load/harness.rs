@@ -2,7 +2,13 @@
 //! in-process ADS clients (SotW or delta, ACKing like Envoy; `benches/support/ads_client.rs`), and
 //! three timed edits. Shared by the `load` bench and the smoke test in `tests/load_smoke.rs`. The
 //! mesh may live elsewhere than on disk (a [`Registry`]: the load bench's Kubernetes registry is
-//! `benches/load/kube.rs`); the proxies, the edits and the timing stay the same.
+//! `benches/load/kube.rs`); the proxies, the edits and the timing stay the same. The same run with
+//! real Envoys instead of these clients is `envoys.rs`, which takes the mesh and the edits from
+//! here.
+//!
+//! Proxy `i` carries the labels `app: client-{i % label_sets}`: as many distinct label sets as
+//! `RunSpec::label_sets`, as pods of that many Deployments would, since proxies of one shape share
+//! one translation in rudder and identical proxies would flatter it.
 //!
 //! Convergence is timed on the clients' side, so it means the same for both servers: after an
 //! edit is written at t0, a proxy has converged when the last response it gets arrives (every
@@ -17,15 +23,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use envoy_types::pb::google::protobuf::{Value, value::Kind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::ads_client::{self, Received};
 use super::mesh::{self, ServiceShape};
 use super::server::{ServerKind, ServerProcess, Source};
-
-/// The labels every simulated proxy has (in its node metadata, and on its Pod in a cluster).
-pub const PROXY_LABELS: &[(&str, &str)] = &[("app", "client")];
 
 /// Where a run's mesh lives, and how an edit reaches the server: files in a directory ([`Files`])
 /// or objects in a Kubernetes API server (`benches/load/kube.rs`).
@@ -52,7 +56,7 @@ impl Registry for Files<'_> {
 /// How long every stream must stay silent for a phase to count as over.
 pub const QUIET: Duration = Duration::from_millis(1000);
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RunSpec {
     pub server: ServerKind,
     pub services: usize,
@@ -66,6 +70,13 @@ pub struct RunSpec {
     pub debounce: Option<Duration>,
     /// A phase that takes longer fails the run.
     pub limit: Duration,
+    /// Distinct label sets among the proxies (at least 1): proxy `i` is `app: client-{i % K}`.
+    pub label_sets: usize,
+    /// Every proxy declares `INTERCEPTION_MODE: NONE`, so its listeners bind on 127.0.0.1 only;
+    /// set for runs compared with real Envoys (`envoys.rs`), which must not bind elsewhere.
+    pub loopback_listeners: bool,
+    /// Real Envoy processes instead of in-process clients: run by `envoys::run`, not [`run`].
+    pub envoys: bool,
 }
 
 /// How long proxies took to converge after one edit.
@@ -96,8 +107,15 @@ pub struct Report {
 }
 
 pub async fn run(spec: RunSpec) -> Report {
+    assert!(!spec.envoys, "runs with real Envoys are envoys::run's");
     let dir = tempfile::tempdir().expect("a temporary directory");
     let config = dir.path();
+    write_mesh(config, spec);
+    run_on(spec, &Files(config)).await
+}
+
+/// Writes the run's mesh (and the Sidecar if asked for) into the config directory.
+pub fn write_mesh(config: &Path, spec: RunSpec) {
     let shape = ServiceShape::new(spec.endpoints);
     for index in 0..spec.services {
         mesh::write_service(config, index, shape).expect("write the mesh");
@@ -105,13 +123,11 @@ pub async fn run(spec: RunSpec) -> Report {
     if spec.sidecar {
         mesh::write_sidecar(config).expect("write the Sidecar");
     }
-    run_on(spec, &Files(config)).await
 }
 
 /// A run on a mesh already in `registry`: services `svc-0` to `svc-{services - 1}`, each as
 /// `ServiceShape::new(spec.endpoints)` makes it, and the Sidecar if `spec.sidecar`.
 pub async fn run_on(spec: RunSpec, registry: &impl Registry) -> Report {
-    let shape = ServiceShape::new(spec.endpoints);
     let server = registry.start(spec.server, spec.debounce);
 
     let start = Instant::now();
@@ -130,29 +146,8 @@ pub async fn run_on(spec: RunSpec, registry: &impl Registry) -> Report {
         });
     let initial_bytes_per_proxy = median(clients.iter().map(|received| received.bytes()).collect());
 
-    // Each edit: the service it rewrites and how; the endpoint edit keeps the rule edit's split.
-    let edits: [(&'static str, usize, ServiceShape); 3] = [
-        (
-            "rule",
-            0,
-            ServiceShape {
-                v1_weight: 80,
-                ..shape
-            },
-        ),
-        (
-            "endpoint",
-            0,
-            ServiceShape {
-                v1_weight: 80,
-                endpoints: shape.endpoints + 1,
-                ..shape
-            },
-        ),
-        ("service", spec.services, shape),
-    ];
     let mut results = Vec::new();
-    for (edit, index, shape) in edits {
+    for (edit, index, shape) in edits(spec) {
         let apply = registry.write_service(index, shape);
         results.push(time_edit(edit, &clients, apply, spec).await);
     }
@@ -172,6 +167,39 @@ pub async fn run_on(spec: RunSpec, registry: &impl Registry) -> Report {
     report
 }
 
+/// The three timed edits, in order, each the service it rewrites and how: a rule edit (svc-0's
+/// split), an endpoint edit (an endpoint added to svc-0, keeping the rule edit's split) and a new
+/// service.
+pub fn edits(spec: RunSpec) -> [(&'static str, usize, ServiceShape); 3] {
+    let shape = ServiceShape::new(spec.endpoints);
+    [
+        (
+            "rule",
+            0,
+            ServiceShape {
+                v1_weight: 80,
+                ..shape
+            },
+        ),
+        (
+            "endpoint",
+            0,
+            ServiceShape {
+                v1_weight: 80,
+                endpoints: shape.endpoints + 1,
+                ..shape
+            },
+        ),
+        ("service", spec.services, shape),
+    ]
+}
+
+/// Proxy `index`'s label set: one of `spec.label_sets` (in its node metadata, and on its Pod in
+/// a cluster).
+pub fn labels(spec: RunSpec, index: usize) -> String {
+    format!("client-{}", index % spec.label_sets.max(1))
+}
+
 async fn connect(
     server: &ServerProcess,
     spec: RunSpec,
@@ -179,8 +207,18 @@ async fn connect(
     let mut clients = Vec::with_capacity(spec.proxies);
     let mut tasks = Vec::with_capacity(spec.proxies);
     for i in 0..spec.proxies {
-        let ip = proxy_ip(i);
-        let node = ads_client::node(&ip, &proxy_name(i), PROXY_LABELS);
+        let app = labels(spec, i);
+        let mut node = ads_client::node(&proxy_ip(i), &proxy_name(i), &[("app", &app)]);
+        if spec.loopback_listeners
+            && let Some(metadata) = &mut node.metadata
+        {
+            metadata.fields.insert(
+                "INTERCEPTION_MODE".to_string(),
+                Value {
+                    kind: Some(Kind::StringValue("NONE".to_string())),
+                },
+            );
+        }
         let channel = ads_client::connect(server.xds).await;
         let received = Arc::new(Received::default());
         let counting = received.clone();
@@ -265,10 +303,6 @@ async fn time_edit(
         times.len(),
         clients.len()
     );
-    let percentile = |p: f64| {
-        let index = ((times.len() as f64 * p).ceil() as usize).clamp(1, times.len().max(1)) - 1;
-        times.get(index).copied().unwrap_or_default()
-    };
     let bytes_per_proxy = median(
         clients
             .iter()
@@ -276,17 +310,32 @@ async fn time_edit(
             .map(|(received, before)| received.bytes() - before)
             .collect(),
     );
+    convergence(times, bytes_per_proxy, spec.proxies).await
+}
+
+/// The figures of one edit from the sorted convergence times of the proxies it reached.
+pub async fn convergence(
+    times: Vec<Duration>,
+    bytes_per_proxy: u64,
+    proxies: usize,
+) -> Convergence {
     Convergence {
         reached: times.len(),
-        p50: percentile(0.50),
-        p99: percentile(0.99),
+        p50: percentile(&times, 0.50),
+        p99: percentile(&times, 0.99),
         max: times.last().copied().unwrap_or_default(),
         bytes_per_proxy,
-        wire: wire_time(spec.proxies, bytes_per_proxy).await,
+        wire: wire_time(proxies, bytes_per_proxy).await,
     }
 }
 
-fn median(mut values: Vec<u64>) -> u64 {
+/// The `p` quantile (0 to 1) of sorted `times`; zero if there are none.
+pub fn percentile(times: &[Duration], p: f64) -> Duration {
+    let index = ((times.len() as f64 * p).ceil() as usize).clamp(1, times.len().max(1)) - 1;
+    times.get(index).copied().unwrap_or_default()
+}
+
+pub fn median(mut values: Vec<u64>) -> u64 {
     values.sort_unstable();
     values.get(values.len() / 2).copied().unwrap_or(0)
 }

@@ -35,7 +35,7 @@ use ::kube::core::{ApiResource, GroupVersionKind};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
-use super::harness::{self, PROXY_LABELS, Registry, Report, RunSpec};
+use super::harness::{self, Registry, Report, RunSpec};
 use super::mesh::{self, NAMESPACE, PORT, ServiceShape};
 use super::server::{ServerKind, ServerProcess, Source};
 
@@ -362,15 +362,11 @@ pub async fn run(spec: RunSpec, cluster: &KubeCluster) -> Report {
     let mut writes: Vec<Write> = (0..spec.services)
         .flat_map(|index| service(index, shape))
         .collect();
-    let labels: serde_json::Map<String, Value> = PROXY_LABELS
-        .iter()
-        .map(|(key, value)| (key.to_string(), Value::from(*value)))
-        .collect();
     for i in 0..spec.proxies {
         let name = harness::proxy_name(i);
         writes.extend(pod(
             &name,
-            Value::Object(labels.clone()),
+            json!({"app": harness::labels(spec, i)}),
             &harness::proxy_ip(i),
         ));
     }

@@ -6,8 +6,17 @@
 //!                             [--modes sotw,delta] [--endpoints 3] [--limit-secs 600]
 //!                             [--repeat 3] [--sidecar] [--debounce-ms 100]
 //!                             [--registry file|kube]
+//!                             [--label-sets 1,p/10] [--envoys]
 //! ```
-//! `--sizes` lists SERVICESxPROXIES pairs. Each configuration runs `--repeat` times, the servers
+//! `--sizes` lists SERVICESxPROXIES pairs. `--label-sets` lists K values, each a number or `p/N`
+//! (the proxy count divided by N, at least 1): proxy `i` carries `app: client-{i % K}`, so there
+//! are K distinct label sets, as pods of K Deployments have (default 1: all proxies alike, which
+//! lets rudder share one translation among them all). `--envoys` runs every configuration a
+//! second time with real Envoy processes as the proxies (`envoys.rs`; `$ENVOY` or `envoy` on the
+//! PATH), to calibrate the simulated ones: their rows say `(Envoys)` in the mode column, and all
+//! proxies of such an invocation, simulated or real, declare `INTERCEPTION_MODE: NONE` so that
+//! the Envoys bind on loopback only and both kinds get the same config. Each (size, mode, K,
+//! proxy kind) is a configuration of its own. Each configuration runs `--repeat` times, the servers
 //! taking turns, and a last table gives the median of every cell over those runs and the ratio
 //! rudder / istiod of each median. `--sidecar` adds a Sidecar that scopes the proxies' egress to
 //! ten services. `--debounce-ms` sets both servers' quiet time before a push (`--debounce-after`,
@@ -26,6 +35,14 @@
 mod ads_client;
 #[path = "../support/args.rs"]
 mod args;
+// The tests' way of running a real Envoy, shared rather than copied.
+#[allow(dead_code)]
+#[path = "../../tests/support/envoy.rs"]
+mod envoy;
+#[allow(dead_code)]
+#[path = "../../tests/support/envoy_process.rs"]
+mod envoy_process;
+mod envoys;
 mod harness;
 mod kube;
 mod mesh;
@@ -49,6 +66,38 @@ struct Options {
     sidecar: bool,
     debounce: Option<Duration>,
     kube: bool,
+    label_sets: Vec<LabelSets>,
+    envoys: bool,
+}
+
+/// One `--label-sets` value.
+#[derive(Debug, Clone, Copy)]
+enum LabelSets {
+    Count(usize),
+    /// `p/N`: the proxy count divided by N.
+    PerProxies(usize),
+}
+
+impl LabelSets {
+    fn parse(text: &str) -> Result<LabelSets, String> {
+        let number = |text: &str| text.parse::<usize>().ok().filter(|n| *n > 0);
+        let parsed = match text.strip_prefix("p/") {
+            Some(divisor) => number(divisor).map(LabelSets::PerProxies),
+            None => number(text).map(LabelSets::Count),
+        };
+        parsed.ok_or(format!(
+            "label sets {text:?} is neither a number above 0 nor p/N"
+        ))
+    }
+
+    /// How many distinct label sets `proxies` proxies get: at least 1, at most one each.
+    fn resolve(self, proxies: usize) -> usize {
+        let sets = match self {
+            LabelSets::Count(sets) => sets,
+            LabelSets::PerProxies(divisor) => proxies / divisor,
+        };
+        sets.clamp(1, proxies.max(1))
+    }
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -101,6 +150,12 @@ fn parse_options() -> Result<Options, String> {
             "kube" => true,
             other => return Err(format!("--registry takes file or kube, not {other:?}")),
         },
+        label_sets: option(&args, "--label-sets")
+            .unwrap_or("1")
+            .split(',')
+            .map(LabelSets::parse)
+            .collect::<Result<_, _>>()?,
+        envoys: args.iter().any(|arg| arg == "--envoys"),
     })
 }
 
@@ -108,13 +163,24 @@ fn mib(bytes: u64) -> String {
     format!("{:.1}", bytes as f64 / (1024.0 * 1024.0))
 }
 
+/// The mode column: the ADS mode, and whether the proxies were real Envoys.
+fn mode(spec: &RunSpec) -> String {
+    let mode = if spec.delta { "delta" } else { "sotw" };
+    if spec.envoys {
+        format!("{mode} (Envoys)")
+    } else {
+        mode.to_string()
+    }
+}
+
 fn row(report: &Report) -> String {
     let spec = report.spec;
     let mut cells = vec![
         spec.server.name().to_string(),
-        if spec.delta { "delta" } else { "sotw" }.to_string(),
+        mode(&spec),
         spec.services.to_string(),
         spec.proxies.to_string(),
+        spec.label_sets.to_string(),
         millis(report.initial),
         mib(report.initial_bytes_per_proxy * spec.proxies as u64),
     ];
@@ -146,14 +212,14 @@ fn row(report: &Report) -> String {
     format!("| {} |", cells.join(" | "))
 }
 
-const HEADER: &str = "| server | mode | services | proxies | initial: all served (ms) | initial bytes (MiB) | \
+const HEADER: &str = "| server | mode | services | proxies | label sets | initial: all served (ms) | initial bytes (MiB) | \
      rule edit p50/p99/max (ms) | rule bytes/proxy, wire, max/wire | \
      endpoint edit p50/p99/max (ms) | endpoint bytes/proxy, wire, max/wire | \
      new service p50/p99/max (ms) | new service bytes/proxy, wire, max/wire | CPU s | peak RSS (MiB) | sent (MiB) |";
 
 fn print_header() {
     println!("{HEADER}");
-    println!("|{}", " --- |".repeat(15));
+    println!("|{}", " --- |".repeat(16));
 }
 
 fn median_of<T: Copy + PartialOrd>(values: impl Iterator<Item = T>) -> T {
@@ -210,10 +276,11 @@ fn ratio_line(rudder: &Report, istiod: &Report) -> String {
         .collect();
     let spec = rudder.spec;
     format!(
-        "rudder / istiod at {}x{} {}: CPU {}, peak RSS {}, all served {}, {}",
+        "rudder / istiod at {}x{} {}, {} label set(s): CPU {}, peak RSS {}, all served {}, {}",
         spec.services,
         spec.proxies,
-        if spec.delta { "delta" } else { "sotw" },
+        mode(&spec),
+        spec.label_sets,
         ratio(rudder.cpu_seconds, istiod.cpu_seconds),
         ratio(rudder.peak_rss as f64, istiod.peak_rss as f64),
         ratio(seconds(rudder.initial), seconds(istiod.initial)),
@@ -261,49 +328,45 @@ fn main() {
     );
     print_header();
     let mut medians = Vec::new();
-    for &(services, proxies) in &options.sizes {
-        for &delta in &options.modes {
-            let mut runs: Vec<Vec<Report>> = vec![Vec::new(); options.servers.len()];
-            // The servers take turns, so a slow spell of the machine falls on both.
-            for _ in 0..options.repeat {
-                for (server_runs, &server) in runs.iter_mut().zip(&options.servers) {
-                    let spec = RunSpec {
-                        server,
-                        services,
-                        endpoints: options.endpoints,
-                        proxies,
-                        delta,
-                        sidecar: options.sidecar,
-                        debounce: options.debounce,
-                        limit: options.limit,
-                    };
-                    // A run that fails (istiod missing, a limit passed) is reported and the
-                    // rest go on.
-                    let result =
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &cluster {
-                            Some(cluster) => runtime.block_on(kube::run(spec, cluster)),
-                            None => runtime.block_on(harness::run(spec)),
-                        }));
-                    match result {
-                        Ok(report) => {
-                            println!("{}", row(&report));
-                            server_runs.push(report);
+    for spec in configurations(&options) {
+        let mut runs: Vec<Vec<Report>> = vec![Vec::new(); options.servers.len()];
+        // The servers take turns, so a slow spell of the machine falls on both.
+        for _ in 0..options.repeat {
+            for (server_runs, &server) in runs.iter_mut().zip(&options.servers) {
+                let spec = RunSpec { server, ..spec };
+                // A run that fails (istiod missing, a limit passed) is reported and the rest go
+                // on.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    runtime.block_on(async {
+                        match &cluster {
+                            _ if spec.envoys => envoys::run(spec).await,
+                            Some(cluster) => kube::run(spec, cluster).await,
+                            None => harness::run(spec).await,
                         }
-                        Err(_) => println!(
-                            "| {} | {} | {services} | {proxies} | failed: see the message above |",
-                            server.name(),
-                            if delta { "delta" } else { "sotw" }
-                        ),
+                    })
+                }));
+                match result {
+                    Ok(report) => {
+                        println!("{}", row(&report));
+                        server_runs.push(report);
                     }
+                    Err(_) => println!(
+                        "| {} | {} | {} | {} | {} | failed: see the message above |",
+                        server.name(),
+                        mode(&spec),
+                        spec.services,
+                        spec.proxies,
+                        spec.label_sets
+                    ),
                 }
             }
-            medians.push(
-                runs.iter()
-                    .filter(|reports| !reports.is_empty())
-                    .map(|reports| median_report(reports))
-                    .collect::<Vec<_>>(),
-            );
         }
+        medians.push(
+            runs.iter()
+                .filter(|reports| !reports.is_empty())
+                .map(|reports| median_report(reports))
+                .collect::<Vec<_>>(),
+        );
     }
     println!(
         "\nMedians of {} run(s) per configuration:\n",
@@ -322,4 +385,68 @@ fn main() {
             println!("{}", ratio_line(rudder, istiod));
         }
     }
+    // Each simulated median beside the same configuration's with real Envoys.
+    let all: Vec<&Report> = medians.iter().flatten().collect();
+    for simulated in all.iter().filter(|report| !report.spec.envoys) {
+        let real = all.iter().find(|report| {
+            report.spec.envoys
+                && RunSpec {
+                    envoys: false,
+                    ..report.spec
+                } == simulated.spec
+        });
+        if let Some(real) = real {
+            println!("{}", calibration_line(simulated, real));
+        }
+    }
+}
+
+/// Every configuration the options ask for, in the order they run (the server left to the
+/// caller): sizes, then modes, then label sets, then simulated before real proxies.
+fn configurations(options: &Options) -> Vec<RunSpec> {
+    let mut specs = Vec::new();
+    for &(services, proxies) in &options.sizes {
+        for &delta in &options.modes {
+            for label_sets in &options.label_sets {
+                for envoys in [false, true].into_iter().take(1 + options.envoys as usize) {
+                    specs.push(RunSpec {
+                        server: ServerKind::Rudder,
+                        services,
+                        endpoints: options.endpoints,
+                        proxies,
+                        delta,
+                        sidecar: options.sidecar,
+                        debounce: options.debounce,
+                        limit: options.limit,
+                        label_sets: label_sets.resolve(proxies),
+                        loopback_listeners: options.envoys,
+                        envoys,
+                    });
+                }
+            }
+        }
+    }
+    specs
+}
+
+/// The simulated proxies' median over the real Envoys', for the figures calibration compares.
+fn calibration_line(simulated: &Report, real: &Report) -> String {
+    let ratio = |a: f64, b: f64| format!("{:.2}", a / b.max(1e-9));
+    let seconds = |duration: Duration| duration.as_secs_f64();
+    let spec = simulated.spec;
+    let (sim_rule, real_rule) = (&simulated.edits[0], &real.edits[0]);
+    format!(
+        "simulated / Envoys, {} at {}x{} {}, {} label set(s): all served {}, rule edit p50 {}, \
+         p99 {}, CPU {}, peak RSS {}",
+        spec.server.name(),
+        spec.services,
+        spec.proxies,
+        mode(&spec),
+        spec.label_sets,
+        ratio(seconds(simulated.initial), seconds(real.initial)),
+        ratio(seconds(sim_rule.p50), seconds(real_rule.p50)),
+        ratio(seconds(sim_rule.p99), seconds(real_rule.p99)),
+        ratio(simulated.cpu_seconds, real.cpu_seconds),
+        ratio(simulated.peak_rss as f64, real.peak_rss as f64),
+    )
 }

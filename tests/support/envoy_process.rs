@@ -29,6 +29,19 @@ impl EnvoyProcess {
         Self::start_with_tls(node_id, metadata, &xds_address.to_string(), api_type, None)
     }
 
+    /// Like [`EnvoyProcess::start`], with `args` added to Envoy's command line (e.g. a
+    /// component's log level, for the load bench, which reads when Envoy applied each response).
+    pub fn start_with_args(
+        node_id: &str,
+        metadata: Value,
+        xds_address: std::net::SocketAddr,
+        api_type: AdsApiType,
+        args: &[&str],
+    ) -> EnvoyProcess {
+        let bootstrap = bootstrap(node_id, metadata, &xds_address.to_string(), api_type, None);
+        Self::launch("envoy.json", &bootstrap, args)
+    }
+
     /// Like [`EnvoyProcess::start`], reaching rudder at `xds_address` (HOST:PORT) over TLS as
     /// `xds_tls` says (plaintext if `None`).
     pub fn start_with_tls(
@@ -38,23 +51,18 @@ impl EnvoyProcess {
         api_type: AdsApiType,
         xds_tls: Option<XdsClientTls>,
     ) -> EnvoyProcess {
-        let bootstrap = bootstrap_json(&BootstrapOptions {
-            node_id: node_id.to_string(),
-            xds_address: xds_address.to_string(),
-            metadata,
-            admin_address: "127.0.0.1:0".parse().expect("an address"),
-            api_type,
-            xds_tls,
-            access_log_service: None,
-        })
-        .expect("a bootstrap");
-        Self::start_from_bootstrap("envoy.json", &bootstrap.to_string())
+        let bootstrap = bootstrap(node_id, metadata, xds_address, api_type, xds_tls);
+        Self::start_from_bootstrap("envoy.json", &bootstrap)
     }
 
     /// Starts Envoy with a bootstrap as text (e.g. what `rudder bootstrap` printed); `file_name`
     /// ends in `.json` or `.yaml`, which tells Envoy how to read it. Its admin address must be
     /// 127.0.0.1:0 (chosen by Envoy, and read back), so that Envoys run side by side.
     pub fn start_from_bootstrap(file_name: &str, bootstrap: &str) -> EnvoyProcess {
+        Self::launch(file_name, bootstrap, &[])
+    }
+
+    fn launch(file_name: &str, bootstrap: &str, args: &[&str]) -> EnvoyProcess {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let config = dir.path().join(file_name);
         std::fs::write(&config, bootstrap).expect("write the bootstrap");
@@ -74,6 +82,7 @@ impl EnvoyProcess {
             .arg(&admin_path)
             .arg("--log-path")
             .arg(&log)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -125,6 +134,27 @@ impl EnvoyProcess {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// A bootstrap that holds only node identity and ADS to `xds_address`, as text.
+fn bootstrap(
+    node_id: &str,
+    metadata: Value,
+    xds_address: &str,
+    api_type: AdsApiType,
+    xds_tls: Option<XdsClientTls>,
+) -> String {
+    bootstrap_json(&BootstrapOptions {
+        node_id: node_id.to_string(),
+        xds_address: xds_address.to_string(),
+        metadata,
+        admin_address: "127.0.0.1:0".parse().expect("an address"),
+        api_type,
+        xds_tls,
+        access_log_service: None,
+    })
+    .expect("a bootstrap")
+    .to_string()
 }
 
 impl Drop for EnvoyProcess {
