@@ -433,7 +433,9 @@ pub fn build_with(inputs: &Inputs, previous: &LastGood, settings: &Settings) -> 
                 .map(|(host, service)| (host, Arc::new(service)))
                 .collect(),
             destination_rules: Arc::new(destination_rules),
-            all_destination_rules: Arc::new(all_destination_rules),
+            all_destination_rules: Arc::new(
+                all_destination_rules.into_iter().map(Arc::new).collect(),
+            ),
             virtual_services: Arc::new(virtual_services.into_iter().map(Arc::new).collect()),
             workloads: Arc::new(workloads),
             sidecars: Arc::new(sidecars),

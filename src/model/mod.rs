@@ -436,7 +436,7 @@ pub struct Model {
     /// `all_destination_rules` as istiod chooses it.
     pub destination_rules: Arc<BTreeMap<String, DestinationRule>>,
     /// Every admitted DestinationRule, in precedence order (oldest first).
-    pub all_destination_rules: Arc<Vec<DestinationRule>>,
+    pub all_destination_rules: Arc<Vec<Arc<DestinationRule>>>,
     /// In istiod's precedence order: oldest first, then by name and namespace.
     pub virtual_services: Arc<Vec<Arc<VirtualService>>>,
     /// Pods by IP.

@@ -47,7 +47,10 @@ use crate::translate::scope::ProxyView;
 pub fn clusters(model: &ProxyView, proxy: &Proxy) -> BTreeMap<String, Cluster> {
     let mut clusters = BTreeMap::new();
     for service in model.services.values() {
-        let rule = model.destination_rules.get(&service.hostname);
+        let rule = model
+            .destination_rules
+            .get(&service.hostname)
+            .map(AsRef::as_ref);
         let subsets = rule.map(|rule| rule.subsets.as_slice()).unwrap_or_default();
         for port in &service.ports {
             let subset_names =

@@ -219,9 +219,11 @@ pub(super) fn parse_outbound_cluster_name(name: &str) -> Option<(u16, &str, &str
 /// The merged policy of an outbound cluster, by name.
 pub(super) fn policy_of_cluster<'m>(model: &'m ProxyView, cluster_name: &str) -> ClusterPolicy<'m> {
     match parse_outbound_cluster_name(cluster_name) {
-        Some((port, subset, host)) => {
-            cluster_policy(model.destination_rules.get(host), port, subset)
-        }
+        Some((port, subset, host)) => cluster_policy(
+            model.destination_rules.get(host).map(AsRef::as_ref),
+            port,
+            subset,
+        ),
         None => ClusterPolicy::default(),
     }
 }

@@ -52,7 +52,7 @@ pub(super) fn load_assignment(
     let Some((port, subset, host)) = parse_outbound_cluster_name(cluster_name) else {
         return assignment;
     };
-    let rule = model.destination_rules.get(host);
+    let rule = model.destination_rules.get(host).map(AsRef::as_ref);
     let groups = locality_groups(selected_endpoints(model, host, port, subset));
     if groups.is_empty() {
         return assignment;

@@ -52,7 +52,8 @@ pub struct ProxyView {
     pub services: BTreeMap<String, Arc<Service>>,
     /// The DestinationRule in force for each imported service, by service host, chosen for this
     /// proxy as istiod chooses it (not the model's rules merged by host).
-    pub destination_rules: Arc<BTreeMap<String, DestinationRule>>,
+    /// Shared with the model when one rule applies, so a view copies no rule.
+    pub destination_rules: BTreeMap<String, Arc<DestinationRule>>,
     /// The VirtualServices for imported hosts, in the model's precedence order.
     pub virtual_services: Vec<Arc<VirtualService>>,
     /// meshConfig.rootNamespace.
@@ -250,12 +251,12 @@ fn view_of(
     model: &Model,
     services: BTreeMap<String, Arc<Service>>,
     virtual_services: Vec<Arc<VirtualService>>,
-    destination_rules: BTreeMap<String, DestinationRule>,
+    destination_rules: BTreeMap<String, Arc<DestinationRule>>,
 ) -> ProxyView {
     ProxyView {
         dns_domain: model.dns_domain.clone(),
         services,
-        destination_rules: Arc::new(destination_rules),
+        destination_rules,
         virtual_services,
         root_namespace: model.root_namespace.clone(),
         mesh: model.mesh.clone(),
@@ -397,8 +398,8 @@ struct RuleChooser<'m> {
 /// One namespace's rules, in precedence order: by exact host, and those with wildcard hosts.
 #[derive(Default)]
 struct NamespaceRules<'m> {
-    exact: BTreeMap<&'m str, Vec<&'m DestinationRule>>,
-    wildcards: Vec<&'m DestinationRule>,
+    exact: BTreeMap<&'m str, Vec<&'m Arc<DestinationRule>>>,
+    wildcards: Vec<&'m Arc<DestinationRule>>,
 }
 
 impl<'m> RuleChooser<'m> {
@@ -422,13 +423,13 @@ impl<'m> RuleChooser<'m> {
     fn for_services<'s>(
         &self,
         services: impl Iterator<Item = &'s Service>,
-    ) -> BTreeMap<String, DestinationRule> {
+    ) -> BTreeMap<String, Arc<DestinationRule>> {
         services
             .filter_map(|service| Some((service.hostname.clone(), self.choose(service)?)))
             .collect()
     }
 
-    fn choose(&self, service: &Service) -> Option<DestinationRule> {
+    fn choose(&self, service: &Service) -> Option<Arc<DestinationRule>> {
         let client = self.proxy_namespace;
         // Rules of the proxy's own namespace that it sees itself.
         let local = |rule: &DestinationRule| rule.export_to.includes(&rule.namespace);
@@ -448,9 +449,9 @@ impl<'m> RuleChooser<'m> {
         namespace: &str,
         host: &str,
         usable: impl Fn(&DestinationRule) -> bool,
-    ) -> Option<DestinationRule> {
+    ) -> Option<Arc<DestinationRule>> {
         let rules = self.by_namespace.get(namespace)?;
-        let exact: Vec<&DestinationRule> = rules
+        let exact: Vec<&Arc<DestinationRule>> = rules
             .exact
             .get(host)
             .into_iter()
@@ -459,7 +460,7 @@ impl<'m> RuleChooser<'m> {
             .filter(|rule| usable(rule))
             .collect();
         let chosen = if exact.is_empty() {
-            let covering: Vec<&DestinationRule> = rules
+            let covering: Vec<&Arc<DestinationRule>> = rules
                 .wildcards
                 .iter()
                 .copied()
@@ -473,9 +474,13 @@ impl<'m> RuleChooser<'m> {
         } else {
             exact
         };
-        crate::model::merged_destination_rules(chosen)
-            .into_values()
-            .next()
+        match chosen.as_slice() {
+            [only] => Some(Arc::clone(only)),
+            _ => crate::model::merged_destination_rules(chosen.into_iter().map(Arc::as_ref))
+                .into_values()
+                .next()
+                .map(Arc::new),
+        }
     }
 }
 
