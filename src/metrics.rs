@@ -19,7 +19,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::inputs::{Inputs, Kind};
+use crate::inputs::{Changes, Inputs, Kind};
 use crate::model::Model;
 use crate::translate::ResourceType;
 
@@ -423,10 +423,9 @@ impl Metrics {
             .inc_by(count);
     }
 
-    /// Counts the triggers of a build that went from `before` to `after` (see
-    /// [`PushTrigger::between`]).
-    pub fn record_triggers(&self, before: &Inputs, after: &Inputs) {
-        for (trigger, count) in PushTrigger::between(before, after) {
+    /// Counts the triggers of a build's change set (see [`PushTrigger::of_changes`]).
+    pub fn record_triggers(&self, changes: &Changes) {
+        for (trigger, count) in PushTrigger::of_changes(changes) {
             self.push_triggered(trigger, count);
         }
     }

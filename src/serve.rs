@@ -413,10 +413,10 @@ impl Pipeline {
         let inputs = Arc::new(inputs);
         let first = self.generation == 0;
         metrics.count_build();
-        if !first {
-            metrics.record_triggers(&self.inputs, &inputs);
-        }
         let changes = Changes::between(&self.inputs, &inputs);
+        if !first {
+            metrics.record_triggers(&changes);
+        }
         let previous = std::mem::replace(&mut self.inputs, inputs.clone());
         if !first && changes.is_empty() {
             return None;

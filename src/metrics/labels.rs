@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::inputs::{Inputs, Kind};
+use crate::inputs::{Changes, Kind};
 
 /// Why a push was started, as istiod labels `pilot_push_triggers{type}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -66,27 +66,15 @@ impl PushTrigger {
         }
     }
 
-    /// What changed from `before` to `after`, by trigger: one per object added, removed or
-    /// changed (or refused differently), and one `config` if the problems that belong to no
-    /// object changed.
-    pub fn between(before: &Inputs, after: &Inputs) -> BTreeMap<PushTrigger, u64> {
+    /// What a change set holds, by trigger: one per object added, removed or changed (or
+    /// refused differently), and one `config` if the problems that belong to no object or the
+    /// mesh config changed.
+    pub fn of_changes(changes: &Changes) -> BTreeMap<PushTrigger, u64> {
         let mut triggers = BTreeMap::new();
-        let mut count = |kind: Kind| *triggers.entry(PushTrigger::of_kind(kind)).or_insert(0) += 1;
-        for (key, entry) in &after.entries {
-            if before
-                .entries
-                .get(key)
-                .is_none_or(|old| old.object != entry.object)
-            {
-                count(key.kind);
-            }
+        for key in &changes.objects {
+            *triggers.entry(PushTrigger::of_kind(key.kind)).or_insert(0) += 1;
         }
-        for key in before.entries.keys() {
-            if !after.entries.contains_key(key) {
-                count(key.kind);
-            }
-        }
-        if before.problems != after.problems {
+        if changes.global {
             *triggers.entry(PushTrigger::Config).or_insert(0) += 1;
         }
         triggers

@@ -131,7 +131,7 @@ fn triggers_count_changed_objects_by_kind() {
     after
         .problems
         .push(crate::diagnostic::ConfigError::new("x"));
-    let triggers = PushTrigger::between(&before, &after);
+    let triggers = PushTrigger::of_changes(&Changes::between(&before, &after));
     assert_eq!(
         triggers,
         BTreeMap::from([
@@ -140,10 +140,10 @@ fn triggers_count_changed_objects_by_kind() {
             (PushTrigger::Service, 1),
         ])
     );
-    assert!(PushTrigger::between(&after, &after).is_empty());
+    assert!(PushTrigger::of_changes(&Changes::between(&after, &after)).is_empty());
 
     let metrics = Metrics::new();
-    metrics.record_triggers(&before, &after);
+    metrics.record_triggers(&Changes::between(&before, &after));
     let text = metrics.render();
     assert!(
         has_line(&text, "pilot_push_triggers{type=\"config\"} 2"),
