@@ -437,13 +437,13 @@ impl Pipeline {
         let (model, errors, endpoint_change) = match updated {
             Some(update) => {
                 metrics.count_endpoint_update();
-                if update.hosts.is_empty() {
+                if !update.changed() {
                     return None;
                 }
                 let change = EndpointChange {
                     base: Arc::downgrade(&self.model),
                     hosts: update.hosts,
-                    entry_addresses: update.entry_addresses,
+                    addresses: update.addresses,
                 };
                 (Arc::new(update.model), self.errors.clone(), Some(change))
             }

@@ -86,15 +86,12 @@ impl LastGood {
             .take_while(move |(key, _)| key.kind == kind && key.namespace == namespace)
     }
 
-    /// Records `object` as the accepted version of `key`; `None`: it is gone.
-    pub(super) fn set(&mut self, key: ObjectKey, object: Option<Object>) {
+    /// Records `object` as the accepted version of `key` (`None`: it is gone); returns the
+    /// version it replaces.
+    pub(super) fn set(&mut self, key: ObjectKey, object: Option<Object>) -> Option<Object> {
         match object {
-            Some(object) => {
-                self.objects.insert(key, object);
-            }
-            None => {
-                self.objects.remove(&key);
-            }
+            Some(object) => self.objects.insert(key, object),
+            None => self.objects.remove(&key),
         }
     }
 }

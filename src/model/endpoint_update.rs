@@ -1,11 +1,13 @@
-//! Endpoint changes without a rebuild: when the only objects that changed are EndpointSlices and
-//! WorkloadEntries, the new model is the previous one with the endpoints of the affected services
-//! recomputed, every other collection shared. The cost follows the change (the slices of one
-//! Service, the WorkloadEntries one ServiceEntry selects), not the mesh.
+//! Endpoint changes without a rebuild: when the only objects that changed are EndpointSlices,
+//! WorkloadEntries and Pods, the new model is the previous one with the endpoints of the affected
+//! services (and the workloads at the changed Pods' addresses) recomputed, every other collection
+//! shared. The cost follows the change (the slices of one Service, the workloads one ServiceEntry
+//! selects), not the mesh.
 //!
 //! [`EndpointIndex`] is the dependency index that makes this possible: which slices belong to
-//! which Service, which ServiceEntries define a host, and which select workloads in a namespace.
-//! It is made from a full build's accepted objects and kept current by every update.
+//! which Service and which Pods (by name or address) their endpoints name, which ServiceEntries
+//! define a host and which select workloads in a namespace, and which Pods have an address. It
+//! is made from a full build's accepted objects and kept current by every update.
 //!
 //! The contract is exactness: [`update`] returns what [`super::build_with`] would build from the
 //! same inputs, or `None` when it cannot be sure of that cheaply (a changed object is refused or
@@ -18,14 +20,16 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::build::LastGood;
-use super::kubernetes::{Pods, PodsByName, node_localities, slice_endpoints, workload};
+use super::gateway::labels_contain;
+use super::kubernetes::{Pods, PodsByName, node_localities, pod_ips, slice_endpoints, workload};
 use super::service_entry::services_of_entry;
 use super::validate::{unset_address_warning, validate_endpoint_slice, validate_workload_entry};
-use super::{EndpointAddress, Model, Registry, Resolution, Service};
+use super::{EndpointAddress, Model, Registry, Resolution, Service, Workload};
 use crate::coverage::unsupported_settings;
 use crate::diagnostic::ConfigError;
 use crate::inputs::{Changes, Inputs, IstioObject, Kind, Object, ObjectKey};
 use crate::istio::{ServiceEntry, WorkloadEntry};
+use k8s_openapi::api::core::v1::Pod;
 
 /// The label that ties an EndpointSlice to its Service.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -35,10 +39,22 @@ const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 pub struct EndpointIndex {
     /// EndpointSlice names by namespace and Service name.
     slices: BTreeMap<(String, String), BTreeSet<String>>,
+    /// The Services (namespace and name) whose slices name a Pod, by the Pod's namespace and
+    /// name or by an address, with how many endpoints do.
+    slices_naming: BTreeMap<PodRef, BTreeMap<(String, String), usize>>,
+    /// The Pods with each address (the first in key order is the workload there).
+    pods_by_ip: BTreeMap<IpAddr, BTreeSet<ObjectKey>>,
     /// The ServiceEntries that define each host (as written in `hosts`).
     entries_by_host: BTreeMap<String, BTreeSet<ObjectKey>>,
     /// ServiceEntries with a `workloadSelector`, by namespace, with the selector's labels.
     selecting: BTreeMap<String, BTreeMap<ObjectKey, BTreeMap<String, String>>>,
+}
+
+/// How an endpoint names the Pod behind it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum PodRef {
+    Named(String, String),
+    Address(IpAddr),
 }
 
 impl EndpointIndex {
@@ -46,13 +62,10 @@ impl EndpointIndex {
     pub fn new(accepted: &LastGood) -> EndpointIndex {
         let mut index = EndpointIndex::default();
         for (key, object) in accepted.objects_of(Kind::EndpointSlice) {
-            if let Some(service) = slice_service(object) {
-                index
-                    .slices
-                    .entry((key.namespace.clone(), service.to_string()))
-                    .or_default()
-                    .insert(key.name.clone());
-            }
+            index.move_slice(key, None, Some(object));
+        }
+        for (key, object) in accepted.objects_of(Kind::Pod) {
+            index.move_pod(key, None, Some(object));
         }
         for (key, object) in accepted.objects_of(Kind::ServiceEntry) {
             let Object::ServiceEntry(entry) = object else {
@@ -76,8 +89,9 @@ impl EndpointIndex {
         index
     }
 
-    fn move_slice(&mut self, key: &ObjectKey, before: Option<&str>, after: Option<&str>) {
-        if let Some(service) = before {
+    /// Moves the slice `key` from its `before` version to its `after` one.
+    fn move_slice(&mut self, key: &ObjectKey, before: Option<&Object>, after: Option<&Object>) {
+        if let Some(service) = before.and_then(slice_service) {
             let group = (key.namespace.clone(), service.to_string());
             if let Some(names) = self.slices.get_mut(&group) {
                 names.remove(&key.name);
@@ -85,12 +99,50 @@ impl EndpointIndex {
                     self.slices.remove(&group);
                 }
             }
+            for pod in pods_named(before, &key.namespace) {
+                let Some(groups) = self.slices_naming.get_mut(&pod) else {
+                    continue;
+                };
+                if let Some(count) = groups.get_mut(&group) {
+                    *count -= 1;
+                    if *count == 0 {
+                        groups.remove(&group);
+                    }
+                }
+                if groups.is_empty() {
+                    self.slices_naming.remove(&pod);
+                }
+            }
         }
-        if let Some(service) = after {
+        if let Some(service) = after.and_then(slice_service) {
+            let group = (key.namespace.clone(), service.to_string());
             self.slices
-                .entry((key.namespace.clone(), service.to_string()))
+                .entry(group.clone())
                 .or_default()
                 .insert(key.name.clone());
+            for pod in pods_named(after, &key.namespace) {
+                *self
+                    .slices_naming
+                    .entry(pod)
+                    .or_default()
+                    .entry(group.clone())
+                    .or_default() += 1;
+            }
+        }
+    }
+
+    /// Moves the Pod `key` from its `before` version's addresses to its `after` one's.
+    fn move_pod(&mut self, key: &ObjectKey, before: Option<&Object>, after: Option<&Object>) {
+        for ip in before.map(object_ips).unwrap_or_default() {
+            if let Some(keys) = self.pods_by_ip.get_mut(&ip) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    self.pods_by_ip.remove(&ip);
+                }
+            }
+        }
+        for ip in after.map(object_ips).unwrap_or_default() {
+            self.pods_by_ip.entry(ip).or_default().insert(key.clone());
         }
     }
 
@@ -115,15 +167,25 @@ pub struct EndpointUpdate {
     pub model: Model,
     /// The hosts whose endpoints changed (only those).
     pub hosts: BTreeSet<String>,
-    /// The addresses of ServiceEntry endpoints that came or went: a proxy at one of them has
-    /// inbound config from them (istiod's `ServiceInstancesByIP`), not only EDS.
-    pub entry_addresses: BTreeSet<IpAddr>,
+    /// Whether the workloads (Pods by address) changed.
+    pub workloads_changed: bool,
+    /// Addresses whose proxies need more than new endpoints: a Pod that came, went or changed
+    /// there (its proxy's labels and inbound config), or ServiceEntry endpoints there (inbound
+    /// config from them, istiod's `ServiceInstancesByIP`).
+    pub addresses: BTreeSet<IpAddr>,
+}
+
+impl EndpointUpdate {
+    /// Whether the model differs from the one updated.
+    pub fn changed(&self) -> bool {
+        !self.hosts.is_empty() || self.workloads_changed
+    }
 }
 
 /// The model `inputs` would build, from `model` (built from the inputs before `changes`), when
-/// only endpoints can differ; `accepted` and `index` move on with it. `None` (and nothing
-/// touched) when the change needs a full build. `errors` are the previous build's, which stay
-/// those of the new model.
+/// only endpoints and workloads can differ; `accepted` and `index` move on with it. `None` (and
+/// nothing touched) when the change needs a full build. `errors` are the previous build's, which
+/// stay those of the new model.
 pub fn update(
     model: &Model,
     accepted: &mut LastGood,
@@ -135,21 +197,42 @@ pub fn update(
     let plan = Plan::new(model, accepted, errors, inputs, changes)?;
     let affected = plan.affected(model, accepted, index)?;
     // Past every check: the accepted objects and the index move on.
+    let mut pod_addresses = BTreeSet::new();
     for (key, object) in plan.objects {
-        let before = accepted
-            .object(&key)
-            .and_then(slice_service)
-            .map(str::to_string);
-        let after = object.as_ref().and_then(slice_service).map(str::to_string);
-        if key.kind == Kind::EndpointSlice {
-            index.move_slice(&key, before.as_deref(), after.as_deref());
+        let before = accepted.set(key.clone(), object);
+        let after = accepted.object(&key);
+        match key.kind {
+            Kind::EndpointSlice => index.move_slice(&key, before.as_ref(), after),
+            Kind::Pod => {
+                pod_addresses.extend(before.iter().chain(after).flat_map(object_ips));
+                index.move_pod(&key, before.as_ref(), after);
+            }
+            _ => {}
         }
-        accepted.set(key, object);
     }
+    let workloads = if pod_addresses.is_empty() {
+        model.workloads.clone()
+    } else {
+        let mut workloads = (*model.workloads).clone();
+        for ip in &pod_addresses {
+            // The first Pod (in key order) with the address is the workload there.
+            let first = index.pods_by_ip.get(ip).and_then(|keys| keys.first());
+            match first.and_then(|key| accepted.object(key)) {
+                Some(Object::Pod(pod)) => {
+                    workloads.insert(*ip, pod_workload(pod, accepted));
+                }
+                _ => {
+                    workloads.remove(ip);
+                }
+            }
+        }
+        Arc::new(workloads)
+    };
+    let workloads_changed = workloads != model.workloads;
     let mut services = model.services.clone();
     let mut hosts = BTreeSet::new();
-    let mut entry_addresses = BTreeSet::new();
-    for (host, endpoints) in affected.recompute(model, accepted, index) {
+    let mut addresses = pod_addresses;
+    for (host, endpoints) in affected.recompute(model, &workloads, accepted, index) {
         let Some(service) = services.get_mut(&host) else {
             continue;
         };
@@ -157,12 +240,16 @@ pub fn update(
             continue;
         }
         if service.registry == Registry::ServiceEntry {
-            entry_addresses.extend(service.endpoints.iter().chain(&endpoints).filter_map(
-                |endpoint| match endpoint.address {
-                    EndpointAddress::Ip(ip) => Some(ip),
-                    _ => None,
-                },
-            ));
+            addresses.extend(
+                service
+                    .endpoints
+                    .iter()
+                    .chain(&endpoints)
+                    .filter_map(|endpoint| match endpoint.address {
+                        EndpointAddress::Ip(ip) => Some(ip),
+                        _ => None,
+                    }),
+            );
         }
         *service = Arc::new(Service {
             endpoints,
@@ -173,10 +260,12 @@ pub fn update(
     Some(EndpointUpdate {
         model: Model {
             services,
+            workloads,
             ..model.clone()
         },
         hosts,
-        entry_addresses,
+        workloads_changed,
+        addresses,
     })
 }
 
@@ -204,7 +293,10 @@ impl Plan {
         }
         let mut objects = Vec::new();
         for key in &changes.objects {
-            if !matches!(key.kind, Kind::EndpointSlice | Kind::WorkloadEntry) {
+            if !matches!(
+                key.kind,
+                Kind::EndpointSlice | Kind::WorkloadEntry | Kind::Pod
+            ) {
                 return None;
             }
             let object = match inputs.entries.get(key) {
@@ -233,21 +325,55 @@ impl Plan {
             match key.kind {
                 Kind::EndpointSlice => {
                     for service in versions.into_iter().flatten().filter_map(slice_service) {
-                        let host = kubernetes_host(&key.namespace, service, &model.dns_domain);
-                        let Some(defined) = model.services.get(&host) else {
-                            // No Service (or an ExternalName one): the slice feeds nothing.
+                        affected.add_service(model, index, &key.namespace, service)?;
+                    }
+                }
+                Kind::Pod => {
+                    for object in versions.into_iter().flatten() {
+                        let Object::Pod(pod) = object else {
                             continue;
                         };
-                        if defined.registry == Registry::ServiceEntry {
-                            // The host is an entry's: slices never join it.
-                            continue;
+                        // The workload at the Pod's addresses may become another Pod that has
+                        // them too: each of those is looked at as if it changed.
+                        let own = pod.metadata.labels.clone().unwrap_or_default();
+                        let sharing = pod_ips(pod)
+                            .into_iter()
+                            .filter_map(|ip| index.pods_by_ip.get(&ip))
+                            .flatten()
+                            .filter_map(|key| match accepted.object(key) {
+                                Some(Object::Pod(pod)) => Some((
+                                    key.namespace.as_str(),
+                                    pod.metadata.labels.clone().unwrap_or_default(),
+                                )),
+                                _ => None,
+                            });
+                        let workloads: Vec<(&str, BTreeMap<String, String>)> =
+                            std::iter::once((key.namespace.as_str(), own))
+                                .chain(sharing)
+                                .collect();
+                        for (namespace, labels) in &workloads {
+                            // Where a Gateway's workloads run decides what its servers are told.
+                            let gateway_workload = model
+                                .gateways
+                                .iter()
+                                .any(|gateway| labels_contain(labels, &gateway.selector));
+                            if gateway_workload {
+                                return None;
+                            }
+                            for selecting in index.entries_selecting(namespace, labels) {
+                                affected.entries.insert(selecting.clone());
+                            }
                         }
-                        if index.entries_by_host.contains_key(&host) || !only_eds(defined) {
-                            return None;
+                        let named = PodRef::Named(key.namespace.clone(), key.name.clone());
+                        let refs = std::iter::once(named)
+                            .chain(pod_ips(pod).into_iter().map(PodRef::Address));
+                        let groups: Vec<(String, String)> = refs
+                            .filter_map(|pod| index.slices_naming.get(&pod))
+                            .flat_map(|groups| groups.keys().cloned())
+                            .collect();
+                        for (namespace, service) in groups {
+                            affected.add_service(model, index, &namespace, &service)?;
                         }
-                        affected
-                            .kubernetes
-                            .insert((key.namespace.clone(), service.to_string()), host);
                     }
                 }
                 _ => {
@@ -292,10 +418,38 @@ struct Affected {
 }
 
 impl Affected {
-    /// The new endpoints of every affected host, sorted as the full build sorts them.
+    /// Adds the Kubernetes Service `namespace/name`; `None` when its endpoints need the full
+    /// build (a ServiceEntry defines its host too, or they shape more than EDS).
+    fn add_service(
+        &mut self,
+        model: &Model,
+        index: &EndpointIndex,
+        namespace: &str,
+        name: &str,
+    ) -> Option<()> {
+        let host = kubernetes_host(namespace, name, &model.dns_domain);
+        let Some(defined) = model.services.get(&host) else {
+            // No Service (or an ExternalName one): its slices feed nothing.
+            return Some(());
+        };
+        if defined.registry == Registry::ServiceEntry {
+            // The host is an entry's: slices never join it.
+            return Some(());
+        }
+        if index.entries_by_host.contains_key(&host) || !only_eds(defined) {
+            return None;
+        }
+        self.kubernetes
+            .insert((namespace.to_string(), name.to_string()), host);
+        Some(())
+    }
+
+    /// The new endpoints of every affected host, sorted as the full build sorts them, with the
+    /// new `workloads`.
     fn recompute(
         &self,
         model: &Model,
+        workloads: &BTreeMap<IpAddr, Workload>,
         accepted: &LastGood,
         index: &EndpointIndex,
     ) -> Vec<(String, Vec<super::Endpoint>)> {
@@ -315,7 +469,7 @@ impl Affected {
                 .collect();
             let by_name = target_pods(&slices, namespace, accepted);
             let pods = Pods {
-                by_ip: &model.workloads,
+                by_ip: workloads,
                 by_name: &by_name,
             };
             let mut endpoints: Vec<super::Endpoint> = slices
@@ -342,7 +496,7 @@ impl Affected {
                 })
                 .collect();
             let entry: &IstioObject<ServiceEntry> = entry;
-            for service in services_of_entry(entry, &workload_entries, &model.workloads) {
+            for service in services_of_entry(entry, &workload_entries, workloads) {
                 recomputed.push((service.hostname, service.endpoints));
             }
         }
@@ -376,15 +530,57 @@ fn target_pods<'a>(
             let Some(Object::Pod(pod)) = accepted.object(&key) else {
                 continue;
             };
-            let node = pod.spec.as_ref().and_then(|spec| spec.node_name.clone());
-            let nodes = node_localities(
-                node.iter()
-                    .filter_map(|node| accepted.object(&ObjectKey::new(Kind::Node, "", node))),
-            );
-            pods.insert((pod_namespace, name), workload(pod, &nodes));
+            pods.insert((pod_namespace, name), pod_workload(pod, accepted));
         }
     }
     pods
+}
+
+/// A Pod as a workload, with its Node's locality.
+fn pod_workload(pod: &Pod, accepted: &LastGood) -> Workload {
+    let node = pod.spec.as_ref().and_then(|spec| spec.node_name.clone());
+    let nodes = node_localities(
+        node.iter()
+            .filter_map(|node| accepted.object(&ObjectKey::new(Kind::Node, "", node))),
+    );
+    workload(pod, &nodes)
+}
+
+/// A Pod's addresses (none for other objects).
+fn object_ips(object: &Object) -> Vec<IpAddr> {
+    match object {
+        Object::Pod(pod) => pod_ips(pod),
+        _ => Vec::new(),
+    }
+}
+
+/// The Pods a slice's endpoints name: by `targetRef` (its namespace defaulting to the slice's)
+/// and by address, once per endpoint.
+fn pods_named(object: Option<&Object>, namespace: &str) -> Vec<PodRef> {
+    let Some(Object::EndpointSlice(slice)) = object else {
+        return Vec::new();
+    };
+    let mut named = Vec::new();
+    for endpoint in slice.endpoints.iter().flatten() {
+        let target = endpoint
+            .target_ref
+            .as_ref()
+            .filter(|target| target.kind.as_deref() == Some("Pod"));
+        if let Some(target) = target
+            && let Some(name) = &target.name
+        {
+            let pod_namespace = target.namespace.as_deref().unwrap_or(namespace);
+            named.push(PodRef::Named(pod_namespace.to_string(), name.clone()));
+        }
+        named.extend(
+            endpoint
+                .addresses
+                .iter()
+                .filter_map(|address| address.parse().ok())
+                .map(PodRef::Address),
+        );
+    }
+    named
 }
 
 /// The object, if the full build would admit it without a word (no refusal, no warning).
@@ -395,6 +591,8 @@ fn admitted_cleanly(object: &Object) -> Option<&Object> {
             validate_workload_entry(&entry.spec).is_ok()
                 && unset_address_warning(&entry.spec).is_none()
         }
+        // Pods are not validated, only decoded.
+        Object::Pod(_) => true,
         _ => false,
     };
     (clean && unsupported_settings(object).is_empty()).then_some(object)

@@ -44,7 +44,10 @@ impl Gateway {
     }
 }
 
-fn labels_contain(labels: &BTreeMap<String, String>, selector: &BTreeMap<String, String>) -> bool {
+pub(super) fn labels_contain(
+    labels: &BTreeMap<String, String>,
+    selector: &BTreeMap<String, String>,
+) -> bool {
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 

@@ -91,7 +91,7 @@ pub(super) fn workloads<'a>(
     workloads
 }
 
-fn pod_ips(pod: &Pod) -> Vec<IpAddr> {
+pub(super) fn pod_ips(pod: &Pod) -> Vec<IpAddr> {
     let Some(status) = &pod.status else {
         return Vec::new();
     };

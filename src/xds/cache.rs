@@ -17,7 +17,7 @@
 //! one with the ClusterLoadAssignments of the changed hosts made again from the view the previous
 //! translation kept (`translate::update_endpoints`): no scope, cluster, listener or route is
 //! made, and every other type stays the very same `TypeSet`. A key no stream asked for in the
-//! previous snapshot, or a proxy at an address whose ServiceEntry endpoints changed, is
+//! previous snapshot, or a proxy at an address whose Pod or ServiceEntry endpoints changed, is
 //! translated in full.
 
 use std::collections::{BTreeMap, HashMap};
@@ -157,12 +157,9 @@ impl Cache {
             return self.translate(&snapshot.model, proxy, None).await.set;
         };
         let base = base.map(|mut base| {
-            // A proxy that is itself an endpoint that changed has inbound config from it.
+            // A proxy at an address whose workload or entry endpoints changed needs more than EDS.
             if let Some((_, change)) = &base.update
-                && proxy
-                    .ips
-                    .iter()
-                    .any(|ip| change.entry_addresses.contains(ip))
+                && proxy.ips.iter().any(|ip| change.addresses.contains(ip))
             {
                 base.update = None;
             }
@@ -476,7 +473,7 @@ mod tests {
             endpoint_change: Some(EndpointChange {
                 base: Arc::downgrade(&snapshot.model),
                 hosts: updated.hosts,
-                entry_addresses: updated.entry_addresses,
+                addresses: updated.addresses,
             }),
             ..Snapshot::default()
         };

@@ -74,17 +74,17 @@ pub struct Snapshot {
     pub endpoint_change: Option<EndpointChange>,
 }
 
-/// How a model differs from the one it was updated from, when only endpoints changed
-/// (`model::endpoint_update`).
+/// How a model differs from the one it was updated from, when only endpoints and workloads
+/// changed (`model::endpoint_update`).
 #[derive(Debug, Clone, Default)]
 pub struct EndpointChange {
     /// The model this one updates; compared by identity only.
     pub base: std::sync::Weak<Model>,
     /// The hosts whose endpoints changed.
     pub hosts: std::collections::BTreeSet<String>,
-    /// ServiceEntry endpoint addresses that came or went: a proxy at one of them gets inbound
-    /// config from them, so it is translated in full.
-    pub entry_addresses: std::collections::BTreeSet<std::net::IpAddr>,
+    /// Addresses whose proxies are translated in full: a Pod there changed (their labels and
+    /// inbound config), or ServiceEntry endpoints there came or went (inbound config from them).
+    pub addresses: std::collections::BTreeSet<std::net::IpAddr>,
 }
 
 /// One live ADS stream.

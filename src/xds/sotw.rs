@@ -12,12 +12,12 @@
 //! a request that would take them past the stream's limit is refused.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
 use super::connection::{Acks, Answer, Event, Nonces, Outcome, StateMachine, TypeStatus};
-use super::versions::{Hash, Name, ResourceSet, set_version};
+use super::versions::{Hash, Name, ResourceSet, TypeSet, names_digest, set_version};
 use super::wire::SotwResponse;
 use crate::translate::ResourceType;
 
@@ -38,6 +38,13 @@ struct Watch {
     /// EDS and RDS: the content hash of every subscribed resource the proxy was sent, so a change
     /// sends only what differs.
     held: BTreeMap<Name, Hash>,
+    /// The set `held` was made from under the current names (compared by identity): the same
+    /// set again has the version already sent, and a set derived from it differs only in the
+    /// names its derivation lists, so neither costs a pass over every subscribed name.
+    held_from: Weak<TypeSet>,
+    /// A digest of the names of the last request that set them, in the order listed: an ACK
+    /// listing the same names keeps the subscription as it is.
+    names_digest: Option<Hash>,
     acks: Acks,
 }
 
@@ -77,13 +84,25 @@ impl StateMachine for SotwConnection {
         let Some(ty) = outcome.served_type(&request.type_url) else {
             return outcome;
         };
-        let names: Option<BTreeSet<Name>> = (!ty.is_wildcard()).then(|| {
+        let digest = (!ty.is_wildcard()).then(|| names_digest(&request.resource_names));
+        // Envoy lists every subscribed name in each ACK: the same list is the same subscription.
+        let same_names = digest.is_some()
+            && self
+                .watches
+                .get(&ty)
+                .is_some_and(|watch| watch.names.is_some() && watch.names_digest == digest);
+        let names: Option<BTreeSet<Name>> = (!ty.is_wildcard() && !same_names).then(|| {
             let resources = self.resources.of(ty);
             let names = request.resource_names.iter();
             names.map(|name| resources.name(name)).collect()
         });
         // The request's names replace the type's, whether or not it turns out stale.
-        let kept = self.names_but(ty) + names.as_ref().map_or(0, BTreeSet::len);
+        let count = match &names {
+            Some(names) => names.len(),
+            None if same_names => self.watches[&ty].names.as_ref().map_or(0, BTreeSet::len),
+            None => 0,
+        };
+        let kept = self.names_but(ty) + count;
         if kept > self.max_names {
             return Outcome::too_many_names(kept, self.max_names);
         }
@@ -109,7 +128,11 @@ impl StateMachine for SotwConnection {
             Answer::Unanswered => Reason::Subscribed,
             Answer::Ack | Answer::Nack => Reason::Changed,
         };
-        watch.names = names;
+        if !same_names {
+            watch.names = names;
+            watch.names_digest = digest;
+            watch.held_from = Weak::new();
+        }
         self.push(ty, reason, &mut outcome);
         outcome
     }
@@ -139,6 +162,64 @@ impl StateMachine for SotwConnection {
 }
 
 impl SotwConnection {
+    /// [`Self::push_one`] for a set derived from the one `held` came from, once the proxy ACKed
+    /// it and subscribes to every resource of the set: only the derivation's names are looked
+    /// at. `None` when that does not apply (the caller takes the general way); else whether a
+    /// response went out.
+    fn push_derived(
+        watch: &mut Watch,
+        all: &Arc<TypeSet>,
+        nonces: &mut Nonces,
+        outcome: &mut Outgoing,
+        ty: ResourceType,
+    ) -> Option<bool> {
+        let derived = all.derived()?;
+        let names = watch.names.as_ref()?;
+        let status = &watch.acks.status;
+        let acked = status.acked.is_some() && status.acked == status.sent;
+        if !acked || !std::ptr::eq(derived.from.as_ptr(), watch.held_from.as_ptr()) {
+            return None;
+        }
+        let updates: Vec<(&Name, Hash)> = derived
+            .changed
+            .iter()
+            .filter(|name| names.contains(*name))
+            .filter_map(|name| Some((name, all.get(name)?.hash)))
+            .collect();
+        let added = updates
+            .iter()
+            .filter(|(name, _)| !watch.held.contains_key(*name))
+            .count();
+        // A subset's version is a hash over all its names: the general way computes it.
+        if watch.held.len() + added != all.len() {
+            return None;
+        }
+        let version = all.version();
+        let rejected = status.nack.as_ref().is_some_and(|n| n.version == version);
+        if status.sent.as_deref() == Some(version) || rejected {
+            return Some(false);
+        }
+        let resources = updates
+            .iter()
+            .filter(|(name, hash)| watch.held.get(*name) != Some(hash))
+            .filter_map(|(name, _)| Some(all.get(name)?.any().clone()))
+            .collect();
+        for (name, hash) in updates {
+            watch.held.insert(Name::clone(name), hash);
+        }
+        watch.held_from = Arc::downgrade(all);
+        let nonce = nonces.next();
+        outcome.responses.push(SotwResponse {
+            version_info: version.to_string(),
+            resources,
+            type_url: ty.type_url().to_string(),
+            nonce: nonce.clone(),
+            control_plane: String::new(),
+        });
+        watch.acks.sent(nonce, version.to_string());
+        Some(true)
+    }
+
     /// The names the watches of every type but `ty` hold.
     fn names_but(&self, ty: ResourceType) -> usize {
         let others = self.watches.iter().filter(|(watched, _)| **watched != ty);
@@ -160,6 +241,15 @@ impl SotwConnection {
             return false;
         };
         let all = self.resources.of(ty);
+        if watch.names.is_some() && reason == Reason::Changed {
+            // Under the same names, the set `held` came from has the version sent then.
+            if std::ptr::eq(watch.held_from.as_ptr(), Arc::as_ptr(all)) {
+                return false;
+            }
+            if let Some(sent) = Self::push_derived(watch, all, &mut self.nonces, outcome, ty) {
+                return sent;
+            }
+        }
         // The subscribed resources that exist, by name; `None` for all of them.
         let selected: Option<Vec<(&Name, &Hash)>> = watch.names.as_ref().map(|names| {
             names
@@ -204,6 +294,7 @@ impl SotwConnection {
                     .iter()
                     .map(|(name, hash)| (Name::clone(name), **hash))
                     .collect();
+                watch.held_from = Arc::downgrade(all);
                 selected
                     .iter()
                     .filter(|(name, hash)| held.get(*name) != Some(*hash))
@@ -455,6 +546,41 @@ mod tests {
         let response = &outcome.responses[0];
         let again = endpoints_a_and_b(response);
         assert!(conn.on_request(&again).responses.is_empty());
+    }
+
+    #[test]
+    fn a_derived_set_sends_what_the_general_way_sends() {
+        use crate::xds::versions::Interner;
+        // Two streams holding one set, A and B subscribed and ACKed; then B's assignment
+        // changes, made anew for one, derived from the set for the other.
+        let interner = Interner::default();
+        let before = Arc::new(ResourceSet::interned(resources(), &interner, None));
+        let mut general = SotwConnection::new(before.clone());
+        let mut derived = SotwConnection::new(before.clone());
+        for conn in [&mut general, &mut derived] {
+            let cds = conn.on_request(&request(ResourceType::Cluster, &[], "", ""));
+            conn.on_request(&ack(ResourceType::Cluster, &cds.responses[0]));
+            let eds = conn.on_request(&request(ResourceType::Endpoint, &[A, B], "", ""));
+            conn.on_request(&endpoints_a_and_b(&eds.responses[0]));
+        }
+        let replaced = BTreeMap::from([(B.to_string(), cla(B, 1))]);
+        let after = Arc::new(before.with_endpoints(replaced, &interner));
+        assert!(after.of(ResourceType::Endpoint).derived().is_some());
+        let mut changed = resources();
+        changed.endpoints.insert(B.into(), cla(B, 1));
+        let from_general = general.on_resources(changed.into()).responses.remove(0);
+        let from_derived = derived.on_resources(after.clone()).responses.remove(0);
+        assert_eq!(names(&from_derived), [B]);
+        assert_eq!(from_derived.version_info, from_general.version_info);
+        assert_eq!(from_derived.resources, from_general.resources);
+        // Its ACK, listing the same names, and the same set again send nothing.
+        assert!(
+            derived
+                .on_request(&endpoints_a_and_b(&from_derived))
+                .responses
+                .is_empty()
+        );
+        assert!(derived.on_resources(after).responses.is_empty());
     }
 
     #[test]

@@ -116,6 +116,19 @@ pub struct TypeSet {
     resources: BTreeMap<Name, Arc<Resource>>,
     /// The set version of all of them, computed once for every stream that sends them all.
     version: OnceLock<String>,
+    /// The set this one was made from by replacing (or adding) some resources, when it was: a
+    /// stream that holds that set looks at those names alone ([`ResourceSet::with_endpoints`]).
+    derived: Option<Derived>,
+}
+
+/// How a set was made from an earlier one.
+#[derive(Debug)]
+pub struct Derived {
+    /// The earlier set; compared by identity only.
+    pub from: Weak<TypeSet>,
+    /// The names whose resource differs from the earlier set's (or that it did not have); every
+    /// other name holds the very same resource.
+    pub changed: Vec<Name>,
 }
 
 impl TypeSet {
@@ -153,6 +166,11 @@ impl TypeSet {
             Some((shared, _)) => shared.clone(),
             None => Name::from(name),
         }
+    }
+
+    /// How this set was made from an earlier one, if it was.
+    pub fn derived(&self) -> Option<&Derived> {
+        self.derived.as_ref()
     }
 
     /// The set version of all the resources.
@@ -215,6 +233,7 @@ impl ResourceSet {
                     .map(|(name, content)| interner.intern(ty, name, content))
                     .collect(),
                 version: OnceLock::new(),
+                derived: None,
             };
             *slot = match previous.map(|previous| previous.of(ty)) {
                 Some(unchanged) if unchanged.same_as(&set) => unchanged.clone(),
@@ -234,6 +253,7 @@ impl ResourceSet {
         let ty = ResourceType::Endpoint;
         let before = self.of(ty);
         let mut resources: Option<BTreeMap<Name, Arc<Resource>>> = None;
+        let mut changed = Vec::new();
         for (name, assignment) in endpoints {
             let (name, resource) =
                 interner.intern(ty, name, Content::Endpoint(Box::new(assignment)));
@@ -243,6 +263,7 @@ impl ResourceSet {
             {
                 continue;
             }
+            changed.push(name.clone());
             resources
                 .get_or_insert_with(|| before.resources.clone())
                 .insert(name, resource);
@@ -252,6 +273,10 @@ impl ResourceSet {
             types[type_index(ty)] = Arc::new(TypeSet {
                 resources,
                 version: OnceLock::new(),
+                derived: Some(Derived {
+                    from: Arc::downgrade(before),
+                    changed,
+                }),
             });
         }
         ResourceSet { types }
@@ -406,6 +431,17 @@ pub fn set_version<'a, N: AsRef<str> + ?Sized + 'a>(
         hasher.update(&hash.to_le_bytes());
     }
     format!("{:032x}", hasher.digest128())
+}
+
+/// A digest of a list of names, in their order.
+pub fn names_digest<N: AsRef<str>>(names: &[N]) -> Hash {
+    let mut hasher = Xxh3::new();
+    for name in names {
+        let name = name.as_ref();
+        hasher.update(&(name.len() as u64).to_le_bytes());
+        hasher.update(name.as_bytes());
+    }
+    hasher.digest128()
 }
 
 /// A hash of a resource's content, the same for equal resources whatever their map order.

@@ -1,7 +1,8 @@
 //! The endpoint update against the full build: random edit sequences over a mesh with every case
 //! the update must handle or refuse (Kubernetes Services with several slices, a headless one,
-//! Pods named by endpoints, ServiceEntries selecting WorkloadEntries, a host two entries define,
-//! a DNS entry), each edit checked both ways.
+//! Pods named by endpoints or found by address, Pods sharing an address, ServiceEntries selecting
+//! WorkloadEntries and Pods, a host two entries define, a DNS entry, a Gateway's workloads), each
+//! edit checked both ways.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -61,6 +62,45 @@ fn pod(index: usize) -> Value {
         },
         "spec": {"nodeName": format!("node-{}", index % 2), "containers": []},
         "status": {"podIP": format!("10.1.0.{index}")},
+    })
+}
+
+/// A random Pod `pod-INDEX`: selected by a Service, an entry, a Gateway or nothing, on a Node or
+/// not, at an address another Pod may have too, or at none yet.
+fn random_pod(random: &mut Random, index: usize) -> Value {
+    let mut labels = json!({
+        "app": *random.pick(&["a", "b", "vm1", "dup", "nobody"]),
+        "version": format!("v{}", random.below(2)),
+    });
+    if random.below(8) == 0 {
+        labels["istio"] = json!("ingressgateway");
+    }
+    let mut pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("pod-{index}"), "namespace": "shop", "labels": labels},
+        "spec": {"containers": []},
+    });
+    if random.below(3) > 0 {
+        pod["spec"]["nodeName"] = json!(format!("node-{}", random.below(3)));
+    }
+    if random.below(5) > 0 {
+        pod["status"] = json!({"podIP": format!("10.1.0.{}", random.below(8))});
+    }
+    pod
+}
+
+fn gateway() -> Value {
+    json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+        "metadata": {"name": "ingress", "namespace": "shop"},
+        "spec": {
+            "selector": {"istio": "ingressgateway"},
+            "servers": [{
+                "port": {"number": 443, "name": "https", "protocol": "HTTPS"},
+                "hosts": ["*"],
+                "tls": {"mode": "SIMPLE", "credentialName": "missing"},
+            }],
+        },
     })
 }
 
@@ -158,6 +198,7 @@ fn mesh() -> BTreeMap<ObjectKey, Arc<Entry>> {
         service_entry("dns", "dns.example.com", "DNS", "dns"),
         destination_rule("a"),
         destination_rule("vm1.example.com"),
+        gateway(),
     ];
     objects.extend((0..6).map(pod));
     objects.into_iter().map(entry).collect()
@@ -168,7 +209,11 @@ fn edit(random: &mut Random, objects: &mut BTreeMap<ObjectKey, Arc<Entry>>) {
     let name = format!("x-{}", random.below(5));
     let (key, object) = match random.below(20) {
         0 => entry(service("b", random.below(2) == 0)),
-        1..=9 => entry(slice(random, &name)),
+        1..=7 => entry(slice(random, &name)),
+        8..=13 => {
+            let index = random.below(8);
+            entry(random_pod(random, index))
+        }
         _ => entry(workload_entry(random, &name)),
     };
     if random.below(5) == 0 {
@@ -189,8 +234,8 @@ fn endpoint_updates_equal_full_builds_over_random_edits() {
     let mut inputs = inputs_of(&objects);
     let mut built = build_with(&inputs, &LastGood::default(), &settings);
     let mut random = Random(0x5eed_1234_abcd_0001);
-    let (mut updated, mut refused) = (0, 0);
-    for step in 0..3000 {
+    let (mut updated, mut refused, mut pods) = (0, 0, 0);
+    for step in 0..4000 {
         edit(&mut random, &mut objects);
         let next = inputs_of(&objects);
         let changes = Changes::between(&inputs, &next);
@@ -207,6 +252,14 @@ fn endpoint_updates_equal_full_builds_over_random_edits() {
         ) {
             Some(update) => {
                 updated += 1;
+                if changes.objects.iter().any(|key| key.kind == Kind::Pod) {
+                    pods += 1;
+                }
+                assert_eq!(
+                    update.workloads_changed,
+                    full.model.workloads != built.model.workloads,
+                    "workloads changed, step {step}"
+                );
                 assert_eq!(update.model, full.model, "model after step {step}");
                 assert_eq!(
                     accepted, full.last_good,
@@ -238,10 +291,10 @@ fn endpoint_updates_equal_full_builds_over_random_edits() {
         inputs = next;
         built = full;
     }
-    // Both outcomes must be exercised, the update about half the time.
+    // Both outcomes must be exercised, the update about half the time, Pods among them.
     assert!(
-        updated > 1000 && refused > 100,
-        "{updated} updated, {refused} refused"
+        updated > 1200 && refused > 100 && pods > 300,
+        "{updated} updated ({pods} with a Pod), {refused} refused"
     );
 }
 
