@@ -208,15 +208,14 @@ impl SotwConnection {
             watch.held.insert(Name::clone(name), hash);
         }
         watch.held_from = Arc::downgrade(all);
-        let nonce = nonces.next();
-        outcome.responses.push(SotwResponse {
-            version_info: version.to_string(),
+        respond(
+            watch,
+            nonces.next(),
+            ty,
+            version.to_string(),
             resources,
-            type_url: ty.type_url().to_string(),
-            nonce: nonce.clone(),
-            control_plane: String::new(),
-        });
-        watch.acks.sent(nonce, version.to_string());
+            outcome,
+        );
         Some(true)
     }
 
@@ -306,16 +305,28 @@ impl SotwConnection {
                 .map(|(_, resource)| resource.any().clone())
                 .collect(),
         };
-        outcome.responses.push(SotwResponse {
-            version_info: version.clone(),
-            resources,
-            type_url: ty.type_url().to_string(),
-            nonce: nonce.clone(),
-            control_plane: String::new(),
-        });
-        watch.acks.sent(nonce, version);
+        respond(watch, nonce, ty, version, resources, outcome);
         true
     }
+}
+
+/// Sends `resources` as `version` of `ty`, and records it as sent on `watch`.
+fn respond(
+    watch: &mut Watch,
+    nonce: String,
+    ty: ResourceType,
+    version: String,
+    resources: Vec<super::wire::EncodedAny>,
+    outcome: &mut Outgoing,
+) {
+    outcome.responses.push(SotwResponse {
+        version_info: version.clone(),
+        resources,
+        type_url: ty.type_url().to_string(),
+        nonce: nonce.clone(),
+        control_plane: String::new(),
+    });
+    watch.acks.sent(nonce, version);
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::diagnostic::Origin;
 use crate::inputs::{Decoded, Entry, decode};
-use crate::model::{Settings, build_with};
+use crate::model::{Built, Settings, build_with};
 
 /// A small deterministic generator (xorshift64), so a failure replays.
 struct Random(u64);
@@ -223,6 +223,25 @@ fn edit(random: &mut Random, objects: &mut BTreeMap<ObjectKey, Arc<Entry>>) {
     }
 }
 
+/// The update of `built` to `next`, with the accepted objects and the index it leaves.
+fn update_from(
+    built: &Built,
+    next: &Inputs,
+    changes: &Changes,
+) -> (Option<EndpointUpdate>, LastGood, EndpointIndex) {
+    let mut accepted = built.last_good.clone();
+    let mut index = EndpointIndex::new(&built.last_good);
+    let outcome = update(
+        &built.model,
+        &mut accepted,
+        &mut index,
+        &built.errors,
+        next,
+        changes,
+    );
+    (outcome, accepted, index)
+}
+
 #[test]
 fn endpoint_updates_equal_full_builds_over_random_edits() {
     let settings = Settings::default();
@@ -240,16 +259,8 @@ fn endpoint_updates_equal_full_builds_over_random_edits() {
         let next = inputs_of(&objects);
         let changes = Changes::between(&inputs, &next);
         let full = build_with(&next, &built.last_good, &settings);
-        let mut accepted = built.last_good.clone();
-        let mut index = EndpointIndex::new(&built.last_good);
-        match update(
-            &built.model,
-            &mut accepted,
-            &mut index,
-            &built.errors,
-            &next,
-            &changes,
-        ) {
+        let (outcome, accepted, index) = update_from(&built, &next, &changes);
+        match outcome {
             Some(update) => {
                 updated += 1;
                 if changes.objects.iter().any(|key| key.kind == Kind::Pod) {
@@ -310,15 +321,5 @@ fn a_changed_rule_needs_a_full_build() {
     let (key, rule) = entry(destination_rule("b"));
     next.entries.insert(key, rule);
     let changes = Changes::between(&inputs, &next);
-    let mut accepted = built.last_good.clone();
-    let mut index = EndpointIndex::new(&built.last_good);
-    let outcome = update(
-        &built.model,
-        &mut accepted,
-        &mut index,
-        &built.errors,
-        &next,
-        &changes,
-    );
-    assert!(outcome.is_none());
+    assert!(update_from(&built, &next, &changes).0.is_none());
 }
