@@ -417,7 +417,7 @@ impl Pipeline {
         if !first {
             metrics.record_triggers(&changes);
         }
-        let previous = std::mem::replace(&mut self.inputs, inputs.clone());
+        self.inputs = inputs.clone();
         if !first && changes.is_empty() {
             return None;
         }
@@ -433,7 +433,6 @@ impl Pipeline {
                 )
             })
             .flatten();
-        drop(previous);
         let (model, errors, endpoint_change) = match updated {
             Some(update) => {
                 metrics.count_endpoint_update();
@@ -679,6 +678,38 @@ mod tests {
         drop(source);
         pipeline.await.unwrap().unwrap();
         watcher.await.unwrap()
+    }
+
+    #[test]
+    fn an_endpoint_edit_updates_the_published_model() {
+        let metrics = Metrics::new();
+        let mut pipeline = Pipeline::default();
+        let now = std::time::Instant::now();
+        let first = pipeline
+            .rebuild((*inputs(1)).clone(), &metrics, now)
+            .expect("the first build publishes");
+        assert!(first.endpoint_change.is_none());
+        let second = pipeline
+            .rebuild((*inputs(2)).clone(), &metrics, now)
+            .expect("a moved endpoint publishes");
+        let change = second.endpoint_change.as_ref().expect("an endpoint update");
+        assert!(change.base.ptr_eq(&Arc::downgrade(&first.model)));
+        assert_eq!(
+            change.hosts,
+            BTreeSet::from(["web.default.svc.cluster.local".to_string()])
+        );
+        assert_eq!(second.errors, first.errors);
+        // The same objects read again: nothing to publish, and no model built.
+        assert!(
+            pipeline
+                .rebuild((*inputs(2)).clone(), &metrics, now)
+                .is_none()
+        );
+        let text = metrics.render();
+        assert!(
+            text.contains("rudder_config_endpoint_updates_total 1"),
+            "{text}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
