@@ -283,9 +283,11 @@ impl State {
             .drain()
             .filter_map(|(key, slot)| {
                 let translated = slot.get()?;
+                // A set only this slot holds goes with it: nothing will start from its view.
+                let held = Arc::strong_count(&translated.set) > 1;
                 let previous = Previous {
                     set: Arc::downgrade(&translated.set),
-                    view: translated.view.clone(),
+                    view: translated.view.clone().filter(|_| held),
                 };
                 Some((key, previous))
             })
