@@ -1,6 +1,7 @@
 //! Renders Envoy protobuf messages as canonical proto3 JSON (the form Envoy's own config_dump and
 //! `--config-path` use), through a descriptor pool compiled from the protos envoy-types ships.
-//! Used for config dumps, golden files and bootstraps; never on the xDS wire.
+//! Used for config dumps, golden files and bootstraps; never on the xDS wire. The pool also
+//! guides `xds::canonical`'s walk of encoded resources.
 
 use std::sync::LazyLock;
 
@@ -17,6 +18,12 @@ static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
     )
     .expect("the descriptor set built by build.rs decodes")
 });
+
+/// The descriptor of a message type in the pool (by its full name, `envoy.config.cluster.v3.Cluster`),
+/// for walking encoded messages (`xds::canonical` hashes resources this way).
+pub fn message_descriptor(full_name: &str) -> Option<prost_reflect::MessageDescriptor> {
+    POOL.get_message_by_name(full_name)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum JsonError {

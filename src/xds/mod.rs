@@ -15,6 +15,7 @@
 mod accept;
 pub mod auth;
 pub mod cache;
+mod canonical;
 mod closer;
 pub mod connection;
 pub mod debug;

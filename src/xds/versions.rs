@@ -8,9 +8,9 @@
 //! so a collision (a changed resource keeping its version, and never reaching the proxy) is not a
 //! practical concern; they are rendered as 32 hex digits.
 //!
-//! Each resource is hashed through its canonical proto3 JSON rather than its wire bytes: prost
-//! encodes protobuf maps (`typed_per_filter_config`, metadata structs) from `HashMap`s in random
-//! order, so equal resources can encode to different bytes.
+//! Each resource is hashed through a canonical form of its wire bytes ([`super::canonical`]):
+//! prost encodes protobuf maps (`typed_per_filter_config`, metadata structs) from `HashMap`s in
+//! random order, so equal resources can encode to different bytes.
 //!
 //! Resources are encoded and hashed once and shared: a [`ResourceSet`] (what one proxy gets) holds
 //! each resource in an `Arc`, and the [`Interner`] hands a translation the resource it already has
@@ -18,7 +18,6 @@
 //! resource a model change left alone is neither encoded nor hashed again.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
@@ -27,11 +26,12 @@ use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
+use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
 use xxhash_rust::xxh3::Xxh3;
 
+use super::canonical::canonical_hash;
 use super::wire::EncodedAny;
-use crate::envoy_json;
 use crate::translate::{self, ResourceType, Resources};
 
 /// A resource's content hash.
@@ -65,13 +65,14 @@ enum Content {
 
 impl Resource {
     fn new(content: Content) -> Resource {
-        let (hash, any) = match &content {
-            Content::Cluster(c) => (resource_hash(&**c), translate::any(&**c)),
-            Content::Endpoint(e) => (resource_hash(&**e), translate::any(&**e)),
-            Content::Listener(l) => (resource_hash(&**l), translate::any(&**l)),
-            Content::Route(r) => (resource_hash(&**r), translate::any(&**r)),
-            Content::Secret(s) => (resource_hash(&**s), translate::any(&**s)),
+        let any = match &content {
+            Content::Cluster(c) => translate::any(&**c),
+            Content::Endpoint(e) => translate::any(&**e),
+            Content::Listener(l) => translate::any(&**l),
+            Content::Route(r) => translate::any(&**r),
+            Content::Secret(s) => translate::any(&**s),
         };
+        let hash = any_hash(&any);
         let eds_name = match &content {
             Content::Cluster(cluster) => eds_name(cluster).map(str::to_string),
             _ => None,
@@ -446,36 +447,13 @@ pub fn names_digest<N: AsRef<str>>(names: &[N]) -> Hash {
 
 /// A hash of a resource's content, the same for equal resources whatever their map order.
 pub fn resource_hash<M: Message + prost::Name>(resource: &M) -> Hash {
-    let mut hasher = Xxh3::new();
-    match envoy_json::to_json(resource) {
-        // serde_json objects are BTreeMaps, so the rendering is canonical.
-        Ok(json) => {
-            hasher.update(b"j");
-            // Writing into a hasher cannot fail.
-            let _ = serde_json::to_writer(HashWriter(&mut hasher), &json);
-        }
-        // A type missing from the descriptor pool still gets a version, only one that map order
-        // may change.
-        Err(_) => {
-            hasher.update(b"b");
-            hasher.update(&resource.encode_to_vec());
-        }
-    }
-    hasher.digest128()
+    canonical_hash(&M::full_name(), &resource.encode_to_vec())
 }
 
-/// Feeds what serde_json writes straight into the hash, without an intermediate buffer.
-struct HashWriter<'a>(&'a mut Xxh3);
-
-impl io::Write for HashWriter<'_> {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0.update(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
+/// [`resource_hash`] of the message an `Any` holds.
+fn any_hash(any: &Any) -> Hash {
+    let full_name = any.type_url.rsplit_once('/').map_or("", |(_, name)| name);
+    canonical_hash(full_name, &any.value)
 }
 
 #[cfg(test)]
