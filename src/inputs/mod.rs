@@ -351,6 +351,24 @@ fn with_namespace(mut object: Object, namespace: &str) -> Object {
     object
 }
 
+/// The inputs of every golden case (`testdata/golden/*/input`), read as `serve` reads a config
+/// directory, with the case's directory: for unit tests that check a property over all of them.
+#[cfg(test)]
+pub(crate) fn golden_case_inputs() -> Vec<(std::path::PathBuf, Inputs)> {
+    let cases = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/golden");
+    let mut dirs: Vec<std::path::PathBuf> = std::fs::read_dir(cases)
+        .expect("the golden cases")
+        .filter_map(|case| Some(case.ok()?.path()))
+        .collect();
+    dirs.sort();
+    dirs.into_iter()
+        .map(|case| {
+            let inputs = crate::source::file::load_dirs(&[case.join("input")]).inputs();
+            (case, inputs)
+        })
+        .collect()
+}
+
 /// Inputs from YAML text, as if it were the file `test.yaml` (objects without a namespace in
 /// `default`): the crate's unit tests build their models from this.
 #[cfg(test)]

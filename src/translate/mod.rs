@@ -1,6 +1,7 @@
 //! Translation: Model + Proxy -> the Envoy resources that proxy gets, as istiod would shape them
 //! (names, defaults, precedence). One module per xDS type; all of it pure and deterministic.
 
+mod addresses;
 mod cds;
 mod cluster_policy;
 mod eds;
@@ -26,6 +27,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::pb::google::protobuf::{Any, Duration as ProtoDuration};
 use prost::{Message, Name};
 
+pub use addresses::{AddressKey, AddressReads};
 pub use inbound::{INBOUND_PASSTHROUGH_CLUSTER, inbound_cluster_name};
 pub use scope::ProxyView;
 pub use sds::redact_secret;

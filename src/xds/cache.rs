@@ -2,10 +2,13 @@
 //! share one translation and one encoded, hashed copy of each resource.
 //!
 //! A translation depends on the model and on the few things about a proxy that `translate` reads,
-//! the [`ProxyKey`]: its kind, namespace, labels, interception mode, DNS domain and locality, not
-//! its id, pod name or IPs (the IPs only decide which Pod's labels and locality the proxy gets,
-//! which the key then holds). The Sidecar scope (`translate::scope`) reads the kind, namespace,
-//! labels and interception mode, all in the key. So every sidecar of one Deployment shares one translation. The
+//! the [`ProxyKey`]: its kind, namespace, labels, interception mode, DNS domain and locality, and
+//! what the translation reads of its addresses ([`AddressKey`]: their families and the workload
+//! at them, and the addresses themselves only where the translation writes or compares them),
+//! not its id or pod name. The Sidecar scope (`translate::scope`) reads the kind, namespace,
+//! labels and interception mode, all in the key. So every sidecar of one Deployment shares one
+//! translation, unless its own address is a headless service's endpoint, a ServiceEntry's
+//! endpoint, or a Sidecar ingress default endpoint. The
 //! cache holds the current snapshot's translations by key; the first stream to ask for a key
 //! translates (on the blocking pool, at most one translation per CPU at a time) while streams
 //! asking for the same key wait for it. Resources are interned ([`Interner`]), so proxies with
@@ -31,7 +34,7 @@ use super::versions::{Interner, ResourceSet};
 use super::{EndpointChange, Snapshot};
 use crate::model::{Locality, Model};
 use crate::proxy::{InterceptionMode, Proxy, ProxyKind, SecretAccess};
-use crate::translate::{self, ProxyView, ResourceType};
+use crate::translate::{self, AddressKey, AddressReads, ProxyView, ResourceType};
 
 /// What a proxy's translation depends on besides the model.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -43,19 +46,22 @@ pub struct ProxyKey {
     dns_domain: String,
     locality: Locality,
     secret_access: SecretAccess,
+    /// What the translation reads of the proxy's addresses.
+    addresses: AddressKey,
     /// The proxy's own id, when a test hook may rewrite each proxy's translation differently.
     id: Option<String>,
 }
 
 impl ProxyKey {
-    /// The key of `proxy` (after [`Proxy::with_workload_labels`]); `per_proxy` keys it by its id
-    /// too, sharing nothing.
-    pub fn new(proxy: &Proxy, per_proxy: bool) -> ProxyKey {
+    /// The key of `proxy` (after [`Proxy::with_workload_labels`]), with what its translation
+    /// reads of its addresses; `per_proxy` keys it by its id too, sharing nothing.
+    pub fn new(proxy: &Proxy, addresses: AddressKey, per_proxy: bool) -> ProxyKey {
         // Every field is named, so that a new one has to be sorted into the key or out of it.
         // Out only if `translate` never reads it: proxies would get each other's config.
         let Proxy {
             id,
             kind,
+            // In `addresses`, as far as the translation reads them.
             ips: _,
             pod_name: _,
             namespace,
@@ -73,6 +79,7 @@ impl ProxyKey {
             dns_domain: dns_domain.clone(),
             locality: locality.clone(),
             secret_access: *secret_access,
+            addresses,
             id: per_proxy.then(|| id.clone()),
         }
     }
@@ -118,6 +125,8 @@ struct Base {
 struct State {
     /// The model the current translations are of.
     model: Option<Arc<Model>>,
+    /// What translations compare proxies' addresses with in `model`.
+    address_reads: AddressReads,
     generation: u64,
     current: HashMap<ProxyKey, Slot>,
     /// The previous model's translations.
@@ -151,8 +160,7 @@ impl Cache {
     /// What `proxy` gets from `snapshot`: the shared translation of its key, made now if no
     /// stream asked for it yet.
     pub async fn resources(&self, snapshot: &Snapshot, proxy: &Proxy) -> Arc<ResourceSet> {
-        let key = ProxyKey::new(proxy, self.hook.is_some());
-        let Some((slot, base)) = self.slot(snapshot, key) else {
+        let Some((slot, base)) = self.slot(snapshot, proxy) else {
             // A stream behind the newest snapshot (it will catch up): not worth keeping.
             return self.translate(&snapshot.model, proxy, None).await.set;
         };
@@ -173,7 +181,7 @@ impl Cache {
 
     /// The slot of `key` in `snapshot`, with the key's previous translation if there is one to
     /// start from; `None` if `snapshot` is older than the cache's.
-    fn slot(&self, snapshot: &Snapshot, key: ProxyKey) -> Option<(Slot, Option<Base>)> {
+    fn slot(&self, snapshot: &Snapshot, proxy: &Proxy) -> Option<(Slot, Option<Base>)> {
         let mut state = self.lock();
         let current = state
             .model
@@ -186,6 +194,8 @@ impl Cache {
             state.rotate(snapshot);
             self.interner.sweep();
         }
+        let addresses = state.address_reads.key(&snapshot.model, proxy);
+        let key = ProxyKey::new(proxy, addresses, self.hook.is_some());
         // The change applies to the previous translations only if it starts from their model.
         let change = snapshot
             .endpoint_change
@@ -294,6 +304,7 @@ impl State {
             .collect();
         self.previous_model = self.model.as_ref().map(Arc::downgrade).unwrap_or_default();
         self.model = Some(snapshot.model.clone());
+        self.address_reads = AddressReads::of(&snapshot.model);
         self.generation = snapshot.generation;
         self.prune_at = MIN_PRUNE_AT;
     }
@@ -348,18 +359,24 @@ mod tests {
     fn the_key_holds_everything_translation_reads() {
         let snapshot = bookinfo();
         let model = &snapshot.model;
+        let reads = AddressReads::of(model);
+        let key =
+            |proxy: &Proxy, per_proxy| ProxyKey::new(proxy, reads.key(model, proxy), per_proxy);
         // Same key, different id, pod and IPs: the same translation, on a model with routing
         // rules that match on source labels and namespaces.
         let one = labelled("10.0.0.1", "productpage-v1-a", "productpage");
         let two = labelled("10.0.0.2", "productpage-v1-b", "productpage");
-        assert_eq!(ProxyKey::new(&one, false), ProxyKey::new(&two, false));
+        assert_eq!(key(&one, false), key(&two, false));
         assert_eq!(
             translate::translate(model, &one),
             translate::translate(model, &two)
         );
-        assert_ne!(ProxyKey::new(&one, true), ProxyKey::new(&two, true));
+        assert_ne!(key(&one, true), key(&two, true));
         let other = labelled("10.0.0.1", "productpage-v1-a", "reviews");
-        assert_ne!(ProxyKey::new(&one, false), ProxyKey::new(&other, false));
+        assert_ne!(key(&one, false), key(&other, false));
+        // The address family decides a DNS cluster's lookups.
+        let ipv6 = labelled("fd00::1", "productpage-v1-c", "productpage");
+        assert_ne!(key(&one, false), key(&ipv6, false));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@ use envoy_types::pb::google::protobuf::{Any, Struct, Value, value::Kind};
 use prost::{Message, Name};
 
 use super::*;
-use crate::inputs::from_test_yaml;
+use crate::inputs::golden_case_inputs;
 use crate::model::{LastGood, build};
 use crate::proxy::Proxy;
 use crate::translate::{ResourceType, translate};
@@ -109,14 +109,9 @@ fn a_changed_value_anywhere_changes_the_hash() {
 /// long as the original, for every resource of the golden cases.
 #[test]
 fn the_canonical_form_is_the_same_message() {
-    let cases = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/golden");
     let mut checked = 0;
-    for case in std::fs::read_dir(&cases).expect("golden cases") {
-        let input = case.expect("a case").path().join("input/mesh.yaml");
-        let Ok(yaml) = std::fs::read_to_string(&input) else {
-            continue;
-        };
-        let model = build(&from_test_yaml(&yaml), &LastGood::default()).model;
+    for (input, inputs) in golden_case_inputs() {
+        let model = build(&inputs, &LastGood::default()).model;
         let proxy = Proxy::parse(
             "sidecar~10.1.0.1~app.default~default.svc.cluster.local",
             &serde_json::Value::Null,
@@ -149,7 +144,7 @@ fn the_canonical_form_is_the_same_message() {
             }
         }
     }
-    assert!(checked > 100, "only {checked} resources checked");
+    assert!(checked > 1000, "only {checked} resources checked");
 }
 
 #[test]
