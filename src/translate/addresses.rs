@@ -23,10 +23,18 @@ use crate::proxy::Proxy;
 pub struct AddressKey {
     has_v4: bool,
     has_v6: bool,
-    /// The workload at the proxy's addresses: namespace, own labels, named container ports.
-    workload: Option<(String, BTreeMap<String, String>, BTreeMap<String, u16>)>,
+    /// The workload at the proxy's addresses.
+    workload: Option<WorkloadKey>,
     /// The addresses themselves, where the translation writes or compares them.
     exact: Option<Vec<IpAddr>>,
+}
+
+/// What the inbound side reads of the workload at a proxy's addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct WorkloadKey {
+    namespace: String,
+    labels: BTreeMap<String, String>,
+    named_ports: BTreeMap<String, u16>,
 }
 
 /// The addresses of one model that a translation compares a proxy's addresses with: computed
@@ -62,12 +70,10 @@ impl AddressReads {
             .ips
             .iter()
             .find_map(|ip| model.workloads.get(ip))
-            .map(|workload| {
-                (
-                    workload.namespace.clone(),
-                    workload.labels.clone(),
-                    workload.named_ports.clone(),
-                )
+            .map(|workload| WorkloadKey {
+                namespace: workload.namespace.clone(),
+                labels: workload.labels.clone(),
+                named_ports: workload.named_ports.clone(),
             });
         let to_workload_address = super::scope::sidecar_for(model, proxy).is_some_and(|sidecar| {
             sidecar
