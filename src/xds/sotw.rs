@@ -17,7 +17,7 @@ use std::sync::{Arc, Weak};
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
 use super::connection::{Acks, Answer, Event, Nonces, Outcome, StateMachine, TypeStatus};
-use super::versions::{Hash, Name, ResourceSet, TypeSet, names_digest, set_version};
+use super::versions::{Hash, Name, Resource, ResourceSet, TypeSet, names_digest, set_version};
 use super::wire::SotwResponse;
 use crate::translate::ResourceType;
 
@@ -91,11 +91,8 @@ impl StateMachine for SotwConnection {
                 .watches
                 .get(&ty)
                 .is_some_and(|watch| watch.names.is_some() && watch.names_digest == digest);
-        let names: Option<BTreeSet<Name>> = (!ty.is_wildcard() && !same_names).then(|| {
-            let resources = self.resources.of(ty);
-            let names = request.resource_names.iter();
-            names.map(|name| resources.name(name)).collect()
-        });
+        let names: Option<BTreeSet<Name>> = (!ty.is_wildcard() && !same_names)
+            .then(|| self.resources.of(ty).names(&request.resource_names));
         // The request's names replace the type's, whether or not it turns out stale.
         let count = match &names {
             Some(names) => names.len(),
@@ -250,15 +247,15 @@ impl SotwConnection {
             }
         }
         // The subscribed resources that exist, by name; `None` for all of them.
-        let selected: Option<Vec<(&Name, &Hash)>> = watch.names.as_ref().map(|names| {
-            names
-                .iter()
-                .filter_map(|name| Some((name, &all.get(name)?.hash)))
-                .collect()
-        });
+        let selected: Option<Vec<(&Name, &Arc<Resource>)>> =
+            watch.names.as_ref().map(|names| all.select(names));
         // Every stream sending a whole type shares the set's version, computed once.
         let version = match &selected {
-            Some(selected) if selected.len() < all.len() => set_version(selected.iter().copied()),
+            Some(selected) if selected.len() < all.len() => set_version(
+                selected
+                    .iter()
+                    .map(|(name, resource)| (*name, &resource.hash)),
+            ),
             _ => all.version().to_string(),
         };
         let status = &watch.acks.status;
@@ -291,13 +288,21 @@ impl SotwConnection {
                 };
                 watch.held = selected
                     .iter()
-                    .map(|(name, hash)| (Name::clone(name), **hash))
+                    .map(|(name, resource)| (Name::clone(name), resource.hash))
                     .collect();
                 watch.held_from = Arc::downgrade(all);
+                // Both in name order: one pass finds what the proxy holds already.
+                let mut previous = held.iter().peekable();
                 selected
                     .iter()
-                    .filter(|(name, hash)| held.get(*name) != Some(*hash))
-                    .filter_map(|(name, _)| Some(all.get(name)?.any().clone()))
+                    .filter(|(name, resource)| {
+                        while previous.next_if(|(held, _)| held < name).is_some() {}
+                        let same = |(held, hash): &(&Name, &Hash)| {
+                            *held == *name && **hash == resource.hash
+                        };
+                        previous.next_if(same).is_none()
+                    })
+                    .map(|(_, resource)| resource.any().clone())
                     .collect()
             }
             None => all

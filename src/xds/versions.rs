@@ -17,7 +17,7 @@
 //! for any equal one, so proxies whose translations agree share their resources' bytes, and a
 //! resource a model change left alone is neither encoded nor hashed again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
@@ -167,6 +167,60 @@ impl TypeSet {
             Some((shared, _)) => shared.clone(),
             None => Name::from(name),
         }
+    }
+
+    /// The distinct names of `requested`, in order, each shared with the resource of that name
+    /// if there is one. A proxy that asks for most of the set (Envoy's EDS names are its
+    /// clusters') is matched in one pass over both, not a lookup per name.
+    pub fn names(&self, requested: &[String]) -> BTreeSet<Name> {
+        let mut requested: Vec<&str> = requested.iter().map(String::as_str).collect();
+        // Envoy lists its names in order, which this sort recognizes in one pass.
+        requested.sort_unstable();
+        requested.dedup();
+        if !self.mostly(requested.len()) {
+            return requested.into_iter().map(|name| self.name(name)).collect();
+        }
+        let mut known = self.resources.keys().peekable();
+        requested
+            .into_iter()
+            .map(|name| {
+                while known.next_if(|known| &***known < name).is_some() {}
+                match known.next_if(|known| &***known == name) {
+                    Some(shared) => shared.clone(),
+                    None => Name::from(name),
+                }
+            })
+            .collect()
+    }
+
+    /// The resources of `names` that the set has, in name order, with the names as `names`
+    /// holds them: one pass over both when `names` is most of the set.
+    pub fn select<'a>(&'a self, names: &'a BTreeSet<Name>) -> Vec<(&'a Name, &'a Arc<Resource>)> {
+        if !self.mostly(names.len()) {
+            return names
+                .iter()
+                .filter_map(|name| Some((name, self.resources.get(name)?)))
+                .collect();
+        }
+        let mut known = self.resources.iter().peekable();
+        let mut selected = Vec::with_capacity(names.len().min(self.resources.len()));
+        for name in names {
+            // Names shared with this set compare by pointer before any byte is read.
+            let before =
+                |known: &(&Name, &Arc<Resource>)| !Arc::ptr_eq(known.0, name) && **known.0 < **name;
+            while known.next_if(before).is_some() {}
+            let equal =
+                |known: &(&Name, &Arc<Resource>)| Arc::ptr_eq(known.0, name) || **known.0 == **name;
+            if let Some((_, resource)) = known.next_if(equal) {
+                selected.push((name, resource));
+            }
+        }
+        selected
+    }
+
+    /// Whether `count` names are enough of this set that one pass over it beats a lookup each.
+    fn mostly(&self, count: usize) -> bool {
+        count.saturating_mul(8) >= self.resources.len()
     }
 
     /// How this set was made from an earlier one, if it was.
@@ -462,6 +516,65 @@ mod tests {
     use crate::xds::fixtures::{A, cla, cluster, resources};
     use envoy_types::pb::envoy::config::core::v3::Metadata;
     use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
+
+    /// A set of 100 assignments, `n000` to `n099`.
+    fn hundred() -> Arc<TypeSet> {
+        let endpoints = (0..100)
+            .map(|i| format!("n{i:03}"))
+            .map(|name| (name.clone(), cla(&name, 0)))
+            .collect();
+        let set = ResourceSet::new(Resources {
+            endpoints,
+            ..Resources::default()
+        });
+        set.of(ResourceType::Endpoint).clone()
+    }
+
+    /// `names` and `select` in one pass or by lookups: what a lookup per name gives.
+    #[test]
+    fn names_and_selections_match_a_lookup_each() {
+        let set = hundred();
+        let lists: Vec<Vec<String>> = vec![
+            (0..100).map(|i| format!("n{i:03}")).collect(),
+            (0..100).rev().map(|i| format!("n{i:03}")).collect(),
+            // Most of the set, out of order, repeated, with names it does not have.
+            (0..60)
+                .map(|i| format!("n{:03}", (i * 37) % 100))
+                .chain(["a", "n0505", "n050", "zzz", "n099", ""].map(String::from))
+                .collect(),
+            // A few names: looked up one by one.
+            ["n007", "x", "n042"].map(String::from).to_vec(),
+            Vec::new(),
+        ];
+        for requested in lists {
+            let names = set.names(&requested);
+            let expected: BTreeSet<&str> = requested.iter().map(String::as_str).collect();
+            assert_eq!(
+                names.iter().map(|n| &**n).collect::<BTreeSet<_>>(),
+                expected
+            );
+            for name in &names {
+                if let Some((shared, _)) = set.resources.get_key_value(name) {
+                    assert!(Arc::ptr_eq(shared, name), "{name} is not shared");
+                }
+            }
+            // Names not shared with the set select the same resources.
+            let unshared: BTreeSet<Name> =
+                requested.iter().map(|n| Name::from(n.as_str())).collect();
+            for names in [&names, &unshared] {
+                let selected: Vec<(&str, Hash)> = set
+                    .select(names)
+                    .into_iter()
+                    .map(|(name, resource)| (&**name, resource.hash))
+                    .collect();
+                let expected: Vec<(&str, Hash)> = names
+                    .iter()
+                    .filter_map(|name| Some((&**name, set.get(name)?.hash)))
+                    .collect();
+                assert_eq!(selected, expected);
+            }
+        }
+    }
 
     #[test]
     fn hashes_ignore_map_order() {
