@@ -165,9 +165,13 @@ impl SoakReport {
         let per_change =
             |figure| delta(figure).map_or("n/a".to_string(), |n| sample::ratio(n, changes));
         lines.push(format!(
-            "- changes {changes}, builds {} ({} per change), pushes {} ({} per change)",
+            "- changes {changes}, builds {} ({} per change), of which endpoint updates {} and \
+             full builds {} ({} per change), pushes {} ({} per change)",
             total(|s| s.builds),
             per_change(|s| s.builds),
+            total(|s| s.endpoint_updates),
+            total(|s| s.builds - s.endpoint_updates),
+            per_change(|s| s.builds - s.endpoint_updates),
             total(|s| s.pushes),
             per_change(|s| s.pushes),
         ));

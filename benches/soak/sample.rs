@@ -13,8 +13,11 @@ use super::server::ServerProcess;
 pub struct Scraped {
     /// `pilot_xds`: open ADS streams.
     pub connected: f64,
-    /// `rudder_config_builds_total`.
+    /// `rudder_config_builds_total`: debounced changes taken in, whichever way.
     pub builds: f64,
+    /// `rudder_config_endpoint_updates_total`: those that changed only endpoints and updated
+    /// the published model instead of building it in full.
+    pub endpoint_updates: f64,
     /// `pilot_xds_pushes`, every type summed.
     pub pushes: f64,
 }
@@ -58,6 +61,7 @@ async fn scrape(client: &reqwest::Client, admin: Option<SocketAddr>) -> Option<S
     Some(Scraped {
         connected: metric_sum(&text, "pilot_xds"),
         builds: metric_sum(&text, "rudder_config_builds_total"),
+        endpoint_updates: metric_sum(&text, "rudder_config_endpoint_updates_total"),
         pushes: metric_sum(&text, "pilot_xds_pushes"),
     })
 }
@@ -79,8 +83,8 @@ pub fn mib(bytes: u64) -> String {
 }
 
 pub const HEADER: &str = "| minute | VmRSS (MiB) | VmHWM (MiB) | open fds | proxies (pilot_xds) | \
-     changes | builds | pushes | builds / change | pushes / change |\n\
-     | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |";
+     changes | builds | pushes | builds / change | full builds / change | pushes / change |\n\
+     | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |";
 
 /// One table row; the per-change columns cover the interval since `previous`.
 pub fn row(sample: &Sample, previous: Option<&Sample>) -> String {
@@ -105,7 +109,7 @@ pub fn row(sample: &Sample, previous: Option<&Sample>) -> String {
         )
     };
     format!(
-        "| {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        "| {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
         sample.at.as_secs_f64() / 60.0,
         mib(sample.rss),
         mib(sample.peak_rss),
@@ -115,6 +119,7 @@ pub fn row(sample: &Sample, previous: Option<&Sample>) -> String {
         scraped(|s| s.builds),
         scraped(|s| s.pushes),
         per_change(|s| s.builds),
+        per_change(|s| s.builds - s.endpoint_updates),
         per_change(|s| s.pushes),
     )
 }
