@@ -9,16 +9,18 @@
 //! costs one ClusterLoadAssignment, not all of them (as istiod's incremental EDS pushes).
 //!
 //! The names a stream keeps are those of its EDS and RDS subscriptions (CDS and LDS keep none):
-//! a request that would take them past the stream's limit is refused.
+//! a request that would take them past the stream's limit is refused. A stream that asks for a
+//! whole set shares that set's list of names, and what it holds is the set last sent to it (an
+//! `Arc`) rather than a copy of the hashes, so streams of one proxy shape keep one copy of both.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
 use super::connection::{Acks, Answer, Event, Nonces, Outcome, StateMachine, TypeStatus};
 use super::versions::{Hash, Name, Resource, ResourceSet, TypeSet, names_digest, set_version};
-use super::wire::SotwResponse;
+use super::wire::{EncodedAny, SotwResponse};
 use crate::translate::ResourceType;
 
 /// The state-of-the-world ADS state of one stream.
@@ -33,19 +35,43 @@ pub struct SotwConnection {
 
 #[derive(Debug, Default)]
 struct Watch {
-    /// `None` for the wildcard types (CDS, LDS), which always get everything.
-    names: Option<BTreeSet<Name>>,
-    /// EDS and RDS: the content hash of every subscribed resource the proxy was sent, so a change
-    /// sends only what differs.
-    held: BTreeMap<Name, Hash>,
-    /// The set `held` was made from under the current names (compared by identity): the same
-    /// set again has the version already sent, and a set derived from it differs only in the
-    /// names its derivation lists, so neither costs a pass over every subscribed name.
-    held_from: Weak<TypeSet>,
+    /// `None` for the wildcard types (CDS, LDS), which always get everything. Shared with the
+    /// set when the proxy asks for all of it (Envoy's EDS and RDS names usually are), so
+    /// streams of one proxy shape hold one copy.
+    names: Option<Arc<BTreeSet<Name>>>,
+    /// EDS and RDS: what the proxy holds, so a change sends only what differs.
+    held: Option<Held>,
     /// A digest of the names of the last request that set them, in the order listed: an ACK
     /// listing the same names keeps the subscription as it is.
     names_digest: Option<Hash>,
     acks: Acks,
+}
+
+/// What a proxy holds of a named type after a response: every resource of `set` under `names`
+/// (each response leaves it holding every subscribed resource of the set it came from). Both
+/// are shared with the set and the other streams, so a stream keeps no copy of either; the
+/// same set again, under the same names, has the version already sent, and a set derived
+/// from it differs only in the names its derivation lists, so neither costs a pass over every
+/// subscribed name.
+#[derive(Debug)]
+struct Held {
+    set: Arc<TypeSet>,
+    names: Arc<BTreeSet<Name>>,
+    /// How many of `names` the set has.
+    count: usize,
+}
+
+impl Held {
+    /// Whether this is what `set` gives under `names`, by identity.
+    fn is(&self, set: *const TypeSet, names: &Arc<BTreeSet<Name>>) -> bool {
+        std::ptr::eq(Arc::as_ptr(&self.set), set) && Arc::ptr_eq(&self.names, names)
+    }
+
+    /// The hash of what the proxy holds under `name`, if it holds it.
+    fn hash(&self, name: &Name) -> Option<Hash> {
+        let resource = self.set.get(name)?;
+        self.names.contains(name).then_some(resource.hash)
+    }
 }
 
 /// Why a response might be sent; decides how much an unchanged version holds it back.
@@ -91,12 +117,12 @@ impl StateMachine for SotwConnection {
                 .watches
                 .get(&ty)
                 .is_some_and(|watch| watch.names.is_some() && watch.names_digest == digest);
-        let names: Option<BTreeSet<Name>> = (!ty.is_wildcard() && !same_names)
+        let names: Option<Arc<BTreeSet<Name>>> = (!ty.is_wildcard() && !same_names)
             .then(|| self.resources.of(ty).names(&request.resource_names));
         // The request's names replace the type's, whether or not it turns out stale.
         let count = match &names {
             Some(names) => names.len(),
-            None if same_names => self.watches[&ty].names.as_ref().map_or(0, BTreeSet::len),
+            None if same_names => self.watches[&ty].names.as_ref().map_or(0, |n| n.len()),
             None => 0,
         };
         let kept = self.names_but(ty) + count;
@@ -128,7 +154,6 @@ impl StateMachine for SotwConnection {
         if !same_names {
             watch.names = names;
             watch.names_digest = digest;
-            watch.held_from = Weak::new();
         }
         self.push(ty, reason, &mut outcome);
         outcome
@@ -153,7 +178,10 @@ impl StateMachine for SotwConnection {
     fn watched(&self) -> BTreeMap<ResourceType, Vec<Name>> {
         self.watches
             .iter()
-            .map(|(ty, watch)| (*ty, watch.names.iter().flatten().cloned().collect()))
+            .map(|(ty, watch)| {
+                let names = watch.names.iter().flat_map(|names| names.iter());
+                (*ty, names.cloned().collect())
+            })
             .collect()
     }
 }
@@ -172,9 +200,10 @@ impl SotwConnection {
     ) -> Option<bool> {
         let derived = all.derived()?;
         let names = watch.names.as_ref()?;
+        let held = watch.held.as_ref()?;
         let status = &watch.acks.status;
         let acked = status.acked.is_some() && status.acked == status.sent;
-        if !acked || !std::ptr::eq(derived.from.as_ptr(), watch.held_from.as_ptr()) {
+        if !acked || !held.is(derived.from.as_ptr(), names) {
             return None;
         }
         let updates: Vec<(&Name, Hash)> = derived
@@ -183,12 +212,15 @@ impl SotwConnection {
             .filter(|name| names.contains(*name))
             .filter_map(|name| Some((name, all.get(name)?.hash)))
             .collect();
+        // Under the same names, the proxy holds what the earlier set has.
+        let held_hash = |name: &Name| held.set.get(name).map(|resource| resource.hash);
         let added = updates
             .iter()
-            .filter(|(name, _)| !watch.held.contains_key(*name))
+            .filter(|(name, _)| held_hash(name).is_none())
             .count();
         // A subset's version is a hash over all its names: the general way computes it.
-        if watch.held.len() + added != all.len() {
+        let count = held.count + added;
+        if count != all.len() {
             return None;
         }
         let version = all.version();
@@ -198,13 +230,14 @@ impl SotwConnection {
         }
         let resources = updates
             .iter()
-            .filter(|(name, hash)| watch.held.get(*name) != Some(hash))
+            .filter(|(name, hash)| held_hash(name) != Some(*hash))
             .filter_map(|(name, _)| Some(all.get(name)?.any().clone()))
             .collect();
-        for (name, hash) in updates {
-            watch.held.insert(Name::clone(name), hash);
-        }
-        watch.held_from = Arc::downgrade(all);
+        watch.held = Some(Held {
+            set: all.clone(),
+            names: names.clone(),
+            count,
+        });
         respond(
             watch,
             nonces.next(),
@@ -221,7 +254,7 @@ impl SotwConnection {
         let others = self.watches.iter().filter(|(watched, _)| **watched != ty);
         others
             .filter_map(|(_, watch)| watch.names.as_ref())
-            .map(BTreeSet::len)
+            .map(|names| names.len())
             .sum()
     }
 
@@ -238,8 +271,10 @@ impl SotwConnection {
         };
         let all = self.resources.of(ty);
         if watch.names.is_some() && reason == Reason::Changed {
-            // Under the same names, the set `held` came from has the version sent then.
-            if std::ptr::eq(watch.held_from.as_ptr(), Arc::as_ptr(all)) {
+            // Under the same names, the set the proxy holds has the version sent then.
+            if let (Some(names), Some(held)) = (&watch.names, &watch.held)
+                && held.is(Arc::as_ptr(all), names)
+            {
                 return false;
             }
             if let Some(sent) = Self::push_derived(watch, all, &mut self.nonces, outcome, ty) {
@@ -272,6 +307,14 @@ impl SotwConnection {
             Reason::Refresh => !rejected,
         };
         if !send {
+            // The same version is the same resources: the proxy holds this set's.
+            if already_sent && let (Some(names), Some(selected)) = (&watch.names, &selected) {
+                watch.held = Some(Held {
+                    set: all.clone(),
+                    names: names.clone(),
+                    count: selected.len(),
+                });
+            }
             return false;
         }
         // After an ACK the proxy holds what it was sent; anything else (first answer, a NACK, a
@@ -281,29 +324,19 @@ impl SotwConnection {
         let nonce = self.nonces.next();
         let resources = match &selected {
             Some(selected) => {
-                let held = if only_changed {
-                    std::mem::take(&mut watch.held)
+                let previous = if only_changed {
+                    watch.held.take()
                 } else {
-                    BTreeMap::new()
+                    None
                 };
-                watch.held = selected
-                    .iter()
-                    .map(|(name, resource)| (Name::clone(name), resource.hash))
-                    .collect();
-                watch.held_from = Arc::downgrade(all);
-                // Both in name order: one pass finds what the proxy holds already.
-                let mut previous = held.iter().peekable();
-                selected
-                    .iter()
-                    .filter(|(name, resource)| {
-                        while previous.next_if(|(held, _)| held < name).is_some() {}
-                        let same = |(held, hash): &(&Name, &Hash)| {
-                            *held == *name && **hash == resource.hash
-                        };
-                        previous.next_if(same).is_none()
-                    })
-                    .map(|(_, resource)| resource.any().clone())
-                    .collect()
+                if let Some(names) = &watch.names {
+                    watch.held = Some(Held {
+                        set: all.clone(),
+                        names: names.clone(),
+                        count: selected.len(),
+                    });
+                }
+                not_held(selected, previous.as_ref(), watch.names.as_ref())
             }
             None => all
                 .iter()
@@ -312,6 +345,42 @@ impl SotwConnection {
         };
         respond(watch, nonce, ty, version, resources, outcome);
         true
+    }
+}
+
+/// The resources of `selected` (in name order) that the proxy does not hold as they are: all
+/// of them when it holds nothing. Under the names it holds by, one pass over both sets.
+fn not_held(
+    selected: &[(&Name, &Arc<Resource>)],
+    held: Option<&Held>,
+    names: Option<&Arc<BTreeSet<Name>>>,
+) -> Vec<EncodedAny> {
+    let resources = selected.iter().map(|(name, resource)| (*name, *resource));
+    match held {
+        None => resources
+            .map(|(_, resource)| resource.any().clone())
+            .collect(),
+        Some(held) if names.is_some_and(|names| Arc::ptr_eq(names, &held.names)) => {
+            let mut previous = held.set.iter().peekable();
+            let mut holds = |name: &Name, resource: &Resource| {
+                let before = |(known, _): &(&Name, &Arc<Resource>)| {
+                    !Arc::ptr_eq(known, name) && ***known < **name
+                };
+                while previous.next_if(before).is_some() {}
+                let same = |(known, other): &(&Name, &Arc<Resource>)| {
+                    (Arc::ptr_eq(known, name) || ***known == **name) && other.hash == resource.hash
+                };
+                previous.next_if(same).is_some()
+            };
+            resources
+                .filter(|(name, resource)| !holds(name, resource))
+                .map(|(_, resource)| resource.any().clone())
+                .collect()
+        }
+        Some(held) => resources
+            .filter(|(name, resource)| held.hash(name) != Some(resource.hash))
+            .map(|(_, resource)| resource.any().clone())
+            .collect(),
     }
 }
 
@@ -546,6 +615,27 @@ mod tests {
         assert!(conn.on_request(&late_nack).responses.is_empty());
         assert_eq!(conn.status()[&ResourceType::Route].nack, None);
         assert_eq!(conn.status()[&ResourceType::Route].acked, None);
+    }
+
+    #[test]
+    fn streams_asking_for_a_whole_set_share_its_names_and_keep_no_copy() {
+        let set: Arc<ResourceSet> = resources().into();
+        let eds = ResourceType::Endpoint;
+        let mut streams = [
+            SotwConnection::new(set.clone()),
+            SotwConnection::new(set.clone()),
+        ];
+        for stream in &mut streams {
+            let outcome = stream.on_request(&request(eds, &[B, A], "", ""));
+            assert_eq!(names(&outcome.responses[0]), [A, B]);
+        }
+        let names = |stream: &SotwConnection| stream.watches[&eds].names.clone().expect("names");
+        assert!(Arc::ptr_eq(&names(&streams[0]), &names(&streams[1])));
+        for stream in &streams {
+            let held = stream.watches[&eds].held.as_ref().expect("held");
+            assert!(Arc::ptr_eq(&held.set, set.of(eds)));
+            assert!(Arc::ptr_eq(&held.names, &names(stream)));
+        }
     }
 
     #[test]

@@ -117,6 +117,8 @@ pub struct TypeSet {
     resources: BTreeMap<Name, Arc<Resource>>,
     /// The set version of all of them, computed once for every stream that sends them all.
     version: OnceLock<String>,
+    /// Every name, for the streams that subscribe to all of them ([`TypeSet::names`]).
+    all_names: OnceLock<Arc<BTreeSet<Name>>>,
     /// The set this one was made from by replacing (or adding) some resources, when it was: a
     /// stream that holds that set looks at those names alone ([`ResourceSet::with_endpoints`]).
     derived: Option<Derived>,
@@ -169,28 +171,43 @@ impl TypeSet {
         }
     }
 
-    /// The distinct names of `requested`, in order, each shared with the resource of that name
-    /// if there is one. A proxy that asks for most of the set (Envoy's EDS names are its
+    /// The distinct names of `requested`, each shared with the resource of that name if there
+    /// is one; exactly this set's names are the set's own list, shared by every stream that asks
+    /// for all of it. A proxy that asks for most of the set (Envoy's EDS names are its
     /// clusters') is matched in one pass over both, not a lookup per name.
-    pub fn names(&self, requested: &[String]) -> BTreeSet<Name> {
+    pub fn names(&self, requested: &[String]) -> Arc<BTreeSet<Name>> {
         let mut requested: Vec<&str> = requested.iter().map(String::as_str).collect();
         // Envoy lists its names in order, which this sort recognizes in one pass.
         requested.sort_unstable();
         requested.dedup();
         if !self.mostly(requested.len()) {
-            return requested.into_iter().map(|name| self.name(name)).collect();
+            return Arc::new(requested.into_iter().map(|name| self.name(name)).collect());
         }
         let mut known = self.resources.keys().peekable();
-        requested
+        let mut unknown = false;
+        let names: Vec<Name> = requested
             .into_iter()
             .map(|name| {
                 while known.next_if(|known| &***known < name).is_some() {}
                 match known.next_if(|known| &***known == name) {
                     Some(shared) => shared.clone(),
-                    None => Name::from(name),
+                    None => {
+                        unknown = true;
+                        Name::from(name)
+                    }
                 }
             })
-            .collect()
+            .collect();
+        if !unknown && names.len() == self.resources.len() {
+            return self.all_names().clone();
+        }
+        Arc::new(names.into_iter().collect())
+    }
+
+    /// Every name of the set, made once and shared.
+    fn all_names(&self) -> &Arc<BTreeSet<Name>> {
+        self.all_names
+            .get_or_init(|| Arc::new(self.resources.keys().cloned().collect()))
     }
 
     /// The resources of `names` that the set has, in name order, with the names as `names`
@@ -288,6 +305,7 @@ impl ResourceSet {
                     .map(|(name, content)| interner.intern(ty, name, content))
                     .collect(),
                 version: OnceLock::new(),
+                all_names: OnceLock::new(),
                 derived: None,
             };
             *slot = match previous.map(|previous| previous.of(ty)) {
@@ -325,9 +343,19 @@ impl ResourceSet {
         }
         let mut types = self.types.clone();
         if let Some(resources) = resources {
+            // The same names keep the same shared list.
+            let all_names = OnceLock::new();
+            if let Some(names) = before.all_names.get()
+                && changed
+                    .iter()
+                    .all(|name| before.resources.contains_key(name))
+            {
+                let _ = all_names.set(names.clone());
+            }
             types[type_index(ty)] = Arc::new(TypeSet {
                 resources,
                 version: OnceLock::new(),
+                all_names,
                 derived: Some(Derived {
                     from: Arc::downgrade(before),
                     changed,
@@ -548,12 +576,15 @@ mod tests {
         ];
         for requested in lists {
             let names = set.names(&requested);
+            // Exactly the set's names are its one shared list.
+            let whole = requested.len() == 100 && requested.iter().all(|n| set.contains(n));
+            assert_eq!(Arc::ptr_eq(&names, &set.names(&requested)), whole);
             let expected: BTreeSet<&str> = requested.iter().map(String::as_str).collect();
             assert_eq!(
                 names.iter().map(|n| &**n).collect::<BTreeSet<_>>(),
                 expected
             );
-            for name in &names {
+            for name in names.iter() {
                 if let Some((shared, _)) = set.resources.get_key_value(name) {
                     assert!(Arc::ptr_eq(shared, name), "{name} is not shared");
                 }
@@ -561,7 +592,7 @@ mod tests {
             // Names not shared with the set select the same resources.
             let unshared: BTreeSet<Name> =
                 requested.iter().map(|n| Name::from(n.as_str())).collect();
-            for names in [&names, &unshared] {
+            for names in [&*names, &unshared] {
                 let selected: Vec<(&str, Hash)> = set
                     .select(names)
                     .into_iter()
