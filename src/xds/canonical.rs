@@ -128,17 +128,16 @@ fn write_any(mut bytes: &[u8], out: &mut Vec<u8>) -> Option<()> {
         bytes.advance(len);
         encode_key(number, wire_type, out);
         encode_varint(value.len() as u64, out);
-        let named = std::str::from_utf8(type_url)
-            .ok()
-            .and_then(|url| url.rsplit_once('/'))
+        if number == 1 {
+            type_url = value;
+        }
+        let named = (number == 2)
+            .then(|| std::str::from_utf8(type_url).ok()?.rsplit_once('/'))
+            .flatten()
             .and_then(|(_, name)| message_descriptor(name));
-        match (number, named) {
-            (1, _) => {
-                type_url = value;
-                out.extend_from_slice(value);
-            }
-            (2, Some(descriptor)) => write_canonical(&descriptor, value, out)?,
-            _ => out.extend_from_slice(value),
+        match named {
+            Some(descriptor) => write_canonical(&descriptor, value, out)?,
+            None => out.extend_from_slice(value),
         }
     }
     Some(())

@@ -66,12 +66,6 @@ impl Held {
     fn is(&self, set: *const TypeSet, names: &Arc<BTreeSet<Name>>) -> bool {
         std::ptr::eq(Arc::as_ptr(&self.set), set) && Arc::ptr_eq(&self.names, names)
     }
-
-    /// The hash of what the proxy holds under `name`, if it holds it.
-    fn hash(&self, name: &Name) -> Option<Hash> {
-        let resource = self.set.get(name)?;
-        self.names.contains(name).then_some(resource.hash)
-    }
 }
 
 /// Why a response might be sent; decides how much an unchanged version holds it back.
@@ -349,39 +343,30 @@ impl SotwConnection {
 }
 
 /// The resources of `selected` (in name order) that the proxy does not hold as they are: all
-/// of them when it holds nothing. Under the names it holds by, one pass over both sets.
+/// of them when it holds nothing; found in one pass over the set it holds.
 fn not_held(
     selected: &[(&Name, &Arc<Resource>)],
     held: Option<&Held>,
     names: Option<&Arc<BTreeSet<Name>>>,
 ) -> Vec<EncodedAny> {
-    let resources = selected.iter().map(|(name, resource)| (*name, *resource));
-    match held {
-        None => resources
+    let Some(held) = held else {
+        return selected
+            .iter()
             .map(|(_, resource)| resource.any().clone())
-            .collect(),
-        Some(held) if names.is_some_and(|names| Arc::ptr_eq(names, &held.names)) => {
-            let mut previous = held.set.iter().peekable();
-            let mut holds = |name: &Name, resource: &Resource| {
-                let before = |(known, _): &(&Name, &Arc<Resource>)| {
-                    !Arc::ptr_eq(known, name) && ***known < **name
-                };
-                while previous.next_if(before).is_some() {}
-                let same = |(known, other): &(&Name, &Arc<Resource>)| {
-                    (Arc::ptr_eq(known, name) || ***known == **name) && other.hash == resource.hash
-                };
-                previous.next_if(same).is_some()
-            };
-            resources
-                .filter(|(name, resource)| !holds(name, resource))
-                .map(|(_, resource)| resource.any().clone())
-                .collect()
-        }
-        Some(held) => resources
-            .filter(|(name, resource)| held.hash(name) != Some(resource.hash))
-            .map(|(_, resource)| resource.any().clone())
-            .collect(),
-    }
+            .collect();
+    };
+    let same_names = names.is_some_and(|names| Arc::ptr_eq(names, &held.names));
+    let mut cursor = held.set.cursor();
+    selected
+        .iter()
+        .filter(|(name, resource)| {
+            let holds = cursor
+                .seek(name)
+                .is_some_and(|(_, known)| known.hash == resource.hash);
+            !(holds && (same_names || held.names.contains(*name)))
+        })
+        .map(|(_, resource)| resource.any().clone())
+        .collect()
 }
 
 /// Sends `resources` as `version` of `ty`, and records it as sent on `watch`.

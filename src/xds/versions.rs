@@ -183,18 +183,15 @@ impl TypeSet {
         if !self.mostly(requested.len()) {
             return Arc::new(requested.into_iter().map(|name| self.name(name)).collect());
         }
-        let mut known = self.resources.keys().peekable();
+        let mut cursor = self.cursor();
         let mut unknown = false;
         let names: Vec<Name> = requested
             .into_iter()
-            .map(|name| {
-                while known.next_if(|known| &***known < name).is_some() {}
-                match known.next_if(|known| &***known == name) {
-                    Some(shared) => shared.clone(),
-                    None => {
-                        unknown = true;
-                        Name::from(name)
-                    }
+            .map(|name| match cursor.seek(name) {
+                Some((shared, _)) => shared.clone(),
+                None => {
+                    unknown = true;
+                    Name::from(name)
                 }
             })
             .collect();
@@ -219,20 +216,18 @@ impl TypeSet {
                 .filter_map(|name| Some((name, self.resources.get(name)?)))
                 .collect();
         }
-        let mut known = self.resources.iter().peekable();
-        let mut selected = Vec::with_capacity(names.len().min(self.resources.len()));
-        for name in names {
-            // Names shared with this set compare by pointer before any byte is read.
-            let before =
-                |known: &(&Name, &Arc<Resource>)| !Arc::ptr_eq(known.0, name) && **known.0 < **name;
-            while known.next_if(before).is_some() {}
-            let equal =
-                |known: &(&Name, &Arc<Resource>)| Arc::ptr_eq(known.0, name) || **known.0 == **name;
-            if let Some((_, resource)) = known.next_if(equal) {
-                selected.push((name, resource));
-            }
+        let mut cursor = self.cursor();
+        names
+            .iter()
+            .filter_map(|name| Some((name, cursor.seek(name)?.1)))
+            .collect()
+    }
+
+    /// Finds names given in increasing order in one pass over the set.
+    pub fn cursor(&self) -> Cursor<'_> {
+        Cursor {
+            known: self.resources.iter().peekable(),
         }
-        selected
     }
 
     /// Whether `count` names are enough of this set that one pass over it beats a lookup each.
@@ -258,6 +253,27 @@ impl TypeSet {
                 .iter()
                 .zip(&other.resources)
                 .all(|((a, x), (b, y))| a == b && Arc::ptr_eq(x, y))
+    }
+}
+
+/// One pass over a [`TypeSet`] in name order ([`TypeSet::cursor`]).
+pub struct Cursor<'a> {
+    known: std::iter::Peekable<std::collections::btree_map::Iter<'a, Name, Arc<Resource>>>,
+}
+
+impl<'a> Cursor<'a> {
+    /// The resource of `name`, if the set has it; names must come in increasing order. A name
+    /// shared with the set compares by pointer before any byte is read.
+    pub fn seek(&mut self, name: &str) -> Option<(&'a Name, &'a Arc<Resource>)> {
+        let same =
+            |known: &Name| std::ptr::eq(known.as_ptr(), name.as_ptr()) && known.len() == name.len();
+        while self
+            .known
+            .next_if(|(known, _)| !same(known) && &***known < name)
+            .is_some()
+        {}
+        self.known
+            .next_if(|(known, _)| same(known) || &***known == name)
     }
 }
 
