@@ -460,7 +460,9 @@ impl Pipeline {
                 let model = if same_model {
                     self.model.clone()
                 } else {
-                    Arc::new(built.model)
+                    // What the edit left alone keeps its identity, which translation's memo
+                    // recognizes.
+                    Arc::new(built.model.sharing_unchanged(&self.model))
                 };
                 (model, built.errors, None)
             }

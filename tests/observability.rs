@@ -46,7 +46,7 @@ fn corrupting_hook(corrupt: Arc<AtomicBool>) -> ResourcesHook {
     ResourcesHook::new(move |_proxy, resources| {
         if corrupt.load(Ordering::SeqCst) {
             for cluster in resources.clusters.values_mut() {
-                cluster.connect_timeout = Some(ProtoDuration {
+                Arc::make_mut(cluster).connect_timeout = Some(ProtoDuration {
                     seconds: -1,
                     nanos: 0,
                 });

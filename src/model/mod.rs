@@ -17,6 +17,7 @@ mod kubernetes;
 mod mesh;
 mod references;
 mod service_entry;
+mod share;
 pub mod sidecar;
 pub mod telemetry;
 mod validate;

@@ -10,6 +10,7 @@
 //! ORIGINAL_DST for NONE, with the entry's `targetPort` as the upstream port override.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, DiscoveryType, DnsLookupFamily, EdsClusterConfig, LbConfig, LbPolicy,
@@ -33,6 +34,7 @@ use super::cluster_policy::{
     cluster_policy, default_thresholds,
 };
 use super::eds::load_assignment;
+use super::memo::{self, Identity, Memo};
 use super::metadata::cluster_metadata;
 use super::{
     BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, ads_config_source, any, outbound_cluster_name,
@@ -44,15 +46,14 @@ use crate::model::{DestinationRule, Protocol, Registry, Resolution, Service, Ser
 use crate::proxy::{Proxy, ProxyKind};
 use crate::translate::scope::ProxyView;
 
-pub fn clusters(model: &ProxyView, proxy: &Proxy) -> BTreeMap<String, Cluster> {
+/// The outbound clusters of the services `model` imports (from `memo` where a cluster reads no
+/// more of the proxy than its kind), and the clusters every proxy of the kind has.
+pub fn clusters(model: &ProxyView, proxy: &Proxy, memo: &Memo) -> BTreeMap<String, Arc<Cluster>> {
     let mut clusters = BTreeMap::new();
     for service in model.services.values() {
-        let rule = model
-            .destination_rules
-            .get(&service.hostname)
-            .map(AsRef::as_ref);
+        let rule = model.destination_rules.get(&service.hostname);
         let subsets = rule.map(|rule| rule.subsets.as_slice()).unwrap_or_default();
-        for port in &service.ports {
+        for (port_index, port) in service.ports.iter().enumerate() {
             let subset_names =
                 std::iter::once("").chain(subsets.iter().map(|subset| subset.name.as_str()));
             for subset in subset_names {
@@ -60,22 +61,44 @@ pub fn clusters(model: &ProxyView, proxy: &Proxy) -> BTreeMap<String, Cluster> {
                     service,
                     port,
                     subset,
-                    rule,
+                    rule: rule.map(AsRef::as_ref),
                 };
-                if let Some(cluster) = outbound_cluster(model, proxy, &target) {
+                let build = || outbound_cluster(model, proxy, &target);
+                let cluster = if reads_proxy_beyond_kind(service) {
+                    build().map(Arc::new)
+                } else {
+                    let source = memo::Source {
+                        mesh: Identity::of(&model.mesh),
+                        service: Identity::of(service),
+                        rule: rule.map(Identity::of),
+                        port: port.port,
+                        subset: subset.to_string(),
+                    };
+                    memo.cluster((source, port_index), proxy.kind, build)
+                };
+                if let Some(cluster) = cluster {
                     clusters.insert(cluster.name.clone(), cluster);
                 }
             }
         }
     }
     let blackhole = blackhole_cluster(&model.mesh);
-    clusters.insert(blackhole.name.clone(), blackhole);
+    clusters.insert(blackhole.name.clone(), Arc::new(blackhole));
     // Gateways forward only what their routes name; istiod gives them no passthrough.
     if proxy.kind == ProxyKind::Sidecar {
         let passthrough = outbound_passthrough_cluster(&model.mesh);
-        clusters.insert(passthrough.name.clone(), passthrough);
+        clusters.insert(passthrough.name.clone(), Arc::new(passthrough));
     }
     clusters
+}
+
+/// DNS clusters carry their endpoints, grouped relative to the proxy's locality, and look them
+/// up in the proxy's address family; every other outbound cluster reads only the proxy's kind.
+fn reads_proxy_beyond_kind(service: &Service) -> bool {
+    matches!(
+        service.resolution,
+        Resolution::Dns | Resolution::DnsRoundRobin
+    )
 }
 
 /// What one outbound cluster stands for.

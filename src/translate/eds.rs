@@ -5,6 +5,7 @@
 //! balancing sets the groups' priorities or weights relative to the proxy (see `locality`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
@@ -18,6 +19,7 @@ use envoy_types::pb::google::protobuf::UInt32Value;
 
 use super::cluster_policy::{cluster_policy, parse_outbound_cluster_name};
 use super::locality::{self, Group};
+use super::memo::{self, Identity, Memo};
 use crate::model::{Endpoint, EndpointAddress};
 use crate::proxy::Proxy;
 use crate::translate::scope::ProxyView;
@@ -25,17 +27,51 @@ use crate::translate::scope::ProxyView;
 pub fn endpoints(
     model: &ProxyView,
     proxy: &Proxy,
-    clusters: &BTreeMap<String, Cluster>,
-) -> BTreeMap<String, ClusterLoadAssignment> {
+    clusters: &BTreeMap<String, Arc<Cluster>>,
+    memo: &Memo,
+) -> BTreeMap<String, Arc<ClusterLoadAssignment>> {
     clusters
         .values()
         .filter_map(|cluster| cluster.eds_cluster_config.as_ref())
         .map(|eds| {
             let name = eds.service_name.clone();
-            let assignment = load_assignment(model, proxy, &name);
+            let assignment = shared_load_assignment(model, proxy, &name, memo);
             (name, assignment)
         })
         .collect()
+}
+
+/// [`load_assignment`], from `memo` unless locality load balancing makes it read the proxy's
+/// locality (and labels): to weigh localities, or to order them for failover.
+pub(super) fn shared_load_assignment(
+    model: &ProxyView,
+    proxy: &Proxy,
+    cluster_name: &str,
+    memo: &Memo,
+) -> Arc<ClusterLoadAssignment> {
+    let build = || load_assignment(model, proxy, cluster_name);
+    let Some((port, subset, host)) = parse_outbound_cluster_name(cluster_name) else {
+        return Arc::new(build());
+    };
+    let Some(service) = model.services.get(host) else {
+        return Arc::new(build());
+    };
+    let rule = model.destination_rules.get(host);
+    let policy = cluster_policy(rule.map(AsRef::as_ref), port, subset).with_mesh(&model.mesh);
+    let failover = policy.outlier_detection.is_some();
+    if let Some(setting) = policy.locality_lb_setting()
+        && locality::reads_proxy(setting, failover)
+    {
+        return Arc::new(build());
+    }
+    let source = memo::Source {
+        mesh: Identity::of(&model.mesh),
+        service: Identity::of(service),
+        rule: rule.map(Identity::of),
+        port,
+        subset: subset.to_string(),
+    };
+    memo.assignment(source, build)
 }
 
 /// The endpoints of one `outbound|PORT|SUBSET|HOST` cluster, grouped by locality: served over

@@ -28,6 +28,12 @@ pub(super) struct Group<'m> {
     pub endpoints: Vec<&'m Endpoint>,
 }
 
+/// Whether [`apply`] reads the proxy (its locality, and labels for failover priorities): only
+/// to weigh localities, or to order them for failover when outlier detection is on.
+pub(super) fn reads_proxy(setting: &LocalityLbSetting, failover: bool) -> bool {
+    !setting.distribute.is_empty() || failover
+}
+
 /// Applies `setting` to the groups of one assignment; `failover` says whether outlier
 /// detection is on for the cluster.
 pub(super) fn apply(
@@ -36,12 +42,12 @@ pub(super) fn apply(
     setting: &LocalityLbSetting,
     failover: bool,
 ) -> Vec<LocalityLbEndpoints> {
+    if !reads_proxy(setting, failover) {
+        return groups.into_iter().map(|group| group.envoy).collect();
+    }
     if !setting.distribute.is_empty() {
         let mut groups = groups;
         apply_weights(&mut groups, &proxy.locality, &setting.distribute);
-        return groups.into_iter().map(|group| group.envoy).collect();
-    }
-    if !failover {
         return groups.into_iter().map(|group| group.envoy).collect();
     }
     if setting.failover_priority.is_empty() {

@@ -9,6 +9,7 @@ mod gateway;
 mod inbound;
 mod lds;
 mod locality;
+mod memo;
 mod metadata;
 mod rds;
 pub mod scope;
@@ -16,6 +17,7 @@ pub mod sds;
 mod telemetry;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
@@ -29,6 +31,7 @@ use prost::{Message, Name};
 
 pub use addresses::{AddressKey, AddressReads};
 pub use inbound::{INBOUND_PASSTHROUGH_CLUSTER, inbound_cluster_name};
+pub use memo::Memo;
 pub use scope::ProxyView;
 pub use sds::redact_secret;
 
@@ -98,13 +101,14 @@ impl ResourceType {
     }
 }
 
-/// Everything one proxy gets, by resource name.
+/// Everything one proxy gets, by resource name. Clusters, assignments and route configurations
+/// are shared with other proxies' translations where they are the same for them ([`Memo`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Resources {
-    pub clusters: BTreeMap<String, Cluster>,
-    pub endpoints: BTreeMap<String, ClusterLoadAssignment>,
+    pub clusters: BTreeMap<String, Arc<Cluster>>,
+    pub endpoints: BTreeMap<String, Arc<ClusterLoadAssignment>>,
     pub listeners: BTreeMap<String, Listener>,
-    pub routes: BTreeMap<String, RouteConfiguration>,
+    pub routes: BTreeMap<String, Arc<RouteConfiguration>>,
     /// Gateway credentials; they hold private keys, so anything that prints resources redacts
     /// them (see [`redact_secret`]).
     pub secrets: BTreeMap<String, Secret>,
@@ -114,19 +118,21 @@ impl Resources {
     /// The resources of one type, encoded for the wire, by name.
     pub fn encode(&self, ty: ResourceType) -> BTreeMap<String, Any> {
         match ty {
-            ResourceType::Cluster => encode_all(&self.clusters),
-            ResourceType::Endpoint => encode_all(&self.endpoints),
+            ResourceType::Cluster => encode_all::<Cluster>(&self.clusters),
+            ResourceType::Endpoint => encode_all::<ClusterLoadAssignment>(&self.endpoints),
             ResourceType::Listener => encode_all(&self.listeners),
-            ResourceType::Route => encode_all(&self.routes),
+            ResourceType::Route => encode_all::<RouteConfiguration>(&self.routes),
             ResourceType::Secret => encode_all(&self.secrets),
         }
     }
 }
 
-fn encode_all<M: Message + Name>(resources: &BTreeMap<String, M>) -> BTreeMap<String, Any> {
+fn encode_all<M: Message + Name>(
+    resources: &BTreeMap<String, impl std::borrow::Borrow<M>>,
+) -> BTreeMap<String, Any> {
     resources
         .iter()
-        .map(|(name, resource)| (name.clone(), any(resource)))
+        .map(|(name, resource)| (name.clone(), any(resource.borrow())))
         .collect()
 }
 
@@ -176,27 +182,28 @@ fn typed_config<M: Message + Name>(message: &M) -> Option<Any> {
 
 /// All resources for one proxy, from what its scope (Sidecar, `exportTo`) lets it see.
 pub fn translate(model: &Model, proxy: &Proxy) -> Resources {
-    translate_with_view(model, proxy).0
+    translate_with_view(model, proxy, &Memo::default()).0
 }
 
-/// [`translate`], with the view its endpoints were made from: what [`update_endpoints`] starts
-/// from when only endpoints change.
-pub fn translate_with_view(model: &Model, proxy: &Proxy) -> (Resources, ProxyView) {
+/// [`translate`], sharing with earlier translations what `memo` holds, with the view its
+/// endpoints were made from: what [`update_endpoints`] starts from when only endpoints change.
+pub fn translate_with_view(model: &Model, proxy: &Proxy, memo: &Memo) -> (Resources, ProxyView) {
     let scope = scope::scope(model, proxy);
-    let mut clusters = cds::clusters(scope.view(), proxy);
-    let endpoints = eds::endpoints(scope.view(), proxy, &clusters);
+    let mut clusters = cds::clusters(scope.view(), proxy, memo);
+    let endpoints = eds::endpoints(scope.view(), proxy, &clusters, memo);
     let (mut listeners, routes) = if proxy.kind == ProxyKind::Router {
         let merged = crate::model::gateway::merged_for_proxy(model, proxy);
         let (listeners, route_names) = gateway::listeners(model, &scope, proxy, &merged);
         let routes = gateway::routes(model, &scope, proxy, &merged, &route_names);
+        let routes = routes.into_iter().map(|(n, r)| (n, Arc::new(r))).collect();
         (listeners, routes)
     } else {
         let (listeners, route_names) = lds::listeners(&scope, proxy);
-        (listeners, rds::routes(&scope, proxy, &route_names))
+        (listeners, rds::routes(&scope, proxy, &route_names, memo))
     };
     // The inbound side serves the proxy's own workload, which no Sidecar egress scope narrows.
     for cluster in inbound::clusters(model, proxy) {
-        clusters.insert(cluster.name.clone(), cluster);
+        clusters.insert(cluster.name.clone(), Arc::new(cluster));
     }
     for listener in inbound::listeners(model, proxy) {
         listeners.insert(listener.name.clone(), listener);
@@ -224,14 +231,18 @@ pub fn update_endpoints<'a>(
     proxy: &Proxy,
     hosts: &std::collections::BTreeSet<String>,
     assignments: impl Iterator<Item = &'a str>,
-) -> (BTreeMap<String, ClusterLoadAssignment>, ProxyView) {
+    memo: &Memo,
+) -> (BTreeMap<String, Arc<ClusterLoadAssignment>>, ProxyView) {
     let view = view.with_endpoints_of(model, hosts);
     let updated = assignments
         .filter(|name| {
             cluster_policy::parse_outbound_cluster_name(name)
                 .is_some_and(|(_, _, host)| hosts.contains(host))
         })
-        .map(|name| (name.to_string(), eds::load_assignment(&view, proxy, name)))
+        .map(|name| {
+            let assignment = eds::shared_load_assignment(&view, proxy, name, memo);
+            (name.to_string(), assignment)
+        })
         .collect();
     (updated, view)
 }

@@ -35,6 +35,7 @@ pub(super) use actions::route_action_defaults;
 pub(crate) use actions::{destination_cluster, split_weights};
 pub(super) use matching::{is_catch_all, prefix_match};
 
+use super::memo::{Identity, Memo, RouteSource};
 use super::scope::Scope;
 use super::{PASSTHROUGH_CLUSTER, outbound_cluster_name};
 use crate::istio;
@@ -55,7 +56,8 @@ pub fn routes(
     scope: &Scope,
     proxy: &Proxy,
     names: &BTreeSet<String>,
-) -> BTreeMap<String, RouteConfiguration> {
+    memo: &Memo,
+) -> BTreeMap<String, Arc<RouteConfiguration>> {
     names
         .iter()
         .filter_map(|name| {
@@ -64,32 +66,81 @@ pub fn routes(
                 None => (None, name.parse().ok()?),
             };
             let model = &scope.listener_for_routes(port)?.view;
-            let rules = for_sidecar(&model.virtual_services, &proxy.namespace);
             let target = RouteTarget {
                 name,
                 port,
                 sniffed_host,
             };
-            let mut configuration = route_configuration(model, proxy, &rules, &target);
-            match sniffed_host {
-                // istiod's `getVirtualHostsForSniffedServicePort`: only the virtual host of the
-                // sniffed service (by its host, with or without the port), answering any name
-                // when it is the only one, and no catch-all: what is not that service's HTTP
-                // was told apart by the listener already.
-                Some(host) => {
-                    let hosts = &mut configuration.virtual_hosts;
-                    hosts.retain(|vh| vh.domains.iter().any(|d| d == name || d == host));
-                    if let [only] = hosts.as_mut_slice() {
-                        only.domains = vec!["*".to_string()];
-                    }
-                }
-                None => configuration
-                    .virtual_hosts
-                    .push(unknown_host(scope.outbound_policy)),
-            }
-            Some((name.clone(), configuration))
+            let source = route_source(name, model, proxy, scope.outbound_policy);
+            let build =
+                || sidecar_route_configuration(model, proxy, &target, scope.outbound_policy);
+            Some((name.clone(), memo.route(source, build)))
         })
         .collect()
+}
+
+/// Everything [`sidecar_route_configuration`] reads: keep in step with it.
+fn route_source(
+    name: &str,
+    model: &ProxyView,
+    proxy: &Proxy,
+    outbound_policy: OutboundPolicy,
+) -> RouteSource {
+    let source_labels: BTreeSet<&String> = model
+        .virtual_services
+        .iter()
+        .flat_map(|vs| &vs.http)
+        .flat_map(|http| &http.matches)
+        .flat_map(|request| request.source_labels.keys())
+        .collect();
+    RouteSource {
+        name: name.to_string(),
+        services: model
+            .services
+            .values()
+            .map(|service| {
+                let rule = model.destination_rules.get(&service.hostname);
+                (Identity::of(service), rule.map(Identity::of))
+            })
+            .collect(),
+        virtual_services: model.virtual_services.iter().map(Identity::of).collect(),
+        mesh: Identity::of(&model.mesh),
+        namespace: proxy.namespace.clone(),
+        dns_domain: proxy.dns_domain.clone(),
+        source_labels: source_labels
+            .into_iter()
+            .map(|key| (key.clone(), proxy.labels.get(key).cloned()))
+            .collect(),
+        outbound_policy,
+    }
+}
+
+/// A sidecar's route configuration `target` from the view of its port.
+fn sidecar_route_configuration(
+    model: &ProxyView,
+    proxy: &Proxy,
+    target: &RouteTarget<'_>,
+    outbound_policy: OutboundPolicy,
+) -> RouteConfiguration {
+    let rules = for_sidecar(&model.virtual_services, &proxy.namespace);
+    let mut configuration = route_configuration(model, proxy, &rules, target);
+    match target.sniffed_host {
+        // istiod's `getVirtualHostsForSniffedServicePort`: only the virtual host of the sniffed
+        // service (by its host, with or without the port), answering any name when it is the
+        // only one, and no catch-all: what is not that service's HTTP was told apart by the
+        // listener already.
+        Some(host) => {
+            let hosts = &mut configuration.virtual_hosts;
+            hosts.retain(|vh| vh.domains.iter().any(|d| d == target.name || d == host));
+            if let [only] = hosts.as_mut_slice() {
+                only.domains = vec!["*".to_string()];
+            }
+        }
+        None => configuration
+            .virtual_hosts
+            .push(unknown_host(outbound_policy)),
+    }
+    configuration
 }
 
 /// The virtual hosts one VirtualService (or one service's default route) yields on a port.

@@ -34,7 +34,7 @@ use super::versions::{Interner, ResourceSet};
 use super::{EndpointChange, Snapshot};
 use crate::model::{Locality, Model};
 use crate::proxy::{InterceptionMode, Proxy, ProxyKind, SecretAccess};
-use crate::translate::{self, AddressKey, AddressReads, ProxyView, ResourceType};
+use crate::translate::{self, AddressKey, AddressReads, Memo, ProxyView, ResourceType};
 
 /// What a proxy's translation depends on besides the model.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -90,6 +90,8 @@ impl ProxyKey {
 pub struct Cache {
     state: Mutex<State>,
     interner: Arc<Interner>,
+    /// Clusters and assignments shared across keys and models.
+    memo: Arc<Memo>,
     /// Translations are CPU-bound: more at once than CPUs only holds more memory.
     translating: Arc<Semaphore>,
     hook: Option<ResourcesHook>,
@@ -150,6 +152,7 @@ impl Cache {
                 ..State::default()
             }),
             interner: Arc::default(),
+            memo: Arc::default(),
             translating: Arc::new(Semaphore::new(cpus)),
             hook,
             translations: AtomicU64::new(0),
@@ -193,6 +196,7 @@ impl Cache {
             }
             state.rotate(snapshot);
             self.interner.sweep();
+            self.memo.rotate();
         }
         let addresses = state.address_reads.key(&snapshot.model, proxy);
         let key = ProxyKey::new(proxy, addresses, self.hook.is_some());
@@ -228,7 +232,7 @@ impl Cache {
         // The semaphore is never closed.
         let _permit = self.translating.acquire().await.ok();
         let (model, proxy) = (model.clone(), proxy.clone());
-        let (interner, hook) = (self.interner.clone(), self.hook.clone());
+        let (interner, memo, hook) = (self.interner.clone(), self.memo.clone(), self.hook.clone());
         let (previous, update) = match base {
             Some(Base { set, update }) => (Some(set), update),
             None => (None, None),
@@ -243,7 +247,7 @@ impl Cache {
                 let names = previous.of(ResourceType::Endpoint);
                 let names = names.iter().map(|(name, _)| &**name);
                 let (endpoints, view) =
-                    translate::update_endpoints(&view, &model, &proxy, &change.hosts, names);
+                    translate::update_endpoints(&view, &model, &proxy, &change.hosts, names, &memo);
                 (previous.with_endpoints(endpoints, &interner), Some(view))
             }
             (keep, _) => match &hook {
@@ -255,7 +259,7 @@ impl Cache {
                     )
                 }
                 None => {
-                    let (resources, view) = translate::translate_with_view(&model, &proxy);
+                    let (resources, view) = translate::translate_with_view(&model, &proxy, &memo);
                     let set = ResourceSet::interned(resources, &interner, keep.as_deref());
                     (set, Some(view))
                 }

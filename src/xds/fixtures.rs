@@ -77,16 +77,16 @@ pub const CREDENTIAL: &str = "kubernetes://cred";
 pub fn resources() -> Resources {
     Resources {
         clusters: [(A, cluster(A, "")), (B, cluster(B, ""))]
-            .map(|(name, c)| (name.to_string(), c))
+            .map(|(name, c)| (name.to_string(), c.into()))
             .into(),
         endpoints: [(A, cla(A, 0)), (B, cla(B, 0))]
-            .map(|(name, c)| (name.to_string(), c))
+            .map(|(name, c)| (name.to_string(), c.into()))
             .into(),
         listeners: [("0.0.0.0_80", listener("0.0.0.0_80", ""))]
             .map(|(name, l)| (name.to_string(), l))
             .into(),
         routes: [("80", route("80", false)), ("9080", route("9080", false))]
-            .map(|(name, r)| (name.to_string(), r))
+            .map(|(name, r)| (name.to_string(), r.into()))
             .into(),
         secrets: [(CREDENTIAL.to_string(), secret(CREDENTIAL, "k1"))].into(),
     }

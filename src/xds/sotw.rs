@@ -496,7 +496,9 @@ mod tests {
         );
 
         let mut changed = resources();
-        changed.clusters.insert(A.to_string(), cluster(A, "other"));
+        changed
+            .clusters
+            .insert(A.to_string(), cluster(A, "other").into());
         let mut three = SotwConnection::new(changed.into());
         let third = three.on_request(&request(ResourceType::Cluster, &[], "", ""));
         assert_ne!(
@@ -558,7 +560,9 @@ mod tests {
 
         // A change elsewhere does not re-send the rejected listeners.
         let mut other = resources();
-        other.clusters.insert(A.to_string(), cluster(A, "changed"));
+        other
+            .clusters
+            .insert(A.to_string(), cluster(A, "changed").into());
         assert!(conn.on_resources(other.clone().into()).responses.is_empty());
 
         // Changed listeners are sent; their ACK clears the rejection.
@@ -578,7 +582,7 @@ mod tests {
         let first = conn.on_request(&request(ResourceType::Route, &["80"], "", ""));
         let first = first.responses[0].clone();
         let mut changed = resources();
-        changed.routes.insert("80".into(), route("80", true));
+        changed.routes.insert("80".into(), route("80", true).into());
         let second = conn.on_resources(changed.into());
         assert_eq!(types(&second), [ResourceType::Route]);
 
@@ -654,11 +658,11 @@ mod tests {
             let eds = conn.on_request(&request(ResourceType::Endpoint, &[A, B], "", ""));
             conn.on_request(&endpoints_a_and_b(&eds.responses[0]));
         }
-        let replaced = BTreeMap::from([(B.to_string(), cla(B, 1))]);
+        let replaced = BTreeMap::from([(B.to_string(), cla(B, 1).into())]);
         let after = Arc::new(before.with_endpoints(replaced, &interner));
         assert!(after.of(ResourceType::Endpoint).derived().is_some());
         let mut changed = resources();
-        changed.endpoints.insert(B.into(), cla(B, 1));
+        changed.endpoints.insert(B.into(), cla(B, 1).into());
         let from_general = general.on_resources(changed.into()).responses.remove(0);
         let from_derived = derived.on_resources(after.clone()).responses.remove(0);
         assert_eq!(names(&from_derived), [B]);
@@ -682,7 +686,7 @@ mod tests {
         conn.on_request(&endpoints_a_and_b(&added));
 
         let mut changed = resources();
-        changed.endpoints.insert(B.into(), cla(B, 1));
+        changed.endpoints.insert(B.into(), cla(B, 1).into());
         let update = conn
             .on_resources(changed.clone().into())
             .responses
@@ -690,7 +694,7 @@ mod tests {
         assert_eq!(names(&update), [B]);
 
         // Until the proxy ACKs, it may not hold what it was sent: the next change sends all.
-        changed.endpoints.insert(A.into(), cla(A, 1));
+        changed.endpoints.insert(A.into(), cla(A, 1).into());
         let unacked = conn
             .on_resources(changed.clone().into())
             .responses
@@ -705,7 +709,7 @@ mod tests {
             &unacked.nonce,
             "bad",
         ));
-        changed.endpoints.insert(A.into(), cla(A, 2));
+        changed.endpoints.insert(A.into(), cla(A, 2).into());
         let after_nack = conn.on_resources(changed.into()).responses.remove(0);
         assert_eq!(names(&after_nack), [A, B]);
     }
@@ -724,12 +728,12 @@ mod tests {
             conn.on_request(subscription);
         }
         let mut changed = resources();
-        changed.routes.insert("80".into(), route("80", true));
+        changed.routes.insert("80".into(), route("80", true).into());
         changed
             .listeners
             .insert("0.0.0.0_80".into(), listener("0.0.0.0_80", "x"));
-        changed.endpoints.insert(A.into(), cla(A, 1));
-        changed.clusters.insert(B.into(), cluster(B, "x"));
+        changed.endpoints.insert(A.into(), cla(A, 1).into());
+        changed.clusters.insert(B.into(), cluster(B, "x").into());
         changed
             .secrets
             .insert(CREDENTIAL.into(), secret(CREDENTIAL, "k2"));
@@ -741,7 +745,7 @@ mod tests {
     fn eds_follows_every_cds_response() {
         let (mut conn, _, eds) = subscribed();
         let mut changed = resources();
-        changed.clusters.insert(B.into(), cluster(B, "x"));
+        changed.clusters.insert(B.into(), cluster(B, "x").into());
         let outcome = conn.on_resources(changed.into());
         assert_eq!(
             types(&outcome),
@@ -757,7 +761,7 @@ mod tests {
     fn eds_refresh_skips_a_rejected_version() {
         let (mut conn, _, eds) = subscribed();
         let mut changed = resources();
-        changed.endpoints.insert(A.into(), cla(A, 2));
+        changed.endpoints.insert(A.into(), cla(A, 2).into());
         let update = conn.on_resources(changed.clone().into());
         let rejected = &update.responses[0];
         conn.on_request(&nack(
@@ -768,7 +772,7 @@ mod tests {
             "bad",
         ));
 
-        changed.clusters.insert(B.into(), cluster(B, "x"));
+        changed.clusters.insert(B.into(), cluster(B, "x").into());
         let outcome = conn.on_resources(changed.into());
         assert_eq!(types(&outcome), [ResourceType::Cluster]);
     }
@@ -780,7 +784,7 @@ mod tests {
 
         // B's endpoints changed, but this proxy only watches A's; listeners are not subscribed.
         let mut changed = resources();
-        changed.endpoints.insert(B.into(), cla(B, 3));
+        changed.endpoints.insert(B.into(), cla(B, 3).into());
         changed.listeners.clear();
         let outcome = conn.on_resources(changed.into());
         assert_eq!(outcome, Outcome::default());

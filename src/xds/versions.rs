@@ -53,14 +53,28 @@ pub struct Resource {
     content: Content,
 }
 
-/// Boxed: the messages differ much in size.
-#[derive(Debug, PartialEq)]
+/// Boxed: the messages differ much in size. Clusters, assignments and route configurations come
+/// shared from translation ([`translate::Memo`]), so an equal one is often the very same.
+#[derive(Debug)]
 enum Content {
-    Cluster(Box<Cluster>),
-    Endpoint(Box<ClusterLoadAssignment>),
+    Cluster(Arc<Cluster>),
+    Endpoint(Arc<ClusterLoadAssignment>),
     Listener(Box<Listener>),
-    Route(Box<RouteConfiguration>),
+    Route(Arc<RouteConfiguration>),
     Secret(Box<Secret>),
+}
+
+impl PartialEq for Content {
+    fn eq(&self, other: &Content) -> bool {
+        match (self, other) {
+            (Content::Cluster(a), Content::Cluster(b)) => Arc::ptr_eq(a, b) || a == b,
+            (Content::Endpoint(a), Content::Endpoint(b)) => Arc::ptr_eq(a, b) || a == b,
+            (Content::Listener(a), Content::Listener(b)) => a == b,
+            (Content::Route(a), Content::Route(b)) => Arc::ptr_eq(a, b) || a == b,
+            (Content::Secret(a), Content::Secret(b)) => a == b,
+            _ => false,
+        }
+    }
 }
 
 impl Resource {
@@ -307,10 +321,10 @@ impl ResourceSet {
             secrets,
         } = resources;
         let contents: [Vec<(String, Content)>; TYPES] = [
-            wrap(clusters, |c| Content::Cluster(Box::new(c))),
-            wrap(endpoints, |e| Content::Endpoint(Box::new(e))),
+            wrap(clusters, Content::Cluster),
+            wrap(endpoints, Content::Endpoint),
             wrap(listeners, |l| Content::Listener(Box::new(l))),
-            wrap(routes, |r| Content::Route(Box::new(r))),
+            wrap(routes, Content::Route),
             wrap(secrets, |s| Content::Secret(Box::new(s))),
         ];
         let mut types: [Arc<TypeSet>; TYPES] = Default::default();
@@ -336,7 +350,7 @@ impl ResourceSet {
     /// an endpoint-only change): every other type is this set's own, shared.
     pub fn with_endpoints(
         &self,
-        endpoints: BTreeMap<String, ClusterLoadAssignment>,
+        endpoints: BTreeMap<String, Arc<ClusterLoadAssignment>>,
         interner: &Interner,
     ) -> ResourceSet {
         let ty = ResourceType::Endpoint;
@@ -344,8 +358,7 @@ impl ResourceSet {
         let mut resources: Option<BTreeMap<Name, Arc<Resource>>> = None;
         let mut changed = Vec::new();
         for (name, assignment) in endpoints {
-            let (name, resource) =
-                interner.intern(ty, name, Content::Endpoint(Box::new(assignment)));
+            let (name, resource) = interner.intern(ty, name, Content::Endpoint(assignment));
             if before
                 .get(&name)
                 .is_some_and(|same| Arc::ptr_eq(same, &resource))
@@ -565,7 +578,7 @@ mod tests {
     fn hundred() -> Arc<TypeSet> {
         let endpoints = (0..100)
             .map(|i| format!("n{i:03}"))
-            .map(|name| (name.clone(), cla(&name, 0)))
+            .map(|name| (name.clone(), cla(&name, 0).into()))
             .collect();
         let set = ResourceSet::new(Resources {
             endpoints,
@@ -668,7 +681,9 @@ mod tests {
         let interner = Interner::default();
         let first = ResourceSet::interned(resources(), &interner, None);
         let mut changed = resources();
-        changed.clusters.insert(A.into(), cluster(A, "other"));
+        changed
+            .clusters
+            .insert(A.into(), cluster(A, "other").into());
         let second = ResourceSet::interned(changed, &interner, None);
         let clusters = |set: &ResourceSet| set.of(ResourceType::Cluster).clone();
         let (before, after) = (clusters(&first), clusters(&second));
@@ -697,7 +712,7 @@ mod tests {
         let same = ResourceSet::interned(resources(), &interner, Some(&first));
         assert!(same.same_as(&first));
         let mut changed = resources();
-        changed.endpoints.insert(A.into(), cla(A, 1));
+        changed.endpoints.insert(A.into(), cla(A, 1).into());
         let next = ResourceSet::interned(changed, &interner, Some(&first));
         assert!(!next.same_as(&first));
         for ty in ResourceType::ALL {
@@ -722,11 +737,9 @@ mod tests {
         assert_eq!(set.eds_name(A), Some(A));
         assert_eq!(set.eds_name("missing"), None);
         let mut static_cluster = resources();
-        static_cluster
-            .clusters
-            .get_mut(A)
-            .unwrap()
-            .cluster_discovery_type = None;
+        if let Some(cluster) = static_cluster.clusters.get_mut(A) {
+            Arc::make_mut(cluster).cluster_discovery_type = None;
+        }
         assert_eq!(ResourceSet::new(static_cluster).eds_name(A), None);
     }
 }

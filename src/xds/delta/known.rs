@@ -149,7 +149,7 @@ mod tests {
     fn behaves_as_a_map_whatever_the_base() {
         let current = endpoints(&ResourceSet::new(resources()));
         let mut changed = resources();
-        changed.endpoints.insert(A.into(), cla(A, 7));
+        changed.endpoints.insert(A.into(), cla(A, 7).into());
         let other = endpoints(&ResourceSet::new(changed));
 
         let mut known = Known::default();

@@ -153,8 +153,8 @@ fn endpoints_and_routes_go_by_name() {
     let mut appeared = resources();
     appeared
         .endpoints
-        .insert("missing".into(), cla("missing", 0));
-    appeared.endpoints.insert(C.into(), cla(C, 0));
+        .insert("missing".into(), cla("missing", 0).into());
+    appeared.endpoints.insert(C.into(), cla(C, 0).into());
     assert_eq!(
         names(only(&conn.on_resources(appeared.clone().into()))),
         ["missing"]
@@ -175,14 +175,14 @@ fn only_changed_resources_go_on_the_wire() {
 
     // B's endpoints changed, but this proxy watches only A's.
     let mut changed = resources();
-    changed.endpoints.insert(B.into(), cla(B, 3));
+    changed.endpoints.insert(B.into(), cla(B, 3).into());
     assert!(
         conn.on_resources(changed.clone().into())
             .responses
             .is_empty()
     );
 
-    changed.endpoints.insert(A.into(), cla(A, 3));
+    changed.endpoints.insert(A.into(), cla(A, 3).into());
     let outcome = conn.on_resources(changed.clone().into());
     assert_eq!(names(only(&outcome)), [A]);
 
@@ -204,9 +204,11 @@ fn only_changed_resources_go_on_the_wire() {
 fn reconnect_sends_only_what_differs() {
     let (_, cds, _) = subscribed();
     let mut changed = resources();
-    changed.clusters.insert(A.into(), cluster(A, "changed"));
+    changed
+        .clusters
+        .insert(A.into(), cluster(A, "changed").into());
     changed.clusters.remove(B);
-    changed.clusters.insert(C.into(), cluster(C, ""));
+    changed.clusters.insert(C.into(), cluster(C, "").into());
     let mut conn = DeltaConnection::new(changed.into());
 
     let reconnect = DeltaDiscoveryRequest {
@@ -258,7 +260,7 @@ fn unsubscribed_names_get_no_updates() {
     );
 
     let mut changed = resources();
-    changed.endpoints.insert(A.into(), cla(A, 5));
+    changed.endpoints.insert(A.into(), cla(A, 5).into());
     assert!(
         conn.on_resources(changed.clone().into())
             .responses
@@ -297,7 +299,7 @@ fn nack_is_recorded_and_not_resent() {
 
     // Changes elsewhere do not resend the rejected listener.
     let mut other = resources();
-    other.routes.insert("80".into(), route("80", true));
+    other.routes.insert("80".into(), route("80", true).into());
     assert!(conn.on_resources(other.clone().into()).responses.is_empty());
 
     // A changed listener is sent; its ACK clears the rejection.
@@ -319,7 +321,7 @@ fn nack_is_recorded_and_not_resent() {
 fn stale_nonce_is_ignored_but_its_subscriptions_apply() {
     let (mut conn, _, eds) = subscribed();
     let mut changed = resources();
-    changed.endpoints.insert(A.into(), cla(A, 1));
+    changed.endpoints.insert(A.into(), cla(A, 1).into());
     let newer = only(&conn.on_resources(changed.into())).clone();
 
     // Envoy answers the first response after the newer one went out, subscribing to B.
@@ -358,12 +360,12 @@ fn updates_go_out_in_ads_order() {
         conn.on_request(&request);
     }
     let mut changed = resources();
-    changed.routes.insert("80".into(), route("80", true));
+    changed.routes.insert("80".into(), route("80", true).into());
     changed
         .listeners
         .insert("0.0.0.0_80".into(), listener("0.0.0.0_80", "x"));
-    changed.endpoints.insert(A.into(), cla(A, 1));
-    changed.clusters.insert(B.into(), cluster(B, "x"));
+    changed.endpoints.insert(A.into(), cla(A, 1).into());
+    changed.clusters.insert(B.into(), cluster(B, "x").into());
     changed
         .secrets
         .insert(CREDENTIAL.into(), secret(CREDENTIAL, "k2"));
@@ -379,7 +381,7 @@ fn eds_follows_changed_clusters() {
 
     // Cluster A changes, its endpoints do not: they are sent again, and only they.
     let mut changed = resources();
-    changed.clusters.insert(A.into(), cluster(A, "x"));
+    changed.clusters.insert(A.into(), cluster(A, "x").into());
     let outcome = conn.on_resources(changed.clone().into());
     assert_eq!(
         types(&outcome),
@@ -401,7 +403,9 @@ fn eds_follows_changed_clusters() {
 fn clusters_changed_before_eds_is_subscribed_still_get_endpoints() {
     let (_, cds, _) = subscribed();
     let mut changed = resources();
-    changed.clusters.insert(A.into(), cluster(A, "changed"));
+    changed
+        .clusters
+        .insert(A.into(), cluster(A, "changed").into());
     let mut conn = DeltaConnection::new(changed.into());
     let eds_versions: Vec<(String, String)> = [A, B]
         .iter()
@@ -437,11 +441,11 @@ fn clusters_changed_before_eds_is_subscribed_still_get_endpoints() {
 fn eds_refresh_skips_a_rejected_version() {
     let (mut conn, _, _) = subscribed();
     let mut changed = resources();
-    changed.endpoints.insert(A.into(), cla(A, 2));
+    changed.endpoints.insert(A.into(), cla(A, 2).into());
     let update = only(&conn.on_resources(changed.clone().into())).clone();
     conn.on_request(&nack(&update, "bad"));
 
-    changed.clusters.insert(A.into(), cluster(A, "x"));
+    changed.clusters.insert(A.into(), cluster(A, "x").into());
     let outcome = conn.on_resources(changed.into());
     assert_eq!(types(&outcome), [ResourceType::Cluster]);
 }

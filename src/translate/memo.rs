@@ -1,0 +1,208 @@
+//! Translated resources shared across proxies and across models: an outbound cluster, an EDS
+//! assignment or a sidecar's route configuration is built once for every proxy whose translation
+//! would build it the same, whatever else differs between them (labels, addresses, names, the
+//! rest of their scope).
+//!
+//! A key names exactly what the resource is made from: model objects (services, DestinationRules,
+//! VirtualServices, the mesh config) by the identity of their `Arc` (the key holds the `Arc`, so
+//! the identity cannot be reused while the entry lives; what an `Arc` points to never changes),
+//! and the values it reads besides: the port, the subset and the proxy kind for a cluster; the
+//! proxy's namespace, DNS domain, outbound policy and the labels VirtualServices match on for a
+//! route configuration. Resources that read more of the proxy (DNS clusters: its address family
+//! and locality; assignments under locality load balancing: its locality and labels) are built
+//! per proxy and never memoized here.
+//!
+//! Entries live two generations: [`Memo::rotate`] runs once per model, and an entry no
+//! translation asked for during a whole generation is dropped. A model change that leaves a
+//! service, its rule and the mesh config untouched (the same `Arc`s) therefore rebuilds none of
+//! its resources, and one that replaces them rebuilds only theirs.
+//!
+//! Must not: memoize anything whose key leaves out an input it is built from. `cds`, `eds` and
+//! `rds` decide what is memoized; a new read of the proxy or the view there goes into the key or
+//! out of the memo.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+
+use crate::mesh_config::MeshConfig;
+use crate::model::sidecar::OutboundPolicy;
+use crate::model::{DestinationRule, Service, VirtualService};
+use crate::proxy::ProxyKind;
+
+/// An `Arc` compared and hashed by the object it points to, not its content.
+#[derive(Debug)]
+pub(super) struct Identity<T>(Arc<T>);
+
+impl<T> Identity<T> {
+    pub(super) fn of(shared: &Arc<T>) -> Identity<T> {
+        Identity(shared.clone())
+    }
+}
+
+impl<T> PartialEq for Identity<T> {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl<T> Eq for Identity<T> {}
+
+impl<T> Hash for Identity<T> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.0).hash(state);
+    }
+}
+
+/// What an outbound cluster (or an EDS assignment) of a service port is made from, besides the
+/// proxy.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(super) struct Source {
+    pub mesh: Identity<MeshConfig>,
+    pub service: Identity<Service>,
+    pub rule: Option<Identity<DestinationRule>>,
+    pub port: u16,
+    pub subset: String,
+}
+
+/// What a sidecar's route configuration is made from: its name, the part of the proxy's view it
+/// is built from (every service on it with the rule in force, the VirtualServices, the mesh
+/// config), and what it reads of the proxy.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(super) struct RouteSource {
+    pub name: String,
+    pub services: Vec<(Identity<Service>, Option<Identity<DestinationRule>>)>,
+    pub virtual_services: Vec<Identity<VirtualService>>,
+    pub mesh: Identity<MeshConfig>,
+    /// Which VirtualServices and short host names apply, and `sourceNamespace` matches.
+    pub namespace: String,
+    pub dns_domain: String,
+    /// The proxy's value of each label some VirtualService's `sourceLabels` names (and of no
+    /// other: proxies that differ only in labels nobody matches share the configuration).
+    pub source_labels: Vec<(String, Option<String>)>,
+    /// What the catch-all virtual host does.
+    pub outbound_policy: OutboundPolicy,
+}
+
+/// One kind of resource by key, in two generations.
+#[derive(Debug)]
+struct Generations<K, V> {
+    current: HashMap<K, V>,
+    previous: HashMap<K, V>,
+}
+
+impl<K, V> Default for Generations<K, V> {
+    fn default() -> Self {
+        Generations {
+            current: HashMap::new(),
+            previous: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Eq + Hash, V: Clone> Generations<K, V> {
+    fn rotate(&mut self) {
+        self.previous = std::mem::take(&mut self.current);
+    }
+
+    fn len(&self) -> usize {
+        self.current.len() + self.previous.len()
+    }
+}
+
+/// A cluster's source, the place of its port among the service's ports, and the proxy kind.
+type ClusterKey = (Source, usize, ProxyKind);
+
+/// The memo of one xDS server, shared by every translation it runs ([`super::translate_with_view`]).
+#[derive(Debug, Default)]
+pub struct Memo {
+    /// Clusters differ by proxy kind: sidecars sniff, gateways do not. `None` for a cluster
+    /// translation leaves out.
+    /// The `usize` is the port's place among the service's ports, which tells apart ports that
+    /// share a number.
+    clusters: Mutex<Generations<ClusterKey, Option<Arc<Cluster>>>>,
+    assignments: Mutex<Generations<Source, Arc<ClusterLoadAssignment>>>,
+    routes: Mutex<Generations<RouteSource, Arc<RouteConfiguration>>>,
+}
+
+impl Memo {
+    /// Starts a generation: what was not asked for since the last call is forgotten.
+    pub fn rotate(&self) {
+        lock(&self.clusters).rotate();
+        lock(&self.assignments).rotate();
+        lock(&self.routes).rotate();
+    }
+
+    /// How many resources are remembered.
+    pub fn len(&self) -> usize {
+        lock(&self.clusters).len() + lock(&self.assignments).len() + lock(&self.routes).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The outbound cluster `source` (its port the `port_index`th of the service) gives a proxy
+    /// of `kind`, built by `build` unless it is remembered.
+    pub(super) fn cluster(
+        &self,
+        (source, port_index): (Source, usize),
+        kind: ProxyKind,
+        build: impl FnOnce() -> Option<Cluster>,
+    ) -> Option<Arc<Cluster>> {
+        get_or_insert(&self.clusters, (source, port_index, kind), || {
+            build().map(Arc::new)
+        })
+    }
+
+    /// The EDS assignment of `source`, built by `build` unless it is remembered.
+    pub(super) fn assignment(
+        &self,
+        source: Source,
+        build: impl FnOnce() -> ClusterLoadAssignment,
+    ) -> Arc<ClusterLoadAssignment> {
+        get_or_insert(&self.assignments, source, || Arc::new(build()))
+    }
+
+    /// The sidecar route configuration of `source`, built by `build` unless it is remembered.
+    pub(super) fn route(
+        &self,
+        source: RouteSource,
+        build: impl FnOnce() -> RouteConfiguration,
+    ) -> Arc<RouteConfiguration> {
+        get_or_insert(&self.routes, source, || Arc::new(build()))
+    }
+}
+
+/// Building happens outside the lock, so translations for different proxies build in parallel;
+/// when two build the same key, the first one in is kept and both share it.
+fn get_or_insert<K: Eq + Hash, V: Clone>(
+    memo: &Mutex<Generations<K, V>>,
+    key: K,
+    build: impl FnOnce() -> V,
+) -> V {
+    {
+        let mut generations = lock(memo);
+        if let Some(value) = generations.current.get(&key) {
+            return value.clone();
+        }
+        if let Some((key, value)) = generations.previous.remove_entry(&key) {
+            generations.current.insert(key, value.clone());
+            return value;
+        }
+    }
+    let value = build();
+    lock(memo).current.entry(key).or_insert(value).clone()
+}
+
+fn lock<K, V>(memo: &Mutex<Generations<K, V>>) -> MutexGuard<'_, Generations<K, V>> {
+    // Every change leaves the maps consistent, so a panic elsewhere does not poison them.
+    memo.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests;
