@@ -12,10 +12,12 @@
 //! and locality; assignments under locality load balancing: its locality and labels) are built
 //! per proxy and never memoized here.
 //!
-//! Entries live two generations: [`Memo::rotate`] runs once per model, and an entry no
-//! translation asked for during a whole generation is dropped. A model change that leaves a
-//! service, its rule and the mesh config untouched (the same `Arc`s) therefore rebuilds none of
-//! its resources, and one that replaces them rebuilds only theirs.
+//! An entry lives while some translation holds its resource: [`Memo::sweep`] runs once per
+//! model and drops the rest, so the memo holds little beyond what the proxies' current
+//! translations hold anyway. A model change that leaves a service, its rule and the mesh config
+//! untouched (the same `Arc`s) therefore rebuilds none of its resources, and one that replaces
+//! them rebuilds only theirs; an endpoint-only change, which translates no cluster, keeps them
+//! for the next full translation all the same.
 //!
 //! Must not: memoize anything whose key leaves out an input it is built from. `cds`, `eds` and
 //! `rds` decide what is memoized; a new read of the proxy or the view there goes into the key or
@@ -88,31 +90,25 @@ pub(super) struct RouteSource {
     pub outbound_policy: OutboundPolicy,
 }
 
-/// One kind of resource by key, in two generations.
-#[derive(Debug)]
-struct Generations<K, V> {
-    current: HashMap<K, V>,
-    previous: HashMap<K, V>,
+/// A value of the memo, which may be held elsewhere too.
+trait Shared {
+    /// Whether anything besides the memo holds it.
+    fn held_elsewhere(&self) -> bool;
 }
 
-impl<K, V> Default for Generations<K, V> {
-    fn default() -> Self {
-        Generations {
-            current: HashMap::new(),
-            previous: HashMap::new(),
-        }
+impl<T> Shared for Arc<T> {
+    fn held_elsewhere(&self) -> bool {
+        Arc::strong_count(self) > 1
     }
 }
 
-impl<K: Eq + Hash, V: Clone> Generations<K, V> {
-    fn rotate(&mut self) {
-        self.previous = std::mem::take(&mut self.current);
-    }
-
-    fn len(&self) -> usize {
-        self.current.len() + self.previous.len()
+impl<T> Shared for Option<Arc<T>> {
+    fn held_elsewhere(&self) -> bool {
+        self.as_ref().is_some_and(Shared::held_elsewhere)
     }
 }
+
+type Entries<K, V> = Mutex<HashMap<K, V>>;
 
 /// A cluster's source, the place of its port among the service's ports, and the proxy kind.
 type ClusterKey = (Source, usize, ProxyKind);
@@ -124,17 +120,18 @@ pub struct Memo {
     /// translation leaves out.
     /// The `usize` is the port's place among the service's ports, which tells apart ports that
     /// share a number.
-    clusters: Mutex<Generations<ClusterKey, Option<Arc<Cluster>>>>,
-    assignments: Mutex<Generations<Source, Arc<ClusterLoadAssignment>>>,
-    routes: Mutex<Generations<RouteSource, Arc<RouteConfiguration>>>,
+    clusters: Entries<ClusterKey, Option<Arc<Cluster>>>,
+    assignments: Entries<Source, Arc<ClusterLoadAssignment>>,
+    routes: Entries<RouteSource, Arc<RouteConfiguration>>,
 }
 
 impl Memo {
-    /// Starts a generation: what was not asked for since the last call is forgotten.
-    pub fn rotate(&self) {
-        lock(&self.clusters).rotate();
-        lock(&self.assignments).rotate();
-        lock(&self.routes).rotate();
+    /// Forgets every resource nothing else holds: no translation a proxy may still be sent, or
+    /// start an update from, has it.
+    pub fn sweep(&self) {
+        lock(&self.clusters).retain(|_, value| value.held_elsewhere());
+        lock(&self.assignments).retain(|_, value| value.held_elsewhere());
+        lock(&self.routes).retain(|_, value| value.held_elsewhere());
     }
 
     /// How many resources are remembered.
@@ -181,25 +178,18 @@ impl Memo {
 /// Building happens outside the lock, so translations for different proxies build in parallel;
 /// when two build the same key, the first one in is kept and both share it.
 fn get_or_insert<K: Eq + Hash, V: Clone>(
-    memo: &Mutex<Generations<K, V>>,
+    memo: &Entries<K, V>,
     key: K,
     build: impl FnOnce() -> V,
 ) -> V {
-    {
-        let mut generations = lock(memo);
-        if let Some(value) = generations.current.get(&key) {
-            return value.clone();
-        }
-        if let Some((key, value)) = generations.previous.remove_entry(&key) {
-            generations.current.insert(key, value.clone());
-            return value;
-        }
+    if let Some(value) = lock(memo).get(&key) {
+        return value.clone();
     }
     let value = build();
-    lock(memo).current.entry(key).or_insert(value).clone()
+    lock(memo).entry(key).or_insert(value).clone()
 }
 
-fn lock<K, V>(memo: &Mutex<Generations<K, V>>) -> MutexGuard<'_, Generations<K, V>> {
+fn lock<K, V>(memo: &Entries<K, V>) -> MutexGuard<'_, HashMap<K, V>> {
     // Every change leaves the maps consistent, so a panic elsewhere does not poison them.
     memo.lock().unwrap_or_else(PoisonError::into_inner)
 }

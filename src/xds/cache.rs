@@ -196,7 +196,6 @@ impl Cache {
             }
             state.rotate(snapshot);
             self.interner.sweep();
-            self.memo.rotate();
         }
         let addresses = state.address_reads.key(&snapshot.model, proxy);
         let key = ProxyKey::new(proxy, addresses, self.hook.is_some());
@@ -213,7 +212,13 @@ impl Cache {
             };
             Some(Base { set, update })
         });
-        Some((state.slot(key), base))
+        let slot = state.slot(key);
+        drop(state);
+        if !current {
+            // Outside the lock: what it drops, no proxy holds, and freeing it takes time.
+            self.memo.sweep();
+        }
+        Some((slot, base))
     }
 
     /// How many full translations this cache made.
