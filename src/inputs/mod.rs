@@ -369,6 +369,23 @@ pub(crate) fn golden_case_inputs() -> Vec<(std::path::PathBuf, Inputs)> {
         .collect()
 }
 
+/// Two Kubernetes Services of `default`, `reviews` and `ratings`, each with the HTTP port 9080:
+/// where unit tests that need a couple of services start their YAML.
+#[cfg(test)]
+pub(crate) const TWO_SERVICES_YAML: &str = "
+apiVersion: v1
+kind: Service
+metadata: {name: reviews}
+spec:
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ratings}
+spec:
+  ports: [{name: http, port: 9080}]
+";
+
 /// Inputs from YAML text, as if it were the file `test.yaml` (objects without a namespace in
 /// `default`): the crate's unit tests build their models from this.
 #[cfg(test)]

@@ -58,21 +58,11 @@ fn share_by_name<T: PartialEq>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inputs::from_test_yaml;
+    use crate::inputs::{TWO_SERVICES_YAML, from_test_yaml};
     use crate::model::{LastGood, build};
 
-    const MESH: &str = "
-apiVersion: v1
-kind: Service
-metadata: {name: reviews}
-spec:
-  ports: [{name: http, port: 9080}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: ratings}
-spec:
-  ports: [{name: http, port: 9080}]
+    /// Appended to [`TWO_SERVICES_YAML`].
+    const RULES: &str = "
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -99,8 +89,9 @@ spec:
     #[test]
     fn equal_objects_are_shared_and_changed_ones_kept() {
         let model = |yaml: &str| build(&from_test_yaml(yaml), &LastGood::default()).model;
-        let before = model(MESH);
-        let edited = MESH.replace(
+        let mesh = format!("{TWO_SERVICES_YAML}{RULES}");
+        let before = model(&mesh);
+        let edited = mesh.replace(
             "host: ratings\n  subsets: [{name: v1",
             "host: ratings\n  subsets: [{name: v2",
         );

@@ -121,18 +121,7 @@ spec:
 /// to one DestinationRule rebuilds the clusters of its host alone.
 #[test]
 fn a_rule_edit_rebuilds_the_clusters_of_its_host_alone() {
-    let yaml = "
-apiVersion: v1
-kind: Service
-metadata: {name: reviews}
-spec:
-  ports: [{name: http, port: 9080}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: ratings}
-spec:
-  ports: [{name: http, port: 9080}]
+    let rule = "
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -141,9 +130,10 @@ spec:
   host: ratings
   trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}
 ";
+    let yaml = format!("{}{rule}", crate::inputs::TWO_SERVICES_YAML);
     let model =
         |yaml: &str| build(&crate::inputs::from_test_yaml(yaml), &LastGood::default()).model;
-    let before = model(yaml);
+    let before = model(&yaml);
     let after = model(&yaml.replace("ROUND_ROBIN", "RANDOM")).sharing_unchanged(&before);
     let proxy = Proxy::parse(
         "sidecar~10.0.0.1~a.default~default.svc.cluster.local",
