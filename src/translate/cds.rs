@@ -34,7 +34,7 @@ use super::cluster_policy::{
     cluster_policy, default_thresholds,
 };
 use super::eds::load_assignment;
-use super::memo::{self, Identity, Memo};
+use super::memo::{Memo, Source};
 use super::metadata::cluster_metadata;
 use super::{
     BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, ads_config_source, any, outbound_cluster_name,
@@ -67,14 +67,8 @@ pub fn clusters(model: &ProxyView, proxy: &Proxy, memo: &Memo) -> BTreeMap<Strin
                 let cluster = if reads_proxy_beyond_kind(service) {
                     build().map(Arc::new)
                 } else {
-                    let source = memo::Source {
-                        mesh: Identity::of(&model.mesh),
-                        service: Identity::of(service),
-                        rule: rule.map(Identity::of),
-                        port: port.port,
-                        subset: subset.to_string(),
-                    };
-                    memo.cluster((source, port_index), proxy.kind, build)
+                    let source = Source::of(model, service, port.port, subset);
+                    memo.cluster(source, port_index, proxy.kind, build)
                 };
                 if let Some(cluster) = cluster {
                     clusters.insert(cluster.name.clone(), cluster);

@@ -19,7 +19,7 @@ use envoy_types::pb::google::protobuf::UInt32Value;
 
 use super::cluster_policy::{cluster_policy, parse_outbound_cluster_name};
 use super::locality::{self, Group};
-use super::memo::{self, Identity, Memo};
+use super::memo::{Memo, Source};
 use crate::model::{Endpoint, EndpointAddress};
 use crate::proxy::Proxy;
 use crate::translate::scope::ProxyView;
@@ -64,14 +64,7 @@ pub(super) fn shared_load_assignment(
     {
         return Arc::new(build());
     }
-    let source = memo::Source {
-        mesh: Identity::of(&model.mesh),
-        service: Identity::of(service),
-        rule: rule.map(Identity::of),
-        port,
-        subset: subset.to_string(),
-    };
-    memo.assignment(source, build)
+    memo.assignment(Source::of(model, service, port, subset), build)
 }
 
 /// The endpoints of one `outbound|PORT|SUBSET|HOST` cluster, grouped by locality: served over

@@ -35,6 +35,7 @@ use crate::mesh_config::MeshConfig;
 use crate::model::sidecar::OutboundPolicy;
 use crate::model::{DestinationRule, Service, VirtualService};
 use crate::proxy::ProxyKind;
+use crate::translate::scope::ProxyView;
 
 /// An `Arc` compared and hashed by the object it points to, not its content.
 #[derive(Debug)]
@@ -64,11 +65,28 @@ impl<T> Hash for Identity<T> {
 /// proxy.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub(super) struct Source {
-    pub mesh: Identity<MeshConfig>,
-    pub service: Identity<Service>,
-    pub rule: Option<Identity<DestinationRule>>,
-    pub port: u16,
-    pub subset: String,
+    mesh: Identity<MeshConfig>,
+    service: Identity<Service>,
+    rule: Option<Identity<DestinationRule>>,
+    port: u16,
+    subset: String,
+}
+
+impl Source {
+    /// Port `port` and subset `subset` (empty for the whole service) of `service` as `view`
+    /// sees it: with the DestinationRule in force for it there and the view's mesh config.
+    pub(super) fn of(view: &ProxyView, service: &Arc<Service>, port: u16, subset: &str) -> Source {
+        Source {
+            mesh: Identity::of(&view.mesh),
+            service: Identity::of(service),
+            rule: view
+                .destination_rules
+                .get(&service.hostname)
+                .map(Identity::of),
+            port,
+            subset: subset.to_string(),
+        }
+    }
 }
 
 /// What a sidecar's route configuration is made from: its name, the part of the proxy's view it
@@ -110,16 +128,14 @@ impl<T> Shared for Option<Arc<T>> {
 
 type Entries<K, V> = Mutex<HashMap<K, V>>;
 
-/// A cluster's source, the place of its port among the service's ports, and the proxy kind.
+/// A cluster's source, the place of its port among the service's ports (which tells apart ports
+/// that share a number), and the proxy kind (sidecars sniff, gateways do not).
 type ClusterKey = (Source, usize, ProxyKind);
 
 /// The memo of one xDS server, shared by every translation it runs ([`super::translate_with_view`]).
 #[derive(Debug, Default)]
 pub struct Memo {
-    /// Clusters differ by proxy kind: sidecars sniff, gateways do not. `None` for a cluster
-    /// translation leaves out.
-    /// The `usize` is the port's place among the service's ports, which tells apart ports that
-    /// share a number.
+    /// `None` for a cluster translation leaves out.
     clusters: Entries<ClusterKey, Option<Arc<Cluster>>>,
     assignments: Entries<Source, Arc<ClusterLoadAssignment>>,
     routes: Entries<RouteSource, Arc<RouteConfiguration>>,
@@ -135,19 +151,17 @@ impl Memo {
     }
 
     /// How many resources are remembered.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         lock(&self.clusters).len() + lock(&self.assignments).len() + lock(&self.routes).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// The outbound cluster `source` (its port the `port_index`th of the service) gives a proxy
     /// of `kind`, built by `build` unless it is remembered.
     pub(super) fn cluster(
         &self,
-        (source, port_index): (Source, usize),
+        source: Source,
+        port_index: usize,
         kind: ProxyKind,
         build: impl FnOnce() -> Option<Cluster>,
     ) -> Option<Arc<Cluster>> {

@@ -90,7 +90,7 @@ impl ProxyKey {
 pub struct Cache {
     state: Mutex<State>,
     interner: Arc<Interner>,
-    /// Clusters and assignments shared across keys and models.
+    /// Clusters, assignments and route configurations shared across keys and models.
     memo: Arc<Memo>,
     /// Translations are CPU-bound: more at once than CPUs only holds more memory.
     translating: Arc<Semaphore>,

@@ -53,7 +53,7 @@ pub struct Resource {
     content: Content,
 }
 
-/// Boxed: the messages differ much in size. Clusters, assignments and route configurations come
+/// Boxed or shared: the messages differ much in size. Clusters, assignments and route configurations come
 /// shared from translation ([`translate::Memo`]), so an equal one is often the very same.
 #[derive(Debug)]
 enum Content {

@@ -110,7 +110,7 @@ spec:
     ));
     drop((before, again));
     memo.sweep();
-    assert!(memo.is_empty());
+    assert_eq!(memo.len(), 0);
     assert_eq!(
         translate_with_view(&model, &proxy, &memo).0,
         translate(&model, &proxy)
